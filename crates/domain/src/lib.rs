@@ -1,0 +1,11 @@
+//! Rapport's domain logic, free of I/O so that every rule can be tested alone.
+//!
+//! Transport (tonic) and storage (sea-orm, redis) live in the service crates; they convert to
+//! and from the types here and call these functions.
+
+pub mod alert;
+pub mod event;
+pub mod metrics;
+pub mod rfm;
+pub mod scorecard;
+pub mod tier;

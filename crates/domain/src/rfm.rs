@@ -1,0 +1,85 @@
+//! RFM: recency, frequency and monetary scores 1–5 by quintile within a population.
+
+/// One customer's raw RFM values.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RfmInput<'a> {
+    pub customer_id: &'a str,
+    /// Days since the last purchase; `None` (never bought) ranks as the least recent.
+    pub recency_days: Option<f64>,
+    pub frequency: u64,
+    pub monetary: f64,
+}
+
+/// One customer's R, F and M scores, 1 (worst) to 5 (best).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RfmScore {
+    pub r: u8,
+    pub f: u8,
+    pub m: u8,
+}
+
+/// Quintile scores: customers are ranked worst to best on each value (ties broken by customer
+/// id, so the result is deterministic) and the customer at rank `i` of `n` scores
+/// `1 + floor(5 i / n)`. Returned in the order of `input`.
+pub fn score(input: &[RfmInput<'_>]) -> Vec<RfmScore> {
+    let recency = quintiles(input, |a, b| {
+        // Larger recency (or none) is worse, so it ranks first.
+        let key = |x: &RfmInput<'_>| x.recency_days.map_or(f64::INFINITY, |d| d);
+        key(b).total_cmp(&key(a))
+    });
+    let frequency = quintiles(input, |a, b| a.frequency.cmp(&b.frequency));
+    let monetary = quintiles(input, |a, b| a.monetary.total_cmp(&b.monetary));
+    (0..input.len())
+        .map(|i| RfmScore {
+            r: recency[i],
+            f: frequency[i],
+            m: monetary[i],
+        })
+        .collect()
+}
+
+fn quintiles(
+    input: &[RfmInput<'_>],
+    worse_first: impl Fn(&RfmInput<'_>, &RfmInput<'_>) -> std::cmp::Ordering,
+) -> Vec<u8> {
+    let mut order: Vec<usize> = (0..input.len()).collect();
+    order.sort_by(|&a, &b| {
+        worse_first(&input[a], &input[b]).then_with(|| input[a].customer_id.cmp(input[b].customer_id))
+    });
+    let n = input.len();
+    let mut scores = vec![0u8; n];
+    for (rank, idx) in order.into_iter().enumerate() {
+        scores[idx] = 1 + (5 * rank / n) as u8;
+    }
+    scores
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ten_customers_fall_two_per_quintile() {
+        let ids: Vec<String> = (0..10).map(|i| format!("c{i}")).collect();
+        let input: Vec<RfmInput<'_>> = ids
+            .iter()
+            .enumerate()
+            .map(|(i, id)| RfmInput { customer_id: id, recency_days: Some(i as f64), frequency: i as u64, monetary: 10.0 * i as f64 })
+            .collect();
+        let s = score(&input);
+        assert_eq!(s.iter().map(|x| x.f).collect::<Vec<_>>(), [1, 1, 2, 2, 3, 3, 4, 4, 5, 5]);
+        assert_eq!(s.iter().map(|x| x.m).collect::<Vec<_>>(), [1, 1, 2, 2, 3, 3, 4, 4, 5, 5]);
+        // The most recent buyer (0 days) has the best recency.
+        assert_eq!(s.iter().map(|x| x.r).collect::<Vec<_>>(), [5, 5, 4, 4, 3, 3, 2, 2, 1, 1]);
+    }
+
+    #[test]
+    fn never_bought_is_least_recent() {
+        let input = [
+            RfmInput { customer_id: "a", recency_days: None, frequency: 0, monetary: 0.0 },
+            RfmInput { customer_id: "b", recency_days: Some(400.0), frequency: 1, monetary: 1.0 },
+        ];
+        let s = score(&input);
+        assert!(s[0].r < s[1].r);
+    }
+}

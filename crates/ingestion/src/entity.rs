@@ -1,0 +1,55 @@
+//! Ingestion's tables: stored events, quarantine (rejected input), and its outbox.
+
+/// Stored events; `seq` orders a tenant's events as they were committed.
+pub mod event {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "ingestion_events")]
+    pub struct Model {
+        #[sea_orm(primary_key)]
+        pub seq: i64,
+        pub tenant_id: String,
+        pub event_id: String,
+        pub customer_id: String,
+        pub event_type: String,
+        /// Event time corrected for clock skew, ms since the epoch.
+        pub occurred_at: i64,
+        /// The producer's send time, ms since the epoch.
+        pub sent_at: Option<i64>,
+        pub received_at: i64,
+        /// The event exactly as received (protobuf).
+        pub payload: Vec<u8>,
+        /// Hash of the event's content, to tell a retry from a conflicting reuse of the id.
+        pub content_hash: String,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// Rejected events, kept with their reason so they can be inspected and replayed.
+pub mod quarantine {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "ingestion_quarantine")]
+    pub struct Model {
+        #[sea_orm(primary_key)]
+        pub id: i64,
+        pub tenant_id: String,
+        pub event_id: String,
+        pub reason: String,
+        pub field: String,
+        pub message: String,
+        pub raw: Vec<u8>,
+        pub received_at: i64,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}

@@ -1,0 +1,120 @@
+//! The gRPC adapter of ingestion: converts proto ↔ domain, authorises, maps errors to status.
+
+use crate::convert;
+use crate::store::{Checked, Outcome, Store, StoreError};
+use prost::Message;
+use rapport_domain::event::{ValidationPolicy, validate};
+use rapport_proto::ingestion::v1 as pb;
+use rapport_server::{Principal, Role};
+use rapport_storage::outbox::RelayWaker;
+use tonic::{Request, Response, Status};
+
+/// Most events in one `Ingest` request.
+pub const MAX_BATCH: usize = 2_500;
+/// Largest `Ingest` request.
+pub const MAX_REQUEST_BYTES: usize = 4 * 1024 * 1024;
+/// Most events returned by one `ListCustomerEvents` call per customer.
+const EVENTS_PAGE: u64 = 10_000;
+
+impl From<StoreError> for Status {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Db(db) => {
+                tracing::error!(error = %db, "ingestion storage failed");
+                Status::unavailable("event store unavailable; nothing from this request was stored, retry")
+            }
+        }
+    }
+}
+
+/// The ingestion gRPC service.
+pub struct IngestionApi {
+    pub store: Store,
+    pub policy: ValidationPolicy,
+    pub waker: RelayWaker,
+}
+
+#[tonic::async_trait]
+impl pb::ingestion_service_server::IngestionService for IngestionApi {
+    async fn ingest(&self, req: Request<pb::IngestRequest>) -> Result<Response<pb::IngestResponse>, Status> {
+        let tenant = Principal::of(&req)?.require(&[Role::Ingest])?.to_owned();
+        let events = req.into_inner().events;
+        if events.len() > MAX_BATCH {
+            return Err(Status::invalid_argument(format!(
+                "events: at most {MAX_BATCH} events per request, got {}; nothing was stored",
+                events.len()
+            )));
+        }
+        let now = chrono::Utc::now();
+        let checked: Vec<Checked> = events.iter().map(|e| check(e, now, &self.policy)).collect();
+        let outcomes = self
+            .store
+            .ingest(&tenant, checked, now.timestamp_millis(), rapport_telemetry::current_traceparent())
+            .await?;
+        self.waker.wake();
+
+        let mut response = pb::IngestResponse::default();
+        for (index, (event, outcome)) in events.iter().zip(outcomes).enumerate() {
+            let mut result = pb::EventResult {
+                index: index as u32,
+                event_id: event.event_id.clone(),
+                ..Default::default()
+            };
+            match outcome {
+                Outcome::Accepted => {
+                    response.accepted += 1;
+                    result.verdict = pb::Verdict::Accepted.into();
+                }
+                Outcome::Duplicate => {
+                    response.duplicates += 1;
+                    result.verdict = pb::Verdict::Duplicate.into();
+                }
+                Outcome::Rejected(r) => {
+                    response.rejected += 1;
+                    result.verdict = pb::Verdict::Rejected.into();
+                    result.reason = convert::reason(r.reason).into();
+                    result.field = r.field;
+                    result.message = r.message;
+                }
+            }
+            response.results.push(result);
+        }
+        tracing::info!(tenant, accepted = response.accepted, duplicates = response.duplicates, rejected = response.rejected, "ingested");
+        Ok(Response::new(response))
+    }
+
+    async fn list_customer_events(
+        &self,
+        req: Request<pb::ListCustomerEventsRequest>,
+    ) -> Result<Response<pb::ListCustomerEventsResponse>, Status> {
+        let tenant = Principal::of(&req)?.require(&[Role::Read])?.to_owned();
+        let mut events = Vec::new();
+        for cursor in req.into_inner().customers {
+            for stored in self.store.customer_events(&tenant, &cursor.customer_id, cursor.after_seq, EVENTS_PAGE).await? {
+                let mut event = pb::Event::decode(stored.raw.as_slice())
+                    .map_err(|e| Status::data_loss(format!("stored event {} is unreadable: {e}", stored.seq)))?;
+                // Consumers get the skew-corrected event time.
+                event.occurred_at = Some(convert::timestamp(stored.occurred_at));
+                events.push(pb::StoredEvent {
+                    seq: stored.seq,
+                    event: Some(event),
+                    received_at: Some(convert::timestamp(stored.received_at)),
+                });
+            }
+        }
+        Ok(Response::new(pb::ListCustomerEventsResponse { events }))
+    }
+}
+
+fn check(event: &pb::Event, now: chrono::DateTime<chrono::Utc>, policy: &ValidationPolicy) -> Checked {
+    let raw = event.encode_to_vec();
+    match convert::draft(event).and_then(|d| validate(d, now, policy)) {
+        Ok(valid) => Checked::Valid {
+            sent_at: event.sent_at.as_ref().and_then(|t| convert::time(t, "sent_at").ok()).map(|t| t.timestamp_millis()),
+            content_hash: convert::content_hash(event),
+            event: valid,
+            raw,
+        },
+        Err(rejection) => Checked::Invalid { event_id: event.event_id.clone(), raw, rejection },
+    }
+}

@@ -1,0 +1,66 @@
+//! The ingestion service: validates, deduplicates and durably stores customer events, and
+//! tells scoring (through its outbox) which customers changed.
+
+mod convert;
+mod entity;
+pub mod grpc;
+pub mod migration;
+mod relay;
+pub mod store;
+
+use rapport_domain::event::ValidationPolicy;
+use rapport_proto::ingestion::v1::ingestion_service_server::{IngestionServiceServer, SERVICE_NAME};
+use rapport_proto::scoring::v1::scoring_service_client::ScoringServiceClient;
+use rapport_server::{Authenticator, CommonArgs, peer_channel};
+use rapport_storage::outbox::{Relay, RelayWaker};
+use sea_orm_migration::MigratorTrait;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tonic::service::Routes;
+use tonic::service::interceptor::InterceptedService;
+
+/// Settings of the ingestion service.
+#[derive(Debug, Clone, clap::Parser)]
+#[command(name = "rapport-ingestion", about = "Rapport's ingestion service", version)]
+pub struct Config {
+    /// Address to serve gRPC on.
+    #[arg(long, env = "RAPPORT_INGESTION_LISTEN", default_value = "127.0.0.1:7401")]
+    pub listen: SocketAddr,
+    /// Address of the scoring service.
+    #[arg(long, env = "RAPPORT_SCORING_ADDR", default_value = "127.0.0.1:7402")]
+    pub scoring_addr: String,
+    /// How far in the future an event time may be, in seconds, for producers with fast clocks.
+    #[arg(long, env = "RAPPORT_MAX_FUTURE_SKEW_SECS", default_value_t = 300)]
+    pub max_future_skew_secs: i64,
+    #[command(flatten)]
+    pub common: CommonArgs,
+}
+
+/// Runs the service on `listener` until `stop` is cancelled, then flushes its outbox.
+pub async fn run(config: Config, listener: TcpListener, stop: CancellationToken) -> anyhow::Result<()> {
+    let db = rapport_storage::connect(&config.common.database_url("ingestion")).await?;
+    migration::Migrator::up(&db, None).await?;
+    let keys = Arc::new(config.common.api_keys()?);
+
+    let scoring = ScoringServiceClient::new(peer_channel(&config.scoring_addr)?);
+    let notifier = relay::ScoringNotifier::new(scoring, keys.service_key().to_owned());
+    let waker = RelayWaker::default();
+    let relay = tokio::spawn(Relay::new(migration::OUTBOX, db.clone(), notifier).run(waker.clone(), stop.clone()));
+
+    let api = grpc::IngestionApi {
+        store: store::Store::new(db),
+        policy: ValidationPolicy {
+            future_skew: chrono::Duration::seconds(config.max_future_skew_secs),
+        },
+        waker,
+    };
+    let server = IngestionServiceServer::new(api)
+        .max_decoding_message_size(grpc::MAX_REQUEST_BYTES)
+        .max_encoding_message_size(usize::MAX);
+    let routes = Routes::new(InterceptedService::new(server, Authenticator(keys)));
+    rapport_server::serve(listener, routes, &[SERVICE_NAME], stop).await?;
+    relay.await?;
+    Ok(())
+}

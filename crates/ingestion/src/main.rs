@@ -1,0 +1,12 @@
+//! `rapport-ingestion`: the ingestion service as its own process.
+
+use clap::Parser;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let config = rapport_ingestion::Config::parse();
+    rapport_server::run_process("rapport-ingestion", config.listen, |listener, stop| {
+        rapport_ingestion::run(config, listener, stop)
+    })
+    .await
+}

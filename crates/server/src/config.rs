@@ -1,0 +1,51 @@
+//! Settings every service shares, from flags or `RAPPORT_*` environment variables.
+
+use crate::auth::{ApiKeys, DEV_API_KEY, DEV_SERVICE_KEY, DEV_TENANT, KeySpecError};
+use std::path::PathBuf;
+
+/// Storage and credentials, common to the four services.
+#[derive(Debug, Clone, clap::Args)]
+pub struct CommonArgs {
+    /// Directory of the embedded SQLite databases (one file per service).
+    #[arg(long, env = "RAPPORT_DATA_DIR", default_value = ".rapport")]
+    pub data_dir: PathBuf,
+    /// Database URL (postgres://… or sqlite://…); default: SQLite under the data directory.
+    #[arg(long, env = "DATABASE_URL")]
+    pub database_url: Option<String>,
+    /// API keys as KEY=TENANT:ROLE,… (roles: ingest, read, admin); default: the development key.
+    #[arg(long, env = "RAPPORT_API_KEYS")]
+    pub api_keys: Option<String>,
+    /// Key the services use to call each other.
+    #[arg(long, env = "RAPPORT_SERVICE_KEY", default_value = DEV_SERVICE_KEY)]
+    pub service_key: String,
+}
+
+impl CommonArgs {
+    /// Defaults: SQLite under `data_dir`, development keys.
+    pub fn embedded(data_dir: PathBuf) -> Self {
+        CommonArgs {
+            data_dir,
+            database_url: None,
+            api_keys: None,
+            service_key: DEV_SERVICE_KEY.to_owned(),
+        }
+    }
+
+    /// The database URL for `service`.
+    pub fn database_url(&self, service: &str) -> String {
+        match &self.database_url {
+            Some(url) => url.clone(),
+            None => rapport_storage::sqlite_url(&self.data_dir, service),
+        }
+    }
+
+    /// The API keys this server accepts.
+    pub fn api_keys(&self) -> Result<ApiKeys, KeySpecError> {
+        let spec = self.api_keys.clone().unwrap_or_else(|| format!("{DEV_API_KEY}={DEV_TENANT}:admin"));
+        let keys = ApiKeys::parse(&spec, &self.service_key)?;
+        if keys.is_dev() {
+            tracing::warn!("using the built-in development API keys; set RAPPORT_API_KEYS and RAPPORT_SERVICE_KEY in production");
+        }
+        Ok(keys)
+    }
+}

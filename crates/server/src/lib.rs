@@ -1,0 +1,15 @@
+//! What every Rapport gRPC server and client shares: API-key authentication, server assembly
+//! (trace-context layer, health, reflection, graceful shutdown) and channels to peer services.
+//! Business code never sees this crate; each service's `grpc.rs` adapter does.
+
+pub mod auth;
+pub mod config;
+pub mod peer;
+pub mod process;
+pub mod serve;
+
+pub use auth::{ApiKeys, Authenticator, Principal, Role};
+pub use config::CommonArgs;
+pub use peer::{PeerChannel, peer_channel, peer_request};
+pub use process::run_process;
+pub use serve::{ServeError, serve, shutdown_signal};

@@ -1,0 +1,27 @@
+//! The shape of every service binary: parse, set up telemetry, bind, run until a signal.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+/// Runs one service as its own process: telemetry named `service`, a listener on `listen`
+/// (its address printed as `listening on ADDR` for supervisors and tests), and `run` until
+/// SIGINT or SIGTERM.
+pub async fn run_process<F, Fut>(service: &str, listen: SocketAddr, run: F) -> anyhow::Result<()>
+where
+    F: FnOnce(TcpListener, CancellationToken) -> Fut,
+    Fut: Future<Output = anyhow::Result<()>>,
+{
+    let mut telemetry = rapport_telemetry::init(service)?;
+    let listener = TcpListener::bind(listen).await?;
+    let addr = listener.local_addr()?;
+    println!("listening on {addr}");
+    tracing::info!(%addr, service, "listening");
+    let result = run(listener, crate::shutdown_signal()).await;
+    if let Err(error) = &result {
+        tracing::error!(%error, service, "stopped with an error");
+    }
+    tokio::task::spawn_blocking(move || telemetry.shutdown()).await?;
+    result
+}

@@ -1,0 +1,68 @@
+//! Database plumbing shared by the services: connecting, migrating, and the transactional outbox.
+//!
+//! Each service owns its tables and its migrations; this crate only knows how to reach a
+//! database (PostgreSQL in production, SQLite embedded) and how an outbox works.
+
+pub mod outbox;
+
+use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
+use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbErr};
+use std::path::Path;
+use std::time::Duration;
+
+pub use sea_orm;
+pub use sea_orm_migration;
+
+/// Errors of the storage layer.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("database: {0}")]
+    Db(#[from] DbErr),
+    #[error("cannot create the data directory {path}: {source}")]
+    DataDir {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("unsupported database URL {0:?}: use postgres://… or sqlite://…")]
+    UnsupportedUrl(String),
+}
+
+/// The SQLite URL of a service's own database file under `data_dir` (the embedded default).
+pub fn sqlite_url(data_dir: &Path, service: &str) -> String {
+    format!("sqlite://{}?mode=rwc", data_dir.join(format!("{service}.db")).display())
+}
+
+/// Connects to PostgreSQL or SQLite by URL, creating the SQLite file and its directory if needed.
+pub async fn connect(url: &str) -> Result<DatabaseConnection, StorageError> {
+    let mut options = ConnectOptions::new(url.to_owned());
+    options
+        .connect_timeout(Duration::from_secs(10))
+        .acquire_timeout(Duration::from_secs(30))
+        .sqlx_logging(false);
+    if let Some(path) = url.strip_prefix("sqlite://") {
+        let file = path.split('?').next().unwrap_or(path);
+        if let Some(dir) = Path::new(file).parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|source| StorageError::DataDir {
+                path: dir.display().to_string(),
+                source,
+            })?;
+        }
+        // One writer at a time is SQLite's rule: WAL lets readers run beside it, and the busy
+        // timeout makes writers queue instead of failing. FULL sync keeps every commit on disk.
+        options.max_connections(8).map_sqlx_sqlite_opts(|o| {
+            o.journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Full)
+                .busy_timeout(Duration::from_secs(30))
+        });
+    } else if !url.starts_with("postgres://") && !url.starts_with("postgresql://") {
+        return Err(StorageError::UnsupportedUrl(url.to_owned()));
+    } else {
+        options.max_connections(16);
+    }
+    Ok(Database::connect(options).await?)
+}
+
+/// Current time in milliseconds since the Unix epoch, as the outbox stores times.
+pub fn now_millis() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}

@@ -1,0 +1,320 @@
+//! The transactional outbox: notifications written in the same transaction as the state
+//! change, then delivered by a [`Relay`] with retries and backoff until the receiver accepts.
+//!
+//! Each service has its own outbox table of the same shape ([`create_table`]). Delivery is
+//! at least once; receivers are idempotent.
+
+use rand::Rng;
+use sea_orm::sea_query::{Alias, ColumnDef, Expr, ExprTrait, Func, Index, Order, Query, Table};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr};
+use sea_orm_migration::SchemaManager;
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+/// A notification waiting in an outbox.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutboxMessage {
+    pub id: i64,
+    pub tenant_id: String,
+    pub topic: String,
+    pub payload: Vec<u8>,
+    /// W3C `traceparent` of the span that wrote it, so delivery continues the same trace.
+    pub traceparent: Option<String>,
+    pub attempts: i32,
+}
+
+/// Why a delivery failed; the messages stay in the outbox and are retried.
+#[derive(Debug, thiserror::Error)]
+#[error("delivery failed: {0}")]
+pub struct DeliveryError(pub String);
+
+/// Sends one tenant's due messages of one topic to their receiver.
+pub trait Deliver: Send + Sync + 'static {
+    /// Delivers all of `messages` (same tenant and topic) or fails as a whole.
+    fn deliver(
+        &self,
+        tenant_id: &str,
+        topic: &str,
+        messages: &[OutboxMessage],
+    ) -> impl Future<Output = Result<(), DeliveryError>> + Send;
+}
+
+/// One service's outbox table.
+#[derive(Debug, Clone, Copy)]
+pub struct Outbox {
+    table: &'static str,
+}
+
+fn col(name: &str) -> Alias {
+    Alias::new(name)
+}
+
+/// Creates an outbox table named `table` (call from the owning service's migration).
+pub async fn create_table(manager: &SchemaManager<'_>, table: &str) -> Result<(), DbErr> {
+    manager
+        .create_table(
+            Table::create()
+                .table(col(table))
+                .if_not_exists()
+                .col(ColumnDef::new(col("id")).big_integer().not_null().auto_increment().primary_key())
+                .col(ColumnDef::new(col("tenant_id")).string().not_null())
+                .col(ColumnDef::new(col("topic")).string().not_null())
+                .col(ColumnDef::new(col("payload")).blob().not_null())
+                .col(ColumnDef::new(col("traceparent")).string().null())
+                .col(ColumnDef::new(col("attempts")).integer().not_null().default(0))
+                .col(ColumnDef::new(col("next_attempt_at")).big_integer().not_null())
+                .col(ColumnDef::new(col("created_at")).big_integer().not_null())
+                .col(ColumnDef::new(col("last_error")).text().null())
+                .to_owned(),
+        )
+        .await?;
+    manager
+        .create_index(
+            Index::create()
+                .if_not_exists()
+                .name(format!("{table}_due"))
+                .table(col(table))
+                .col(col("next_attempt_at"))
+                .to_owned(),
+        )
+        .await
+}
+
+impl Outbox {
+    /// The outbox stored in `table`.
+    pub const fn new(table: &'static str) -> Self {
+        Outbox { table }
+    }
+
+    /// Adds a message; call inside the transaction that makes the change it announces.
+    pub async fn push<C: ConnectionTrait>(
+        &self,
+        conn: &C,
+        tenant_id: &str,
+        topic: &str,
+        payload: Vec<u8>,
+        traceparent: Option<String>,
+    ) -> Result<(), DbErr> {
+        let now = crate::now_millis();
+        let insert = Query::insert()
+            .into_table(col(self.table))
+            .columns(["tenant_id", "topic", "payload", "traceparent", "attempts", "next_attempt_at", "created_at"].map(col))
+            .values_panic([
+                tenant_id.into(),
+                topic.into(),
+                payload.into(),
+                traceparent.into(),
+                0i32.into(),
+                now.into(),
+                now.into(),
+            ])
+            .to_owned();
+        conn.execute(&insert).await?;
+        Ok(())
+    }
+
+    /// Up to `limit` messages whose next attempt is due, oldest first.
+    pub async fn due<C: ConnectionTrait>(&self, conn: &C, limit: u64) -> Result<Vec<OutboxMessage>, DbErr> {
+        let select = Query::select()
+            .columns(["id", "tenant_id", "topic", "payload", "traceparent", "attempts"].map(col))
+            .from(col(self.table))
+            .and_where(Expr::col(col("next_attempt_at")).lte(crate::now_millis()))
+            .order_by(col("id"), Order::Asc)
+            .limit(limit)
+            .to_owned();
+        conn.query_all(&select)
+            .await?
+            .into_iter()
+            .map(|row| {
+                Ok(OutboxMessage {
+                    id: row.try_get("", "id")?,
+                    tenant_id: row.try_get("", "tenant_id")?,
+                    topic: row.try_get("", "topic")?,
+                    payload: row.try_get("", "payload")?,
+                    traceparent: row.try_get("", "traceparent")?,
+                    attempts: row.try_get("", "attempts")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Number of messages not yet delivered (the outbox depth).
+    pub async fn depth<C: ConnectionTrait>(&self, conn: &C) -> Result<i64, DbErr> {
+        let select = Query::select()
+            .expr_as(Func::count(Expr::col(col("id"))), col("n"))
+            .from(col(self.table))
+            .to_owned();
+        match conn.query_one(&select).await? {
+            Some(row) => row.try_get("", "n"),
+            None => Ok(0),
+        }
+    }
+
+    /// Removes delivered messages.
+    pub async fn delivered<C: ConnectionTrait>(&self, conn: &C, ids: &[i64]) -> Result<(), DbErr> {
+        let delete = Query::delete()
+            .from_table(col(self.table))
+            .and_where(Expr::col(col("id")).is_in(ids.iter().copied()))
+            .to_owned();
+        conn.execute(&delete).await?;
+        Ok(())
+    }
+
+    /// Records a failed attempt and when to try again.
+    pub async fn failed<C: ConnectionTrait>(
+        &self,
+        conn: &C,
+        ids: &[i64],
+        retry_in: Duration,
+        error: &str,
+    ) -> Result<(), DbErr> {
+        let update = Query::update()
+            .table(col(self.table))
+            .value(col("attempts"), Expr::col(col("attempts")).add(1))
+            .value(col("next_attempt_at"), crate::now_millis() + retry_in.as_millis() as i64)
+            .value(col("last_error"), error)
+            .and_where(Expr::col(col("id")).is_in(ids.iter().copied()))
+            .to_owned();
+        conn.execute(&update).await?;
+        Ok(())
+    }
+}
+
+/// Exponential backoff with full jitter.
+#[derive(Debug, Clone, Copy)]
+pub struct Backoff {
+    pub base: Duration,
+    pub max: Duration,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Backoff {
+            base: Duration::from_millis(200),
+            max: Duration::from_secs(30),
+        }
+    }
+}
+
+impl Backoff {
+    /// The wait before the next try after `attempts` failures: random in [cap/2, cap].
+    pub fn delay(&self, attempts: i32) -> Duration {
+        let exp = 2u32.saturating_pow(attempts.clamp(0, 20) as u32);
+        let cap = self.base.saturating_mul(exp).min(self.max);
+        let half = cap / 2;
+        half + half.mul_f64(rand::rng().random::<f64>())
+    }
+}
+
+/// Wakes a relay as soon as new messages are committed, instead of at its next poll.
+#[derive(Debug, Clone, Default)]
+pub struct RelayWaker(Arc<Notify>);
+
+impl RelayWaker {
+    /// Asks the relay to look at the outbox now.
+    pub fn wake(&self) {
+        self.0.notify_one();
+    }
+}
+
+/// Delivers an outbox's messages until cancelled.
+pub struct Relay<D> {
+    pub outbox: Outbox,
+    pub db: DatabaseConnection,
+    pub deliver: D,
+    pub backoff: Backoff,
+    /// How often to look for due messages when nobody wakes the relay.
+    pub poll: Duration,
+    pub batch: u64,
+}
+
+impl<D: Deliver> Relay<D> {
+    /// A relay with the default backoff, poll interval and batch size.
+    pub fn new(outbox: Outbox, db: DatabaseConnection, deliver: D) -> Self {
+        Relay {
+            outbox,
+            db,
+            deliver,
+            backoff: Backoff::default(),
+            poll: Duration::from_millis(500),
+            batch: 1_000,
+        }
+    }
+
+    /// Runs until `stop` is cancelled, then makes one last pass so a graceful shutdown flushes.
+    pub async fn run(self, waker: RelayWaker, stop: CancellationToken) {
+        loop {
+            let progressed = match self.pass().await {
+                Ok(n) => n,
+                Err(error) => {
+                    tracing::warn!(%error, table = self.outbox.table, "outbox pass failed");
+                    0
+                }
+            };
+            if stop.is_cancelled() {
+                break;
+            }
+            if progressed < self.batch as usize {
+                tokio::select! {
+                    _ = waker.0.notified() => {}
+                    _ = tokio::time::sleep(self.poll) => {}
+                    _ = stop.cancelled() => {
+                        let _ = self.pass().await;
+                        break;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Delivers what is due once; returns how many messages were delivered.
+    pub async fn pass(&self) -> Result<usize, DbErr> {
+        let due = self.outbox.due(&self.db, self.batch).await?;
+        let mut groups: BTreeMap<(&str, &str), Vec<OutboxMessage>> = BTreeMap::new();
+        for m in &due {
+            groups.entry((&m.tenant_id, &m.topic)).or_default().push(m.clone());
+        }
+        let mut delivered = 0;
+        for ((tenant, topic), messages) in groups {
+            let span = tracing::info_span!("outbox.deliver", table = self.outbox.table, tenant, topic, messages = messages.len());
+            let parents: Vec<&str> = messages.iter().filter_map(|m| m.traceparent.as_deref()).collect();
+            rapport_telemetry::link_remote_parents(&span, &parents);
+            let ids: Vec<i64> = messages.iter().map(|m| m.id).collect();
+            match self.deliver.deliver(tenant, topic, &messages).instrument(span).await {
+                Ok(()) => {
+                    self.outbox.delivered(&self.db, &ids).await?;
+                    delivered += ids.len();
+                }
+                Err(error) => {
+                    let attempts = messages.iter().map(|m| m.attempts).max().unwrap_or(0);
+                    let retry_in = self.backoff.delay(attempts);
+                    tracing::warn!(%error, tenant, topic, attempts, ?retry_in, "outbox delivery failed; will retry");
+                    self.outbox.failed(&self.db, &ids, retry_in, &error.to_string()).await?;
+                }
+            }
+        }
+        Ok(delivered)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        let b = Backoff { base: Duration::from_millis(100), max: Duration::from_secs(2) };
+        for _ in 0..50 {
+            let d0 = b.delay(0);
+            assert!(d0 >= Duration::from_millis(50) && d0 <= Duration::from_millis(100));
+            let d3 = b.delay(3);
+            assert!(d3 >= Duration::from_millis(400) && d3 <= Duration::from_millis(800));
+            assert!(b.delay(40) <= Duration::from_secs(2));
+        }
+    }
+}

@@ -1,0 +1,176 @@
+//! Tracing for every Rapport process: structured logs, OTLP export to Jaeger when
+//! `OTEL_EXPORTER_OTLP_ENDPOINT` is set, and W3C trace-context propagation helpers.
+
+use opentelemetry::propagation::{Extractor, Injector};
+use opentelemetry::trace::{TraceContextExt, TracerProvider as _};
+use opentelemetry::{Context, global};
+use opentelemetry_otlp::WithExportConfig;
+use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::propagation::TraceContextPropagator;
+use opentelemetry_sdk::trace::SdkTracerProvider;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer};
+
+/// Errors while setting up telemetry.
+#[derive(Debug, thiserror::Error)]
+pub enum TelemetryError {
+    #[error("OTLP exporter: {0}")]
+    Exporter(#[from] opentelemetry_otlp::ExporterBuildError),
+    #[error("a global tracing subscriber is already installed")]
+    AlreadyInstalled,
+}
+
+/// Keeps the exporter alive; flushes pending spans when dropped.
+#[must_use = "dropping the guard flushes and stops span export"]
+pub struct TelemetryGuard {
+    provider: Option<SdkTracerProvider>,
+}
+
+impl TelemetryGuard {
+    /// Flushes pending spans and stops the exporter.
+    pub fn shutdown(&mut self) {
+        if let Some(provider) = self.provider.take() {
+            let _ = provider.force_flush();
+            let _ = provider.shutdown();
+        }
+    }
+}
+
+impl Drop for TelemetryGuard {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+/// Installs logging (filtered by `RUST_LOG`, default `info`; JSON when `RAPPORT_LOG_JSON=1`)
+/// and, when `OTEL_EXPORTER_OTLP_ENDPOINT` is set, OTLP span export named `service`.
+///
+/// Must be called inside a multi-thread tokio runtime when exporting.
+pub fn init(service: &str) -> Result<TelemetryGuard, TelemetryError> {
+    global::set_text_map_propagator(TraceContextPropagator::new());
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let json = std::env::var("RAPPORT_LOG_JSON").is_ok_and(|v| v == "1");
+    let fmt = if json {
+        tracing_subscriber::fmt::layer().json().boxed()
+    } else {
+        tracing_subscriber::fmt::layer().with_target(false).boxed()
+    }
+    .with_filter(filter);
+
+    let endpoint = std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT").ok().filter(|e| !e.is_empty());
+    let (otel, provider) = match endpoint {
+        Some(endpoint) => {
+            let exporter = opentelemetry_otlp::SpanExporter::builder()
+                .with_tonic()
+                .with_endpoint(endpoint)
+                .build()?;
+            let provider = SdkTracerProvider::builder()
+                .with_resource(Resource::builder().with_service_name(service.to_owned()).build())
+                .with_batch_exporter(exporter)
+                .build();
+            let tracer = provider.tracer("rapport");
+            // The exporter has its own filter: a quiet RUST_LOG must not silence traces.
+            let layer = tracing_opentelemetry::layer()
+                .with_tracer(tracer)
+                .with_filter(EnvFilter::new("info,h2=off,hyper=off,tower=off,tonic=off"));
+            global::set_tracer_provider(provider.clone());
+            (Some(layer), Some(provider))
+        }
+        None => (None, None),
+    };
+    tracing_subscriber::registry()
+        .with(fmt)
+        .with(otel)
+        .try_init()
+        .map_err(|_| TelemetryError::AlreadyInstalled)?;
+    Ok(TelemetryGuard { provider })
+}
+
+/// Reads W3C trace context out of HTTP/2 headers (gRPC metadata).
+pub struct HeaderExtractor<'a>(pub &'a http::HeaderMap);
+
+impl Extractor for HeaderExtractor<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).and_then(|v| v.to_str().ok())
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        self.0.keys().map(|k| k.as_str()).collect()
+    }
+}
+
+/// Writes W3C trace context into HTTP/2 headers (gRPC metadata).
+pub struct HeaderInjector<'a>(pub &'a mut http::HeaderMap);
+
+impl Injector for HeaderInjector<'_> {
+    fn set(&mut self, key: &str, value: String) {
+        if let (Ok(name), Ok(value)) = (
+            http::header::HeaderName::from_bytes(key.as_bytes()),
+            http::header::HeaderValue::from_str(&value),
+        ) {
+            self.0.insert(name, value);
+        }
+    }
+}
+
+/// The trace context a request carries in its headers.
+pub fn extract(headers: &http::HeaderMap) -> Context {
+    global::get_text_map_propagator(|p| p.extract(&HeaderExtractor(headers)))
+}
+
+/// Makes `span` a child of the trace context carried by incoming `headers`.
+pub fn set_remote_parent(span: &tracing::Span, headers: &http::HeaderMap) {
+    let _ = span.set_parent(extract(headers));
+}
+
+/// Writes the current span's trace context into outgoing headers.
+pub fn inject_current(headers: &mut http::HeaderMap) {
+    let cx = tracing::Span::current().context();
+    global::get_text_map_propagator(|p| p.inject_context(&cx, &mut HeaderInjector(headers)));
+}
+
+/// The current span's W3C `traceparent`, to store beside work that continues later.
+pub fn current_traceparent() -> Option<String> {
+    let cx = tracing::Span::current().context();
+    if !cx.span().span_context().is_valid() {
+        return None;
+    }
+    let mut headers = http::HeaderMap::new();
+    global::get_text_map_propagator(|p| p.inject_context(&cx, &mut HeaderInjector(&mut headers)));
+    headers.get("traceparent").and_then(|v| v.to_str().ok()).map(str::to_owned)
+}
+
+fn context_of(traceparent: &str) -> Option<Context> {
+    let mut headers = http::HeaderMap::new();
+    HeaderInjector(&mut headers).set("traceparent", traceparent.to_owned());
+    let cx = extract(&headers);
+    cx.span().span_context().is_valid().then_some(cx)
+}
+
+/// Makes `span` continue the trace of the first stored `traceparent` and links the others,
+/// so work that was queued (an outbox) stays in the trace that caused it.
+pub fn link_remote_parents(span: &tracing::Span, traceparents: &[&str]) {
+    let mut contexts = traceparents.iter().filter_map(|t| context_of(t));
+    if let Some(parent) = contexts.next() {
+        let _ = span.set_parent(parent);
+    }
+    for cx in contexts {
+        span.add_link(cx.span().span_context().clone());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn traceparent_round_trips_through_headers() {
+        global::set_text_map_propagator(TraceContextPropagator::new());
+        let tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let cx = context_of(tp).expect("valid traceparent");
+        assert_eq!(cx.span().span_context().trace_id().to_string(), "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert!(context_of("garbage").is_none());
+    }
+}
