@@ -1,8 +1,9 @@
 //! The gRPC adapter of ingestion: converts proto ↔ domain, authorises, maps errors to status.
 
-use crate::convert;
+use prost::Message as _;
+use rapport_proto::convert;
+use sha2::{Digest, Sha256};
 use crate::store::{Checked, Outcome, Store, StoreError};
-use prost::Message;
 use rapport_domain::event::{ValidationPolicy, validate};
 use rapport_proto::ingestion::v1 as pb;
 use rapport_server::{Principal, Role};
@@ -93,8 +94,9 @@ impl pb::ingestion_service_server::IngestionService for IngestionApi {
             for stored in self.store.customer_events(&tenant, &cursor.customer_id, cursor.after_seq, EVENTS_PAGE).await? {
                 let mut event = pb::Event::decode(stored.raw.as_slice())
                     .map_err(|e| Status::data_loss(format!("stored event {} is unreadable: {e}", stored.seq)))?;
-                // Consumers get the skew-corrected event time.
+                // Consumers get the skew-corrected event time, which makes the send time moot.
                 event.occurred_at = Some(convert::timestamp(stored.occurred_at));
+                event.sent_at = None;
                 events.push(pb::StoredEvent {
                     seq: stored.seq,
                     event: Some(event),
@@ -111,10 +113,32 @@ fn check(event: &pb::Event, now: chrono::DateTime<chrono::Utc>, policy: &Validat
     match convert::draft(event).and_then(|d| validate(d, now, policy)) {
         Ok(valid) => Checked::Valid {
             sent_at: event.sent_at.as_ref().and_then(|t| convert::time(t, "sent_at").ok()).map(|t| t.timestamp_millis()),
-            content_hash: convert::content_hash(event),
+            content_hash: content_hash(event),
             event: valid,
             raw,
         },
         Err(rejection) => Checked::Invalid { event_id: event.event_id.clone(), raw, rejection },
+    }
+}
+
+/// Hash of what an event says, leaving out when it was sent (a retry may be sent later).
+fn content_hash(event: &pb::Event) -> String {
+    let mut content = event.clone();
+    content.sent_at = None;
+    hex::encode(Sha256::digest(content.encode_to_vec()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_hash_ignores_sent_at_only() {
+        let a = pb::Event { event_id: "e".into(), customer_id: "c".into(), ..Default::default() };
+        let mut b = a.clone();
+        b.sent_at = Some(convert::timestamp(5));
+        assert_eq!(content_hash(&a), content_hash(&b));
+        b.customer_id = "d".into();
+        assert_ne!(content_hash(&a), content_hash(&b));
     }
 }

@@ -1,7 +1,6 @@
 //! The ingestion service: validates, deduplicates and durably stores customer events, and
 //! tells scoring (through its outbox) which customers changed.
 
-mod convert;
 mod entity;
 pub mod grpc;
 pub mod migration;

@@ -4,6 +4,8 @@
 pub const FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/rapport_descriptor.bin"));
 
+pub mod convert;
+
 /// Types shared by every service.
 pub mod common {
     /// Version 1.

@@ -1,10 +1,11 @@
-//! Proto ↔ domain conversions for ingestion: the only place that knows both shapes.
+//! Proto ↔ domain conversions, kept together: the one place that knows both shapes.
 
 use chrono::{DateTime, Utc};
-use prost::Message;
 use rapport_domain::event::{ComplaintSeverity, EventDraft, PayloadDraft, RejectReason, Rejection, SurveyKind};
-use rapport_proto::ingestion::v1 as pb;
-use sha2::{Digest, Sha256};
+use crate::common::v1 as common;
+use crate::ingestion::v1 as pb;
+use rapport_domain::scorecard::Band;
+use rapport_domain::tier::Tier;
 
 /// The domain draft of a proto event, or a rejection when a field cannot even be read.
 pub fn draft(event: &pb::Event) -> Result<EventDraft, Rejection> {
@@ -64,13 +65,6 @@ pub fn timestamp(millis: i64) -> prost_types::Timestamp {
     }
 }
 
-/// Hash of what an event says, leaving out when it was sent (a retry may be sent later).
-pub fn content_hash(event: &pb::Event) -> String {
-    let mut content = event.clone();
-    content.sent_at = None;
-    hex::encode(Sha256::digest(content.encode_to_vec()))
-}
-
 /// The proto reason code of a domain rejection.
 pub fn reason(r: RejectReason) -> pb::RejectReason {
     match r {
@@ -81,6 +75,39 @@ pub fn reason(r: RejectReason) -> pb::RejectReason {
         RejectReason::InFuture => pb::RejectReason::InFuture,
         RejectReason::Conflict => pb::RejectReason::Conflict,
         RejectReason::UnsupportedType => pb::RejectReason::UnsupportedType,
+    }
+}
+
+/// The proto tier of a domain tier (unspecified when there is none yet).
+pub fn tier(t: Option<Tier>) -> common::Tier {
+    match t {
+        None => common::Tier::Unspecified,
+        Some(Tier::Regular) => common::Tier::Regular,
+        Some(Tier::Bronze) => common::Tier::Bronze,
+        Some(Tier::Silver) => common::Tier::Silver,
+        Some(Tier::Gold) => common::Tier::Gold,
+        Some(Tier::Vip) => common::Tier::Vip,
+    }
+}
+
+/// The domain tier of a proto tier value; `None` for unspecified or unknown values.
+pub fn domain_tier(value: i32) -> Option<Tier> {
+    match common::Tier::try_from(value).ok()? {
+        common::Tier::Unspecified => None,
+        common::Tier::Regular => Some(Tier::Regular),
+        common::Tier::Bronze => Some(Tier::Bronze),
+        common::Tier::Silver => Some(Tier::Silver),
+        common::Tier::Gold => Some(Tier::Gold),
+        common::Tier::Vip => Some(Tier::Vip),
+    }
+}
+
+/// The proto band of a domain band.
+pub fn band(b: Band) -> common::HealthBand {
+    match b {
+        Band::Red => common::HealthBand::Red,
+        Band::Yellow => common::HealthBand::Yellow,
+        Band::Green => common::HealthBand::Green,
     }
 }
 
@@ -100,13 +127,12 @@ mod tests {
     }
 
     #[test]
-    fn the_hash_ignores_sent_at_only() {
-        let a = pb::Event { event_id: "e".into(), customer_id: "c".into(), ..Default::default() };
-        let mut b = a.clone();
-        b.sent_at = Some(timestamp(5));
-        assert_eq!(content_hash(&a), content_hash(&b));
-        b.customer_id = "d".into();
-        assert_ne!(content_hash(&a), content_hash(&b));
+    fn tiers_round_trip() {
+        for t in Tier::DESCENDING {
+            assert_eq!(domain_tier(tier(Some(t)).into()), Some(t));
+        }
+        assert_eq!(domain_tier(0), None);
+        assert_eq!(domain_tier(99), None);
     }
 
     #[test]

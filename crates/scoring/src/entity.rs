@@ -1,0 +1,53 @@
+//! Scoring's tables: customers (metrics, cursor, current score and tier) and score snapshots.
+
+/// One row per customer: incrementally maintained metrics and the latest score.
+pub mod customer {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+    #[sea_orm(table_name = "scoring_customers")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub tenant_id: String,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub customer_id: String,
+        /// `CustomerMetrics` as JSON.
+        pub metrics: String,
+        /// Ingestion sequence number of the last event folded into the metrics.
+        pub last_event_seq: i64,
+        pub tier: Option<String>,
+        pub score: Option<f64>,
+        pub updated_at: i64,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// Score history: every computed score with the scorecard version and each measure's part.
+pub mod snapshot {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+    #[sea_orm(table_name = "scoring_snapshots")]
+    pub struct Model {
+        #[sea_orm(primary_key)]
+        pub id: i64,
+        pub tenant_id: String,
+        pub customer_id: String,
+        pub score: f64,
+        pub band: String,
+        pub tier: Option<String>,
+        pub scorecard_version: String,
+        /// Each measure's value, normalised score, weight and contribution, as JSON.
+        pub measures: String,
+        pub computed_at: i64,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}

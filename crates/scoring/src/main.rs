@@ -1,0 +1,12 @@
+//! `rapport-scoring`: the scoring service as its own process.
+
+use clap::Parser;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let config = rapport_scoring::Config::parse();
+    rapport_server::run_process("rapport-scoring", config.listen, |listener, stop| {
+        rapport_scoring::run(config, listener, stop)
+    })
+    .await
+}

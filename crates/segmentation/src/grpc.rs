@@ -1,0 +1,157 @@
+//! The gRPC adapter of segmentation, and the run itself: pull features from scoring, grade,
+//! store, announce.
+
+use crate::store::{Grade, Store, StoreError};
+use prost::Message;
+use rapport_domain::rfm::{RfmInput, score as rfm_score};
+use rapport_domain::tier::{Tier, TierShares, assign_tiers};
+use rapport_proto::convert;
+use rapport_proto::scoring::v1::scoring_service_client::ScoringServiceClient;
+use rapport_proto::scoring::v1::{ApplyTiersRequest, CustomerFeatures, ListCustomerFeaturesRequest, TierUpdate};
+use rapport_proto::segmentation::v1 as pb;
+use rapport_server::{PeerChannel, Principal, Role, peer_request};
+use rapport_storage::outbox::RelayWaker;
+use std::collections::HashMap;
+use std::time::Duration;
+use tonic::{Request, Response, Status};
+
+/// Customers per page pulled from scoring.
+const PAGE: u32 = 5_000;
+/// Deadline of one page request.
+const PAGE_DEADLINE: Duration = Duration::from_secs(30);
+
+impl From<StoreError> for Status {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Db(db) => {
+                tracing::error!(error = %db, "segmentation storage failed");
+                Status::unavailable("segment store unavailable, retry")
+            }
+        }
+    }
+}
+
+/// The segmentation gRPC service.
+pub struct SegmentationApi {
+    pub store: Store,
+    pub scoring: ScoringServiceClient<PeerChannel>,
+    pub service_key: String,
+    pub shares: TierShares,
+    pub waker: RelayWaker,
+}
+
+impl SegmentationApi {
+    async fn features(&self, tenant: &str) -> Result<Vec<CustomerFeatures>, Status> {
+        let mut all = Vec::new();
+        let mut after = String::new();
+        loop {
+            let req = peer_request(
+                ListCustomerFeaturesRequest { after_customer_id: after, page_size: PAGE },
+                tenant,
+                &self.service_key,
+                PAGE_DEADLINE,
+            );
+            let page = self
+                .scoring
+                .clone()
+                .list_customer_features(req)
+                .await
+                .map_err(|s| Status::unavailable(format!("scoring: {}", s.message())))?
+                .into_inner();
+            all.extend(page.customers);
+            if page.next_after_customer_id.is_empty() {
+                return Ok(all);
+            }
+            after = page.next_after_customer_id;
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl pb::segmentation_service_server::SegmentationService for SegmentationApi {
+    async fn run_segmentation(
+        &self,
+        req: Request<pb::RunSegmentationRequest>,
+    ) -> Result<Response<pb::RunSegmentationResponse>, Status> {
+        let tenant = Principal::of(&req)?.require(&[Role::Admin])?.to_owned();
+        let started_at = chrono::Utc::now().timestamp_millis();
+        let features = self.features(&tenant).await?;
+
+        let rfm_input: Vec<RfmInput<'_>> = features
+            .iter()
+            .map(|f| RfmInput {
+                customer_id: &f.customer_id,
+                recency_days: f.recency_days,
+                frequency: f.frequency,
+                monetary: f.monetary,
+            })
+            .collect();
+        let rfm = rfm_score(&rfm_input);
+        let values: Vec<(&str, f64)> = features.iter().map(|f| (f.customer_id.as_str(), f.monetary)).collect();
+        let tiers: HashMap<&str, Tier> = assign_tiers(&values, &self.shares).into_iter().collect();
+        let grades: Vec<Grade> = features
+            .iter()
+            .zip(rfm)
+            .map(|(f, rfm)| Grade {
+                customer_id: f.customer_id.clone(),
+                tier: tiers.get(f.customer_id.as_str()).copied().unwrap_or(Tier::Regular),
+                rfm,
+            })
+            .collect();
+
+        let encode = |changes: &[(String, Tier)]| {
+            ApplyTiersRequest {
+                tiers: changes
+                    .iter()
+                    .map(|(id, t)| TierUpdate { customer_id: id.clone(), tier: convert::tier(Some(*t)).into() })
+                    .collect(),
+            }
+            .encode_to_vec()
+        };
+        let summary = self
+            .store
+            .save_run(
+                &tenant,
+                &grades,
+                "share of trailing spend",
+                started_at,
+                chrono::Utc::now().timestamp_millis(),
+                encode,
+                rapport_telemetry::current_traceparent(),
+            )
+            .await?;
+        self.waker.wake();
+
+        let mut counts: HashMap<Tier, u64> = HashMap::new();
+        grades.iter().for_each(|g| *counts.entry(g.tier).or_default() += 1);
+        let tiers = Tier::DESCENDING
+            .iter()
+            .map(|t| pb::TierCount { tier: convert::tier(Some(*t)).into(), customers: counts.get(t).copied().unwrap_or(0) })
+            .collect();
+        tracing::info!(tenant, customers = summary.customers, tier_changes = summary.tier_changes, "segmentation run");
+        Ok(Response::new(pb::RunSegmentationResponse {
+            customers: summary.customers,
+            tier_changes: summary.tier_changes,
+            tiers,
+        }))
+    }
+
+    async fn get_segments(&self, req: Request<pb::GetSegmentsRequest>) -> Result<Response<pb::GetSegmentsResponse>, Status> {
+        let tenant = Principal::of(&req)?.require(&[Role::Read])?.to_owned();
+        let ids = req.into_inner().customer_ids;
+        let segments = self
+            .store
+            .grades(&tenant, &ids)
+            .await?
+            .into_iter()
+            .map(|g| pb::CustomerSegment {
+                tier: convert::tier(Tier::from_name(&g.tier)).into(),
+                customer_id: g.customer_id,
+                recency_score: g.recency_score.max(0) as u32,
+                frequency_score: g.frequency_score.max(0) as u32,
+                monetary_score: g.monetary_score.max(0) as u32,
+            })
+            .collect();
+        Ok(Response::new(pb::GetSegmentsResponse { segments }))
+    }
+}

@@ -1,0 +1,156 @@
+//! Segmentation's storage: a run's grades, the tier changes it made, and the outbox rows that
+//! carry those changes to scoring, in one transaction.
+
+use crate::entity::{customer, run, tier_change};
+use crate::migration::OUTBOX;
+use rapport_domain::rfm::RfmScore;
+use rapport_domain::tier::Tier;
+use sea_orm::sea_query::OnConflict;
+use sea_orm::{
+    ActiveModelTrait,
+    ActiveValue::{NotSet, Set},
+    ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QuerySelect, TransactionTrait,
+};
+use std::collections::HashMap;
+
+/// Rows per multi-row statement.
+const CHUNK: usize = 500;
+/// Tier changes per outbox message.
+const CHANGES_PER_MESSAGE: usize = 1_000;
+
+/// Errors of segmentation's storage.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database: {0}")]
+    Db(#[from] DbErr),
+}
+
+/// One customer's grade in a run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Grade {
+    pub customer_id: String,
+    pub tier: Tier,
+    pub rfm: RfmScore,
+}
+
+/// What a run changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RunSummary {
+    pub customers: u64,
+    pub tier_changes: u64,
+}
+
+/// A customer's stored grade.
+pub type StoredGrade = customer::Model;
+
+/// Segmentation's tables.
+#[derive(Clone)]
+pub struct Store {
+    db: DatabaseConnection,
+}
+
+impl Store {
+    /// The store on an already migrated database.
+    pub fn new(db: DatabaseConnection) -> Self {
+        Store { db }
+    }
+
+    /// Stores a run: grades, tier changes with their reason, and outbox messages (encoded by
+    /// `encode`) announcing the changes.
+    pub async fn save_run(
+        &self,
+        tenant: &str,
+        grades: &[Grade],
+        reason: &str,
+        started_at: i64,
+        now: i64,
+        encode: impl Fn(&[(String, Tier)]) -> Vec<u8>,
+        traceparent: Option<String>,
+    ) -> Result<RunSummary, StoreError> {
+        let current: HashMap<String, String> = customer::Entity::find()
+            .select_only()
+            .column(customer::Column::CustomerId)
+            .column(customer::Column::Tier)
+            .filter(customer::Column::TenantId.eq(tenant))
+            .into_tuple()
+            .all(&self.db)
+            .await?
+            .into_iter()
+            .collect();
+        let txn = self.db.begin().await?;
+        let run = run::ActiveModel {
+            id: NotSet,
+            tenant_id: Set(tenant.to_owned()),
+            started_at: Set(started_at),
+            finished_at: Set(now),
+            customers: Set(grades.len() as i64),
+            tier_changes: Set(0),
+        }
+        .insert(&txn)
+        .await?;
+
+        let mut changes: Vec<(String, Tier)> = Vec::new();
+        let mut change_rows = Vec::new();
+        for g in grades {
+            let old = current.get(&g.customer_id);
+            if old.map(String::as_str) != Some(g.tier.name()) {
+                changes.push((g.customer_id.clone(), g.tier));
+                change_rows.push(tier_change::ActiveModel {
+                    id: NotSet,
+                    tenant_id: Set(tenant.to_owned()),
+                    customer_id: Set(g.customer_id.clone()),
+                    old_tier: Set(old.cloned()),
+                    new_tier: Set(g.tier.name().to_owned()),
+                    reason: Set(reason.to_owned()),
+                    run_id: Set(run.id),
+                    at: Set(now),
+                });
+            }
+        }
+        for chunk in grades.chunks(CHUNK) {
+            let rows = chunk.iter().map(|g| customer::ActiveModel {
+                tenant_id: Set(tenant.to_owned()),
+                customer_id: Set(g.customer_id.clone()),
+                tier: Set(g.tier.name().to_owned()),
+                recency_score: Set(i32::from(g.rfm.r)),
+                frequency_score: Set(i32::from(g.rfm.f)),
+                monetary_score: Set(i32::from(g.rfm.m)),
+                run_id: Set(run.id),
+            });
+            customer::Entity::insert_many(rows)
+                .on_conflict(
+                    OnConflict::columns([customer::Column::TenantId, customer::Column::CustomerId])
+                        .update_columns([
+                            customer::Column::Tier,
+                            customer::Column::RecencyScore,
+                            customer::Column::FrequencyScore,
+                            customer::Column::MonetaryScore,
+                            customer::Column::RunId,
+                        ])
+                        .to_owned(),
+                )
+                .exec_without_returning(&txn)
+                .await?;
+        }
+        for chunk in change_rows.chunks(CHUNK) {
+            tier_change::Entity::insert_many(chunk.to_vec()).exec_without_returning(&txn).await?;
+        }
+        for chunk in changes.chunks(CHANGES_PER_MESSAGE) {
+            OUTBOX.push(&txn, tenant, "tiers_changed", encode(chunk), traceparent.clone()).await?;
+        }
+        let mut run: run::ActiveModel = run.into();
+        run.tier_changes = Set(changes.len() as i64);
+        run.update(&txn).await?;
+        txn.commit().await?;
+        Ok(RunSummary { customers: grades.len() as u64, tier_changes: changes.len() as u64 })
+    }
+
+    /// The stored grades of some customers.
+    pub async fn grades(&self, tenant: &str, ids: &[String]) -> Result<Vec<StoredGrade>, StoreError> {
+        Ok(customer::Entity::find()
+            .filter(customer::Column::TenantId.eq(tenant))
+            .filter(customer::Column::CustomerId.is_in(ids.iter().cloned()))
+            .all(&self.db)
+            .await?)
+    }
+}
