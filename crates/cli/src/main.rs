@@ -1,1 +1,256 @@
-fn main(){}
+//! `rapport`: run the whole platform locally, import events, read scores, tiers and alerts.
+
+mod import;
+mod local;
+mod up;
+
+use clap::{Parser, Subcommand};
+use local::LocalPlatform;
+use rapport_proto::alerting::v1 as alerting;
+use rapport_proto::ingestion::v1 as ingestion;
+use rapport_proto::scoring::v1 as scoring;
+use rapport_proto::segmentation::v1 as segmentation;
+use serde_json::json;
+use std::path::PathBuf;
+use std::time::Duration;
+use tonic::transport::Channel;
+
+/// Deadline of every CLI call.
+const DEADLINE: Duration = Duration::from_secs(60);
+
+#[derive(Debug, Parser)]
+#[command(name = "rapport", version, about = "Rapport: customer relationship health")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+    /// Print JSON instead of tables.
+    #[arg(long, global = true)]
+    json: bool,
+    /// Where `rapport up` keeps its data and its local.toml.
+    #[arg(long, global = true, env = "RAPPORT_DATA_DIR", default_value = ".rapport")]
+    data_dir: PathBuf,
+    /// API key (default: the key of the local platform).
+    #[arg(long, global = true, env = "RAPPORT_API_KEY")]
+    api_key: Option<String>,
+    /// Ingestion address (default: the local platform's).
+    #[arg(long, global = true, env = "RAPPORT_INGESTION_ADDR")]
+    ingestion: Option<String>,
+    /// Scoring address (default: the local platform's).
+    #[arg(long, global = true, env = "RAPPORT_SCORING_ADDR")]
+    scoring: Option<String>,
+    /// Segmentation address (default: the local platform's).
+    #[arg(long, global = true, env = "RAPPORT_SEGMENTATION_ADDR")]
+    segmentation: Option<String>,
+    /// Alerting address (default: the local platform's).
+    #[arg(long, global = true, env = "RAPPORT_ALERTING_ADDR")]
+    alerting: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run all four services in this process on SQLite and an in-process cache.
+    Up(up::UpArgs),
+    /// Import events from a JSONL file (one event per line).
+    Import {
+        /// The file; `-` reads standard input.
+        file: PathBuf,
+    },
+    /// Show the health of customers.
+    Health {
+        /// Customer ids.
+        #[arg(required = true)]
+        customers: Vec<String>,
+        /// Show each measure's value, score and contribution.
+        #[arg(long)]
+        explain: bool,
+    },
+    /// Re-grade every customer now (RFM and value tiers).
+    Segment,
+    /// List alerts.
+    Alerts {
+        /// Only alerts in this state.
+        #[arg(long, value_parser = ["open", "resolved"])]
+        state: Option<String>,
+        /// Only alerts of this customer.
+        #[arg(long)]
+        customer: Option<String>,
+    },
+}
+
+/// Where to reach the platform, from flags, environment, or the local platform file.
+struct Target {
+    local: Option<LocalPlatform>,
+    cli: Cli,
+}
+
+impl Target {
+    fn addr(&self, flag: &Option<String>, pick: fn(&LocalPlatform) -> &String, name: &str) -> anyhow::Result<String> {
+        flag.clone()
+            .or_else(|| self.local.as_ref().map(|l| pick(l).clone()))
+            .ok_or_else(|| anyhow::anyhow!("no {name} address: run `rapport up` in this directory, or pass --{name}"))
+    }
+
+    fn key(&self) -> anyhow::Result<String> {
+        self.cli
+            .api_key
+            .clone()
+            .or_else(|| self.local.as_ref().map(|l| l.api_key.clone()))
+            .ok_or_else(|| anyhow::anyhow!("no API key: pass --api-key or set RAPPORT_API_KEY"))
+    }
+
+    fn channel(&self, addr: &str) -> anyhow::Result<Channel> {
+        let uri = if addr.contains("://") { addr.to_owned() } else { format!("http://{addr}") };
+        Ok(Channel::from_shared(uri)?.connect_timeout(Duration::from_secs(5)).connect_lazy())
+    }
+
+    fn request<T>(&self, message: T) -> anyhow::Result<tonic::Request<T>> {
+        let mut req = tonic::Request::new(message);
+        req.set_timeout(DEADLINE);
+        req.metadata_mut().insert("authorization", format!("Bearer {}", self.key()?).parse()?);
+        Ok(req)
+    }
+}
+
+fn when(t: Option<&prost_types::Timestamp>) -> String {
+    t.and_then(|t| chrono::DateTime::from_timestamp(t.seconds, t.nanos.max(0) as u32))
+        .map_or_else(|| "-".to_owned(), |t| t.format("%Y-%m-%d %H:%M:%S").to_string())
+}
+
+fn tier_name(t: i32) -> &'static str {
+    rapport_proto::convert::domain_tier(t).map_or("-", |t| t.name())
+}
+
+fn band_name(b: i32) -> &'static str {
+    match rapport_proto::common::v1::HealthBand::try_from(b) {
+        Ok(rapport_proto::common::v1::HealthBand::Red) => "red",
+        Ok(rapport_proto::common::v1::HealthBand::Yellow) => "yellow",
+        Ok(rapport_proto::common::v1::HealthBand::Green) => "green",
+        _ => "-",
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    if let Command::Up(args) = &cli.command {
+        return up::up(args.clone()).await;
+    }
+    let target = Target { local: LocalPlatform::load(&cli.data_dir), cli };
+    let json = target.cli.json;
+    match &target.cli.command {
+        Command::Up(_) => unreachable!("handled above"),
+        Command::Import { file } => {
+            let addr = target.addr(&target.cli.ingestion, |l| &l.ingestion, "ingestion")?;
+            let client = ingestion::ingestion_service_client::IngestionServiceClient::new(target.channel(&addr)?)
+                .max_decoding_message_size(64 * 1024 * 1024);
+            let reader: Box<dyn std::io::BufRead> = if file.as_os_str() == "-" {
+                Box::new(std::io::BufReader::new(std::io::stdin()))
+            } else {
+                Box::new(std::io::BufReader::new(
+                    std::fs::File::open(file).map_err(|e| anyhow::anyhow!("cannot open {}: {e}", file.display()))?,
+                ))
+            };
+            let summary = import::run(reader, |events| {
+                let mut client = client.clone();
+                let req = target.request(ingestion::IngestRequest { events });
+                async move { Ok(client.ingest(req?).await?.into_inner()) }
+            })
+            .await?;
+            if json {
+                println!(
+                    "{}",
+                    json!({
+                        "accepted": summary.accepted, "duplicates": summary.duplicates, "rejected": summary.rejected,
+                        "rejections": summary.reasons, "unreadable_lines": summary.unreadable.iter().map(|(l, e)| json!({"line": l, "error": e})).collect::<Vec<_>>(),
+                    })
+                );
+            } else {
+                println!("accepted {}  duplicate {}  rejected {}", summary.accepted, summary.duplicates, summary.rejected);
+                for (reason, n) in &summary.reasons {
+                    println!("  rejected {n:>6}  {reason}");
+                }
+                for (line, error) in &summary.unreadable {
+                    println!("  line {line}: {error}");
+                }
+            }
+        }
+        Command::Health { customers, explain } => {
+            let addr = target.addr(&target.cli.scoring, |l| &l.scoring, "scoring")?;
+            let mut client = scoring::scoring_service_client::ScoringServiceClient::new(target.channel(&addr)?);
+            let scores = client
+                .batch_get_health(target.request(scoring::BatchGetHealthRequest { customer_ids: customers.clone() })?)
+                .await?
+                .into_inner()
+                .scores;
+            if json {
+                let out: Vec<_> = scores
+                    .iter()
+                    .map(|h| {
+                        json!({
+                            "customer_id": h.customer_id, "score": h.score, "band": band_name(h.band), "tier": tier_name(h.tier),
+                            "scorecard_version": h.scorecard_version, "computed_at": when(h.computed_at.as_ref()),
+                            "measures": h.measures.iter().map(|m| json!({"measure": m.measure, "value": m.value, "score": m.score, "weight": m.weight, "contribution": m.contribution})).collect::<Vec<_>>(),
+                        })
+                    })
+                    .collect();
+                println!("{}", serde_json::to_string_pretty(&out)?);
+            } else {
+                println!("{:<24} {:>6}  {:<7} {:<8} {}", "CUSTOMER", "SCORE", "BAND", "TIER", "COMPUTED");
+                for h in &scores {
+                    println!("{:<24} {:>6.1}  {:<7} {:<8} {}", h.customer_id, h.score, band_name(h.band), tier_name(h.tier), when(h.computed_at.as_ref()));
+                    if *explain {
+                        for m in &h.measures {
+                            let value = m.value.map_or("-".to_owned(), |v| format!("{v:.2}"));
+                            println!("    {:<16} value {:>10}  score {:>5.1}  weight {:.2}  +{:.1}", m.measure, value, m.score, m.weight, m.contribution);
+                        }
+                    }
+                }
+                for missing in customers.iter().filter(|c| !scores.iter().any(|h| &h.customer_id == *c)) {
+                    println!("{missing:<24} no score yet");
+                }
+            }
+        }
+        Command::Segment => {
+            let addr = target.addr(&target.cli.segmentation, |l| &l.segmentation, "segmentation")?;
+            let mut client = segmentation::segmentation_service_client::SegmentationServiceClient::new(target.channel(&addr)?);
+            let run = client.run_segmentation(target.request(segmentation::RunSegmentationRequest {})?).await?.into_inner();
+            if json {
+                let tiers: serde_json::Map<_, _> = run.tiers.iter().map(|t| (tier_name(t.tier).to_owned(), json!(t.customers))).collect();
+                println!("{}", json!({"customers": run.customers, "tier_changes": run.tier_changes, "tiers": tiers}));
+            } else {
+                println!("graded {} customers, {} changed tier", run.customers, run.tier_changes);
+                for t in &run.tiers {
+                    println!("  {:<8} {:>8}", tier_name(t.tier), t.customers);
+                }
+            }
+        }
+        Command::Alerts { state, customer } => {
+            let addr = target.addr(&target.cli.alerting, |l| &l.alerting, "alerting")?;
+            let mut client = alerting::alerting_service_client::AlertingServiceClient::new(target.channel(&addr)?);
+            let state = match state.as_deref() {
+                Some("open") => alerting::AlertState::Open,
+                Some("resolved") => alerting::AlertState::Resolved,
+                _ => alerting::AlertState::Unspecified,
+            };
+            let alerts = client
+                .list_alerts(target.request(alerting::ListAlertsRequest { state: state.into(), customer_id: customer.clone().unwrap_or_default() })?)
+                .await?
+                .into_inner()
+                .alerts;
+            let state_name = |s: i32| if s == alerting::AlertState::Open as i32 { "open" } else { "resolved" };
+            if json {
+                let out: Vec<_> = alerts
+                    .iter()
+                    .map(|a| json!({"id": a.id, "rule": a.rule, "customer_id": a.customer_id, "state": state_name(a.state), "score": a.score, "tier": tier_name(a.tier), "trigger_count": a.trigger_count, "opened_at": when(a.opened_at.as_ref())}))
+                    .collect();
+                println!("{}", serde_json::to_string_pretty(&out)?);
+            } else {
+                println!("{:<6} {:<14} {:<24} {:<9} {:>6} {:<8} {}", "ID", "RULE", "CUSTOMER", "STATE", "SCORE", "TIER", "OPENED");
+                for a in &alerts {
+                    println!("{:<6} {:<14} {:<24} {:<9} {:>6.1} {:<8} {}", a.id, a.rule, a.customer_id, state_name(a.state), a.score, tier_name(a.tier), when(a.opened_at.as_ref()));
+                }
+            }
+        }
+    }
+    Ok(())
+}

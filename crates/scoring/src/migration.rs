@@ -22,8 +22,13 @@ impl MigratorTrait for Migrator {
 mod m20261123_000001_scores {
     use super::*;
 
-    #[derive(DeriveMigrationName)]
     pub struct Migration;
+
+    impl MigrationName for Migration {
+        fn name(&self) -> &str {
+            "m20261123_000001_scores"
+        }
+    }
 
     fn c(name: &str) -> ColumnDef {
         ColumnDef::new(Alias::new(name))
