@@ -1,0 +1,288 @@
+//! Test support: throwaway PostgreSQL and Redis servers, the services as real processes on
+//! free loopback ports, an OTLP trace receiver, and gRPC clients with the right credentials.
+
+pub mod otlp;
+pub mod scenario;
+pub mod servers;
+
+use rapport_proto::alerting::v1::alerting_service_client::AlertingServiceClient;
+use rapport_proto::ingestion::v1::ingestion_service_client::IngestionServiceClient;
+use rapport_proto::scoring::v1::scoring_service_client::ScoringServiceClient;
+use rapport_proto::segmentation::v1::segmentation_service_client::SegmentationServiceClient;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use tonic::transport::Channel;
+
+pub use servers::{Postgres, Redis};
+
+/// The development API key every test platform accepts (tenant `dev`).
+pub const API_KEY: &str = "rapport-dev-key";
+
+/// A free TCP port on loopback (bound then released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+/// The directory of the workspace's built binaries (`target/debug`).
+pub fn bin_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/debug/deps/<test> → target/debug
+    exe.parent().and_then(Path::parent).expect("target directory").to_path_buf()
+}
+
+/// Path of a workspace binary; fails with advice when it was not built.
+pub fn bin(name: &str) -> PathBuf {
+    let path = bin_dir().join(name);
+    assert!(path.exists(), "{} is missing: run `cargo build --bins` first (make test does)", path.display());
+    path
+}
+
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().expect("repository root").to_path_buf()
+}
+
+/// A child process killed when dropped, with its output collected to a log file.
+pub struct Proc {
+    pub name: String,
+    child: Option<Child>,
+    pub log: PathBuf,
+}
+
+impl Proc {
+    /// Starts `cmd`, waiting until it prints `ready` on stdout (within 60 s).
+    pub fn spawn(name: &str, mut cmd: Command, log_dir: &Path, ready: &str) -> Proc {
+        let log = log_dir.join(format!("{name}.log"));
+        let stderr = std::fs::File::create(&log).expect("log file");
+        cmd.stdout(Stdio::piped()).stderr(stderr).stdin(Stdio::null());
+        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        let ready = ready.to_owned();
+        std::thread::spawn(move || {
+            let mut seen = false;
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if !seen && line.contains(&ready) {
+                    seen = true;
+                    let _ = tx.send(());
+                }
+            }
+        });
+        if rx.recv_timeout(Duration::from_secs(60)).is_err() {
+            let _ = child.kill();
+            panic!("{name} did not start; its log:\n{}", std::fs::read_to_string(&log).unwrap_or_default());
+        }
+        Proc { name: name.to_owned(), child: Some(child), log }
+    }
+
+    /// Stops the process with SIGTERM and waits for it (graceful shutdown).
+    pub fn terminate(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Kills the process with SIGKILL.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// The process's log so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill();
+        if std::thread::panicking() {
+            let log = self.log_text();
+            let tail: Vec<&str> = log.lines().rev().take(40).collect();
+            eprintln!("--- last lines of {} ---", self.name);
+            tail.iter().rev().for_each(|l| eprintln!("{l}"));
+        }
+    }
+}
+
+/// Addresses of the four services.
+#[derive(Debug, Clone)]
+pub struct Addrs {
+    pub ingestion: String,
+    pub scoring: String,
+    pub segmentation: String,
+    pub alerting: String,
+}
+
+impl Addrs {
+    /// Four free loopback addresses.
+    pub fn free() -> Addrs {
+        let a = || format!("127.0.0.1:{}", free_port());
+        Addrs { ingestion: a(), scoring: a(), segmentation: a(), alerting: a() }
+    }
+}
+
+/// gRPC clients of a running platform.
+#[derive(Clone)]
+pub struct Clients {
+    pub ingestion: IngestionServiceClient<Channel>,
+    pub scoring: ScoringServiceClient<Channel>,
+    pub segmentation: SegmentationServiceClient<Channel>,
+    pub alerting: AlertingServiceClient<Channel>,
+}
+
+/// A lazily connected channel to `addr`.
+pub fn channel(addr: &str) -> Channel {
+    Channel::from_shared(format!("http://{addr}")).expect("valid address").connect_lazy()
+}
+
+impl Clients {
+    /// Clients of the services at `addrs`.
+    pub fn new(addrs: &Addrs) -> Clients {
+        Clients {
+            ingestion: IngestionServiceClient::new(channel(&addrs.ingestion)),
+            scoring: ScoringServiceClient::new(channel(&addrs.scoring)),
+            segmentation: SegmentationServiceClient::new(channel(&addrs.segmentation)),
+            alerting: AlertingServiceClient::new(channel(&addrs.alerting)),
+        }
+    }
+}
+
+/// A request authenticated with the development key, with a deadline.
+pub fn req<T>(message: T) -> tonic::Request<T> {
+    let mut r = tonic::Request::new(message);
+    r.set_timeout(Duration::from_secs(30));
+    r.metadata_mut().insert("authorization", format!("Bearer {API_KEY}").parse().expect("ascii"));
+    r
+}
+
+/// Polls `check` every 100 ms until it returns `Some`, or panics after `within`.
+pub async fn eventually<T, F, Fut>(what: &str, within: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out after {within:?} waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Which storage and cache the distributed services use.
+pub struct Backing<'a> {
+    pub database_url: &'a str,
+    pub redis_url: Option<&'a str>,
+    /// OTLP endpoint for trace export, if any.
+    pub otlp: Option<&'a str>,
+}
+
+/// Starts one service binary (`rapport-<service>`) with the peers of `addrs`.
+pub fn start_service(service: &str, addrs: &Addrs, backing: &Backing<'_>, log_dir: &Path) -> Proc {
+    let mut cmd = Command::new(bin(&format!("rapport-{service}")));
+    let listen = match service {
+        "ingestion" => &addrs.ingestion,
+        "scoring" => &addrs.scoring,
+        "segmentation" => &addrs.segmentation,
+        _ => &addrs.alerting,
+    };
+    cmd.arg("--listen").arg(listen);
+    match service {
+        "ingestion" | "segmentation" => {
+            cmd.arg("--scoring-addr").arg(&addrs.scoring);
+        }
+        "scoring" => {
+            cmd.arg("--ingestion-addr").arg(&addrs.ingestion).arg("--alerting-addr").arg(&addrs.alerting);
+            if let Some(redis) = backing.redis_url {
+                cmd.arg("--redis-url").arg(redis);
+            }
+        }
+        _ => {}
+    }
+    cmd.env("DATABASE_URL", backing.database_url)
+        .env("RUST_LOG", "info")
+        .env_remove("REDIS_URL")
+        .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT");
+    if let Some(otlp) = backing.otlp {
+        cmd.env("OTEL_EXPORTER_OTLP_ENDPOINT", otlp).env("OTEL_BSP_SCHEDULE_DELAY", "100");
+    }
+    Proc::spawn(service, cmd, log_dir, "listening on")
+}
+
+/// The four services as separate processes.
+pub struct Distributed {
+    pub addrs: Addrs,
+    pub procs: Vec<Proc>,
+}
+
+impl Distributed {
+    /// Starts alerting, scoring, segmentation and ingestion, in that order.
+    pub fn start(backing: &Backing<'_>, log_dir: &Path) -> Distributed {
+        let addrs = Addrs::free();
+        let procs = ["alerting", "scoring", "segmentation", "ingestion"]
+            .iter()
+            .map(|s| start_service(s, &addrs, backing, log_dir))
+            .collect();
+        Distributed { addrs, procs }
+    }
+
+    /// The process of `service`.
+    pub fn proc(&mut self, service: &str) -> &mut Proc {
+        self.procs.iter_mut().find(|p| p.name == service).expect("known service")
+    }
+}
+
+/// `rapport up` in a temporary directory, on free ports.
+pub struct Embedded {
+    pub addrs: Addrs,
+    pub proc: Proc,
+    pub dir: tempfile::TempDir,
+}
+
+/// The local platform file `rapport up` writes.
+#[derive(serde::Deserialize)]
+struct LocalFile {
+    ingestion: String,
+    scoring: String,
+    segmentation: String,
+    alerting: String,
+}
+
+impl Embedded {
+    /// Starts `rapport up --port-base 0` with its data in a fresh directory.
+    pub fn start() -> Embedded {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut cmd = Command::new(bin("rapport"));
+        cmd.arg("up").arg("--port-base").arg("0").current_dir(dir.path()).env_remove("REDIS_URL").env_remove("DATABASE_URL");
+        let proc = Proc::spawn("rapport-up", cmd, dir.path(), "Stop with Ctrl-C");
+        let text = std::fs::read_to_string(dir.path().join(".rapport/local.toml")).expect("rapport up wrote local.toml");
+        let local: LocalFile = toml::from_str(&text).expect("valid local.toml");
+        let addrs = Addrs {
+            ingestion: local.ingestion,
+            scoring: local.scoring,
+            segmentation: local.segmentation,
+            alerting: local.alerting,
+        };
+        Embedded { addrs, proc, dir }
+    }
+}

@@ -6,7 +6,7 @@ use sea_orm::{
     ActiveModelTrait,
     ActiveValue::{NotSet, Set},
     ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect, TransactionTrait,
+    QuerySelect,
 };
 
 /// Errors of alerting's storage.
@@ -52,7 +52,7 @@ impl Store {
     /// Evaluates the health rule on new scores and opens, updates or resolves alerts.
     /// Returns how many alerts were opened.
     pub async fn evaluate(&self, tenant: &str, rule: &HealthBelow, scores: &[ScoreEvent], now: i64) -> Result<usize, StoreError> {
-        let txn = self.db.begin().await?;
+        let txn = rapport_storage::begin_write(&self.db).await?;
         let mut opened = 0;
         for s in scores {
             let key = dedup_key(tenant, HealthBelow::NAME, &s.customer_id);

@@ -8,7 +8,7 @@ use sea_orm::sea_query::OnConflict;
 use sea_orm::{
     ActiveValue::{NotSet, Set},
     ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect, TransactionTrait,
+    QuerySelect,
 };
 use std::collections::{BTreeSet, HashMap};
 
@@ -77,7 +77,7 @@ impl Store {
         received_at: i64,
         traceparent: Option<String>,
     ) -> Result<Vec<Outcome>, StoreError> {
-        let txn = self.db.begin().await?;
+        let txn = rapport_storage::begin_write(&self.db).await?;
         let ids: Vec<&str> = batch
             .iter()
             .filter_map(|c| match c {

@@ -10,7 +10,6 @@ use sea_orm::sea_query::OnConflict;
 use sea_orm::{
     ActiveValue::{NotSet, Set},
     ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
-    TransactionTrait,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -140,7 +139,7 @@ impl Store {
 
     /// Stores new states, their snapshots and the outbox rows to alerting, in one transaction.
     pub async fn save(&self, tenant: &str, rescored: &[Rescored], now: i64, traceparent: Option<String>) -> Result<(), StoreError> {
-        let txn = self.db.begin().await?;
+        let txn = rapport_storage::begin_write(&self.db).await?;
         for r in rescored {
             let metrics = serde_json::to_string(&r.state.metrics).map_err(|e| StoreError::Corrupt {
                 customer_id: r.customer_id.clone(),
@@ -236,7 +235,7 @@ impl Store {
 
     /// Records new tiers of existing customers.
     pub async fn apply_tiers(&self, tenant: &str, tiers: &[(String, Tier)]) -> Result<(), StoreError> {
-        let txn = self.db.begin().await?;
+        let txn = rapport_storage::begin_write(&self.db).await?;
         for (customer_id, tier) in tiers {
             customer::Entity::update_many()
                 .col_expr(customer::Column::Tier, sea_orm::sea_query::Expr::value(tier.name()))

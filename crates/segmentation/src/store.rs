@@ -9,7 +9,7 @@ use sea_orm::sea_query::OnConflict;
 use sea_orm::{
     ActiveModelTrait,
     ActiveValue::{NotSet, Set},
-    ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QuerySelect, TransactionTrait,
+    ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QuerySelect,
 };
 use std::collections::HashMap;
 
@@ -77,7 +77,7 @@ impl Store {
             .await?
             .into_iter()
             .collect();
-        let txn = self.db.begin().await?;
+        let txn = rapport_storage::begin_write(&self.db).await?;
         let run = run::ActiveModel {
             id: NotSet,
             tenant_id: Set(tenant.to_owned()),

@@ -44,7 +44,7 @@ impl Drop for TelemetryGuard {
     }
 }
 
-/// Installs logging (filtered by `RUST_LOG`, default `info`; JSON when `RAPPORT_LOG_JSON=1`)
+/// Installs logging to stderr (filtered by `RUST_LOG`, default `info`; JSON when `RAPPORT_LOG_JSON=1`)
 /// and, when `OTEL_EXPORTER_OTLP_ENDPOINT` is set, OTLP span export named `service`.
 ///
 /// Must be called inside a multi-thread tokio runtime when exporting.
@@ -53,9 +53,9 @@ pub fn init(service: &str) -> Result<TelemetryGuard, TelemetryError> {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let json = std::env::var("RAPPORT_LOG_JSON").is_ok_and(|v| v == "1");
     let fmt = if json {
-        tracing_subscriber::fmt::layer().json().boxed()
+        tracing_subscriber::fmt::layer().json().with_writer(std::io::stderr).boxed()
     } else {
-        tracing_subscriber::fmt::layer().with_target(false).boxed()
+        tracing_subscriber::fmt::layer().with_target(false).with_writer(std::io::stderr).boxed()
     }
     .with_filter(filter);
 

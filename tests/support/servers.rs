@@ -1,0 +1,182 @@
+//! Throwaway PostgreSQL and Redis servers from the installed binaries: a temp data directory,
+//! a free loopback port, gone when dropped.
+
+use crate::free_port;
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn is_root() -> bool {
+    Command::new("id").arg("-u").output().map(|o| o.stdout.starts_with(b"0\n")).unwrap_or(false)
+}
+
+fn wait_for_port(port: u16, what: &str, child: &mut Child) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return;
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("{what} exited with {status} before listening");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("{what} did not listen on port {port} within 30 s");
+}
+
+/// Directory of the PostgreSQL server binaries: `PG_BIN`, else the newest under
+/// /usr/lib/postgresql.
+fn pg_bin() -> PathBuf {
+    if let Ok(dir) = std::env::var("PG_BIN") {
+        return PathBuf::from(dir);
+    }
+    let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .map(|d| d.filter_map(Result::ok).map(|e| e.path().join("bin")).filter(|p| p.join("initdb").exists()).collect())
+        .unwrap_or_default();
+    versions.sort();
+    versions.pop().expect("PostgreSQL server binaries (initdb) under /usr/lib/postgresql or in PG_BIN")
+}
+
+/// A PostgreSQL cluster of its own. As root it runs as the `postgres` user, since PostgreSQL
+/// refuses to run as root.
+pub struct Postgres {
+    child: Child,
+    _dir: tempfile::TempDir,
+    pub port: u16,
+}
+
+impl Postgres {
+    /// Initialises and starts a cluster; the database `rapport` is ready when this returns.
+    pub fn start() -> Postgres {
+        let bin = pg_bin();
+        let dir = tempfile::Builder::new().prefix("rapport-pg-").tempdir().expect("temp dir");
+        let data = dir.path().join("data");
+        let root = is_root();
+        let as_owner = |program: &Path| {
+            if root {
+                let mut c = Command::new("runuser");
+                c.arg("-u").arg("postgres").arg("--").arg(program);
+                c
+            } else {
+                Command::new(program)
+            }
+        };
+        if root {
+            let status = Command::new("chown").arg("postgres:").arg(dir.path()).status().expect("chown");
+            assert!(status.success(), "cannot hand the temp dir to the postgres user");
+        }
+        let out = as_owner(&bin.join("initdb"))
+            .arg("-D")
+            .arg(&data)
+            .args(["-A", "trust", "-U", "postgres", "--no-sync", "-E", "UTF8"])
+            .output()
+            .expect("run initdb");
+        assert!(out.status.success(), "initdb failed: {}", String::from_utf8_lossy(&out.stderr));
+        let port = free_port();
+        let mut child = as_owner(&bin.join("postgres"))
+            .arg("-D")
+            .arg(&data)
+            .arg("-p")
+            .arg(port.to_string())
+            .arg("-k")
+            .arg(dir.path())
+            .args(["-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "max_connections=200"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start postgres");
+        wait_for_port(port, "postgres", &mut child);
+        let mut pg = Postgres { child, _dir: dir, port };
+        let created = (0..50).any(|_| {
+            let ok = Command::new(bin.join("psql"))
+                .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-U", "postgres", "-d", "postgres", "-c", "CREATE DATABASE rapport"])
+                .output()
+                .map(|o| o.status.success())
+                .unwrap_or(false);
+            if !ok {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            ok
+        });
+        assert!(created, "cannot create the test database");
+        pg.port = port;
+        pg
+    }
+
+    /// URL of the `rapport` database.
+    pub fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/rapport", self.port)
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        // SIGINT asks PostgreSQL for a fast shutdown; kill if it lingers.
+        let _ = Command::new("kill").arg("-INT").arg(self.child.id().to_string()).status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A redis-server of its own, without persistence.
+pub struct Redis {
+    child: Option<Child>,
+    dir: tempfile::TempDir,
+    pub port: u16,
+}
+
+impl Redis {
+    /// Starts redis-server on a free port.
+    pub fn start() -> Redis {
+        let dir = tempfile::Builder::new().prefix("rapport-redis-").tempdir().expect("temp dir");
+        let port = free_port();
+        let child = Self::spawn(dir.path(), port);
+        Redis { child: Some(child), dir, port }
+    }
+
+    fn spawn(dir: &Path, port: u16) -> Child {
+        let mut child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server on PATH (make test installs it)");
+        wait_for_port(port, "redis-server", &mut child);
+        child
+    }
+
+    /// URL of the server.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Stops the server (to test a Redis outage).
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts it again on the same port.
+    pub fn restart(&mut self) {
+        self.stop();
+        self.child = Some(Self::spawn(self.dir.path(), self.port));
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

@@ -1,0 +1,50 @@
+//! The flow against the four service binaries as separate processes, on a throwaway
+//! PostgreSQL and redis-server.
+
+use prost::Message;
+use rapport_proto::scoring::v1 as scoring;
+use rapport_tests::{Backing, Clients, Distributed, Postgres, Redis, channel, scenario};
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+
+#[tokio::test(flavor = "multi_thread")]
+async fn distributed_platform_on_postgres_and_redis() {
+    let pg = Postgres::start();
+    let redis = Redis::start();
+    let logs = tempfile::tempdir().unwrap();
+    let (db, redis_url) = (pg.url(), redis.url());
+    let platform = Distributed::start(&Backing { database_url: &db, redis_url: Some(&redis_url), otlp: None }, logs.path());
+
+    for (addr, service) in [
+        (&platform.addrs.ingestion, "rapport.ingestion.v1.IngestionService"),
+        (&platform.addrs.scoring, "rapport.scoring.v1.ScoringService"),
+        (&platform.addrs.segmentation, "rapport.segmentation.v1.SegmentationService"),
+        (&platform.addrs.alerting, "rapport.alerting.v1.AlertingService"),
+    ] {
+        let status = HealthClient::new(channel(addr))
+            .check(HealthCheckRequest { service: service.to_owned() })
+            .await
+            .expect("grpc.health.v1 answers without credentials")
+            .into_inner()
+            .status;
+        assert_eq!(status, ServingStatus::Serving as i32, "{service}");
+    }
+
+    let clients = Clients::new(&platform.addrs);
+    let finals = scenario::run(&clients).await;
+
+    // Every score is written through to Redis under a key that carries the tenant.
+    let client = redis::Client::open(redis_url.as_str()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    for h in &finals {
+        let key = format!("rapport:3:dev:health:{}", h.customer_id);
+        let bytes: Option<Vec<u8>> = redis::cmd("GET").arg(&key).query_async(&mut conn).await.unwrap();
+        let cached = scoring::HealthScore::decode(bytes.expect("cached score").as_slice()).unwrap();
+        assert_eq!(&cached, h, "the cached copy is what GetHealth answers");
+    }
+
+    // Without credentials, or with a wrong key, nothing is answered.
+    let mut anon = clients.scoring.clone();
+    let err = anon.get_health(scoring::GetHealthRequest { customer_id: "alice".into() }).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::Unauthenticated);
+}
