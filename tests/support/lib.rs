@@ -32,19 +32,29 @@ pub fn free_port() -> u16 {
 pub fn bin_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
     // target/debug/deps/<test> → target/debug
-    exe.parent().and_then(Path::parent).expect("target directory").to_path_buf()
+    exe.parent()
+        .and_then(Path::parent)
+        .expect("target directory")
+        .to_path_buf()
 }
 
 /// Path of a workspace binary; fails with advice when it was not built.
 pub fn bin(name: &str) -> PathBuf {
     let path = bin_dir().join(name);
-    assert!(path.exists(), "{} is missing: run `cargo build --bins` first (make test does)", path.display());
+    assert!(
+        path.exists(),
+        "{} is missing: run `cargo build --bins` first (make test does)",
+        path.display()
+    );
     path
 }
 
 /// The repository root.
 pub fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().expect("repository root").to_path_buf()
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("repository root")
+        .to_path_buf()
 }
 
 /// A child process killed when dropped, with its output collected to a log file.
@@ -59,8 +69,12 @@ impl Proc {
     pub fn spawn(name: &str, mut cmd: Command, log_dir: &Path, ready: &str) -> Proc {
         let log = log_dir.join(format!("{name}.log"));
         let stderr = std::fs::File::create(&log).expect("log file");
-        cmd.stdout(Stdio::piped()).stderr(stderr).stdin(Stdio::null());
-        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
+        cmd.stdout(Stdio::piped())
+            .stderr(stderr)
+            .stdin(Stdio::null());
+        let mut child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
         let stdout = child.stdout.take().expect("piped stdout");
         let (tx, rx) = std::sync::mpsc::channel();
         let ready = ready.to_owned();
@@ -75,15 +89,25 @@ impl Proc {
         });
         if rx.recv_timeout(Duration::from_secs(60)).is_err() {
             let _ = child.kill();
-            panic!("{name} did not start; its log:\n{}", std::fs::read_to_string(&log).unwrap_or_default());
+            panic!(
+                "{name} did not start; its log:\n{}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
         }
-        Proc { name: name.to_owned(), child: Some(child), log }
+        Proc {
+            name: name.to_owned(),
+            child: Some(child),
+            log,
+        }
     }
 
     /// Stops the process with SIGTERM and waits for it (graceful shutdown).
     pub fn terminate(&mut self) {
         if let Some(mut child) = self.child.take() {
-            let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(child.id().to_string())
+                .status();
             let deadline = Instant::now() + Duration::from_secs(20);
             while Instant::now() < deadline {
                 if let Ok(Some(_)) = child.try_wait() {
@@ -135,7 +159,12 @@ impl Addrs {
     /// Four free loopback addresses.
     pub fn free() -> Addrs {
         let a = || format!("127.0.0.1:{}", free_port());
-        Addrs { ingestion: a(), scoring: a(), segmentation: a(), alerting: a() }
+        Addrs {
+            ingestion: a(),
+            scoring: a(),
+            segmentation: a(),
+            alerting: a(),
+        }
     }
 }
 
@@ -150,7 +179,9 @@ pub struct Clients {
 
 /// A lazily connected channel to `addr`.
 pub fn channel(addr: &str) -> Channel {
-    Channel::from_shared(format!("http://{addr}")).expect("valid address").connect_lazy()
+    Channel::from_shared(format!("http://{addr}"))
+        .expect("valid address")
+        .connect_lazy()
 }
 
 impl Clients {
@@ -169,7 +200,10 @@ impl Clients {
 pub fn req<T>(message: T) -> tonic::Request<T> {
     let mut r = tonic::Request::new(message);
     r.set_timeout(Duration::from_secs(30));
-    r.metadata_mut().insert("authorization", format!("Bearer {API_KEY}").parse().expect("ascii"));
+    r.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {API_KEY}").parse().expect("ascii"),
+    );
     r
 }
 
@@ -184,7 +218,10 @@ where
         if let Some(v) = check().await {
             return v;
         }
-        assert!(Instant::now() < deadline, "timed out after {within:?} waiting for {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {within:?} waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -212,7 +249,10 @@ pub fn start_service(service: &str, addrs: &Addrs, backing: &Backing<'_>, log_di
             cmd.arg("--scoring-addr").arg(&addrs.scoring);
         }
         "scoring" => {
-            cmd.arg("--ingestion-addr").arg(&addrs.ingestion).arg("--alerting-addr").arg(&addrs.alerting);
+            cmd.arg("--ingestion-addr")
+                .arg(&addrs.ingestion)
+                .arg("--alerting-addr")
+                .arg(&addrs.alerting);
             if let Some(redis) = backing.redis_url {
                 cmd.arg("--redis-url").arg(redis);
             }
@@ -224,7 +264,8 @@ pub fn start_service(service: &str, addrs: &Addrs, backing: &Backing<'_>, log_di
         .env_remove("REDIS_URL")
         .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT");
     if let Some(otlp) = backing.otlp {
-        cmd.env("OTEL_EXPORTER_OTLP_ENDPOINT", otlp).env("OTEL_BSP_SCHEDULE_DELAY", "100");
+        cmd.env("OTEL_EXPORTER_OTLP_ENDPOINT", otlp)
+            .env("OTEL_BSP_SCHEDULE_DELAY", "100");
     }
     Proc::spawn(service, cmd, log_dir, "listening on")
 }
@@ -248,7 +289,10 @@ impl Distributed {
 
     /// The process of `service`.
     pub fn proc(&mut self, service: &str) -> &mut Proc {
-        self.procs.iter_mut().find(|p| p.name == service).expect("known service")
+        self.procs
+            .iter_mut()
+            .find(|p| p.name == service)
+            .expect("known service")
     }
 }
 
@@ -273,9 +317,15 @@ impl Embedded {
     pub fn start() -> Embedded {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut cmd = Command::new(bin("rapport"));
-        cmd.arg("up").arg("--port-base").arg("0").current_dir(dir.path()).env_remove("REDIS_URL").env_remove("DATABASE_URL");
+        cmd.arg("up")
+            .arg("--port-base")
+            .arg("0")
+            .current_dir(dir.path())
+            .env_remove("REDIS_URL")
+            .env_remove("DATABASE_URL");
         let proc = Proc::spawn("rapport-up", cmd, dir.path(), "Stop with Ctrl-C");
-        let text = std::fs::read_to_string(dir.path().join(".rapport/local.toml")).expect("rapport up wrote local.toml");
+        let text = std::fs::read_to_string(dir.path().join(".rapport/local.toml"))
+            .expect("rapport up wrote local.toml");
         let local: LocalFile = toml::from_str(&text).expect("valid local.toml");
         let addrs = Addrs {
             ingestion: local.ingestion,

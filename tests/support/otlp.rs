@@ -1,7 +1,11 @@
 //! An OTLP trace receiver inside the test: collects every exported span.
 
-use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{TraceService, TraceServiceServer};
-use opentelemetry_proto::tonic::collector::trace::v1::{ExportTraceServiceRequest, ExportTraceServiceResponse};
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
+    TraceService, TraceServiceServer,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
 use opentelemetry_proto::tonic::common::v1::any_value::Value;
 use std::sync::{Arc, Mutex};
 use tokio_stream::wrappers::TcpListenerStream;
@@ -25,7 +29,10 @@ impl TraceService for Sink {
         &self,
         request: tonic::Request<ExportTraceServiceRequest>,
     ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
-        let mut spans = self.0.lock().map_err(|_| tonic::Status::internal("poisoned"))?;
+        let mut spans = self
+            .0
+            .lock()
+            .map_err(|_| tonic::Status::internal("poisoned"))?;
         for rs in request.into_inner().resource_spans {
             let service = rs
                 .resource
@@ -50,7 +57,9 @@ impl TraceService for Sink {
                 }
             }
         }
-        Ok(tonic::Response::new(ExportTraceServiceResponse { partial_success: None }))
+        Ok(tonic::Response::new(ExportTraceServiceResponse {
+            partial_success: None,
+        }))
     }
 }
 
@@ -67,7 +76,9 @@ pub struct Receiver {
 impl Receiver {
     /// Serves OTLP/gRPC on a free loopback port.
     pub async fn start() -> Receiver {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
         let endpoint = format!("http://{}", listener.local_addr().expect("addr"));
         let sink = Sink::default();
         let spans = sink.0.clone();

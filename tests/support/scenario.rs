@@ -13,7 +13,10 @@ pub const SETTLE: Duration = Duration::from_secs(30);
 
 fn ts(days_ago: i64) -> prost_types::Timestamp {
     let t = chrono::Utc::now() - chrono::Duration::days(days_ago);
-    prost_types::Timestamp { seconds: t.timestamp(), nanos: 0 }
+    prost_types::Timestamp {
+        seconds: t.timestamp(),
+        nanos: 0,
+    }
 }
 
 /// An order event.
@@ -96,19 +99,46 @@ pub fn batch() -> (Vec<ingestion::Event>, Vec<Option<&'static str>>) {
 
 /// Reads a customer's health, or None while it has none.
 pub async fn health(c: &Clients, customer: &str) -> Option<scoring::HealthScore> {
-    c.scoring.clone().get_health(req(scoring::GetHealthRequest { customer_id: customer.to_owned() })).await.ok().map(|r| r.into_inner())
+    c.scoring
+        .clone()
+        .get_health(req(scoring::GetHealthRequest {
+            customer_id: customer.to_owned(),
+        }))
+        .await
+        .ok()
+        .map(|r| r.into_inner())
 }
 
 /// Runs the flow and checks every step; returns the final health of alice, bob and carol.
 pub async fn run(c: &Clients) -> Vec<scoring::HealthScore> {
     let (events, expect) = batch();
-    let answer = c.ingestion.clone().ingest(req(ingestion::IngestRequest { events: events.clone() })).await.expect("ingest").into_inner();
-    assert_eq!((answer.accepted, answer.duplicates, answer.rejected), (11, 0, 3), "{answer:?}");
+    let answer = c
+        .ingestion
+        .clone()
+        .ingest(req(ingestion::IngestRequest {
+            events: events.clone(),
+        }))
+        .await
+        .expect("ingest")
+        .into_inner();
+    assert_eq!(
+        (answer.accepted, answer.duplicates, answer.rejected),
+        (11, 0, 3),
+        "{answer:?}"
+    );
     for (result, field) in answer.results.iter().zip(&expect) {
         match field {
-            None => assert_eq!(result.verdict, ingestion::Verdict::Accepted as i32, "{result:?}"),
+            None => assert_eq!(
+                result.verdict,
+                ingestion::Verdict::Accepted as i32,
+                "{result:?}"
+            ),
             Some(field) => {
-                assert_eq!(result.verdict, ingestion::Verdict::Rejected as i32, "{result:?}");
+                assert_eq!(
+                    result.verdict,
+                    ingestion::Verdict::Rejected as i32,
+                    "{result:?}"
+                );
                 assert_eq!(result.field, *field, "{result:?}");
                 assert!(!result.message.is_empty());
             }
@@ -116,27 +146,59 @@ pub async fn run(c: &Clients) -> Vec<scoring::HealthScore> {
     }
 
     // A retry of the whole batch changes nothing: the good ones are duplicates.
-    let retry = c.ingestion.clone().ingest(req(ingestion::IngestRequest { events })).await.expect("ingest").into_inner();
-    assert_eq!((retry.accepted, retry.duplicates, retry.rejected), (0, 11, 3), "{retry:?}");
+    let retry = c
+        .ingestion
+        .clone()
+        .ingest(req(ingestion::IngestRequest { events }))
+        .await
+        .expect("ingest")
+        .into_inner();
+    assert_eq!(
+        (retry.accepted, retry.duplicates, retry.rejected),
+        (0, 11, 3),
+        "{retry:?}"
+    );
 
     let mut scores = Vec::new();
     for customer in ["alice", "bob", "carol"] {
-        let h = eventually(&format!("a score for {customer}"), SETTLE, || health(c, customer)).await;
+        let h = eventually(&format!("a score for {customer}"), SETTLE, || {
+            health(c, customer)
+        })
+        .await;
         let sum: f64 = h.measures.iter().map(|m| m.contribution).sum();
-        assert!((sum - h.score).abs() < 1e-6, "contributions {sum} must add up to the score {}", h.score);
+        assert!(
+            (sum - h.score).abs() < 1e-6,
+            "contributions {sum} must add up to the score {}",
+            h.score
+        );
         assert_eq!(h.measures.len(), 5);
         assert_eq!(h.scorecard_version, "default-v1");
         scores.push(h);
     }
-    assert!(scores[0].score > 75.0 && scores[0].band == HealthBand::Green as i32, "alice: {:?}", scores[0]);
-    assert!(scores[1].score < 50.0 && scores[1].band == HealthBand::Red as i32, "bob: {:?}", scores[1]);
-    assert!(scores[2].score > scores[1].score && scores[2].score < scores[0].score, "carol: {:?}", scores[2]);
+    assert!(
+        scores[0].score > 75.0 && scores[0].band == HealthBand::Green as i32,
+        "alice: {:?}",
+        scores[0]
+    );
+    assert!(
+        scores[1].score < 50.0 && scores[1].band == HealthBand::Red as i32,
+        "bob: {:?}",
+        scores[1]
+    );
+    assert!(
+        scores[2].score > scores[1].score && scores[2].score < scores[0].score,
+        "carol: {:?}",
+        scores[2]
+    );
 
     let open = eventually("bob's alert", SETTLE, || async {
         let alerts = c
             .alerting
             .clone()
-            .list_alerts(req(alerting::ListAlertsRequest { state: alerting::AlertState::Open.into(), customer_id: String::new() }))
+            .list_alerts(req(alerting::ListAlertsRequest {
+                state: alerting::AlertState::Open.into(),
+                customer_id: String::new(),
+            }))
             .await
             .ok()?
             .into_inner()
@@ -145,40 +207,85 @@ pub async fn run(c: &Clients) -> Vec<scoring::HealthScore> {
     })
     .await;
     assert_eq!(open.len(), 1, "only bob is unhealthy: {open:?}");
-    assert_eq!((open[0].customer_id.as_str(), open[0].rule.as_str()), ("bob", "health_below"));
+    assert_eq!(
+        (open[0].customer_id.as_str(), open[0].rule.as_str()),
+        ("bob", "health_below")
+    );
     assert!(open[0].dedup_key.contains("bob"));
 
-    let run = c.segmentation.clone().run_segmentation(req(segmentation::RunSegmentationRequest {})).await.expect("segmentation").into_inner();
+    let run = c
+        .segmentation
+        .clone()
+        .run_segmentation(req(segmentation::RunSegmentationRequest {}))
+        .await
+        .expect("segmentation")
+        .into_inner();
     assert_eq!((run.customers, run.tier_changes), (3, 3), "{run:?}");
-    let vip = run.tiers.iter().find(|t| t.tier == Tier::Vip as i32).map_or(0, |t| t.customers);
+    let vip = run
+        .tiers
+        .iter()
+        .find(|t| t.tier == Tier::Vip as i32)
+        .map_or(0, |t| t.customers);
     assert_eq!(vip, 1);
-    let again = c.segmentation.clone().run_segmentation(req(segmentation::RunSegmentationRequest {})).await.expect("segmentation").into_inner();
+    let again = c
+        .segmentation
+        .clone()
+        .run_segmentation(req(segmentation::RunSegmentationRequest {}))
+        .await
+        .expect("segmentation")
+        .into_inner();
     assert_eq!(again.tier_changes, 0, "nothing changed between two runs");
 
     let alice = eventually("alice's tier in GetHealth", SETTLE, || async {
-        health(c, "alice").await.filter(|h| h.tier == Tier::Vip as i32)
+        health(c, "alice")
+            .await
+            .filter(|h| h.tier == Tier::Vip as i32)
     })
     .await;
     let bob = eventually("bob's tier in GetHealth", SETTLE, || async {
-        health(c, "bob").await.filter(|h| h.tier != Tier::Unspecified as i32)
+        health(c, "bob")
+            .await
+            .filter(|h| h.tier != Tier::Unspecified as i32)
     })
     .await;
-    assert!(bob.tier < alice.tier, "the top spender ranks above the smallest");
+    assert!(
+        bob.tier < alice.tier,
+        "the top spender ranks above the smallest"
+    );
     let segments = c
         .segmentation
         .clone()
-        .get_segments(req(segmentation::GetSegmentsRequest { customer_ids: vec!["alice".into(), "bob".into()] }))
+        .get_segments(req(segmentation::GetSegmentsRequest {
+            customer_ids: vec!["alice".into(), "bob".into()],
+        }))
         .await
         .expect("segments")
         .into_inner()
         .segments;
-    let alice_rfm = segments.iter().find(|s| s.customer_id == "alice").expect("alice graded");
-    let bob_rfm = segments.iter().find(|s| s.customer_id == "bob").expect("bob graded");
-    assert!(alice_rfm.recency_score > bob_rfm.recency_score, "{segments:?}");
-    assert!(alice_rfm.monetary_score > bob_rfm.monetary_score, "{segments:?}");
-    assert!(alice_rfm.frequency_score > bob_rfm.frequency_score, "{segments:?}");
+    let alice_rfm = segments
+        .iter()
+        .find(|s| s.customer_id == "alice")
+        .expect("alice graded");
+    let bob_rfm = segments
+        .iter()
+        .find(|s| s.customer_id == "bob")
+        .expect("bob graded");
+    assert!(
+        alice_rfm.recency_score > bob_rfm.recency_score,
+        "{segments:?}"
+    );
+    assert!(
+        alice_rfm.monetary_score > bob_rfm.monetary_score,
+        "{segments:?}"
+    );
+    assert!(
+        alice_rfm.frequency_score > bob_rfm.frequency_score,
+        "{segments:?}"
+    );
     let carol = eventually("carol's tier in GetHealth", SETTLE, || async {
-        health(c, "carol").await.filter(|h| h.tier != Tier::Unspecified as i32)
+        health(c, "carol")
+            .await
+            .filter(|h| h.tier != Tier::Unspecified as i32)
     })
     .await;
     vec![alice, bob, carol]

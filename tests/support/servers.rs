@@ -8,7 +8,11 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 fn is_root() -> bool {
-    Command::new("id").arg("-u").output().map(|o| o.stdout.starts_with(b"0\n")).unwrap_or(false)
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| o.stdout.starts_with(b"0\n"))
+        .unwrap_or(false)
 }
 
 fn wait_for_port(port: u16, what: &str, child: &mut Child) {
@@ -32,10 +36,17 @@ fn pg_bin() -> PathBuf {
         return PathBuf::from(dir);
     }
     let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
-        .map(|d| d.filter_map(Result::ok).map(|e| e.path().join("bin")).filter(|p| p.join("initdb").exists()).collect())
+        .map(|d| {
+            d.filter_map(Result::ok)
+                .map(|e| e.path().join("bin"))
+                .filter(|p| p.join("initdb").exists())
+                .collect()
+        })
         .unwrap_or_default();
     versions.sort();
-    versions.pop().expect("PostgreSQL server binaries (initdb) under /usr/lib/postgresql or in PG_BIN")
+    versions
+        .pop()
+        .expect("PostgreSQL server binaries (initdb) under /usr/lib/postgresql or in PG_BIN")
 }
 
 /// A PostgreSQL cluster of its own. As root it runs as the `postgres` user, since PostgreSQL
@@ -50,7 +61,10 @@ impl Postgres {
     /// Initialises and starts a cluster; the database `rapport` is ready when this returns.
     pub fn start() -> Postgres {
         let bin = pg_bin();
-        let dir = tempfile::Builder::new().prefix("rapport-pg-").tempdir().expect("temp dir");
+        let dir = tempfile::Builder::new()
+            .prefix("rapport-pg-")
+            .tempdir()
+            .expect("temp dir");
         let data = dir.path().join("data");
         let root = is_root();
         let as_owner = |program: &Path| {
@@ -63,8 +77,15 @@ impl Postgres {
             }
         };
         if root {
-            let status = Command::new("chown").arg("postgres:").arg(dir.path()).status().expect("chown");
-            assert!(status.success(), "cannot hand the temp dir to the postgres user");
+            let status = Command::new("chown")
+                .arg("postgres:")
+                .arg(dir.path())
+                .status()
+                .expect("chown");
+            assert!(
+                status.success(),
+                "cannot hand the temp dir to the postgres user"
+            );
         }
         let out = as_owner(&bin.join("initdb"))
             .arg("-D")
@@ -72,7 +93,11 @@ impl Postgres {
             .args(["-A", "trust", "-U", "postgres", "--no-sync", "-E", "UTF8"])
             .output()
             .expect("run initdb");
-        assert!(out.status.success(), "initdb failed: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "initdb failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let port = free_port();
         let mut child = as_owner(&bin.join("postgres"))
             .arg("-D")
@@ -81,16 +106,38 @@ impl Postgres {
             .arg(port.to_string())
             .arg("-k")
             .arg(dir.path())
-            .args(["-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "max_connections=200"])
+            .args([
+                "-c",
+                "listen_addresses=127.0.0.1",
+                "-c",
+                "fsync=off",
+                "-c",
+                "max_connections=200",
+            ])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("start postgres");
         wait_for_port(port, "postgres", &mut child);
-        let mut pg = Postgres { child, _dir: dir, port };
+        let mut pg = Postgres {
+            child,
+            _dir: dir,
+            port,
+        };
         let created = (0..50).any(|_| {
             let ok = Command::new(bin.join("psql"))
-                .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-U", "postgres", "-d", "postgres", "-c", "CREATE DATABASE rapport"])
+                .args([
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    &port.to_string(),
+                    "-U",
+                    "postgres",
+                    "-d",
+                    "postgres",
+                    "-c",
+                    "CREATE DATABASE rapport",
+                ])
                 .output()
                 .map(|o| o.status.success())
                 .unwrap_or(false);
@@ -113,7 +160,10 @@ impl Postgres {
 impl Drop for Postgres {
     fn drop(&mut self) {
         // SIGINT asks PostgreSQL for a fast shutdown; kill if it lingers.
-        let _ = Command::new("kill").arg("-INT").arg(self.child.id().to_string()).status();
+        let _ = Command::new("kill")
+            .arg("-INT")
+            .arg(self.child.id().to_string())
+            .status();
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
             if let Ok(Some(_)) = self.child.try_wait() {
@@ -136,15 +186,31 @@ pub struct Redis {
 impl Redis {
     /// Starts redis-server on a free port.
     pub fn start() -> Redis {
-        let dir = tempfile::Builder::new().prefix("rapport-redis-").tempdir().expect("temp dir");
+        let dir = tempfile::Builder::new()
+            .prefix("rapport-redis-")
+            .tempdir()
+            .expect("temp dir");
         let port = free_port();
         let child = Self::spawn(dir.path(), port);
-        Redis { child: Some(child), dir, port }
+        Redis {
+            child: Some(child),
+            dir,
+            port,
+        }
     }
 
     fn spawn(dir: &Path, port: u16) -> Child {
         let mut child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
             .arg("--dir")
             .arg(dir)
             .stdout(Stdio::null())

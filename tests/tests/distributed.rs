@@ -13,16 +13,34 @@ async fn distributed_platform_on_postgres_and_redis() {
     let redis = Redis::start();
     let logs = tempfile::tempdir().unwrap();
     let (db, redis_url) = (pg.url(), redis.url());
-    let platform = Distributed::start(&Backing { database_url: &db, redis_url: Some(&redis_url), otlp: None }, logs.path());
+    let platform = Distributed::start(
+        &Backing {
+            database_url: &db,
+            redis_url: Some(&redis_url),
+            otlp: None,
+        },
+        logs.path(),
+    );
 
     for (addr, service) in [
-        (&platform.addrs.ingestion, "rapport.ingestion.v1.IngestionService"),
+        (
+            &platform.addrs.ingestion,
+            "rapport.ingestion.v1.IngestionService",
+        ),
         (&platform.addrs.scoring, "rapport.scoring.v1.ScoringService"),
-        (&platform.addrs.segmentation, "rapport.segmentation.v1.SegmentationService"),
-        (&platform.addrs.alerting, "rapport.alerting.v1.AlertingService"),
+        (
+            &platform.addrs.segmentation,
+            "rapport.segmentation.v1.SegmentationService",
+        ),
+        (
+            &platform.addrs.alerting,
+            "rapport.alerting.v1.AlertingService",
+        ),
     ] {
         let status = HealthClient::new(channel(addr))
-            .check(HealthCheckRequest { service: service.to_owned() })
+            .check(HealthCheckRequest {
+                service: service.to_owned(),
+            })
             .await
             .expect("grpc.health.v1 answers without credentials")
             .into_inner()
@@ -38,13 +56,22 @@ async fn distributed_platform_on_postgres_and_redis() {
     let mut conn = client.get_multiplexed_async_connection().await.unwrap();
     for h in &finals {
         let key = format!("rapport:3:dev:health:{}", h.customer_id);
-        let bytes: Option<Vec<u8>> = redis::cmd("GET").arg(&key).query_async(&mut conn).await.unwrap();
+        let bytes: Option<Vec<u8>> = redis::cmd("GET")
+            .arg(&key)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
         let cached = scoring::HealthScore::decode(bytes.expect("cached score").as_slice()).unwrap();
         assert_eq!(&cached, h, "the cached copy is what GetHealth answers");
     }
 
     // Without credentials, or with a wrong key, nothing is answered.
     let mut anon = clients.scoring.clone();
-    let err = anon.get_health(scoring::GetHealthRequest { customer_id: "alice".into() }).await.unwrap_err();
+    let err = anon
+        .get_health(scoring::GetHealthRequest {
+            customer_id: "alice".into(),
+        })
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), tonic::Code::Unauthenticated);
 }

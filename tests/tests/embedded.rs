@@ -8,6 +8,13 @@ async fn embedded_platform_scores_grades_and_alerts() {
     let clients = Clients::new(&platform.addrs);
     scenario::run(&clients).await;
     for service in ["ingestion", "scoring", "segmentation", "alerting"] {
-        assert!(platform.dir.path().join(format!(".rapport/{service}.db")).exists(), "{service} has its own SQLite file");
+        assert!(
+            platform
+                .dir
+                .path()
+                .join(format!(".rapport/{service}.db"))
+                .exists(),
+            "{service} has its own SQLite file"
+        );
     }
 }

@@ -11,7 +11,11 @@ async fn events_acknowledged_while_scoring_is_down_are_all_scored_later() {
     let pg = Postgres::start();
     let logs = tempfile::tempdir().unwrap();
     let db = pg.url();
-    let backing = Backing { database_url: &db, redis_url: None, otlp: None };
+    let backing = Backing {
+        database_url: &db,
+        redis_url: None,
+        otlp: None,
+    };
     let mut platform = Distributed::start(&backing, logs.path());
     let clients = Clients::new(&platform.addrs);
 
@@ -20,10 +24,21 @@ async fn events_acknowledged_while_scoring_is_down_are_all_scored_later() {
     for (batch, chunk) in customers.chunks(10).enumerate() {
         let events: Vec<_> = chunk
             .iter()
-            .flat_map(|c| (0..3).map(move |k| order(&format!("{c}-{k}"), c, 10 + k, 20.0 * (k + 1) as f64)))
+            .flat_map(|c| {
+                (0..3).map(move |k| order(&format!("{c}-{k}"), c, 10 + k, 20.0 * (k + 1) as f64))
+            })
             .collect();
-        let answer = clients.ingestion.clone().ingest(req(ingestion::IngestRequest { events })).await.unwrap().into_inner();
-        assert_eq!(answer.accepted, 30, "batch {batch} acknowledged while scoring is down");
+        let answer = clients
+            .ingestion
+            .clone()
+            .ingest(req(ingestion::IngestRequest { events }))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(
+            answer.accepted, 30,
+            "batch {batch} acknowledged while scoring is down"
+        );
     }
     // Give the relay time to fail and back off at least once.
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -32,8 +47,15 @@ async fn events_acknowledged_while_scoring_is_down_are_all_scored_later() {
     let restarted = start_service("scoring", &platform.addrs, &backing, logs.path());
     platform.procs.push(restarted);
     for c in &customers {
-        let h = eventually(&format!("a score for {c}"), Duration::from_secs(60), || health(&clients, c)).await;
-        let frequency = h.measures.iter().find(|m| m.measure == "frequency").and_then(|m| m.value);
+        let h = eventually(&format!("a score for {c}"), Duration::from_secs(60), || {
+            health(&clients, c)
+        })
+        .await;
+        let frequency = h
+            .measures
+            .iter()
+            .find(|m| m.measure == "frequency")
+            .and_then(|m| m.value);
         assert_eq!(frequency, Some(3.0), "{c}: each event applied exactly once");
     }
 }

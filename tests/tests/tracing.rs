@@ -11,22 +11,49 @@ async fn one_event_is_one_trace_across_three_services() {
     let receiver = Receiver::start().await;
     let dir = tempfile::tempdir().unwrap();
     let db = format!("sqlite://{}/shared.db?mode=rwc", dir.path().display());
-    let platform = Distributed::start(&Backing { database_url: &db, redis_url: None, otlp: Some(&receiver.endpoint) }, dir.path());
+    let platform = Distributed::start(
+        &Backing {
+            database_url: &db,
+            redis_url: None,
+            otlp: Some(&receiver.endpoint),
+        },
+        dir.path(),
+    );
     let clients = Clients::new(&platform.addrs);
 
     let trace_id = format!("{:032x}", rand_id());
-    let mut request = req(ingestion::IngestRequest { events: vec![nps("t1", "traced", 1, 3)] });
-    request
-        .metadata_mut()
-        .insert("traceparent", format!("00-{trace_id}-00f067aa0ba902b7-01").parse().unwrap());
-    let answer = clients.ingestion.clone().ingest(request).await.unwrap().into_inner();
+    let mut request = req(ingestion::IngestRequest {
+        events: vec![nps("t1", "traced", 1, 3)],
+    });
+    request.metadata_mut().insert(
+        "traceparent",
+        format!("00-{trace_id}-00f067aa0ba902b7-01")
+            .parse()
+            .unwrap(),
+    );
+    let answer = clients
+        .ingestion
+        .clone()
+        .ingest(request)
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(answer.accepted, 1);
 
-    let services = eventually("spans of all three services in one trace", Duration::from_secs(30), || async {
-        let spans: Vec<_> = receiver.spans().into_iter().filter(|s| s.trace_id == trace_id).collect();
-        let has = |svc: &str| spans.iter().any(|s| s.service == svc);
-        (has("rapport-ingestion") && has("rapport-scoring") && has("rapport-alerting")).then_some(spans)
-    })
+    let services = eventually(
+        "spans of all three services in one trace",
+        Duration::from_secs(30),
+        || async {
+            let spans: Vec<_> = receiver
+                .spans()
+                .into_iter()
+                .filter(|s| s.trace_id == trace_id)
+                .collect();
+            let has = |svc: &str| spans.iter().any(|s| s.service == svc);
+            (has("rapport-ingestion") && has("rapport-scoring") && has("rapport-alerting"))
+                .then_some(spans)
+        },
+    )
     .await;
     // Scoring's span for the notification descends from ingestion's: same trace, real parent.
     let scoring_server = services
@@ -37,6 +64,9 @@ async fn one_event_is_one_trace_across_three_services() {
 }
 
 fn rand_id() -> u128 {
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
     nanos ^ (u128::from(std::process::id()) << 64) | 1
 }

@@ -31,14 +31,22 @@ pub struct AlertingApi {
 
 #[tonic::async_trait]
 impl pb::alerting_service_server::AlertingService for AlertingApi {
-    async fn list_alerts(&self, req: Request<pb::ListAlertsRequest>) -> Result<Response<pb::ListAlertsResponse>, Status> {
+    async fn list_alerts(
+        &self,
+        req: Request<pb::ListAlertsRequest>,
+    ) -> Result<Response<pb::ListAlertsResponse>, Status> {
         let tenant = Principal::of(&req)?.require(&[Role::Read])?.to_owned();
         let req = req.into_inner();
         let state = match pb::AlertState::try_from(req.state) {
             Ok(pb::AlertState::Unspecified) => None,
             Ok(pb::AlertState::Open) => Some("open"),
             Ok(pb::AlertState::Resolved) => Some("resolved"),
-            Err(_) => return Err(Status::invalid_argument(format!("state: unknown alert state {}", req.state))),
+            Err(_) => {
+                return Err(Status::invalid_argument(format!(
+                    "state: unknown alert state {}",
+                    req.state
+                )));
+            }
         };
         let filter = AlertFilter {
             state,
@@ -54,7 +62,12 @@ impl pb::alerting_service_server::AlertingService for AlertingApi {
                 rule: a.rule,
                 customer_id: a.customer_id,
                 dedup_key: a.dedup_key,
-                state: if a.state == "open" { pb::AlertState::Open } else { pb::AlertState::Resolved }.into(),
+                state: if a.state == "open" {
+                    pb::AlertState::Open
+                } else {
+                    pb::AlertState::Resolved
+                }
+                .into(),
                 score: a.score,
                 trigger_count: a.trigger_count.max(0) as u32,
                 opened_at: Some(convert::timestamp(a.opened_at)),
@@ -66,10 +79,15 @@ impl pb::alerting_service_server::AlertingService for AlertingApi {
         Ok(Response::new(pb::ListAlertsResponse { alerts }))
     }
 
-    async fn notify_scores(&self, req: Request<pb::NotifyScoresRequest>) -> Result<Response<Ack>, Status> {
+    async fn notify_scores(
+        &self,
+        req: Request<pb::NotifyScoresRequest>,
+    ) -> Result<Response<Ack>, Status> {
         let principal = Principal::of(&req)?;
         if principal.role != Role::Service {
-            return Err(Status::permission_denied("internal call: only Rapport services may notify"));
+            return Err(Status::permission_denied(
+                "internal call: only Rapport services may notify",
+            ));
         }
         let tenant = principal.tenant.clone();
         let scores: Vec<ScoreEvent> = req
@@ -77,9 +95,21 @@ impl pb::alerting_service_server::AlertingService for AlertingApi {
             .scores
             .into_iter()
             .filter(|s| s.score.is_finite())
-            .map(|s| ScoreEvent { tier: convert::domain_tier(s.tier).map(|t| t.name().to_owned()), customer_id: s.customer_id, score: s.score })
+            .map(|s| ScoreEvent {
+                tier: convert::domain_tier(s.tier).map(|t| t.name().to_owned()),
+                customer_id: s.customer_id,
+                score: s.score,
+            })
             .collect();
-        let opened = self.store.evaluate(&tenant, &self.rule, &scores, chrono::Utc::now().timestamp_millis()).await?;
+        let opened = self
+            .store
+            .evaluate(
+                &tenant,
+                &self.rule,
+                &scores,
+                chrono::Utc::now().timestamp_millis(),
+            )
+            .await?;
         tracing::info!(tenant, scores = scores.len(), opened, "rules evaluated");
         Ok(Response::new(Ack {}))
     }

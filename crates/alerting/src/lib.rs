@@ -19,10 +19,18 @@ use tonic::service::interceptor::InterceptedService;
 
 /// Settings of the alerting service.
 #[derive(Debug, Clone, clap::Parser)]
-#[command(name = "rapport-alerting", about = "Rapport's alerting service", version)]
+#[command(
+    name = "rapport-alerting",
+    about = "Rapport's alerting service",
+    version
+)]
 pub struct Config {
     /// Address to serve gRPC on.
-    #[arg(long, env = "RAPPORT_ALERTING_LISTEN", default_value = "127.0.0.1:7404")]
+    #[arg(
+        long,
+        env = "RAPPORT_ALERTING_LISTEN",
+        default_value = "127.0.0.1:7404"
+    )]
     pub listen: SocketAddr,
     /// An alert opens when a customer's health falls below this.
     #[arg(long, env = "RAPPORT_HEALTH_ALERT_BELOW", default_value_t = 50.0)]
@@ -35,7 +43,11 @@ pub struct Config {
 }
 
 /// Runs the service on `listener` until `stop` is cancelled.
-pub async fn run(config: Config, listener: TcpListener, stop: CancellationToken) -> anyhow::Result<()> {
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    stop: CancellationToken,
+) -> anyhow::Result<()> {
     anyhow::ensure!(
         config.health_alert_exit >= config.health_alert_below,
         "health-alert-exit ({}) must not be below health-alert-below ({})",
@@ -52,7 +64,10 @@ pub async fn run(config: Config, listener: TcpListener, stop: CancellationToken)
             exit_at_or_above: config.health_alert_exit,
         },
     };
-    let routes = Routes::new(InterceptedService::new(AlertingServiceServer::new(api), Authenticator(keys)));
+    let routes = Routes::new(InterceptedService::new(
+        AlertingServiceServer::new(api),
+        Authenticator(keys),
+    ));
     rapport_server::serve(listener, routes, &[SERVICE_NAME], stop).await?;
     Ok(())
 }

@@ -40,7 +40,13 @@ mod m20261123_000001_alerts {
                     Table::create()
                         .table(alerts.clone())
                         .if_not_exists()
-                        .col(c("id").big_integer().not_null().auto_increment().primary_key())
+                        .col(
+                            c("id")
+                                .big_integer()
+                                .not_null()
+                                .auto_increment()
+                                .primary_key(),
+                        )
                         .col(c("tenant_id").string().not_null())
                         .col(c("rule").string().not_null())
                         .col(c("customer_id").string_len(100).not_null())
@@ -84,7 +90,13 @@ mod m20261123_000001_alerts {
                     Table::create()
                         .table(Alias::new("alerting_transitions"))
                         .if_not_exists()
-                        .col(c("id").big_integer().not_null().auto_increment().primary_key())
+                        .col(
+                            c("id")
+                                .big_integer()
+                                .not_null()
+                                .auto_increment()
+                                .primary_key(),
+                        )
                         .col(c("tenant_id").string().not_null())
                         .col(c("alert_id").big_integer().not_null())
                         .col(c("from_state").string().null())

@@ -51,7 +51,13 @@ impl Store {
 
     /// Evaluates the health rule on new scores and opens, updates or resolves alerts.
     /// Returns how many alerts were opened.
-    pub async fn evaluate(&self, tenant: &str, rule: &HealthBelow, scores: &[ScoreEvent], now: i64) -> Result<usize, StoreError> {
+    pub async fn evaluate(
+        &self,
+        tenant: &str,
+        rule: &HealthBelow,
+        scores: &[ScoreEvent],
+        now: i64,
+    ) -> Result<usize, StoreError> {
         let txn = rapport_storage::begin_write(&self.db).await?;
         let mut opened = 0;
         for s in scores {
@@ -113,7 +119,12 @@ impl Store {
     }
 
     /// A tenant's alerts, newest first.
-    pub async fn list(&self, tenant: &str, filter: &AlertFilter, limit: u64) -> Result<Vec<Alert>, StoreError> {
+    pub async fn list(
+        &self,
+        tenant: &str,
+        filter: &AlertFilter,
+        limit: u64,
+    ) -> Result<Vec<Alert>, StoreError> {
         let mut query = alert::Entity::find().filter(alert::Column::TenantId.eq(tenant));
         if let Some(state) = filter.state {
             query = query.filter(alert::Column::State.eq(state));
@@ -121,7 +132,11 @@ impl Store {
         if let Some(customer) = &filter.customer_id {
             query = query.filter(alert::Column::CustomerId.eq(customer.as_str()));
         }
-        Ok(query.order_by_desc(alert::Column::Id).limit(limit).all(&self.db).await?)
+        Ok(query
+            .order_by_desc(alert::Column::Id)
+            .limit(limit)
+            .all(&self.db)
+            .await?)
     }
 }
 

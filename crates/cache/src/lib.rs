@@ -26,9 +26,13 @@ pub trait Cache: Send + Sync {
     /// The value under `key`, if cached.
     fn get(&self, key: &str) -> impl Future<Output = Result<Option<Vec<u8>>, CacheError>> + Send;
     /// The values under `keys`, in order, in one round trip.
-    fn get_many(&self, keys: &[String]) -> impl Future<Output = Result<Vec<Option<Vec<u8>>>, CacheError>> + Send;
+    fn get_many(
+        &self,
+        keys: &[String],
+    ) -> impl Future<Output = Result<Vec<Option<Vec<u8>>>, CacheError>> + Send;
     /// Stores `value` under `key` with the cache's time to live.
-    fn set(&self, key: &str, value: Vec<u8>) -> impl Future<Output = Result<(), CacheError>> + Send;
+    fn set(&self, key: &str, value: Vec<u8>)
+    -> impl Future<Output = Result<(), CacheError>> + Send;
 }
 
 /// Redis through a connection manager that reconnects on its own; every call is bounded by
@@ -105,7 +109,15 @@ impl Cache for RedisCache {
 
     async fn set(&self, key: &str, value: Vec<u8>) -> Result<(), CacheError> {
         let ttl = self.ttl.as_millis().max(1) as u64;
-        self.run(redis::cmd("SET").arg(key).arg(value).arg("PX").arg(ttl).to_owned()).await
+        self.run(
+            redis::cmd("SET")
+                .arg(key)
+                .arg(value)
+                .arg("PX")
+                .arg(ttl)
+                .to_owned(),
+        )
+        .await
     }
 }
 
@@ -119,7 +131,10 @@ impl MemoryCache {
     /// A cache of at most `capacity` entries living `ttl` each.
     pub fn new(capacity: u64, ttl: Duration) -> Self {
         MemoryCache {
-            inner: Moka::builder().max_capacity(capacity).time_to_live(ttl).build(),
+            inner: Moka::builder()
+                .max_capacity(capacity)
+                .time_to_live(ttl)
+                .build(),
         }
     }
 }
@@ -185,7 +200,12 @@ mod tests {
     #[tokio::test]
     async fn redis_that_is_not_there_fails_fast() {
         // Port 1 on loopback: nothing listens there.
-        let cache = RedisCache::connect("redis://127.0.0.1:1", Duration::from_secs(60), Duration::from_millis(50)).unwrap();
+        let cache = RedisCache::connect(
+            "redis://127.0.0.1:1",
+            Duration::from_secs(60),
+            Duration::from_millis(50),
+        )
+        .unwrap();
         let started = std::time::Instant::now();
         assert!(cache.get("k").await.is_err());
         assert!(started.elapsed() < Duration::from_secs(1));

@@ -56,7 +56,10 @@ struct JsonComplaint {
 }
 
 fn timestamp(t: chrono::DateTime<chrono::Utc>) -> prost_types::Timestamp {
-    prost_types::Timestamp { seconds: t.timestamp(), nanos: t.timestamp_subsec_nanos() as i32 }
+    prost_types::Timestamp {
+        seconds: t.timestamp(),
+        nanos: t.timestamp_subsec_nanos() as i32,
+    }
 }
 
 /// Parses one JSONL line into a proto event; unknown enum names become unspecified values,
@@ -121,9 +124,17 @@ impl Summary {
         self.accepted += u64::from(response.accepted);
         self.duplicates += u64::from(response.duplicates);
         self.rejected += u64::from(response.rejected);
-        for r in response.results.iter().filter(|r| r.verdict == pb::Verdict::Rejected as i32) {
-            let reason = pb::RejectReason::try_from(r.reason).map_or("unknown".to_owned(), |x| x.as_str_name().to_owned());
-            *self.reasons.entry(format!("{reason} {}", r.field)).or_default() += 1;
+        for r in response
+            .results
+            .iter()
+            .filter(|r| r.verdict == pb::Verdict::Rejected as i32)
+        {
+            let reason = pb::RejectReason::try_from(r.reason)
+                .map_or("unknown".to_owned(), |x| x.as_str_name().to_owned());
+            *self
+                .reasons
+                .entry(format!("{reason} {}", r.field))
+                .or_default() += 1;
         }
     }
 }
@@ -165,15 +176,22 @@ mod tests {
         let order = parse_line(r#"{"event_id":"e1","customer_id":"c","occurred_at":"2026-01-01T00:00:00Z","order":{"order_id":"o","amount":5.5,"currency":"EUR"}}"#).unwrap();
         assert!(matches!(order.payload, Some(pb::event::Payload::Order(ref o)) if o.amount == 5.5));
         let nps = parse_line(r#"{"event_id":"e2","customer_id":"c","occurred_at":"2026-01-01T00:00:00Z","survey":{"kind":"nps","score":3}}"#).unwrap();
-        assert!(matches!(nps.payload, Some(pb::event::Payload::Survey(ref s)) if s.kind == pb::SurveyKind::Nps as i32));
+        assert!(
+            matches!(nps.payload, Some(pb::event::Payload::Survey(ref s)) if s.kind == pb::SurveyKind::Nps as i32)
+        );
         let complaint = parse_line(r#"{"event_id":"e3","customer_id":"c","occurred_at":"2026-01-01T00:00:00Z","complaint":{"complaint_id":"k","severity":"high"}}"#).unwrap();
-        assert!(matches!(complaint.payload, Some(pb::event::Payload::Complaint(_))));
+        assert!(matches!(
+            complaint.payload,
+            Some(pb::event::Payload::Complaint(_))
+        ));
     }
 
     #[test]
     fn unreadable_lines_say_why() {
         assert!(parse_line("{").is_err());
-        assert!(parse_line(r#"{"event_id":"e","customer_id":"c","occurred_at":"yesterday"}"#).is_err());
+        assert!(
+            parse_line(r#"{"event_id":"e","customer_id":"c","occurred_at":"yesterday"}"#).is_err()
+        );
         assert!(parse_line(r#"{"event_id":"e","customer_id":"c","occurred_at":"2026-01-01T00:00:00Z","colour":1}"#).unwrap_err().contains("colour"));
         let two = r#"{"event_id":"e","customer_id":"c","occurred_at":"2026-01-01T00:00:00Z","order":{"order_id":"o","amount":1,"currency":"EUR"},"survey":{"kind":"nps","score":1}}"#;
         assert!(parse_line(two).unwrap_err().contains("exactly one"));

@@ -19,7 +19,11 @@ use tonic::transport::Channel;
 const DEADLINE: Duration = Duration::from_secs(60);
 
 #[derive(Debug, Parser)]
-#[command(name = "rapport", version, about = "Rapport: customer relationship health")]
+#[command(
+    name = "rapport",
+    version,
+    about = "Rapport: customer relationship health"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -27,7 +31,12 @@ struct Cli {
     #[arg(long, global = true)]
     json: bool,
     /// Where `rapport up` keeps its data and its local.toml.
-    #[arg(long, global = true, env = "RAPPORT_DATA_DIR", default_value = ".rapport")]
+    #[arg(
+        long,
+        global = true,
+        env = "RAPPORT_DATA_DIR",
+        default_value = ".rapport"
+    )]
     data_dir: PathBuf,
     /// API key (default: the key of the local platform).
     #[arg(long, global = true, env = "RAPPORT_API_KEY")]
@@ -84,10 +93,19 @@ struct Target {
 }
 
 impl Target {
-    fn addr(&self, flag: &Option<String>, pick: fn(&LocalPlatform) -> &String, name: &str) -> anyhow::Result<String> {
+    fn addr(
+        &self,
+        flag: &Option<String>,
+        pick: fn(&LocalPlatform) -> &String,
+        name: &str,
+    ) -> anyhow::Result<String> {
         flag.clone()
             .or_else(|| self.local.as_ref().map(|l| pick(l).clone()))
-            .ok_or_else(|| anyhow::anyhow!("no {name} address: run `rapport up` in this directory, or pass --{name}"))
+            .ok_or_else(|| {
+                anyhow::anyhow!(
+                    "no {name} address: run `rapport up` in this directory, or pass --{name}"
+                )
+            })
     }
 
     fn key(&self) -> anyhow::Result<String> {
@@ -99,21 +117,31 @@ impl Target {
     }
 
     fn channel(&self, addr: &str) -> anyhow::Result<Channel> {
-        let uri = if addr.contains("://") { addr.to_owned() } else { format!("http://{addr}") };
-        Ok(Channel::from_shared(uri)?.connect_timeout(Duration::from_secs(5)).connect_lazy())
+        let uri = if addr.contains("://") {
+            addr.to_owned()
+        } else {
+            format!("http://{addr}")
+        };
+        Ok(Channel::from_shared(uri)?
+            .connect_timeout(Duration::from_secs(5))
+            .connect_lazy())
     }
 
     fn request<T>(&self, message: T) -> anyhow::Result<tonic::Request<T>> {
         let mut req = tonic::Request::new(message);
         req.set_timeout(DEADLINE);
-        req.metadata_mut().insert("authorization", format!("Bearer {}", self.key()?).parse()?);
+        req.metadata_mut()
+            .insert("authorization", format!("Bearer {}", self.key()?).parse()?);
         Ok(req)
     }
 }
 
 fn when(t: Option<&prost_types::Timestamp>) -> String {
     t.and_then(|t| chrono::DateTime::from_timestamp(t.seconds, t.nanos.max(0) as u32))
-        .map_or_else(|| "-".to_owned(), |t| t.format("%Y-%m-%d %H:%M:%S").to_string())
+        .map_or_else(
+            || "-".to_owned(),
+            |t| t.format("%Y-%m-%d %H:%M:%S").to_string(),
+        )
 }
 
 fn tier_name(t: i32) -> &'static str {
@@ -135,20 +163,25 @@ async fn main() -> anyhow::Result<()> {
     if let Command::Up(args) = &cli.command {
         return up::up(args.clone()).await;
     }
-    let target = Target { local: LocalPlatform::load(&cli.data_dir), cli };
+    let target = Target {
+        local: LocalPlatform::load(&cli.data_dir),
+        cli,
+    };
     let json = target.cli.json;
     match &target.cli.command {
         Command::Up(_) => unreachable!("handled above"),
         Command::Import { file } => {
             let addr = target.addr(&target.cli.ingestion, |l| &l.ingestion, "ingestion")?;
-            let client = ingestion::ingestion_service_client::IngestionServiceClient::new(target.channel(&addr)?)
-                .max_decoding_message_size(64 * 1024 * 1024);
+            let client = ingestion::ingestion_service_client::IngestionServiceClient::new(
+                target.channel(&addr)?,
+            )
+            .max_decoding_message_size(64 * 1024 * 1024);
             let reader: Box<dyn std::io::BufRead> = if file.as_os_str() == "-" {
                 Box::new(std::io::BufReader::new(std::io::stdin()))
             } else {
-                Box::new(std::io::BufReader::new(
-                    std::fs::File::open(file).map_err(|e| anyhow::anyhow!("cannot open {}: {e}", file.display()))?,
-                ))
+                Box::new(std::io::BufReader::new(std::fs::File::open(file).map_err(
+                    |e| anyhow::anyhow!("cannot open {}: {e}", file.display()),
+                )?))
             };
             let summary = import::run(reader, |events| {
                 let mut client = client.clone();
@@ -165,7 +198,10 @@ async fn main() -> anyhow::Result<()> {
                     })
                 );
             } else {
-                println!("accepted {}  duplicate {}  rejected {}", summary.accepted, summary.duplicates, summary.rejected);
+                println!(
+                    "accepted {}  duplicate {}  rejected {}",
+                    summary.accepted, summary.duplicates, summary.rejected
+                );
                 for (reason, n) in &summary.reasons {
                     println!("  rejected {n:>6}  {reason}");
                 }
@@ -176,9 +212,12 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Health { customers, explain } => {
             let addr = target.addr(&target.cli.scoring, |l| &l.scoring, "scoring")?;
-            let mut client = scoring::scoring_service_client::ScoringServiceClient::new(target.channel(&addr)?);
+            let mut client =
+                scoring::scoring_service_client::ScoringServiceClient::new(target.channel(&addr)?);
             let scores = client
-                .batch_get_health(target.request(scoring::BatchGetHealthRequest { customer_ids: customers.clone() })?)
+                .batch_get_health(target.request(scoring::BatchGetHealthRequest {
+                    customer_ids: customers.clone(),
+                })?)
                 .await?
                 .into_inner()
                 .scores;
@@ -195,30 +234,66 @@ async fn main() -> anyhow::Result<()> {
                     .collect();
                 println!("{}", serde_json::to_string_pretty(&out)?);
             } else {
-                println!("{:<24} {:>6}  {:<7} {:<8} {}", "CUSTOMER", "SCORE", "BAND", "TIER", "COMPUTED");
+                println!(
+                    "{:<24} {:>6}  {:<7} {:<8} COMPUTED",
+                    "CUSTOMER", "SCORE", "BAND", "TIER"
+                );
                 for h in &scores {
-                    println!("{:<24} {:>6.1}  {:<7} {:<8} {}", h.customer_id, h.score, band_name(h.band), tier_name(h.tier), when(h.computed_at.as_ref()));
+                    println!(
+                        "{:<24} {:>6.1}  {:<7} {:<8} {}",
+                        h.customer_id,
+                        h.score,
+                        band_name(h.band),
+                        tier_name(h.tier),
+                        when(h.computed_at.as_ref())
+                    );
                     if *explain {
                         for m in &h.measures {
                             let value = m.value.map_or("-".to_owned(), |v| format!("{v:.2}"));
-                            println!("    {:<16} value {:>10}  score {:>5.1}  weight {:.2}  +{:.1}", m.measure, value, m.score, m.weight, m.contribution);
+                            println!(
+                                "    {:<16} value {:>10}  score {:>5.1}  weight {:.2}  +{:.1}",
+                                m.measure, value, m.score, m.weight, m.contribution
+                            );
                         }
                     }
                 }
-                for missing in customers.iter().filter(|c| !scores.iter().any(|h| &h.customer_id == *c)) {
+                for missing in customers
+                    .iter()
+                    .filter(|c| !scores.iter().any(|h| &h.customer_id == *c))
+                {
                     println!("{missing:<24} no score yet");
                 }
             }
         }
         Command::Segment => {
-            let addr = target.addr(&target.cli.segmentation, |l| &l.segmentation, "segmentation")?;
-            let mut client = segmentation::segmentation_service_client::SegmentationServiceClient::new(target.channel(&addr)?);
-            let run = client.run_segmentation(target.request(segmentation::RunSegmentationRequest {})?).await?.into_inner();
+            let addr = target.addr(
+                &target.cli.segmentation,
+                |l| &l.segmentation,
+                "segmentation",
+            )?;
+            let mut client =
+                segmentation::segmentation_service_client::SegmentationServiceClient::new(
+                    target.channel(&addr)?,
+                );
+            let run = client
+                .run_segmentation(target.request(segmentation::RunSegmentationRequest {})?)
+                .await?
+                .into_inner();
             if json {
-                let tiers: serde_json::Map<_, _> = run.tiers.iter().map(|t| (tier_name(t.tier).to_owned(), json!(t.customers))).collect();
-                println!("{}", json!({"customers": run.customers, "tier_changes": run.tier_changes, "tiers": tiers}));
+                let tiers: serde_json::Map<_, _> = run
+                    .tiers
+                    .iter()
+                    .map(|t| (tier_name(t.tier).to_owned(), json!(t.customers)))
+                    .collect();
+                println!(
+                    "{}",
+                    json!({"customers": run.customers, "tier_changes": run.tier_changes, "tiers": tiers})
+                );
             } else {
-                println!("graded {} customers, {} changed tier", run.customers, run.tier_changes);
+                println!(
+                    "graded {} customers, {} changed tier",
+                    run.customers, run.tier_changes
+                );
                 for t in &run.tiers {
                     println!("  {:<8} {:>8}", tier_name(t.tier), t.customers);
                 }
@@ -226,18 +301,29 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Alerts { state, customer } => {
             let addr = target.addr(&target.cli.alerting, |l| &l.alerting, "alerting")?;
-            let mut client = alerting::alerting_service_client::AlertingServiceClient::new(target.channel(&addr)?);
+            let mut client = alerting::alerting_service_client::AlertingServiceClient::new(
+                target.channel(&addr)?,
+            );
             let state = match state.as_deref() {
                 Some("open") => alerting::AlertState::Open,
                 Some("resolved") => alerting::AlertState::Resolved,
                 _ => alerting::AlertState::Unspecified,
             };
             let alerts = client
-                .list_alerts(target.request(alerting::ListAlertsRequest { state: state.into(), customer_id: customer.clone().unwrap_or_default() })?)
+                .list_alerts(target.request(alerting::ListAlertsRequest {
+                    state: state.into(),
+                    customer_id: customer.clone().unwrap_or_default(),
+                })?)
                 .await?
                 .into_inner()
                 .alerts;
-            let state_name = |s: i32| if s == alerting::AlertState::Open as i32 { "open" } else { "resolved" };
+            let state_name = |s: i32| {
+                if s == alerting::AlertState::Open as i32 {
+                    "open"
+                } else {
+                    "resolved"
+                }
+            };
             if json {
                 let out: Vec<_> = alerts
                     .iter()
@@ -245,9 +331,21 @@ async fn main() -> anyhow::Result<()> {
                     .collect();
                 println!("{}", serde_json::to_string_pretty(&out)?);
             } else {
-                println!("{:<6} {:<14} {:<24} {:<9} {:>6} {:<8} {}", "ID", "RULE", "CUSTOMER", "STATE", "SCORE", "TIER", "OPENED");
+                println!(
+                    "{:<6} {:<14} {:<24} {:<9} {:>6} {:<8} OPENED",
+                    "ID", "RULE", "CUSTOMER", "STATE", "SCORE", "TIER"
+                );
                 for a in &alerts {
-                    println!("{:<6} {:<14} {:<24} {:<9} {:>6.1} {:<8} {}", a.id, a.rule, a.customer_id, state_name(a.state), a.score, tier_name(a.tier), when(a.opened_at.as_ref()));
+                    println!(
+                        "{:<6} {:<14} {:<24} {:<9} {:>6.1} {:<8} {}",
+                        a.id,
+                        a.rule,
+                        a.customer_id,
+                        state_name(a.state),
+                        a.score,
+                        tier_name(a.tier),
+                        when(a.opened_at.as_ref())
+                    );
                 }
             }
         }

@@ -34,7 +34,13 @@ async fn bind(host: std::net::IpAddr, port: u16) -> anyhow::Result<(TcpListener,
 /// Runs the platform until SIGINT or SIGTERM.
 pub async fn up(args: UpArgs) -> anyhow::Result<()> {
     let mut telemetry = rapport_telemetry::init("rapport")?;
-    let port = |i: u16| if args.port_base == 0 { 0 } else { args.port_base.saturating_add(i) };
+    let port = |i: u16| {
+        if args.port_base == 0 {
+            0
+        } else {
+            args.port_base.saturating_add(i)
+        }
+    };
     let (ingestion_l, ingestion) = bind(args.host, port(0)).await?;
     let (scoring_l, scoring) = bind(args.host, port(1)).await?;
     let (segmentation_l, segmentation) = bind(args.host, port(2)).await?;
@@ -66,12 +72,21 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
         stop.clone(),
     );
     let segmentation_run = rapport_segmentation::run(
-        rapport_segmentation::Config { listen: segmentation, scoring_addr: scoring.to_string(), common: common.clone() },
+        rapport_segmentation::Config {
+            listen: segmentation,
+            scoring_addr: scoring.to_string(),
+            common: common.clone(),
+        },
         segmentation_l,
         stop.clone(),
     );
     let alerting_run = rapport_alerting::run(
-        rapport_alerting::Config { listen: alerting, health_alert_below: 50.0, health_alert_exit: 60.0, common },
+        rapport_alerting::Config {
+            listen: alerting,
+            health_alert_below: 50.0,
+            health_alert_exit: 60.0,
+            common,
+        },
         alerting_l,
         stop.clone(),
     );
@@ -84,7 +99,10 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
         api_key: DEV_API_KEY.to_owned(),
     };
     local.save(&args.data_dir)?;
-    println!("Rapport is up (SQLite under {}, in-process cache)", args.data_dir.display());
+    println!(
+        "Rapport is up (SQLite under {}, in-process cache)",
+        args.data_dir.display()
+    );
     println!("  ingestion     {ingestion}");
     println!("  scoring       {scoring}");
     println!("  segmentation  {segmentation}");
@@ -95,7 +113,11 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
     let result = tokio::try_join!(
         async { ingestion_run.await.map_err(|e| e.context("ingestion")) },
         async { scoring_run.await.map_err(|e| e.context("scoring")) },
-        async { segmentation_run.await.map_err(|e| e.context("segmentation")) },
+        async {
+            segmentation_run
+                .await
+                .map_err(|e| e.context("segmentation"))
+        },
         async { alerting_run.await.map_err(|e| e.context("alerting")) },
     );
     if result.is_err() {

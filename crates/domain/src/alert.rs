@@ -39,7 +39,11 @@ pub enum Decision {
 impl HealthBelow {
     /// Decides for a new score, given whether an alert is open for this customer and rule.
     pub fn decide(&self, open: bool, score: f64) -> Decision {
-        match (open, score < self.enter_below, score >= self.exit_at_or_above) {
+        match (
+            open,
+            score < self.enter_below,
+            score >= self.exit_at_or_above,
+        ) {
             (false, true, _) => Decision::Open,
             (true, true, _) => Decision::Retrigger,
             (true, false, true) => Decision::Resolve,
@@ -51,7 +55,12 @@ impl HealthBelow {
 /// The deterministic deduplication key of (tenant, rule, customer): never built from values.
 pub fn dedup_key(tenant: &str, rule: &str, customer_id: &str) -> String {
     // Lengths make the key unambiguous whatever characters the ids contain.
-    format!("{}:{tenant}/{}:{rule}/{}:{customer_id}", tenant.len(), rule.len(), customer_id.len())
+    format!(
+        "{}:{tenant}/{}:{rule}/{}:{customer_id}",
+        tenant.len(),
+        rule.len(),
+        customer_id.len()
+    )
 }
 
 #[cfg(test)]

@@ -181,9 +181,9 @@ pub fn validate(
 ) -> Result<Event, Rejection> {
     let event_id = id(draft.event_id, "event_id")?;
     let customer_id = id(draft.customer_id, "customer_id")?;
-    let occurred = draft.occurred_at.ok_or_else(|| {
-        Rejection::new(RejectReason::MissingField, "occurred_at", "is required")
-    })?;
+    let occurred = draft
+        .occurred_at
+        .ok_or_else(|| Rejection::new(RejectReason::MissingField, "occurred_at", "is required"))?;
     let occurred_at = match draft.sent_at {
         Some(sent) => occurred + (received_at - sent),
         None => occurred,
@@ -251,7 +251,11 @@ fn payload(draft: PayloadDraft) -> Result<Payload, Rejection> {
             comment,
         } => {
             let kind = kind.ok_or_else(|| {
-                Rejection::new(RejectReason::InvalidValue, "survey.kind", "unknown survey kind")
+                Rejection::new(
+                    RejectReason::InvalidValue,
+                    "survey.kind",
+                    "unknown survey kind",
+                )
             })?;
             let (lo, hi) = kind.range();
             if !(lo..=hi).contains(&score) {
@@ -361,11 +365,18 @@ mod tests {
         assert_eq!(rejection(missing_customer).field, "customer_id");
 
         let negative = rejection(order(-1.0));
-        assert_eq!((negative.field.as_str(), negative.reason), ("order.amount", RejectReason::OutOfRange));
+        assert_eq!(
+            (negative.field.as_str(), negative.reason),
+            ("order.amount", RejectReason::OutOfRange)
+        );
         assert_eq!(rejection(order(f64::NAN)).field, "order.amount");
 
         let mut nps = order(1.0);
-        nps.payload = Some(PayloadDraft::Survey { kind: Some(SurveyKind::Nps), score: 11, comment: String::new() });
+        nps.payload = Some(PayloadDraft::Survey {
+            kind: Some(SurveyKind::Nps),
+            score: 11,
+            comment: String::new(),
+        });
         assert_eq!(rejection(nps).field, "survey.score");
 
         let mut long = order(1.0);

@@ -101,34 +101,67 @@ mod tests {
     }
 
     fn order(day: u32, amount: f64) -> Event {
-        event(day, Payload::Order { order_id: "o".into(), amount, currency: "USD".into(), items: 1 })
+        event(
+            day,
+            Payload::Order {
+                order_id: "o".into(),
+                amount,
+                currency: "USD".into(),
+                items: 1,
+            },
+        )
     }
 
     fn nps(day: u32, score: i32) -> Event {
-        event(day, Payload::Survey { kind: SurveyKind::Nps, score, comment: String::new() })
+        event(
+            day,
+            Payload::Survey {
+                kind: SurveyKind::Nps,
+                score,
+                comment: String::new(),
+            },
+        )
     }
 
     #[test]
     fn order_of_arrival_does_not_matter() {
-        let events = [order(5, 10.0), nps(9, 3), order(2, 5.0), nps(7, 9), order(8, 1.0)];
+        let events = [
+            order(5, 10.0),
+            nps(9, 3),
+            order(2, 5.0),
+            nps(7, 9),
+            order(8, 1.0),
+        ];
         let mut forward = CustomerMetrics::default();
         events.iter().for_each(|e| forward.apply(e));
         let mut backward = CustomerMetrics::default();
         events.iter().rev().for_each(|e| backward.apply(e));
         assert_eq!(forward, backward);
         assert_eq!(forward.latest_nps, Some((3, at(9))));
-        assert_eq!((forward.first_order_at, forward.last_order_at), (Some(at(2)), Some(at(8))));
+        assert_eq!(
+            (forward.first_order_at, forward.last_order_at),
+            (Some(at(2)), Some(at(8)))
+        );
         let ind = forward.indicators(at(10));
-        assert_eq!((ind.frequency, ind.monetary, ind.recency_days), (3, 16.0, Some(2.0)));
+        assert_eq!(
+            (ind.frequency, ind.monetary, ind.recency_days),
+            (3, 16.0, Some(2.0))
+        );
     }
 
     #[test]
     fn complaints_count_in_their_window() {
         let mut m = CustomerMetrics::default();
         for day in [1, 2, 3] {
-            m.apply(&event(day, Payload::Complaint {
-                complaint_id: "k".into(), category: "x".into(), severity: ComplaintSeverity::High, channel: "web".into(),
-            }));
+            m.apply(&event(
+                day,
+                Payload::Complaint {
+                    complaint_id: "k".into(),
+                    category: "x".into(),
+                    severity: ComplaintSeverity::High,
+                    channel: "web".into(),
+                },
+            ));
         }
         assert_eq!(m.indicators(at(4)).complaints_90d, 3);
         assert_eq!(m.indicators(at(2) + Duration::days(90)).complaints_90d, 1);

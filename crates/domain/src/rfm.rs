@@ -44,7 +44,8 @@ fn quintiles(
 ) -> Vec<u8> {
     let mut order: Vec<usize> = (0..input.len()).collect();
     order.sort_by(|&a, &b| {
-        worse_first(&input[a], &input[b]).then_with(|| input[a].customer_id.cmp(input[b].customer_id))
+        worse_first(&input[a], &input[b])
+            .then_with(|| input[a].customer_id.cmp(input[b].customer_id))
     });
     let n = input.len();
     let mut scores = vec![0u8; n];
@@ -64,20 +65,44 @@ mod tests {
         let input: Vec<RfmInput<'_>> = ids
             .iter()
             .enumerate()
-            .map(|(i, id)| RfmInput { customer_id: id, recency_days: Some(i as f64), frequency: i as u64, monetary: 10.0 * i as f64 })
+            .map(|(i, id)| RfmInput {
+                customer_id: id,
+                recency_days: Some(i as f64),
+                frequency: i as u64,
+                monetary: 10.0 * i as f64,
+            })
             .collect();
         let s = score(&input);
-        assert_eq!(s.iter().map(|x| x.f).collect::<Vec<_>>(), [1, 1, 2, 2, 3, 3, 4, 4, 5, 5]);
-        assert_eq!(s.iter().map(|x| x.m).collect::<Vec<_>>(), [1, 1, 2, 2, 3, 3, 4, 4, 5, 5]);
+        assert_eq!(
+            s.iter().map(|x| x.f).collect::<Vec<_>>(),
+            [1, 1, 2, 2, 3, 3, 4, 4, 5, 5]
+        );
+        assert_eq!(
+            s.iter().map(|x| x.m).collect::<Vec<_>>(),
+            [1, 1, 2, 2, 3, 3, 4, 4, 5, 5]
+        );
         // The most recent buyer (0 days) has the best recency.
-        assert_eq!(s.iter().map(|x| x.r).collect::<Vec<_>>(), [5, 5, 4, 4, 3, 3, 2, 2, 1, 1]);
+        assert_eq!(
+            s.iter().map(|x| x.r).collect::<Vec<_>>(),
+            [5, 5, 4, 4, 3, 3, 2, 2, 1, 1]
+        );
     }
 
     #[test]
     fn never_bought_is_least_recent() {
         let input = [
-            RfmInput { customer_id: "a", recency_days: None, frequency: 0, monetary: 0.0 },
-            RfmInput { customer_id: "b", recency_days: Some(400.0), frequency: 1, monetary: 1.0 },
+            RfmInput {
+                customer_id: "a",
+                recency_days: None,
+                frequency: 0,
+                monetary: 0.0,
+            },
+            RfmInput {
+                customer_id: "b",
+                recency_days: Some(400.0),
+                frequency: 1,
+                monetary: 1.0,
+            },
         ];
         let s = score(&input);
         assert!(s[0].r < s[1].r);

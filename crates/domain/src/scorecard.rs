@@ -154,11 +154,48 @@ impl Default for Scorecard {
         Scorecard {
             version: DEFAULT_SCORECARD_VERSION.to_owned(),
             measures: vec![
-                m(RecencyDays, Linear { worst: 180.0, best: 0.0 }, 0.25),
-                m(Frequency, Bands { good: 5.0, average: 2.0, higher_is_better: true }, 0.20),
-                m(Monetary, Linear { worst: 0.0, best: 1_000.0 }, 0.20),
-                m(LatestNps, Linear { worst: 0.0, best: 10.0 }, 0.20),
-                m(Complaints90d, Bands { good: 0.0, average: 1.0, higher_is_better: false }, 0.15),
+                m(
+                    RecencyDays,
+                    Linear {
+                        worst: 180.0,
+                        best: 0.0,
+                    },
+                    0.25,
+                ),
+                m(
+                    Frequency,
+                    Bands {
+                        good: 5.0,
+                        average: 2.0,
+                        higher_is_better: true,
+                    },
+                    0.20,
+                ),
+                m(
+                    Monetary,
+                    Linear {
+                        worst: 0.0,
+                        best: 1_000.0,
+                    },
+                    0.20,
+                ),
+                m(
+                    LatestNps,
+                    Linear {
+                        worst: 0.0,
+                        best: 10.0,
+                    },
+                    0.20,
+                ),
+                m(
+                    Complaints90d,
+                    Bands {
+                        good: 0.0,
+                        average: 1.0,
+                        higher_is_better: false,
+                    },
+                    0.15,
+                ),
             ],
         }
     }
@@ -181,13 +218,21 @@ impl Scorecard {
                 }
             })
             .collect();
-        let present: f64 = measures.iter().filter(|m| m.value.is_some()).map(|m| m.weight).sum();
+        let present: f64 = measures
+            .iter()
+            .filter(|m| m.value.is_some())
+            .map(|m| m.weight)
+            .sum();
         if present > 0.0 {
             for m in measures.iter_mut().filter(|m| m.value.is_some()) {
                 m.contribution = m.score * m.weight / present;
             }
         }
-        let score = measures.iter().map(|m| m.contribution).sum::<f64>().clamp(0.0, 100.0);
+        let score = measures
+            .iter()
+            .map(|m| m.contribution)
+            .sum::<f64>()
+            .clamp(0.0, 100.0);
         HealthScore {
             score,
             band: Band::of(score),
@@ -201,7 +246,13 @@ mod tests {
     use super::*;
 
     fn indicators() -> Indicators {
-        Indicators { recency_days: Some(18.0), frequency: 3, monetary: 500.0, latest_nps: Some(9), complaints_90d: 1 }
+        Indicators {
+            recency_days: Some(18.0),
+            frequency: 3,
+            monetary: 500.0,
+            latest_nps: Some(9),
+            complaints_90d: 1,
+        }
     }
 
     #[test]
@@ -209,7 +260,11 @@ mod tests {
         let s = Scorecard::default().score(&indicators());
         // recency 90, frequency 60, monetary 50, nps 90, complaints 60.
         let expected = 0.25 * 90.0 + 0.20 * 60.0 + 0.20 * 50.0 + 0.20 * 90.0 + 0.15 * 60.0;
-        assert!((s.score - expected).abs() < 1e-9, "{} vs {expected}", s.score);
+        assert!(
+            (s.score - expected).abs() < 1e-9,
+            "{} vs {expected}",
+            s.score
+        );
         assert_eq!(s.band, Band::Yellow);
         let sum: f64 = s.measures.iter().map(|m| m.contribution).sum();
         assert!((sum - s.score).abs() < 1e-9);
@@ -231,15 +286,34 @@ mod tests {
         assert_eq!(Band::of(50.1), Band::Yellow);
         assert_eq!(Band::of(75.0), Band::Yellow);
         assert_eq!(Band::of(76.0), Band::Green);
-        let lower_better = Normalisation::Bands { good: 0.0, average: 1.0, higher_is_better: false };
-        assert_eq!([0.0, 1.0, 2.0].map(|v| lower_better.apply(v)), [100.0, 60.0, 0.0]);
-        let recency = Normalisation::Linear { worst: 180.0, best: 0.0 };
-        assert_eq!([0.0, 90.0, 400.0].map(|v| recency.apply(v)), [100.0, 50.0, 0.0]);
+        let lower_better = Normalisation::Bands {
+            good: 0.0,
+            average: 1.0,
+            higher_is_better: false,
+        };
+        assert_eq!(
+            [0.0, 1.0, 2.0].map(|v| lower_better.apply(v)),
+            [100.0, 60.0, 0.0]
+        );
+        let recency = Normalisation::Linear {
+            worst: 180.0,
+            best: 0.0,
+        };
+        assert_eq!(
+            [0.0, 90.0, 400.0].map(|v| recency.apply(v)),
+            [100.0, 50.0, 0.0]
+        );
     }
 
     #[test]
     fn an_unhappy_silent_customer_is_red() {
-        let ind = Indicators { recency_days: Some(200.0), frequency: 1, monetary: 20.0, latest_nps: Some(1), complaints_90d: 3 };
+        let ind = Indicators {
+            recency_days: Some(200.0),
+            frequency: 1,
+            monetary: 20.0,
+            latest_nps: Some(1),
+            complaints_90d: 3,
+        };
         let s = Scorecard::default().score(&ind);
         assert_eq!(s.band, Band::Red, "{}", s.score);
     }

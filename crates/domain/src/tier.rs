@@ -14,7 +14,13 @@ pub enum Tier {
 
 impl Tier {
     /// Highest first.
-    pub const DESCENDING: [Tier; 5] = [Tier::Vip, Tier::Gold, Tier::Silver, Tier::Bronze, Tier::Regular];
+    pub const DESCENDING: [Tier; 5] = [
+        Tier::Vip,
+        Tier::Gold,
+        Tier::Silver,
+        Tier::Bronze,
+        Tier::Regular,
+    ];
 
     /// Stable name, as stored.
     pub fn name(self) -> &'static str {
@@ -84,10 +90,16 @@ mod tests {
     #[test]
     fn shares_of_a_thousand_customers() {
         let ids: Vec<String> = (0..1000).map(|i| format!("c{i:04}")).collect();
-        let values: Vec<(&str, f64)> = ids.iter().enumerate().map(|(i, id)| (id.as_str(), i as f64)).collect();
+        let values: Vec<(&str, f64)> = ids
+            .iter()
+            .enumerate()
+            .map(|(i, id)| (id.as_str(), i as f64))
+            .collect();
         let tiers = assign_tiers(&values, &TierShares::default());
         let mut counts: HashMap<Tier, usize> = HashMap::new();
-        tiers.iter().for_each(|(_, t)| *counts.entry(*t).or_default() += 1);
+        tiers
+            .iter()
+            .for_each(|(_, t)| *counts.entry(*t).or_default() += 1);
         assert_eq!(
             Tier::DESCENDING.map(|t| counts.get(&t).copied().unwrap_or(0)),
             [10, 40, 150, 300, 500]
@@ -99,7 +111,9 @@ mod tests {
     #[test]
     fn small_populations_still_have_a_top() {
         let values = [("a", 5.0), ("b", 50.0), ("c", 1.0)];
-        let tiers: HashMap<_, _> = assign_tiers(&values, &TierShares::default()).into_iter().collect();
+        let tiers: HashMap<_, _> = assign_tiers(&values, &TierShares::default())
+            .into_iter()
+            .collect();
         assert_eq!(tiers["b"], Tier::Vip);
         assert!(tiers["a"] > tiers["c"]);
     }

@@ -1,13 +1,13 @@
 //! The gRPC adapter of ingestion: converts proto ↔ domain, authorises, maps errors to status.
 
-use prost::Message as _;
-use rapport_proto::convert;
-use sha2::{Digest, Sha256};
 use crate::store::{Checked, Outcome, Store, StoreError};
+use prost::Message as _;
 use rapport_domain::event::{ValidationPolicy, validate};
+use rapport_proto::convert;
 use rapport_proto::ingestion::v1 as pb;
 use rapport_server::{Principal, Role};
 use rapport_storage::outbox::RelayWaker;
+use sha2::{Digest, Sha256};
 use tonic::{Request, Response, Status};
 
 /// Most events in one `Ingest` request.
@@ -22,7 +22,9 @@ impl From<StoreError> for Status {
         match e {
             StoreError::Db(db) => {
                 tracing::error!(error = %db, "ingestion storage failed");
-                Status::unavailable("event store unavailable; nothing from this request was stored, retry")
+                Status::unavailable(
+                    "event store unavailable; nothing from this request was stored, retry",
+                )
             }
         }
     }
@@ -37,7 +39,10 @@ pub struct IngestionApi {
 
 #[tonic::async_trait]
 impl pb::ingestion_service_server::IngestionService for IngestionApi {
-    async fn ingest(&self, req: Request<pb::IngestRequest>) -> Result<Response<pb::IngestResponse>, Status> {
+    async fn ingest(
+        &self,
+        req: Request<pb::IngestRequest>,
+    ) -> Result<Response<pb::IngestResponse>, Status> {
         let tenant = Principal::of(&req)?.require(&[Role::Ingest])?.to_owned();
         let events = req.into_inner().events;
         if events.len() > MAX_BATCH {
@@ -50,7 +55,12 @@ impl pb::ingestion_service_server::IngestionService for IngestionApi {
         let checked: Vec<Checked> = events.iter().map(|e| check(e, now, &self.policy)).collect();
         let outcomes = self
             .store
-            .ingest(&tenant, checked, now.timestamp_millis(), rapport_telemetry::current_traceparent())
+            .ingest(
+                &tenant,
+                checked,
+                now.timestamp_millis(),
+                rapport_telemetry::current_traceparent(),
+            )
             .await?;
         self.waker.wake();
 
@@ -80,7 +90,13 @@ impl pb::ingestion_service_server::IngestionService for IngestionApi {
             }
             response.results.push(result);
         }
-        tracing::info!(tenant, accepted = response.accepted, duplicates = response.duplicates, rejected = response.rejected, "ingested");
+        tracing::info!(
+            tenant,
+            accepted = response.accepted,
+            duplicates = response.duplicates,
+            rejected = response.rejected,
+            "ingested"
+        );
         Ok(Response::new(response))
     }
 
@@ -91,9 +107,14 @@ impl pb::ingestion_service_server::IngestionService for IngestionApi {
         let tenant = Principal::of(&req)?.require(&[Role::Read])?.to_owned();
         let mut events = Vec::new();
         for cursor in req.into_inner().customers {
-            for stored in self.store.customer_events(&tenant, &cursor.customer_id, cursor.after_seq, EVENTS_PAGE).await? {
-                let mut event = pb::Event::decode(stored.raw.as_slice())
-                    .map_err(|e| Status::data_loss(format!("stored event {} is unreadable: {e}", stored.seq)))?;
+            for stored in self
+                .store
+                .customer_events(&tenant, &cursor.customer_id, cursor.after_seq, EVENTS_PAGE)
+                .await?
+            {
+                let mut event = pb::Event::decode(stored.raw.as_slice()).map_err(|e| {
+                    Status::data_loss(format!("stored event {} is unreadable: {e}", stored.seq))
+                })?;
                 // Consumers get the skew-corrected event time, which makes the send time moot.
                 event.occurred_at = Some(convert::timestamp(stored.occurred_at));
                 event.sent_at = None;
@@ -108,16 +129,28 @@ impl pb::ingestion_service_server::IngestionService for IngestionApi {
     }
 }
 
-fn check(event: &pb::Event, now: chrono::DateTime<chrono::Utc>, policy: &ValidationPolicy) -> Checked {
+fn check(
+    event: &pb::Event,
+    now: chrono::DateTime<chrono::Utc>,
+    policy: &ValidationPolicy,
+) -> Checked {
     let raw = event.encode_to_vec();
     match convert::draft(event).and_then(|d| validate(d, now, policy)) {
         Ok(valid) => Checked::Valid {
-            sent_at: event.sent_at.as_ref().and_then(|t| convert::time(t, "sent_at").ok()).map(|t| t.timestamp_millis()),
+            sent_at: event
+                .sent_at
+                .as_ref()
+                .and_then(|t| convert::time(t, "sent_at").ok())
+                .map(|t| t.timestamp_millis()),
             content_hash: content_hash(event),
             event: valid,
             raw,
         },
-        Err(rejection) => Checked::Invalid { event_id: event.event_id.clone(), raw, rejection },
+        Err(rejection) => Checked::Invalid {
+            event_id: event.event_id.clone(),
+            raw,
+            rejection,
+        },
     }
 }
 
@@ -134,7 +167,11 @@ mod tests {
 
     #[test]
     fn the_hash_ignores_sent_at_only() {
-        let a = pb::Event { event_id: "e".into(), customer_id: "c".into(), ..Default::default() };
+        let a = pb::Event {
+            event_id: "e".into(),
+            customer_id: "c".into(),
+            ..Default::default()
+        };
         let mut b = a.clone();
         b.sent_at = Some(convert::timestamp(5));
         assert_eq!(content_hash(&a), content_hash(&b));

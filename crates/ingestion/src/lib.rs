@@ -8,7 +8,9 @@ mod relay;
 pub mod store;
 
 use rapport_domain::event::ValidationPolicy;
-use rapport_proto::ingestion::v1::ingestion_service_server::{IngestionServiceServer, SERVICE_NAME};
+use rapport_proto::ingestion::v1::ingestion_service_server::{
+    IngestionServiceServer, SERVICE_NAME,
+};
 use rapport_proto::scoring::v1::scoring_service_client::ScoringServiceClient;
 use rapport_server::{Authenticator, CommonArgs, peer_channel};
 use rapport_storage::outbox::{Relay, RelayWaker};
@@ -22,10 +24,18 @@ use tonic::service::interceptor::InterceptedService;
 
 /// Settings of the ingestion service.
 #[derive(Debug, Clone, clap::Parser)]
-#[command(name = "rapport-ingestion", about = "Rapport's ingestion service", version)]
+#[command(
+    name = "rapport-ingestion",
+    about = "Rapport's ingestion service",
+    version
+)]
 pub struct Config {
     /// Address to serve gRPC on.
-    #[arg(long, env = "RAPPORT_INGESTION_LISTEN", default_value = "127.0.0.1:7401")]
+    #[arg(
+        long,
+        env = "RAPPORT_INGESTION_LISTEN",
+        default_value = "127.0.0.1:7401"
+    )]
     pub listen: SocketAddr,
     /// Address of the scoring service.
     #[arg(long, env = "RAPPORT_SCORING_ADDR", default_value = "127.0.0.1:7402")]
@@ -38,7 +48,11 @@ pub struct Config {
 }
 
 /// Runs the service on `listener` until `stop` is cancelled, then flushes its outbox.
-pub async fn run(config: Config, listener: TcpListener, stop: CancellationToken) -> anyhow::Result<()> {
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    stop: CancellationToken,
+) -> anyhow::Result<()> {
     let db = rapport_storage::connect(&config.common.database_url("ingestion")).await?;
     migration::Migrator::up(&db, None).await?;
     let keys = Arc::new(config.common.api_keys()?);
@@ -46,7 +60,9 @@ pub async fn run(config: Config, listener: TcpListener, stop: CancellationToken)
     let scoring = ScoringServiceClient::new(peer_channel(&config.scoring_addr)?);
     let notifier = relay::ScoringNotifier::new(scoring, keys.service_key().to_owned());
     let waker = RelayWaker::default();
-    let relay = tokio::spawn(Relay::new(migration::OUTBOX, db.clone(), notifier).run(waker.clone(), stop.clone()));
+    let relay = tokio::spawn(
+        Relay::new(migration::OUTBOX, db.clone(), notifier).run(waker.clone(), stop.clone()),
+    );
 
     let api = grpc::IngestionApi {
         store: store::Store::new(db),

@@ -3,7 +3,8 @@
 use sea_orm_migration::prelude::*;
 
 /// The outbox of "these customers changed" notifications to scoring.
-pub const OUTBOX: rapport_storage::outbox::Outbox = rapport_storage::outbox::Outbox::new("ingestion_outbox");
+pub const OUTBOX: rapport_storage::outbox::Outbox =
+    rapport_storage::outbox::Outbox::new("ingestion_outbox");
 
 /// Ingestion's migrations.
 pub struct Migrator;
@@ -43,7 +44,13 @@ mod m20261123_000001_events {
                     Table::create()
                         .table(events.clone())
                         .if_not_exists()
-                        .col(c("seq").big_integer().not_null().auto_increment().primary_key())
+                        .col(
+                            c("seq")
+                                .big_integer()
+                                .not_null()
+                                .auto_increment()
+                                .primary_key(),
+                        )
                         .col(c("tenant_id").string().not_null())
                         .col(c("event_id").string_len(100).not_null())
                         .col(c("customer_id").string_len(100).not_null())
@@ -85,7 +92,13 @@ mod m20261123_000001_events {
                     Table::create()
                         .table(Alias::new("ingestion_quarantine"))
                         .if_not_exists()
-                        .col(c("id").big_integer().not_null().auto_increment().primary_key())
+                        .col(
+                            c("id")
+                                .big_integer()
+                                .not_null()
+                                .auto_increment()
+                                .primary_key(),
+                        )
                         .col(c("tenant_id").string().not_null())
                         .col(c("event_id").text().not_null())
                         .col(c("reason").string().not_null())

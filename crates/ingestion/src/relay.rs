@@ -19,16 +19,28 @@ pub struct ScoringNotifier {
 impl ScoringNotifier {
     /// A notifier calling scoring through `client`.
     pub fn new(client: ScoringServiceClient<PeerChannel>, service_key: String) -> Self {
-        ScoringNotifier { client, service_key }
+        ScoringNotifier {
+            client,
+            service_key,
+        }
     }
 }
 
 impl Deliver for ScoringNotifier {
-    async fn deliver(&self, tenant: &str, _topic: &str, messages: &[OutboxMessage]) -> Result<(), DeliveryError> {
-        let customer_ids: BTreeSet<String> =
-            messages.iter().map(|m| String::from_utf8_lossy(&m.payload).into_owned()).collect();
+    async fn deliver(
+        &self,
+        tenant: &str,
+        _topic: &str,
+        messages: &[OutboxMessage],
+    ) -> Result<(), DeliveryError> {
+        let customer_ids: BTreeSet<String> = messages
+            .iter()
+            .map(|m| String::from_utf8_lossy(&m.payload).into_owned())
+            .collect();
         let req = peer_request(
-            CustomersChanged { customer_ids: customer_ids.into_iter().collect() },
+            CustomersChanged {
+                customer_ids: customer_ids.into_iter().collect(),
+            },
             tenant,
             &self.service_key,
             NOTIFY_DEADLINE,

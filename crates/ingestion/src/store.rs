@@ -92,7 +92,12 @@ impl Store {
         let mut rejects = Vec::new();
         for checked in &batch {
             let outcome = match checked {
-                Checked::Valid { event, sent_at, raw, content_hash } => match known.get(&event.event_id) {
+                Checked::Valid {
+                    event,
+                    sent_at,
+                    raw,
+                    content_hash,
+                } => match known.get(&event.event_id) {
                     Some(hash) if hash == content_hash => Outcome::Duplicate,
                     Some(_) => Outcome::Rejected(conflict(&event.event_id)),
                     None => {
@@ -159,19 +164,33 @@ impl Store {
                     let stored = existing_hashes(&txn, tenant, &[id.as_str()]).await?;
                     let same = stored.get(id.as_str()) == Some(row.content_hash.as_ref());
                     for (checked, outcome) in batch.iter().zip(outcomes.iter_mut()) {
-                        if matches!(checked, Checked::Valid { event, .. } if &event.event_id == id) && *outcome == Outcome::Accepted {
-                            *outcome = if same { Outcome::Duplicate } else { Outcome::Rejected(conflict(id)) };
+                        if matches!(checked, Checked::Valid { event, .. } if &event.event_id == id)
+                            && *outcome == Outcome::Accepted
+                        {
+                            *outcome = if same {
+                                Outcome::Duplicate
+                            } else {
+                                Outcome::Rejected(conflict(id))
+                            };
                         }
                     }
                 }
             }
         }
         for chunk in rejects.chunks(INSERT_CHUNK) {
-            quarantine::Entity::insert_many(chunk.to_vec()).exec_without_returning(&txn).await?;
+            quarantine::Entity::insert_many(chunk.to_vec())
+                .exec_without_returning(&txn)
+                .await?;
         }
         for customer in &customers {
             OUTBOX
-                .push(&txn, tenant, "customers_changed", customer.as_bytes().to_vec(), traceparent.clone())
+                .push(
+                    &txn,
+                    tenant,
+                    "customers_changed",
+                    customer.as_bytes().to_vec(),
+                    traceparent.clone(),
+                )
                 .await?;
         }
         txn.commit().await?;
@@ -196,14 +215,22 @@ impl Store {
             .await?;
         Ok(rows
             .into_iter()
-            .map(|m| StoredEvent { seq: m.seq, occurred_at: m.occurred_at, received_at: m.received_at, raw: m.payload })
+            .map(|m| StoredEvent {
+                seq: m.seq,
+                occurred_at: m.occurred_at,
+                received_at: m.received_at,
+                raw: m.payload,
+            })
             .collect())
     }
 
     /// Number of stored events of a tenant.
     pub async fn count(&self, tenant: &str) -> Result<u64, StoreError> {
         use sea_orm::PaginatorTrait;
-        Ok(event::Entity::find().filter(event::Column::TenantId.eq(tenant)).count(&self.db).await?)
+        Ok(event::Entity::find()
+            .filter(event::Column::TenantId.eq(tenant))
+            .count(&self.db)
+            .await?)
     }
 }
 
@@ -211,7 +238,9 @@ fn conflict(event_id: &str) -> Rejection {
     Rejection {
         reason: RejectReason::Conflict,
         field: "event_id".to_owned(),
-        message: format!("event id {event_id:?} was already used for an event with different content"),
+        message: format!(
+            "event id {event_id:?} was already used for an event with different content"
+        ),
     }
 }
 

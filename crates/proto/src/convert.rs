@@ -1,9 +1,11 @@
 //! Proto ↔ domain conversions, kept together: the one place that knows both shapes.
 
-use chrono::{DateTime, Utc};
-use rapport_domain::event::{ComplaintSeverity, EventDraft, PayloadDraft, RejectReason, Rejection, SurveyKind};
 use crate::common::v1 as common;
 use crate::ingestion::v1 as pb;
+use chrono::{DateTime, Utc};
+use rapport_domain::event::{
+    ComplaintSeverity, EventDraft, PayloadDraft, RejectReason, Rejection, SurveyKind,
+};
 use rapport_domain::scorecard::Band;
 use rapport_domain::tier::Tier;
 
@@ -39,8 +41,16 @@ pub fn draft(event: &pb::Event) -> Result<EventDraft, Rejection> {
     Ok(EventDraft {
         event_id: event.event_id.clone(),
         customer_id: event.customer_id.clone(),
-        occurred_at: event.occurred_at.as_ref().map(|t| time(t, "occurred_at")).transpose()?,
-        sent_at: event.sent_at.as_ref().map(|t| time(t, "sent_at")).transpose()?,
+        occurred_at: event
+            .occurred_at
+            .as_ref()
+            .map(|t| time(t, "occurred_at"))
+            .transpose()?,
+        sent_at: event
+            .sent_at
+            .as_ref()
+            .map(|t| time(t, "sent_at"))
+            .transpose()?,
         payload,
     })
 }
@@ -118,11 +128,17 @@ mod tests {
     #[test]
     fn unreadable_timestamps_are_rejected_by_field() {
         let event = pb::Event {
-            occurred_at: Some(prost_types::Timestamp { seconds: i64::MAX, nanos: 0 }),
+            occurred_at: Some(prost_types::Timestamp {
+                seconds: i64::MAX,
+                nanos: 0,
+            }),
             ..Default::default()
         };
         assert_eq!(draft(&event).unwrap_err().field, "occurred_at");
-        let bad_nanos = prost_types::Timestamp { seconds: 0, nanos: -5 };
+        let bad_nanos = prost_types::Timestamp {
+            seconds: 0,
+            nanos: -5,
+        };
         assert!(time(&bad_nanos, "sent_at").is_err());
     }
 

@@ -8,7 +8,9 @@ use rapport_domain::scorecard::Scorecard;
 use rapport_domain::tier::Tier;
 use rapport_proto::alerting::v1::ScoreChange;
 use rapport_proto::convert;
-use rapport_proto::ingestion::v1::{CustomerCursor, ListCustomerEventsRequest, ingestion_service_client::IngestionServiceClient};
+use rapport_proto::ingestion::v1::{
+    CustomerCursor, ListCustomerEventsRequest, ingestion_service_client::IngestionServiceClient,
+};
 use rapport_proto::scoring::v1::{HealthScore, MeasureScore};
 use rapport_server::{PeerChannel, peer_request};
 use rapport_storage::outbox::RelayWaker;
@@ -68,7 +70,11 @@ pub fn health(s: &Snapshot) -> HealthScore {
 impl Engine {
     /// Fetches the new events of `customer_ids`, folds them in, rescoring each customer;
     /// idempotent: events at or below a customer's cursor are never applied twice.
-    pub async fn customers_changed(&self, tenant: &str, customer_ids: Vec<String>) -> Result<usize, ScoringError> {
+    pub async fn customers_changed(
+        &self,
+        tenant: &str,
+        customer_ids: Vec<String>,
+    ) -> Result<usize, ScoringError> {
         let mut states = self.store.states(tenant, &customer_ids).await?;
         let cursors = customer_ids
             .iter()
@@ -77,7 +83,12 @@ impl Engine {
                 after_seq: states.get(id).map_or(0, |s| s.last_event_seq),
             })
             .collect();
-        let req = peer_request(ListCustomerEventsRequest { customers: cursors }, tenant, &self.service_key, FETCH_DEADLINE);
+        let req = peer_request(
+            ListCustomerEventsRequest { customers: cursors },
+            tenant,
+            &self.service_key,
+            FETCH_DEADLINE,
+        );
         let events = self
             .ingestion
             .clone()
@@ -89,18 +100,24 @@ impl Engine {
 
         let now = chrono::Utc::now();
         // Stored events passed validation at ingestion; the policy here only re-checks shape.
-        let lenient = ValidationPolicy { future_skew: chrono::Duration::days(36_500) };
+        let lenient = ValidationPolicy {
+            future_skew: chrono::Duration::days(36_500),
+        };
         let mut touched: BTreeMap<String, CustomerState> = BTreeMap::new();
         for stored in events {
             let Some(event) = stored.event else { continue };
             let id = event.customer_id.clone();
-            let state = touched.entry(id.clone()).or_insert_with(|| states.remove(&id).unwrap_or_default());
+            let state = touched
+                .entry(id.clone())
+                .or_insert_with(|| states.remove(&id).unwrap_or_default());
             if stored.seq <= state.last_event_seq {
                 continue;
             }
             match convert::draft(&event).and_then(|d| validate(d, now, &lenient)) {
                 Ok(valid) => state.metrics.apply(&valid),
-                Err(rejection) => tracing::warn!(seq = stored.seq, %rejection, "stored event no longer validates; skipped"),
+                Err(rejection) => {
+                    tracing::warn!(seq = stored.seq, %rejection, "stored event no longer validates; skipped")
+                }
             }
             state.last_event_seq = stored.seq;
         }
@@ -126,7 +143,14 @@ impl Engine {
                 }
             })
             .collect();
-        self.store.save(tenant, &rescored, now_ms, rapport_telemetry::current_traceparent()).await?;
+        self.store
+            .save(
+                tenant,
+                &rescored,
+                now_ms,
+                rapport_telemetry::current_traceparent(),
+            )
+            .await?;
         self.waker.wake();
         for r in &rescored {
             let snapshot = Snapshot {
@@ -145,7 +169,11 @@ impl Engine {
     }
 
     async fn cache_put(&self, tenant: &str, h: &HealthScore) {
-        if let Err(error) = self.cache.set(&cache_key(tenant, &h.customer_id), h.encode_to_vec()).await {
+        if let Err(error) = self
+            .cache
+            .set(&cache_key(tenant, &h.customer_id), h.encode_to_vec())
+            .await
+        {
             tracing::warn!(%error, "cache write failed; reads fall back to the database");
         }
     }
@@ -156,8 +184,15 @@ impl Engine {
 
     /// The current health of customers: from the cache in one round trip, then the
     /// database for misses (refilling the cache); unknown customers are left out.
-    pub async fn health(&self, tenant: &str, customer_ids: &[String]) -> Result<Vec<HealthScore>, ScoringError> {
-        let keys: Vec<String> = customer_ids.iter().map(|id| cache_key(tenant, id)).collect();
+    pub async fn health(
+        &self,
+        tenant: &str,
+        customer_ids: &[String],
+    ) -> Result<Vec<HealthScore>, ScoringError> {
+        let keys: Vec<String> = customer_ids
+            .iter()
+            .map(|id| cache_key(tenant, id))
+            .collect();
         let cached = match self.cache.get_many(&keys).await {
             Ok(values) => values,
             Err(error) => {
@@ -181,7 +216,11 @@ impl Engine {
     }
 
     /// Records new tiers and refreshes the cached scores so reads show them at once.
-    pub async fn apply_tiers(&self, tenant: &str, tiers: Vec<(String, Tier)>) -> Result<(), ScoringError> {
+    pub async fn apply_tiers(
+        &self,
+        tenant: &str,
+        tiers: Vec<(String, Tier)>,
+    ) -> Result<(), ScoringError> {
         self.store.apply_tiers(tenant, &tiers).await?;
         for (id, _) in &tiers {
             if let Some(snapshot) = self.store.latest(tenant, id).await? {

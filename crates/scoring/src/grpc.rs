@@ -21,8 +21,12 @@ impl From<ScoringError> for Status {
                 tracing::error!(error = %db, "scoring storage failed");
                 Status::unavailable("score store unavailable, retry")
             }
-            ScoringError::Store(corrupt @ StoreError::Corrupt { .. }) => Status::data_loss(corrupt.to_string()),
-            ScoringError::Upstream(status) => Status::unavailable(format!("ingestion: {}", status.message())),
+            ScoringError::Store(corrupt @ StoreError::Corrupt { .. }) => {
+                Status::data_loss(corrupt.to_string())
+            }
+            ScoringError::Upstream(status) => {
+                Status::unavailable(format!("ingestion: {}", status.message()))
+            }
         }
     }
 }
@@ -32,7 +36,10 @@ pub struct ScoringApi(pub Arc<Engine>);
 
 #[tonic::async_trait]
 impl pb::scoring_service_server::ScoringService for ScoringApi {
-    async fn get_health(&self, req: Request<pb::GetHealthRequest>) -> Result<Response<pb::HealthScore>, Status> {
+    async fn get_health(
+        &self,
+        req: Request<pb::GetHealthRequest>,
+    ) -> Result<Response<pb::HealthScore>, Status> {
         let tenant = Principal::of(&req)?.require(&[Role::Read])?.to_owned();
         let id = req.into_inner().customer_id;
         if id.is_empty() {
@@ -62,13 +69,20 @@ impl pb::scoring_service_server::ScoringService for ScoringApi {
         Ok(Response::new(pb::BatchGetHealthResponse { scores }))
     }
 
-    async fn notify_customers_changed(&self, req: Request<pb::CustomersChanged>) -> Result<Response<Ack>, Status> {
+    async fn notify_customers_changed(
+        &self,
+        req: Request<pb::CustomersChanged>,
+    ) -> Result<Response<Ack>, Status> {
         let principal = Principal::of(&req)?;
         if principal.role != Role::Service {
-            return Err(Status::permission_denied("internal call: only Rapport services may notify"));
+            return Err(Status::permission_denied(
+                "internal call: only Rapport services may notify",
+            ));
         }
         let tenant = principal.tenant.clone();
-        self.0.customers_changed(&tenant, req.into_inner().customer_ids).await?;
+        self.0
+            .customers_changed(&tenant, req.into_inner().customer_ids)
+            .await?;
         Ok(Response::new(Ack {}))
     }
 
@@ -87,7 +101,9 @@ impl pb::scoring_service_server::ScoringService for ScoringApi {
             .map_err(ScoringError::from)?;
         let now = chrono::Utc::now();
         let next = if rows.len() == limit as usize {
-            rows.last().map(|r| r.customer_id.clone()).unwrap_or_default()
+            rows.last()
+                .map(|r| r.customer_id.clone())
+                .unwrap_or_default()
         } else {
             String::new()
         };
@@ -103,13 +119,21 @@ impl pb::scoring_service_server::ScoringService for ScoringApi {
                 }
             })
             .collect();
-        Ok(Response::new(pb::ListCustomerFeaturesResponse { customers, next_after_customer_id: next }))
+        Ok(Response::new(pb::ListCustomerFeaturesResponse {
+            customers,
+            next_after_customer_id: next,
+        }))
     }
 
-    async fn apply_tiers(&self, req: Request<pb::ApplyTiersRequest>) -> Result<Response<Ack>, Status> {
+    async fn apply_tiers(
+        &self,
+        req: Request<pb::ApplyTiersRequest>,
+    ) -> Result<Response<Ack>, Status> {
         let principal = Principal::of(&req)?;
         if principal.role != Role::Service {
-            return Err(Status::permission_denied("internal call: only Rapport services may apply tiers"));
+            return Err(Status::permission_denied(
+                "internal call: only Rapport services may apply tiers",
+            ));
         }
         let tenant = principal.tenant.clone();
         let tiers = req
@@ -118,7 +142,10 @@ impl pb::scoring_service_server::ScoringService for ScoringApi {
             .into_iter()
             .map(|t| match convert::domain_tier(t.tier) {
                 Some(tier) => Ok((t.customer_id, tier)),
-                None => Err(Status::invalid_argument(format!("tiers[].tier: unknown tier {}", t.tier))),
+                None => Err(Status::invalid_argument(format!(
+                    "tiers[].tier: unknown tier {}",
+                    t.tier
+                ))),
             })
             .collect::<Result<Vec<_>, Status>>()?;
         self.0.apply_tiers(&tenant, tiers).await?;

@@ -2,11 +2,11 @@
 //! from the cache, and announces new scores to alerting through its outbox.
 
 pub mod engine;
+mod entity;
 pub mod grpc;
 pub mod migration;
 mod relay;
 pub mod store;
-mod entity;
 
 use rapport_cache::{AnyCache, MemoryCache, RedisCache};
 use rapport_domain::scorecard::Scorecard;
@@ -51,19 +51,31 @@ pub struct Config {
 }
 
 /// Runs the service on `listener` until `stop` is cancelled, then flushes its outbox.
-pub async fn run(config: Config, listener: TcpListener, stop: CancellationToken) -> anyhow::Result<()> {
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    stop: CancellationToken,
+) -> anyhow::Result<()> {
     let db = rapport_storage::connect(&config.common.database_url("scoring")).await?;
     migration::Migrator::up(&db, None).await?;
     let keys = Arc::new(config.common.api_keys()?);
     let ttl = Duration::from_secs(config.cache_ttl_secs);
     let cache = match &config.redis_url {
-        Some(url) => AnyCache::Redis(RedisCache::connect(url, ttl, Duration::from_millis(config.cache_timeout_ms))?),
+        Some(url) => AnyCache::Redis(RedisCache::connect(
+            url,
+            ttl,
+            Duration::from_millis(config.cache_timeout_ms),
+        )?),
         None => AnyCache::Memory(MemoryCache::new(1_000_000, ttl)),
     };
 
     let alerting = AlertingServiceClient::new(peer_channel(&config.alerting_addr)?);
     let waker = RelayWaker::default();
-    let relay = Relay::new(migration::OUTBOX, db.clone(), relay::AlertNotifier::new(alerting, keys.service_key().to_owned()));
+    let relay = Relay::new(
+        migration::OUTBOX,
+        db.clone(),
+        relay::AlertNotifier::new(alerting, keys.service_key().to_owned()),
+    );
     let relay = tokio::spawn(relay.run(waker.clone(), stop.clone()));
 
     let engine = engine::Engine {

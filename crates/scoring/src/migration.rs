@@ -3,7 +3,8 @@
 use sea_orm_migration::prelude::*;
 
 /// The outbox of new scores for alerting.
-pub const OUTBOX: rapport_storage::outbox::Outbox = rapport_storage::outbox::Outbox::new("scoring_outbox");
+pub const OUTBOX: rapport_storage::outbox::Outbox =
+    rapport_storage::outbox::Outbox::new("scoring_outbox");
 
 /// Scoring's migrations.
 pub struct Migrator;
@@ -49,7 +50,11 @@ mod m20261123_000001_scores {
                         .col(c("tier").string().null())
                         .col(c("score").double().null())
                         .col(c("updated_at").big_integer().not_null())
-                        .primary_key(Index::create().col(Alias::new("tenant_id")).col(Alias::new("customer_id")))
+                        .primary_key(
+                            Index::create()
+                                .col(Alias::new("tenant_id"))
+                                .col(Alias::new("customer_id")),
+                        )
                         .to_owned(),
                 )
                 .await?;
@@ -59,7 +64,13 @@ mod m20261123_000001_scores {
                     Table::create()
                         .table(snapshots.clone())
                         .if_not_exists()
-                        .col(c("id").big_integer().not_null().auto_increment().primary_key())
+                        .col(
+                            c("id")
+                                .big_integer()
+                                .not_null()
+                                .auto_increment()
+                                .primary_key(),
+                        )
                         .col(c("tenant_id").string().not_null())
                         .col(c("customer_id").string_len(100).not_null())
                         .col(c("score").double().not_null())

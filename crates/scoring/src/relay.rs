@@ -19,22 +19,37 @@ pub struct AlertNotifier {
 impl AlertNotifier {
     /// A notifier calling alerting through `client`.
     pub fn new(client: AlertingServiceClient<PeerChannel>, service_key: String) -> Self {
-        AlertNotifier { client, service_key }
+        AlertNotifier {
+            client,
+            service_key,
+        }
     }
 }
 
 impl Deliver for AlertNotifier {
-    async fn deliver(&self, tenant: &str, _topic: &str, messages: &[OutboxMessage]) -> Result<(), DeliveryError> {
+    async fn deliver(
+        &self,
+        tenant: &str,
+        _topic: &str,
+        messages: &[OutboxMessage],
+    ) -> Result<(), DeliveryError> {
         let mut scores = Vec::with_capacity(messages.len());
         for m in messages {
             match ScoreChange::decode(m.payload.as_slice()) {
                 Ok(change) => scores.push(change),
                 // An unreadable row can never be delivered; retrying it forever would block none
                 // of the others (they are sent together), so it is dropped with a record of why.
-                Err(error) => tracing::error!(id = m.id, %error, "unreadable score notification dropped"),
+                Err(error) => {
+                    tracing::error!(id = m.id, %error, "unreadable score notification dropped")
+                }
             }
         }
-        let req = peer_request(NotifyScoresRequest { scores }, tenant, &self.service_key, NOTIFY_DEADLINE);
+        let req = peer_request(
+            NotifyScoresRequest { scores },
+            tenant,
+            &self.service_key,
+            NOTIFY_DEADLINE,
+        );
         self.client
             .clone()
             .notify_scores(req)

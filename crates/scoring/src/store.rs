@@ -103,7 +103,10 @@ fn band_of(name: &str) -> Band {
 }
 
 fn metrics_of(customer_id: &str, json: &str) -> Result<CustomerMetrics, StoreError> {
-    serde_json::from_str(json).map_err(|e| StoreError::Corrupt { customer_id: customer_id.to_owned(), reason: e.to_string() })
+    serde_json::from_str(json).map_err(|e| StoreError::Corrupt {
+        customer_id: customer_id.to_owned(),
+        reason: e.to_string(),
+    })
 }
 
 /// Scoring's tables.
@@ -119,7 +122,11 @@ impl Store {
     }
 
     /// The stored state of some customers (absent ones are new).
-    pub async fn states(&self, tenant: &str, ids: &[String]) -> Result<HashMap<String, CustomerState>, StoreError> {
+    pub async fn states(
+        &self,
+        tenant: &str,
+        ids: &[String],
+    ) -> Result<HashMap<String, CustomerState>, StoreError> {
         let rows = customer::Entity::find()
             .filter(customer::Column::TenantId.eq(tenant))
             .filter(customer::Column::CustomerId.is_in(ids.iter().cloned()))
@@ -138,13 +145,20 @@ impl Store {
     }
 
     /// Stores new states, their snapshots and the outbox rows to alerting, in one transaction.
-    pub async fn save(&self, tenant: &str, rescored: &[Rescored], now: i64, traceparent: Option<String>) -> Result<(), StoreError> {
+    pub async fn save(
+        &self,
+        tenant: &str,
+        rescored: &[Rescored],
+        now: i64,
+        traceparent: Option<String>,
+    ) -> Result<(), StoreError> {
         let txn = rapport_storage::begin_write(&self.db).await?;
         for r in rescored {
-            let metrics = serde_json::to_string(&r.state.metrics).map_err(|e| StoreError::Corrupt {
-                customer_id: r.customer_id.clone(),
-                reason: e.to_string(),
-            })?;
+            let metrics =
+                serde_json::to_string(&r.state.metrics).map_err(|e| StoreError::Corrupt {
+                    customer_id: r.customer_id.clone(),
+                    reason: e.to_string(),
+                })?;
             customer::Entity::insert(customer::ActiveModel {
                 tenant_id: Set(tenant.to_owned()),
                 customer_id: Set(r.customer_id.clone()),
@@ -180,14 +194,26 @@ impl Store {
             })
             .exec_without_returning(&txn)
             .await?;
-            OUTBOX.push(&txn, tenant, "score_changed", r.outbox_payload.clone(), traceparent.clone()).await?;
+            OUTBOX
+                .push(
+                    &txn,
+                    tenant,
+                    "score_changed",
+                    r.outbox_payload.clone(),
+                    traceparent.clone(),
+                )
+                .await?;
         }
         txn.commit().await?;
         Ok(())
     }
 
     /// The latest snapshot of a customer, with the customer's current tier.
-    pub async fn latest(&self, tenant: &str, customer_id: &str) -> Result<Option<Snapshot>, StoreError> {
+    pub async fn latest(
+        &self,
+        tenant: &str,
+        customer_id: &str,
+    ) -> Result<Option<Snapshot>, StoreError> {
         let Some(row) = snapshot::Entity::find()
             .filter(snapshot::Column::TenantId.eq(tenant))
             .filter(snapshot::Column::CustomerId.eq(customer_id))
@@ -206,8 +232,10 @@ impl Store {
             .one(&self.db)
             .await?
             .flatten();
-        let measures = serde_json::from_str(&row.measures)
-            .map_err(|e| StoreError::Corrupt { customer_id: customer_id.to_owned(), reason: e.to_string() })?;
+        let measures = serde_json::from_str(&row.measures).map_err(|e| StoreError::Corrupt {
+            customer_id: customer_id.to_owned(),
+            reason: e.to_string(),
+        })?;
         Ok(Some(Snapshot {
             customer_id: row.customer_id,
             score: row.score,
@@ -220,7 +248,12 @@ impl Store {
     }
 
     /// A page of customers in id order, after `after`.
-    pub async fn features_page(&self, tenant: &str, after: &str, limit: u64) -> Result<Vec<FeatureRow>, StoreError> {
+    pub async fn features_page(
+        &self,
+        tenant: &str,
+        after: &str,
+        limit: u64,
+    ) -> Result<Vec<FeatureRow>, StoreError> {
         let rows = customer::Entity::find()
             .filter(customer::Column::TenantId.eq(tenant))
             .filter(customer::Column::CustomerId.gt(after))
@@ -229,16 +262,28 @@ impl Store {
             .all(&self.db)
             .await?;
         rows.into_iter()
-            .map(|m| Ok(FeatureRow { metrics: metrics_of(&m.customer_id, &m.metrics)?, customer_id: m.customer_id }))
+            .map(|m| {
+                Ok(FeatureRow {
+                    metrics: metrics_of(&m.customer_id, &m.metrics)?,
+                    customer_id: m.customer_id,
+                })
+            })
             .collect()
     }
 
     /// Records new tiers of existing customers.
-    pub async fn apply_tiers(&self, tenant: &str, tiers: &[(String, Tier)]) -> Result<(), StoreError> {
+    pub async fn apply_tiers(
+        &self,
+        tenant: &str,
+        tiers: &[(String, Tier)],
+    ) -> Result<(), StoreError> {
         let txn = rapport_storage::begin_write(&self.db).await?;
         for (customer_id, tier) in tiers {
             customer::Entity::update_many()
-                .col_expr(customer::Column::Tier, sea_orm::sea_query::Expr::value(tier.name()))
+                .col_expr(
+                    customer::Column::Tier,
+                    sea_orm::sea_query::Expr::value(tier.name()),
+                )
                 .filter(customer::Column::TenantId.eq(tenant))
                 .filter(customer::Column::CustomerId.eq(customer_id.as_str()))
                 .exec(&txn)

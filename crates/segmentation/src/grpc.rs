@@ -1,13 +1,15 @@
 //! The gRPC adapter of segmentation, and the run itself: pull features from scoring, grade,
 //! store, announce.
 
-use crate::store::{Grade, Store, StoreError};
+use crate::store::{Grade, Run, Store, StoreError};
 use prost::Message;
 use rapport_domain::rfm::{RfmInput, score as rfm_score};
 use rapport_domain::tier::{Tier, TierShares, assign_tiers};
 use rapport_proto::convert;
 use rapport_proto::scoring::v1::scoring_service_client::ScoringServiceClient;
-use rapport_proto::scoring::v1::{ApplyTiersRequest, CustomerFeatures, ListCustomerFeaturesRequest, TierUpdate};
+use rapport_proto::scoring::v1::{
+    ApplyTiersRequest, CustomerFeatures, ListCustomerFeaturesRequest, TierUpdate,
+};
 use rapport_proto::segmentation::v1 as pb;
 use rapport_server::{PeerChannel, Principal, Role, peer_request};
 use rapport_storage::outbox::RelayWaker;
@@ -46,7 +48,10 @@ impl SegmentationApi {
         let mut after = String::new();
         loop {
             let req = peer_request(
-                ListCustomerFeaturesRequest { after_customer_id: after, page_size: PAGE },
+                ListCustomerFeaturesRequest {
+                    after_customer_id: after,
+                    page_size: PAGE,
+                },
                 tenant,
                 &self.service_key,
                 PAGE_DEADLINE,
@@ -87,14 +92,20 @@ impl pb::segmentation_service_server::SegmentationService for SegmentationApi {
             })
             .collect();
         let rfm = rfm_score(&rfm_input);
-        let values: Vec<(&str, f64)> = features.iter().map(|f| (f.customer_id.as_str(), f.monetary)).collect();
+        let values: Vec<(&str, f64)> = features
+            .iter()
+            .map(|f| (f.customer_id.as_str(), f.monetary))
+            .collect();
         let tiers: HashMap<&str, Tier> = assign_tiers(&values, &self.shares).into_iter().collect();
         let grades: Vec<Grade> = features
             .iter()
             .zip(rfm)
             .map(|(f, rfm)| Grade {
                 customer_id: f.customer_id.clone(),
-                tier: tiers.get(f.customer_id.as_str()).copied().unwrap_or(Tier::Regular),
+                tier: tiers
+                    .get(f.customer_id.as_str())
+                    .copied()
+                    .unwrap_or(Tier::Regular),
                 rfm,
             })
             .collect();
@@ -103,7 +114,10 @@ impl pb::segmentation_service_server::SegmentationService for SegmentationApi {
             ApplyTiersRequest {
                 tiers: changes
                     .iter()
-                    .map(|(id, t)| TierUpdate { customer_id: id.clone(), tier: convert::tier(Some(*t)).into() })
+                    .map(|(id, t)| TierUpdate {
+                        customer_id: id.clone(),
+                        tier: convert::tier(Some(*t)).into(),
+                    })
                     .collect(),
             }
             .encode_to_vec()
@@ -112,23 +126,35 @@ impl pb::segmentation_service_server::SegmentationService for SegmentationApi {
             .store
             .save_run(
                 &tenant,
-                &grades,
-                "share of trailing spend",
-                started_at,
-                chrono::Utc::now().timestamp_millis(),
+                &Run {
+                    grades: &grades,
+                    reason: "share of trailing spend",
+                    started_at,
+                    finished_at: chrono::Utc::now().timestamp_millis(),
+                    traceparent: rapport_telemetry::current_traceparent(),
+                },
                 encode,
-                rapport_telemetry::current_traceparent(),
             )
             .await?;
         self.waker.wake();
 
         let mut counts: HashMap<Tier, u64> = HashMap::new();
-        grades.iter().for_each(|g| *counts.entry(g.tier).or_default() += 1);
+        grades
+            .iter()
+            .for_each(|g| *counts.entry(g.tier).or_default() += 1);
         let tiers = Tier::DESCENDING
             .iter()
-            .map(|t| pb::TierCount { tier: convert::tier(Some(*t)).into(), customers: counts.get(t).copied().unwrap_or(0) })
+            .map(|t| pb::TierCount {
+                tier: convert::tier(Some(*t)).into(),
+                customers: counts.get(t).copied().unwrap_or(0),
+            })
             .collect();
-        tracing::info!(tenant, customers = summary.customers, tier_changes = summary.tier_changes, "segmentation run");
+        tracing::info!(
+            tenant,
+            customers = summary.customers,
+            tier_changes = summary.tier_changes,
+            "segmentation run"
+        );
         Ok(Response::new(pb::RunSegmentationResponse {
             customers: summary.customers,
             tier_changes: summary.tier_changes,
@@ -136,7 +162,10 @@ impl pb::segmentation_service_server::SegmentationService for SegmentationApi {
         }))
     }
 
-    async fn get_segments(&self, req: Request<pb::GetSegmentsRequest>) -> Result<Response<pb::GetSegmentsResponse>, Status> {
+    async fn get_segments(
+        &self,
+        req: Request<pb::GetSegmentsRequest>,
+    ) -> Result<Response<pb::GetSegmentsResponse>, Status> {
         let tenant = Principal::of(&req)?.require(&[Role::Read])?.to_owned();
         let ids = req.into_inner().customer_ids;
         let segments = self

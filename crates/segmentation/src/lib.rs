@@ -9,7 +9,9 @@ pub mod store;
 
 use rapport_domain::tier::TierShares;
 use rapport_proto::scoring::v1::scoring_service_client::ScoringServiceClient;
-use rapport_proto::segmentation::v1::segmentation_service_server::{SERVICE_NAME, SegmentationServiceServer};
+use rapport_proto::segmentation::v1::segmentation_service_server::{
+    SERVICE_NAME, SegmentationServiceServer,
+};
 use rapport_server::{Authenticator, CommonArgs, peer_channel};
 use rapport_storage::outbox::{Relay, RelayWaker};
 use sea_orm_migration::MigratorTrait;
@@ -22,10 +24,18 @@ use tonic::service::interceptor::InterceptedService;
 
 /// Settings of the segmentation service.
 #[derive(Debug, Clone, clap::Parser)]
-#[command(name = "rapport-segmentation", about = "Rapport's segmentation service", version)]
+#[command(
+    name = "rapport-segmentation",
+    about = "Rapport's segmentation service",
+    version
+)]
 pub struct Config {
     /// Address to serve gRPC on.
-    #[arg(long, env = "RAPPORT_SEGMENTATION_LISTEN", default_value = "127.0.0.1:7403")]
+    #[arg(
+        long,
+        env = "RAPPORT_SEGMENTATION_LISTEN",
+        default_value = "127.0.0.1:7403"
+    )]
     pub listen: SocketAddr,
     /// Address of the scoring service.
     #[arg(long, env = "RAPPORT_SCORING_ADDR", default_value = "127.0.0.1:7402")]
@@ -35,13 +45,21 @@ pub struct Config {
 }
 
 /// Runs the service on `listener` until `stop` is cancelled, then flushes its outbox.
-pub async fn run(config: Config, listener: TcpListener, stop: CancellationToken) -> anyhow::Result<()> {
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    stop: CancellationToken,
+) -> anyhow::Result<()> {
     let db = rapport_storage::connect(&config.common.database_url("segmentation")).await?;
     migration::Migrator::up(&db, None).await?;
     let keys = Arc::new(config.common.api_keys()?);
     let scoring = ScoringServiceClient::new(peer_channel(&config.scoring_addr)?);
     let waker = RelayWaker::default();
-    let relay = Relay::new(migration::OUTBOX, db.clone(), relay::TierNotifier::new(scoring.clone(), keys.service_key().to_owned()));
+    let relay = Relay::new(
+        migration::OUTBOX,
+        db.clone(),
+        relay::TierNotifier::new(scoring.clone(), keys.service_key().to_owned()),
+    );
     let relay = tokio::spawn(relay.run(waker.clone(), stop.clone()));
     let api = grpc::SegmentationApi {
         store: store::Store::new(db),
@@ -50,7 +68,10 @@ pub async fn run(config: Config, listener: TcpListener, stop: CancellationToken)
         shares: TierShares::default(),
         waker,
     };
-    let routes = Routes::new(InterceptedService::new(SegmentationServiceServer::new(api), Authenticator(keys)));
+    let routes = Routes::new(InterceptedService::new(
+        SegmentationServiceServer::new(api),
+        Authenticator(keys),
+    ));
     rapport_server::serve(listener, routes, &[SERVICE_NAME], stop).await?;
     relay.await?;
     Ok(())

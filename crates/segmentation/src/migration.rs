@@ -3,7 +3,8 @@
 use sea_orm_migration::prelude::*;
 
 /// The outbox of tier changes for scoring.
-pub const OUTBOX: rapport_storage::outbox::Outbox = rapport_storage::outbox::Outbox::new("segmentation_outbox");
+pub const OUTBOX: rapport_storage::outbox::Outbox =
+    rapport_storage::outbox::Outbox::new("segmentation_outbox");
 
 /// Segmentation's migrations.
 pub struct Migrator;
@@ -49,7 +50,11 @@ mod m20261123_000001_tiers {
                         .col(c("frequency_score").integer().not_null())
                         .col(c("monetary_score").integer().not_null())
                         .col(c("run_id").big_integer().not_null())
-                        .primary_key(Index::create().col(Alias::new("tenant_id")).col(Alias::new("customer_id")))
+                        .primary_key(
+                            Index::create()
+                                .col(Alias::new("tenant_id"))
+                                .col(Alias::new("customer_id")),
+                        )
                         .to_owned(),
                 )
                 .await?;
@@ -58,7 +63,13 @@ mod m20261123_000001_tiers {
                     Table::create()
                         .table(Alias::new("segmentation_tier_changes"))
                         .if_not_exists()
-                        .col(c("id").big_integer().not_null().auto_increment().primary_key())
+                        .col(
+                            c("id")
+                                .big_integer()
+                                .not_null()
+                                .auto_increment()
+                                .primary_key(),
+                        )
                         .col(c("tenant_id").string().not_null())
                         .col(c("customer_id").string_len(100).not_null())
                         .col(c("old_tier").string().null())
@@ -74,7 +85,13 @@ mod m20261123_000001_tiers {
                     Table::create()
                         .table(Alias::new("segmentation_runs"))
                         .if_not_exists()
-                        .col(c("id").big_integer().not_null().auto_increment().primary_key())
+                        .col(
+                            c("id")
+                                .big_integer()
+                                .not_null()
+                                .auto_increment()
+                                .primary_key(),
+                        )
                         .col(c("tenant_id").string().not_null())
                         .col(c("started_at").big_integer().not_null())
                         .col(c("finished_at").big_integer().not_null())

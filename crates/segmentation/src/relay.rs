@@ -19,20 +19,35 @@ pub struct TierNotifier {
 impl TierNotifier {
     /// A notifier calling scoring through `client`.
     pub fn new(client: ScoringServiceClient<PeerChannel>, service_key: String) -> Self {
-        TierNotifier { client, service_key }
+        TierNotifier {
+            client,
+            service_key,
+        }
     }
 }
 
 impl Deliver for TierNotifier {
-    async fn deliver(&self, tenant: &str, _topic: &str, messages: &[OutboxMessage]) -> Result<(), DeliveryError> {
+    async fn deliver(
+        &self,
+        tenant: &str,
+        _topic: &str,
+        messages: &[OutboxMessage],
+    ) -> Result<(), DeliveryError> {
         let mut tiers = Vec::new();
         for m in messages {
             match ApplyTiersRequest::decode(m.payload.as_slice()) {
                 Ok(req) => tiers.extend(req.tiers),
-                Err(error) => tracing::error!(id = m.id, %error, "unreadable tier notification dropped"),
+                Err(error) => {
+                    tracing::error!(id = m.id, %error, "unreadable tier notification dropped")
+                }
             }
         }
-        let req = peer_request(ApplyTiersRequest { tiers }, tenant, &self.service_key, DEADLINE);
+        let req = peer_request(
+            ApplyTiersRequest { tiers },
+            tenant,
+            &self.service_key,
+            DEADLINE,
+        );
         self.client
             .clone()
             .apply_tiers(req)

@@ -33,6 +33,18 @@ pub struct Grade {
     pub rfm: RfmScore,
 }
 
+/// A finished run to store.
+#[derive(Debug, Clone)]
+pub struct Run<'a> {
+    pub grades: &'a [Grade],
+    /// Why tiers changed, recorded with each change.
+    pub reason: &'a str,
+    pub started_at: i64,
+    pub finished_at: i64,
+    /// Trace context the announcements continue.
+    pub traceparent: Option<String>,
+}
+
 /// What a run changed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RunSummary {
@@ -60,13 +72,16 @@ impl Store {
     pub async fn save_run(
         &self,
         tenant: &str,
-        grades: &[Grade],
-        reason: &str,
-        started_at: i64,
-        now: i64,
+        run: &Run<'_>,
         encode: impl Fn(&[(String, Tier)]) -> Vec<u8>,
-        traceparent: Option<String>,
     ) -> Result<RunSummary, StoreError> {
+        let Run {
+            grades,
+            reason,
+            started_at,
+            finished_at: now,
+            ref traceparent,
+        } = *run;
         let current: HashMap<String, String> = customer::Entity::find()
             .select_only()
             .column(customer::Column::CustomerId)
@@ -133,20 +148,37 @@ impl Store {
                 .await?;
         }
         for chunk in change_rows.chunks(CHUNK) {
-            tier_change::Entity::insert_many(chunk.to_vec()).exec_without_returning(&txn).await?;
+            tier_change::Entity::insert_many(chunk.to_vec())
+                .exec_without_returning(&txn)
+                .await?;
         }
         for chunk in changes.chunks(CHANGES_PER_MESSAGE) {
-            OUTBOX.push(&txn, tenant, "tiers_changed", encode(chunk), traceparent.clone()).await?;
+            OUTBOX
+                .push(
+                    &txn,
+                    tenant,
+                    "tiers_changed",
+                    encode(chunk),
+                    traceparent.clone(),
+                )
+                .await?;
         }
         let mut run: run::ActiveModel = run.into();
         run.tier_changes = Set(changes.len() as i64);
         run.update(&txn).await?;
         txn.commit().await?;
-        Ok(RunSummary { customers: grades.len() as u64, tier_changes: changes.len() as u64 })
+        Ok(RunSummary {
+            customers: grades.len() as u64,
+            tier_changes: changes.len() as u64,
+        })
     }
 
     /// The stored grades of some customers.
-    pub async fn grades(&self, tenant: &str, ids: &[String]) -> Result<Vec<StoredGrade>, StoreError> {
+    pub async fn grades(
+        &self,
+        tenant: &str,
+        ids: &[String],
+    ) -> Result<Vec<StoredGrade>, StoreError> {
         Ok(customer::Entity::find()
             .filter(customer::Column::TenantId.eq(tenant))
             .filter(customer::Column::CustomerId.is_in(ids.iter().cloned()))

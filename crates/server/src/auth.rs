@@ -68,7 +68,9 @@ impl Principal {
 
 /// Errors in an API key specification.
 #[derive(Debug, thiserror::Error)]
-#[error("invalid API key entry {entry:?}: expected KEY=TENANT:ROLE with ROLE one of ingest, read, admin")]
+#[error(
+    "invalid API key entry {entry:?}: expected KEY=TENANT:ROLE with ROLE one of ingest, read, admin"
+)]
 pub struct KeySpecError {
     entry: String,
 }
@@ -85,22 +87,36 @@ impl ApiKeys {
     pub fn parse(spec: &str, service_key: &str) -> Result<Self, KeySpecError> {
         let mut tenants = HashMap::new();
         for entry in spec.split(',').map(str::trim).filter(|e| !e.is_empty()) {
-            let bad = || KeySpecError { entry: entry.to_owned() };
+            let bad = || KeySpecError {
+                entry: entry.to_owned(),
+            };
             let (key, rest) = entry.split_once('=').ok_or_else(bad)?;
             let (tenant, role) = rest.split_once(':').ok_or_else(bad)?;
             let role = Role::parse(role).ok_or_else(bad)?;
             if key.is_empty() || tenant.is_empty() {
                 return Err(bad());
             }
-            tenants.insert(key.to_owned(), Principal { tenant: tenant.to_owned(), role });
+            tenants.insert(
+                key.to_owned(),
+                Principal {
+                    tenant: tenant.to_owned(),
+                    role,
+                },
+            );
         }
-        Ok(ApiKeys { tenants, service_key: service_key.to_owned() })
+        Ok(ApiKeys {
+            tenants,
+            service_key: service_key.to_owned(),
+        })
     }
 
     /// The development keys (`rapport up`): one admin key for the `dev` tenant.
     pub fn dev() -> Self {
-        Self::parse(&format!("{DEV_API_KEY}={DEV_TENANT}:admin"), DEV_SERVICE_KEY)
-            .expect("the built-in development key spec is valid")
+        Self::parse(
+            &format!("{DEV_API_KEY}={DEV_TENANT}:admin"),
+            DEV_SERVICE_KEY,
+        )
+        .expect("the built-in development key spec is valid")
     }
 
     /// Whether these are the well-known development keys (worth a warning in production).
@@ -114,19 +130,31 @@ impl ApiKeys {
     }
 
     /// Identifies the caller from `authorization: Bearer KEY` (and the tenant header for peers).
-    pub fn authenticate(&self, metadata: &tonic::metadata::MetadataMap) -> Result<Principal, Status> {
+    pub fn authenticate(
+        &self,
+        metadata: &tonic::metadata::MetadataMap,
+    ) -> Result<Principal, Status> {
         let key = metadata
             .get("authorization")
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
-            .ok_or_else(|| Status::unauthenticated("missing `authorization: Bearer <API key>` metadata"))?;
+            .ok_or_else(|| {
+                Status::unauthenticated("missing `authorization: Bearer <API key>` metadata")
+            })?;
         if key == self.service_key {
             let tenant = metadata
                 .get(TENANT_HEADER)
                 .and_then(|v| v.to_str().ok())
                 .filter(|t| !t.is_empty())
-                .ok_or_else(|| Status::unauthenticated(format!("a service call must name the tenant in `{TENANT_HEADER}`")))?;
-            return Ok(Principal { tenant: tenant.to_owned(), role: Role::Service });
+                .ok_or_else(|| {
+                    Status::unauthenticated(format!(
+                        "a service call must name the tenant in `{TENANT_HEADER}`"
+                    ))
+                })?;
+            return Ok(Principal {
+                tenant: tenant.to_owned(),
+                role: Role::Service,
+            });
         }
         self.tenants
             .get(key)
@@ -163,19 +191,38 @@ mod tests {
     #[test]
     fn keys_map_to_tenant_and_role() {
         let keys = ApiKeys::parse("k1=acme:ingest, k2=globex:read", "svc").unwrap();
-        let p = keys.authenticate(&meta(&[("authorization", "Bearer k1")])).unwrap();
-        assert_eq!(p, Principal { tenant: "acme".into(), role: Role::Ingest });
+        let p = keys
+            .authenticate(&meta(&[("authorization", "Bearer k1")]))
+            .unwrap();
+        assert_eq!(
+            p,
+            Principal {
+                tenant: "acme".into(),
+                role: Role::Ingest
+            }
+        );
         assert!(p.require(&[Role::Read]).is_err());
         assert_eq!(p.require(&[Role::Ingest]).unwrap(), "acme");
-        assert!(keys.authenticate(&meta(&[("authorization", "Bearer nope")])).is_err());
+        assert!(
+            keys.authenticate(&meta(&[("authorization", "Bearer nope")]))
+                .is_err()
+        );
         assert!(keys.authenticate(&meta(&[])).is_err());
     }
 
     #[test]
     fn services_name_the_tenant() {
         let keys = ApiKeys::parse("", "svc").unwrap();
-        assert!(keys.authenticate(&meta(&[("authorization", "Bearer svc")])).is_err());
-        let p = keys.authenticate(&meta(&[("authorization", "Bearer svc"), (TENANT_HEADER, "acme")])).unwrap();
+        assert!(
+            keys.authenticate(&meta(&[("authorization", "Bearer svc")]))
+                .is_err()
+        );
+        let p = keys
+            .authenticate(&meta(&[
+                ("authorization", "Bearer svc"),
+                (TENANT_HEADER, "acme"),
+            ]))
+            .unwrap();
         assert_eq!((p.tenant.as_str(), p.role), ("acme", Role::Service));
     }
 

@@ -41,10 +41,15 @@ impl CommonArgs {
 
     /// The API keys this server accepts.
     pub fn api_keys(&self) -> Result<ApiKeys, KeySpecError> {
-        let spec = self.api_keys.clone().unwrap_or_else(|| format!("{DEV_API_KEY}={DEV_TENANT}:admin"));
+        let spec = self
+            .api_keys
+            .clone()
+            .unwrap_or_else(|| format!("{DEV_API_KEY}={DEV_TENANT}:admin"));
         let keys = ApiKeys::parse(&spec, &self.service_key)?;
         if keys.is_dev() {
-            tracing::warn!("using the built-in development API keys; set RAPPORT_API_KEYS and RAPPORT_SERVICE_KEY in production");
+            tracing::warn!(
+                "using the built-in development API keys; set RAPPORT_API_KEYS and RAPPORT_SERVICE_KEY in production"
+            );
         }
         Ok(keys)
     }

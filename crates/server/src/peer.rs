@@ -20,8 +20,15 @@ pub struct PeerAddrError {
 /// A lazily connected channel to `addr` (`host:port` or a URL); a peer that is down delays
 /// calls, it does not stop this process from starting.
 pub fn peer_channel(addr: &str) -> Result<PeerChannel, PeerAddrError> {
-    let uri = if addr.contains("://") { addr.to_owned() } else { format!("http://{addr}") };
-    let endpoint = Endpoint::from_shared(uri).map_err(|source| PeerAddrError { addr: addr.to_owned(), source })?;
+    let uri = if addr.contains("://") {
+        addr.to_owned()
+    } else {
+        format!("http://{addr}")
+    };
+    let endpoint = Endpoint::from_shared(uri).map_err(|source| PeerAddrError {
+        addr: addr.to_owned(),
+        source,
+    })?;
     let channel = endpoint
         .connect_timeout(Duration::from_secs(2))
         .tcp_nodelay(true)
@@ -31,7 +38,12 @@ pub fn peer_channel(addr: &str) -> Result<PeerChannel, PeerAddrError> {
 }
 
 /// A request to a peer on behalf of `tenant`, authenticated with `service_key`, with a deadline.
-pub fn peer_request<T>(message: T, tenant: &str, service_key: &str, deadline: Duration) -> tonic::Request<T> {
+pub fn peer_request<T>(
+    message: T,
+    tenant: &str,
+    service_key: &str,
+    deadline: Duration,
+) -> tonic::Request<T> {
     let mut req = tonic::Request::new(message);
     req.set_timeout(deadline);
     let meta = req.metadata_mut();

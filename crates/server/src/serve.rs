@@ -1,6 +1,7 @@
 //! Server assembly: the trace-context layer, `grpc.health.v1`, reflection (v1 and v1alpha),
 //! and graceful shutdown (NOT_SERVING first, then drain).
 
+use rapport_telemetry::set_remote_parent;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
@@ -9,7 +10,6 @@ use tonic::service::Routes;
 use tonic::transport::Server;
 use tonic_health::ServingStatus;
 use tower_http::trace::TraceLayer;
-use rapport_telemetry::set_remote_parent;
 
 /// Errors of a running server.
 #[derive(Debug, thiserror::Error)]
@@ -30,17 +30,22 @@ pub async fn serve(
 ) -> Result<(), ServeError> {
     let (health, health_service) = tonic_health::server::health_reporter();
     for name in service_names {
-        health.set_service_status(*name, ServingStatus::Serving).await;
+        health
+            .set_service_status(*name, ServingStatus::Serving)
+            .await;
     }
     health.set_service_status("", ServingStatus::Serving).await;
-    let reflection_v1 = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(rapport_proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1()?;
-    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(rapport_proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1alpha()?;
+    // Advertise only what this server serves, not every service in the shared descriptors.
+    let reflection = |itself: &str| {
+        let builder = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(rapport_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .with_service_name("grpc.health.v1.Health")
+            .with_service_name(itself);
+        service_names.iter().fold(builder, |b, name| b.with_service_name(*name))
+    };
+    let reflection_v1 = reflection("grpc.reflection.v1.ServerReflection").build_v1()?;
+    let reflection_v1alpha = reflection("grpc.reflection.v1alpha.ServerReflection").build_v1alpha()?;
     let routes = routes
         .add_service(health_service)
         .add_service(reflection_v1)
@@ -62,9 +67,13 @@ pub async fn serve(
         stop.cancelled().await;
         // Tell load balancers and probes first, then stop accepting and drain.
         for name in names {
-            health.set_service_status(name, ServingStatus::NotServing).await;
+            health
+                .set_service_status(name, ServingStatus::NotServing)
+                .await;
         }
-        health.set_service_status("", ServingStatus::NotServing).await;
+        health
+            .set_service_status("", ServingStatus::NotServing)
+            .await;
     };
     Server::builder()
         .timeout(Duration::from_secs(60))

@@ -29,7 +29,10 @@ pub enum StorageError {
 
 /// The SQLite URL of a service's own database file under `data_dir` (the embedded default).
 pub fn sqlite_url(data_dir: &Path, service: &str) -> String {
-    format!("sqlite://{}?mode=rwc", data_dir.join(format!("{service}.db")).display())
+    format!(
+        "sqlite://{}?mode=rwc",
+        data_dir.join(format!("{service}.db")).display()
+    )
 }
 
 /// Connects to PostgreSQL or SQLite by URL, creating the SQLite file and its directory if needed.
@@ -41,7 +44,10 @@ pub async fn connect(url: &str) -> Result<DatabaseConnection, StorageError> {
         .sqlx_logging(false);
     if let Some(path) = url.strip_prefix("sqlite://") {
         let file = path.split('?').next().unwrap_or(path);
-        if let Some(dir) = Path::new(file).parent().filter(|d| !d.as_os_str().is_empty()) {
+        if let Some(dir) = Path::new(file)
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+        {
             std::fs::create_dir_all(dir).map_err(|source| StorageError::DataDir {
                 path: dir.display().to_string(),
                 source,

@@ -61,13 +61,28 @@ pub async fn create_table(manager: &SchemaManager<'_>, table: &str) -> Result<()
             Table::create()
                 .table(col(table))
                 .if_not_exists()
-                .col(ColumnDef::new(col("id")).big_integer().not_null().auto_increment().primary_key())
+                .col(
+                    ColumnDef::new(col("id"))
+                        .big_integer()
+                        .not_null()
+                        .auto_increment()
+                        .primary_key(),
+                )
                 .col(ColumnDef::new(col("tenant_id")).string().not_null())
                 .col(ColumnDef::new(col("topic")).string().not_null())
                 .col(ColumnDef::new(col("payload")).blob().not_null())
                 .col(ColumnDef::new(col("traceparent")).string().null())
-                .col(ColumnDef::new(col("attempts")).integer().not_null().default(0))
-                .col(ColumnDef::new(col("next_attempt_at")).big_integer().not_null())
+                .col(
+                    ColumnDef::new(col("attempts"))
+                        .integer()
+                        .not_null()
+                        .default(0),
+                )
+                .col(
+                    ColumnDef::new(col("next_attempt_at"))
+                        .big_integer()
+                        .not_null(),
+                )
                 .col(ColumnDef::new(col("created_at")).big_integer().not_null())
                 .col(ColumnDef::new(col("last_error")).text().null())
                 .to_owned(),
@@ -103,7 +118,18 @@ impl Outbox {
         let now = crate::now_millis();
         let insert = Query::insert()
             .into_table(col(self.table))
-            .columns(["tenant_id", "topic", "payload", "traceparent", "attempts", "next_attempt_at", "created_at"].map(col))
+            .columns(
+                [
+                    "tenant_id",
+                    "topic",
+                    "payload",
+                    "traceparent",
+                    "attempts",
+                    "next_attempt_at",
+                    "created_at",
+                ]
+                .map(col),
+            )
             .values_panic([
                 tenant_id.into(),
                 topic.into(),
@@ -119,9 +145,23 @@ impl Outbox {
     }
 
     /// Up to `limit` messages whose next attempt is due, oldest first.
-    pub async fn due<C: ConnectionTrait>(&self, conn: &C, limit: u64) -> Result<Vec<OutboxMessage>, DbErr> {
+    pub async fn due<C: ConnectionTrait>(
+        &self,
+        conn: &C,
+        limit: u64,
+    ) -> Result<Vec<OutboxMessage>, DbErr> {
         let select = Query::select()
-            .columns(["id", "tenant_id", "topic", "payload", "traceparent", "attempts"].map(col))
+            .columns(
+                [
+                    "id",
+                    "tenant_id",
+                    "topic",
+                    "payload",
+                    "traceparent",
+                    "attempts",
+                ]
+                .map(col),
+            )
             .from(col(self.table))
             .and_where(Expr::col(col("next_attempt_at")).lte(crate::now_millis()))
             .order_by(col("id"), Order::Asc)
@@ -176,7 +216,10 @@ impl Outbox {
         let update = Query::update()
             .table(col(self.table))
             .value(col("attempts"), Expr::col(col("attempts")).add(1))
-            .value(col("next_attempt_at"), crate::now_millis() + retry_in.as_millis() as i64)
+            .value(
+                col("next_attempt_at"),
+                crate::now_millis() + retry_in.as_millis() as i64,
+            )
             .value(col("last_error"), error)
             .and_where(Expr::col(col("id")).is_in(ids.iter().copied()))
             .to_owned();
@@ -277,15 +320,32 @@ impl<D: Deliver> Relay<D> {
         let due = self.outbox.due(&self.db, self.batch).await?;
         let mut groups: BTreeMap<(&str, &str), Vec<OutboxMessage>> = BTreeMap::new();
         for m in &due {
-            groups.entry((&m.tenant_id, &m.topic)).or_default().push(m.clone());
+            groups
+                .entry((&m.tenant_id, &m.topic))
+                .or_default()
+                .push(m.clone());
         }
         let mut delivered = 0;
         for ((tenant, topic), messages) in groups {
-            let span = tracing::info_span!("outbox.deliver", table = self.outbox.table, tenant, topic, messages = messages.len());
-            let parents: Vec<&str> = messages.iter().filter_map(|m| m.traceparent.as_deref()).collect();
+            let span = tracing::info_span!(
+                "outbox.deliver",
+                table = self.outbox.table,
+                tenant,
+                topic,
+                messages = messages.len()
+            );
+            let parents: Vec<&str> = messages
+                .iter()
+                .filter_map(|m| m.traceparent.as_deref())
+                .collect();
             rapport_telemetry::link_remote_parents(&span, &parents);
             let ids: Vec<i64> = messages.iter().map(|m| m.id).collect();
-            match self.deliver.deliver(tenant, topic, &messages).instrument(span).await {
+            match self
+                .deliver
+                .deliver(tenant, topic, &messages)
+                .instrument(span)
+                .await
+            {
                 Ok(()) => {
                     self.outbox.delivered(&self.db, &ids).await?;
                     delivered += ids.len();
@@ -294,7 +354,9 @@ impl<D: Deliver> Relay<D> {
                     let attempts = messages.iter().map(|m| m.attempts).max().unwrap_or(0);
                     let retry_in = self.backoff.delay(attempts);
                     tracing::warn!(%error, tenant, topic, attempts, ?retry_in, "outbox delivery failed; will retry");
-                    self.outbox.failed(&self.db, &ids, retry_in, &error.to_string()).await?;
+                    self.outbox
+                        .failed(&self.db, &ids, retry_in, &error.to_string())
+                        .await?;
                 }
             }
         }
@@ -308,7 +370,10 @@ mod tests {
 
     #[test]
     fn backoff_grows_and_is_capped() {
-        let b = Backoff { base: Duration::from_millis(100), max: Duration::from_secs(2) };
+        let b = Backoff {
+            base: Duration::from_millis(100),
+            max: Duration::from_secs(2),
+        };
         for _ in 0..50 {
             let d0 = b.delay(0);
             assert!(d0 >= Duration::from_millis(50) && d0 <= Duration::from_millis(100));

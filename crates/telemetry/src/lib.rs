@@ -53,13 +53,21 @@ pub fn init(service: &str) -> Result<TelemetryGuard, TelemetryError> {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let json = std::env::var("RAPPORT_LOG_JSON").is_ok_and(|v| v == "1");
     let fmt = if json {
-        tracing_subscriber::fmt::layer().json().with_writer(std::io::stderr).boxed()
+        tracing_subscriber::fmt::layer()
+            .json()
+            .with_writer(std::io::stderr)
+            .boxed()
     } else {
-        tracing_subscriber::fmt::layer().with_target(false).with_writer(std::io::stderr).boxed()
+        tracing_subscriber::fmt::layer()
+            .with_target(false)
+            .with_writer(std::io::stderr)
+            .boxed()
     }
     .with_filter(filter);
 
-    let endpoint = std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT").ok().filter(|e| !e.is_empty());
+    let endpoint = std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT")
+        .ok()
+        .filter(|e| !e.is_empty());
     let (otel, provider) = match endpoint {
         Some(endpoint) => {
             let exporter = opentelemetry_otlp::SpanExporter::builder()
@@ -67,7 +75,11 @@ pub fn init(service: &str) -> Result<TelemetryGuard, TelemetryError> {
                 .with_endpoint(endpoint)
                 .build()?;
             let provider = SdkTracerProvider::builder()
-                .with_resource(Resource::builder().with_service_name(service.to_owned()).build())
+                .with_resource(
+                    Resource::builder()
+                        .with_service_name(service.to_owned())
+                        .build(),
+                )
                 .with_batch_exporter(exporter)
                 .build();
             let tracer = provider.tracer("rapport");
@@ -139,7 +151,10 @@ pub fn current_traceparent() -> Option<String> {
     }
     let mut headers = http::HeaderMap::new();
     global::get_text_map_propagator(|p| p.inject_context(&cx, &mut HeaderInjector(&mut headers)));
-    headers.get("traceparent").and_then(|v| v.to_str().ok()).map(str::to_owned)
+    headers
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
 }
 
 fn context_of(traceparent: &str) -> Option<Context> {
@@ -170,7 +185,10 @@ mod tests {
         global::set_text_map_propagator(TraceContextPropagator::new());
         let tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
         let cx = context_of(tp).expect("valid traceparent");
-        assert_eq!(cx.span().span_context().trace_id().to_string(), "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_eq!(
+            cx.span().span_context().trace_id().to_string(),
+            "4bf92f3577b34da6a3ce929d0e0e4736"
+        );
         assert!(context_of("garbage").is_none());
     }
 }

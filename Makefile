@@ -1,0 +1,46 @@
+# Rapport: two commands for a fresh machine.
+#   make run   builds and starts the whole platform (SQLite, in-process cache; nothing to install)
+#   make test  installs what the tests need (redis-server, a Python venv with grpcio) and runs them
+
+CARGO ?= cargo
+VENV  ?= .venv
+PY    := $(VENV)/bin/python
+
+.PHONY: run test test-deps lint build fmt clean
+
+run:
+	$(CARGO) run -p rapport -- up
+
+build:
+	$(CARGO) build --workspace --bins
+
+test: test-deps lint build
+	$(CARGO) test --workspace
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+# redis-server from apt when missing (as root on Debian); PostgreSQL 15 server binaries are
+# expected under /usr/lib/postgresql (tests start their own throwaway clusters).
+test-deps: $(PY)
+	@command -v redis-server >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; \
+	  else echo "redis-server is missing: install it (e.g. apt-get install redis-server)"; exit 1; fi; }
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || [ -n "$$PG_BIN" ] || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; \
+	  else echo "PostgreSQL server binaries are missing: install postgresql or set PG_BIN"; exit 1; fi; }
+
+$(PY): tests/python/requirements.txt
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r tests/python/requirements.txt
+	@touch $(PY)
+
+fmt:
+	$(CARGO) fmt --all
+
+clean:
+	$(CARGO) clean
+	rm -rf $(VENV) .rapport
