@@ -65,6 +65,15 @@ async fn distributed_platform_on_postgres_and_redis() {
         assert_eq!(&cached, h, "the cached copy is what GetHealth answers");
     }
 
+    // Reads keep working from the database while Redis is down, and use it again when it is back.
+    let mut redis = redis;
+    redis.stop();
+    let during = scenario::health(&clients, "alice")
+        .await
+        .expect("served from the database without Redis");
+    assert_eq!(during, finals[0]);
+    redis.restart();
+
     // Without credentials, or with a wrong key, nothing is answered.
     let mut anon = clients.scoring.clone();
     let err = anon

@@ -18,3 +18,42 @@ async fn embedded_platform_scores_grades_and_alerts() {
         );
     }
 }
+
+/// A customer with more new events than scoring fetches in one call still gets all of them
+/// applied, each once.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_customer_with_many_events_is_scored_on_all_of_them() {
+    use rapport_proto::ingestion::v1::IngestRequest;
+    use rapport_tests::scenario::{health, order};
+    use rapport_tests::{eventually, req};
+
+    let platform = Embedded::start();
+    let clients = Clients::new(&platform.addrs);
+    let total = 5_100;
+    let events: Vec<_> = (0..total)
+        .map(|i| order(&format!("big-{i}"), "big", 1 + i % 300, 1.0))
+        .collect();
+    for chunk in events.chunks(2_500) {
+        let answer = clients
+            .ingestion
+            .clone()
+            .ingest(req(IngestRequest {
+                events: chunk.to_vec(),
+            }))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(answer.accepted as usize, chunk.len());
+    }
+    let frequency = eventually("all events applied", scenario::SETTLE, || async {
+        let h = health(&clients, "big").await?;
+        let f = h
+            .measures
+            .iter()
+            .find(|m| m.measure == "frequency")?
+            .value?;
+        (f >= total as f64).then_some(f)
+    })
+    .await;
+    assert_eq!(frequency, total as f64, "each event applied exactly once");
+}

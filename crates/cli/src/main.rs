@@ -27,6 +27,13 @@ const DEADLINE: Duration = Duration::from_secs(60);
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    #[command(flatten)]
+    conn: Connection,
+}
+
+/// How the client commands reach the platform and print.
+#[derive(Debug, clap::Args)]
+struct Connection {
     /// Print JSON instead of tables.
     #[arg(long, global = true)]
     json: bool,
@@ -59,6 +66,13 @@ struct Cli {
 enum Command {
     /// Run all four services in this process on SQLite and an in-process cache.
     Up(up::UpArgs),
+    #[command(flatten)]
+    Client(ClientCommand),
+}
+
+/// The commands that call a running platform.
+#[derive(Debug, Subcommand)]
+enum ClientCommand {
     /// Import events from a JSONL file (one event per line).
     Import {
         /// The file; `-` reads standard input.
@@ -89,7 +103,7 @@ enum Command {
 /// Where to reach the platform, from flags, environment, or the local platform file.
 struct Target {
     local: Option<LocalPlatform>,
-    cli: Cli,
+    cli: Connection,
 }
 
 impl Target {
@@ -160,17 +174,17 @@ fn band_name(b: i32) -> &'static str {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    if let Command::Up(args) = &cli.command {
-        return up::up(args.clone()).await;
-    }
+    let command = match cli.command {
+        Command::Up(args) => return up::up(args).await,
+        Command::Client(command) => command,
+    };
     let target = Target {
-        local: LocalPlatform::load(&cli.data_dir),
-        cli,
+        local: LocalPlatform::load(&cli.conn.data_dir),
+        cli: cli.conn,
     };
     let json = target.cli.json;
-    match &target.cli.command {
-        Command::Up(_) => unreachable!("handled above"),
-        Command::Import { file } => {
+    match &command {
+        ClientCommand::Import { file } => {
             let addr = target.addr(&target.cli.ingestion, |l| &l.ingestion, "ingestion")?;
             let client = ingestion::ingestion_service_client::IngestionServiceClient::new(
                 target.channel(&addr)?,
@@ -210,7 +224,7 @@ async fn main() -> anyhow::Result<()> {
                 }
             }
         }
-        Command::Health { customers, explain } => {
+        ClientCommand::Health { customers, explain } => {
             let addr = target.addr(&target.cli.scoring, |l| &l.scoring, "scoring")?;
             let mut client =
                 scoring::scoring_service_client::ScoringServiceClient::new(target.channel(&addr)?);
@@ -265,7 +279,7 @@ async fn main() -> anyhow::Result<()> {
                 }
             }
         }
-        Command::Segment => {
+        ClientCommand::Segment => {
             let addr = target.addr(
                 &target.cli.segmentation,
                 |l| &l.segmentation,
@@ -299,7 +313,7 @@ async fn main() -> anyhow::Result<()> {
                 }
             }
         }
-        Command::Alerts { state, customer } => {
+        ClientCommand::Alerts { state, customer } => {
             let addr = target.addr(&target.cli.alerting, |l| &l.alerting, "alerting")?;
             let mut client = alerting::alerting_service_client::AlertingServiceClient::new(
                 target.channel(&addr)?,

@@ -15,7 +15,7 @@ pub const MAX_BATCH: usize = 2_500;
 /// Largest `Ingest` request.
 pub const MAX_REQUEST_BYTES: usize = 4 * 1024 * 1024;
 /// Most events returned by one `ListCustomerEvents` call per customer.
-const EVENTS_PAGE: u64 = 10_000;
+const MAX_EVENTS_PER_CUSTOMER: u32 = 10_000;
 
 impl From<StoreError> for Status {
     fn from(e: StoreError) -> Self {
@@ -105,11 +105,21 @@ impl pb::ingestion_service_server::IngestionService for IngestionApi {
         req: Request<pb::ListCustomerEventsRequest>,
     ) -> Result<Response<pb::ListCustomerEventsResponse>, Status> {
         let tenant = Principal::of(&req)?.require(&[Role::Read])?.to_owned();
+        let req = req.into_inner();
+        let limit = match req.limit_per_customer {
+            0 => MAX_EVENTS_PER_CUSTOMER,
+            n => n.min(MAX_EVENTS_PER_CUSTOMER),
+        };
         let mut events = Vec::new();
-        for cursor in req.into_inner().customers {
+        for cursor in req.customers {
             for stored in self
                 .store
-                .customer_events(&tenant, &cursor.customer_id, cursor.after_seq, EVENTS_PAGE)
+                .customer_events(
+                    &tenant,
+                    &cursor.customer_id,
+                    cursor.after_seq,
+                    u64::from(limit),
+                )
                 .await?
             {
                 let mut event = pb::Event::decode(stored.raw.as_slice()).map_err(|e| {
@@ -164,6 +174,67 @@ fn content_hash(event: &pb::Event) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    fn good() -> pb::Event {
+        pb::Event {
+            event_id: "e-1".into(),
+            customer_id: "c-1".into(),
+            occurred_at: Some(convert::timestamp(1_700_000_000_000)),
+            sent_at: Some(convert::timestamp(1_700_000_000_500)),
+            payload: Some(pb::event::Payload::Order(pb::Order {
+                order_id: "o-1".into(),
+                amount: 12.5,
+                currency: "EUR".into(),
+                items: 2,
+            })),
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2_000))]
+
+        /// Whatever bytes arrive, decoding and checking never panics, and every rejection
+        /// names a field and says why.
+        #[test]
+        fn mutated_events_get_a_verdict_naming_the_field(
+            flips in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 0..8),
+            cut in any::<prop::sample::Index>(),
+        ) {
+            let mut bytes = good().encode_to_vec();
+            for (at, byte) in flips {
+                let i = at.index(bytes.len());
+                bytes[i] = byte;
+            }
+            bytes.truncate(cut.index(bytes.len() + 1));
+            if let Ok(event) = pb::Event::decode(bytes.as_slice()) {
+                let now = chrono::DateTime::from_timestamp(1_700_000_100, 0).unwrap();
+                match check(&event, now, &ValidationPolicy::default()) {
+                    Checked::Valid { event: valid, .. } => prop_assert_eq!(valid.event_id, event.event_id),
+                    Checked::Invalid { rejection, .. } => {
+                        prop_assert!(!rejection.field.is_empty());
+                        prop_assert!(!rejection.message.is_empty());
+                    }
+                }
+            }
+        }
+
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
+            if let Ok(event) = pb::Event::decode(bytes.as_slice()) {
+                let _ = check(&event, chrono::Utc::now(), &ValidationPolicy::default());
+            }
+        }
+    }
+
+    #[test]
+    fn a_good_event_is_valid() {
+        let now = chrono::DateTime::from_timestamp(1_700_000_100, 0).unwrap();
+        assert!(matches!(
+            check(&good(), now, &ValidationPolicy::default()),
+            Checked::Valid { .. }
+        ));
+    }
 
     #[test]
     fn the_hash_ignores_sent_at_only() {

@@ -9,7 +9,8 @@ use rapport_domain::tier::Tier;
 use rapport_proto::alerting::v1::ScoreChange;
 use rapport_proto::convert;
 use rapport_proto::ingestion::v1::{
-    CustomerCursor, ListCustomerEventsRequest, ingestion_service_client::IngestionServiceClient,
+    CustomerCursor, ListCustomerEventsRequest, StoredEvent,
+    ingestion_service_client::IngestionServiceClient,
 };
 use rapport_proto::scoring::v1::{HealthScore, MeasureScore};
 use rapport_server::{PeerChannel, peer_request};
@@ -19,6 +20,8 @@ use std::time::Duration;
 
 /// Deadline of a call to ingestion for new events.
 const FETCH_DEADLINE: Duration = Duration::from_secs(10);
+/// Most events fetched per customer and call.
+const EVENTS_PER_FETCH: u32 = 5_000;
 
 /// Errors of scoring's work.
 #[derive(Debug, thiserror::Error)]
@@ -76,50 +79,50 @@ impl Engine {
         customer_ids: Vec<String>,
     ) -> Result<usize, ScoringError> {
         let mut states = self.store.states(tenant, &customer_ids).await?;
-        let cursors = customer_ids
-            .iter()
-            .map(|id| CustomerCursor {
-                customer_id: id.clone(),
-                after_seq: states.get(id).map_or(0, |s| s.last_event_seq),
-            })
-            .collect();
-        let req = peer_request(
-            ListCustomerEventsRequest { customers: cursors },
-            tenant,
-            &self.service_key,
-            FETCH_DEADLINE,
-        );
-        let events = self
-            .ingestion
-            .clone()
-            .list_customer_events(req)
-            .await
-            .map_err(ScoringError::Upstream)?
-            .into_inner()
-            .events;
-
         let now = chrono::Utc::now();
         // Stored events passed validation at ingestion; the policy here only re-checks shape.
         let lenient = ValidationPolicy {
             future_skew: chrono::Duration::days(36_500),
         };
         let mut touched: BTreeMap<String, CustomerState> = BTreeMap::new();
-        for stored in events {
-            let Some(event) = stored.event else { continue };
-            let id = event.customer_id.clone();
-            let state = touched
-                .entry(id.clone())
-                .or_insert_with(|| states.remove(&id).unwrap_or_default());
-            if stored.seq <= state.last_event_seq {
-                continue;
-            }
-            match convert::draft(&event).and_then(|d| validate(d, now, &lenient)) {
-                Ok(valid) => state.metrics.apply(&valid),
-                Err(rejection) => {
-                    tracing::warn!(seq = stored.seq, %rejection, "stored event no longer validates; skipped")
+        let mut pending = customer_ids;
+        while !pending.is_empty() {
+            let cursors = pending
+                .iter()
+                .map(|id| CustomerCursor {
+                    customer_id: id.clone(),
+                    after_seq: touched
+                        .get(id)
+                        .or_else(|| states.get(id))
+                        .map_or(0, |s| s.last_event_seq),
+                })
+                .collect();
+            let events = self.fetch(tenant, cursors).await?;
+            let mut per_customer: BTreeMap<String, u32> = BTreeMap::new();
+            for stored in events {
+                let Some(event) = stored.event else { continue };
+                let id = event.customer_id.clone();
+                *per_customer.entry(id.clone()).or_default() += 1;
+                let state = touched
+                    .entry(id.clone())
+                    .or_insert_with(|| states.remove(&id).unwrap_or_default());
+                if stored.seq <= state.last_event_seq {
+                    continue;
                 }
+                match convert::draft(&event).and_then(|d| validate(d, now, &lenient)) {
+                    Ok(valid) => state.metrics.apply(&valid),
+                    Err(rejection) => {
+                        tracing::warn!(seq = stored.seq, %rejection, "stored event no longer validates; skipped")
+                    }
+                }
+                state.last_event_seq = stored.seq;
             }
-            state.last_event_seq = stored.seq;
+            // A full page means there may be more: ask again from the new cursor.
+            pending = per_customer
+                .into_iter()
+                .filter(|(_, n)| *n >= EVENTS_PER_FETCH)
+                .map(|(id, _)| id)
+                .collect();
         }
 
         let now_ms = now.timestamp_millis();
@@ -166,6 +169,30 @@ impl Engine {
         }
         tracing::info!(tenant, customers = rescored.len(), "rescored");
         Ok(rescored.len())
+    }
+
+    async fn fetch(
+        &self,
+        tenant: &str,
+        customers: Vec<CustomerCursor>,
+    ) -> Result<Vec<StoredEvent>, ScoringError> {
+        let req = peer_request(
+            ListCustomerEventsRequest {
+                customers,
+                limit_per_customer: EVENTS_PER_FETCH,
+            },
+            tenant,
+            &self.service_key,
+            FETCH_DEADLINE,
+        );
+        Ok(self
+            .ingestion
+            .clone()
+            .list_customer_events(req)
+            .await
+            .map_err(ScoringError::Upstream)?
+            .into_inner()
+            .events)
     }
 
     async fn cache_put(&self, tenant: &str, h: &HealthScore) {

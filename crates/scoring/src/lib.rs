@@ -81,7 +81,8 @@ pub async fn run(
     let engine = engine::Engine {
         store: store::Store::new(db),
         cache,
-        ingestion: IngestionServiceClient::new(peer_channel(&config.ingestion_addr)?),
+        ingestion: IngestionServiceClient::new(peer_channel(&config.ingestion_addr)?)
+            .max_decoding_message_size(256 * 1024 * 1024),
         service_key: keys.service_key().to_owned(),
         scorecard: Scorecard::default(),
         waker,

@@ -42,10 +42,13 @@ pub async fn serve(
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
             .with_service_name("grpc.health.v1.Health")
             .with_service_name(itself);
-        service_names.iter().fold(builder, |b, name| b.with_service_name(*name))
+        service_names
+            .iter()
+            .fold(builder, |b, name| b.with_service_name(*name))
     };
     let reflection_v1 = reflection("grpc.reflection.v1.ServerReflection").build_v1()?;
-    let reflection_v1alpha = reflection("grpc.reflection.v1alpha.ServerReflection").build_v1alpha()?;
+    let reflection_v1alpha =
+        reflection("grpc.reflection.v1alpha.ServerReflection").build_v1alpha()?;
     let routes = routes
         .add_service(health_service)
         .add_service(reflection_v1)

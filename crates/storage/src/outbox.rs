@@ -367,6 +367,101 @@ impl<D: Deliver> Relay<D> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// Fails the first `failures` deliveries, then records what it is given.
+    #[derive(Default)]
+    struct Flaky {
+        failures: AtomicUsize,
+        seen: Mutex<Vec<(String, usize)>>,
+    }
+
+    impl Deliver for Arc<Flaky> {
+        async fn deliver(
+            &self,
+            tenant: &str,
+            _topic: &str,
+            messages: &[OutboxMessage],
+        ) -> Result<(), DeliveryError> {
+            if self.failures.load(Ordering::SeqCst) > 0 {
+                self.failures.fetch_sub(1, Ordering::SeqCst);
+                return Err(DeliveryError("receiver down".into()));
+            }
+            self.seen
+                .lock()
+                .unwrap()
+                .push((tenant.to_owned(), messages.len()));
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn messages_stay_until_delivered_and_are_retried_later() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = crate::connect(&crate::sqlite_url(dir.path(), "outbox"))
+            .await
+            .unwrap();
+        create_table(&SchemaManager::new(&db), "test_outbox")
+            .await
+            .unwrap();
+        let outbox = Outbox::new("test_outbox");
+        for (tenant, n) in [("a", 2), ("b", 1)] {
+            for i in 0..n {
+                outbox
+                    .push(
+                        &db,
+                        tenant,
+                        "t",
+                        vec![i],
+                        Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into()),
+                    )
+                    .await
+                    .unwrap();
+            }
+        }
+        let flaky = Arc::new(Flaky {
+            failures: AtomicUsize::new(2),
+            ..Default::default()
+        });
+        let mut relay = Relay::new(outbox, db.clone(), flaky.clone());
+        relay.backoff = Backoff {
+            base: Duration::from_millis(200),
+            max: Duration::from_millis(200),
+        };
+
+        // Both tenants' deliveries fail: nothing is lost, and nothing is due again at once.
+        assert_eq!(relay.pass().await.unwrap(), 0);
+        assert_eq!(outbox.depth(&db).await.unwrap(), 3);
+        assert!(
+            outbox.due(&db, 10).await.unwrap().is_empty(),
+            "failed messages wait for their backoff"
+        );
+        let attempts: Vec<i32> = {
+            let select = Query::select()
+                .column(col("attempts"))
+                .from(col("test_outbox"))
+                .to_owned();
+            db.query_all(&select)
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| r.try_get("", "attempts").unwrap())
+                .collect()
+        };
+        assert_eq!(attempts, vec![1, 1, 1]);
+
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        assert_eq!(relay.pass().await.unwrap(), 3);
+        assert_eq!(outbox.depth(&db).await.unwrap(), 0);
+        let mut seen = flaky.seen.lock().unwrap().clone();
+        seen.sort();
+        assert_eq!(
+            seen,
+            vec![("a".to_owned(), 2), ("b".to_owned(), 1)],
+            "one call per tenant with all its messages"
+        );
+    }
 
     #[test]
     fn backoff_grows_and_is_capped() {
