@@ -53,7 +53,7 @@ fn pg_bin() -> PathBuf {
 /// refuses to run as root.
 pub struct Postgres {
     child: Child,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
     pub port: u16,
 }
 
@@ -119,11 +119,7 @@ impl Postgres {
             .spawn()
             .expect("start postgres");
         wait_for_port(port, "postgres", &mut child);
-        let mut pg = Postgres {
-            child,
-            _dir: dir,
-            port,
-        };
+        let mut pg = Postgres { child, dir, port };
         let created = (0..50).any(|_| {
             let ok = Command::new(bin.join("psql"))
                 .args([
@@ -159,11 +155,13 @@ impl Postgres {
 
 impl Drop for Postgres {
     fn drop(&mut self) {
-        // SIGINT asks PostgreSQL for a fast shutdown; kill if it lingers.
-        let _ = Command::new("kill")
-            .arg("-INT")
-            .arg(self.child.id().to_string())
-            .status();
+        // Signal the postmaster itself (as root, `runuser` is its parent and does not forward
+        // signals): SIGINT is PostgreSQL's fast shutdown.
+        let postmaster = std::fs::read_to_string(self.dir.path().join("data/postmaster.pid"))
+            .ok()
+            .and_then(|t| t.lines().next().map(str::to_owned))
+            .unwrap_or_else(|| self.child.id().to_string());
+        let _ = Command::new("kill").arg("-INT").arg(&postmaster).status();
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
             if let Ok(Some(_)) = self.child.try_wait() {
@@ -171,6 +169,7 @@ impl Drop for Postgres {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
+        let _ = Command::new("kill").arg("-KILL").arg(&postmaster).status();
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
