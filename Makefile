@@ -2,6 +2,7 @@
 #   make run   builds and starts the whole platform (SQLite, in-process cache; nothing to install)
 #   make test  installs what the tests need (redis-server, a Python venv with grpcio) and runs them
 
+SHELL := /bin/bash
 CARGO ?= cargo
 VENV  ?= .venv
 PY    := $(VENV)/bin/python
@@ -15,7 +16,9 @@ build:
 	$(CARGO) build --workspace --bins
 
 test: test-deps lint build
-	$(CARGO) test --workspace
+	@mkdir -p target
+	set -o pipefail; $(CARGO) test --workspace --all-targets 2>&1 | tee target/test.log
+	@awk '/^test result:/ {p += $$4; f += $$6} END {printf "tests: %d passed, %d failed\n", p, f}' target/test.log
 
 lint:
 	$(CARGO) fmt --all -- --check

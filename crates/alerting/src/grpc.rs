@@ -83,13 +83,7 @@ impl pb::alerting_service_server::AlertingService for AlertingApi {
         &self,
         req: Request<pb::NotifyScoresRequest>,
     ) -> Result<Response<Ack>, Status> {
-        let principal = Principal::of(&req)?;
-        if principal.role != Role::Service {
-            return Err(Status::permission_denied(
-                "internal call: only Rapport services may notify",
-            ));
-        }
-        let tenant = principal.tenant.clone();
+        let tenant = Principal::of(&req)?.require_service()?.to_owned();
         let scores: Vec<ScoreEvent> = req
             .into_inner()
             .scores

@@ -9,7 +9,6 @@ pub mod store;
 use rapport_domain::alert::HealthBelow;
 use rapport_proto::alerting::v1::alerting_service_server::{AlertingServiceServer, SERVICE_NAME};
 use rapport_server::{Authenticator, CommonArgs};
-use sea_orm_migration::MigratorTrait;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::net::TcpListener;
@@ -54,8 +53,8 @@ pub async fn run(
         config.health_alert_exit,
         config.health_alert_below
     );
-    let db = rapport_storage::connect(&config.common.database_url("alerting")).await?;
-    migration::Migrator::up(&db, None).await?;
+    let db = rapport_storage::open::<migration::Migrator>(&config.common.database_url("alerting"))
+        .await?;
     let keys = Arc::new(config.common.api_keys()?);
     let api = grpc::AlertingApi {
         store: store::Store::new(db),

@@ -1,20 +1,9 @@
-//! Alerting's schema, versioned with its own migration table.
+//! Alerting's schema, versioned in its own migration table.
 
+use rapport_storage::schema::{col, index};
 use sea_orm_migration::prelude::*;
 
-/// Alerting's migrations.
-pub struct Migrator;
-
-#[async_trait::async_trait]
-impl MigratorTrait for Migrator {
-    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(m20261123_000001_alerts::Migration)]
-    }
-
-    fn migration_table_name() -> DynIden {
-        Alias::new("alerting_migrations").into_iden()
-    }
-}
+rapport_storage::migrator!("alerting_migrations", [m20261123_000001_alerts::Migration]);
 
 mod m20261123_000001_alerts {
     use super::*;
@@ -27,63 +16,50 @@ mod m20261123_000001_alerts {
         }
     }
 
-    fn c(name: &str) -> ColumnDef {
-        ColumnDef::new(Alias::new(name))
-    }
-
     #[async_trait::async_trait]
     impl MigrationTrait for Migration {
         async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-            let alerts = Alias::new("alerting_alerts");
             manager
                 .create_table(
                     Table::create()
-                        .table(alerts.clone())
+                        .table(Alias::new("alerting_alerts"))
                         .if_not_exists()
                         .col(
-                            c("id")
+                            col("id")
                                 .big_integer()
                                 .not_null()
                                 .auto_increment()
                                 .primary_key(),
                         )
-                        .col(c("tenant_id").string().not_null())
-                        .col(c("rule").string().not_null())
-                        .col(c("customer_id").string_len(100).not_null())
-                        .col(c("dedup_key").text().not_null())
-                        .col(c("open_key").text().null())
-                        .col(c("state").string().not_null())
-                        .col(c("score").double().not_null())
-                        .col(c("tier").string().null())
-                        .col(c("trigger_count").integer().not_null())
-                        .col(c("opened_at").big_integer().not_null())
-                        .col(c("updated_at").big_integer().not_null())
-                        .col(c("resolved_at").big_integer().null())
+                        .col(col("tenant_id").string().not_null())
+                        .col(col("rule").string().not_null())
+                        .col(col("customer_id").string_len(100).not_null())
+                        .col(col("dedup_key").text().not_null())
+                        .col(col("open_key").text().null())
+                        .col(col("state").string().not_null())
+                        .col(col("score").double().not_null())
+                        .col(col("tier").string().null())
+                        .col(col("trigger_count").integer().not_null())
+                        .col(col("opened_at").big_integer().not_null())
+                        .col(col("updated_at").big_integer().not_null())
+                        .col(col("resolved_at").big_integer().null())
                         .to_owned(),
                 )
                 .await?;
+            // NULLs are distinct in a unique index (PostgreSQL and SQLite alike), so resolved
+            // alerts (open_key NULL) never collide while open ones stay one per key.
+            let mut one_open = index(
+                "alerting_alerts",
+                "alerting_alerts_one_open_per_key",
+                &["tenant_id", "open_key"],
+            );
+            manager.create_index(one_open.unique().to_owned()).await?;
             manager
-                .create_index(
-                    Index::create()
-                        .if_not_exists()
-                        .name("alerting_alerts_one_open_per_key")
-                        .table(alerts.clone())
-                        .col(Alias::new("tenant_id"))
-                        .col(Alias::new("open_key"))
-                        .unique()
-                        .to_owned(),
-                )
-                .await?;
-            manager
-                .create_index(
-                    Index::create()
-                        .if_not_exists()
-                        .name("alerting_alerts_customer")
-                        .table(alerts)
-                        .col(Alias::new("tenant_id"))
-                        .col(Alias::new("customer_id"))
-                        .to_owned(),
-                )
+                .create_index(index(
+                    "alerting_alerts",
+                    "alerting_alerts_customer",
+                    &["tenant_id", "customer_id"],
+                ))
                 .await?;
             manager
                 .create_table(
@@ -91,19 +67,19 @@ mod m20261123_000001_alerts {
                         .table(Alias::new("alerting_transitions"))
                         .if_not_exists()
                         .col(
-                            c("id")
+                            col("id")
                                 .big_integer()
                                 .not_null()
                                 .auto_increment()
                                 .primary_key(),
                         )
-                        .col(c("tenant_id").string().not_null())
-                        .col(c("alert_id").big_integer().not_null())
-                        .col(c("from_state").string().null())
-                        .col(c("to_state").string().not_null())
-                        .col(c("actor").string().not_null())
-                        .col(c("reason").text().not_null())
-                        .col(c("at").big_integer().not_null())
+                        .col(col("tenant_id").string().not_null())
+                        .col(col("alert_id").big_integer().not_null())
+                        .col(col("from_state").string().null())
+                        .col(col("to_state").string().not_null())
+                        .col(col("actor").string().not_null())
+                        .col(col("reason").text().not_null())
+                        .col(col("at").big_integer().not_null())
                         .to_owned(),
                 )
                 .await?;

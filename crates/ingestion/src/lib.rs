@@ -13,8 +13,7 @@ use rapport_proto::ingestion::v1::ingestion_service_server::{
 };
 use rapport_proto::scoring::v1::scoring_service_client::ScoringServiceClient;
 use rapport_server::{Authenticator, CommonArgs, peer_channel};
-use rapport_storage::outbox::{Relay, RelayWaker};
-use sea_orm_migration::MigratorTrait;
+use rapport_storage::outbox::Relay;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::net::TcpListener;
@@ -53,16 +52,13 @@ pub async fn run(
     listener: TcpListener,
     stop: CancellationToken,
 ) -> anyhow::Result<()> {
-    let db = rapport_storage::connect(&config.common.database_url("ingestion")).await?;
-    migration::Migrator::up(&db, None).await?;
+    let db = rapport_storage::open::<migration::Migrator>(&config.common.database_url("ingestion"))
+        .await?;
     let keys = Arc::new(config.common.api_keys()?);
 
     let scoring = ScoringServiceClient::new(peer_channel(&config.scoring_addr)?);
     let notifier = relay::ScoringNotifier::new(scoring, keys.service_key().to_owned());
-    let waker = RelayWaker::default();
-    let relay = tokio::spawn(
-        Relay::new(migration::OUTBOX, db.clone(), notifier).run(waker.clone(), stop.clone()),
-    );
+    let (waker, relay) = Relay::new(migration::OUTBOX, db.clone(), notifier).spawn(stop.clone());
 
     let api = grpc::IngestionApi {
         store: store::Store::new(db),

@@ -2,6 +2,7 @@
 
 use rapport_proto::scoring::v1::CustomersChanged;
 use rapport_proto::scoring::v1::scoring_service_client::ScoringServiceClient;
+use rapport_server::peer::delivery_error;
 use rapport_server::{PeerChannel, peer_request};
 use rapport_storage::outbox::{Deliver, DeliveryError, OutboxMessage};
 use std::collections::BTreeSet;
@@ -49,7 +50,7 @@ impl Deliver for ScoringNotifier {
             .clone()
             .notify_customers_changed(req)
             .await
-            .map_err(|s| DeliveryError(format!("scoring: {}: {}", s.code(), s.message())))?;
+            .map_err(|s| delivery_error("scoring", &s))?;
         Ok(())
     }
 }

@@ -73,13 +73,7 @@ impl pb::scoring_service_server::ScoringService for ScoringApi {
         &self,
         req: Request<pb::CustomersChanged>,
     ) -> Result<Response<Ack>, Status> {
-        let principal = Principal::of(&req)?;
-        if principal.role != Role::Service {
-            return Err(Status::permission_denied(
-                "internal call: only Rapport services may notify",
-            ));
-        }
-        let tenant = principal.tenant.clone();
+        let tenant = Principal::of(&req)?.require_service()?.to_owned();
         self.0
             .customers_changed(&tenant, req.into_inner().customer_ids)
             .await?;
@@ -129,13 +123,7 @@ impl pb::scoring_service_server::ScoringService for ScoringApi {
         &self,
         req: Request<pb::ApplyTiersRequest>,
     ) -> Result<Response<Ack>, Status> {
-        let principal = Principal::of(&req)?;
-        if principal.role != Role::Service {
-            return Err(Status::permission_denied(
-                "internal call: only Rapport services may apply tiers",
-            ));
-        }
-        let tenant = principal.tenant.clone();
+        let tenant = Principal::of(&req)?.require_service()?.to_owned();
         let tiers = req
             .into_inner()
             .tiers

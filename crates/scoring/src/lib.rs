@@ -14,8 +14,7 @@ use rapport_proto::alerting::v1::alerting_service_client::AlertingServiceClient;
 use rapport_proto::ingestion::v1::ingestion_service_client::IngestionServiceClient;
 use rapport_proto::scoring::v1::scoring_service_server::{SERVICE_NAME, ScoringServiceServer};
 use rapport_server::{Authenticator, CommonArgs, peer_channel};
-use rapport_storage::outbox::{Relay, RelayWaker};
-use sea_orm_migration::MigratorTrait;
+use rapport_storage::outbox::Relay;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -56,8 +55,8 @@ pub async fn run(
     listener: TcpListener,
     stop: CancellationToken,
 ) -> anyhow::Result<()> {
-    let db = rapport_storage::connect(&config.common.database_url("scoring")).await?;
-    migration::Migrator::up(&db, None).await?;
+    let db = rapport_storage::open::<migration::Migrator>(&config.common.database_url("scoring"))
+        .await?;
     let keys = Arc::new(config.common.api_keys()?);
     let ttl = Duration::from_secs(config.cache_ttl_secs);
     let cache = match &config.redis_url {
@@ -70,13 +69,12 @@ pub async fn run(
     };
 
     let alerting = AlertingServiceClient::new(peer_channel(&config.alerting_addr)?);
-    let waker = RelayWaker::default();
-    let relay = Relay::new(
+    let (waker, relay) = Relay::new(
         migration::OUTBOX,
         db.clone(),
         relay::AlertNotifier::new(alerting, keys.service_key().to_owned()),
-    );
-    let relay = tokio::spawn(relay.run(waker.clone(), stop.clone()));
+    )
+    .spawn(stop.clone());
 
     let engine = engine::Engine {
         store: store::Store::new(db),

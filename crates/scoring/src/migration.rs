@@ -1,24 +1,13 @@
-//! Scoring's schema, versioned with its own migration table.
+//! Scoring's schema, versioned in its own migration table.
 
+use rapport_storage::schema::{col, index};
 use sea_orm_migration::prelude::*;
 
 /// The outbox of new scores for alerting.
 pub const OUTBOX: rapport_storage::outbox::Outbox =
     rapport_storage::outbox::Outbox::new("scoring_outbox");
 
-/// Scoring's migrations.
-pub struct Migrator;
-
-#[async_trait::async_trait]
-impl MigratorTrait for Migrator {
-    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(m20261123_000001_scores::Migration)]
-    }
-
-    fn migration_table_name() -> DynIden {
-        Alias::new("scoring_migrations").into_iden()
-    }
-}
+rapport_storage::migrator!("scoring_migrations", [m20261123_000001_scores::Migration]);
 
 mod m20261123_000001_scores {
     use super::*;
@@ -31,10 +20,6 @@ mod m20261123_000001_scores {
         }
     }
 
-    fn c(name: &str) -> ColumnDef {
-        ColumnDef::new(Alias::new(name))
-    }
-
     #[async_trait::async_trait]
     impl MigrationTrait for Migration {
         async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
@@ -43,13 +28,13 @@ mod m20261123_000001_scores {
                     Table::create()
                         .table(Alias::new("scoring_customers"))
                         .if_not_exists()
-                        .col(c("tenant_id").string().not_null())
-                        .col(c("customer_id").string_len(100).not_null())
-                        .col(c("metrics").text().not_null())
-                        .col(c("last_event_seq").big_integer().not_null())
-                        .col(c("tier").string().null())
-                        .col(c("score").double().null())
-                        .col(c("updated_at").big_integer().not_null())
+                        .col(col("tenant_id").string().not_null())
+                        .col(col("customer_id").string_len(100).not_null())
+                        .col(col("metrics").text().not_null())
+                        .col(col("last_event_seq").big_integer().not_null())
+                        .col(col("tier").string().null())
+                        .col(col("score").double().null())
+                        .col(col("updated_at").big_integer().not_null())
                         .primary_key(
                             Index::create()
                                 .col(Alias::new("tenant_id"))
@@ -58,41 +43,35 @@ mod m20261123_000001_scores {
                         .to_owned(),
                 )
                 .await?;
-            let snapshots = Alias::new("scoring_snapshots");
             manager
                 .create_table(
                     Table::create()
-                        .table(snapshots.clone())
+                        .table(Alias::new("scoring_snapshots"))
                         .if_not_exists()
                         .col(
-                            c("id")
+                            col("id")
                                 .big_integer()
                                 .not_null()
                                 .auto_increment()
                                 .primary_key(),
                         )
-                        .col(c("tenant_id").string().not_null())
-                        .col(c("customer_id").string_len(100).not_null())
-                        .col(c("score").double().not_null())
-                        .col(c("band").string().not_null())
-                        .col(c("tier").string().null())
-                        .col(c("scorecard_version").string().not_null())
-                        .col(c("measures").text().not_null())
-                        .col(c("computed_at").big_integer().not_null())
+                        .col(col("tenant_id").string().not_null())
+                        .col(col("customer_id").string_len(100).not_null())
+                        .col(col("score").double().not_null())
+                        .col(col("band").string().not_null())
+                        .col(col("tier").string().null())
+                        .col(col("scorecard_version").string().not_null())
+                        .col(col("measures").text().not_null())
+                        .col(col("computed_at").big_integer().not_null())
                         .to_owned(),
                 )
                 .await?;
             manager
-                .create_index(
-                    Index::create()
-                        .if_not_exists()
-                        .name("scoring_snapshots_customer")
-                        .table(snapshots)
-                        .col(Alias::new("tenant_id"))
-                        .col(Alias::new("customer_id"))
-                        .col(Alias::new("id"))
-                        .to_owned(),
-                )
+                .create_index(index(
+                    "scoring_snapshots",
+                    "scoring_snapshots_customer",
+                    &["tenant_id", "customer_id", "id"],
+                ))
                 .await?;
             rapport_storage::outbox::create_table(manager, "scoring_outbox").await
         }

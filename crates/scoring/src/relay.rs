@@ -3,6 +3,7 @@
 use prost::Message;
 use rapport_proto::alerting::v1::alerting_service_client::AlertingServiceClient;
 use rapport_proto::alerting::v1::{NotifyScoresRequest, ScoreChange};
+use rapport_server::peer::delivery_error;
 use rapport_server::{PeerChannel, peer_request};
 use rapport_storage::outbox::{Deliver, DeliveryError, OutboxMessage};
 use std::time::Duration;
@@ -54,7 +55,7 @@ impl Deliver for AlertNotifier {
             .clone()
             .notify_scores(req)
             .await
-            .map_err(|s| DeliveryError(format!("alerting: {}: {}", s.code(), s.message())))?;
+            .map_err(|s| delivery_error("alerting", &s))?;
         Ok(())
     }
 }

@@ -13,8 +13,7 @@ use rapport_proto::segmentation::v1::segmentation_service_server::{
     SERVICE_NAME, SegmentationServiceServer,
 };
 use rapport_server::{Authenticator, CommonArgs, peer_channel};
-use rapport_storage::outbox::{Relay, RelayWaker};
-use sea_orm_migration::MigratorTrait;
+use rapport_storage::outbox::Relay;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::net::TcpListener;
@@ -50,17 +49,17 @@ pub async fn run(
     listener: TcpListener,
     stop: CancellationToken,
 ) -> anyhow::Result<()> {
-    let db = rapport_storage::connect(&config.common.database_url("segmentation")).await?;
-    migration::Migrator::up(&db, None).await?;
+    let db =
+        rapport_storage::open::<migration::Migrator>(&config.common.database_url("segmentation"))
+            .await?;
     let keys = Arc::new(config.common.api_keys()?);
     let scoring = ScoringServiceClient::new(peer_channel(&config.scoring_addr)?);
-    let waker = RelayWaker::default();
-    let relay = Relay::new(
+    let (waker, relay) = Relay::new(
         migration::OUTBOX,
         db.clone(),
         relay::TierNotifier::new(scoring.clone(), keys.service_key().to_owned()),
-    );
-    let relay = tokio::spawn(relay.run(waker.clone(), stop.clone()));
+    )
+    .spawn(stop.clone());
     let api = grpc::SegmentationApi {
         store: store::Store::new(db),
         scoring,

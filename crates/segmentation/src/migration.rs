@@ -1,24 +1,16 @@
-//! Segmentation's schema, versioned with its own migration table.
+//! Segmentation's schema, versioned in its own migration table.
 
+use rapport_storage::schema::col;
 use sea_orm_migration::prelude::*;
 
 /// The outbox of tier changes for scoring.
 pub const OUTBOX: rapport_storage::outbox::Outbox =
     rapport_storage::outbox::Outbox::new("segmentation_outbox");
 
-/// Segmentation's migrations.
-pub struct Migrator;
-
-#[async_trait::async_trait]
-impl MigratorTrait for Migrator {
-    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(m20261123_000001_tiers::Migration)]
-    }
-
-    fn migration_table_name() -> DynIden {
-        Alias::new("segmentation_migrations").into_iden()
-    }
-}
+rapport_storage::migrator!(
+    "segmentation_migrations",
+    [m20261123_000001_tiers::Migration]
+);
 
 mod m20261123_000001_tiers {
     use super::*;
@@ -31,10 +23,6 @@ mod m20261123_000001_tiers {
         }
     }
 
-    fn c(name: &str) -> ColumnDef {
-        ColumnDef::new(Alias::new(name))
-    }
-
     #[async_trait::async_trait]
     impl MigrationTrait for Migration {
         async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
@@ -43,13 +31,13 @@ mod m20261123_000001_tiers {
                     Table::create()
                         .table(Alias::new("segmentation_customers"))
                         .if_not_exists()
-                        .col(c("tenant_id").string().not_null())
-                        .col(c("customer_id").string_len(100).not_null())
-                        .col(c("tier").string().not_null())
-                        .col(c("recency_score").integer().not_null())
-                        .col(c("frequency_score").integer().not_null())
-                        .col(c("monetary_score").integer().not_null())
-                        .col(c("run_id").big_integer().not_null())
+                        .col(col("tenant_id").string().not_null())
+                        .col(col("customer_id").string_len(100).not_null())
+                        .col(col("tier").string().not_null())
+                        .col(col("recency_score").integer().not_null())
+                        .col(col("frequency_score").integer().not_null())
+                        .col(col("monetary_score").integer().not_null())
+                        .col(col("run_id").big_integer().not_null())
                         .primary_key(
                             Index::create()
                                 .col(Alias::new("tenant_id"))
@@ -64,19 +52,19 @@ mod m20261123_000001_tiers {
                         .table(Alias::new("segmentation_tier_changes"))
                         .if_not_exists()
                         .col(
-                            c("id")
+                            col("id")
                                 .big_integer()
                                 .not_null()
                                 .auto_increment()
                                 .primary_key(),
                         )
-                        .col(c("tenant_id").string().not_null())
-                        .col(c("customer_id").string_len(100).not_null())
-                        .col(c("old_tier").string().null())
-                        .col(c("new_tier").string().not_null())
-                        .col(c("reason").text().not_null())
-                        .col(c("run_id").big_integer().not_null())
-                        .col(c("at").big_integer().not_null())
+                        .col(col("tenant_id").string().not_null())
+                        .col(col("customer_id").string_len(100).not_null())
+                        .col(col("old_tier").string().null())
+                        .col(col("new_tier").string().not_null())
+                        .col(col("reason").text().not_null())
+                        .col(col("run_id").big_integer().not_null())
+                        .col(col("at").big_integer().not_null())
                         .to_owned(),
                 )
                 .await?;
@@ -86,17 +74,17 @@ mod m20261123_000001_tiers {
                         .table(Alias::new("segmentation_runs"))
                         .if_not_exists()
                         .col(
-                            c("id")
+                            col("id")
                                 .big_integer()
                                 .not_null()
                                 .auto_increment()
                                 .primary_key(),
                         )
-                        .col(c("tenant_id").string().not_null())
-                        .col(c("started_at").big_integer().not_null())
-                        .col(c("finished_at").big_integer().not_null())
-                        .col(c("customers").big_integer().not_null())
-                        .col(c("tier_changes").big_integer().not_null())
+                        .col(col("tenant_id").string().not_null())
+                        .col(col("started_at").big_integer().not_null())
+                        .col(col("finished_at").big_integer().not_null())
+                        .col(col("customers").big_integer().not_null())
+                        .col(col("tier_changes").big_integer().not_null())
                         .to_owned(),
                 )
                 .await?;

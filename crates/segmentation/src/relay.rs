@@ -3,6 +3,7 @@
 use prost::Message;
 use rapport_proto::scoring::v1::ApplyTiersRequest;
 use rapport_proto::scoring::v1::scoring_service_client::ScoringServiceClient;
+use rapport_server::peer::delivery_error;
 use rapport_server::{PeerChannel, peer_request};
 use rapport_storage::outbox::{Deliver, DeliveryError, OutboxMessage};
 use std::time::Duration;
@@ -52,7 +53,7 @@ impl Deliver for TierNotifier {
             .clone()
             .apply_tiers(req)
             .await
-            .map_err(|s| DeliveryError(format!("scoring: {}: {}", s.code(), s.message())))?;
+            .map_err(|s| delivery_error("scoring", &s))?;
         Ok(())
     }
 }

@@ -58,6 +58,18 @@ impl Principal {
         }
     }
 
+    /// Fails with PERMISSION_DENIED unless the caller is another Rapport service (for the
+    /// internal notifications); returns the tenant it acts for.
+    pub fn require_service(&self) -> Result<&str, Status> {
+        if self.role == Role::Service {
+            Ok(&self.tenant)
+        } else {
+            Err(Status::permission_denied(
+                "internal call: only Rapport services may make it",
+            ))
+        }
+    }
+
     /// The caller of a request that went through an [`Authenticator`].
     pub fn of<T>(req: &Request<T>) -> Result<&Principal, Status> {
         req.extensions()
@@ -224,6 +236,15 @@ mod tests {
             ]))
             .unwrap();
         assert_eq!((p.tenant.as_str(), p.role), ("acme", Role::Service));
+        assert_eq!(p.require_service().unwrap(), "acme");
+        let admin = Principal {
+            tenant: "acme".into(),
+            role: Role::Admin,
+        };
+        assert_eq!(
+            admin.require_service().unwrap_err().code(),
+            tonic::Code::PermissionDenied
+        );
     }
 
     #[test]

@@ -56,6 +56,18 @@ pub fn peer_request<T>(
     req
 }
 
+/// The outbox error of a failed call to `peer`, keeping the status code for the logs.
+pub fn delivery_error(
+    peer: &str,
+    status: &tonic::Status,
+) -> rapport_storage::outbox::DeliveryError {
+    rapport_storage::outbox::DeliveryError(format!(
+        "{peer}: {}: {}",
+        status.code(),
+        status.message()
+    ))
+}
+
 /// Tower middleware that writes the current span's W3C trace context into each request.
 #[derive(Debug, Clone)]
 pub struct InjectTraceContext<S>(pub S);

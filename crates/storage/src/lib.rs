@@ -4,6 +4,7 @@
 //! database (PostgreSQL in production, SQLite embedded) and how an outbox works.
 
 pub mod outbox;
+pub mod schema;
 
 use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
 use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbErr};
@@ -66,6 +67,15 @@ pub async fn connect(url: &str) -> Result<DatabaseConnection, StorageError> {
         options.max_connections(16);
     }
     Ok(Database::connect(options).await?)
+}
+
+/// Connects to `url` and applies the migrations of `M` that are not applied yet.
+pub async fn open<M: sea_orm_migration::MigratorTrait>(
+    url: &str,
+) -> Result<DatabaseConnection, StorageError> {
+    let db = connect(url).await?;
+    M::up(&db, None).await?;
+    Ok(db)
 }
 
 /// Current time in milliseconds since the Unix epoch, as the outbox stores times.

@@ -289,6 +289,13 @@ impl<D: Deliver> Relay<D> {
         }
     }
 
+    /// Runs the relay as a task; returns the waker to call after each commit and the task.
+    pub fn spawn(self, stop: CancellationToken) -> (RelayWaker, tokio::task::JoinHandle<()>) {
+        let waker = RelayWaker::default();
+        let task = tokio::spawn(self.run(waker.clone(), stop));
+        (waker, task)
+    }
+
     /// Runs until `stop` is cancelled, then makes one last pass so a graceful shutdown flushes.
     pub async fn run(self, waker: RelayWaker, stop: CancellationToken) {
         loop {

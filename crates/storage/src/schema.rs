@@ -1,0 +1,40 @@
+//! Helpers for the services' migrations: short column and index builders, and [`migrator!`].
+
+use sea_orm::sea_query::{Alias, ColumnDef, Index, IndexCreateStatement};
+
+/// A column definition named `name`.
+pub fn col(name: &str) -> ColumnDef {
+    ColumnDef::new(Alias::new(name))
+}
+
+/// `CREATE INDEX IF NOT EXISTS name ON table (columns…)`.
+pub fn index(table: &str, name: &str, columns: &[&str]) -> IndexCreateStatement {
+    let mut index = Index::create();
+    index.if_not_exists().name(name).table(Alias::new(table));
+    for c in columns {
+        index.col(Alias::new(*c));
+    }
+    index.to_owned()
+}
+
+/// Declares a service's `Migrator`, keeping its applied migrations in a table of its own, so
+/// services can share one database and still migrate independently.
+#[macro_export]
+macro_rules! migrator {
+    ($table:literal, [$($migration:expr),* $(,)?]) => {
+        /// This service's migrations, in order.
+        pub struct Migrator;
+
+        #[$crate::sea_orm_migration::async_trait::async_trait]
+        impl $crate::sea_orm_migration::MigratorTrait for Migrator {
+            fn migrations() -> Vec<Box<dyn $crate::sea_orm_migration::MigrationTrait>> {
+                vec![$(Box::new($migration)),*]
+            }
+
+            fn migration_table_name() -> $crate::sea_orm::sea_query::DynIden {
+                use $crate::sea_orm::sea_query::IntoIden;
+                $crate::sea_orm::sea_query::Alias::new($table).into_iden()
+            }
+        }
+    };
+}
