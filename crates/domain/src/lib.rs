@@ -6,6 +6,7 @@
 pub mod alert;
 pub mod event;
 pub mod metrics;
+pub mod models;
 pub mod rfm;
 pub mod scorecard;
 pub mod tier;
