@@ -7,7 +7,7 @@ CARGO ?= cargo
 VENV  ?= .venv
 PY    := $(VENV)/bin/python
 
-.PHONY: run test test-deps lint build fmt clean
+.PHONY: run test test-deps lint build fmt clean bench bench-models
 
 run:
 	$(CARGO) run -p rapport -- up
@@ -40,6 +40,12 @@ $(PY): tests/python/requirements.txt
 	python3 -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r tests/python/requirements.txt
 	@touch $(PY)
+
+# Benchmarks print one line per figure, beside a baseline measured in the same run.
+bench: bench-models
+
+bench-models: $(PY)
+	$(CARGO) run --release -q -p rapport-bench --bin bench-models
 
 fmt:
 	$(CARGO) fmt --all

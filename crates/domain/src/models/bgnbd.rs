@@ -41,21 +41,22 @@ impl BgNbd {
         data.iter().map(|c| self.log_likelihood_one(c)).sum()
     }
 
-    /// Maximum-likelihood fit. Identical customers are computed once, the log-gamma ratios of
-    /// the likelihood become running sums over `x`, and BFGS uses the analytic gradient.
+    /// Maximum-likelihood fit. Identical customers are computed once; the log-gamma ratios
+    /// become running sums over `x` and the logarithms of α + time are computed once per
+    /// distinct time, so each customer row costs one `exp` and one `ln_1p`; BFGS uses the
+    /// analytic gradient.
     pub fn fit(data: &[Customer]) -> Result<Fit<BgNbd>, ModelError> {
         check_customers(data)?;
-        let rows = compress(data);
-        let max_x = rows.iter().map(|(c, _)| c.x).max().unwrap_or(0) as usize;
-        let mut prefix = Prefix::new(max_x);
+        let mut rows = Rows::new(&compress(data));
+        let at = |theta: &[f64]| BgNbd {
+            r: theta[0].exp(),
+            alpha: theta[1].exp(),
+            a: theta[2].exp(),
+            b: theta[3].exp(),
+        };
         let objective = |theta: &[f64], grad: &mut [f64]| {
-            let p = BgNbd {
-                r: theta[0].exp(),
-                alpha: theta[1].exp(),
-                a: theta[2].exp(),
-                b: theta[3].exp(),
-            };
-            let (ll, g) = p.log_likelihood_and_gradient(&rows, &mut prefix);
+            let p = at(theta);
+            let (ll, g) = rows.log_likelihood_and_gradient(&p);
             // Minimise −LL over log-parameters: ∂/∂θ = p ∂/∂p.
             grad[0] = -g[0] * p.r;
             grad[1] = -g[1] * p.alpha;
@@ -64,58 +65,13 @@ impl BgNbd {
             -ll
         };
         let min = bfgs(objective, &[0.0; 4], &Options::default())?;
-        let params = BgNbd {
-            r: min.x[0].exp(),
-            alpha: min.x[1].exp(),
-            a: min.x[2].exp(),
-            b: min.x[3].exp(),
-        };
         Ok(Fit {
-            params,
+            params: at(&min.x),
             log_likelihood: -min.value,
             iterations: min.iterations,
             converged: min.converged,
             customers: data.len(),
         })
-    }
-
-    fn log_likelihood_and_gradient(
-        &self,
-        rows: &[(Customer, f64)],
-        pre: &mut Prefix,
-    ) -> (f64, [f64; 4]) {
-        let BgNbd { r, alpha, a, b } = *self;
-        pre.fill(self);
-        let ln_alpha = alpha.ln();
-        let (mut ll, mut g) = (0.0, [0.0; 4]);
-        for (c, w) in rows {
-            let k = c.x as usize;
-            let x = f64::from(c.x);
-            let ln_t = (alpha + c.t).ln();
-            let u = -(r + x) * ln_t;
-            let (ln_s, w1, w2, ln_tx) = if c.x == 0 {
-                (u, 1.0, 0.0, 0.0)
-            } else {
-                let ln_tx = (alpha + c.t_x).ln();
-                let v = (a / (b + x - 1.0)).ln() - (r + x) * ln_tx;
-                let ln_s = log_add_exp(u, v);
-                (ln_s, (u - ln_s).exp(), (v - ln_s).exp(), ln_tx)
-            };
-            ll += w * (pre.ln_r[k] + r * ln_alpha + pre.ln_b[k] + ln_s);
-            g[0] += w * (pre.inv_r[k] + ln_alpha - w1 * ln_t - w2 * ln_tx);
-            g[1] += w
-                * (r / alpha
-                    - w1 * (r + x) / (alpha + c.t)
-                    - if c.x == 0 {
-                        0.0
-                    } else {
-                        w2 * (r + x) / (alpha + c.t_x)
-                    });
-            g[2] += w * (-pre.inv_ab[k] + w2 / a);
-            g[3] += w
-                * (pre.inv_b[k] - pre.inv_ab[k] - if c.x == 0 { 0.0 } else { w2 / (b + x - 1.0) });
-        }
-        (ll, g)
     }
 
     /// Probability that a customer with this history is still alive at the end of it.
@@ -158,41 +114,105 @@ impl BgNbd {
     }
 }
 
-/// Running sums over k < x that replace the log-gamma ratios of the likelihood.
-struct Prefix {
-    /// Σ ln(r + k) = ln Γ(r + x) − ln Γ(r)
+/// Distinct customer rows with the per-evaluation tables the fast likelihood reads.
+struct Rows {
+    x: Vec<u32>,
+    weight: Vec<f64>,
+    /// Index into `times` of T and of t_x.
+    t: Vec<u32>,
+    t_x: Vec<u32>,
+    times: Vec<f64>,
+    /// ln(α + time) and 1 / (α + time), per distinct time.
+    ln_time: Vec<f64>,
+    inv_time: Vec<f64>,
+    /// Running sums over k < x (see `fill`), and per-x terms of the drop-out branch.
     ln_r: Vec<f64>,
-    /// Σ 1 / (r + k)
     inv_r: Vec<f64>,
-    /// Σ ln((b + k) / (a + b + k)) = ln B(a, b + x) − ln B(a, b)
     ln_b: Vec<f64>,
-    /// Σ 1 / (b + k)
     inv_b: Vec<f64>,
-    /// Σ 1 / (a + b + k)
     inv_ab: Vec<f64>,
+    /// ln(a / (b + x − 1)) and 1 / (b + x − 1), for x ≥ 1.
+    ln_c: Vec<f64>,
+    inv_c: Vec<f64>,
 }
 
-impl Prefix {
-    fn new(max_x: usize) -> Self {
-        let v = || vec![0.0; max_x + 1];
-        Prefix {
-            ln_r: v(),
-            inv_r: v(),
-            ln_b: v(),
-            inv_b: v(),
-            inv_ab: v(),
+impl Rows {
+    fn new(rows: &[(Customer, f64)]) -> Self {
+        let mut times: Vec<f64> = rows.iter().flat_map(|(c, _)| [c.t, c.t_x]).collect();
+        times.sort_by(f64::total_cmp);
+        times.dedup();
+        let index = |v: f64| times.partition_point(|t| *t < v) as u32;
+        let max_x = rows.iter().map(|(c, _)| c.x).max().unwrap_or(0) as usize;
+        let per_x = || vec![0.0; max_x + 1];
+        Rows {
+            x: rows.iter().map(|(c, _)| c.x).collect(),
+            weight: rows.iter().map(|(_, w)| *w).collect(),
+            t: rows.iter().map(|(c, _)| index(c.t)).collect(),
+            t_x: rows.iter().map(|(c, _)| index(c.t_x)).collect(),
+            ln_time: vec![0.0; times.len()],
+            inv_time: vec![0.0; times.len()],
+            times,
+            ln_r: per_x(),
+            inv_r: per_x(),
+            ln_b: per_x(),
+            inv_b: per_x(),
+            inv_ab: per_x(),
+            ln_c: per_x(),
+            inv_c: per_x(),
         }
     }
 
+    /// Fills the tables for parameters `p`.
     fn fill(&mut self, p: &BgNbd) {
+        for (i, t) in self.times.iter().enumerate() {
+            self.ln_time[i] = (p.alpha + t).ln();
+            self.inv_time[i] = 1.0 / (p.alpha + t);
+        }
         for k in 1..self.ln_r.len() {
             let j = (k - 1) as f64;
+            // Σ ln(r + j) = ln Γ(r + x) − ln Γ(r); Σ ln((b + j) / (a + b + j)) = ln B(a, b + x) − ln B(a, b)
             self.ln_r[k] = self.ln_r[k - 1] + (p.r + j).ln();
             self.inv_r[k] = self.inv_r[k - 1] + 1.0 / (p.r + j);
             self.ln_b[k] = self.ln_b[k - 1] + ((p.b + j) / (p.a + p.b + j)).ln();
             self.inv_b[k] = self.inv_b[k - 1] + 1.0 / (p.b + j);
             self.inv_ab[k] = self.inv_ab[k - 1] + 1.0 / (p.a + p.b + j);
+            self.ln_c[k] = (p.a / (p.b + j)).ln();
+            self.inv_c[k] = 1.0 / (p.b + j);
         }
+    }
+
+    /// Log-likelihood and its gradient in (r, α, a, b).
+    fn log_likelihood_and_gradient(&mut self, p: &BgNbd) -> (f64, [f64; 4]) {
+        self.fill(p);
+        let BgNbd { r, alpha, a, .. } = *p;
+        let ln_alpha = alpha.ln();
+        let (mut ll, mut g) = (0.0, [0.0; 4]);
+        for i in 0..self.x.len() {
+            let k = self.x[i] as usize;
+            let (w, x) = (self.weight[i], f64::from(self.x[i]));
+            let (t, tx) = (self.t[i] as usize, self.t_x[i] as usize);
+            let u = -(r + x) * self.ln_time[t];
+            // S = e^u + e^v; w1 and w2 are the shares of the alive and dropped branches.
+            let (ln_s, w1, w2) = if k == 0 {
+                (u, 1.0, 0.0)
+            } else {
+                let v = self.ln_c[k] - (r + x) * self.ln_time[tx];
+                let d = v - u;
+                let e = (-d.abs()).exp();
+                let (big, small) = (1.0 / (1.0 + e), e / (1.0 + e));
+                if d > 0.0 {
+                    (v + e.ln_1p(), small, big)
+                } else {
+                    (u + e.ln_1p(), big, small)
+                }
+            };
+            ll += w * (self.ln_r[k] + r * ln_alpha + self.ln_b[k] + ln_s);
+            g[0] += w * (self.inv_r[k] + ln_alpha - w1 * self.ln_time[t] - w2 * self.ln_time[tx]);
+            g[1] += w * (r / alpha - (r + x) * (w1 * self.inv_time[t] + w2 * self.inv_time[tx]));
+            g[2] += w * (w2 / a - self.inv_ab[k]);
+            g[3] += w * (self.inv_b[k] - self.inv_ab[k] - w2 * self.inv_c[k]);
+        }
+        (ll, g)
     }
 }
 
@@ -239,9 +259,8 @@ mod tests {
             b: 2.2,
         };
         let data = sample();
-        let rows = compress(&data);
-        let mut pre = Prefix::new(5);
-        let (ll, g) = p.log_likelihood_and_gradient(&rows, &mut pre);
+        let mut rows = Rows::new(&compress(&data));
+        let (ll, g) = rows.log_likelihood_and_gradient(&p);
         assert!((ll - p.log_likelihood(&data)).abs() < 1e-9);
         let h = 1e-6;
         let params = [p.r, p.alpha, p.a, p.b];

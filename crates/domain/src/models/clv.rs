@@ -73,7 +73,7 @@ mod tests {
             discount_rate: 0.1,
             margin: 0.5,
         };
-        let value = clv(|t| Ok(t), 10.0, &settings).unwrap();
+        let value = clv(Ok, 10.0, &settings).unwrap();
         let expected = 5.0 * (1.0 / 1.1 + 1.0 / 1.21 + 1.0 / 1.331);
         assert!((value - expected).abs() < 1e-12);
     }

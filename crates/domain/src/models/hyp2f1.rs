@@ -14,17 +14,19 @@ const TRANSFORM_ABOVE: f64 = 0.9;
 /// 1 − z (Abramowitz & Stegun 15.3.6) when c − a − b is not an integer.
 pub fn hyp2f1(a: f64, b: f64, c: f64, z: f64) -> Result<f64, ModelError> {
     let err = || ModelError::Hyp2f1 { a, b, c, z };
-    if !(z.abs() < 1.0) || !(a.is_finite() && b.is_finite() && c.is_finite()) {
+    let in_domain = z.abs() < 1.0 && a.is_finite() && b.is_finite() && c.is_finite();
+    if !in_domain {
         return Err(err());
     }
     if c <= 0.0 && c.fract() == 0.0 {
         return Err(err());
     }
     let gap = c - a - b;
-    if z > TRANSFORM_ABOVE && (gap - gap.round()).abs() > 1e-6 {
-        if let Some(v) = one_minus_z(a, b, c, z) {
-            return Ok(v);
-        }
+    if z > TRANSFORM_ABOVE
+        && (gap - gap.round()).abs() > 1e-6
+        && let Some(v) = one_minus_z(a, b, c, z)
+    {
+        return Ok(v);
     }
     series(a, b, c, z).ok_or_else(err)
 }

@@ -1,0 +1,65 @@
+//! Shared pieces of the benchmarks: timing, the CDNOW data, and the report line format.
+
+use chrono::NaiveDate;
+use rapport_domain::models::summary::{Summary, summarise};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// Runs `f` `runs` times and returns the median duration and the last result.
+pub fn median_time<T>(runs: usize, mut f: impl FnMut() -> T) -> (Duration, T) {
+    let mut times = Vec::with_capacity(runs);
+    let mut last = None;
+    for _ in 0..runs.max(1) {
+        let start = Instant::now();
+        last = Some(std::hint::black_box(f()));
+        times.push(start.elapsed());
+    }
+    times.sort();
+    (times[times.len() / 2], last.expect("at least one run"))
+}
+
+/// Milliseconds, for reports.
+pub fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+/// The report line of a figure against its baseline: `bench NAME: X ms vs BASE Y ms = Z.Zx faster`.
+pub fn report(name: &str, ours: Duration, baseline_name: &str, baseline: Duration) -> String {
+    let ratio = baseline.as_secs_f64() / ours.as_secs_f64();
+    format!(
+        "bench {name}: {:.2} ms vs {baseline_name} {:.2} ms = {ratio:.1}x faster",
+        ms(ours),
+        ms(baseline)
+    )
+}
+
+/// The CDNOW data directory (`RAPPORT_CDNOW_DIR`, else `shared/data/cdnow` beside the repository).
+pub fn cdnow_dir() -> PathBuf {
+    std::env::var("RAPPORT_CDNOW_DIR").map_or_else(
+        |_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/cdnow"),
+        PathBuf::from,
+    )
+}
+
+/// The 2,357 sample customers summarised over weeks 1–39, from `CDNOW_sample.txt`.
+pub fn cdnow_sample_summaries() -> anyhow::Result<Vec<Summary>> {
+    let path = cdnow_dir().join("CDNOW_sample.txt");
+    let text =
+        std::fs::read_to_string(&path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let mut purchases: BTreeMap<u32, Vec<(NaiveDate, f64)>> = BTreeMap::new();
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        anyhow::ensure!(f.len() == 5, "unexpected line {line:?}");
+        let day = NaiveDate::parse_from_str(f[2], "%Y%m%d")?;
+        purchases
+            .entry(f[1].parse()?)
+            .or_default()
+            .push((day, f[4].parse()?));
+    }
+    let end = NaiveDate::from_ymd_opt(1997, 9, 30).ok_or_else(|| anyhow::anyhow!("date"))?;
+    Ok(purchases
+        .values()
+        .filter_map(|p| summarise(p, end, 7.0))
+        .collect())
+}
