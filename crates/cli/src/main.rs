@@ -89,6 +89,8 @@ enum ClientCommand {
     },
     /// Re-grade every customer now (RFM and value tiers).
     Segment,
+    /// Fit the customer-base models (BG/NBD, Gamma-Gamma) now and re-score everyone.
+    Models,
     /// List alerts.
     Alerts {
         /// Only alerts in this state.
@@ -249,16 +251,22 @@ async fn main() -> anyhow::Result<()> {
                 println!("{}", serde_json::to_string_pretty(&out)?);
             } else {
                 println!(
-                    "{:<24} {:>6}  {:<7} {:<8} COMPUTED",
-                    "CUSTOMER", "SCORE", "BAND", "TIER"
+                    "{:<24} {:>6}  {:<7} {:<8} {:>7} {:>7} {:>9}  COMPUTED",
+                    "CUSTOMER", "SCORE", "BAND", "TIER", "P_ALIVE", "E[90D]", "CLV_12M"
                 );
+                let opt = |v: Option<f64>, digits: usize| {
+                    v.map_or("-".to_owned(), |v| format!("{v:.digits$}"))
+                };
                 for h in &scores {
                     println!(
-                        "{:<24} {:>6.1}  {:<7} {:<8} {}",
+                        "{:<24} {:>6.1}  {:<7} {:<8} {:>7} {:>7} {:>9}  {}",
                         h.customer_id,
                         h.score,
                         band_name(h.band),
                         tier_name(h.tier),
+                        opt(h.p_alive, 2),
+                        opt(h.expected_purchases_90d, 2),
+                        opt(h.clv_12m, 2),
                         when(h.computed_at.as_ref())
                     );
                     if *explain {
@@ -277,6 +285,53 @@ async fn main() -> anyhow::Result<()> {
                 {
                     println!("{missing:<24} no score yet");
                 }
+            }
+        }
+        ClientCommand::Models => {
+            let addr = target.addr(&target.cli.scoring, |l| &l.scoring, "scoring")?;
+            let mut client =
+                scoring::scoring_service_client::ScoringServiceClient::new(target.channel(&addr)?);
+            let fit = client
+                .fit_models(target.request(scoring::FitModelsRequest {
+                    observation_end: None,
+                })?)
+                .await?
+                .into_inner();
+            let fits = [
+                fit.bgnbd.unwrap_or_default(),
+                fit.gamma_gamma.unwrap_or_default(),
+            ];
+            if json {
+                let out: Vec<_> = fits
+                    .iter()
+                    .map(|f| json!({"model": f.model, "params": f.params, "log_likelihood": f.log_likelihood, "iterations": f.iterations, "converged": f.converged, "customers": f.customers, "error": f.error}))
+                    .collect();
+                println!(
+                    "{}",
+                    json!({"fits": out, "customers_rescored": fit.customers_rescored})
+                );
+            } else {
+                for f in &fits {
+                    if f.error.is_empty() {
+                        let params: Vec<String> = f
+                            .params
+                            .iter()
+                            .map(|(k, v)| format!("{k}={v:.4}"))
+                            .collect();
+                        println!(
+                            "{:<12} {}  LL {:.2}  {} customers, {} iterations{}",
+                            f.model,
+                            params.join(" "),
+                            f.log_likelihood,
+                            f.customers,
+                            f.iterations,
+                            if f.converged { "" } else { " (not converged)" }
+                        );
+                    } else {
+                        println!("{:<12} not fitted: {}", f.model, f.error);
+                    }
+                }
+                println!("re-scored {} customers", fit.customers_rescored);
             }
         }
         ClientCommand::Segment => {

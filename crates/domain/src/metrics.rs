@@ -1,8 +1,9 @@
 //! Per-customer metrics, folded incrementally from events in any order.
 
 use crate::event::{Event, Payload, SurveyKind};
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Duration, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 
 /// How long complaint times are kept for windowed counts.
 const COMPLAINT_MEMORY_DAYS: i64 = 365;
@@ -18,6 +19,9 @@ pub struct CustomerMetrics {
     pub latest_nps: Option<(i32, DateTime<Utc>)>,
     /// Times of the complaints of the last year (older ones are forgotten).
     pub complaint_times: Vec<DateTime<Utc>>,
+    /// Order value per purchase day (UTC), for the customer-base models.
+    #[serde(default)]
+    pub purchase_days: BTreeMap<NaiveDate, f64>,
 }
 
 impl CustomerMetrics {
@@ -30,6 +34,7 @@ impl CustomerMetrics {
                 self.monetary_total += amount;
                 self.first_order_at = Some(self.first_order_at.map_or(at, |t| t.min(at)));
                 self.last_order_at = Some(self.last_order_at.map_or(at, |t| t.max(at)));
+                *self.purchase_days.entry(at.date_naive()).or_default() += amount;
             }
             Payload::Survey {
                 kind: SurveyKind::Nps,
@@ -59,6 +64,8 @@ impl CustomerMetrics {
             frequency: self.orders,
             monetary: self.monetary_total,
             latest_nps: self.latest_nps.map(|(s, _)| s),
+            p_alive: None,
+            clv: None,
             complaints_90d: self
                 .complaint_times
                 .iter()
@@ -79,6 +86,10 @@ pub struct Indicators {
     pub monetary: f64,
     pub latest_nps: Option<i32>,
     pub complaints_90d: u64,
+    /// Probability the customer is still active, from the tenant's fitted model (if any).
+    pub p_alive: Option<f64>,
+    /// Predicted customer lifetime value, from the tenant's fitted models (if any).
+    pub clv: Option<f64>,
 }
 
 #[cfg(test)]

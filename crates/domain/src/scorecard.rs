@@ -3,7 +3,7 @@
 use crate::metrics::Indicators;
 
 /// Version of the built-in scorecard, recorded on every snapshot it makes.
-pub const DEFAULT_SCORECARD_VERSION: &str = "default-v1";
+pub const DEFAULT_SCORECARD_VERSION: &str = "default-v2";
 
 /// Health band of a score.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,6 +81,7 @@ pub enum Indicator {
     Monetary,
     LatestNps,
     Complaints90d,
+    PAlive,
 }
 
 impl Indicator {
@@ -92,6 +93,7 @@ impl Indicator {
             Indicator::Monetary => "monetary",
             Indicator::LatestNps => "latest_nps",
             Indicator::Complaints90d => "complaints_90d",
+            Indicator::PAlive => "p_alive",
         }
     }
 
@@ -103,6 +105,7 @@ impl Indicator {
             Indicator::Monetary => Some(ind.monetary),
             Indicator::LatestNps => ind.latest_nps.map(f64::from),
             Indicator::Complaints90d => Some(ind.complaints_90d as f64),
+            Indicator::PAlive => ind.p_alive,
         }
     }
 }
@@ -196,6 +199,15 @@ impl Default for Scorecard {
                     },
                     0.15,
                 ),
+                // Left out (not counted as zero) until the tenant's models are fitted.
+                m(
+                    PAlive,
+                    Linear {
+                        worst: 0.0,
+                        best: 1.0,
+                    },
+                    0.15,
+                ),
             ],
         }
     }
@@ -252,7 +264,24 @@ mod tests {
             monetary: 500.0,
             latest_nps: Some(9),
             complaints_90d: 1,
+            p_alive: None,
+            clv: None,
         }
+    }
+
+    #[test]
+    fn p_alive_counts_once_the_models_are_fitted() {
+        let mut ind = indicators();
+        ind.p_alive = Some(0.4);
+        let s = Scorecard::default().score(&ind);
+        let expected =
+            (0.25 * 90.0 + 0.20 * 60.0 + 0.20 * 50.0 + 0.20 * 90.0 + 0.15 * 60.0 + 0.15 * 40.0)
+                / 1.15;
+        assert!(
+            (s.score - expected).abs() < 1e-9,
+            "{} vs {expected}",
+            s.score
+        );
     }
 
     #[test]
@@ -313,6 +342,8 @@ mod tests {
             monetary: 20.0,
             latest_nps: Some(1),
             complaints_90d: 3,
+            p_alive: Some(0.05),
+            clv: None,
         };
         let s = Scorecard::default().score(&ind);
         assert_eq!(s.band, Band::Red, "{}", s.score);

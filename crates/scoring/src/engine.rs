@@ -1,9 +1,15 @@
 //! Scoring's work: fold new events into metrics, score, snapshot, cache, and announce.
 
-use crate::store::{CustomerState, Rescored, Snapshot, Store, StoreError};
+use crate::store::{CustomerState, FitRecord, Rescored, Snapshot, Store, StoreError};
+use chrono::{DateTime, Utc};
 use prost::Message;
 use rapport_cache::{AnyCache, Cache};
 use rapport_domain::event::{ValidationPolicy, validate};
+use rapport_domain::models::bgnbd::BgNbd;
+use rapport_domain::models::gamma_gamma::{GammaGamma, Spend};
+use rapport_domain::models::outlook::{FittedModels, twelve_months_in_days};
+use rapport_domain::models::summary::summarise_days;
+use rapport_domain::models::{Customer, ModelError, check_population};
 use rapport_domain::scorecard::Scorecard;
 use rapport_domain::tier::Tier;
 use rapport_proto::alerting::v1::ScoreChange;
@@ -15,7 +21,7 @@ use rapport_proto::ingestion::v1::{
 use rapport_proto::scoring::v1::{HealthScore, MeasureScore};
 use rapport_server::{PeerChannel, peer_request};
 use rapport_storage::outbox::RelayWaker;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 /// Deadline of a call to ingestion for new events.
@@ -40,6 +46,23 @@ pub struct Engine {
     pub service_key: String,
     pub scorecard: Scorecard,
     pub waker: RelayWaker,
+    /// Fitted models per tenant, loaded on first use.
+    pub models: tokio::sync::RwLock<HashMap<String, Option<FittedModels>>>,
+}
+
+/// Name of the BG/NBD model in stored fits.
+pub const BGNBD: &str = "bgnbd";
+/// Name of the Gamma-Gamma model in stored fits.
+pub const GAMMA_GAMMA: &str = "gamma_gamma";
+/// Customers per page when walking a whole tenant.
+const PAGE: u64 = 5_000;
+
+/// What `fit_models` did.
+#[derive(Debug, Clone)]
+pub struct FitOutcome {
+    pub bgnbd: FitRecord,
+    pub gamma_gamma: FitRecord,
+    pub rescored: u64,
 }
 
 /// The cache key of a customer's health; it carries the tenant.
@@ -67,6 +90,9 @@ pub fn health(s: &Snapshot) -> HealthScore {
             .collect(),
         scorecard_version: s.scorecard_version.clone(),
         computed_at: Some(convert::timestamp(s.computed_at)),
+        p_alive: s.outlook.map(|o| o.p_alive),
+        expected_purchases_90d: s.outlook.map(|o| o.expected_purchases_90d),
+        clv_12m: s.outlook.map(|o| o.clv),
     }
 }
 
@@ -125,50 +151,214 @@ impl Engine {
                 .collect();
         }
 
-        let now_ms = now.timestamp_millis();
+        let models = self.fitted(tenant).await?;
         let rescored: Vec<Rescored> = touched
             .into_iter()
-            .map(|(customer_id, state)| {
-                let score = self.scorecard.score(&state.metrics.indicators(now));
-                let change = ScoreChange {
-                    customer_id: customer_id.clone(),
-                    score: score.score,
-                    band: convert::band(score.band).into(),
-                    tier: convert::tier(state.tier).into(),
-                    computed_at: Some(convert::timestamp(now_ms)),
-                };
-                Rescored {
-                    customer_id,
-                    state,
-                    score,
-                    scorecard_version: self.scorecard.version.clone(),
-                    outbox_payload: change.encode_to_vec(),
-                }
-            })
+            .map(|(customer_id, state)| self.rescore(customer_id, state, now, models.as_ref()))
             .collect();
-        self.store
-            .save(
-                tenant,
-                &rescored,
-                now_ms,
-                rapport_telemetry::current_traceparent(),
-            )
-            .await?;
-        self.waker.wake();
-        for r in &rescored {
-            let snapshot = Snapshot {
-                customer_id: r.customer_id.clone(),
-                score: r.score.score,
-                band: r.score.band,
-                tier: r.state.tier,
-                scorecard_version: r.scorecard_version.clone(),
-                measures: crate::store::measures(&r.score),
-                computed_at: now_ms,
-            };
-            self.cache_put(tenant, &health(&snapshot)).await;
-        }
+        self.persist(tenant, &rescored).await?;
         tracing::info!(tenant, customers = rescored.len(), "rescored");
         Ok(rescored.len())
+    }
+
+    /// Scores a customer's state at `now`, with the tenant's models when they are fitted.
+    fn rescore(
+        &self,
+        customer_id: String,
+        state: CustomerState,
+        now: DateTime<Utc>,
+        models: Option<&FittedModels>,
+    ) -> Rescored {
+        let outlook =
+            models.and_then(|m| m.outlook(&state.metrics.purchase_days, now.date_naive()));
+        let mut indicators = state.metrics.indicators(now);
+        indicators.p_alive = outlook.map(|o| o.p_alive);
+        indicators.clv = outlook.map(|o| o.clv);
+        let score = self.scorecard.score(&indicators);
+        let computed_at = now.timestamp_millis();
+        let change = ScoreChange {
+            customer_id: customer_id.clone(),
+            score: score.score,
+            band: convert::band(score.band).into(),
+            tier: convert::tier(state.tier).into(),
+            computed_at: Some(convert::timestamp(computed_at)),
+        };
+        let snapshot = Snapshot {
+            customer_id,
+            score: score.score,
+            band: score.band,
+            tier: state.tier,
+            scorecard_version: self.scorecard.version.clone(),
+            measures: crate::store::measures(&score),
+            computed_at,
+            outlook,
+        };
+        Rescored {
+            state,
+            snapshot,
+            outbox_payload: change.encode_to_vec(),
+        }
+    }
+
+    /// Stores new snapshots with their outbox rows, then writes them through to the cache.
+    async fn persist(&self, tenant: &str, rescored: &[Rescored]) -> Result<(), ScoringError> {
+        self.store
+            .save(tenant, rescored, rapport_telemetry::current_traceparent())
+            .await?;
+        self.waker.wake();
+        for r in rescored {
+            self.cache_put(tenant, &health(&r.snapshot)).await;
+        }
+        Ok(())
+    }
+
+    /// The tenant's fitted models (loaded once, then kept current by `fit_models`).
+    pub async fn fitted(&self, tenant: &str) -> Result<Option<FittedModels>, ScoringError> {
+        if let Some(models) = self.models.read().await.get(tenant) {
+            return Ok(*models);
+        }
+        let bgnbd = self
+            .store
+            .latest_params(tenant, BGNBD)
+            .await?
+            .and_then(|p| {
+                Some(BgNbd {
+                    r: *p.get("r")?,
+                    alpha: *p.get("alpha")?,
+                    a: *p.get("a")?,
+                    b: *p.get("b")?,
+                })
+            });
+        let gamma_gamma = self
+            .store
+            .latest_params(tenant, GAMMA_GAMMA)
+            .await?
+            .and_then(|p| {
+                Some(GammaGamma {
+                    p: *p.get("p")?,
+                    q: *p.get("q")?,
+                    gamma: *p.get("gamma")?,
+                })
+            });
+        let models = bgnbd.map(|bgnbd| FittedModels {
+            bgnbd,
+            gamma_gamma,
+            clv: twelve_months_in_days(),
+        });
+        self.models.write().await.insert(tenant.to_owned(), models);
+        Ok(models)
+    }
+
+    /// Fits BG/NBD and Gamma-Gamma on every customer's purchase days up to `end` (in days),
+    /// stores both fits, and re-scores every customer with them.
+    pub async fn fit_models(
+        &self,
+        tenant: &str,
+        end: DateTime<Utc>,
+    ) -> Result<FitOutcome, ScoringError> {
+        let mut summaries = Vec::new();
+        let mut after = String::new();
+        loop {
+            let page = self.store.features_page(tenant, &after, PAGE).await?;
+            summaries.extend(page.iter().filter_map(|row| {
+                summarise_days(&row.state.metrics.purchase_days, end.date_naive(), 1.0)
+            }));
+            match page.last() {
+                Some(last) if page.len() as u64 == PAGE => after = last.customer_id.clone(),
+                _ => break,
+            }
+        }
+        let customers: Vec<Customer> = summaries.iter().map(|s| s.customer).collect();
+        let spends: Vec<Spend> = summaries.iter().map(|s| s.spend()).collect();
+        let fitted_at = Utc::now().timestamp_millis();
+        // Too small a population fits nothing meaningful: both models report why.
+        let enough = check_population(&customers);
+        let bgnbd = enough.clone().and_then(|()| BgNbd::fit(&customers));
+        let gamma_gamma = enough.and_then(|()| GammaGamma::fit(&spends));
+        let record =
+            |model: &'static str,
+             params: Vec<(&str, f64)>,
+             fit: Result<(f64, u32, bool, usize), &ModelError>| match fit {
+                Ok((ll, iterations, converged, n)) => FitRecord {
+                    model,
+                    params: params.into_iter().map(|(k, v)| (k.to_owned(), v)).collect(),
+                    log_likelihood: Some(ll),
+                    iterations,
+                    converged,
+                    customers: n as u64,
+                    error: None,
+                    observation_end: end.timestamp_millis(),
+                    fitted_at,
+                },
+                Err(e) => FitRecord {
+                    model,
+                    params: BTreeMap::new(),
+                    log_likelihood: None,
+                    iterations: 0,
+                    converged: false,
+                    customers: customers.len() as u64,
+                    error: Some(e.to_string()),
+                    observation_end: end.timestamp_millis(),
+                    fitted_at,
+                },
+            };
+        let bg_record = match &bgnbd {
+            Ok(f) => {
+                let p = f.params;
+                record(
+                    BGNBD,
+                    vec![("r", p.r), ("alpha", p.alpha), ("a", p.a), ("b", p.b)],
+                    Ok((f.log_likelihood, f.iterations, f.converged, f.customers)),
+                )
+            }
+            Err(e) => record(BGNBD, vec![], Err(e)),
+        };
+        let gg_record = match &gamma_gamma {
+            Ok(f) => {
+                let p = f.params;
+                record(
+                    GAMMA_GAMMA,
+                    vec![("p", p.p), ("q", p.q), ("gamma", p.gamma)],
+                    Ok((f.log_likelihood, f.iterations, f.converged, f.customers)),
+                )
+            }
+            Err(e) => record(GAMMA_GAMMA, vec![], Err(e)),
+        };
+        self.store.save_fit(tenant, &bg_record).await?;
+        self.store.save_fit(tenant, &gg_record).await?;
+        // A failed fit keeps the tenant's previous models in use.
+        self.models.write().await.remove(tenant);
+        let rescored = self.rescore_all(tenant).await?;
+        tracing::info!(tenant, customers = customers.len(), bgnbd = ?bg_record.error, gamma_gamma = ?gg_record.error, rescored, "models fitted");
+        Ok(FitOutcome {
+            bgnbd: bg_record,
+            gamma_gamma: gg_record,
+            rescored,
+        })
+    }
+
+    /// Re-scores every customer of the tenant from stored metrics.
+    pub async fn rescore_all(&self, tenant: &str) -> Result<u64, ScoringError> {
+        let models = self.fitted(tenant).await?;
+        let now = Utc::now();
+        let (mut after, mut total) = (String::new(), 0u64);
+        loop {
+            let page = self.store.features_page(tenant, &after, PAGE).await?;
+            let full = page.len() as u64 == PAGE;
+            after = page
+                .last()
+                .map(|r| r.customer_id.clone())
+                .unwrap_or_default();
+            let rescored: Vec<Rescored> = page
+                .into_iter()
+                .map(|row| self.rescore(row.customer_id, row.state, now, models.as_ref()))
+                .collect();
+            self.persist(tenant, &rescored).await?;
+            total += rescored.len() as u64;
+            if !full {
+                return Ok(total);
+            }
+        }
     }
 
     async fn fetch(

@@ -44,6 +44,39 @@ pub mod snapshot {
         /// Each measure's value, normalised score, weight and contribution, as JSON.
         pub measures: String,
         pub computed_at: i64,
+        pub p_alive: Option<f64>,
+        pub expected_purchases_90d: Option<f64>,
+        pub clv_12m: Option<f64>,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// Fitted customer-base models per tenant; the latest fit of each model is the one in use.
+pub mod model_fit {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+    #[sea_orm(table_name = "scoring_model_fits")]
+    pub struct Model {
+        #[sea_orm(primary_key)]
+        pub id: i64,
+        pub tenant_id: String,
+        /// "bgnbd" or "gamma_gamma".
+        pub model: String,
+        /// Parameter name → value, as JSON (empty when the fit failed).
+        pub params: String,
+        pub log_likelihood: Option<f64>,
+        pub iterations: i32,
+        pub converged: bool,
+        pub customers: i64,
+        /// Why the fit failed, if it did.
+        pub error: Option<String>,
+        pub observation_end: i64,
+        pub fitted_at: i64,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -1,7 +1,7 @@
 //! The gRPC adapter of scoring: authorises, converts, and maps errors to status once.
 
 use crate::engine::{Engine, ScoringError};
-use crate::store::StoreError;
+use crate::store::{FitRecord, StoreError};
 use rapport_proto::common::v1::Ack;
 use rapport_proto::convert;
 use rapport_proto::scoring::v1 as pb;
@@ -28,6 +28,19 @@ impl From<ScoringError> for Status {
                 Status::unavailable(format!("ingestion: {}", status.message()))
             }
         }
+    }
+}
+
+fn model_fit(r: &FitRecord) -> pb::ModelFit {
+    pb::ModelFit {
+        model: r.model.to_owned(),
+        params: r.params.iter().map(|(k, v)| (k.clone(), *v)).collect(),
+        log_likelihood: r.log_likelihood.unwrap_or(0.0),
+        iterations: r.iterations,
+        converged: r.converged,
+        customers: r.customers,
+        error: r.error.clone().unwrap_or_default(),
+        fitted_at: Some(convert::timestamp(r.fitted_at)),
     }
 }
 
@@ -94,6 +107,7 @@ impl pb::scoring_service_server::ScoringService for ScoringApi {
             .await
             .map_err(ScoringError::from)?;
         let now = chrono::Utc::now();
+        let models = self.0.fitted(&tenant).await?;
         let next = if rows.len() == limit as usize {
             rows.last()
                 .map(|r| r.customer_id.clone())
@@ -104,18 +118,39 @@ impl pb::scoring_service_server::ScoringService for ScoringApi {
         let customers = rows
             .into_iter()
             .map(|r| {
-                let ind = r.metrics.indicators(now);
+                let ind = r.state.metrics.indicators(now);
+                let outlook = models
+                    .and_then(|m| m.outlook(&r.state.metrics.purchase_days, now.date_naive()));
                 pb::CustomerFeatures {
                     customer_id: r.customer_id,
                     recency_days: ind.recency_days,
                     frequency: ind.frequency,
                     monetary: ind.monetary,
+                    clv_12m: outlook.map(|o| o.clv),
                 }
             })
             .collect();
         Ok(Response::new(pb::ListCustomerFeaturesResponse {
             customers,
             next_after_customer_id: next,
+        }))
+    }
+
+    async fn fit_models(
+        &self,
+        req: Request<pb::FitModelsRequest>,
+    ) -> Result<Response<pb::FitModelsResponse>, Status> {
+        let tenant = Principal::of(&req)?.require(&[Role::Admin])?.to_owned();
+        let end = match req.into_inner().observation_end {
+            Some(t) => convert::time(&t, "observation_end")
+                .map_err(|r| Status::invalid_argument(r.to_string()))?,
+            None => chrono::Utc::now(),
+        };
+        let outcome = self.0.fit_models(&tenant, end).await?;
+        Ok(Response::new(pb::FitModelsResponse {
+            bgnbd: Some(model_fit(&outcome.bgnbd)),
+            gamma_gamma: Some(model_fit(&outcome.gamma_gamma)),
+            customers_rescored: outcome.rescored,
         }))
     }
 

@@ -84,6 +84,7 @@ pub async fn run(
         service_key: keys.service_key().to_owned(),
         scorecard: Scorecard::default(),
         waker,
+        models: Default::default(),
     };
     let server = ScoringServiceServer::new(grpc::ScoringApi(Arc::new(engine)));
     let routes = Routes::new(InterceptedService::new(server, Authenticator(keys)));

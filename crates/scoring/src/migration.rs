@@ -7,7 +7,13 @@ use sea_orm_migration::prelude::*;
 pub const OUTBOX: rapport_storage::outbox::Outbox =
     rapport_storage::outbox::Outbox::new("scoring_outbox");
 
-rapport_storage::migrator!("scoring_migrations", [m20261123_000001_scores::Migration]);
+rapport_storage::migrator!(
+    "scoring_migrations",
+    [
+        m20261123_000001_scores::Migration,
+        m20261123_000002_model_fits::Migration
+    ]
+);
 
 mod m20261123_000001_scores {
     use super::*;
@@ -74,6 +80,68 @@ mod m20261123_000001_scores {
                 ))
                 .await?;
             rapport_storage::outbox::create_table(manager, "scoring_outbox").await
+        }
+    }
+}
+
+mod m20261123_000002_model_fits {
+    use super::*;
+
+    pub struct Migration;
+
+    impl MigrationName for Migration {
+        fn name(&self) -> &str {
+            "m20261123_000002_model_fits"
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl MigrationTrait for Migration {
+        async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+            manager
+                .create_table(
+                    Table::create()
+                        .table(Alias::new("scoring_model_fits"))
+                        .if_not_exists()
+                        .col(
+                            col("id")
+                                .big_integer()
+                                .not_null()
+                                .auto_increment()
+                                .primary_key(),
+                        )
+                        .col(col("tenant_id").string().not_null())
+                        .col(col("model").string().not_null())
+                        .col(col("params").text().not_null())
+                        .col(col("log_likelihood").double().null())
+                        .col(col("iterations").integer().not_null())
+                        .col(col("converged").boolean().not_null())
+                        .col(col("customers").big_integer().not_null())
+                        .col(col("error").text().null())
+                        .col(col("observation_end").big_integer().not_null())
+                        .col(col("fitted_at").big_integer().not_null())
+                        .to_owned(),
+                )
+                .await?;
+            manager
+                .create_index(index(
+                    "scoring_model_fits",
+                    "scoring_model_fits_latest",
+                    &["tenant_id", "model", "id"],
+                ))
+                .await?;
+            // One column per statement: SQLite adds a single column per ALTER TABLE.
+            for column in ["p_alive", "expected_purchases_90d", "clv_12m"] {
+                manager
+                    .alter_table(
+                        Table::alter()
+                            .table(Alias::new("scoring_snapshots"))
+                            .add_column(col(column).double().null())
+                            .to_owned(),
+                    )
+                    .await?;
+            }
+            Ok(())
         }
     }
 }

@@ -1,9 +1,10 @@
 //! Scoring's storage: customer metrics with their event cursor, score snapshots, and the
 //! outbox to alerting, written together.
 
-use crate::entity::{customer, snapshot};
+use crate::entity::{customer, model_fit, snapshot};
 use crate::migration::OUTBOX;
 use rapport_domain::metrics::CustomerMetrics;
+use rapport_domain::models::outlook::Outlook;
 use rapport_domain::scorecard::{Band, HealthScore};
 use rapport_domain::tier::Tier;
 use sea_orm::sea_query::OnConflict;
@@ -12,7 +13,7 @@ use sea_orm::{
     ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
 };
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 /// Errors of scoring's storage.
 #[derive(Debug, thiserror::Error)]
@@ -66,24 +67,38 @@ pub struct Snapshot {
     pub scorecard_version: String,
     pub measures: Vec<StoredMeasure>,
     pub computed_at: i64,
+    /// The fitted models' outlook, once the tenant's models are fitted.
+    pub outlook: Option<Outlook>,
 }
 
-/// A customer's new state and score, ready to store.
+/// A customer's new state and snapshot, ready to store.
 #[derive(Debug, Clone)]
 pub struct Rescored {
-    pub customer_id: String,
     pub state: CustomerState,
-    pub score: HealthScore,
-    pub scorecard_version: String,
+    pub snapshot: Snapshot,
     /// The notification to alerting, already encoded.
     pub outbox_payload: Vec<u8>,
+}
+
+/// A stored model fit (parameters by name).
+#[derive(Debug, Clone, PartialEq)]
+pub struct FitRecord {
+    pub model: &'static str,
+    pub params: BTreeMap<String, f64>,
+    pub log_likelihood: Option<f64>,
+    pub iterations: u32,
+    pub converged: bool,
+    pub customers: u64,
+    pub error: Option<String>,
+    pub observation_end: i64,
+    pub fitted_at: i64,
 }
 
 /// The ranking features of one customer.
 #[derive(Debug, Clone)]
 pub struct FeatureRow {
     pub customer_id: String,
-    pub metrics: CustomerMetrics,
+    pub state: CustomerState,
 }
 
 fn band_name(b: Band) -> &'static str {
@@ -149,24 +164,27 @@ impl Store {
         &self,
         tenant: &str,
         rescored: &[Rescored],
-        now: i64,
         traceparent: Option<String>,
     ) -> Result<(), StoreError> {
         let txn = rapport_storage::begin_write(&self.db).await?;
-        for r in rescored {
-            let metrics =
-                serde_json::to_string(&r.state.metrics).map_err(|e| StoreError::Corrupt {
-                    customer_id: r.customer_id.clone(),
-                    reason: e.to_string(),
-                })?;
+        for Rescored {
+            state,
+            snapshot: snap,
+            outbox_payload,
+        } in rescored
+        {
+            let corrupt = |e: serde_json::Error| StoreError::Corrupt {
+                customer_id: snap.customer_id.clone(),
+                reason: e.to_string(),
+            };
             customer::Entity::insert(customer::ActiveModel {
                 tenant_id: Set(tenant.to_owned()),
-                customer_id: Set(r.customer_id.clone()),
-                metrics: Set(metrics),
-                last_event_seq: Set(r.state.last_event_seq),
-                tier: Set(r.state.tier.map(|t| t.name().to_owned())),
-                score: Set(Some(r.score.score)),
-                updated_at: Set(now),
+                customer_id: Set(snap.customer_id.clone()),
+                metrics: Set(serde_json::to_string(&state.metrics).map_err(corrupt)?),
+                last_event_seq: Set(state.last_event_seq),
+                tier: Set(state.tier.map(|t| t.name().to_owned())),
+                score: Set(Some(snap.score)),
+                updated_at: Set(snap.computed_at),
             })
             .on_conflict(
                 OnConflict::columns([customer::Column::TenantId, customer::Column::CustomerId])
@@ -180,17 +198,19 @@ impl Store {
             )
             .exec_without_returning(&txn)
             .await?;
-            let measures = measures(&r.score);
             snapshot::Entity::insert(snapshot::ActiveModel {
                 id: NotSet,
                 tenant_id: Set(tenant.to_owned()),
-                customer_id: Set(r.customer_id.clone()),
-                score: Set(r.score.score),
-                band: Set(band_name(r.score.band).to_owned()),
-                tier: Set(r.state.tier.map(|t| t.name().to_owned())),
-                scorecard_version: Set(r.scorecard_version.clone()),
-                measures: Set(serde_json::to_string(&measures).unwrap_or_else(|_| "[]".to_owned())),
-                computed_at: Set(now),
+                customer_id: Set(snap.customer_id.clone()),
+                score: Set(snap.score),
+                band: Set(band_name(snap.band).to_owned()),
+                tier: Set(snap.tier.map(|t| t.name().to_owned())),
+                scorecard_version: Set(snap.scorecard_version.clone()),
+                measures: Set(serde_json::to_string(&snap.measures).map_err(corrupt)?),
+                computed_at: Set(snap.computed_at),
+                p_alive: Set(snap.outlook.map(|o| o.p_alive)),
+                expected_purchases_90d: Set(snap.outlook.map(|o| o.expected_purchases_90d)),
+                clv_12m: Set(snap.outlook.map(|o| o.clv)),
             })
             .exec_without_returning(&txn)
             .await?;
@@ -199,13 +219,56 @@ impl Store {
                     &txn,
                     tenant,
                     "score_changed",
-                    r.outbox_payload.clone(),
+                    outbox_payload.clone(),
                     traceparent.clone(),
                 )
                 .await?;
         }
         txn.commit().await?;
         Ok(())
+    }
+
+    /// Records a model fit.
+    pub async fn save_fit(&self, tenant: &str, fit: &FitRecord) -> Result<(), StoreError> {
+        model_fit::Entity::insert(model_fit::ActiveModel {
+            id: NotSet,
+            tenant_id: Set(tenant.to_owned()),
+            model: Set(fit.model.to_owned()),
+            params: Set(serde_json::to_string(&fit.params).unwrap_or_else(|_| "{}".to_owned())),
+            log_likelihood: Set(fit.log_likelihood),
+            iterations: Set(i32::try_from(fit.iterations).unwrap_or(i32::MAX)),
+            converged: Set(fit.converged),
+            customers: Set(i64::try_from(fit.customers).unwrap_or(i64::MAX)),
+            error: Set(fit.error.clone()),
+            observation_end: Set(fit.observation_end),
+            fitted_at: Set(fit.fitted_at),
+        })
+        .exec_without_returning(&self.db)
+        .await?;
+        Ok(())
+    }
+
+    /// The parameters of the latest converged fit of `model`, if any.
+    pub async fn latest_params(
+        &self,
+        tenant: &str,
+        model: &str,
+    ) -> Result<Option<BTreeMap<String, f64>>, StoreError> {
+        let row = model_fit::Entity::find()
+            .filter(model_fit::Column::TenantId.eq(tenant))
+            .filter(model_fit::Column::Model.eq(model))
+            .filter(model_fit::Column::Error.is_null())
+            .filter(model_fit::Column::Converged.eq(true))
+            .order_by_desc(model_fit::Column::Id)
+            .one(&self.db)
+            .await?;
+        row.map(|r| {
+            serde_json::from_str(&r.params).map_err(|e| StoreError::Corrupt {
+                customer_id: String::new(),
+                reason: format!("model fit {}: {e}", r.id),
+            })
+        })
+        .transpose()
     }
 
     /// The latest snapshot of a customer, with the customer's current tier.
@@ -244,6 +307,14 @@ impl Store {
             scorecard_version: row.scorecard_version,
             measures,
             computed_at: row.computed_at,
+            outlook: match (row.p_alive, row.expected_purchases_90d, row.clv_12m) {
+                (Some(p_alive), Some(expected_purchases_90d), Some(clv)) => Some(Outlook {
+                    p_alive,
+                    expected_purchases_90d,
+                    clv,
+                }),
+                _ => None,
+            },
         }))
     }
 
@@ -263,9 +334,14 @@ impl Store {
             .await?;
         rows.into_iter()
             .map(|m| {
-                Ok(FeatureRow {
+                let state = CustomerState {
                     metrics: metrics_of(&m.customer_id, &m.metrics)?,
+                    last_event_seq: m.last_event_seq,
+                    tier: m.tier.as_deref().and_then(Tier::from_name),
+                };
+                Ok(FeatureRow {
                     customer_id: m.customer_id,
+                    state,
                 })
             })
             .collect()

@@ -92,9 +92,17 @@ impl pb::segmentation_service_server::SegmentationService for SegmentationApi {
             })
             .collect();
         let rfm = rfm_score(&rfm_input);
+        // Predicted CLV is the tier measure once every customer has one (the tenant's models are
+        // fitted); mixing it with spend would rank unlike quantities, so until then spend it is.
+        let by_clv = !features.is_empty() && features.iter().all(|f| f.clv_12m.is_some());
         let values: Vec<(&str, f64)> = features
             .iter()
-            .map(|f| (f.customer_id.as_str(), f.monetary))
+            .map(|f| {
+                (
+                    f.customer_id.as_str(),
+                    f.clv_12m.filter(|_| by_clv).unwrap_or(f.monetary),
+                )
+            })
             .collect();
         let tiers: HashMap<&str, Tier> = assign_tiers(&values, &self.shares).into_iter().collect();
         let grades: Vec<Grade> = features
@@ -128,7 +136,11 @@ impl pb::segmentation_service_server::SegmentationService for SegmentationApi {
                 &tenant,
                 &Run {
                     grades: &grades,
-                    reason: "share of trailing spend",
+                    reason: if by_clv {
+                        "share of predicted 12-month CLV"
+                    } else {
+                        "share of trailing spend"
+                    },
                     started_at,
                     finished_at: chrono::Utc::now().timestamp_millis(),
                     traceparent: rapport_telemetry::current_traceparent(),

@@ -10,6 +10,7 @@ pub mod clv;
 pub mod gamma_gamma;
 pub mod hyp2f1;
 pub mod optimize;
+pub mod outlook;
 pub mod pareto_nbd;
 pub mod summary;
 
@@ -46,6 +47,12 @@ pub enum ModelError {
     NoRepeatBuyers,
     #[error("no customer has a positive average spend")]
     NoPositiveSpend,
+    #[error("too few customers to fit a population model: {have} {what}, at least {need} needed")]
+    TooFew {
+        what: &'static str,
+        have: usize,
+        need: usize,
+    },
     #[error("customer {index}: {reason}")]
     InvalidCustomer { index: usize, reason: String },
     #[error("the likelihood is not finite at the start point or along the search")]
@@ -78,6 +85,32 @@ pub fn check_customers(data: &[Customer]) -> Result<(), ModelError> {
     }
     if data.iter().all(|c| c.x == 0) {
         return Err(ModelError::NoRepeatBuyers);
+    }
+    Ok(())
+}
+
+/// Fewest customers a tenant needs before its models are fitted.
+pub const MIN_CUSTOMERS: usize = 20;
+/// Fewest repeat buyers a tenant needs before its models are fitted.
+pub const MIN_REPEAT_BUYERS: usize = 5;
+
+/// Refuses populations too small for the estimates to mean anything (a handful of customers
+/// lets the likelihood run off to extreme parameters).
+pub fn check_population(data: &[Customer]) -> Result<(), ModelError> {
+    let repeat = data.iter().filter(|c| c.x > 0).count();
+    if data.len() < MIN_CUSTOMERS {
+        return Err(ModelError::TooFew {
+            what: "customers",
+            have: data.len(),
+            need: MIN_CUSTOMERS,
+        });
+    }
+    if repeat < MIN_REPEAT_BUYERS {
+        return Err(ModelError::TooFew {
+            what: "repeat buyers",
+            have: repeat,
+            need: MIN_REPEAT_BUYERS,
+        });
     }
     Ok(())
 }

@@ -34,14 +34,28 @@ pub fn summarise(
     days_per_period: f64,
 ) -> Option<Summary> {
     let mut days: BTreeMap<NaiveDate, f64> = BTreeMap::new();
-    for (day, value) in purchases.iter().filter(|(d, _)| *d <= calibration_end) {
+    for (day, value) in purchases {
         *days.entry(*day).or_default() += value;
     }
-    let (&first, _) = days.first_key_value()?;
-    let (&last, _) = days.last_key_value()?;
-    let x = days.len() as u32 - 1;
+    summarise_days(&days, calibration_end, days_per_period)
+}
+
+/// The same from purchase totals per day (as scoring keeps them); days after
+/// `calibration_end` are ignored.
+pub fn summarise_days(
+    days: &BTreeMap<NaiveDate, f64>,
+    calibration_end: NaiveDate,
+    days_per_period: f64,
+) -> Option<Summary> {
+    let mut within = days.range(..=calibration_end);
+    let (&first, _) = within.next()?;
+    let (mut last, mut x, mut repeat_total) = (first, 0u32, 0.0);
+    for (&day, &total) in within {
+        last = day;
+        x += 1;
+        repeat_total += total;
+    }
     let periods = |from: NaiveDate, to: NaiveDate| (to - from).num_days() as f64 / days_per_period;
-    let repeat_total: f64 = days.values().skip(1).sum();
     Some(Summary {
         customer: Customer {
             x,
