@@ -171,7 +171,7 @@ pub async fn run(c: &Clients) -> Vec<scoring::HealthScore> {
             "contributions {sum} must add up to the score {}",
             h.score
         );
-        assert_eq!(h.measures.len(), 6);
+        assert_eq!(h.measures.len(), 7);
         assert_eq!(h.scorecard_version, "default-v2");
         assert_eq!(h.p_alive, None, "no models are fitted yet");
         scores.push(h);

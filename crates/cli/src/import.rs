@@ -1,4 +1,6 @@
-//! `rapport import`: events from a JSONL file, sent in batches, with a summary by verdict.
+//! `rapport import`: events from a JSONL file or the CDNOW transaction log, sent in batches,
+//! with a summary by verdict. Event ids are deterministic, so importing a file again only
+//! finds duplicates.
 
 use rapport_proto::ingestion::v1 as pb;
 use serde::Deserialize;
@@ -139,8 +141,68 @@ impl Summary {
     }
 }
 
-/// Reads events from `reader` in batches, calling `send` for each.
-pub async fn run<R, F, Fut>(reader: R, mut send: F) -> anyhow::Result<Summary>
+/// The layouts `rapport import` reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// One JSON event per line.
+    Jsonl,
+    /// The CDNOW transaction log (`CDNOW_master.txt`, or `CDNOW_sample.txt` with its sample ids)
+    /// as order events in USD.
+    Cdnow,
+}
+
+impl Format {
+    /// Parses line `number` (1-based); `Ok(None)` for a header or blank line.
+    pub fn parse(self, number: usize, line: &str) -> Result<Option<pb::Event>, String> {
+        if line.trim().is_empty() {
+            return Ok(None);
+        }
+        match self {
+            Format::Jsonl => parse_line(line).map(Some),
+            Format::Cdnow => parse_cdnow_line(number, line),
+        }
+    }
+}
+
+/// One CDNOW transaction: `customer date cds dollars` (master) or `master sample date cds
+/// dollars` (sample, keyed by the sample id as the papers' summaries are).
+pub fn parse_cdnow_line(number: usize, line: &str) -> Result<Option<pb::Event>, String> {
+    let f: Vec<&str> = line.split_whitespace().collect();
+    let (customer, date, cds, dollars) = match f.as_slice() {
+        [c, ..] if !c.bytes().all(|b| b.is_ascii_digit()) => return Ok(None),
+        [c, d, n, v] => (*c, *d, *n, *v),
+        [_, c, d, n, v] => (*c, *d, *n, *v),
+        _ => return Err(format!("expected 4 or 5 columns, found {}", f.len())),
+    };
+    let customer: u64 = customer
+        .parse()
+        .map_err(|e| format!("customer id {customer:?}: {e}"))?;
+    let day = chrono::NaiveDate::parse_from_str(date, "%Y%m%d")
+        .map_err(|e| format!("date {date:?}: {e}"))?;
+    let items: u32 = cds
+        .parse()
+        .map_err(|e| format!("number of CDs {cds:?}: {e}"))?;
+    let amount: f64 = dollars
+        .parse()
+        .map_err(|e| format!("dollar value {dollars:?}: {e}"))?;
+    let at = day.and_time(chrono::NaiveTime::MIN).and_utc();
+    let id = format!("cdnow-{customer}-{date}-{number}");
+    Ok(Some(pb::Event {
+        event_id: id.clone(),
+        customer_id: customer.to_string(),
+        occurred_at: Some(timestamp(at)),
+        sent_at: None,
+        payload: Some(pb::event::Payload::Order(pb::Order {
+            order_id: id,
+            amount,
+            currency: "USD".to_owned(),
+            items,
+        })),
+    }))
+}
+
+/// Reads events from `reader` in `format`, in batches, calling `send` for each.
+pub async fn run<R, F, Fut>(reader: R, format: Format, mut send: F) -> anyhow::Result<Summary>
 where
     R: BufRead,
     F: FnMut(Vec<pb::Event>) -> Fut,
@@ -149,12 +211,9 @@ where
     let mut summary = Summary::default();
     let mut batch = Vec::with_capacity(BATCH);
     for (i, line) in reader.lines().enumerate() {
-        let line = line?;
-        if line.trim().is_empty() {
-            continue;
-        }
-        match parse_line(&line) {
-            Ok(event) => batch.push(event),
+        match format.parse(i + 1, &line?) {
+            Ok(Some(event)) => batch.push(event),
+            Ok(None) => {}
             Err(error) => summary.unreadable.push((i + 1, error)),
         }
         if batch.len() == BATCH {
@@ -184,6 +243,33 @@ mod tests {
             complaint.payload,
             Some(pb::event::Payload::Complaint(_))
         ));
+    }
+
+    #[test]
+    fn cdnow_lines_become_orders() {
+        assert_eq!(
+            parse_cdnow_line(1, " customer_id  date number_of_cds  dollar_value").unwrap(),
+            None
+        );
+        let master = parse_cdnow_line(2, " 00001 19970101  1   11.77")
+            .unwrap()
+            .unwrap();
+        let sample = parse_cdnow_line(7, " 00004 0001 19970118  2   29.73")
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (master.customer_id.as_str(), master.event_id.as_str()),
+            ("1", "cdnow-1-19970101-2")
+        );
+        assert_eq!(
+            sample.customer_id, "1",
+            "sample files are keyed by the sample id"
+        );
+        assert!(
+            matches!(sample.payload, Some(pb::event::Payload::Order(ref o)) if o.amount == 29.73 && o.items == 2)
+        );
+        assert!(parse_cdnow_line(3, " 00001 1997-01-01 1 2").is_err());
+        assert!(parse_cdnow_line(3, " 1 2").is_err());
     }
 
     #[test]

@@ -77,6 +77,9 @@ enum ClientCommand {
     Import {
         /// The file; `-` reads standard input.
         file: PathBuf,
+        /// Its layout.
+        #[arg(long, value_enum, default_value = "jsonl")]
+        format: import::Format,
     },
     /// Show the health of customers.
     Health {
@@ -186,7 +189,7 @@ async fn main() -> anyhow::Result<()> {
     };
     let json = target.cli.json;
     match &command {
-        ClientCommand::Import { file } => {
+        ClientCommand::Import { file, format } => {
             let addr = target.addr(&target.cli.ingestion, |l| &l.ingestion, "ingestion")?;
             let client = ingestion::ingestion_service_client::IngestionServiceClient::new(
                 target.channel(&addr)?,
@@ -199,7 +202,7 @@ async fn main() -> anyhow::Result<()> {
                     |e| anyhow::anyhow!("cannot open {}: {e}", file.display()),
                 )?))
             };
-            let summary = import::run(reader, |events| {
+            let summary = import::run(reader, *format, |events| {
                 let mut client = client.clone();
                 let req = target.request(ingestion::IngestRequest { events });
                 async move { Ok(client.ingest(req?).await?.into_inner()) }

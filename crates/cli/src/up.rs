@@ -66,6 +66,7 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
             redis_url: None,
             cache_ttl_secs: 3_600,
             cache_timeout_ms: 100,
+            model_fit_interval_secs: 86_400,
             common: common.clone(),
         },
         scoring_l,

@@ -82,6 +82,7 @@ pub enum Indicator {
     LatestNps,
     Complaints90d,
     PAlive,
+    Clv,
 }
 
 impl Indicator {
@@ -94,6 +95,7 @@ impl Indicator {
             Indicator::LatestNps => "latest_nps",
             Indicator::Complaints90d => "complaints_90d",
             Indicator::PAlive => "p_alive",
+            Indicator::Clv => "clv_12m",
         }
     }
 
@@ -106,6 +108,7 @@ impl Indicator {
             Indicator::LatestNps => ind.latest_nps.map(f64::from),
             Indicator::Complaints90d => Some(ind.complaints_90d as f64),
             Indicator::PAlive => ind.p_alive,
+            Indicator::Clv => ind.clv,
         }
     }
 }
@@ -208,6 +211,14 @@ impl Default for Scorecard {
                     },
                     0.15,
                 ),
+                m(
+                    Clv,
+                    Linear {
+                        worst: 0.0,
+                        best: 1_000.0,
+                    },
+                    0.10,
+                ),
             ],
         }
     }
@@ -270,13 +281,19 @@ mod tests {
     }
 
     #[test]
-    fn p_alive_counts_once_the_models_are_fitted() {
+    fn model_measures_count_once_the_models_are_fitted() {
         let mut ind = indicators();
         ind.p_alive = Some(0.4);
+        ind.clv = Some(250.0);
         let s = Scorecard::default().score(&ind);
-        let expected =
-            (0.25 * 90.0 + 0.20 * 60.0 + 0.20 * 50.0 + 0.20 * 90.0 + 0.15 * 60.0 + 0.15 * 40.0)
-                / 1.15;
+        let expected = (0.25 * 90.0
+            + 0.20 * 60.0
+            + 0.20 * 50.0
+            + 0.20 * 90.0
+            + 0.15 * 60.0
+            + 0.15 * 40.0
+            + 0.10 * 25.0)
+            / 1.25;
         assert!(
             (s.score - expected).abs() < 1e-9,
             "{} vs {expected}",

@@ -2,6 +2,7 @@
 
 use crate::engine::{Engine, ScoringError};
 use crate::store::{FitRecord, StoreError};
+use rapport_domain::models::summary::summarise_days;
 use rapport_proto::common::v1::Ack;
 use rapport_proto::convert;
 use rapport_proto::scoring::v1 as pb;
@@ -107,6 +108,11 @@ impl pb::scoring_service_server::ScoringService for ScoringApi {
             .await
             .map_err(ScoringError::from)?;
         let now = chrono::Utc::now();
+        let end = match &req.observation_end {
+            Some(t) => convert::time(t, "observation_end")
+                .map_err(|r| Status::invalid_argument(r.to_string()))?,
+            None => now,
+        };
         let models = self.0.fitted(&tenant).await?;
         let next = if rows.len() == limit as usize {
             rows.last()
@@ -127,6 +133,17 @@ impl pb::scoring_service_server::ScoringService for ScoringApi {
                     frequency: ind.frequency,
                     monetary: ind.monetary,
                     clv_12m: outlook.map(|o| o.clv),
+                    purchases: summarise_days(
+                        &r.state.metrics.purchase_days,
+                        end.date_naive(),
+                        1.0,
+                    )
+                    .map(|s| pb::PurchaseSummary {
+                        repeat_purchases: s.customer.x,
+                        first_to_last_days: s.customer.t_x,
+                        first_to_end_days: s.customer.t,
+                        mean_repeat_value: s.zbar,
+                    }),
                 }
             })
             .collect();

@@ -42,6 +42,13 @@ pub struct Config {
     /// How long a cached score lives, in seconds.
     #[arg(long, env = "RAPPORT_CACHE_TTL_SECS", default_value_t = 3_600)]
     pub cache_ttl_secs: u64,
+    /// How often to refit every tenant's customer-base models, in seconds (0: only on demand).
+    #[arg(
+        long,
+        env = "RAPPORT_MODEL_FIT_INTERVAL_SECS",
+        default_value_t = 86_400
+    )]
+    pub model_fit_interval_secs: u64,
     /// Longest wait for Redis before reading from the database, in milliseconds.
     #[arg(long, env = "RAPPORT_CACHE_TIMEOUT_MS", default_value_t = 100)]
     pub cache_timeout_ms: u64,
@@ -86,9 +93,40 @@ pub async fn run(
         waker,
         models: Default::default(),
     };
-    let server = ScoringServiceServer::new(grpc::ScoringApi(Arc::new(engine)));
+    let engine = Arc::new(engine);
+    if config.model_fit_interval_secs > 0 {
+        tokio::spawn(fit_on_schedule(
+            engine.clone(),
+            Duration::from_secs(config.model_fit_interval_secs),
+            stop.clone(),
+        ));
+    }
+    let server = ScoringServiceServer::new(grpc::ScoringApi(engine));
     let routes = Routes::new(InterceptedService::new(server, Authenticator(keys)));
     rapport_server::serve(listener, routes, &[SERVICE_NAME], stop).await?;
     relay.await?;
     Ok(())
+}
+
+/// Refits every tenant's models every `interval` (population-level work is periodic), until
+/// `stop`. The first run waits one interval: a restart does not refit at once.
+async fn fit_on_schedule(engine: Arc<engine::Engine>, interval: Duration, stop: CancellationToken) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            _ = stop.cancelled() => return,
+        }
+        let tenants = match engine.store.tenants().await {
+            Ok(t) => t,
+            Err(error) => {
+                tracing::warn!(%error, "scheduled model fit: cannot list tenants");
+                continue;
+            }
+        };
+        for tenant in tenants {
+            if let Err(error) = engine.fit_models(&tenant, chrono::Utc::now()).await {
+                tracing::warn!(%error, tenant, "scheduled model fit failed");
+            }
+        }
+    }
 }

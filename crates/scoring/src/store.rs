@@ -228,6 +228,17 @@ impl Store {
         Ok(())
     }
 
+    /// The tenants that have customers.
+    pub async fn tenants(&self) -> Result<Vec<String>, StoreError> {
+        Ok(customer::Entity::find()
+            .select_only()
+            .column(customer::Column::TenantId)
+            .distinct()
+            .into_tuple()
+            .all(&self.db)
+            .await?)
+    }
+
     /// Records a model fit.
     pub async fn save_fit(&self, tenant: &str, fit: &FitRecord) -> Result<(), StoreError> {
         model_fit::Entity::insert(model_fit::ActiveModel {

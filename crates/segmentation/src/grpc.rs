@@ -51,6 +51,7 @@ impl SegmentationApi {
                 ListCustomerFeaturesRequest {
                     after_customer_id: after,
                     page_size: PAGE,
+                    observation_end: None,
                 },
                 tenant,
                 &self.service_key,
