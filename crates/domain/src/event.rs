@@ -3,8 +3,10 @@
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 
-/// Longest accepted identifier (event, customer, order, complaint ids).
+/// Longest accepted identifier (event, customer, order, ticket, invoice ids…).
 pub const MAX_ID_LEN: usize = 100;
+/// Longest accepted free-text field (category, channel, plan, comment…).
+pub const MAX_TEXT_LEN: usize = 2_000;
 
 /// An event as a producer sent it, before validation; every field may be missing or wrong.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -16,7 +18,8 @@ pub struct EventDraft {
     pub payload: Option<PayloadDraft>,
 }
 
-/// The typed payload of a draft.
+/// The typed payload of a draft. Enumerations are `None` when the producer sent an unknown
+/// or unspecified value.
 #[derive(Debug, Clone, PartialEq)]
 pub enum PayloadDraft {
     Order {
@@ -25,8 +28,12 @@ pub enum PayloadDraft {
         currency: String,
         items: u32,
     },
+    Refund {
+        order_id: String,
+        amount: f64,
+        currency: String,
+    },
     Survey {
-        /// `None` when the producer sent an unknown survey kind.
         kind: Option<SurveyKind>,
         score: i32,
         comment: String,
@@ -34,10 +41,36 @@ pub enum PayloadDraft {
     Complaint {
         complaint_id: String,
         category: String,
-        /// `None` when the producer sent an unknown severity.
         severity: Option<ComplaintSeverity>,
         channel: String,
     },
+    SupportTicket {
+        ticket_id: String,
+        status: Option<TicketStatus>,
+        channel: String,
+        priority: Option<Priority>,
+    },
+    Engagement {
+        kind: Option<EngagementKind>,
+        channel: String,
+        count: u32,
+        subject: String,
+    },
+    Subscription {
+        plan: String,
+        change: Option<SubscriptionChange>,
+        seats: u32,
+        mrr: f64,
+        currency: String,
+    },
+    Payment {
+        invoice_id: String,
+        due_at: Option<DateTime<Utc>>,
+        paid_at: Option<DateTime<Utc>>,
+        amount: f64,
+        currency: String,
+    },
+    Profile(Profile),
 }
 
 /// A survey's scale.
@@ -45,6 +78,10 @@ pub enum PayloadDraft {
 pub enum SurveyKind {
     /// Net Promoter Score, 0 to 10.
     Nps,
+    /// Customer satisfaction, 1 to 5.
+    Csat,
+    /// Customer effort score, 1 to 7.
+    Ces,
 }
 
 impl SurveyKind {
@@ -52,6 +89,8 @@ impl SurveyKind {
     pub fn range(self) -> (i32, i32) {
         match self {
             SurveyKind::Nps => (0, 10),
+            SurveyKind::Csat => (1, 5),
+            SurveyKind::Ces => (1, 7),
         }
     }
 }
@@ -62,6 +101,56 @@ pub enum ComplaintSeverity {
     Low,
     Medium,
     High,
+}
+
+/// A step in a support ticket's life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TicketStatus {
+    Opened,
+    FirstResponse,
+    Resolved,
+    Reopened,
+}
+
+/// A support ticket's priority.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Priority {
+    Low,
+    Normal,
+    High,
+    Urgent,
+}
+
+/// What kind of engagement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum EngagementKind {
+    Login,
+    FeatureUse,
+    EmailOpen,
+    EmailClick,
+    CampaignResponse,
+    EventAttendance,
+}
+
+/// What happened to a subscription.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SubscriptionChange {
+    Start,
+    Upgrade,
+    Downgrade,
+    Renew,
+    Cancel,
+}
+
+/// Customer attributes; empty strings and `None` leave what is known unchanged.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Profile {
+    pub region: String,
+    pub industry: String,
+    pub acquisition_channel: String,
+    pub acquisition_cost: Option<f64>,
+    pub currency: String,
+    pub owner: String,
 }
 
 /// A validated event: every invariant of the contract holds.
@@ -84,6 +173,11 @@ pub enum Payload {
         currency: String,
         items: u32,
     },
+    Refund {
+        order_id: String,
+        amount: f64,
+        currency: String,
+    },
     Survey {
         kind: SurveyKind,
         score: i32,
@@ -95,6 +189,33 @@ pub enum Payload {
         severity: ComplaintSeverity,
         channel: String,
     },
+    SupportTicket {
+        ticket_id: String,
+        status: TicketStatus,
+        channel: String,
+        priority: Option<Priority>,
+    },
+    Engagement {
+        kind: EngagementKind,
+        channel: String,
+        count: u32,
+        subject: String,
+    },
+    Subscription {
+        plan: String,
+        change: SubscriptionChange,
+        seats: u32,
+        mrr: f64,
+        currency: Option<String>,
+    },
+    Payment {
+        invoice_id: String,
+        due_at: DateTime<Utc>,
+        paid_at: Option<DateTime<Utc>>,
+        amount: f64,
+        currency: String,
+    },
+    Profile(Profile),
 }
 
 impl Payload {
@@ -102,8 +223,14 @@ impl Payload {
     pub fn type_name(&self) -> &'static str {
         match self {
             Payload::Order { .. } => "order",
+            Payload::Refund { .. } => "refund",
             Payload::Survey { .. } => "survey",
             Payload::Complaint { .. } => "complaint",
+            Payload::SupportTicket { .. } => "support_ticket",
+            Payload::Engagement { .. } => "engagement",
+            Payload::Subscription { .. } => "subscription",
+            Payload::Payment { .. } => "payment",
+            Payload::Profile(_) => "profile",
         }
     }
 }
@@ -118,6 +245,7 @@ pub enum RejectReason {
     InFuture,
     Conflict,
     UnsupportedType,
+    TooLarge,
 }
 
 impl RejectReason {
@@ -131,7 +259,25 @@ impl RejectReason {
             RejectReason::InFuture => "in_future",
             RejectReason::Conflict => "conflict",
             RejectReason::UnsupportedType => "unsupported_type",
+            RejectReason::TooLarge => "too_large",
         }
+    }
+
+    /// The reason of a stored code.
+    pub fn from_code(code: &str) -> Option<RejectReason> {
+        use RejectReason::*;
+        [
+            MissingField,
+            InvalidValue,
+            OutOfRange,
+            TooLong,
+            InFuture,
+            Conflict,
+            UnsupportedType,
+            TooLarge,
+        ]
+        .into_iter()
+        .find(|r| r.code() == code)
     }
 }
 
@@ -145,7 +291,8 @@ pub struct Rejection {
 }
 
 impl Rejection {
-    fn new(reason: RejectReason, field: &str, message: impl Into<String>) -> Self {
+    /// A rejection of `field` for `reason`.
+    pub fn new(reason: RejectReason, field: &str, message: impl Into<String>) -> Self {
         Rejection {
             reason,
             field: field.to_owned(),
@@ -203,7 +350,7 @@ pub fn validate(
             return Err(Rejection::new(
                 RejectReason::MissingField,
                 "payload",
-                "one of order, survey or complaint is required",
+                "one of order, refund, survey, complaint, support_ticket, engagement, subscription, payment or profile is required",
             ));
         }
         Some(p) => payload(p)?,
@@ -223,40 +370,27 @@ fn payload(draft: PayloadDraft) -> Result<Payload, Rejection> {
             amount,
             currency,
             items,
-        } => {
-            if !amount.is_finite() {
-                return Err(Rejection::new(
-                    RejectReason::InvalidValue,
-                    "order.amount",
-                    "must be a finite number",
-                ));
-            }
-            if amount < 0.0 {
-                return Err(Rejection::new(
-                    RejectReason::OutOfRange,
-                    "order.amount",
-                    format!("must not be negative, got {amount}"),
-                ));
-            }
-            Payload::Order {
-                order_id: id(order_id, "order.order_id")?,
-                amount,
-                currency: currency_code(currency, "order.currency")?,
-                items,
-            }
-        }
+        } => Payload::Order {
+            order_id: id(order_id, "order.order_id")?,
+            amount: money(amount, "order.amount")?,
+            currency: currency_code(currency, "order.currency")?,
+            items,
+        },
+        PayloadDraft::Refund {
+            order_id,
+            amount,
+            currency,
+        } => Payload::Refund {
+            order_id: id(order_id, "refund.order_id")?,
+            amount: money(amount, "refund.amount")?,
+            currency: currency_code(currency, "refund.currency")?,
+        },
         PayloadDraft::Survey {
             kind,
             score,
             comment,
         } => {
-            let kind = kind.ok_or_else(|| {
-                Rejection::new(
-                    RejectReason::InvalidValue,
-                    "survey.kind",
-                    "unknown survey kind",
-                )
-            })?;
+            let kind = known(kind, "survey.kind", "NPS, CSAT or CES")?;
             let (lo, hi) = kind.range();
             if !(lo..=hi).contains(&score) {
                 return Err(Rejection::new(
@@ -268,7 +402,7 @@ fn payload(draft: PayloadDraft) -> Result<Payload, Rejection> {
             Payload::Survey {
                 kind,
                 score,
-                comment,
+                comment: text(comment, "survey.comment")?,
             }
         }
         PayloadDraft::Complaint {
@@ -278,17 +412,127 @@ fn payload(draft: PayloadDraft) -> Result<Payload, Rejection> {
             channel,
         } => Payload::Complaint {
             complaint_id: id(complaint_id, "complaint.complaint_id")?,
-            category,
-            severity: severity.ok_or_else(|| {
-                Rejection::new(
-                    RejectReason::InvalidValue,
-                    "complaint.severity",
-                    "unknown or missing severity",
-                )
-            })?,
-            channel,
+            category: text(category, "complaint.category")?,
+            severity: known(severity, "complaint.severity", "low, medium or high")?,
+            channel: text(channel, "complaint.channel")?,
         },
+        PayloadDraft::SupportTicket {
+            ticket_id,
+            status,
+            channel,
+            priority,
+        } => Payload::SupportTicket {
+            ticket_id: id(ticket_id, "support_ticket.ticket_id")?,
+            status: known(
+                status,
+                "support_ticket.status",
+                "opened, first_response, resolved or reopened",
+            )?,
+            channel: text(channel, "support_ticket.channel")?,
+            priority,
+        },
+        PayloadDraft::Engagement {
+            kind,
+            channel,
+            count,
+            subject,
+        } => Payload::Engagement {
+            kind: known(
+                kind,
+                "engagement.kind",
+                "login, feature_use, email_open, email_click, campaign_response or event_attendance",
+            )?,
+            channel: text(channel, "engagement.channel")?,
+            count: count.max(1),
+            subject: text(subject, "engagement.subject")?,
+        },
+        PayloadDraft::Subscription {
+            plan,
+            change,
+            seats,
+            mrr,
+            currency,
+        } => {
+            let mrr = money(mrr, "subscription.mrr")?;
+            let currency = if mrr > 0.0 || !currency.is_empty() {
+                Some(currency_code(currency, "subscription.currency")?)
+            } else {
+                None
+            };
+            Payload::Subscription {
+                plan: id(plan, "subscription.plan")?,
+                change: known(
+                    change,
+                    "subscription.change",
+                    "start, upgrade, downgrade, renew or cancel",
+                )?,
+                seats,
+                mrr,
+                currency,
+            }
+        }
+        PayloadDraft::Payment {
+            invoice_id,
+            due_at,
+            paid_at,
+            amount,
+            currency,
+        } => Payload::Payment {
+            invoice_id: id(invoice_id, "payment.invoice_id")?,
+            due_at: due_at.ok_or_else(|| {
+                Rejection::new(RejectReason::MissingField, "payment.due_at", "is required")
+            })?,
+            paid_at,
+            amount: money(amount, "payment.amount")?,
+            currency: currency_code(currency, "payment.currency")?,
+        },
+        PayloadDraft::Profile(p) => {
+            let cost = p
+                .acquisition_cost
+                .map(|c| money(c, "profile.acquisition_cost"))
+                .transpose()?;
+            let currency = match cost {
+                Some(_) => currency_code(p.currency, "profile.currency")?,
+                None => p.currency,
+            };
+            Payload::Profile(Profile {
+                region: text(p.region, "profile.region")?,
+                industry: text(p.industry, "profile.industry")?,
+                acquisition_channel: text(p.acquisition_channel, "profile.acquisition_channel")?,
+                acquisition_cost: cost,
+                currency,
+                owner: text(p.owner, "profile.owner")?,
+            })
+        }
     })
+}
+
+fn known<T>(value: Option<T>, field: &str, expected: &str) -> Result<T, Rejection> {
+    value.ok_or_else(|| {
+        Rejection::new(
+            RejectReason::InvalidValue,
+            field,
+            format!("unknown or missing; expected {expected}"),
+        )
+    })
+}
+
+fn money(amount: f64, field: &str) -> Result<f64, Rejection> {
+    if !amount.is_finite() {
+        return Err(Rejection::new(
+            RejectReason::InvalidValue,
+            field,
+            "must be a finite number",
+        ));
+    }
+    if amount < 0.0 {
+        return Err(Rejection::new(
+            RejectReason::OutOfRange,
+            field,
+            format!("must not be negative, got {amount}"),
+        ));
+    }
+    Ok(amount)
 }
 
 fn id(value: String, field: &str) -> Result<String, Rejection> {
@@ -305,6 +549,18 @@ fn id(value: String, field: &str) -> Result<String, Rejection> {
             RejectReason::TooLong,
             field,
             format!("is {chars} characters long, at most {MAX_ID_LEN} are allowed"),
+        ));
+    }
+    Ok(value)
+}
+
+fn text(value: String, field: &str) -> Result<String, Rejection> {
+    let chars = value.chars().count();
+    if chars > MAX_TEXT_LEN {
+        return Err(Rejection::new(
+            RejectReason::TooLong,
+            field,
+            format!("is {chars} characters long, at most {MAX_TEXT_LEN} are allowed"),
         ));
     }
     Ok(value)
@@ -402,6 +658,155 @@ mod tests {
         draft.sent_at = Some(now() + Duration::hours(2));
         let event = validate(draft, now(), &ValidationPolicy::default()).unwrap();
         assert_eq!(event.occurred_at, now() - Duration::hours(1));
+    }
+
+    #[test]
+    fn every_event_type_checks_its_fields() {
+        let at = Some(now() - Duration::hours(1));
+        let event = |payload| EventDraft {
+            event_id: "e".into(),
+            customer_id: "c".into(),
+            occurred_at: at,
+            sent_at: None,
+            payload: Some(payload),
+        };
+        let field = |payload| rejection(event(payload)).field;
+        assert_eq!(
+            field(PayloadDraft::Survey {
+                kind: Some(SurveyKind::Csat),
+                score: 6,
+                comment: String::new()
+            }),
+            "survey.score"
+        );
+        assert_eq!(
+            field(PayloadDraft::Survey {
+                kind: Some(SurveyKind::Ces),
+                score: 0,
+                comment: String::new()
+            }),
+            "survey.score"
+        );
+        assert_eq!(
+            field(PayloadDraft::Survey {
+                kind: None,
+                score: 3,
+                comment: String::new()
+            }),
+            "survey.kind"
+        );
+        assert_eq!(
+            field(PayloadDraft::Refund {
+                order_id: "o".into(),
+                amount: -1.0,
+                currency: "EUR".into()
+            }),
+            "refund.amount"
+        );
+        assert_eq!(
+            field(PayloadDraft::SupportTicket {
+                ticket_id: "t".into(),
+                status: None,
+                channel: "chat".into(),
+                priority: None
+            }),
+            "support_ticket.status"
+        );
+        assert_eq!(
+            field(PayloadDraft::Engagement {
+                kind: None,
+                channel: String::new(),
+                count: 1,
+                subject: String::new()
+            }),
+            "engagement.kind"
+        );
+        assert_eq!(
+            field(PayloadDraft::Subscription {
+                plan: "pro".into(),
+                change: Some(SubscriptionChange::Start),
+                seats: 3,
+                mrr: 90.0,
+                currency: String::new()
+            }),
+            "subscription.currency"
+        );
+        assert_eq!(
+            field(PayloadDraft::Payment {
+                invoice_id: "i".into(),
+                due_at: None,
+                paid_at: None,
+                amount: 10.0,
+                currency: "EUR".into()
+            }),
+            "payment.due_at"
+        );
+        let costly = Profile {
+            acquisition_cost: Some(f64::INFINITY),
+            currency: "EUR".into(),
+            ..Profile::default()
+        };
+        assert_eq!(
+            field(PayloadDraft::Profile(costly)),
+            "profile.acquisition_cost"
+        );
+        let long = "x".repeat(MAX_TEXT_LEN + 1);
+        assert_eq!(
+            field(PayloadDraft::Complaint {
+                complaint_id: "k".into(),
+                category: long,
+                severity: Some(ComplaintSeverity::Low),
+                channel: String::new()
+            }),
+            "complaint.category"
+        );
+
+        let good = [
+            PayloadDraft::Refund {
+                order_id: "o".into(),
+                amount: 5.0,
+                currency: "EUR".into(),
+            },
+            PayloadDraft::SupportTicket {
+                ticket_id: "t".into(),
+                status: Some(TicketStatus::Opened),
+                channel: "chat".into(),
+                priority: None,
+            },
+            PayloadDraft::Engagement {
+                kind: Some(EngagementKind::Login),
+                channel: "app".into(),
+                count: 0,
+                subject: String::new(),
+            },
+            PayloadDraft::Subscription {
+                plan: "free".into(),
+                change: Some(SubscriptionChange::Start),
+                seats: 1,
+                mrr: 0.0,
+                currency: String::new(),
+            },
+            PayloadDraft::Payment {
+                invoice_id: "i".into(),
+                due_at: at,
+                paid_at: None,
+                amount: 10.0,
+                currency: "EUR".into(),
+            },
+            PayloadDraft::Profile(Profile {
+                region: "EU".into(),
+                ..Profile::default()
+            }),
+            PayloadDraft::Survey {
+                kind: Some(SurveyKind::Csat),
+                score: 5,
+                comment: String::new(),
+            },
+        ];
+        for payload in good {
+            let valid = validate(event(payload.clone()), now(), &ValidationPolicy::default());
+            assert!(valid.is_ok(), "{payload:?}: {valid:?}");
+        }
     }
 
     proptest! {

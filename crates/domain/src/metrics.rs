@@ -51,6 +51,17 @@ impl CustomerMetrics {
                 let horizon = newest - Duration::days(COMPLAINT_MEMORY_DAYS);
                 self.complaint_times.retain(|t| *t > horizon);
             }
+            Payload::Refund { amount, .. } => {
+                self.monetary_total = (self.monetary_total - amount).max(0.0);
+            }
+            // Stored and validated now; their indicators (CSAT, CES, tickets, engagement,
+            // subscriptions, payments, profile) come with the full indicator set.
+            Payload::Survey { .. }
+            | Payload::SupportTicket { .. }
+            | Payload::Engagement { .. }
+            | Payload::Subscription { .. }
+            | Payload::Payment { .. }
+            | Payload::Profile(_) => {}
         }
     }
 

@@ -2,7 +2,7 @@
 
 use crate::store::{Checked, Outcome, Store, StoreError};
 use prost::Message as _;
-use rapport_domain::event::{ValidationPolicy, validate};
+use rapport_domain::event::{RejectReason, Rejection, ValidationPolicy, validate};
 use rapport_proto::convert;
 use rapport_proto::ingestion::v1 as pb;
 use rapport_server::{Principal, Role};
@@ -12,6 +12,8 @@ use tonic::{Request, Response, Status};
 
 /// Most events in one `Ingest` request.
 pub const MAX_BATCH: usize = 2_500;
+/// Largest single event, encoded.
+pub const MAX_EVENT_BYTES: usize = 32 * 1024;
 /// Largest `Ingest` request.
 pub const MAX_REQUEST_BYTES: usize = 4 * 1024 * 1024;
 /// Most events returned by one `ListCustomerEvents` call per customer.
@@ -145,6 +147,21 @@ fn check(
     policy: &ValidationPolicy,
 ) -> Checked {
     let raw = event.encode_to_vec();
+    if raw.len() > MAX_EVENT_BYTES {
+        let rejection = Rejection::new(
+            RejectReason::TooLarge,
+            "payload",
+            format!(
+                "the event is {} bytes, at most {MAX_EVENT_BYTES} are allowed",
+                raw.len()
+            ),
+        );
+        return Checked::Invalid {
+            event_id: event.event_id.clone(),
+            raw,
+            rejection,
+        };
+    }
     match convert::draft(event).and_then(|d| validate(d, now, policy)) {
         Ok(valid) => Checked::Valid {
             sent_at: event
@@ -177,18 +194,79 @@ mod tests {
     use proptest::prelude::*;
 
     fn good() -> pb::Event {
-        pb::Event {
-            event_id: "e-1".into(),
-            customer_id: "c-1".into(),
-            occurred_at: Some(convert::timestamp(1_700_000_000_000)),
-            sent_at: Some(convert::timestamp(1_700_000_000_500)),
-            payload: Some(pb::event::Payload::Order(pb::Order {
+        goods().remove(0)
+    }
+
+    /// One valid event of each of the nine types.
+    fn goods() -> Vec<pb::Event> {
+        use pb::event::Payload as P;
+        let t = |ms| Some(convert::timestamp(ms));
+        let payloads = vec![
+            P::Order(pb::Order {
                 order_id: "o-1".into(),
                 amount: 12.5,
                 currency: "EUR".into(),
                 items: 2,
-            })),
-        }
+            }),
+            P::Refund(pb::Refund {
+                order_id: "o-1".into(),
+                amount: 2.5,
+                currency: "EUR".into(),
+            }),
+            P::Survey(pb::Survey {
+                kind: pb::SurveyKind::Csat.into(),
+                score: 4,
+                comment: "fine".into(),
+            }),
+            P::Complaint(pb::Complaint {
+                complaint_id: "k".into(),
+                category: "billing".into(),
+                severity: pb::Severity::High.into(),
+                channel: "mail".into(),
+            }),
+            P::SupportTicket(pb::SupportTicket {
+                ticket_id: "t".into(),
+                status: pb::TicketStatus::Opened.into(),
+                channel: "chat".into(),
+                priority: pb::Priority::High.into(),
+            }),
+            P::Engagement(pb::Engagement {
+                kind: pb::EngagementKind::Login.into(),
+                channel: "app".into(),
+                count: 3,
+                subject: String::new(),
+            }),
+            P::Subscription(pb::Subscription {
+                plan: "pro".into(),
+                change: pb::SubscriptionChange::Upgrade.into(),
+                seats: 5,
+                mrr: 99.0,
+                currency: "EUR".into(),
+            }),
+            P::Payment(pb::Payment {
+                invoice_id: "i".into(),
+                due_at: t(1_699_000_000_000),
+                paid_at: None,
+                amount: 99.0,
+                currency: "EUR".into(),
+            }),
+            P::Profile(pb::Profile {
+                region: "EU".into(),
+                acquisition_cost: Some(120.0),
+                currency: "EUR".into(),
+                ..Default::default()
+            }),
+        ];
+        payloads
+            .into_iter()
+            .map(|p| pb::Event {
+                event_id: "e-1".into(),
+                customer_id: "c-1".into(),
+                occurred_at: t(1_700_000_000_000),
+                sent_at: t(1_700_000_000_500),
+                payload: Some(p),
+            })
+            .collect()
     }
 
     proptest! {
@@ -200,8 +278,9 @@ mod tests {
         fn mutated_events_get_a_verdict_naming_the_field(
             flips in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 0..8),
             cut in any::<prop::sample::Index>(),
+            which in 0usize..9,
         ) {
-            let mut bytes = good().encode_to_vec();
+            let mut bytes = goods().swap_remove(which).encode_to_vec();
             for (at, byte) in flips {
                 let i = at.index(bytes.len());
                 bytes[i] = byte;
@@ -228,12 +307,30 @@ mod tests {
     }
 
     #[test]
-    fn a_good_event_is_valid() {
+    fn a_good_event_of_every_type_is_valid_and_an_oversized_one_is_not() {
         let now = chrono::DateTime::from_timestamp(1_700_000_100, 0).unwrap();
-        assert!(matches!(
-            check(&good(), now, &ValidationPolicy::default()),
-            Checked::Valid { .. }
-        ));
+        for event in goods() {
+            let checked = check(&event, now, &ValidationPolicy::default());
+            assert!(
+                matches!(checked, Checked::Valid { .. }),
+                "{event:?}: {checked:?}"
+            );
+        }
+        let mut huge = good();
+        huge.payload = Some(pb::event::Payload::Survey(pb::Survey {
+            kind: pb::SurveyKind::Nps.into(),
+            score: 5,
+            comment: "x".repeat(MAX_EVENT_BYTES),
+        }));
+        match check(&huge, now, &ValidationPolicy::default()) {
+            Checked::Invalid { rejection, .. } => {
+                assert_eq!(
+                    (rejection.reason, rejection.field.as_str()),
+                    (RejectReason::TooLarge, "payload")
+                )
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

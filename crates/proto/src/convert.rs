@@ -4,29 +4,39 @@ use crate::common::v1 as common;
 use crate::ingestion::v1 as pb;
 use chrono::{DateTime, Utc};
 use rapport_domain::event::{
-    ComplaintSeverity, EventDraft, PayloadDraft, RejectReason, Rejection, SurveyKind,
+    ComplaintSeverity, EngagementKind, EventDraft, PayloadDraft, Priority, Profile, RejectReason,
+    Rejection, SubscriptionChange, SurveyKind, TicketStatus,
 };
 use rapport_domain::scorecard::Band;
 use rapport_domain::tier::Tier;
 
 /// The domain draft of a proto event, or a rejection when a field cannot even be read.
 pub fn draft(event: &pb::Event) -> Result<EventDraft, Rejection> {
-    let payload = event.payload.as_ref().map(|p| match p {
-        pb::event::Payload::Order(o) => PayloadDraft::Order {
+    use pb::event::Payload as P;
+    let payload = match &event.payload {
+        None => None,
+        Some(P::Order(o)) => Some(PayloadDraft::Order {
             order_id: o.order_id.clone(),
             amount: o.amount,
             currency: o.currency.clone(),
             items: o.items,
-        },
-        pb::event::Payload::Survey(s) => PayloadDraft::Survey {
+        }),
+        Some(P::Refund(r)) => Some(PayloadDraft::Refund {
+            order_id: r.order_id.clone(),
+            amount: r.amount,
+            currency: r.currency.clone(),
+        }),
+        Some(P::Survey(s)) => Some(PayloadDraft::Survey {
             kind: match pb::SurveyKind::try_from(s.kind) {
                 Ok(pb::SurveyKind::Nps) => Some(SurveyKind::Nps),
+                Ok(pb::SurveyKind::Csat) => Some(SurveyKind::Csat),
+                Ok(pb::SurveyKind::Ces) => Some(SurveyKind::Ces),
                 _ => None,
             },
             score: s.score,
             comment: s.comment.clone(),
-        },
-        pb::event::Payload::Complaint(c) => PayloadDraft::Complaint {
+        }),
+        Some(P::Complaint(c)) => Some(PayloadDraft::Complaint {
             complaint_id: c.complaint_id.clone(),
             category: c.category.clone(),
             severity: match pb::Severity::try_from(c.severity) {
@@ -36,8 +46,84 @@ pub fn draft(event: &pb::Event) -> Result<EventDraft, Rejection> {
                 _ => None,
             },
             channel: c.channel.clone(),
-        },
-    });
+        }),
+        Some(P::SupportTicket(t)) => Some(PayloadDraft::SupportTicket {
+            ticket_id: t.ticket_id.clone(),
+            status: match pb::TicketStatus::try_from(t.status) {
+                Ok(pb::TicketStatus::Opened) => Some(TicketStatus::Opened),
+                Ok(pb::TicketStatus::FirstResponse) => Some(TicketStatus::FirstResponse),
+                Ok(pb::TicketStatus::Resolved) => Some(TicketStatus::Resolved),
+                Ok(pb::TicketStatus::Reopened) => Some(TicketStatus::Reopened),
+                _ => None,
+            },
+            channel: t.channel.clone(),
+            priority: match pb::Priority::try_from(t.priority) {
+                Ok(pb::Priority::Unspecified) => None,
+                Ok(pb::Priority::Low) => Some(Priority::Low),
+                Ok(pb::Priority::Normal) => Some(Priority::Normal),
+                Ok(pb::Priority::High) => Some(Priority::High),
+                Ok(pb::Priority::Urgent) => Some(Priority::Urgent),
+                Err(_) => {
+                    return Err(Rejection::new(
+                        RejectReason::InvalidValue,
+                        "support_ticket.priority",
+                        format!("unknown priority {}", t.priority),
+                    ));
+                }
+            },
+        }),
+        Some(P::Engagement(e)) => Some(PayloadDraft::Engagement {
+            kind: match pb::EngagementKind::try_from(e.kind) {
+                Ok(pb::EngagementKind::Login) => Some(EngagementKind::Login),
+                Ok(pb::EngagementKind::FeatureUse) => Some(EngagementKind::FeatureUse),
+                Ok(pb::EngagementKind::EmailOpen) => Some(EngagementKind::EmailOpen),
+                Ok(pb::EngagementKind::EmailClick) => Some(EngagementKind::EmailClick),
+                Ok(pb::EngagementKind::CampaignResponse) => Some(EngagementKind::CampaignResponse),
+                Ok(pb::EngagementKind::EventAttendance) => Some(EngagementKind::EventAttendance),
+                _ => None,
+            },
+            channel: e.channel.clone(),
+            count: e.count,
+            subject: e.subject.clone(),
+        }),
+        Some(P::Subscription(s)) => Some(PayloadDraft::Subscription {
+            plan: s.plan.clone(),
+            change: match pb::SubscriptionChange::try_from(s.change) {
+                Ok(pb::SubscriptionChange::Start) => Some(SubscriptionChange::Start),
+                Ok(pb::SubscriptionChange::Upgrade) => Some(SubscriptionChange::Upgrade),
+                Ok(pb::SubscriptionChange::Downgrade) => Some(SubscriptionChange::Downgrade),
+                Ok(pb::SubscriptionChange::Renew) => Some(SubscriptionChange::Renew),
+                Ok(pb::SubscriptionChange::Cancel) => Some(SubscriptionChange::Cancel),
+                _ => None,
+            },
+            seats: s.seats,
+            mrr: s.mrr,
+            currency: s.currency.clone(),
+        }),
+        Some(P::Payment(p)) => Some(PayloadDraft::Payment {
+            invoice_id: p.invoice_id.clone(),
+            due_at: p
+                .due_at
+                .as_ref()
+                .map(|t| time(t, "payment.due_at"))
+                .transpose()?,
+            paid_at: p
+                .paid_at
+                .as_ref()
+                .map(|t| time(t, "payment.paid_at"))
+                .transpose()?,
+            amount: p.amount,
+            currency: p.currency.clone(),
+        }),
+        Some(P::Profile(p)) => Some(PayloadDraft::Profile(Profile {
+            region: p.region.clone(),
+            industry: p.industry.clone(),
+            acquisition_channel: p.acquisition_channel.clone(),
+            acquisition_cost: p.acquisition_cost,
+            currency: p.currency.clone(),
+            owner: p.owner.clone(),
+        })),
+    };
     Ok(EventDraft {
         event_id: event.event_id.clone(),
         customer_id: event.customer_id.clone(),
@@ -60,10 +146,12 @@ pub fn time(t: &prost_types::Timestamp, field: &str) -> Result<DateTime<Utc>, Re
     u32::try_from(t.nanos)
         .ok()
         .and_then(|nanos| DateTime::from_timestamp(t.seconds, nanos))
-        .ok_or_else(|| Rejection {
-            reason: RejectReason::InvalidValue,
-            field: field.to_owned(),
-            message: format!("not a valid timestamp ({}s {}ns)", t.seconds, t.nanos),
+        .ok_or_else(|| {
+            Rejection::new(
+                RejectReason::InvalidValue,
+                field,
+                format!("not a valid timestamp ({}s {}ns)", t.seconds, t.nanos),
+            )
         })
 }
 
@@ -85,6 +173,7 @@ pub fn reason(r: RejectReason) -> pb::RejectReason {
         RejectReason::InFuture => pb::RejectReason::InFuture,
         RejectReason::Conflict => pb::RejectReason::Conflict,
         RejectReason::UnsupportedType => pb::RejectReason::UnsupportedType,
+        RejectReason::TooLarge => pb::RejectReason::TooLarge,
     }
 }
 
