@@ -118,3 +118,37 @@ async fn cdnow_sample_imported_as_events_rebuilds_the_published_summaries() {
         "{second}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_full_cdnow_log_arrives_whole_and_only_once() {
+    let platform = Embedded::start();
+    let clients = Clients::new(&platform.addrs);
+    let first = import(&platform, &cdnow("CDNOW_master.txt"));
+    assert!(
+        first.starts_with("accepted 69659  duplicate 0  rejected 0"),
+        "{first}"
+    );
+
+    let now = prost_types::Timestamp {
+        seconds: chrono::Utc::now().timestamp(),
+        nanos: 0,
+    };
+    let features = eventually(
+        "all 23,570 customers scored",
+        Duration::from_secs(300),
+        || async {
+            let f = all_features(&clients, now).await;
+            let orders: u64 = f.iter().map(|c| c.frequency).sum();
+            (f.len() == 23_570 && orders == 69_659).then_some(f)
+        },
+    )
+    .await;
+    let dollars: f64 = features.iter().map(|c| c.monetary).sum();
+    assert!((dollars - 2_500_315.63).abs() < 0.01, "total {dollars:.2}");
+
+    let second = import(&platform, &cdnow("CDNOW_master.txt"));
+    assert!(
+        second.starts_with("accepted 0  duplicate 69659  rejected 0"),
+        "{second}"
+    );
+}

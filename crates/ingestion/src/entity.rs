@@ -46,6 +46,8 @@ pub mod quarantine {
         pub message: String,
         pub raw: Vec<u8>,
         pub received_at: i64,
+        /// When the event was replayed successfully, if it was.
+        pub replayed_at: Option<i64>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

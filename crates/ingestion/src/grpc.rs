@@ -1,6 +1,6 @@
 //! The gRPC adapter of ingestion: converts proto ↔ domain, authorises, maps errors to status.
 
-use crate::store::{Checked, Outcome, Store, StoreError};
+use crate::store::{Checked, Outcome, QuarantineFilter, Store, StoreError};
 use prost::Message as _;
 use rapport_domain::event::{RejectReason, Rejection, ValidationPolicy, validate};
 use rapport_proto::convert;
@@ -8,10 +8,22 @@ use rapport_proto::ingestion::v1 as pb;
 use rapport_server::{Principal, Role};
 use rapport_storage::outbox::RelayWaker;
 use sha2::{Digest, Sha256};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::Streaming;
 use tonic::{Request, Response, Status};
+use tracing::Instrument;
 
 /// Most events in one `Ingest` request.
 pub const MAX_BATCH: usize = 2_500;
+/// Most events committed together from a stream.
+const STREAM_BATCH: usize = 1_000;
+/// How long a stream may stay silent before the server checks again.
+const STREAM_IDLE: std::time::Duration = std::time::Duration::from_secs(1);
+/// How long to wait for more events before committing what a stream has sent.
+const STREAM_LINGER: std::time::Duration = std::time::Duration::from_millis(5);
+/// Most quarantined events in one answer.
+const MAX_QUARANTINE_PAGE: u32 = 1_000;
 /// Largest single event, encoded.
 pub const MAX_EVENT_BYTES: usize = 32 * 1024;
 /// Largest `Ingest` request.
@@ -33,43 +45,37 @@ impl From<StoreError> for Status {
 }
 
 /// The ingestion gRPC service.
+#[derive(Clone)]
 pub struct IngestionApi {
     pub store: Store,
     pub policy: ValidationPolicy,
     pub waker: RelayWaker,
 }
 
-#[tonic::async_trait]
-impl pb::ingestion_service_server::IngestionService for IngestionApi {
-    async fn ingest(
+impl IngestionApi {
+    /// Checks and stores a batch; `first_index` numbers its results (for streams).
+    async fn process(
         &self,
-        req: Request<pb::IngestRequest>,
-    ) -> Result<Response<pb::IngestResponse>, Status> {
-        let tenant = Principal::of(&req)?.require(&[Role::Ingest])?.to_owned();
-        let events = req.into_inner().events;
-        if events.len() > MAX_BATCH {
-            return Err(Status::invalid_argument(format!(
-                "events: at most {MAX_BATCH} events per request, got {}; nothing was stored",
-                events.len()
-            )));
-        }
+        tenant: &str,
+        events: &[pb::Event],
+        first_index: u32,
+    ) -> Result<pb::IngestResponse, StoreError> {
         let now = chrono::Utc::now();
         let checked: Vec<Checked> = events.iter().map(|e| check(e, now, &self.policy)).collect();
         let outcomes = self
             .store
             .ingest(
-                &tenant,
+                tenant,
                 checked,
                 now.timestamp_millis(),
                 rapport_telemetry::current_traceparent(),
             )
             .await?;
         self.waker.wake();
-
         let mut response = pb::IngestResponse::default();
-        for (index, (event, outcome)) in events.iter().zip(outcomes).enumerate() {
+        for (offset, (event, outcome)) in events.iter().zip(outcomes).enumerate() {
             let mut result = pb::EventResult {
-                index: index as u32,
+                index: first_index.saturating_add(offset as u32),
                 event_id: event.event_id.clone(),
                 ..Default::default()
             };
@@ -99,7 +105,205 @@ impl pb::ingestion_service_server::IngestionService for IngestionApi {
             rejected = response.rejected,
             "ingested"
         );
-        Ok(Response::new(response))
+        Ok(response)
+    }
+}
+
+fn domain_reason(r: pb::RejectReason) -> RejectReason {
+    match r {
+        pb::RejectReason::MissingField | pb::RejectReason::Unspecified => {
+            RejectReason::MissingField
+        }
+        pb::RejectReason::InvalidValue => RejectReason::InvalidValue,
+        pb::RejectReason::OutOfRange => RejectReason::OutOfRange,
+        pb::RejectReason::TooLong => RejectReason::TooLong,
+        pb::RejectReason::InFuture => RejectReason::InFuture,
+        pb::RejectReason::Conflict => RejectReason::Conflict,
+        pb::RejectReason::UnsupportedType => RejectReason::UnsupportedType,
+        pb::RejectReason::TooLarge => RejectReason::TooLarge,
+    }
+}
+
+#[tonic::async_trait]
+impl pb::ingestion_service_server::IngestionService for IngestionApi {
+    async fn ingest(
+        &self,
+        req: Request<pb::IngestRequest>,
+    ) -> Result<Response<pb::IngestResponse>, Status> {
+        let tenant = Principal::of(&req)?.require(&[Role::Ingest])?.to_owned();
+        let events = req.into_inner().events;
+        if events.len() > MAX_BATCH {
+            return Err(Status::invalid_argument(format!(
+                "events: at most {MAX_BATCH} events per request, got {}; nothing was stored",
+                events.len()
+            )));
+        }
+        Ok(Response::new(self.process(&tenant, &events, 0).await?))
+    }
+
+    async fn ingest_one(
+        &self,
+        req: Request<pb::Event>,
+    ) -> Result<Response<pb::EventResult>, Status> {
+        let tenant = Principal::of(&req)?.require(&[Role::Ingest])?.to_owned();
+        let event = req.into_inner();
+        let mut answer = self
+            .process(&tenant, std::slice::from_ref(&event), 0)
+            .await?;
+        answer
+            .results
+            .pop()
+            .map(Response::new)
+            .ok_or_else(|| Status::internal("no verdict for the event"))
+    }
+
+    type IngestStreamStream = ReceiverStream<Result<pb::IngestResponse, Status>>;
+
+    async fn ingest_stream(
+        &self,
+        req: Request<Streaming<pb::Event>>,
+    ) -> Result<Response<Self::IngestStreamStream>, Status> {
+        let tenant = Principal::of(&req)?.require(&[Role::Ingest])?.to_owned();
+        let mut incoming = req.into_inner();
+        let (tx, rx) = mpsc::channel(16);
+        let api = self.clone();
+        let work = async move {
+            let mut next_index = 0u32;
+            let mut open = true;
+            while open {
+                // Gather what has arrived: up to a batch, or until the client pauses.
+                let mut batch = Vec::new();
+                while batch.len() < STREAM_BATCH {
+                    let wait = if batch.is_empty() {
+                        STREAM_IDLE
+                    } else {
+                        STREAM_LINGER
+                    };
+                    match tokio::time::timeout(wait, incoming.message()).await {
+                        Ok(Ok(Some(event))) => batch.push(event),
+                        Ok(Ok(None)) => {
+                            open = false;
+                            break;
+                        }
+                        Ok(Err(status)) => {
+                            tracing::info!(%status, "ingest stream ended by the client");
+                            open = false;
+                            break;
+                        }
+                        Err(_) => break,
+                    }
+                }
+                if batch.is_empty() {
+                    continue;
+                }
+                let answer = api
+                    .process(&tenant, &batch, next_index)
+                    .await
+                    .map_err(Status::from);
+                next_index = next_index.saturating_add(batch.len() as u32);
+                let failed = answer.is_err();
+                if tx.send(answer).await.is_err() || failed {
+                    return;
+                }
+            }
+        };
+        tokio::spawn(work.instrument(tracing::Span::current()));
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+
+    async fn list_quarantine(
+        &self,
+        req: Request<pb::ListQuarantineRequest>,
+    ) -> Result<Response<pb::ListQuarantineResponse>, Status> {
+        let tenant = Principal::of(&req)?.require(&[Role::Read])?.to_owned();
+        let req = req.into_inner();
+        let millis = |t: &Option<prost_types::Timestamp>, field: &str| {
+            t.as_ref()
+                .map(|t| convert::time(t, field).map(|t| t.timestamp_millis()))
+                .transpose()
+                .map_err(|r| Status::invalid_argument(r.to_string()))
+        };
+        let reason = match pb::RejectReason::try_from(req.reason) {
+            Ok(pb::RejectReason::Unspecified) => None,
+            Ok(r) => Some(domain_reason(r)),
+            Err(_) => {
+                return Err(Status::invalid_argument(format!(
+                    "reason: unknown reason {}",
+                    req.reason
+                )));
+            }
+        };
+        let filter = QuarantineFilter {
+            reason,
+            received_from: millis(&req.received_from, "received_from")?,
+            received_until: millis(&req.received_until, "received_until")?,
+            include_replayed: req.include_replayed,
+            before_id: Some(req.before_id).filter(|id| *id > 0),
+            limit: u64::from(if req.limit == 0 {
+                MAX_QUARANTINE_PAGE
+            } else {
+                req.limit.min(MAX_QUARANTINE_PAGE)
+            }),
+        };
+        let events = self
+            .store
+            .quarantine(&tenant, &filter)
+            .await?
+            .into_iter()
+            .map(|q| pb::QuarantinedEvent {
+                id: q.id,
+                reason: RejectReason::from_code(&q.reason)
+                    .map_or(pb::RejectReason::Unspecified, convert::reason)
+                    .into(),
+                event: pb::Event::decode(q.raw.as_slice()).ok(),
+                event_id: q.event_id,
+                field: q.field,
+                message: q.message,
+                received_at: Some(convert::timestamp(q.received_at)),
+                replayed_at: q.replayed_at.map(convert::timestamp),
+            })
+            .collect();
+        Ok(Response::new(pb::ListQuarantineResponse { events }))
+    }
+
+    async fn replay_quarantined(
+        &self,
+        req: Request<pb::ReplayQuarantinedRequest>,
+    ) -> Result<Response<pb::EventResult>, Status> {
+        let tenant = Principal::of(&req)?.require(&[Role::Ingest])?.to_owned();
+        let req = req.into_inner();
+        let entry = self
+            .store
+            .quarantined(&tenant, req.id)
+            .await?
+            .ok_or_else(|| Status::not_found(format!("id: no quarantined event {}", req.id)))?;
+        let event = match req.event {
+            Some(fixed) if fixed.event_id != entry.event_id => {
+                return Err(Status::invalid_argument(format!(
+                    "event.event_id: the replacement must keep the event id {:?}",
+                    entry.event_id
+                )));
+            }
+            Some(fixed) => fixed,
+            None => pb::Event::decode(entry.raw.as_slice()).map_err(|e| {
+                Status::failed_precondition(format!(
+                    "the stored bytes are not an event ({e}); send the corrected event"
+                ))
+            })?,
+        };
+        let mut answer = self
+            .process(&tenant, std::slice::from_ref(&event), 0)
+            .await?;
+        let result = answer
+            .results
+            .pop()
+            .ok_or_else(|| Status::internal("no verdict for the event"))?;
+        if result.verdict != pb::Verdict::Rejected as i32 {
+            self.store
+                .mark_replayed(&tenant, entry.id, chrono::Utc::now().timestamp_millis())
+                .await?;
+        }
+        Ok(Response::new(result))
     }
 
     async fn list_customer_events(

@@ -7,7 +7,13 @@ use sea_orm_migration::prelude::*;
 pub const OUTBOX: rapport_storage::outbox::Outbox =
     rapport_storage::outbox::Outbox::new("ingestion_outbox");
 
-rapport_storage::migrator!("ingestion_migrations", [m20261123_000001_events::Migration]);
+rapport_storage::migrator!(
+    "ingestion_migrations",
+    [
+        m20261123_000001_events::Migration,
+        m20261123_000002_quarantine_replay::Migration
+    ]
+);
 
 mod m20261123_000001_events {
     use super::*;
@@ -85,6 +91,39 @@ mod m20261123_000001_events {
                 )
                 .await?;
             rapport_storage::outbox::create_table(manager, "ingestion_outbox").await
+        }
+    }
+}
+
+mod m20261123_000002_quarantine_replay {
+    use super::*;
+
+    pub struct Migration;
+
+    impl MigrationName for Migration {
+        fn name(&self) -> &str {
+            "m20261123_000002_quarantine_replay"
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl MigrationTrait for Migration {
+        async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+            manager
+                .alter_table(
+                    Table::alter()
+                        .table(Alias::new("ingestion_quarantine"))
+                        .add_column(col("replayed_at").big_integer().null())
+                        .to_owned(),
+                )
+                .await?;
+            manager
+                .create_index(index(
+                    "ingestion_quarantine",
+                    "ingestion_quarantine_tenant",
+                    &["tenant_id", "id"],
+                ))
+                .await
         }
     }
 }

@@ -47,6 +47,17 @@ pub enum Outcome {
     Rejected(Rejection),
 }
 
+/// Which quarantined events to list.
+#[derive(Debug, Clone, Default)]
+pub struct QuarantineFilter {
+    pub reason: Option<RejectReason>,
+    pub received_from: Option<i64>,
+    pub received_until: Option<i64>,
+    pub include_replayed: bool,
+    pub before_id: Option<i64>,
+    pub limit: u64,
+}
+
 /// A stored event with its sequence number.
 #[derive(Debug, Clone)]
 pub struct StoredEvent {
@@ -133,6 +144,7 @@ impl Store {
                     message: Set(rejection.message.clone()),
                     raw: Set(raw),
                     received_at: Set(received_at),
+                    replayed_at: Set(None),
                 });
             }
             outcomes.push(outcome);
@@ -222,6 +234,61 @@ impl Store {
                 raw: m.payload,
             })
             .collect())
+    }
+
+    /// Quarantined events of a tenant, newest first.
+    pub async fn quarantine(
+        &self,
+        tenant: &str,
+        filter: &QuarantineFilter,
+    ) -> Result<Vec<quarantine::Model>, StoreError> {
+        let mut q = quarantine::Entity::find().filter(quarantine::Column::TenantId.eq(tenant));
+        if let Some(reason) = filter.reason {
+            q = q.filter(quarantine::Column::Reason.eq(reason.code()));
+        }
+        if let Some(from) = filter.received_from {
+            q = q.filter(quarantine::Column::ReceivedAt.gte(from));
+        }
+        if let Some(until) = filter.received_until {
+            q = q.filter(quarantine::Column::ReceivedAt.lt(until));
+        }
+        if !filter.include_replayed {
+            q = q.filter(quarantine::Column::ReplayedAt.is_null());
+        }
+        if let Some(before) = filter.before_id {
+            q = q.filter(quarantine::Column::Id.lt(before));
+        }
+        Ok(q.order_by_desc(quarantine::Column::Id)
+            .limit(filter.limit)
+            .all(&self.db)
+            .await?)
+    }
+
+    /// One quarantined event of a tenant.
+    pub async fn quarantined(
+        &self,
+        tenant: &str,
+        id: i64,
+    ) -> Result<Option<quarantine::Model>, StoreError> {
+        Ok(quarantine::Entity::find()
+            .filter(quarantine::Column::TenantId.eq(tenant))
+            .filter(quarantine::Column::Id.eq(id))
+            .one(&self.db)
+            .await?)
+    }
+
+    /// Marks a quarantined event as replayed.
+    pub async fn mark_replayed(&self, tenant: &str, id: i64, at: i64) -> Result<(), StoreError> {
+        quarantine::Entity::update_many()
+            .col_expr(
+                quarantine::Column::ReplayedAt,
+                sea_orm::sea_query::Expr::value(at),
+            )
+            .filter(quarantine::Column::TenantId.eq(tenant))
+            .filter(quarantine::Column::Id.eq(id))
+            .exec(&self.db)
+            .await?;
+        Ok(())
     }
 
     /// Number of stored events of a tenant.

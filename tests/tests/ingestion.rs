@@ -1,0 +1,212 @@
+//! Ingestion's three ways in (unary, batch, client stream), its limits, conflicts, and
+//! quarantine with replay, against a running platform.
+
+use rapport_proto::ingestion::v1 as pb;
+use rapport_tests::scenario::{nps, order};
+use rapport_tests::{Clients, Embedded, req};
+use std::collections::BTreeMap;
+
+fn verdict(r: &pb::EventResult) -> pb::Verdict {
+    pb::Verdict::try_from(r.verdict).unwrap_or(pb::Verdict::Unspecified)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn unary_batch_limits_and_conflicts() {
+    let platform = Embedded::start();
+    let c = Clients::new(&platform.addrs);
+    let mut ingestion = c.ingestion.clone();
+
+    let first = ingestion
+        .ingest_one(req(order("u1", "ann", 3, 10.0)))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(verdict(&first), pb::Verdict::Accepted);
+    let again = ingestion
+        .ingest_one(req(order("u1", "ann", 3, 10.0)))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(verdict(&again), pb::Verdict::Duplicate);
+    let conflict = ingestion
+        .ingest_one(req(order("u1", "ann", 3, 99.0)))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (verdict(&conflict), conflict.reason, conflict.field.as_str()),
+        (
+            pb::Verdict::Rejected,
+            pb::RejectReason::Conflict as i32,
+            "event_id"
+        )
+    );
+
+    // A request over the limit fails as a whole and stores nothing.
+    let too_many: Vec<_> = (0..2_501)
+        .map(|i| order(&format!("big-{i}"), "bob", 2, 1.0))
+        .collect();
+    let status = ingestion
+        .ingest(req(pb::IngestRequest { events: too_many }))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::InvalidArgument);
+    assert!(status.message().contains("2500"), "{}", status.message());
+    let after = ingestion
+        .ingest_one(req(order("big-0", "bob", 2, 1.0)))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        verdict(&after),
+        pb::Verdict::Accepted,
+        "nothing of the refused request was stored"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stream_is_acknowledged_in_batches_once_per_event() {
+    let platform = Embedded::start();
+    let c = Clients::new(&platform.addrs);
+    let total = 3_000;
+    let events: Vec<pb::Event> = (0..total)
+        .map(|i| {
+            if i % 100 == 7 {
+                nps(&format!("s{i}"), "sam", 1, 11)
+            } else {
+                order(
+                    &format!("s{i}"),
+                    &format!("cust-{}", i % 50),
+                    1 + i % 30,
+                    5.0,
+                )
+            }
+        })
+        .collect();
+    let answers = c
+        .ingestion
+        .clone()
+        .ingest_stream(req(tokio_stream::iter(events.clone())))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut acks: BTreeMap<u32, pb::EventResult> = BTreeMap::new();
+    let mut batches = 0;
+    let mut answers = answers;
+    while let Some(batch) = answers.message().await.unwrap() {
+        batches += 1;
+        for r in batch.results {
+            assert!(
+                acks.insert(r.index, r).is_none(),
+                "an event acknowledged twice"
+            );
+        }
+    }
+    assert_eq!(acks.len(), total as usize, "every event acknowledged");
+    assert!(batches > 1, "acknowledgements come in batches");
+    for (i, event) in events.iter().enumerate() {
+        let r = &acks[&(i as u32)];
+        assert_eq!(r.event_id, event.event_id);
+        let expected = if i % 100 == 7 {
+            pb::Verdict::Rejected
+        } else {
+            pb::Verdict::Accepted
+        };
+        assert_eq!(verdict(r), expected, "{r:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn quarantined_events_can_be_listed_and_replayed_once_fixed() {
+    let platform = Embedded::start();
+    let c = Clients::new(&platform.addrs);
+    let mut ingestion = c.ingestion.clone();
+    let bad = nps("q1", "quinn", 1, 11);
+    let answer = ingestion
+        .ingest(req(pb::IngestRequest {
+            events: vec![bad.clone(), order("q2", "quinn", 1, 5.0)],
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((answer.accepted, answer.rejected), (1, 1));
+
+    let list = |reason: pb::RejectReason, include_replayed: bool| pb::ListQuarantineRequest {
+        reason: reason.into(),
+        include_replayed,
+        ..Default::default()
+    };
+    let entries = ingestion
+        .list_quarantine(req(list(pb::RejectReason::OutOfRange, false)))
+        .await
+        .unwrap()
+        .into_inner()
+        .events;
+    assert_eq!(entries.len(), 1);
+    let entry = &entries[0];
+    assert_eq!(
+        (entry.event_id.as_str(), entry.field.as_str()),
+        ("q1", "survey.score")
+    );
+    assert_eq!(entry.event.as_ref(), Some(&bad), "the raw event is kept");
+    assert!(
+        ingestion
+            .list_quarantine(req(list(pb::RejectReason::Conflict, false)))
+            .await
+            .unwrap()
+            .into_inner()
+            .events
+            .is_empty()
+    );
+
+    // Replaying it unchanged fails the same way; with another id it is refused.
+    let same = ingestion
+        .replay_quarantined(req(pb::ReplayQuarantinedRequest {
+            id: entry.id,
+            event: None,
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(verdict(&same), pb::Verdict::Rejected);
+    let other = nps("other", "quinn", 1, 9);
+    let refused = ingestion
+        .replay_quarantined(req(pb::ReplayQuarantinedRequest {
+            id: entry.id,
+            event: Some(other),
+        }))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument);
+
+    let fixed = nps("q1", "quinn", 1, 9);
+    let replayed = ingestion
+        .replay_quarantined(req(pb::ReplayQuarantinedRequest {
+            id: entry.id,
+            event: Some(fixed),
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(verdict(&replayed), pb::Verdict::Accepted);
+    let open: Vec<_> = ingestion
+        .list_quarantine(req(list(pb::RejectReason::Unspecified, false)))
+        .await
+        .unwrap()
+        .into_inner()
+        .events;
+    assert!(
+        open.iter().all(|e| e.id != entry.id),
+        "a replayed entry leaves the open list"
+    );
+    let all = ingestion
+        .list_quarantine(req(list(pb::RejectReason::Unspecified, true)))
+        .await
+        .unwrap()
+        .into_inner()
+        .events;
+    assert!(
+        all.iter()
+            .any(|e| e.id == entry.id && e.replayed_at.is_some())
+    );
+}
