@@ -59,3 +59,84 @@ async fn events_acknowledged_while_scoring_is_down_are_all_scored_later() {
         assert_eq!(frequency, Some(3.0), "{c}: each event applied exactly once");
     }
 }
+
+/// Scoring goes down and comes back while producers keep sending: every event is acknowledged
+/// as it arrives, the outbox drains afterwards, and every customer is scored on all of its
+/// events, with nothing sent twice by the client.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_scoring_outage_under_load_delays_scores_and_loses_none() {
+    use rapport_proto::scoring::v1::ListCustomerFeaturesRequest;
+
+    let pg = Postgres::start();
+    let logs = tempfile::tempdir().unwrap();
+    let db = pg.url();
+    let backing = Backing {
+        database_url: &db,
+        redis_url: None,
+        otlp: None,
+    };
+    let mut platform = Distributed::start(&backing, logs.path());
+    let clients = Clients::new(&platform.addrs);
+    let (batches, per_batch, customers) = (40usize, 500usize, 300usize);
+
+    let producer = {
+        let clients = clients.clone();
+        tokio::spawn(async move {
+            for b in 0..batches {
+                let events: Vec<_> = (0..per_batch)
+                    .map(|i| {
+                        let n = b * per_batch + i;
+                        order(
+                            &format!("load-{n}"),
+                            &format!("load-{:03}", n % customers),
+                            1 + (n % 90) as i64,
+                            2.0,
+                        )
+                    })
+                    .collect();
+                let answer = clients
+                    .ingestion
+                    .clone()
+                    .ingest(req(ingestion::IngestRequest { events }))
+                    .await
+                    .unwrap()
+                    .into_inner();
+                assert_eq!(answer.accepted as usize, per_batch, "batch {b}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    platform.proc("scoring").kill();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    platform.procs.retain(|p| p.name != "scoring");
+    platform.procs.push(start_service(
+        "scoring",
+        &platform.addrs,
+        &backing,
+        logs.path(),
+    ));
+    producer.await.unwrap();
+
+    let total = (batches * per_batch) as u64;
+    eventually(
+        "every customer scored on all its events",
+        Duration::from_secs(120),
+        || async {
+            let page = clients
+                .scoring
+                .clone()
+                .list_customer_features(req(ListCustomerFeaturesRequest {
+                    after_customer_id: String::new(),
+                    page_size: 10_000,
+                    observation_end: None,
+                }))
+                .await
+                .ok()?
+                .into_inner();
+            let orders: u64 = page.customers.iter().map(|c| c.frequency).sum();
+            (page.customers.len() == customers && orders == total).then_some(())
+        },
+    )
+    .await;
+}
