@@ -7,7 +7,7 @@ CARGO ?= cargo
 VENV  ?= .venv
 PY    := $(VENV)/bin/python
 
-.PHONY: run test test-deps lint build fmt clean bench bench-models
+.PHONY: run test test-deps lint build fmt clean bench bench-models bench-ingest
 
 run:
 	$(CARGO) run -p rapport -- up
@@ -42,10 +42,13 @@ $(PY): tests/python/requirements.txt
 	@touch $(PY)
 
 # Benchmarks print one line per figure, beside a baseline measured in the same run.
-bench: bench-models
+bench: bench-models bench-ingest
 
 bench-models: $(PY)
 	$(CARGO) run --release -q -p rapport-bench --bin bench-models
+
+bench-ingest: test-deps
+	$(CARGO) run --release -q -p rapport-bench --bin bench-ingest
 
 fmt:
 	$(CARGO) fmt --all

@@ -58,8 +58,18 @@ pub struct Postgres {
 }
 
 impl Postgres {
-    /// Initialises and starts a cluster; the database `rapport` is ready when this returns.
+    /// Initialises and starts a cluster for tests (fsync off: a crash of the machine is not
+    /// what tests simulate); the database `rapport` is ready when this returns.
     pub fn start() -> Postgres {
+        Self::start_with(false)
+    }
+
+    /// A cluster that syncs every commit to disk, as production does (for benchmarks).
+    pub fn start_durable() -> Postgres {
+        Self::start_with(true)
+    }
+
+    fn start_with(fsync: bool) -> Postgres {
         let bin = pg_bin();
         let dir = tempfile::Builder::new()
             .prefix("rapport-pg-")
@@ -110,10 +120,10 @@ impl Postgres {
                 "-c",
                 "listen_addresses=127.0.0.1",
                 "-c",
-                "fsync=off",
-                "-c",
                 "max_connections=200",
+                "-c",
             ])
+            .arg(if fsync { "fsync=on" } else { "fsync=off" })
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

@@ -16,20 +16,26 @@ async fn unary_batch_limits_and_conflicts() {
     let c = Clients::new(&platform.addrs);
     let mut ingestion = c.ingestion.clone();
 
+    // One event value: `order` stamps the time when called, and a retry must be identical.
+    let ann = order("u1", "ann", 3, 10.0);
     let first = ingestion
-        .ingest_one(req(order("u1", "ann", 3, 10.0)))
+        .ingest_one(req(ann.clone()))
         .await
         .unwrap()
         .into_inner();
     assert_eq!(verdict(&first), pb::Verdict::Accepted);
     let again = ingestion
-        .ingest_one(req(order("u1", "ann", 3, 10.0)))
+        .ingest_one(req(ann.clone()))
         .await
         .unwrap()
         .into_inner();
     assert_eq!(verdict(&again), pb::Verdict::Duplicate);
+    let mut changed = ann.clone();
+    if let Some(pb::event::Payload::Order(o)) = changed.payload.as_mut() {
+        o.amount = 99.0;
+    }
     let conflict = ingestion
-        .ingest_one(req(order("u1", "ann", 3, 99.0)))
+        .ingest_one(req(changed))
         .await
         .unwrap()
         .into_inner();
@@ -52,6 +58,37 @@ async fn unary_batch_limits_and_conflicts() {
         .unwrap_err();
     assert_eq!(status.code(), tonic::Code::InvalidArgument);
     assert!(status.message().contains("2500"), "{}", status.message());
+    // A request over 4 MiB is refused whole too.
+    let padded: Vec<_> = (0..200)
+        .map(|i| {
+            let mut e = nps(&format!("pad-{i}"), "bob", 2, 5);
+            if let Some(pb::event::Payload::Survey(s)) = e.payload.as_mut() {
+                s.comment = "x".repeat(30_000);
+            }
+            e
+        })
+        .collect();
+    let status = ingestion
+        .ingest(req(pb::IngestRequest { events: padded }))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            status.code(),
+            tonic::Code::OutOfRange | tonic::Code::ResourceExhausted
+        ),
+        "{status:?}"
+    );
+    let pad = ingestion
+        .ingest_one(req(nps("pad-0", "bob", 2, 5)))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        verdict(&pad),
+        pb::Verdict::Accepted,
+        "nothing of the oversized request was stored"
+    );
     let after = ingestion
         .ingest_one(req(order("big-0", "bob", 2, 1.0)))
         .await

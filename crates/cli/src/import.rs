@@ -2,6 +2,7 @@
 //! with a summary by verdict. Event ids are deterministic, so importing a file again only
 //! finds duplicates.
 
+use chrono::{DateTime, Utc};
 use rapport_proto::ingestion::v1 as pb;
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -10,21 +11,36 @@ use std::io::BufRead;
 /// Events per `Ingest` request.
 pub const BATCH: usize = 1_000;
 
-/// One line of a JSONL event file.
+/// One line of a JSONL event file: the envelope and exactly one payload, named as in the
+/// proto (`order`, `refund`, `survey`, `complaint`, `support_ticket`, `engagement`,
+/// `subscription`, `payment`, `profile`); enumerations by their short lowercase name
+/// (`"nps"`, `"first_response"`, `"upgrade"`…).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct JsonEvent {
     event_id: String,
     customer_id: String,
-    occurred_at: chrono::DateTime<chrono::Utc>,
+    occurred_at: DateTime<Utc>,
     #[serde(default)]
-    sent_at: Option<chrono::DateTime<chrono::Utc>>,
+    sent_at: Option<DateTime<Utc>>,
     #[serde(default)]
     order: Option<JsonOrder>,
+    #[serde(default)]
+    refund: Option<JsonRefund>,
     #[serde(default)]
     survey: Option<JsonSurvey>,
     #[serde(default)]
     complaint: Option<JsonComplaint>,
+    #[serde(default)]
+    support_ticket: Option<JsonTicket>,
+    #[serde(default)]
+    engagement: Option<JsonEngagement>,
+    #[serde(default)]
+    subscription: Option<JsonSubscription>,
+    #[serde(default)]
+    payment: Option<JsonPayment>,
+    #[serde(default)]
+    profile: Option<JsonProfile>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -35,6 +51,14 @@ struct JsonOrder {
     currency: String,
     #[serde(default)]
     items: u32,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct JsonRefund {
+    order_id: String,
+    amount: f64,
+    currency: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -57,54 +81,183 @@ struct JsonComplaint {
     channel: String,
 }
 
-fn timestamp(t: chrono::DateTime<chrono::Utc>) -> prost_types::Timestamp {
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct JsonTicket {
+    ticket_id: String,
+    status: String,
+    #[serde(default)]
+    channel: String,
+    #[serde(default)]
+    priority: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct JsonEngagement {
+    kind: String,
+    #[serde(default)]
+    channel: String,
+    #[serde(default)]
+    count: u32,
+    #[serde(default)]
+    subject: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct JsonSubscription {
+    plan: String,
+    change: String,
+    #[serde(default)]
+    seats: u32,
+    #[serde(default)]
+    mrr: f64,
+    #[serde(default)]
+    currency: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct JsonPayment {
+    invoice_id: String,
+    due_at: DateTime<Utc>,
+    #[serde(default)]
+    paid_at: Option<DateTime<Utc>>,
+    amount: f64,
+    currency: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct JsonProfile {
+    region: String,
+    industry: String,
+    acquisition_channel: String,
+    acquisition_cost: Option<f64>,
+    currency: String,
+    owner: String,
+}
+
+fn timestamp(t: DateTime<Utc>) -> prost_types::Timestamp {
     prost_types::Timestamp {
         seconds: t.timestamp(),
         nanos: t.timestamp_subsec_nanos() as i32,
     }
 }
 
-/// Parses one JSONL line into a proto event; unknown enum names become unspecified values,
-/// which the server rejects with the field named.
+/// The value of a proto enumeration from its short name (`"nps"` → `SURVEY_KIND_NPS`);
+/// unknown names become 0 (unspecified), which the server rejects naming the field.
+fn enum_value(prefix: &str, name: &str, from_str_name: fn(&str) -> Option<i32>) -> i32 {
+    from_str_name(&format!("{prefix}_{}", name.to_ascii_uppercase())).unwrap_or(0)
+}
+
+/// Parses one JSONL line into a proto event.
 pub fn parse_line(line: &str) -> Result<pb::Event, String> {
+    use pb::event::Payload as P;
     let e: JsonEvent = serde_json::from_str(line).map_err(|e| e.to_string())?;
-    let payload = match (e.order, e.survey, e.complaint) {
-        (Some(o), None, None) => Some(pb::event::Payload::Order(pb::Order {
+    let mut payloads: Vec<P> = Vec::new();
+    if let Some(o) = e.order {
+        payloads.push(P::Order(pb::Order {
             order_id: o.order_id,
             amount: o.amount,
             currency: o.currency,
             items: o.items,
-        })),
-        (None, Some(s), None) => Some(pb::event::Payload::Survey(pb::Survey {
-            kind: match s.kind.as_str() {
-                "nps" => pb::SurveyKind::Nps,
-                _ => pb::SurveyKind::Unspecified,
-            }
-            .into(),
+        }));
+    }
+    if let Some(r) = e.refund {
+        payloads.push(P::Refund(pb::Refund {
+            order_id: r.order_id,
+            amount: r.amount,
+            currency: r.currency,
+        }));
+    }
+    if let Some(s) = e.survey {
+        let kind = enum_value("SURVEY_KIND", &s.kind, |n| {
+            pb::SurveyKind::from_str_name(n).map(Into::into)
+        });
+        payloads.push(P::Survey(pb::Survey {
+            kind,
             score: s.score,
             comment: s.comment,
-        })),
-        (None, None, Some(c)) => Some(pb::event::Payload::Complaint(pb::Complaint {
+        }));
+    }
+    if let Some(c) = e.complaint {
+        let severity = enum_value("SEVERITY", &c.severity, |n| {
+            pb::Severity::from_str_name(n).map(Into::into)
+        });
+        payloads.push(P::Complaint(pb::Complaint {
             complaint_id: c.complaint_id,
             category: c.category,
-            severity: match c.severity.as_str() {
-                "low" => pb::Severity::Low,
-                "medium" => pb::Severity::Medium,
-                "high" => pb::Severity::High,
-                _ => pb::Severity::Unspecified,
-            }
-            .into(),
+            severity,
             channel: c.channel,
-        })),
-        (None, None, None) => None,
-        _ => return Err("an event has exactly one of order, survey, complaint".to_owned()),
-    };
+        }));
+    }
+    if let Some(t) = e.support_ticket {
+        payloads.push(P::SupportTicket(pb::SupportTicket {
+            ticket_id: t.ticket_id,
+            status: enum_value("TICKET_STATUS", &t.status, |n| {
+                pb::TicketStatus::from_str_name(n).map(Into::into)
+            }),
+            channel: t.channel,
+            priority: t.priority.map_or(0, |p| {
+                enum_value("PRIORITY", &p, |n| {
+                    pb::Priority::from_str_name(n).map(Into::into)
+                })
+            }),
+        }));
+    }
+    if let Some(g) = e.engagement {
+        let kind = enum_value("ENGAGEMENT_KIND", &g.kind, |n| {
+            pb::EngagementKind::from_str_name(n).map(Into::into)
+        });
+        payloads.push(P::Engagement(pb::Engagement {
+            kind,
+            channel: g.channel,
+            count: g.count,
+            subject: g.subject,
+        }));
+    }
+    if let Some(s) = e.subscription {
+        let change = enum_value("SUBSCRIPTION_CHANGE", &s.change, |n| {
+            pb::SubscriptionChange::from_str_name(n).map(Into::into)
+        });
+        payloads.push(P::Subscription(pb::Subscription {
+            plan: s.plan,
+            change,
+            seats: s.seats,
+            mrr: s.mrr,
+            currency: s.currency,
+        }));
+    }
+    if let Some(p) = e.payment {
+        payloads.push(P::Payment(pb::Payment {
+            invoice_id: p.invoice_id,
+            due_at: Some(timestamp(p.due_at)),
+            paid_at: p.paid_at.map(timestamp),
+            amount: p.amount,
+            currency: p.currency,
+        }));
+    }
+    if let Some(p) = e.profile {
+        payloads.push(P::Profile(pb::Profile {
+            region: p.region,
+            industry: p.industry,
+            acquisition_channel: p.acquisition_channel,
+            acquisition_cost: p.acquisition_cost,
+            currency: p.currency,
+            owner: p.owner,
+        }));
+    }
+    if payloads.len() > 1 {
+        return Err("an event has exactly one payload (order, refund, survey, complaint, support_ticket, engagement, subscription, payment or profile)".to_owned());
+    }
     Ok(pb::Event {
         event_id: e.event_id,
         customer_id: e.customer_id,
         occurred_at: Some(timestamp(e.occurred_at)),
         sent_at: e.sent_at.map(timestamp),
-        payload,
+        payload: payloads.pop(),
     })
 }
 
@@ -149,6 +302,8 @@ pub enum Format {
     /// The CDNOW transaction log (`CDNOW_master.txt`, or `CDNOW_sample.txt` with its sample ids)
     /// as order events in USD.
     Cdnow,
+    /// Comma-separated values with a header row, one order per row (see `--map`).
+    Csv,
 }
 
 impl Format {
@@ -160,6 +315,7 @@ impl Format {
         match self {
             Format::Jsonl => parse_line(line).map(Some),
             Format::Cdnow => parse_cdnow_line(number, line),
+            Format::Csv => Err("CSV is read as records, not lines".to_owned()),
         }
     }
 }
@@ -201,20 +357,177 @@ pub fn parse_cdnow_line(number: usize, line: &str) -> Result<Option<pb::Event>, 
     }))
 }
 
-/// Reads events from `reader` in `format`, in batches, calling `send` for each.
-pub async fn run<R, F, Fut>(reader: R, format: Format, mut send: F) -> anyhow::Result<Summary>
+/// How CSV columns map to an order event's fields: `field=column` pairs for `customer_id`,
+/// `occurred_at` and `amount` (required), and `event_id`, `order_id`, `currency`, `items`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CsvMapping {
+    columns: BTreeMap<String, String>,
+    /// Currency of every row when there is no `currency` column.
+    default_currency: Option<String>,
+}
+
+const CSV_FIELDS: [&str; 7] = [
+    "customer_id",
+    "occurred_at",
+    "amount",
+    "event_id",
+    "order_id",
+    "currency",
+    "items",
+];
+
+impl CsvMapping {
+    /// Parses `field=column,…`; an unmapped field uses the column of its own name.
+    pub fn parse(spec: &str, default_currency: Option<String>) -> Result<Self, String> {
+        let mut columns: BTreeMap<String, String> = CSV_FIELDS
+            .iter()
+            .map(|f| (f.to_string(), f.to_string()))
+            .collect();
+        for pair in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let (field, column) = pair
+                .split_once('=')
+                .ok_or_else(|| format!("mapping {pair:?}: expected FIELD=COLUMN"))?;
+            if !CSV_FIELDS.contains(&field) {
+                return Err(format!(
+                    "mapping {pair:?}: unknown field {field:?}; fields are {}",
+                    CSV_FIELDS.join(", ")
+                ));
+            }
+            columns.insert(field.to_owned(), column.to_owned());
+        }
+        Ok(CsvMapping {
+            columns,
+            default_currency,
+        })
+    }
+
+    /// The order event of one record (`line` numbers the record for deterministic ids).
+    fn event(
+        &self,
+        headers: &csv::StringRecord,
+        record: &csv::StringRecord,
+        line: usize,
+    ) -> Result<pb::Event, String> {
+        let get = |field: &str| {
+            let column = &self.columns[field];
+            headers
+                .iter()
+                .position(|h| h == column)
+                .and_then(|i| record.get(i))
+                .map(str::trim)
+                .filter(|v| !v.is_empty())
+        };
+        let required = |field: &str| {
+            get(field).ok_or_else(|| {
+                format!(
+                    "column {:?} ({field}) is missing or empty",
+                    self.columns[field]
+                )
+            })
+        };
+        let customer = required("customer_id")?;
+        let occurred = parse_time(required("occurred_at")?)?;
+        let amount: f64 = required("amount")?
+            .parse()
+            .map_err(|e| format!("amount: {e}"))?;
+        let event_id =
+            get("event_id").map_or_else(|| format!("csv-{customer}-{line}"), str::to_owned);
+        let currency = get("currency")
+            .map(str::to_owned)
+            .or_else(|| self.default_currency.clone())
+            .unwrap_or_default();
+        let items = get("items")
+            .map(|v| v.parse::<u32>().map_err(|e| format!("items: {e}")))
+            .transpose()?
+            .unwrap_or(1);
+        let order_id = get("order_id").map_or_else(|| event_id.clone(), str::to_owned);
+        Ok(pb::Event {
+            event_id,
+            customer_id: customer.to_owned(),
+            occurred_at: Some(timestamp(occurred)),
+            sent_at: None,
+            payload: Some(pb::event::Payload::Order(pb::Order {
+                order_id,
+                amount,
+                currency,
+                items,
+            })),
+        })
+    }
+}
+
+/// A time as RFC 3339, `YYYY-MM-DD` or `YYYYMMDD` (midnight UTC).
+fn parse_time(v: &str) -> Result<DateTime<Utc>, String> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(v) {
+        return Ok(t.with_timezone(&Utc));
+    }
+    ["%Y-%m-%d", "%Y%m%d"]
+        .iter()
+        .find_map(|f| chrono::NaiveDate::parse_from_str(v, f).ok())
+        .map(|d| d.and_time(chrono::NaiveTime::MIN).and_utc())
+        .ok_or_else(|| format!("occurred_at {v:?}: expected RFC 3339, YYYY-MM-DD or YYYYMMDD"))
+}
+
+/// Events of a file with their line numbers; unreadable lines carry the reason.
+pub type Lines<'a> = Box<dyn Iterator<Item = (usize, Result<Option<pb::Event>, String>)> + 'a>;
+
+/// The events of a line-oriented file (JSONL, CDNOW).
+pub fn lines<'a, R: BufRead + 'a>(reader: R, format: Format) -> Lines<'a> {
+    Box::new(reader.lines().enumerate().map(move |(i, line)| {
+        (
+            i + 1,
+            line.map_err(|e| e.to_string())
+                .and_then(|l| format.parse(i + 1, &l)),
+        )
+    }))
+}
+
+/// The order events of a CSV file with a header row.
+pub fn csv_rows<'a, R: std::io::Read + 'a>(
+    reader: R,
+    mapping: CsvMapping,
+) -> Result<Lines<'a>, String> {
+    let mut csv = csv::ReaderBuilder::new().flexible(true).from_reader(reader);
+    let headers = csv
+        .headers()
+        .map_err(|e| format!("header row: {e}"))?
+        .clone();
+    for field in ["customer_id", "occurred_at", "amount"] {
+        let column = &mapping.columns[field];
+        if !headers.iter().any(|h| h == column) {
+            return Err(format!(
+                "no column {column:?} for {field}; the header has {:?}",
+                headers.iter().collect::<Vec<_>>()
+            ));
+        }
+    }
+    Ok(Box::new(csv.into_records().enumerate().map(
+        move |(i, record)| {
+            let line = i + 2;
+            (
+                line,
+                record
+                    .map_err(|e| e.to_string())
+                    .and_then(|r| mapping.event(&headers, &r, line))
+                    .map(Some),
+            )
+        },
+    )))
+}
+
+/// Sends events in batches, calling `send` for each, and totals the answers.
+pub async fn run<F, Fut>(events: Lines<'_>, mut send: F) -> anyhow::Result<Summary>
 where
-    R: BufRead,
     F: FnMut(Vec<pb::Event>) -> Fut,
     Fut: std::future::Future<Output = anyhow::Result<pb::IngestResponse>>,
 {
     let mut summary = Summary::default();
     let mut batch = Vec::with_capacity(BATCH);
-    for (i, line) in reader.lines().enumerate() {
-        match format.parse(i + 1, &line?) {
+    for (line, parsed) in events {
+        match parsed {
             Ok(Some(event)) => batch.push(event),
             Ok(None) => {}
-            Err(error) => summary.unreadable.push((i + 1, error)),
+            Err(error) => summary.unreadable.push((line, error)),
         }
         if batch.len() == BATCH {
             summary.add(&send(std::mem::take(&mut batch)).await?);
@@ -273,6 +586,43 @@ mod tests {
     }
 
     #[test]
+    fn csv_rows_map_to_orders() {
+        let text =
+            "cust,when,total,cur\nann,2026-01-02,12.5,EUR\nbob,20260103,7,\n,2026-01-04,1,EUR\n";
+        let mapping = CsvMapping::parse(
+            "customer_id=cust,occurred_at=when,amount=total,currency=cur",
+            Some("USD".into()),
+        )
+        .unwrap();
+        let rows: Vec<_> = csv_rows(text.as_bytes(), mapping).unwrap().collect();
+        assert_eq!(rows.len(), 3);
+        let ann = rows[0].1.clone().unwrap().unwrap();
+        assert_eq!(
+            (ann.event_id.as_str(), ann.customer_id.as_str()),
+            ("csv-ann-2", "ann")
+        );
+        assert!(
+            matches!(ann.payload, Some(pb::event::Payload::Order(ref o)) if o.amount == 12.5 && o.currency == "EUR")
+        );
+        let bob = rows[1].1.clone().unwrap().unwrap();
+        assert!(
+            matches!(bob.payload, Some(pb::event::Payload::Order(ref o)) if o.currency == "USD"),
+            "default currency"
+        );
+        assert_eq!(rows[2].0, 4);
+        assert!(rows[2].1.clone().unwrap_err().contains("customer_id"));
+        let bad = CsvMapping::parse("colour=x", None).unwrap_err();
+        assert!(bad.contains("unknown field"));
+        let missing = csv_rows(
+            "a,b\n1,2\n".as_bytes(),
+            CsvMapping::parse("", None).unwrap(),
+        )
+        .err()
+        .unwrap();
+        assert!(missing.contains("customer_id"), "{missing}");
+    }
+
+    #[test]
     fn unreadable_lines_say_why() {
         assert!(parse_line("{").is_err());
         assert!(
@@ -281,5 +631,36 @@ mod tests {
         assert!(parse_line(r#"{"event_id":"e","customer_id":"c","occurred_at":"2026-01-01T00:00:00Z","colour":1}"#).unwrap_err().contains("colour"));
         let two = r#"{"event_id":"e","customer_id":"c","occurred_at":"2026-01-01T00:00:00Z","order":{"order_id":"o","amount":1,"currency":"EUR"},"survey":{"kind":"nps","score":1}}"#;
         assert!(parse_line(two).unwrap_err().contains("exactly one"));
+    }
+
+    #[test]
+    fn every_event_type_parses_with_short_enum_names() {
+        let at = r#""event_id":"e","customer_id":"c","occurred_at":"2026-01-01T00:00:00Z""#;
+        let lines = [
+            r#""refund":{"order_id":"o","amount":3,"currency":"EUR"}"#,
+            r#""survey":{"kind":"csat","score":4}"#,
+            r#""support_ticket":{"ticket_id":"t","status":"first_response","priority":"urgent"}"#,
+            r#""engagement":{"kind":"feature_use","subject":"reports"}"#,
+            r#""subscription":{"plan":"pro","change":"downgrade","mrr":10,"currency":"EUR"}"#,
+            r#""payment":{"invoice_id":"i","due_at":"2026-01-05T00:00:00Z","amount":10,"currency":"EUR"}"#,
+            r#""profile":{"region":"EU","acquisition_cost":80,"currency":"EUR"}"#,
+        ];
+        for payload in lines {
+            let event = parse_line(&format!("{{{at},{payload}}}")).unwrap();
+            assert!(event.payload.is_some(), "{payload}");
+        }
+        let ticket = parse_line(&format!("{{{at},{}}}", lines[2])).unwrap();
+        assert!(
+            matches!(ticket.payload, Some(pb::event::Payload::SupportTicket(ref t))
+            if t.status == pb::TicketStatus::FirstResponse as i32 && t.priority == pb::Priority::Urgent as i32)
+        );
+        let unknown = parse_line(&format!(
+            r#"{{{at},"survey":{{"kind":"vibes","score":4}}}}"#
+        ))
+        .unwrap();
+        assert!(
+            matches!(unknown.payload, Some(pb::event::Payload::Survey(ref s)) if s.kind == 0),
+            "left for the server to reject"
+        );
     }
 }

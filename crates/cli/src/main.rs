@@ -80,6 +80,14 @@ enum ClientCommand {
         /// Its layout.
         #[arg(long, value_enum, default_value = "jsonl")]
         format: import::Format,
+        /// CSV: which column holds each field, as FIELD=COLUMN,… (fields: customer_id,
+        /// occurred_at, amount, event_id, order_id, currency, items; unmapped fields use the
+        /// column of their own name). CSV rows are orders.
+        #[arg(long, default_value = "")]
+        map: String,
+        /// CSV: the currency of rows without a currency column.
+        #[arg(long)]
+        currency: Option<String>,
     },
     /// Show the health of customers.
     Health {
@@ -189,25 +197,53 @@ async fn main() -> anyhow::Result<()> {
     };
     let json = target.cli.json;
     match &command {
-        ClientCommand::Import { file, format } => {
+        ClientCommand::Import {
+            file,
+            format,
+            map,
+            currency,
+        } => {
             let addr = target.addr(&target.cli.ingestion, |l| &l.ingestion, "ingestion")?;
             let client = ingestion::ingestion_service_client::IngestionServiceClient::new(
                 target.channel(&addr)?,
             )
             .max_decoding_message_size(64 * 1024 * 1024);
-            let reader: Box<dyn std::io::BufRead> = if file.as_os_str() == "-" {
-                Box::new(std::io::BufReader::new(std::io::stdin()))
+            // The bar shows bytes read; it draws only on a terminal.
+            let progress = if file.as_os_str() == "-" {
+                indicatif::ProgressBar::new_spinner()
             } else {
-                Box::new(std::io::BufReader::new(std::fs::File::open(file).map_err(
-                    |e| anyhow::anyhow!("cannot open {}: {e}", file.display()),
-                )?))
+                indicatif::ProgressBar::new(std::fs::metadata(file).map(|m| m.len()).unwrap_or(0))
             };
-            let summary = import::run(reader, *format, |events| {
+            progress.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{bar:40} {bytes}/{total_bytes} {bytes_per_sec} ETA {eta}",
+                )
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            );
+            let input: Box<dyn std::io::Read> = if file.as_os_str() == "-" {
+                Box::new(std::io::stdin())
+            } else {
+                Box::new(
+                    std::fs::File::open(file)
+                        .map_err(|e| anyhow::anyhow!("cannot open {}: {e}", file.display()))?,
+                )
+            };
+            let input = progress.wrap_read(input);
+            let events = match format {
+                import::Format::Csv => {
+                    let mapping = import::CsvMapping::parse(map, currency.clone())
+                        .map_err(anyhow::Error::msg)?;
+                    import::csv_rows(input, mapping).map_err(anyhow::Error::msg)?
+                }
+                other => import::lines(std::io::BufReader::new(input), *other),
+            };
+            let summary = import::run(events, |events| {
                 let mut client = client.clone();
                 let req = target.request(ingestion::IngestRequest { events });
                 async move { Ok(client.ingest(req?).await?.into_inner()) }
             })
             .await?;
+            progress.finish_and_clear();
             if json {
                 println!(
                     "{}",

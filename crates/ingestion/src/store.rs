@@ -194,17 +194,10 @@ impl Store {
                 .exec_without_returning(&txn)
                 .await?;
         }
-        for customer in &customers {
-            OUTBOX
-                .push(
-                    &txn,
-                    tenant,
-                    "customers_changed",
-                    customer.as_bytes().to_vec(),
-                    traceparent.clone(),
-                )
-                .await?;
-        }
+        let payloads = customers.into_iter().map(String::into_bytes).collect();
+        OUTBOX
+            .push_many(&txn, tenant, "customers_changed", payloads, traceparent)
+            .await?;
         txn.commit().await?;
         Ok(outcomes)
     }

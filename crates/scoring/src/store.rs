@@ -170,7 +170,7 @@ impl Store {
         for Rescored {
             state,
             snapshot: snap,
-            outbox_payload,
+            ..
         } in rescored
         {
             let corrupt = |e: serde_json::Error| StoreError::Corrupt {
@@ -214,16 +214,11 @@ impl Store {
             })
             .exec_without_returning(&txn)
             .await?;
-            OUTBOX
-                .push(
-                    &txn,
-                    tenant,
-                    "score_changed",
-                    outbox_payload.clone(),
-                    traceparent.clone(),
-                )
-                .await?;
         }
+        let payloads = rescored.iter().map(|r| r.outbox_payload.clone()).collect();
+        OUTBOX
+            .push_many(&txn, tenant, "score_changed", payloads, traceparent)
+            .await?;
         txn.commit().await?;
         Ok(())
     }

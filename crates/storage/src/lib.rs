@@ -64,7 +64,12 @@ pub async fn connect(url: &str) -> Result<DatabaseConnection, StorageError> {
     } else if !url.starts_with("postgres://") && !url.starts_with("postgresql://") {
         return Err(StorageError::UnsupportedUrl(url.to_owned()));
     } else {
-        options.max_connections(16);
+        // Statements are prepared and cached per connection; a generic plan made while a table
+        // was small would keep scanning it whole once it is large (a batch's idempotency
+        // lookup became a sequential scan), so PostgreSQL plans each execution for its values.
+        options
+            .max_connections(16)
+            .map_sqlx_postgres_opts(|o| o.options([("plan_cache_mode", "force_custom_plan")]));
     }
     Ok(Database::connect(options).await?)
 }
