@@ -291,3 +291,28 @@ pub async fn run(c: &Clients) -> Vec<scoring::HealthScore> {
     .await;
     vec![alice, bob, carol]
 }
+
+/// Waits until scoring knows exactly `customers` customers with `orders` orders between them,
+/// that is, every event reached its score.
+pub async fn wait_all_scored(c: &Clients, customers: usize, orders: u64, within: Duration) {
+    eventually(
+        "every customer scored on all its events",
+        within,
+        || async {
+            let page = c
+                .scoring
+                .clone()
+                .list_customer_features(req(scoring::ListCustomerFeaturesRequest {
+                    after_customer_id: String::new(),
+                    page_size: 10_000,
+                    observation_end: None,
+                }))
+                .await
+                .ok()?
+                .into_inner();
+            let counted: u64 = page.customers.iter().map(|f| f.frequency).sum();
+            (page.customers.len() == customers && counted == orders).then_some(())
+        },
+    )
+    .await;
+}

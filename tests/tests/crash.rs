@@ -4,8 +4,7 @@
 //! customer was scored on all of its events.
 
 use rapport_proto::ingestion::v1 as pb;
-use rapport_proto::scoring::v1::ListCustomerFeaturesRequest;
-use rapport_tests::scenario::order;
+use rapport_tests::scenario::{order, wait_all_scored};
 use rapport_tests::{Backing, Clients, Distributed, Postgres, eventually, req, start_service};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -160,25 +159,5 @@ async fn sigkill_in_the_middle_of_a_stream_loses_nothing_and_duplicates_nothing(
     }
 
     // Every customer was scored on every one of its events.
-    let scored = eventually(
-        "every customer scored on all its events",
-        Duration::from_secs(120),
-        || async {
-            let page = clients
-                .scoring
-                .clone()
-                .list_customer_features(req(ListCustomerFeaturesRequest {
-                    after_customer_id: String::new(),
-                    page_size: 10_000,
-                    observation_end: None,
-                }))
-                .await
-                .ok()?
-                .into_inner();
-            let orders: u64 = page.customers.iter().map(|c| c.frequency).sum();
-            (page.customers.len() == CUSTOMERS && orders == EVENTS as u64).then_some(orders)
-        },
-    )
-    .await;
-    assert_eq!(scored, EVENTS as u64);
+    wait_all_scored(&clients, CUSTOMERS, EVENTS as u64, Duration::from_secs(120)).await;
 }

@@ -2,7 +2,7 @@
 //! delivers and every customer is scored, without the client sending anything again.
 
 use rapport_proto::ingestion::v1 as ingestion;
-use rapport_tests::scenario::{health, order};
+use rapport_tests::scenario::{health, order, wait_all_scored};
 use rapport_tests::{Backing, Clients, Distributed, Postgres, eventually, req, start_service};
 use std::time::Duration;
 
@@ -65,8 +65,6 @@ async fn events_acknowledged_while_scoring_is_down_are_all_scored_later() {
 /// events, with nothing sent twice by the client.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_scoring_outage_under_load_delays_scores_and_loses_none() {
-    use rapport_proto::scoring::v1::ListCustomerFeaturesRequest;
-
     let pg = Postgres::start();
     let logs = tempfile::tempdir().unwrap();
     let db = pg.url();
@@ -118,25 +116,11 @@ async fn a_scoring_outage_under_load_delays_scores_and_loses_none() {
     ));
     producer.await.unwrap();
 
-    let total = (batches * per_batch) as u64;
-    eventually(
-        "every customer scored on all its events",
+    wait_all_scored(
+        &clients,
+        customers,
+        (batches * per_batch) as u64,
         Duration::from_secs(120),
-        || async {
-            let page = clients
-                .scoring
-                .clone()
-                .list_customer_features(req(ListCustomerFeaturesRequest {
-                    after_customer_id: String::new(),
-                    page_size: 10_000,
-                    observation_end: None,
-                }))
-                .await
-                .ok()?
-                .into_inner();
-            let orders: u64 = page.customers.iter().map(|c| c.frequency).sum();
-            (page.customers.len() == customers && orders == total).then_some(())
-        },
     )
     .await;
 }
