@@ -8,7 +8,7 @@ use sea_orm::sea_query::OnConflict;
 use sea_orm::{
     ActiveValue::{NotSet, Set},
     ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect,
+    QuerySelect, QueryTrait,
 };
 use std::collections::{BTreeSet, HashMap};
 
@@ -154,20 +154,23 @@ impl Store {
         for chunk in new_rows.chunks(INSERT_CHUNK) {
             // A concurrent request may have stored the same id since we looked: DO NOTHING
             // keeps the first, and RETURNING tells us which rows are ours.
-            let inserted = match event::Entity::insert_many(chunk.to_vec())
+            // RETURNING only the id: the rows themselves (payload bytes included) need not
+            // travel back.
+            let mut insert = event::Entity::insert_many(chunk.to_vec())
                 .on_conflict(
                     OnConflict::columns([event::Column::TenantId, event::Column::EventId])
                         .do_nothing()
                         .to_owned(),
                 )
-                .exec_with_returning(&txn)
-                .await
-            {
-                Ok(rows) => rows,
-                Err(DbErr::RecordNotInserted) => Vec::new(),
-                Err(e) => return Err(e.into()),
-            };
-            let ours: BTreeSet<&str> = inserted.iter().map(|m| m.event_id.as_str()).collect();
+                .into_query();
+            insert.returning_col(event::Column::EventId);
+            let inserted: Vec<String> = txn
+                .query_all(&insert)
+                .await?
+                .iter()
+                .map(|row| row.try_get::<String>("", "event_id"))
+                .collect::<Result<_, _>>()?;
+            let ours: BTreeSet<&str> = inserted.iter().map(String::as_str).collect();
             for row in chunk {
                 let id = row.event_id.as_ref();
                 if ours.contains(id.as_str()) {
