@@ -2,9 +2,23 @@
 //! stored fits, and P(alive), expected purchases and CLV in GetHealth and the scores.
 
 use rapport_proto::ingestion::v1::{Event, IngestRequest};
-use rapport_proto::scoring::v1::FitModelsRequest;
+use rapport_proto::scoring::v1::{FitModelsRequest, FitModelsResponse};
 use rapport_tests::scenario::{SETTLE, health, order};
 use rapport_tests::{Clients, Embedded, eventually, req};
+
+/// Fits the tenant's models now.
+async fn fit_now(clients: &Clients) -> FitModelsResponse {
+    let request = req(FitModelsRequest {
+        observation_end: None,
+    });
+    clients
+        .scoring
+        .clone()
+        .fit_models(request)
+        .await
+        .unwrap()
+        .into_inner()
+}
 
 async fn ingest(clients: &Clients, events: Vec<Event>) {
     let n = events.len() as u32;
@@ -64,15 +78,7 @@ async fn fitted_models_feed_p_alive_expected_purchases_and_clv() {
     })
     .await;
 
-    let fit = clients
-        .scoring
-        .clone()
-        .fit_models(req(FitModelsRequest {
-            observation_end: None,
-        }))
-        .await
-        .unwrap()
-        .into_inner();
+    let fit = fit_now(&clients).await;
     let bgnbd = fit.bgnbd.unwrap();
     assert_eq!(bgnbd.error, "", "{bgnbd:?}");
     assert!(bgnbd.converged && bgnbd.customers == 60, "{bgnbd:?}");
@@ -122,15 +128,7 @@ async fn a_handful_of_customers_is_too_few_to_fit() {
         health(&clients, "few-2").await
     })
     .await;
-    let fit = clients
-        .scoring
-        .clone()
-        .fit_models(req(FitModelsRequest {
-            observation_end: None,
-        }))
-        .await
-        .unwrap()
-        .into_inner();
+    let fit = fit_now(&clients).await;
     assert!(fit.bgnbd.unwrap().error.contains("too few customers"));
     assert_eq!(health(&clients, "few-1").await.unwrap().p_alive, None);
 }
@@ -148,15 +146,7 @@ async fn without_repeat_buyers_the_fit_fails_clearly_and_scores_stay_finite() {
     })
     .await;
 
-    let fit = clients
-        .scoring
-        .clone()
-        .fit_models(req(FitModelsRequest {
-            observation_end: None,
-        }))
-        .await
-        .unwrap()
-        .into_inner();
+    let fit = fit_now(&clients).await;
     // 30 customers and not one repeat buyer: nothing to learn repeat behaviour from.
     let bg_error = fit.bgnbd.unwrap().error;
     assert!(bg_error.contains("0 repeat buyers"), "{bg_error}");
