@@ -1,6 +1,6 @@
 //! Alerting's schema, versioned in its own migration table.
 
-use rapport_storage::schema::{col, index};
+use rapport_storage::schema::{col, id_col, index, tenant_col};
 use sea_orm_migration::prelude::*;
 
 rapport_storage::migrator!("alerting_migrations", [m20261123_000001_alerts::Migration]);
@@ -8,13 +8,7 @@ rapport_storage::migrator!("alerting_migrations", [m20261123_000001_alerts::Migr
 mod m20261123_000001_alerts {
     use super::*;
 
-    pub struct Migration;
-
-    impl MigrationName for Migration {
-        fn name(&self) -> &str {
-            "m20261123_000001_alerts"
-        }
-    }
+    rapport_storage::migration_name!("m20261123_000001_alerts");
 
     #[async_trait::async_trait]
     impl MigrationTrait for Migration {
@@ -24,14 +18,8 @@ mod m20261123_000001_alerts {
                     Table::create()
                         .table(Alias::new("alerting_alerts"))
                         .if_not_exists()
-                        .col(
-                            col("id")
-                                .big_integer()
-                                .not_null()
-                                .auto_increment()
-                                .primary_key(),
-                        )
-                        .col(col("tenant_id").string().not_null())
+                        .col(id_col())
+                        .col(tenant_col())
                         .col(col("rule").string().not_null())
                         .col(col("customer_id").string_len(100).not_null())
                         .col(col("dedup_key").text().not_null())
@@ -66,14 +54,8 @@ mod m20261123_000001_alerts {
                     Table::create()
                         .table(Alias::new("alerting_transitions"))
                         .if_not_exists()
-                        .col(
-                            col("id")
-                                .big_integer()
-                                .not_null()
-                                .auto_increment()
-                                .primary_key(),
-                        )
-                        .col(col("tenant_id").string().not_null())
+                        .col(id_col())
+                        .col(tenant_col())
                         .col(col("alert_id").big_integer().not_null())
                         .col(col("from_state").string().null())
                         .col(col("to_state").string().not_null())

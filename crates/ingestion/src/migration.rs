@@ -1,6 +1,6 @@
 //! Ingestion's schema, versioned in its own migration table.
 
-use rapport_storage::schema::{col, index};
+use rapport_storage::schema::{col, id_col, index, tenant_col};
 use sea_orm_migration::prelude::*;
 
 /// The outbox of "these customers changed" notifications to scoring.
@@ -18,13 +18,7 @@ rapport_storage::migrator!(
 mod m20261123_000001_events {
     use super::*;
 
-    pub struct Migration;
-
-    impl MigrationName for Migration {
-        fn name(&self) -> &str {
-            "m20261123_000001_events"
-        }
-    }
+    rapport_storage::migration_name!("m20261123_000001_events");
 
     #[async_trait::async_trait]
     impl MigrationTrait for Migration {
@@ -41,7 +35,7 @@ mod m20261123_000001_events {
                                 .auto_increment()
                                 .primary_key(),
                         )
-                        .col(col("tenant_id").string().not_null())
+                        .col(tenant_col())
                         .col(col("event_id").string_len(100).not_null())
                         .col(col("customer_id").string_len(100).not_null())
                         .col(col("event_type").string().not_null())
@@ -73,14 +67,8 @@ mod m20261123_000001_events {
                     Table::create()
                         .table(Alias::new("ingestion_quarantine"))
                         .if_not_exists()
-                        .col(
-                            col("id")
-                                .big_integer()
-                                .not_null()
-                                .auto_increment()
-                                .primary_key(),
-                        )
-                        .col(col("tenant_id").string().not_null())
+                        .col(id_col())
+                        .col(tenant_col())
                         .col(col("event_id").text().not_null())
                         .col(col("reason").string().not_null())
                         .col(col("field").string().not_null())
@@ -98,13 +86,7 @@ mod m20261123_000001_events {
 mod m20261123_000002_quarantine_replay {
     use super::*;
 
-    pub struct Migration;
-
-    impl MigrationName for Migration {
-        fn name(&self) -> &str {
-            "m20261123_000002_quarantine_replay"
-        }
-    }
+    rapport_storage::migration_name!("m20261123_000002_quarantine_replay");
 
     #[async_trait::async_trait]
     impl MigrationTrait for Migration {

@@ -1,5 +1,6 @@
 //! Scoring's work: fold new events into metrics, score, snapshot, cache, and announce.
 
+use crate::params::NamedParams;
 use crate::store::{CustomerState, FitRecord, Rescored, Snapshot, Store, StoreError};
 use chrono::{DateTime, Utc};
 use prost::Message;
@@ -9,7 +10,7 @@ use rapport_domain::models::bgnbd::BgNbd;
 use rapport_domain::models::gamma_gamma::{GammaGamma, Spend};
 use rapport_domain::models::outlook::{FittedModels, twelve_months_in_days};
 use rapport_domain::models::summary::summarise_days;
-use rapport_domain::models::{Customer, ModelError, check_population};
+use rapport_domain::models::{Customer, check_population};
 use rapport_domain::scorecard::Scorecard;
 use rapport_domain::tier::Tier;
 use rapport_proto::alerting::v1::ScoreChange;
@@ -50,10 +51,6 @@ pub struct Engine {
     pub models: tokio::sync::RwLock<HashMap<String, Option<FittedModels>>>,
 }
 
-/// Name of the BG/NBD model in stored fits.
-pub const BGNBD: &str = "bgnbd";
-/// Name of the Gamma-Gamma model in stored fits.
-pub const GAMMA_GAMMA: &str = "gamma_gamma";
 /// Customers per page when walking a whole tenant.
 const PAGE: u64 = 5_000;
 
@@ -219,27 +216,14 @@ impl Engine {
         }
         let bgnbd = self
             .store
-            .latest_params(tenant, BGNBD)
+            .latest_params(tenant, BgNbd::MODEL)
             .await?
-            .and_then(|p| {
-                Some(BgNbd {
-                    r: *p.get("r")?,
-                    alpha: *p.get("alpha")?,
-                    a: *p.get("a")?,
-                    b: *p.get("b")?,
-                })
-            });
+            .and_then(|p| BgNbd::from_map(&p));
         let gamma_gamma = self
             .store
-            .latest_params(tenant, GAMMA_GAMMA)
+            .latest_params(tenant, GammaGamma::MODEL)
             .await?
-            .and_then(|p| {
-                Some(GammaGamma {
-                    p: *p.get("p")?,
-                    q: *p.get("q")?,
-                    gamma: *p.get("gamma")?,
-                })
-            });
+            .and_then(|p| GammaGamma::from_map(&p));
         let models = bgnbd.map(|bgnbd| FittedModels {
             bgnbd,
             gamma_gamma,
@@ -257,73 +241,21 @@ impl Engine {
         end: DateTime<Utc>,
     ) -> Result<FitOutcome, ScoringError> {
         let mut summaries = Vec::new();
-        let mut after = String::new();
-        loop {
-            let page = self.store.features_page(tenant, &after, PAGE).await?;
+        let mut pages = self.store.pages(tenant, PAGE);
+        while let Some(page) = pages.next().await? {
             summaries.extend(page.iter().filter_map(|row| {
                 summarise_days(&row.state.metrics.purchase_days, end.date_naive(), 1.0)
             }));
-            match page.last() {
-                Some(last) if page.len() as u64 == PAGE => after = last.customer_id.clone(),
-                _ => break,
-            }
         }
         let customers: Vec<Customer> = summaries.iter().map(|s| s.customer).collect();
         let spends: Vec<Spend> = summaries.iter().map(|s| s.spend()).collect();
-        let fitted_at = Utc::now().timestamp_millis();
         // Too small a population fits nothing meaningful: both models report why.
         let enough = check_population(&customers);
         let bgnbd = enough.clone().and_then(|()| BgNbd::fit(&customers));
         let gamma_gamma = enough.and_then(|()| GammaGamma::fit(&spends));
-        let record =
-            |model: &'static str,
-             params: Vec<(&str, f64)>,
-             fit: Result<(f64, u32, bool, usize), &ModelError>| match fit {
-                Ok((ll, iterations, converged, n)) => FitRecord {
-                    model,
-                    params: params.into_iter().map(|(k, v)| (k.to_owned(), v)).collect(),
-                    log_likelihood: Some(ll),
-                    iterations,
-                    converged,
-                    customers: n as u64,
-                    error: None,
-                    observation_end: end.timestamp_millis(),
-                    fitted_at,
-                },
-                Err(e) => FitRecord {
-                    model,
-                    params: BTreeMap::new(),
-                    log_likelihood: None,
-                    iterations: 0,
-                    converged: false,
-                    customers: customers.len() as u64,
-                    error: Some(e.to_string()),
-                    observation_end: end.timestamp_millis(),
-                    fitted_at,
-                },
-            };
-        let bg_record = match &bgnbd {
-            Ok(f) => {
-                let p = f.params;
-                record(
-                    BGNBD,
-                    vec![("r", p.r), ("alpha", p.alpha), ("a", p.a), ("b", p.b)],
-                    Ok((f.log_likelihood, f.iterations, f.converged, f.customers)),
-                )
-            }
-            Err(e) => record(BGNBD, vec![], Err(e)),
-        };
-        let gg_record = match &gamma_gamma {
-            Ok(f) => {
-                let p = f.params;
-                record(
-                    GAMMA_GAMMA,
-                    vec![("p", p.p), ("q", p.q), ("gamma", p.gamma)],
-                    Ok((f.log_likelihood, f.iterations, f.converged, f.customers)),
-                )
-            }
-            Err(e) => record(GAMMA_GAMMA, vec![], Err(e)),
-        };
+        let (end_ms, fitted_at) = (end.timestamp_millis(), Utc::now().timestamp_millis());
+        let bg_record = FitRecord::of(&bgnbd, customers.len(), end_ms, fitted_at);
+        let gg_record = FitRecord::of(&gamma_gamma, customers.len(), end_ms, fitted_at);
         self.store.save_fit(tenant, &bg_record).await?;
         self.store.save_fit(tenant, &gg_record).await?;
         // A failed fit keeps the tenant's previous models in use.
@@ -341,24 +273,17 @@ impl Engine {
     pub async fn rescore_all(&self, tenant: &str) -> Result<u64, ScoringError> {
         let models = self.fitted(tenant).await?;
         let now = Utc::now();
-        let (mut after, mut total) = (String::new(), 0u64);
-        loop {
-            let page = self.store.features_page(tenant, &after, PAGE).await?;
-            let full = page.len() as u64 == PAGE;
-            after = page
-                .last()
-                .map(|r| r.customer_id.clone())
-                .unwrap_or_default();
+        let mut total = 0u64;
+        let mut pages = self.store.pages(tenant, PAGE);
+        while let Some(page) = pages.next().await? {
             let rescored: Vec<Rescored> = page
                 .into_iter()
                 .map(|row| self.rescore(row.customer_id, row.state, now, models.as_ref()))
                 .collect();
             self.persist(tenant, &rescored).await?;
             total += rescored.len() as u64;
-            if !full {
-                return Ok(total);
-            }
         }
+        Ok(total)
     }
 
     async fn fetch(

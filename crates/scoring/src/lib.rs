@@ -5,6 +5,7 @@ pub mod engine;
 mod entity;
 pub mod grpc;
 pub mod migration;
+pub mod params;
 mod relay;
 pub mod store;
 

@@ -1,6 +1,6 @@
 //! Scoring's schema, versioned in its own migration table.
 
-use rapport_storage::schema::{col, index};
+use rapport_storage::schema::{col, id_col, index, tenant_col};
 use sea_orm_migration::prelude::*;
 
 /// The outbox of new scores for alerting.
@@ -18,13 +18,7 @@ rapport_storage::migrator!(
 mod m20261123_000001_scores {
     use super::*;
 
-    pub struct Migration;
-
-    impl MigrationName for Migration {
-        fn name(&self) -> &str {
-            "m20261123_000001_scores"
-        }
-    }
+    rapport_storage::migration_name!("m20261123_000001_scores");
 
     #[async_trait::async_trait]
     impl MigrationTrait for Migration {
@@ -34,7 +28,7 @@ mod m20261123_000001_scores {
                     Table::create()
                         .table(Alias::new("scoring_customers"))
                         .if_not_exists()
-                        .col(col("tenant_id").string().not_null())
+                        .col(tenant_col())
                         .col(col("customer_id").string_len(100).not_null())
                         .col(col("metrics").text().not_null())
                         .col(col("last_event_seq").big_integer().not_null())
@@ -54,14 +48,8 @@ mod m20261123_000001_scores {
                     Table::create()
                         .table(Alias::new("scoring_snapshots"))
                         .if_not_exists()
-                        .col(
-                            col("id")
-                                .big_integer()
-                                .not_null()
-                                .auto_increment()
-                                .primary_key(),
-                        )
-                        .col(col("tenant_id").string().not_null())
+                        .col(id_col())
+                        .col(tenant_col())
                         .col(col("customer_id").string_len(100).not_null())
                         .col(col("score").double().not_null())
                         .col(col("band").string().not_null())
@@ -87,13 +75,7 @@ mod m20261123_000001_scores {
 mod m20261123_000002_model_fits {
     use super::*;
 
-    pub struct Migration;
-
-    impl MigrationName for Migration {
-        fn name(&self) -> &str {
-            "m20261123_000002_model_fits"
-        }
-    }
+    rapport_storage::migration_name!("m20261123_000002_model_fits");
 
     #[async_trait::async_trait]
     impl MigrationTrait for Migration {
@@ -103,14 +85,8 @@ mod m20261123_000002_model_fits {
                     Table::create()
                         .table(Alias::new("scoring_model_fits"))
                         .if_not_exists()
-                        .col(
-                            col("id")
-                                .big_integer()
-                                .not_null()
-                                .auto_increment()
-                                .primary_key(),
-                        )
-                        .col(col("tenant_id").string().not_null())
+                        .col(id_col())
+                        .col(tenant_col())
                         .col(col("model").string().not_null())
                         .col(col("params").text().not_null())
                         .col(col("log_likelihood").double().null())

@@ -3,8 +3,10 @@
 
 use crate::entity::{customer, model_fit, snapshot};
 use crate::migration::OUTBOX;
+use crate::params::NamedParams;
 use rapport_domain::metrics::CustomerMetrics;
 use rapport_domain::models::outlook::Outlook;
+use rapport_domain::models::{Fit, ModelError};
 use rapport_domain::scorecard::{Band, HealthScore};
 use rapport_domain::tier::Tier;
 use sea_orm::sea_query::OnConflict;
@@ -80,6 +82,42 @@ pub struct Rescored {
     pub outbox_payload: Vec<u8>,
 }
 
+impl FitRecord {
+    /// The record of a fit, or of why it failed (`customers`: how many the fit was given).
+    pub fn of<P: NamedParams>(
+        fit: &Result<Fit<P>, ModelError>,
+        customers: usize,
+        observation_end: i64,
+        fitted_at: i64,
+    ) -> Self {
+        let record = FitRecord {
+            model: P::MODEL,
+            params: BTreeMap::new(),
+            log_likelihood: None,
+            iterations: 0,
+            converged: false,
+            customers: customers as u64,
+            error: None,
+            observation_end,
+            fitted_at,
+        };
+        match fit {
+            Ok(f) => FitRecord {
+                params: f.params.to_map(),
+                log_likelihood: Some(f.log_likelihood),
+                iterations: f.iterations,
+                converged: f.converged,
+                customers: f.customers as u64,
+                ..record
+            },
+            Err(e) => FitRecord {
+                error: Some(e.to_string()),
+                ..record
+            },
+        }
+    }
+}
+
 /// A stored model fit (parameters by name).
 #[derive(Debug, Clone, PartialEq)]
 pub struct FitRecord {
@@ -92,6 +130,31 @@ pub struct FitRecord {
     pub error: Option<String>,
     pub observation_end: i64,
     pub fitted_at: i64,
+}
+
+/// A tenant's customers, a page at a time in id order.
+pub struct Pages<'a> {
+    store: &'a Store,
+    tenant: &'a str,
+    size: u64,
+    after: Option<String>,
+}
+
+impl Pages<'_> {
+    /// The next page; `None` after the last.
+    pub async fn next(&mut self) -> Result<Option<Vec<FeatureRow>>, StoreError> {
+        let Some(after) = self.after.take() else {
+            return Ok(None);
+        };
+        let page = self
+            .store
+            .features_page(self.tenant, &after, self.size)
+            .await?;
+        if page.len() as u64 == self.size {
+            self.after = page.last().map(|r| r.customer_id.clone());
+        }
+        Ok((!page.is_empty()).then_some(page))
+    }
 }
 
 /// The ranking features of one customer.
@@ -322,6 +385,16 @@ impl Store {
                 _ => None,
             },
         }))
+    }
+
+    /// Walks all of a tenant's customers, `size` at a time.
+    pub fn pages<'a>(&'a self, tenant: &'a str, size: u64) -> Pages<'a> {
+        Pages {
+            store: self,
+            tenant,
+            size,
+            after: Some(String::new()),
+        }
     }
 
     /// A page of customers in id order, after `after`.

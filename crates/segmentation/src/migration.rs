@@ -1,6 +1,6 @@
 //! Segmentation's schema, versioned in its own migration table.
 
-use rapport_storage::schema::col;
+use rapport_storage::schema::{col, id_col, tenant_col};
 use sea_orm_migration::prelude::*;
 
 /// The outbox of tier changes for scoring.
@@ -15,13 +15,7 @@ rapport_storage::migrator!(
 mod m20261123_000001_tiers {
     use super::*;
 
-    pub struct Migration;
-
-    impl MigrationName for Migration {
-        fn name(&self) -> &str {
-            "m20261123_000001_tiers"
-        }
-    }
+    rapport_storage::migration_name!("m20261123_000001_tiers");
 
     #[async_trait::async_trait]
     impl MigrationTrait for Migration {
@@ -31,7 +25,7 @@ mod m20261123_000001_tiers {
                     Table::create()
                         .table(Alias::new("segmentation_customers"))
                         .if_not_exists()
-                        .col(col("tenant_id").string().not_null())
+                        .col(tenant_col())
                         .col(col("customer_id").string_len(100).not_null())
                         .col(col("tier").string().not_null())
                         .col(col("recency_score").integer().not_null())
@@ -51,14 +45,8 @@ mod m20261123_000001_tiers {
                     Table::create()
                         .table(Alias::new("segmentation_tier_changes"))
                         .if_not_exists()
-                        .col(
-                            col("id")
-                                .big_integer()
-                                .not_null()
-                                .auto_increment()
-                                .primary_key(),
-                        )
-                        .col(col("tenant_id").string().not_null())
+                        .col(id_col())
+                        .col(tenant_col())
                         .col(col("customer_id").string_len(100).not_null())
                         .col(col("old_tier").string().null())
                         .col(col("new_tier").string().not_null())
@@ -73,14 +61,8 @@ mod m20261123_000001_tiers {
                     Table::create()
                         .table(Alias::new("segmentation_runs"))
                         .if_not_exists()
-                        .col(
-                            col("id")
-                                .big_integer()
-                                .not_null()
-                                .auto_increment()
-                                .primary_key(),
-                        )
-                        .col(col("tenant_id").string().not_null())
+                        .col(id_col())
+                        .col(tenant_col())
                         .col(col("started_at").big_integer().not_null())
                         .col(col("finished_at").big_integer().not_null())
                         .col(col("customers").big_integer().not_null())

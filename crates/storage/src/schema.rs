@@ -38,3 +38,33 @@ macro_rules! migrator {
         }
     };
 }
+
+/// The `id` column: a 64-bit auto-increment primary key.
+pub fn id_col() -> ColumnDef {
+    col("id")
+        .big_integer()
+        .not_null()
+        .auto_increment()
+        .primary_key()
+        .to_owned()
+}
+
+/// The `tenant_id` column every table has.
+pub fn tenant_col() -> ColumnDef {
+    col("tenant_id").string().not_null().to_owned()
+}
+
+/// Declares a migration module's `Migration` with its name (`mYYYYMMDD_HHMMSS_<what>`).
+#[macro_export]
+macro_rules! migration_name {
+    ($name:literal) => {
+        /// This migration.
+        pub struct Migration;
+
+        impl $crate::sea_orm_migration::MigrationName for Migration {
+            fn name(&self) -> &str {
+                $name
+            }
+        }
+    };
+}
