@@ -7,7 +7,7 @@ CARGO ?= cargo
 VENV  ?= .venv
 PY    := $(VENV)/bin/python
 
-.PHONY: run test test-deps lint build fmt clean bench bench-models bench-ingest
+.PHONY: run test test-deps lint build fmt clean bench bench-models bench-ingest bench-scoring
 
 run:
 	$(CARGO) run -p rapport -- up
@@ -42,13 +42,17 @@ $(PY): tests/python/requirements.txt
 	@touch $(PY)
 
 # Benchmarks print one line per figure, beside a baseline measured in the same run.
-bench: bench-models bench-ingest
+bench: bench-models bench-ingest bench-scoring
 
 bench-models: $(PY)
 	$(CARGO) run --release -q -p rapport-bench --bin bench-models
 
 bench-ingest: test-deps
 	$(CARGO) run --release -q -p rapport-bench --bin bench-ingest
+
+# RAPPORT_BENCH_CUSTOMERS sets the re-score population (default 1,000,000).
+bench-scoring: test-deps
+	$(CARGO) run --release -q -p rapport-bench --bin bench-scoring
 
 fmt:
 	$(CARGO) fmt --all

@@ -77,7 +77,7 @@ def main() -> None:
                 if e.code() != grpc.StatusCode.NOT_FOUND or time.monotonic() > deadline:
                     raise
                 time.sleep(0.1)
-        monetary = next(m for m in score.measures if m.measure == "monetary")
+        monetary = next(m for m in score.measures if m.measure == "spend_365d")
         assert abs(monetary.value - 42.5) < 1e-9, score
         print(f"python client: {score.customer_id} scored {score.score:.1f}")
 

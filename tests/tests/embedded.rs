@@ -50,7 +50,7 @@ async fn a_customer_with_many_events_is_scored_on_all_of_them() {
         let f = h
             .measures
             .iter()
-            .find(|m| m.measure == "frequency")?
+            .find(|m| m.measure == "orders_365d")?
             .value?;
         (f >= total as f64).then_some(f)
     })

@@ -54,7 +54,7 @@ async fn events_acknowledged_while_scoring_is_down_are_all_scored_later() {
         let frequency = h
             .measures
             .iter()
-            .find(|m| m.measure == "frequency")
+            .find(|m| m.measure == "orders_365d")
             .and_then(|m| m.value);
         assert_eq!(frequency, Some(3.0), "{c}: each event applied exactly once");
     }

@@ -1,5 +1,7 @@
 //! Shared pieces of the benchmarks: timing, the CDNOW data, and the report line format.
 
+pub mod standin;
+
 use chrono::NaiveDate;
 use rapport_domain::models::summary::{Summary, summarise};
 use std::collections::BTreeMap;

@@ -33,6 +33,11 @@ pub trait Cache: Send + Sync {
     /// Stores `value` under `key` with the cache's time to live.
     fn set(&self, key: &str, value: Vec<u8>)
     -> impl Future<Output = Result<(), CacheError>> + Send;
+    /// Stores several values in one round trip.
+    fn set_many(
+        &self,
+        entries: Vec<(String, Vec<u8>)>,
+    ) -> impl Future<Output = Result<(), CacheError>> + Send;
 }
 
 /// Redis through a connection manager that reconnects on its own; every call is bounded by
@@ -119,6 +124,27 @@ impl Cache for RedisCache {
         )
         .await
     }
+
+    async fn set_many(&self, entries: Vec<(String, Vec<u8>)>) -> Result<(), CacheError> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let ttl = self.ttl.as_millis().max(1) as u64;
+        let mut pipe = redis::pipe();
+        for (key, value) in entries {
+            pipe.cmd("SET")
+                .arg(key)
+                .arg(value)
+                .arg("PX")
+                .arg(ttl)
+                .ignore();
+        }
+        let mut conn = self.conn.get().cloned().ok_or(CacheError::Unavailable)?;
+        tokio::time::timeout(self.timeout * 10, pipe.query_async::<()>(&mut conn))
+            .await
+            .map_err(|_| CacheError::Timeout(self.timeout * 10))?
+            .map_err(CacheError::from)
+    }
 }
 
 /// In-process cache for the embedded mode (one process, no Redis).
@@ -152,6 +178,13 @@ impl Cache for MemoryCache {
         self.inner.insert(key.to_owned(), value);
         Ok(())
     }
+
+    async fn set_many(&self, entries: Vec<(String, Vec<u8>)>) -> Result<(), CacheError> {
+        for (key, value) in entries {
+            self.inner.insert(key, value);
+        }
+        Ok(())
+    }
 }
 
 /// The cache a process was configured with.
@@ -182,6 +215,13 @@ impl Cache for AnyCache {
             AnyCache::Memory(c) => c.set(key, value).await,
         }
     }
+
+    async fn set_many(&self, entries: Vec<(String, Vec<u8>)>) -> Result<(), CacheError> {
+        match self {
+            AnyCache::Redis(c) => c.set_many(entries).await,
+            AnyCache::Memory(c) => c.set_many(entries).await,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -195,6 +235,15 @@ mod tests {
         assert_eq!(cache.get("a").await.unwrap(), Some(b"1".to_vec()));
         let many = cache.get_many(&["a".into(), "b".into()]).await.unwrap();
         assert_eq!(many, vec![Some(b"1".to_vec()), None]);
+        cache
+            .set_many(vec![
+                ("b".into(), b"2".to_vec()),
+                ("c".into(), b"3".to_vec()),
+            ])
+            .await
+            .unwrap();
+        let many = cache.get_many(&["b".into(), "c".into()]).await.unwrap();
+        assert_eq!(many, vec![Some(b"2".to_vec()), Some(b"3".to_vec())]);
     }
 
     #[tokio::test]

@@ -1,5 +1,6 @@
 //! `rapport`: run the whole platform locally, import events, read scores, tiers and alerts.
 
+mod health;
 mod import;
 mod local;
 mod up;
@@ -89,15 +90,35 @@ enum ClientCommand {
         #[arg(long)]
         currency: Option<String>,
     },
-    /// Show the health of customers.
+    /// Show the health of customers: score, band, trend, tier and what weighs most.
     Health {
         /// Customer ids.
         #[arg(required = true)]
         customers: Vec<String>,
-        /// Show each measure's value, score and contribution.
+        /// Show every measure's value, score and contribution, biggest losses first.
         #[arg(long)]
         explain: bool,
     },
+    /// List the customers at most risk: the lowest health scores first.
+    TopRisk {
+        /// How many.
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+        /// Only this tier.
+        #[arg(long, value_parser = ["vip", "gold", "silver", "bronze", "regular"])]
+        tier: Option<String>,
+        /// Only this band.
+        #[arg(long, value_parser = ["red", "yellow", "green"])]
+        band: Option<String>,
+    },
+    /// Print the tenant's scorecard (TOML), or replace it with a file's.
+    Scorecard {
+        /// A TOML scorecard to validate and put in use.
+        #[arg(long)]
+        set: Option<PathBuf>,
+    },
+    /// Re-score every customer now, with progress.
+    Rescore,
     /// Re-grade every customer now (RFM and value tiers).
     Segment,
     /// Fit the customer-base models (BG/NBD, Gamma-Gamma) now and re-score everyone.
@@ -163,6 +184,7 @@ impl Target {
     }
 }
 
+/// A timestamp for people, `-` when absent.
 fn when(t: Option<&prost_types::Timestamp>) -> String {
     t.and_then(|t| chrono::DateTime::from_timestamp(t.seconds, t.nanos.max(0) as u32))
         .map_or_else(
@@ -171,10 +193,12 @@ fn when(t: Option<&prost_types::Timestamp>) -> String {
         )
 }
 
+/// The name of a tier, `-` when unspecified.
 fn tier_name(t: i32) -> &'static str {
     rapport_proto::convert::domain_tier(t).map_or("-", |t| t.name())
 }
 
+/// The name of a band, `-` when unspecified.
 fn band_name(b: i32) -> &'static str {
     match rapport_proto::common::v1::HealthBand::try_from(b) {
         Ok(rapport_proto::common::v1::HealthBand::Red) => "red",
@@ -267,64 +291,35 @@ async fn main() -> anyhow::Result<()> {
         }
         ClientCommand::Health { customers, explain } => {
             let addr = target.addr(&target.cli.scoring, |l| &l.scoring, "scoring")?;
-            let mut client =
+            let client =
                 scoring::scoring_service_client::ScoringServiceClient::new(target.channel(&addr)?);
-            let scores = client
-                .batch_get_health(target.request(scoring::BatchGetHealthRequest {
-                    customer_ids: customers.clone(),
-                })?)
-                .await?
-                .into_inner()
-                .scores;
-            if json {
-                let out: Vec<_> = scores
-                    .iter()
-                    .map(|h| {
-                        json!({
-                            "customer_id": h.customer_id, "score": h.score, "band": band_name(h.band), "tier": tier_name(h.tier),
-                            "scorecard_version": h.scorecard_version, "computed_at": when(h.computed_at.as_ref()),
-                            "measures": h.measures.iter().map(|m| json!({"measure": m.measure, "value": m.value, "score": m.score, "weight": m.weight, "contribution": m.contribution})).collect::<Vec<_>>(),
-                        })
-                    })
-                    .collect();
-                println!("{}", serde_json::to_string_pretty(&out)?);
-            } else {
-                println!(
-                    "{:<24} {:>6}  {:<7} {:<8} {:>7} {:>7} {:>9}  COMPUTED",
-                    "CUSTOMER", "SCORE", "BAND", "TIER", "P_ALIVE", "E[90D]", "CLV_12M"
-                );
-                let opt = |v: Option<f64>, digits: usize| {
-                    v.map_or("-".to_owned(), |v| format!("{v:.digits$}"))
-                };
-                for h in &scores {
-                    println!(
-                        "{:<24} {:>6.1}  {:<7} {:<8} {:>7} {:>7} {:>9}  {}",
-                        h.customer_id,
-                        h.score,
-                        band_name(h.band),
-                        tier_name(h.tier),
-                        opt(h.p_alive, 2),
-                        opt(h.expected_purchases_90d, 2),
-                        opt(h.clv_12m, 2),
-                        when(h.computed_at.as_ref())
-                    );
-                    if *explain {
-                        for m in &h.measures {
-                            let value = m.value.map_or("-".to_owned(), |v| format!("{v:.2}"));
-                            println!(
-                                "    {:<16} value {:>10}  score {:>5.1}  weight {:.2}  +{:.1}",
-                                m.measure, value, m.score, m.weight, m.contribution
-                            );
-                        }
-                    }
-                }
-                for missing in customers
-                    .iter()
-                    .filter(|c| !scores.iter().any(|h| &h.customer_id == *c))
-                {
-                    println!("{missing:<24} no score yet");
-                }
-            }
+            health::show(&target, client, customers, *explain, json).await?;
+        }
+        ClientCommand::TopRisk { limit, tier, band } => {
+            let addr = target.addr(&target.cli.scoring, |l| &l.scoring, "scoring")?;
+            let client =
+                scoring::scoring_service_client::ScoringServiceClient::new(target.channel(&addr)?);
+            health::top_risk(
+                &target,
+                client,
+                *limit,
+                tier.as_deref(),
+                band.as_deref(),
+                json,
+            )
+            .await?;
+        }
+        ClientCommand::Scorecard { set } => {
+            let addr = target.addr(&target.cli.scoring, |l| &l.scoring, "scoring")?;
+            let client =
+                scoring::scoring_service_client::ScoringServiceClient::new(target.channel(&addr)?);
+            health::scorecard(&target, client, set.as_deref(), json).await?;
+        }
+        ClientCommand::Rescore => {
+            let addr = target.addr(&target.cli.scoring, |l| &l.scoring, "scoring")?;
+            let client =
+                scoring::scoring_service_client::ScoringServiceClient::new(target.channel(&addr)?);
+            health::rescore(&target, client, json).await?;
         }
         ClientCommand::Models => {
             let addr = target.addr(&target.cli.scoring, |l| &l.scoring, "scoring")?;

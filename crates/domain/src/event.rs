@@ -132,6 +132,23 @@ pub enum EngagementKind {
     EventAttendance,
 }
 
+impl EngagementKind {
+    /// Every kind, in a fixed order.
+    pub const ALL: [EngagementKind; 6] = [
+        EngagementKind::Login,
+        EngagementKind::FeatureUse,
+        EngagementKind::EmailOpen,
+        EngagementKind::EmailClick,
+        EngagementKind::CampaignResponse,
+        EngagementKind::EventAttendance,
+    ];
+
+    /// Position in [`EngagementKind::ALL`].
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
 /// What happened to a subscription.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum SubscriptionChange {

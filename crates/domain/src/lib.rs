@@ -5,6 +5,7 @@
 
 pub mod alert;
 pub mod event;
+pub mod lifecycle;
 pub mod metrics;
 pub mod models;
 pub mod rfm;

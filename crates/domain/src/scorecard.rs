@@ -1,12 +1,24 @@
-//! Health scorecards: measures normalised to 0–100, weighted into a score and a band.
+//! Health scorecards: measures normalised to 0–100, rolled up into weighted groups and an
+//! overall score with a band, every point of which is accounted for by a measure.
+//!
+//! A scorecard is configuration, written in TOML ([`DEFAULT_TOML`] is the built-in one) and
+//! parsed into a [`ScorecardSet`]: a default card plus variants for tiers and lifecycle
+//! stages. Parsing validates everything, so a `ScorecardSet` that exists is usable.
 
-use crate::metrics::Indicators;
+use crate::lifecycle::Stage;
+use crate::metrics::{Indicator, MAX_WINDOW_DAYS};
+use crate::tier::Tier;
+use serde::Deserialize;
+use std::collections::{BTreeMap, BTreeSet};
 
-/// Version of the built-in scorecard, recorded on every snapshot it makes.
-pub const DEFAULT_SCORECARD_VERSION: &str = "default-v2";
+/// The built-in scorecard, used until a tenant sets its own.
+pub const DEFAULT_TOML: &str = include_str!("../scorecard.toml");
+
+/// Window of a windowed measure that does not name one.
+pub const DEFAULT_WINDOW_DAYS: u32 = 90;
 
 /// Health band of a score.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Band {
     Red,
     Yellow,
@@ -14,39 +26,95 @@ pub enum Band {
 }
 
 impl Band {
-    /// Band of a 0–100 score with the default cut-offs: red to 50, yellow to 75, green above.
-    pub fn of(score: f64) -> Band {
-        if score <= 50.0 {
+    /// Stable name, as stored.
+    pub fn name(self) -> &'static str {
+        match self {
+            Band::Red => "red",
+            Band::Yellow => "yellow",
+            Band::Green => "green",
+        }
+    }
+
+    /// The band of a stored name.
+    pub fn from_name(name: &str) -> Option<Band> {
+        [Band::Red, Band::Yellow, Band::Green]
+            .into_iter()
+            .find(|b| b.name() == name)
+    }
+}
+
+/// Cut-offs of the bands: red up to `red`, yellow up to `yellow`, green above.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Bands {
+    pub red: f64,
+    pub yellow: f64,
+}
+
+impl Default for Bands {
+    /// Red 0–50, yellow 51–75, green 76–100.
+    fn default() -> Self {
+        Bands {
+            red: 50.0,
+            yellow: 75.0,
+        }
+    }
+}
+
+impl Bands {
+    /// The band of a 0–100 score.
+    pub fn of(&self, score: f64) -> Band {
+        if score <= self.red {
             Band::Red
-        } else if score <= 75.0 {
+        } else if score <= self.yellow {
             Band::Yellow
         } else {
             Band::Green
         }
     }
+
+    fn check(&self, path: &str) -> Result<(), ScorecardError> {
+        let ok = self.red.is_finite()
+            && self.yellow.is_finite()
+            && 0.0 <= self.red
+            && self.red < self.yellow
+            && self.yellow < 100.0;
+        if ok {
+            Ok(())
+        } else {
+            Err(ScorecardError::at(
+                path,
+                format!(
+                    "must satisfy 0 <= red < yellow < 100, got red {} and yellow {}",
+                    self.red, self.yellow
+                ),
+            ))
+        }
+    }
 }
 
 /// How an indicator's raw value becomes a 0–100 score.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum Normalisation {
     /// Linear between `worst` (0) and `best` (100), clamped; `best` may be below `worst`.
     Linear { worst: f64, best: f64 },
-    /// Good/average/poor bands → 100/60/0. `higher_is_better` tells which way the limits point.
+    /// Good/average/poor bands → 100/60/0: at least `good` is good, at least `average` is
+    /// average (at most, when `higher_is_better` is false).
     Bands {
         good: f64,
         average: f64,
         higher_is_better: bool,
     },
+    /// The customer's percentile among the tenant's customers (mid-rank, so ties share it).
+    Percentile { higher_is_better: bool },
 }
 
 impl Normalisation {
-    /// The 0–100 score of a raw value.
-    pub fn apply(self, value: f64) -> f64 {
-        match self {
+    /// The 0–100 score of a raw value; `None` for a percentile without a population yet.
+    pub fn apply(self, value: f64, population: Option<&PercentileTable>) -> Option<f64> {
+        Some(match self {
             Normalisation::Linear { worst, best } => {
-                if best == worst {
-                    return 100.0;
-                }
                 (100.0 * (value - worst) / (best - worst)).clamp(0.0, 100.0)
             }
             Normalisation::Bands {
@@ -69,187 +137,257 @@ impl Normalisation {
                     0.0
                 }
             }
+            Normalisation::Percentile { higher_is_better } => {
+                let p = population?.percentile(value);
+                if higher_is_better { p } else { 100.0 - p }
+            }
+        })
+    }
+
+    fn check(&self, path: &str) -> Result<(), ScorecardError> {
+        match *self {
+            Normalisation::Linear { worst, best } => {
+                if !(worst.is_finite() && best.is_finite()) || worst == best {
+                    return Err(ScorecardError::at(
+                        format!("{path}.linear"),
+                        "worst and best must be finite and differ",
+                    ));
+                }
+            }
+            Normalisation::Bands {
+                good,
+                average,
+                higher_is_better,
+            } => {
+                let ordered = if higher_is_better {
+                    good > average
+                } else {
+                    good < average
+                };
+                if !(good.is_finite() && average.is_finite() && ordered) {
+                    return Err(ScorecardError::at(
+                        format!("{path}.bands"),
+                        format!(
+                            "good must be {} average (good {good}, average {average})",
+                            if higher_is_better { "above" } else { "below" }
+                        ),
+                    ));
+                }
+            }
+            Normalisation::Percentile { .. } => {}
         }
+        Ok(())
     }
 }
 
-/// The indicators the scorecard knows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Indicator {
-    RecencyDays,
-    Frequency,
-    Monetary,
-    LatestNps,
-    Complaints90d,
-    PAlive,
-    Clv,
+/// A tenant's distribution of one measure's raw values: 101 quantiles, lowest first.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, Deserialize)]
+pub struct PercentileTable {
+    pub quantiles: Vec<f64>,
 }
 
-impl Indicator {
-    /// Stable name, as shown in explanations.
-    pub fn name(self) -> &'static str {
-        match self {
-            Indicator::RecencyDays => "recency_days",
-            Indicator::Frequency => "frequency",
-            Indicator::Monetary => "monetary",
-            Indicator::LatestNps => "latest_nps",
-            Indicator::Complaints90d => "complaints_90d",
-            Indicator::PAlive => "p_alive",
-            Indicator::Clv => "clv_12m",
+impl PercentileTable {
+    /// The table of a population's values (non-finite values are ignored); `None` when empty.
+    pub fn from_values(mut values: Vec<f64>) -> Option<PercentileTable> {
+        values.retain(|v| v.is_finite());
+        if values.is_empty() {
+            return None;
         }
+        values.sort_by(f64::total_cmp);
+        let last = (values.len() - 1) as f64;
+        let quantiles = (0..=100)
+            .map(|i| {
+                let pos = last * f64::from(i) / 100.0;
+                let (lo, hi) = (pos.floor() as usize, pos.ceil() as usize);
+                values[lo] + (values[hi] - values[lo]) * (pos - lo as f64)
+            })
+            .collect();
+        Some(PercentileTable { quantiles })
     }
 
-    /// The raw value, or `None` when the customer has no data for it.
-    pub fn value(self, ind: &Indicators) -> Option<f64> {
-        match self {
-            Indicator::RecencyDays => ind.recency_days,
-            Indicator::Frequency => Some(ind.frequency as f64),
-            Indicator::Monetary => Some(ind.monetary),
-            Indicator::LatestNps => ind.latest_nps.map(f64::from),
-            Indicator::Complaints90d => Some(ind.complaints_90d as f64),
-            Indicator::PAlive => ind.p_alive,
-            Indicator::Clv => ind.clv,
-        }
+    /// The percentile (0–100) of `value`: the mid-rank of the value among the quantiles.
+    pub fn percentile(&self, value: f64) -> f64 {
+        let below = self.quantiles.partition_point(|q| *q < value);
+        let at_or_below = self.quantiles.partition_point(|q| *q <= value);
+        100.0 * (below + at_or_below) as f64 / 2.0 / self.quantiles.len().max(1) as f64
     }
 }
 
-/// One measure of a scorecard.
-#[derive(Debug, Clone, Copy, PartialEq)]
+/// Percentile tables of a tenant, by measure key.
+pub type Population = BTreeMap<String, PercentileTable>;
+
+/// One measure of a scorecard: an indicator, normalised and weighted within its group.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Measure {
+    /// Unique within the card: the indicator's name, with `_<window>d` for windowed ones.
+    pub key: String,
     pub indicator: Indicator,
+    pub window_days: u32,
     pub normalisation: Normalisation,
     pub weight: f64,
+    /// This measure's own band cut-offs, if it has them (else the card's).
+    pub bands: Option<Bands>,
+}
+
+/// Measures rolled up with a weight in the overall score.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Group {
+    pub name: String,
+    pub weight: f64,
+    pub measures: Vec<Measure>,
 }
 
 /// A weighted scorecard.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Scorecard {
-    pub version: String,
-    pub measures: Vec<Measure>,
+    pub groups: Vec<Group>,
+    pub bands: Bands,
+}
+
+/// A card for the customers of some tiers or lifecycle stages.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Variant {
+    pub tiers: BTreeSet<Tier>,
+    pub stages: BTreeSet<Stage>,
+    pub card: Scorecard,
+}
+
+/// A tenant's scorecards: the default card and the variants that replace it for some tiers
+/// and stages. A stage's variant wins over a tier's.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScorecardSet {
+    pub name: String,
+    pub default: Scorecard,
+    pub variants: Vec<Variant>,
 }
 
 /// One measure's part in a score.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct MeasureScore {
+    pub key: String,
     pub indicator: Indicator,
+    pub group: String,
     pub value: Option<f64>,
-    /// Normalised 0–100 (0 when the value is missing; it then weighs nothing).
-    pub score: f64,
-    /// Points added to the overall score: score × weight / total weight of present measures.
-    pub contribution: f64,
+    /// Normalised 0–100; `None` when the value (or its population) is missing, and the
+    /// measure is then left out of the weighted mean.
+    pub score: Option<f64>,
+    /// The configured weight within its group.
     pub weight: f64,
+    /// Points this measure adds to the overall score.
+    pub contribution: f64,
+    /// Points this measure's shortfall from 100 costs the overall score.
+    pub shortfall: f64,
+    pub band: Option<Band>,
 }
 
-/// A computed health score with its explanation.
+/// One group's part in a score.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GroupScore {
+    pub name: String,
+    /// Weighted mean of its present measures; `None` when none is present.
+    pub score: Option<f64>,
+    pub weight: f64,
+    pub contribution: f64,
+}
+
+/// A computed health score with its explanation; the contributions sum to the score.
 #[derive(Debug, Clone, PartialEq)]
 pub struct HealthScore {
     pub score: f64,
     pub band: Band,
+    pub groups: Vec<GroupScore>,
     pub measures: Vec<MeasureScore>,
 }
 
-impl Default for Scorecard {
-    fn default() -> Self {
-        use Indicator::*;
-        use Normalisation::*;
-        let m = |indicator, normalisation, weight| Measure {
-            indicator,
-            normalisation,
-            weight,
-        };
-        Scorecard {
-            version: DEFAULT_SCORECARD_VERSION.to_owned(),
-            measures: vec![
-                m(
-                    RecencyDays,
-                    Linear {
-                        worst: 180.0,
-                        best: 0.0,
-                    },
-                    0.25,
-                ),
-                m(
-                    Frequency,
-                    Bands {
-                        good: 5.0,
-                        average: 2.0,
-                        higher_is_better: true,
-                    },
-                    0.20,
-                ),
-                m(
-                    Monetary,
-                    Linear {
-                        worst: 0.0,
-                        best: 1_000.0,
-                    },
-                    0.20,
-                ),
-                m(
-                    LatestNps,
-                    Linear {
-                        worst: 0.0,
-                        best: 10.0,
-                    },
-                    0.20,
-                ),
-                m(
-                    Complaints90d,
-                    Bands {
-                        good: 0.0,
-                        average: 1.0,
-                        higher_is_better: false,
-                    },
-                    0.15,
-                ),
-                // Left out (not counted as zero) until the tenant's models are fitted.
-                m(
-                    PAlive,
-                    Linear {
-                        worst: 0.0,
-                        best: 1.0,
-                    },
-                    0.15,
-                ),
-                m(
-                    Clv,
-                    Linear {
-                        worst: 0.0,
-                        best: 1_000.0,
-                    },
-                    0.10,
-                ),
-            ],
-        }
+impl HealthScore {
+    /// Whether any measure had data: a customer with none has no meaningful score.
+    pub fn measured(&self) -> bool {
+        self.measures.iter().any(|m| m.score.is_some())
     }
 }
 
 impl Scorecard {
-    /// Scores a customer's indicators; missing measures are left out of the weighted mean.
-    pub fn score(&self, ind: &Indicators) -> HealthScore {
-        let mut measures: Vec<MeasureScore> = self
-            .measures
+    /// Every measure, with its group's name.
+    pub fn measures(&self) -> impl Iterator<Item = (&str, &Measure)> {
+        self.groups
             .iter()
-            .map(|m| {
-                let value = m.indicator.value(ind);
-                MeasureScore {
-                    indicator: m.indicator,
-                    value,
-                    score: value.map_or(0.0, |v| m.normalisation.apply(v)),
-                    contribution: 0.0,
-                    weight: m.weight,
-                }
+            .flat_map(|g| g.measures.iter().map(move |m| (g.name.as_str(), m)))
+    }
+
+    /// Scores a customer: `value` gives each measure's raw value, `population` the tenant's
+    /// percentile tables. Missing measures, and groups without any present measure, are left
+    /// out of the weighted means, not counted as zero.
+    pub fn score(
+        &self,
+        value: impl Fn(&Measure) -> Option<f64>,
+        population: &Population,
+    ) -> HealthScore {
+        let scored: Vec<Vec<(Option<f64>, Option<f64>)>> = self
+            .groups
+            .iter()
+            .map(|g| {
+                g.measures
+                    .iter()
+                    .map(|m| {
+                        let v = value(m).filter(|v| v.is_finite());
+                        let s = v.and_then(|v| m.normalisation.apply(v, population.get(&m.key)));
+                        (v, s)
+                    })
+                    .collect()
             })
             .collect();
-        let present: f64 = measures
+        let present_weight = |g: &Group, s: &[(Option<f64>, Option<f64>)]| -> f64 {
+            g.measures
+                .iter()
+                .zip(s)
+                .filter(|(_, (_, s))| s.is_some())
+                .map(|(m, _)| m.weight)
+                .sum()
+        };
+        let group_total: f64 = self
+            .groups
             .iter()
-            .filter(|m| m.value.is_some())
-            .map(|m| m.weight)
+            .zip(&scored)
+            .filter(|(g, s)| present_weight(g, s) > 0.0)
+            .map(|(g, _)| g.weight)
             .sum();
-        if present > 0.0 {
-            for m in measures.iter_mut().filter(|m| m.value.is_some()) {
-                m.contribution = m.score * m.weight / present;
+
+        let mut groups = Vec::with_capacity(self.groups.len());
+        let mut measures = Vec::new();
+        for (g, s) in self.groups.iter().zip(&scored) {
+            let within = present_weight(g, s);
+            let group_share = if within > 0.0 && group_total > 0.0 {
+                g.weight / group_total
+            } else {
+                0.0
+            };
+            let mut group_score = 0.0;
+            for (m, (v, ms)) in g.measures.iter().zip(s) {
+                let share = match ms {
+                    Some(_) => group_share * m.weight / within,
+                    None => 0.0,
+                };
+                if let Some(ms) = ms {
+                    group_score += ms * m.weight / within;
+                }
+                measures.push(MeasureScore {
+                    key: m.key.clone(),
+                    indicator: m.indicator,
+                    group: g.name.clone(),
+                    value: *v,
+                    score: *ms,
+                    weight: m.weight,
+                    contribution: share * ms.unwrap_or(0.0),
+                    shortfall: share * (100.0 - ms.unwrap_or(100.0)),
+                    band: ms.map(|ms| m.bands.unwrap_or(self.bands).of(ms)),
+                });
             }
+            groups.push(GroupScore {
+                name: g.name.clone(),
+                score: (within > 0.0).then_some(group_score),
+                weight: g.weight,
+                contribution: group_share * group_score,
+            });
         }
         let score = measures
             .iter()
@@ -258,111 +396,515 @@ impl Scorecard {
             .clamp(0.0, 100.0);
         HealthScore {
             score,
-            band: Band::of(score),
+            band: self.bands.of(score),
+            groups,
             measures,
         }
     }
+}
+
+impl ScorecardSet {
+    /// The built-in scorecard set.
+    pub fn builtin() -> ScorecardSet {
+        match ScorecardSet::from_toml(DEFAULT_TOML) {
+            Ok(set) => set,
+            // The built-in file is checked by a test; reaching this is a build defect.
+            Err(e) => panic!("the built-in scorecard is invalid: {e}"),
+        }
+    }
+
+    /// The card that scores a customer of this tier and stage.
+    pub fn card_for(&self, tier: Option<Tier>, stage: Option<Stage>) -> &Scorecard {
+        let by_stage = stage.and_then(|s| self.variants.iter().find(|v| v.stages.contains(&s)));
+        let by_tier = || tier.and_then(|t| self.variants.iter().find(|v| v.tiers.contains(&t)));
+        by_stage.or_else(by_tier).map_or(&self.default, |v| &v.card)
+    }
+
+    /// Every card of the set.
+    pub fn cards(&self) -> impl Iterator<Item = &Scorecard> {
+        std::iter::once(&self.default).chain(self.variants.iter().map(|v| &v.card))
+    }
+
+    /// Parses and validates a scorecard set written in TOML.
+    pub fn from_toml(text: &str) -> Result<ScorecardSet, ScorecardError> {
+        let spec: SetSpec = toml::from_str(text).map_err(|e| ScorecardError {
+            path: String::new(),
+            reason: e.to_string().trim().to_owned(),
+        })?;
+        let bands = spec.bands.unwrap_or_default();
+        bands.check("bands")?;
+        let default = card(&spec.groups, bands, "groups")?;
+        let mut taken_tiers = BTreeSet::new();
+        let mut taken_stages = BTreeSet::new();
+        let mut variants = Vec::new();
+        for (i, v) in spec.variants.iter().enumerate() {
+            let path = format!("variants[{i}]");
+            let mut tiers = BTreeSet::new();
+            for (j, name) in v.tiers.iter().enumerate() {
+                let tier = Tier::from_name(name).ok_or_else(|| {
+                    ScorecardError::at(
+                        format!("{path}.tiers[{j}]"),
+                        format!("unknown tier {name:?} (vip, gold, silver, bronze, regular)"),
+                    )
+                })?;
+                if !taken_tiers.insert(tier) {
+                    return Err(ScorecardError::at(
+                        format!("{path}.tiers[{j}]"),
+                        format!("tier {name:?} already has a variant"),
+                    ));
+                }
+                tiers.insert(tier);
+            }
+            let mut stages = BTreeSet::new();
+            for (j, name) in v.stages.iter().enumerate() {
+                let stage = Stage::from_name(name).ok_or_else(|| {
+                    ScorecardError::at(
+                        format!("{path}.stages[{j}]"),
+                        format!("unknown stage {name:?}"),
+                    )
+                })?;
+                if !taken_stages.insert(stage) {
+                    return Err(ScorecardError::at(
+                        format!("{path}.stages[{j}]"),
+                        format!("stage {name:?} already has a variant"),
+                    ));
+                }
+                stages.insert(stage);
+            }
+            if tiers.is_empty() && stages.is_empty() {
+                return Err(ScorecardError::at(
+                    path,
+                    "a variant must name at least one tier or stage",
+                ));
+            }
+            let vbands = v.bands.unwrap_or(bands);
+            vbands.check(&format!("{path}.bands"))?;
+            variants.push(Variant {
+                tiers,
+                stages,
+                card: card(&v.groups, vbands, &format!("{path}.groups"))?,
+            });
+        }
+        Ok(ScorecardSet {
+            name: spec.name.unwrap_or_default(),
+            default,
+            variants,
+        })
+    }
+}
+
+fn card(groups: &[GroupSpec], bands: Bands, path: &str) -> Result<Scorecard, ScorecardError> {
+    if groups.is_empty() {
+        return Err(ScorecardError::at(path, "at least one group is required"));
+    }
+    let mut names = BTreeSet::new();
+    let mut keys = BTreeSet::new();
+    let mut out = Vec::with_capacity(groups.len());
+    for (i, g) in groups.iter().enumerate() {
+        let gpath = format!("{path}[{i}]");
+        if g.name.trim().is_empty() || !names.insert(g.name.as_str()) {
+            return Err(ScorecardError::at(
+                format!("{gpath}.name"),
+                format!("must be non-empty and unique, got {:?}", g.name),
+            ));
+        }
+        positive(g.weight, &format!("{gpath}.weight"))?;
+        if g.measures.is_empty() {
+            return Err(ScorecardError::at(
+                format!("{gpath}.measures"),
+                "at least one measure is required",
+            ));
+        }
+        let mut measures = Vec::with_capacity(g.measures.len());
+        for (j, m) in g.measures.iter().enumerate() {
+            let mpath = format!("{gpath}.measures[{j}]");
+            let indicator = Indicator::from_name(&m.indicator).ok_or_else(|| {
+                let known: Vec<&str> = Indicator::ALL.iter().map(|i| i.name()).collect();
+                ScorecardError::at(
+                    format!("{mpath}.indicator"),
+                    format!(
+                        "unknown indicator {:?} (known: {})",
+                        m.indicator,
+                        known.join(", ")
+                    ),
+                )
+            })?;
+            let window_days = match (indicator.windowed(), m.window_days) {
+                (true, None) => DEFAULT_WINDOW_DAYS,
+                (true, Some(w)) if (1..=MAX_WINDOW_DAYS).contains(&w) => w,
+                (true, Some(w)) => {
+                    return Err(ScorecardError::at(
+                        format!("{mpath}.window_days"),
+                        format!("must be 1 to {MAX_WINDOW_DAYS}, got {w}"),
+                    ));
+                }
+                (false, Some(_)) => {
+                    return Err(ScorecardError::at(
+                        format!("{mpath}.window_days"),
+                        format!("{} has no window", indicator.name()),
+                    ));
+                }
+                (false, None) => 0,
+            };
+            positive(m.weight, &format!("{mpath}.weight"))?;
+            m.normalise.check(&format!("{mpath}.normalise"))?;
+            if let Some(b) = &m.bands {
+                b.check(&format!("{mpath}.bands"))?;
+            }
+            let key = if indicator.windowed() {
+                format!("{}_{window_days}d", indicator.name())
+            } else {
+                indicator.name().to_owned()
+            };
+            if !keys.insert(key.clone()) {
+                return Err(ScorecardError::at(
+                    mpath,
+                    format!("measure {key} appears twice in the card"),
+                ));
+            }
+            measures.push(Measure {
+                key,
+                indicator,
+                window_days,
+                normalisation: m.normalise,
+                weight: m.weight,
+                bands: m.bands,
+            });
+        }
+        out.push(Group {
+            name: g.name.clone(),
+            weight: g.weight,
+            measures,
+        });
+    }
+    Ok(Scorecard { groups: out, bands })
+}
+
+fn positive(w: f64, path: &str) -> Result<(), ScorecardError> {
+    if w.is_finite() && w > 0.0 {
+        Ok(())
+    } else {
+        Err(ScorecardError::at(
+            path,
+            format!("must be a positive number, got {w}"),
+        ))
+    }
+}
+
+/// Why a scorecard was refused: the path of the offending setting and the reason.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{}{reason}", if path.is_empty() { String::new() } else { format!("{path}: ") })]
+pub struct ScorecardError {
+    /// Where in the document, e.g. `groups[1].measures[0].weight` (empty for syntax errors,
+    /// whose reason carries the line and column).
+    pub path: String,
+    pub reason: String,
+}
+
+impl ScorecardError {
+    fn at(path: impl Into<String>, reason: impl Into<String>) -> Self {
+        ScorecardError {
+            path: path.into(),
+            reason: reason.into(),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SetSpec {
+    name: Option<String>,
+    #[allow(dead_code)]
+    description: Option<String>,
+    bands: Option<Bands>,
+    groups: Vec<GroupSpec>,
+    #[serde(default)]
+    variants: Vec<VariantSpec>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GroupSpec {
+    name: String,
+    weight: f64,
+    measures: Vec<MeasureSpec>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MeasureSpec {
+    indicator: String,
+    window_days: Option<u32>,
+    weight: f64,
+    normalise: Normalisation,
+    bands: Option<Bands>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct VariantSpec {
+    #[serde(default)]
+    tiers: Vec<String>,
+    #[serde(default)]
+    stages: Vec<String>,
+    bands: Option<Bands>,
+    groups: Vec<GroupSpec>,
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn indicators() -> Indicators {
-        Indicators {
-            recency_days: Some(18.0),
-            frequency: 3,
-            monetary: 500.0,
-            latest_nps: Some(9),
-            complaints_90d: 1,
-            p_alive: None,
-            clv: None,
-        }
+    const CARD: &str = r#"
+        name = "test"
+        [[groups]]
+        name = "value"
+        weight = 2
+        [[groups.measures]]
+        indicator = "monetary"
+        weight = 1
+        normalise = { linear = { worst = 0, best = 1000 } }
+        [[groups.measures]]
+        indicator = "orders"
+        window_days = 365
+        weight = 3
+        normalise = { bands = { good = 5, average = 2, higher_is_better = true } }
+
+        [[groups]]
+        name = "satisfaction"
+        weight = 1
+        [[groups.measures]]
+        indicator = "nps"
+        weight = 1
+        normalise = { linear = { worst = 0, best = 10 } }
+        bands = { red = 30, yellow = 60 }
+        [[groups.measures]]
+        indicator = "complaints"
+        weight = 1
+        normalise = { bands = { good = 0, average = 1, higher_is_better = false } }
+
+        [[variants]]
+        tiers = ["vip"]
+        bands = { red = 60, yellow = 80 }
+        [[variants.groups]]
+        name = "value"
+        weight = 1
+        [[variants.groups.measures]]
+        indicator = "monetary"
+        weight = 1
+        normalise = { percentile = { higher_is_better = true } }
+
+        [[variants]]
+        stages = ["new"]
+        [[variants.groups]]
+        name = "satisfaction"
+        weight = 1
+        [[variants.groups.measures]]
+        indicator = "nps"
+        weight = 1
+        normalise = { linear = { worst = 0, best = 10 } }
+    "#;
+
+    fn set() -> ScorecardSet {
+        ScorecardSet::from_toml(CARD).unwrap()
+    }
+
+    fn values<'a>(pairs: &'a [(&'a str, f64)]) -> impl Fn(&Measure) -> Option<f64> + 'a {
+        move |m: &Measure| pairs.iter().find(|(k, _)| *k == m.key).map(|(_, v)| *v)
+    }
+
+    fn close(a: f64, b: f64) {
+        assert!((a - b).abs() < 1e-9, "{a} vs {b}");
     }
 
     #[test]
-    fn model_measures_count_once_the_models_are_fitted() {
-        let mut ind = indicators();
-        ind.p_alive = Some(0.4);
-        ind.clv = Some(250.0);
-        let s = Scorecard::default().score(&ind);
-        let expected = (0.25 * 90.0
-            + 0.20 * 60.0
-            + 0.20 * 50.0
-            + 0.20 * 90.0
-            + 0.15 * 60.0
-            + 0.15 * 40.0
-            + 0.10 * 25.0)
-            / 1.25;
-        assert!(
-            (s.score - expected).abs() < 1e-9,
-            "{} vs {expected}",
-            s.score
+    fn groups_and_measures_roll_up_by_weight() {
+        let set = set();
+        let s = set.default.score(
+            values(&[
+                ("monetary", 500.0),
+                ("orders_365d", 3.0),
+                ("nps", 9.0),
+                ("complaints_90d", 0.0),
+            ]),
+            &Population::new(),
         );
-    }
-
-    #[test]
-    fn weighted_mean_of_normalised_measures() {
-        let s = Scorecard::default().score(&indicators());
-        // recency 90, frequency 60, monetary 50, nps 90, complaints 60.
-        let expected = 0.25 * 90.0 + 0.20 * 60.0 + 0.20 * 50.0 + 0.20 * 90.0 + 0.15 * 60.0;
-        assert!(
-            (s.score - expected).abs() < 1e-9,
-            "{} vs {expected}",
-            s.score
+        // value = (50·1 + 60·3)/4 = 57.5; satisfaction = (90 + 100)/2 = 95.
+        let expected = (2.0 * 57.5 + 95.0) / 3.0;
+        close(s.score, expected);
+        close(s.groups[0].score.unwrap(), 57.5);
+        close(s.groups[1].score.unwrap(), 95.0);
+        close(s.measures.iter().map(|m| m.contribution).sum(), s.score);
+        close(
+            s.measures
+                .iter()
+                .map(|m| m.contribution + m.shortfall)
+                .sum(),
+            100.0,
+        );
+        close(
+            s.groups.iter().map(|g| g.contribution).sum::<f64>(),
+            s.score,
         );
         assert_eq!(s.band, Band::Yellow);
-        let sum: f64 = s.measures.iter().map(|m| m.contribution).sum();
-        assert!((sum - s.score).abs() < 1e-9);
+        // NPS 90 with its own cut-offs is green; the card's would say green too, complaints too.
+        assert_eq!(s.measures[2].band, Some(Band::Green));
     }
 
     #[test]
-    fn a_missing_measure_is_left_out_not_zero() {
-        let mut ind = indicators();
-        ind.latest_nps = None;
-        let s = Scorecard::default().score(&ind);
-        let expected = (0.25 * 90.0 + 0.20 * 60.0 + 0.20 * 50.0 + 0.15 * 60.0) / 0.80;
-        assert!((s.score - expected).abs() < 1e-9);
-        assert_eq!(s.measures[3].contribution, 0.0);
+    fn missing_measures_and_empty_groups_are_left_out_not_zero() {
+        let set = set();
+        let s = set.default.score(
+            values(&[("monetary", 500.0), ("orders_365d", 3.0)]),
+            &Population::new(),
+        );
+        close(s.score, 57.5);
+        assert_eq!(s.groups[1].score, None);
+        assert_eq!(s.groups[1].contribution, 0.0);
+        assert!(s.measured());
+        let s = set
+            .default
+            .score(values(&[("nps", 4.0)]), &Population::new());
+        close(s.score, 40.0);
+        let none = set.default.score(values(&[]), &Population::new());
+        assert!(!none.measured());
+        assert_eq!(none.score, 0.0);
     }
 
     #[test]
-    fn bands_and_normalisation_edges() {
-        assert_eq!(Band::of(50.0), Band::Red);
-        assert_eq!(Band::of(50.1), Band::Yellow);
-        assert_eq!(Band::of(75.0), Band::Yellow);
-        assert_eq!(Band::of(76.0), Band::Green);
+    fn variants_by_stage_win_over_tiers() {
+        let set = set();
+        assert_eq!(set.card_for(None, None), &set.default);
+        assert_eq!(set.card_for(Some(Tier::Vip), None), &set.variants[0].card);
+        assert_eq!(
+            set.card_for(Some(Tier::Vip), Some(Stage::New)),
+            &set.variants[1].card
+        );
+        assert_eq!(set.card_for(Some(Tier::Gold), None), &set.default);
+        assert_eq!(set.variants[0].card.bands.red, 60.0);
+        assert_eq!(set.variants[1].card.bands, Bands::default());
+    }
+
+    #[test]
+    fn percentile_measures_need_a_population() {
+        let set = set();
+        let card = &set.variants[0].card;
+        let v = values(&[("monetary", 50.0)]);
+        assert!(!card.score(&v, &Population::new()).measured());
+        let table = PercentileTable::from_values((1..=100).map(f64::from).collect()).unwrap();
+        let population = Population::from([("monetary".to_owned(), table)]);
+        let s = card.score(&v, &population);
+        assert!((s.score - 50.0).abs() < 1.5, "{}", s.score);
+    }
+
+    #[test]
+    fn percentiles_use_mid_ranks() {
+        let table = PercentileTable::from_values(
+            vec![0.0; 60]
+                .into_iter()
+                .chain((1..=40).map(f64::from))
+                .collect(),
+        )
+        .unwrap();
+        // 60 % of customers have 0: they share the middle of their ranks.
+        let zero = table.percentile(0.0);
+        assert!((zero - 30.0).abs() < 1.0, "{zero}");
+        assert_eq!(table.percentile(-1.0), 0.0);
+        assert_eq!(table.percentile(1_000.0), 100.0);
+        assert!(PercentileTable::from_values(vec![f64::NAN]).is_none());
+    }
+
+    #[test]
+    fn normalisation_edges() {
         let lower_better = Normalisation::Bands {
             good: 0.0,
             average: 1.0,
             higher_is_better: false,
         };
         assert_eq!(
-            [0.0, 1.0, 2.0].map(|v| lower_better.apply(v)),
-            [100.0, 60.0, 0.0]
+            [0.0, 1.0, 2.0].map(|v| lower_better.apply(v, None)),
+            [Some(100.0), Some(60.0), Some(0.0)]
         );
         let recency = Normalisation::Linear {
             worst: 180.0,
             best: 0.0,
         };
         assert_eq!(
-            [0.0, 90.0, 400.0].map(|v| recency.apply(v)),
-            [100.0, 50.0, 0.0]
+            [0.0, 90.0, 400.0].map(|v| recency.apply(v, None)),
+            [Some(100.0), Some(50.0), Some(0.0)]
+        );
+        let b = Bands::default();
+        assert_eq!(
+            [50.0, 50.1, 75.0, 76.0].map(|s| b.of(s)),
+            [Band::Red, Band::Yellow, Band::Yellow, Band::Green]
         );
     }
 
     #[test]
-    fn an_unhappy_silent_customer_is_red() {
-        let ind = Indicators {
-            recency_days: Some(200.0),
-            frequency: 1,
-            monetary: 20.0,
-            latest_nps: Some(1),
-            complaints_90d: 3,
-            p_alive: Some(0.05),
-            clv: None,
-        };
-        let s = Scorecard::default().score(&ind);
-        assert_eq!(s.band, Band::Red, "{}", s.score);
+    fn bad_scorecards_name_the_setting_and_the_reason() {
+        let cases = [
+            (
+                CARD.replacen("weight = 2", "weight = -2", 1),
+                "groups[0].weight: must be a positive number",
+            ),
+            (
+                CARD.replacen("\"monetary\"", "\"happiness\"", 1),
+                "groups[0].measures[0].indicator: unknown indicator \"happiness\"",
+            ),
+            (
+                CARD.replacen("good = 5, average = 2", "good = 2, average = 5", 1),
+                "groups[0].measures[1].normalise.bands: good must be above average",
+            ),
+            (
+                CARD.replacen("red = 30, yellow = 60", "red = 70, yellow = 60", 1),
+                "groups[1].measures[0].bands: must satisfy 0 <= red < yellow < 100",
+            ),
+            (
+                CARD.replacen("window_days = 365", "window_days = 400", 1),
+                "groups[0].measures[1].window_days: must be 1 to 365",
+            ),
+            (
+                CARD.replacen(
+                    "indicator = \"nps\"\n",
+                    "indicator = \"nps\"\n        window_days = 30\n",
+                    1,
+                ),
+                "groups[1].measures[0].window_days: nps has no window",
+            ),
+            (
+                CARD.replacen(
+                    "stages = [\"new\"]",
+                    "stages = [\"new\"]\n        tiers = [\"vip\"]",
+                    1,
+                ),
+                "variants[1].tiers[0]: tier \"vip\" already has a variant",
+            ),
+            (
+                CARD.replacen("name = \"satisfaction\"", "name = \"value\"", 1),
+                "groups[1].name: must be non-empty and unique",
+            ),
+            (
+                CARD.replacen("weight = 3", "wieght = 3", 1),
+                "unknown field `wieght`",
+            ),
+        ];
+        for (text, expected) in cases {
+            let err = ScorecardSet::from_toml(&text).unwrap_err().to_string();
+            assert!(
+                err.contains(expected),
+                "{err:?} should contain {expected:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_builtin_scorecard_is_valid_and_covers_the_five_groups() {
+        let set = ScorecardSet::builtin();
+        let names: Vec<&str> = set.default.groups.iter().map(|g| g.name.as_str()).collect();
+        assert_eq!(
+            names,
+            ["value", "loyalty", "satisfaction", "service", "engagement"]
+        );
+        assert_eq!(set.default.bands, Bands::default());
     }
 }

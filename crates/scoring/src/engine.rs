@@ -1,17 +1,23 @@
-//! Scoring's work: fold new events into metrics, score, snapshot, cache, and announce.
+//! Scoring's work: fold new events into metrics, score, snapshot, cache, and announce; keep
+//! every tenant's scorecard, percentile tables and models at hand; answer explanations.
 
+use crate::evaluate::{self, CustomerState, Evaluation, TenantContext, evaluate, remember};
 use crate::params::NamedParams;
-use crate::store::{CustomerState, FitRecord, Rescored, Snapshot, Store, StoreError};
+use crate::store::{
+    Columns, FitRecord, OverrideChange, Rescored, Snapshot, SnapshotDetail, Store, StoreError,
+    StoredScorecard,
+};
 use chrono::{DateTime, Utc};
 use prost::Message;
 use rapport_cache::{AnyCache, Cache};
 use rapport_domain::event::{ValidationPolicy, validate};
+use rapport_domain::lifecycle::Stage;
 use rapport_domain::models::bgnbd::BgNbd;
 use rapport_domain::models::gamma_gamma::{GammaGamma, Spend};
 use rapport_domain::models::outlook::{FittedModels, twelve_months_in_days};
 use rapport_domain::models::summary::summarise_days;
 use rapport_domain::models::{Customer, check_population};
-use rapport_domain::scorecard::Scorecard;
+use rapport_domain::scorecard::{Band, PercentileTable, Population, ScorecardError, ScorecardSet};
 use rapport_domain::tier::Tier;
 use rapport_proto::alerting::v1::ScoreChange;
 use rapport_proto::convert;
@@ -19,16 +25,23 @@ use rapport_proto::ingestion::v1::{
     CustomerCursor, ListCustomerEventsRequest, StoredEvent,
     ingestion_service_client::IngestionServiceClient,
 };
-use rapport_proto::scoring::v1::{HealthScore, MeasureScore};
+use rapport_proto::scoring::v1 as pb;
 use rapport_server::{PeerChannel, peer_request};
 use rapport_storage::outbox::RelayWaker;
-use std::collections::{BTreeMap, HashMap};
-use std::time::Duration;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::{Duration, Instant};
 
 /// Deadline of a call to ingestion for new events.
 const FETCH_DEADLINE: Duration = Duration::from_secs(10);
 /// Most events fetched per customer and call.
 const EVENTS_PER_FETCH: u32 = 5_000;
+/// Customers per page when walking a whole tenant.
+const PAGE: u64 = 5_000;
+/// How long a tenant's loaded scorecard, percentiles and models are reused before they are
+/// read again (other replicas may have changed them).
+const CONTEXT_TTL: Duration = Duration::from_secs(60);
 
 /// Errors of scoring's work.
 #[derive(Debug, thiserror::Error)]
@@ -37,6 +50,72 @@ pub enum ScoringError {
     Store(#[from] StoreError),
     #[error("ingestion did not answer: {0}")]
     Upstream(tonic::Status),
+    #[error("the tenant's stored scorecard no longer parses: {0}")]
+    StoredScorecard(ScorecardError),
+    #[error("invalid scorecard: {0}")]
+    Scorecard(ScorecardError),
+    #[error("customer {0:?} is unknown")]
+    UnknownCustomer(String),
+}
+
+/// The time scoring works at: the system clock, or a settable one for tests and replays.
+#[derive(Debug, Clone, Default)]
+pub struct Clock(Option<Arc<AtomicI64>>);
+
+impl Clock {
+    /// The system clock.
+    pub fn system() -> Clock {
+        Clock(None)
+    }
+
+    /// A clock standing at `at` until set again.
+    pub fn fixed(at: DateTime<Utc>) -> Clock {
+        Clock(Some(Arc::new(AtomicI64::new(at.timestamp_millis()))))
+    }
+
+    /// Moves a fixed clock (does nothing to the system clock).
+    pub fn set(&self, at: DateTime<Utc>) {
+        if let Some(t) = &self.0 {
+            t.store(at.timestamp_millis(), Ordering::SeqCst);
+        }
+    }
+
+    /// The current time.
+    pub fn now(&self) -> DateTime<Utc> {
+        match &self.0 {
+            Some(t) => {
+                DateTime::from_timestamp_millis(t.load(Ordering::SeqCst)).unwrap_or_else(Utc::now)
+            }
+            None => Utc::now(),
+        }
+    }
+}
+
+/// The built-in scorecard, its text and its version.
+#[derive(Debug, Clone)]
+pub struct Builtin {
+    pub cards: ScorecardSet,
+    pub toml: String,
+    pub version: String,
+}
+
+impl Builtin {
+    /// The built-in scorecard of `toml`; its version is a digest of the text, so a changed
+    /// file is a new version.
+    pub fn new(toml: &str) -> Result<Builtin, ScorecardError> {
+        use sha2::Digest;
+        let cards = ScorecardSet::from_toml(toml)?;
+        let digest = sha2::Sha256::digest(toml.as_bytes());
+        Ok(Builtin {
+            cards,
+            toml: toml.to_owned(),
+            version: format!("builtin-{}", hex(&digest[..4])),
+        })
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Scoring's state and collaborators.
@@ -45,14 +124,14 @@ pub struct Engine {
     pub cache: AnyCache,
     pub ingestion: IngestionServiceClient<PeerChannel>,
     pub service_key: String,
-    pub scorecard: Scorecard,
+    pub builtin: Builtin,
     pub waker: RelayWaker,
-    /// Fitted models per tenant, loaded on first use.
-    pub models: tokio::sync::RwLock<HashMap<String, Option<FittedModels>>>,
+    pub clock: Clock,
+    /// Each tenant's context, loaded on first use and reused for [`CONTEXT_TTL`].
+    pub contexts: tokio::sync::RwLock<HashMap<String, (Instant, Arc<TenantContext>)>>,
+    /// Whole-tenant re-scores run one at a time.
+    pub rescoring: tokio::sync::Mutex<()>,
 }
-
-/// Customers per page when walking a whole tenant.
-const PAGE: u64 = 5_000;
 
 /// What `fit_models` did.
 #[derive(Debug, Clone)]
@@ -62,14 +141,32 @@ pub struct FitOutcome {
     pub rescored: u64,
 }
 
+/// Progress of a whole-tenant re-score.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Progress {
+    pub done: u64,
+    pub total: u64,
+    pub changed: u64,
+}
+
+/// A scorecard as the API shows it.
+#[derive(Debug, Clone)]
+pub struct ScorecardView {
+    pub version: String,
+    pub toml: String,
+    pub builtin: bool,
+    pub updated_at: Option<i64>,
+}
+
 /// The cache key of a customer's health; it carries the tenant.
 pub fn cache_key(tenant: &str, customer_id: &str) -> String {
     format!("rapport:{}:{tenant}:health:{customer_id}", tenant.len())
 }
 
 /// The API view of a stored snapshot.
-pub fn health(s: &Snapshot) -> HealthScore {
-    HealthScore {
+pub fn health(s: &Snapshot) -> pb::HealthScore {
+    let d = &s.detail;
+    pb::HealthScore {
         customer_id: s.customer_id.clone(),
         score: s.score,
         band: convert::band(s.band).into(),
@@ -77,12 +174,29 @@ pub fn health(s: &Snapshot) -> HealthScore {
         measures: s
             .measures
             .iter()
-            .map(|m| MeasureScore {
+            .map(|m| pb::MeasureScore {
                 measure: m.measure.clone(),
                 value: m.value,
                 score: m.score,
                 contribution: m.contribution,
                 weight: m.weight,
+                group: m.group.clone(),
+                shortfall: m.shortfall,
+                band: m
+                    .band
+                    .as_deref()
+                    .and_then(Band::from_name)
+                    .map_or(0, |b| convert::band(b).into()),
+            })
+            .collect(),
+        groups: d
+            .groups
+            .iter()
+            .map(|g| pb::GroupScore {
+                group: g.group.clone(),
+                score: g.score,
+                weight: g.weight,
+                contribution: g.contribution,
             })
             .collect(),
         scorecard_version: s.scorecard_version.clone(),
@@ -90,10 +204,84 @@ pub fn health(s: &Snapshot) -> HealthScore {
         p_alive: s.outlook.map(|o| o.p_alive),
         expected_purchases_90d: s.outlook.map(|o| o.expected_purchases_90d),
         clv_12m: s.outlook.map(|o| o.clv),
+        trend_7d: d.trend_7d,
+        trend_30d: d.trend_30d,
+        computed_score: d.computed_score.unwrap_or(s.score),
+        overrides: d
+            .overrides
+            .iter()
+            .map(|o| pb::Override {
+                target: match o.target {
+                    evaluate::OverrideTarget::Score => pb::OverrideTarget::Score,
+                    evaluate::OverrideTarget::Sentiment => pb::OverrideTarget::Sentiment,
+                }
+                .into(),
+                value: o.value,
+                author: o.author.clone(),
+                reason: o.reason.clone(),
+                set_at: Some(convert::timestamp(o.set_at)),
+                expires_at: Some(convert::timestamp(o.expires_at)),
+            })
+            .collect(),
+        frozen: d.churned_at.is_some(),
+        churned_at: d.churned_at.map(convert::timestamp),
+        stage: d.stage.map(|s| s.name().to_owned()).unwrap_or_default(),
+    }
+}
+
+/// The snapshot of an evaluation.
+fn snapshot_of(
+    customer_id: &str,
+    state: &CustomerState,
+    e: &Evaluation,
+    version: &str,
+    computed_at: i64,
+) -> Snapshot {
+    Snapshot {
+        customer_id: customer_id.to_owned(),
+        score: e.score,
+        band: e.band,
+        tier: state.tier,
+        scorecard_version: version.to_owned(),
+        measures: crate::store::measures(&e.computed),
+        computed_at,
+        outlook: e.outlook,
+        detail: SnapshotDetail {
+            groups: crate::store::groups(&e.computed),
+            trend_7d: e.trend_7d,
+            trend_30d: e.trend_30d,
+            computed_score: Some(e.computed.score),
+            overrides: e.overrides.clone(),
+            churned_at: e.churned_at.map(|t| t.timestamp_millis()),
+            stage: state.stage,
+        },
     }
 }
 
 impl Engine {
+    /// An engine on a migrated store; `ingestion` is where new events are fetched from.
+    pub fn new(
+        store: Store,
+        cache: AnyCache,
+        ingestion: IngestionServiceClient<PeerChannel>,
+        service_key: String,
+        builtin: Builtin,
+        waker: RelayWaker,
+        clock: Clock,
+    ) -> Engine {
+        Engine {
+            store,
+            cache,
+            ingestion,
+            service_key,
+            builtin,
+            waker,
+            clock,
+            contexts: Default::default(),
+            rescoring: Default::default(),
+        }
+    }
+
     /// Fetches the new events of `customer_ids`, folds them in, rescoring each customer;
     /// idempotent: events at or below a customer's cursor are never applied twice.
     pub async fn customers_changed(
@@ -102,7 +290,7 @@ impl Engine {
         customer_ids: Vec<String>,
     ) -> Result<usize, ScoringError> {
         let mut states = self.store.states(tenant, &customer_ids).await?;
-        let now = chrono::Utc::now();
+        let now = self.clock.now();
         // Stored events passed validation at ingestion; the policy here only re-checks shape.
         let lenient = ValidationPolicy {
             future_skew: chrono::Duration::days(36_500),
@@ -148,72 +336,155 @@ impl Engine {
                 .collect();
         }
 
-        let models = self.fitted(tenant).await?;
+        let ctx = self.context(tenant).await?;
         let rescored: Vec<Rescored> = touched
             .into_iter()
-            .map(|(customer_id, state)| self.rescore(customer_id, state, now, models.as_ref()))
+            .map(|(customer_id, state)| self.rescore(customer_id, state, &ctx, now))
             .collect();
-        self.persist(tenant, &rescored).await?;
+        self.persist(tenant, &rescored, Columns::All).await?;
         tracing::info!(tenant, customers = rescored.len(), "rescored");
         Ok(rescored.len())
     }
 
-    /// Scores a customer's state at `now`, with the tenant's models when they are fitted.
+    /// Evaluates a customer at `now`; a snapshot (and a notification) only when what it shows
+    /// changed since the stored one.
     fn rescore(
         &self,
         customer_id: String,
         state: CustomerState,
+        ctx: &TenantContext,
         now: DateTime<Utc>,
-        models: Option<&FittedModels>,
     ) -> Rescored {
-        let outlook =
-            models.and_then(|m| m.outlook(&state.metrics.purchase_days, now.date_naive()));
-        let mut indicators = state.metrics.indicators(now);
-        indicators.p_alive = outlook.map(|o| o.p_alive);
-        indicators.clv = outlook.map(|o| o.clv);
-        let score = self.scorecard.score(&indicators);
+        self.rescore_with_values(customer_id, state, ctx, now).0
+    }
+
+    /// [`Engine::rescore`], with the measures' raw values (for percentile tables).
+    fn rescore_with_values(
+        &self,
+        customer_id: String,
+        mut state: CustomerState,
+        ctx: &TenantContext,
+        now: DateTime<Utc>,
+    ) -> (Rescored, Vec<(String, f64)>) {
+        let mut e = evaluate(&state, ctx, now);
+        let values = std::mem::take(&mut e.values);
+        if !e.measured() || state.fingerprint == Some(e.fingerprint) {
+            let unchanged = Rescored {
+                customer_id,
+                state,
+                snapshot: None,
+                outbox_payload: None,
+            };
+            return (unchanged, values);
+        }
         let computed_at = now.timestamp_millis();
+        let snapshot = snapshot_of(&customer_id, &state, &e, &ctx.version, computed_at);
         let change = ScoreChange {
             customer_id: customer_id.clone(),
-            score: score.score,
-            band: convert::band(score.band).into(),
+            score: e.score,
+            band: convert::band(e.band).into(),
             tier: convert::tier(state.tier).into(),
             computed_at: Some(convert::timestamp(computed_at)),
         };
-        let snapshot = Snapshot {
+        state.fingerprint = Some(e.fingerprint);
+        state.score = Some(e.score);
+        state.band = Some(e.band);
+        state.recent = remember(&state.recent, now.date_naive(), e.score);
+        state.overrides = e.overrides;
+        let rescored = Rescored {
             customer_id,
-            score: score.score,
-            band: score.band,
-            tier: state.tier,
-            scorecard_version: self.scorecard.version.clone(),
-            measures: crate::store::measures(&score),
-            computed_at,
-            outlook,
-        };
-        Rescored {
             state,
-            snapshot,
-            outbox_payload: change.encode_to_vec(),
-        }
+            snapshot: Some(snapshot),
+            outbox_payload: Some(change.encode_to_vec()),
+        };
+        (rescored, values)
     }
 
-    /// Stores new snapshots with their outbox rows, then writes them through to the cache.
-    async fn persist(&self, tenant: &str, rescored: &[Rescored]) -> Result<(), ScoringError> {
+    /// Stores new states and snapshots with their outbox rows, then writes the new
+    /// snapshots through to the cache.
+    async fn persist(
+        &self,
+        tenant: &str,
+        rescored: &[Rescored],
+        columns: Columns,
+    ) -> Result<(), ScoringError> {
         self.store
-            .save(tenant, rescored, rapport_telemetry::current_traceparent())
+            .save(
+                tenant,
+                rescored,
+                columns,
+                rapport_telemetry::current_traceparent(),
+            )
             .await?;
         self.waker.wake();
-        for r in rescored {
-            self.cache_put(tenant, &health(&r.snapshot)).await;
+        let entries: Vec<(String, Vec<u8>)> = rescored
+            .iter()
+            .filter_map(|r| r.snapshot.as_ref())
+            .map(|s| (cache_key(tenant, &s.customer_id), health(s).encode_to_vec()))
+            .collect();
+        if let Err(error) = self.cache.set_many(entries).await {
+            tracing::warn!(%error, "cache write failed; reads fall back to the database");
         }
         Ok(())
     }
 
-    /// The tenant's fitted models (loaded once, then kept current by `fit_models`).
-    pub async fn fitted(&self, tenant: &str) -> Result<Option<FittedModels>, ScoringError> {
-        if let Some(models) = self.models.read().await.get(tenant) {
-            return Ok(*models);
+    /// The tenant's scorecard, percentile tables and models, loaded at most every
+    /// [`CONTEXT_TTL`]; percentile tables missing for a measure are computed at once.
+    pub async fn context(&self, tenant: &str) -> Result<Arc<TenantContext>, ScoringError> {
+        if let Some((loaded, ctx)) = self.contexts.read().await.get(tenant)
+            && loaded.elapsed() < CONTEXT_TTL
+        {
+            return Ok(ctx.clone());
         }
+        let (cards, version) = match self.store.scorecard(tenant).await? {
+            Some(stored) => (
+                ScorecardSet::from_toml(&stored.toml).map_err(ScoringError::StoredScorecard)?,
+                format!("v{}", stored.revision),
+            ),
+            None => (self.builtin.cards.clone(), self.builtin.version.clone()),
+        };
+        let mut ctx = TenantContext {
+            cards,
+            version,
+            population: self.store.population(tenant).await?,
+            models: self.fitted(tenant).await?,
+        };
+        let keys = ctx.percentile_keys();
+        if keys.iter().any(|k| !ctx.population.contains_key(k)) {
+            ctx.population = self.refresh_population(tenant, &ctx).await?;
+        }
+        let ctx = Arc::new(ctx);
+        self.contexts
+            .write()
+            .await
+            .insert(tenant.to_owned(), (Instant::now(), ctx.clone()));
+        Ok(ctx)
+    }
+
+    /// Forgets the tenant's loaded context, so the next use reads it again.
+    pub async fn forget_context(&self, tenant: &str) {
+        self.contexts.write().await.remove(tenant);
+    }
+
+    /// Computes and stores the tenant's percentile tables from every customer's values.
+    async fn refresh_population(
+        &self,
+        tenant: &str,
+        ctx: &TenantContext,
+    ) -> Result<Population, ScoringError> {
+        let now = self.clock.now();
+        let mut values = Values::new(ctx);
+        let mut pages = self.store.pages(tenant, PAGE);
+        while let Some(page) = pages.next().await? {
+            for row in &page {
+                values.add(&evaluate(&row.state, ctx, now).values);
+            }
+        }
+        values.save(self, tenant, now).await
+    }
+
+    /// The tenant's fitted models, from their latest converged fits.
+    async fn fitted(&self, tenant: &str) -> Result<Option<FittedModels>, ScoringError> {
         let bgnbd = self
             .store
             .latest_params(tenant, BgNbd::MODEL)
@@ -224,13 +495,11 @@ impl Engine {
             .latest_params(tenant, GammaGamma::MODEL)
             .await?
             .and_then(|p| GammaGamma::from_map(&p));
-        let models = bgnbd.map(|bgnbd| FittedModels {
+        Ok(bgnbd.map(|bgnbd| FittedModels {
             bgnbd,
             gamma_gamma,
             clv: twelve_months_in_days(),
-        });
-        self.models.write().await.insert(tenant.to_owned(), models);
-        Ok(models)
+        }))
     }
 
     /// Fits BG/NBD and Gamma-Gamma on every customer's purchase days up to `end` (in days),
@@ -259,8 +528,8 @@ impl Engine {
         self.store.save_fit(tenant, &bg_record).await?;
         self.store.save_fit(tenant, &gg_record).await?;
         // A failed fit keeps the tenant's previous models in use.
-        self.models.write().await.remove(tenant);
-        let rescored = self.rescore_all(tenant).await?;
+        self.forget_context(tenant).await;
+        let rescored = self.rescore_all(tenant, |_| {}).await?.done;
         tracing::info!(tenant, customers = customers.len(), bgnbd = ?bg_record.error, gamma_gamma = ?gg_record.error, rescored, "models fitted");
         Ok(FitOutcome {
             bgnbd: bg_record,
@@ -269,21 +538,63 @@ impl Engine {
         })
     }
 
-    /// Re-scores every customer of the tenant from stored metrics.
-    pub async fn rescore_all(&self, tenant: &str) -> Result<u64, ScoringError> {
-        let models = self.fitted(tenant).await?;
-        let now = Utc::now();
-        let mut total = 0u64;
+    /// Re-scores every customer of the tenant from stored metrics at the clock's time,
+    /// storing and caching only changed scores, and refreshes the tenant's percentile tables
+    /// from the values seen. `progress` hears after every page.
+    pub async fn rescore_all(
+        &self,
+        tenant: &str,
+        mut progress: impl FnMut(Progress),
+    ) -> Result<Progress, ScoringError> {
+        let _one_at_a_time = self.rescoring.lock().await;
+        let ctx = self.context(tenant).await?;
+        let now = self.clock.now();
+        let mut p = Progress {
+            total: self.store.customer_count(tenant).await?,
+            ..Progress::default()
+        };
+        let mut values = Values::new(&ctx);
         let mut pages = self.store.pages(tenant, PAGE);
         while let Some(page) = pages.next().await? {
-            let rescored: Vec<Rescored> = page
-                .into_iter()
-                .map(|row| self.rescore(row.customer_id, row.state, now, models.as_ref()))
-                .collect();
-            self.persist(tenant, &rescored).await?;
-            total += rescored.len() as u64;
+            p.done += page.len() as u64;
+            let mut changed = Vec::new();
+            for row in page {
+                let (r, v) = self.rescore_with_values(row.customer_id, row.state, &ctx, now);
+                values.add(&v);
+                if r.snapshot.is_some() {
+                    changed.push(r);
+                }
+            }
+            p.changed += changed.len() as u64;
+            self.persist(tenant, &changed, Columns::Score).await?;
+            progress(p);
         }
-        Ok(total)
+        values.save(self, tenant, now).await?;
+        self.forget_context(tenant).await;
+        tracing::info!(
+            tenant,
+            customers = p.done,
+            changed = p.changed,
+            "rescored all"
+        );
+        Ok(p)
+    }
+
+    /// Re-scores some customers from stored metrics (after an override or a stage change).
+    pub async fn rescore_customers(
+        &self,
+        tenant: &str,
+        ids: &[String],
+    ) -> Result<(), ScoringError> {
+        let ctx = self.context(tenant).await?;
+        let now = self.clock.now();
+        let states = self.store.states(tenant, ids).await?;
+        let rescored: Vec<Rescored> = states
+            .into_iter()
+            .map(|(id, state)| self.rescore(id, state, &ctx, now))
+            .filter(|r| r.snapshot.is_some())
+            .collect();
+        self.persist(tenant, &rescored, Columns::Score).await
     }
 
     async fn fetch(
@@ -310,7 +621,7 @@ impl Engine {
             .events)
     }
 
-    async fn cache_put(&self, tenant: &str, h: &HealthScore) {
+    async fn cache_put(&self, tenant: &str, h: &pb::HealthScore) {
         if let Err(error) = self
             .cache
             .set(&cache_key(tenant, &h.customer_id), h.encode_to_vec())
@@ -320,55 +631,204 @@ impl Engine {
         }
     }
 
-    fn decode_cached(bytes: Option<Vec<u8>>) -> Option<HealthScore> {
-        bytes.and_then(|b| HealthScore::decode(b.as_slice()).ok())
-    }
-
     /// The current health of customers: from the cache in one round trip, then the
     /// database for misses (refilling the cache); unknown customers are left out.
     pub async fn health(
         &self,
         tenant: &str,
         customer_ids: &[String],
-    ) -> Result<Vec<HealthScore>, ScoringError> {
+    ) -> Result<Vec<pb::HealthScore>, ScoringError> {
         let keys: Vec<String> = customer_ids
             .iter()
             .map(|id| cache_key(tenant, id))
             .collect();
-        let cached = match self.cache.get_many(&keys).await {
-            Ok(values) => values,
+        // When Redis failed this call, it is not asked again (to refill) in the same call:
+        // one timeout at most per read, never one per customer.
+        let (cached, cache_up) = match self.cache.get_many(&keys).await {
+            Ok(values) => (values, true),
             Err(error) => {
                 tracing::warn!(%error, "cache read failed; reading from the database");
-                vec![None; keys.len()]
+                (vec![None; keys.len()], false)
             }
         };
         let mut out = Vec::with_capacity(customer_ids.len());
-        for (id, bytes) in customer_ids.iter().zip(cached) {
-            if let Some(h) = Self::decode_cached(bytes) {
+        let mut refill = Vec::new();
+        for ((id, key), bytes) in customer_ids.iter().zip(keys).zip(cached) {
+            if let Some(h) = bytes.and_then(|b| pb::HealthScore::decode(b.as_slice()).ok()) {
                 out.push(h);
                 continue;
             }
             if let Some(snapshot) = self.store.latest(tenant, id).await? {
                 let h = health(&snapshot);
-                self.cache_put(tenant, &h).await;
+                if cache_up {
+                    refill.push((key, h.encode_to_vec()));
+                }
                 out.push(h);
             }
+        }
+        if let Err(error) = self.cache.set_many(refill).await {
+            tracing::warn!(%error, "cache refill failed; reads fall back to the database");
         }
         Ok(out)
     }
 
-    /// Records new tiers and refreshes the cached scores so reads show them at once.
+    /// The latest snapshot at or before `at` (`None`: the current one).
+    pub async fn snapshot_at(
+        &self,
+        tenant: &str,
+        customer_id: &str,
+        at: Option<DateTime<Utc>>,
+    ) -> Result<Option<Snapshot>, ScoringError> {
+        Ok(self
+            .store
+            .snapshot_at(tenant, customer_id, at.map(|t| t.timestamp_millis()))
+            .await?)
+    }
+
+    /// Records new tiers and stages, and re-scores the customers whose card may change.
     pub async fn apply_tiers(
         &self,
         tenant: &str,
-        tiers: Vec<(String, Tier)>,
+        tiers: Vec<(String, Tier, Option<Stage>)>,
     ) -> Result<(), ScoringError> {
-        self.store.apply_tiers(tenant, &tiers).await?;
-        for (id, _) in &tiers {
+        let now = self.clock.now().timestamp_millis();
+        self.store.apply_tiers(tenant, &tiers, now).await?;
+        let ids: Vec<String> = tiers.into_iter().map(|(id, _, _)| id).collect();
+        self.rescore_customers(tenant, &ids).await?;
+        // Customers whose score did not change still show their new tier at once.
+        for id in &ids {
             if let Some(snapshot) = self.store.latest(tenant, id).await? {
                 self.cache_put(tenant, &health(&snapshot)).await;
             }
         }
         Ok(())
+    }
+
+    /// The tenant's scorecard in use.
+    pub async fn scorecard(&self, tenant: &str) -> Result<ScorecardView, ScoringError> {
+        Ok(match self.store.scorecard(tenant).await? {
+            Some(StoredScorecard {
+                revision,
+                toml,
+                created_at,
+            }) => ScorecardView {
+                version: format!("v{revision}"),
+                toml,
+                builtin: false,
+                updated_at: Some(created_at),
+            },
+            None => ScorecardView {
+                version: self.builtin.version.clone(),
+                toml: self.builtin.toml.clone(),
+                builtin: true,
+                updated_at: None,
+            },
+        })
+    }
+
+    /// Validates and stores the tenant's new scorecard; the old one stays if it is invalid.
+    pub async fn set_scorecard(
+        &self,
+        tenant: &str,
+        toml: &str,
+    ) -> Result<ScorecardView, ScoringError> {
+        ScorecardSet::from_toml(toml).map_err(ScoringError::Scorecard)?;
+        let stored = self
+            .store
+            .save_scorecard(tenant, toml, self.clock.now().timestamp_millis())
+            .await?;
+        self.forget_context(tenant).await;
+        Ok(ScorecardView {
+            version: format!("v{}", stored.revision),
+            toml: stored.toml,
+            builtin: false,
+            updated_at: Some(stored.created_at),
+        })
+    }
+
+    /// Sets or clears an override and re-scores the customer at once.
+    pub async fn change_override(
+        &self,
+        tenant: &str,
+        change: OverrideChange,
+    ) -> Result<Option<pb::HealthScore>, ScoringError> {
+        let now = self.clock.now().timestamp_millis();
+        if !self.store.change_override(tenant, &change, now).await? {
+            return Err(ScoringError::UnknownCustomer(change.customer_id));
+        }
+        let ids = [change.customer_id];
+        self.rescore_customers(tenant, &ids).await?;
+        Ok(self.health(tenant, &ids).await?.pop())
+    }
+
+    /// Re-scores the customers whose overrides expired, so their computed score returns.
+    pub async fn apply_expired_overrides(&self) -> Result<usize, ScoringError> {
+        let now = self.clock.now().timestamp_millis();
+        let expired = self.store.expired_overrides(now, 1_000).await?;
+        let mut by_tenant: BTreeMap<&str, BTreeSet<String>> = BTreeMap::new();
+        for (_, tenant, customer) in &expired {
+            by_tenant
+                .entry(tenant.as_str())
+                .or_default()
+                .insert(customer.clone());
+        }
+        for (tenant, customers) in by_tenant {
+            let ids: Vec<String> = customers.into_iter().collect();
+            self.rescore_customers(tenant, &ids).await?;
+        }
+        let ids: Vec<i64> = expired.iter().map(|(id, _, _)| *id).collect();
+        if !ids.is_empty() {
+            self.store.expiries_applied(&ids).await?;
+        }
+        Ok(ids.len())
+    }
+}
+
+/// Raw values per percentile measure, gathered during a whole-tenant walk.
+struct Values {
+    by_key: BTreeMap<String, Vec<f64>>,
+}
+
+impl Values {
+    fn new(ctx: &TenantContext) -> Values {
+        Values {
+            by_key: ctx
+                .percentile_keys()
+                .into_iter()
+                .map(|k| (k, Vec::new()))
+                .collect(),
+        }
+    }
+
+    fn add(&mut self, measured: &[(String, f64)]) {
+        for (key, v) in measured {
+            if let Some(values) = self.by_key.get_mut(key) {
+                values.push(*v);
+            }
+        }
+    }
+
+    /// Stores the tables of the gathered values and returns them.
+    async fn save(
+        self,
+        engine: &Engine,
+        tenant: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Population, ScoringError> {
+        let tables: Vec<(String, PercentileTable, u64)> = self
+            .by_key
+            .into_iter()
+            .filter_map(|(key, values)| {
+                let n = values.len() as u64;
+                PercentileTable::from_values(values).map(|t| (key, t, n))
+            })
+            .collect();
+        if !tables.is_empty() {
+            engine
+                .store
+                .save_population(tenant, &tables, now.timestamp_millis())
+                .await?;
+        }
+        Ok(tables.into_iter().map(|(k, t, _)| (k, t)).collect())
     }
 }

@@ -1,4 +1,5 @@
-//! Scoring's tables: customers (metrics, cursor, current score and tier) and score snapshots.
+//! Scoring's tables: customers (metrics, cursor, current score and tier), score snapshots,
+//! model fits, scorecards, overrides and the tenants' percentile tables.
 
 /// One row per customer: incrementally maintained metrics and the latest score.
 pub mod customer {
@@ -18,6 +19,15 @@ pub mod customer {
         pub tier: Option<String>,
         pub score: Option<f64>,
         pub updated_at: i64,
+        pub band: Option<String>,
+        pub stage: Option<String>,
+        pub stage_since: Option<i64>,
+        /// Fingerprint of the latest snapshot: a re-score that gives the same stores nothing.
+        pub fingerprint: Option<i64>,
+        /// Daily closing scores of the last month, as JSON (for trends).
+        pub recent: Option<String>,
+        /// Overrides in force, as JSON.
+        pub overrides: Option<String>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -47,6 +57,8 @@ pub mod snapshot {
         pub p_alive: Option<f64>,
         pub expected_purchases_90d: Option<f64>,
         pub clv_12m: Option<f64>,
+        /// Groups, trends, overrides, freeze and stage, as JSON.
+        pub detail: Option<String>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -77,6 +89,79 @@ pub mod model_fit {
         pub error: Option<String>,
         pub observation_end: i64,
         pub fitted_at: i64,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// Scorecard versions per tenant; the highest revision is in use.
+pub mod scorecard {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+    #[sea_orm(table_name = "scoring_scorecards")]
+    pub struct Model {
+        #[sea_orm(primary_key)]
+        pub id: i64,
+        pub tenant_id: String,
+        pub revision: i64,
+        pub toml: String,
+        pub created_at: i64,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// Every override ever set, with who set and cleared it and why (the audit trail).
+pub mod score_override {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+    #[sea_orm(table_name = "scoring_overrides")]
+    pub struct Model {
+        #[sea_orm(primary_key)]
+        pub id: i64,
+        pub tenant_id: String,
+        pub customer_id: String,
+        pub target: String,
+        pub value: f64,
+        pub author: String,
+        pub reason: String,
+        pub set_at: i64,
+        pub expires_at: i64,
+        pub cleared_at: Option<i64>,
+        pub cleared_by: Option<String>,
+        pub clear_reason: Option<String>,
+        pub expiry_applied: bool,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// Each tenant's distribution of the measures normalised by percentile.
+pub mod population {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+    #[sea_orm(table_name = "scoring_populations")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub tenant_id: String,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub measure: String,
+        /// The 101 quantiles, as JSON.
+        pub quantiles: String,
+        pub customers: i64,
+        pub computed_at: i64,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

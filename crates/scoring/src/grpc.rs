@@ -1,19 +1,96 @@
 //! The gRPC adapter of scoring: authorises, converts, and maps errors to status once.
 
-use crate::engine::{Engine, ScoringError};
-use crate::store::{FitRecord, StoreError};
+use crate::engine::{Engine, ScoringError, health};
+use crate::evaluate::OverrideTarget;
+use crate::store::{FitRecord, OverrideChange, Snapshot, StoreError};
+use chrono::{DateTime, Utc};
+use rapport_domain::lifecycle::Stage;
+use rapport_domain::metrics::{External, Indicator};
 use rapport_domain::models::summary::summarise_days;
-use rapport_proto::common::v1::Ack;
+use rapport_domain::scorecard::Band;
+use rapport_proto::common::v1::{Ack, HealthBand};
 use rapport_proto::convert;
 use rapport_proto::scoring::v1 as pb;
 use rapport_server::{Principal, Role};
+use std::collections::BTreeMap;
+use std::pin::Pin;
 use std::sync::Arc;
+use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
 /// Most customers in one `BatchGetHealth` call.
 pub const MAX_BATCH_GET: usize = 1_000;
 /// Largest page of `ListCustomerFeatures`.
 const MAX_PAGE: u32 = 10_000;
+/// Most customers `ListHealth` returns.
+const MAX_LIST: u32 = 1_000;
+/// Most points `ListHealthHistory` returns.
+const MAX_HISTORY: u32 = 5_000;
+/// Longest an override may last.
+const MAX_OVERRIDE_DAYS: i64 = 366;
+/// Longest accepted scorecard text.
+const MAX_SCORECARD_BYTES: usize = 256 * 1024;
+
+fn invalid(field: &str, reason: impl std::fmt::Display) -> Status {
+    Status::invalid_argument(format!("{field}: {reason}"))
+}
+
+fn required_id(id: &str) -> Result<(), Status> {
+    if id.is_empty() {
+        Err(invalid("customer_id", "is required"))
+    } else if id.len() > 100 {
+        Err(invalid("customer_id", "at most 100 characters"))
+    } else {
+        Ok(())
+    }
+}
+
+fn time(t: Option<&prost_types::Timestamp>, field: &str) -> Result<Option<DateTime<Utc>>, Status> {
+    t.map(|t| convert::time(t, field).map_err(|r| Status::invalid_argument(r.to_string())))
+        .transpose()
+}
+
+fn target(value: i32) -> Result<OverrideTarget, Status> {
+    match pb::OverrideTarget::try_from(value) {
+        Ok(pb::OverrideTarget::Score) => Ok(OverrideTarget::Score),
+        Ok(pb::OverrideTarget::Sentiment) => Ok(OverrideTarget::Sentiment),
+        _ => Err(invalid("target", "must be SCORE or SENTIMENT")),
+    }
+}
+
+fn band_filter(value: i32) -> Result<Option<Band>, Status> {
+    match HealthBand::try_from(value) {
+        Ok(HealthBand::Unspecified) => Ok(None),
+        Ok(HealthBand::Red) => Ok(Some(Band::Red)),
+        Ok(HealthBand::Yellow) => Ok(Some(Band::Yellow)),
+        Ok(HealthBand::Green) => Ok(Some(Band::Green)),
+        Err(_) => Err(invalid("band", format!("unknown band {value}"))),
+    }
+}
+
+fn not_scored(id: &str) -> Status {
+    Status::not_found(format!("customer {id:?} has no health score yet"))
+}
+
+/// The measures of a snapshot keyed by name, with the override as one more "measure".
+fn contributions(s: &Snapshot) -> BTreeMap<String, (String, Option<f64>, f64)> {
+    let mut out: BTreeMap<String, (String, Option<f64>, f64)> = s
+        .measures
+        .iter()
+        .map(|m| {
+            (
+                m.measure.clone(),
+                (m.group.clone(), m.value, m.contribution),
+            )
+        })
+        .collect();
+    let computed: f64 = s.measures.iter().map(|m| m.contribution).sum();
+    let adjustment = s.score - computed;
+    if adjustment.abs() > 1e-12 {
+        out.insert("override".to_owned(), (String::new(), None, adjustment));
+    }
+    out
+}
 
 impl From<ScoringError> for Status {
     fn from(e: ScoringError) -> Self {
@@ -27,6 +104,21 @@ impl From<ScoringError> for Status {
             }
             ScoringError::Upstream(status) => {
                 Status::unavailable(format!("ingestion: {}", status.message()))
+            }
+            stored @ ScoringError::StoredScorecard(_) => {
+                tracing::error!(error = %stored, "stored scorecard unreadable");
+                Status::data_loss(stored.to_string())
+            }
+            ScoringError::Scorecard(e) => {
+                let field = if e.path.is_empty() {
+                    "toml".to_owned()
+                } else {
+                    format!("toml.{}", e.path)
+                };
+                invalid(&field, e.reason)
+            }
+            ScoringError::UnknownCustomer(id) => {
+                Status::not_found(format!("customer {id:?} is unknown"))
             }
         }
     }
@@ -56,15 +148,13 @@ impl pb::scoring_service_server::ScoringService for ScoringApi {
     ) -> Result<Response<pb::HealthScore>, Status> {
         let tenant = Principal::of(&req)?.require(&[Role::Read])?.to_owned();
         let id = req.into_inner().customer_id;
-        if id.is_empty() {
-            return Err(Status::invalid_argument("customer_id: is required"));
-        }
+        required_id(&id)?;
         self.0
             .health(&tenant, std::slice::from_ref(&id))
             .await?
             .pop()
             .map(Response::new)
-            .ok_or_else(|| Status::not_found(format!("customer {id:?} has no health score yet")))
+            .ok_or_else(|| not_scored(&id))
     }
 
     async fn batch_get_health(
@@ -113,7 +203,7 @@ impl pb::scoring_service_server::ScoringService for ScoringApi {
                 .map_err(|r| Status::invalid_argument(r.to_string()))?,
             None => now,
         };
-        let models = self.0.fitted(&tenant).await?;
+        let models = self.0.context(&tenant).await?.models;
         let next = if rows.len() == limit as usize {
             rows.last()
                 .map(|r| r.customer_id.clone())
@@ -124,14 +214,14 @@ impl pb::scoring_service_server::ScoringService for ScoringApi {
         let customers = rows
             .into_iter()
             .map(|r| {
-                let ind = r.state.metrics.indicators(now);
                 let outlook = models
                     .and_then(|m| m.outlook(&r.state.metrics.purchase_days, now.date_naive()));
+                let value = |i| r.state.metrics.value(i, 0, now, &External::default());
                 pb::CustomerFeatures {
+                    recency_days: value(Indicator::RecencyDays),
+                    frequency: r.state.metrics.orders,
+                    monetary: r.state.metrics.monetary_total,
                     customer_id: r.customer_id,
-                    recency_days: ind.recency_days,
-                    frequency: ind.frequency,
-                    monetary: ind.monetary,
                     clv_12m: outlook.map(|o| o.clv),
                     purchases: summarise_days(
                         &r.state.metrics.purchase_days,
@@ -180,15 +270,322 @@ impl pb::scoring_service_server::ScoringService for ScoringApi {
             .into_inner()
             .tiers
             .into_iter()
-            .map(|t| match convert::domain_tier(t.tier) {
-                Some(tier) => Ok((t.customer_id, tier)),
-                None => Err(Status::invalid_argument(format!(
-                    "tiers[].tier: unknown tier {}",
-                    t.tier
-                ))),
+            .map(|t| {
+                let tier = convert::domain_tier(t.tier)
+                    .ok_or_else(|| invalid("tiers[].tier", format!("unknown tier {}", t.tier)))?;
+                let stage = match t.stage.as_str() {
+                    "" => None,
+                    name => Some(Stage::from_name(name).ok_or_else(|| {
+                        invalid("tiers[].stage", format!("unknown stage {name:?}"))
+                    })?),
+                };
+                Ok((t.customer_id, tier, stage))
             })
             .collect::<Result<Vec<_>, Status>>()?;
         self.0.apply_tiers(&tenant, tiers).await?;
         Ok(Response::new(Ack {}))
+    }
+
+    async fn list_health(
+        &self,
+        req: Request<pb::ListHealthRequest>,
+    ) -> Result<Response<pb::ListHealthResponse>, Status> {
+        let tenant = Principal::of(&req)?.require(&[Role::Read])?.to_owned();
+        let req = req.into_inner();
+        let tier = match req.tier {
+            0 => None,
+            t => Some(
+                convert::domain_tier(t)
+                    .ok_or_else(|| invalid("tier", format!("unknown tier {t}")))?,
+            ),
+        };
+        let band = band_filter(req.band)?;
+        let limit = if req.limit == 0 {
+            20
+        } else {
+            req.limit.min(MAX_LIST)
+        };
+        let ids = self
+            .0
+            .store
+            .lowest(&tenant, tier, band, u64::from(limit))
+            .await
+            .map_err(ScoringError::from)?;
+        let mut scores = self.0.health(&tenant, &ids).await?;
+        scores.sort_by(|a, b| {
+            a.score
+                .total_cmp(&b.score)
+                .then(a.customer_id.cmp(&b.customer_id))
+        });
+        Ok(Response::new(pb::ListHealthResponse { scores }))
+    }
+
+    async fn explain_health(
+        &self,
+        req: Request<pb::ExplainHealthRequest>,
+    ) -> Result<Response<pb::HealthExplanation>, Status> {
+        let tenant = Principal::of(&req)?.require(&[Role::Read])?.to_owned();
+        let req = req.into_inner();
+        required_id(&req.customer_id)?;
+        let at = time(req.at.as_ref(), "at")?;
+        let snapshot = self
+            .0
+            .snapshot_at(&tenant, &req.customer_id, at)
+            .await?
+            .ok_or_else(|| not_scored(&req.customer_id))?;
+        let health = health(&snapshot);
+        let (mut measures, missing): (Vec<_>, Vec<_>) = health
+            .measures
+            .iter()
+            .cloned()
+            .partition(|m| m.score.is_some());
+        measures.sort_by(|a, b| {
+            b.shortfall
+                .total_cmp(&a.shortfall)
+                .then(a.measure.cmp(&b.measure))
+        });
+        Ok(Response::new(pb::HealthExplanation {
+            health: Some(health),
+            measures,
+            missing: missing.into_iter().map(|m| m.measure).collect(),
+        }))
+    }
+
+    async fn compare_health(
+        &self,
+        req: Request<pb::CompareHealthRequest>,
+    ) -> Result<Response<pb::HealthComparison>, Status> {
+        let tenant = Principal::of(&req)?.require(&[Role::Read])?.to_owned();
+        let req = req.into_inner();
+        required_id(&req.customer_id)?;
+        let from =
+            time(req.from.as_ref(), "from")?.ok_or_else(|| invalid("from", "is required"))?;
+        let to = time(req.to.as_ref(), "to")?;
+        if to.is_some_and(|to| to < from) {
+            return Err(invalid("to", "must not be before from"));
+        }
+        let at = |t: Option<DateTime<Utc>>, field: &str| {
+            let id = req.customer_id.clone();
+            let field = field.to_owned();
+            let engine = self.0.clone();
+            let tenant = tenant.clone();
+            async move {
+                engine.snapshot_at(&tenant, &id, t).await?.ok_or_else(|| {
+                    Status::not_found(format!(
+                        "{field}: customer {id:?} has no score at or before that time"
+                    ))
+                })
+            }
+        };
+        let old = at(Some(from), "from").await?;
+        let new = at(to, "to").await?;
+        let (a, b) = (contributions(&old), contributions(&new));
+        let mut keys: Vec<&String> = a.keys().chain(b.keys()).collect();
+        keys.sort();
+        keys.dedup();
+        let mut deltas: Vec<pb::MeasureDelta> = keys
+            .into_iter()
+            .map(|k| {
+                let (ga, va, ca) = a.get(k).cloned().unwrap_or_default();
+                let (gb, vb, cb) = b.get(k).cloned().unwrap_or_default();
+                pb::MeasureDelta {
+                    measure: k.clone(),
+                    group: if gb.is_empty() { ga } else { gb },
+                    from_value: va,
+                    to_value: vb,
+                    from_contribution: ca,
+                    to_contribution: cb,
+                    delta: cb - ca,
+                }
+            })
+            .collect();
+        deltas.sort_by(|x, y| {
+            y.delta
+                .abs()
+                .total_cmp(&x.delta.abs())
+                .then(x.measure.cmp(&y.measure))
+        });
+        Ok(Response::new(pb::HealthComparison {
+            score_change: new.score - old.score,
+            from: Some(health(&old)),
+            to: Some(health(&new)),
+            deltas,
+        }))
+    }
+
+    async fn list_health_history(
+        &self,
+        req: Request<pb::ListHealthHistoryRequest>,
+    ) -> Result<Response<pb::ListHealthHistoryResponse>, Status> {
+        let tenant = Principal::of(&req)?.require(&[Role::Read])?.to_owned();
+        let req = req.into_inner();
+        required_id(&req.customer_id)?;
+        let from = time(req.from.as_ref(), "from")?.map_or(0, |t| t.timestamp_millis());
+        let to = time(req.to.as_ref(), "to")?.map_or(i64::MAX, |t| t.timestamp_millis());
+        let limit = if req.limit == 0 {
+            100
+        } else {
+            req.limit.min(MAX_HISTORY)
+        };
+        let points = self
+            .0
+            .store
+            .history(&tenant, &req.customer_id, from, to, u64::from(limit))
+            .await
+            .map_err(ScoringError::from)?
+            .into_iter()
+            .map(|s| pb::HealthPoint {
+                score: s.score,
+                band: convert::band(s.band).into(),
+                scorecard_version: s.scorecard_version,
+                computed_at: Some(convert::timestamp(s.computed_at)),
+            })
+            .collect();
+        Ok(Response::new(pb::ListHealthHistoryResponse { points }))
+    }
+
+    async fn get_scorecard(
+        &self,
+        req: Request<pb::GetScorecardRequest>,
+    ) -> Result<Response<pb::Scorecard>, Status> {
+        let tenant = Principal::of(&req)?.require(&[Role::Read])?.to_owned();
+        Ok(Response::new(scorecard(self.0.scorecard(&tenant).await?)))
+    }
+
+    async fn set_scorecard(
+        &self,
+        req: Request<pb::SetScorecardRequest>,
+    ) -> Result<Response<pb::Scorecard>, Status> {
+        let tenant = Principal::of(&req)?.require(&[Role::Admin])?.to_owned();
+        let text = req.into_inner().toml;
+        if text.len() > MAX_SCORECARD_BYTES {
+            return Err(invalid(
+                "toml",
+                format!("at most {MAX_SCORECARD_BYTES} bytes"),
+            ));
+        }
+        let view = self.0.set_scorecard(&tenant, &text).await?;
+        // Everyone is re-scored with the new card in the background; progress is in the logs.
+        let engine = self.0.clone();
+        let t = tenant.clone();
+        tokio::spawn(async move {
+            if let Err(error) = engine.rescore_all(&t, |_| {}).await {
+                tracing::warn!(%error, tenant = t, "re-score after a new scorecard failed");
+            }
+        });
+        Ok(Response::new(scorecard(view)))
+    }
+
+    async fn set_override(
+        &self,
+        req: Request<pb::SetOverrideRequest>,
+    ) -> Result<Response<pb::HealthScore>, Status> {
+        let tenant = Principal::of(&req)?.require(&[Role::Admin])?.to_owned();
+        let req = req.into_inner();
+        required_id(&req.customer_id)?;
+        let target = target(req.target)?;
+        if !(0.0..=100.0).contains(&req.value) {
+            return Err(invalid(
+                "value",
+                format!("must be 0 to 100, got {}", req.value),
+            ));
+        }
+        let (author, reason) = author_and_reason(&req.author, &req.reason)?;
+        let expires = time(req.expires_at.as_ref(), "expires_at")?
+            .ok_or_else(|| invalid("expires_at", "is required"))?;
+        let now = self.0.clock.now();
+        if expires <= now {
+            return Err(invalid("expires_at", "must be in the future"));
+        }
+        if expires > now + chrono::Duration::days(MAX_OVERRIDE_DAYS) {
+            return Err(invalid(
+                "expires_at",
+                format!("at most {MAX_OVERRIDE_DAYS} days ahead"),
+            ));
+        }
+        let change = OverrideChange {
+            customer_id: req.customer_id.clone(),
+            target,
+            author,
+            reason,
+            set: Some((req.value, expires.timestamp_millis())),
+        };
+        let h = self.0.change_override(&tenant, change).await?;
+        h.map(Response::new)
+            .ok_or_else(|| not_scored(&req.customer_id))
+    }
+
+    async fn clear_override(
+        &self,
+        req: Request<pb::ClearOverrideRequest>,
+    ) -> Result<Response<pb::HealthScore>, Status> {
+        let tenant = Principal::of(&req)?.require(&[Role::Admin])?.to_owned();
+        let req = req.into_inner();
+        required_id(&req.customer_id)?;
+        let (author, reason) = author_and_reason(&req.author, &req.reason)?;
+        let change = OverrideChange {
+            customer_id: req.customer_id.clone(),
+            target: target(req.target)?,
+            author,
+            reason,
+            set: None,
+        };
+        let h = self.0.change_override(&tenant, change).await?;
+        h.map(Response::new)
+            .ok_or_else(|| not_scored(&req.customer_id))
+    }
+
+    type RescoreAllStream =
+        Pin<Box<dyn Stream<Item = Result<pb::RescoreProgress, Status>> + Send + 'static>>;
+
+    async fn rescore_all(
+        &self,
+        req: Request<pb::RescoreAllRequest>,
+    ) -> Result<Response<Self::RescoreAllStream>, Status> {
+        let tenant = Principal::of(&req)?.require(&[Role::Admin])?.to_owned();
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let engine = self.0.clone();
+        tokio::spawn(async move {
+            let progress = |p: crate::engine::Progress, done| pb::RescoreProgress {
+                customers_done: p.done,
+                customers_total: p.total,
+                changed: p.changed,
+                done,
+            };
+            let sent = tx.clone();
+            let outcome = engine
+                .rescore_all(&tenant, |p| {
+                    let _ = sent.send(Ok(progress(p, false)));
+                })
+                .await;
+            // A client that went away does not stop the work; its result is only logged.
+            let _ = tx.send(outcome.map(|p| progress(p, true)).map_err(Status::from));
+        });
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::UnboundedReceiverStream::new(rx),
+        )))
+    }
+}
+
+fn author_and_reason(author: &str, reason: &str) -> Result<(String, String), Status> {
+    let check = |value: &str, field: &str| {
+        let v = value.trim();
+        if v.is_empty() {
+            Err(invalid(field, "is required"))
+        } else if v.chars().count() > 500 {
+            Err(invalid(field, "at most 500 characters"))
+        } else {
+            Ok(v.to_owned())
+        }
+    };
+    Ok((check(author, "author")?, check(reason, "reason")?))
+}
+
+fn scorecard(v: crate::engine::ScorecardView) -> pb::Scorecard {
+    pb::Scorecard {
+        version: v.version,
+        toml: v.toml,
+        builtin: v.builtin,
+        updated_at: v.updated_at.map(convert::timestamp),
     }
 }

@@ -3,6 +3,7 @@
 
 pub mod engine;
 mod entity;
+pub mod evaluate;
 pub mod grpc;
 pub mod migration;
 pub mod params;
@@ -10,7 +11,7 @@ mod relay;
 pub mod store;
 
 use rapport_cache::{AnyCache, MemoryCache, RedisCache};
-use rapport_domain::scorecard::Scorecard;
+use rapport_domain::scorecard::DEFAULT_TOML;
 use rapport_proto::alerting::v1::alerting_service_client::AlertingServiceClient;
 use rapport_proto::ingestion::v1::ingestion_service_client::IngestionServiceClient;
 use rapport_proto::scoring::v1::scoring_service_server::{SERVICE_NAME, ScoringServiceServer};
@@ -50,6 +51,16 @@ pub struct Config {
         default_value_t = 86_400
     )]
     pub model_fit_interval_secs: u64,
+    /// How often to re-score every customer of every tenant, in seconds, so scores move with
+    /// time alone (0: only on demand).
+    #[arg(long, env = "RAPPORT_RESCORE_INTERVAL_SECS", default_value_t = 3_600)]
+    pub rescore_interval_secs: u64,
+    /// How often to look for expired overrides, in seconds.
+    #[arg(long, env = "RAPPORT_OVERRIDE_SWEEP_SECS", default_value_t = 30)]
+    pub override_sweep_secs: u64,
+    /// A TOML scorecard to use instead of the built-in one for tenants without their own.
+    #[arg(long, env = "RAPPORT_SCORECARD")]
+    pub scorecard: Option<std::path::PathBuf>,
     /// Longest wait for Redis before reading from the database, in milliseconds.
     #[arg(long, env = "RAPPORT_CACHE_TIMEOUT_MS", default_value_t = 100)]
     pub cache_timeout_ms: u64,
@@ -84,22 +95,49 @@ pub async fn run(
     )
     .spawn(stop.clone());
 
-    let engine = engine::Engine {
-        store: store::Store::new(db),
-        cache,
-        ingestion: IngestionServiceClient::new(peer_channel(&config.ingestion_addr)?)
-            .max_decoding_message_size(256 * 1024 * 1024),
-        service_key: keys.service_key().to_owned(),
-        scorecard: Scorecard::default(),
-        waker,
-        models: Default::default(),
+    let builtin = match &config.scorecard {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| anyhow::anyhow!("scorecard {}: {e}", path.display()))?;
+            engine::Builtin::new(&text)
+                .map_err(|e| anyhow::anyhow!("scorecard {}: {e}", path.display()))?
+        }
+        None => engine::Builtin::new(DEFAULT_TOML)?,
     };
+    let engine = engine::Engine::new(
+        store::Store::new(db),
+        cache,
+        IngestionServiceClient::new(peer_channel(&config.ingestion_addr)?)
+            .max_decoding_message_size(256 * 1024 * 1024),
+        keys.service_key().to_owned(),
+        builtin,
+        waker,
+        engine::Clock::system(),
+    );
     let engine = Arc::new(engine);
-    if config.model_fit_interval_secs > 0 {
-        tokio::spawn(fit_on_schedule(
+    let every = |secs: u64| (secs > 0).then(|| Duration::from_secs(secs));
+    if let Some(interval) = every(config.model_fit_interval_secs) {
+        tokio::spawn(on_schedule(
             engine.clone(),
-            Duration::from_secs(config.model_fit_interval_secs),
+            interval,
             stop.clone(),
+            Work::FitModels,
+        ));
+    }
+    if let Some(interval) = every(config.rescore_interval_secs) {
+        tokio::spawn(on_schedule(
+            engine.clone(),
+            interval,
+            stop.clone(),
+            Work::Rescore,
+        ));
+    }
+    if let Some(interval) = every(config.override_sweep_secs) {
+        tokio::spawn(on_schedule(
+            engine.clone(),
+            interval,
+            stop.clone(),
+            Work::Overrides,
         ));
     }
     let server = ScoringServiceServer::new(grpc::ScoringApi(engine));
@@ -109,25 +147,59 @@ pub async fn run(
     Ok(())
 }
 
-/// Refits every tenant's models every `interval` (population-level work is periodic), until
-/// `stop`. The first run waits one interval: a restart does not refit at once.
-async fn fit_on_schedule(engine: Arc<engine::Engine>, interval: Duration, stop: CancellationToken) {
+/// Periodic work of the scoring service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Work {
+    /// Refit every tenant's customer-base models.
+    FitModels,
+    /// Re-score every customer of every tenant (scores move with time alone).
+    Rescore,
+    /// Re-score customers whose overrides expired.
+    Overrides,
+}
+
+/// Does one round of `work` for every tenant; failures are logged and retried next round.
+pub async fn run_once(engine: &engine::Engine, work: Work) {
+    if work == Work::Overrides {
+        if let Err(error) = engine.apply_expired_overrides().await {
+            tracing::warn!(%error, "expired overrides: re-score failed");
+        }
+        return;
+    }
+    let tenants = match engine.store.tenants().await {
+        Ok(t) => t,
+        Err(error) => {
+            tracing::warn!(%error, ?work, "scheduled work: cannot list tenants");
+            return;
+        }
+    };
+    for tenant in tenants {
+        let outcome = match work {
+            Work::FitModels => engine
+                .fit_models(&tenant, engine.clock.now())
+                .await
+                .map(|_| ()),
+            _ => engine.rescore_all(&tenant, |_| {}).await.map(|_| ()),
+        };
+        if let Err(error) = outcome {
+            tracing::warn!(%error, tenant, ?work, "scheduled work failed");
+        }
+    }
+}
+
+/// Runs `work` every `interval` until `stop`. The first round waits one interval: a restart
+/// does not redo population-level work at once.
+async fn on_schedule(
+    engine: Arc<engine::Engine>,
+    interval: Duration,
+    stop: CancellationToken,
+    work: Work,
+) {
     loop {
         tokio::select! {
             _ = tokio::time::sleep(interval) => {}
             _ = stop.cancelled() => return,
         }
-        let tenants = match engine.store.tenants().await {
-            Ok(t) => t,
-            Err(error) => {
-                tracing::warn!(%error, "scheduled model fit: cannot list tenants");
-                continue;
-            }
-        };
-        for tenant in tenants {
-            if let Err(error) = engine.fit_models(&tenant, chrono::Utc::now()).await {
-                tracing::warn!(%error, tenant, "scheduled model fit failed");
-            }
-        }
+        run_once(&engine, work).await;
     }
 }

@@ -11,7 +11,8 @@ rapport_storage::migrator!(
     "scoring_migrations",
     [
         m20261123_000001_scores::Migration,
-        m20261123_000002_model_fits::Migration
+        m20261123_000002_model_fits::Migration,
+        m20261124_000001_health::Migration
     ]
 );
 
@@ -118,6 +119,142 @@ mod m20261123_000002_model_fits {
                     .await?;
             }
             Ok(())
+        }
+    }
+}
+
+mod m20261124_000001_health {
+    use super::*;
+
+    rapport_storage::migration_name!("m20261124_000001_health");
+
+    /// Adds `columns` to `table`, one statement each (SQLite adds one column per ALTER).
+    async fn add_columns(
+        manager: &SchemaManager<'_>,
+        table: &str,
+        columns: Vec<ColumnDef>,
+    ) -> Result<(), DbErr> {
+        for mut column in columns {
+            manager
+                .alter_table(
+                    Table::alter()
+                        .table(Alias::new(table))
+                        .add_column(&mut column)
+                        .to_owned(),
+                )
+                .await?;
+        }
+        Ok(())
+    }
+
+    #[async_trait::async_trait]
+    impl MigrationTrait for Migration {
+        async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+            add_columns(
+                manager,
+                "scoring_customers",
+                vec![
+                    col("band").string().null().to_owned(),
+                    col("stage").string().null().to_owned(),
+                    col("stage_since").big_integer().null().to_owned(),
+                    col("fingerprint").big_integer().null().to_owned(),
+                    col("recent").text().null().to_owned(),
+                    col("overrides").text().null().to_owned(),
+                ],
+            )
+            .await?;
+            // Explanations beyond the measures: groups, trend, overrides, freeze.
+            add_columns(
+                manager,
+                "scoring_snapshots",
+                vec![col("detail").text().null().to_owned()],
+            )
+            .await?;
+            manager
+                .create_index(index(
+                    "scoring_snapshots",
+                    "scoring_snapshots_history",
+                    &["tenant_id", "customer_id", "computed_at"],
+                ))
+                .await?;
+            manager
+                .create_index(index(
+                    "scoring_customers",
+                    "scoring_customers_by_score",
+                    &["tenant_id", "score"],
+                ))
+                .await?;
+            manager
+                .create_table(
+                    Table::create()
+                        .table(Alias::new("scoring_scorecards"))
+                        .if_not_exists()
+                        .col(id_col())
+                        .col(tenant_col())
+                        .col(col("revision").big_integer().not_null())
+                        .col(col("toml").text().not_null())
+                        .col(col("created_at").big_integer().not_null())
+                        .to_owned(),
+                )
+                .await?;
+            manager
+                .create_index(
+                    index(
+                        "scoring_scorecards",
+                        "scoring_scorecards_revision",
+                        &["tenant_id", "revision"],
+                    )
+                    .unique()
+                    .to_owned(),
+                )
+                .await?;
+            manager
+                .create_table(
+                    Table::create()
+                        .table(Alias::new("scoring_overrides"))
+                        .if_not_exists()
+                        .col(id_col())
+                        .col(tenant_col())
+                        .col(col("customer_id").string_len(100).not_null())
+                        .col(col("target").string().not_null())
+                        .col(col("value").double().not_null())
+                        .col(col("author").string().not_null())
+                        .col(col("reason").text().not_null())
+                        .col(col("set_at").big_integer().not_null())
+                        .col(col("expires_at").big_integer().not_null())
+                        .col(col("cleared_at").big_integer().null())
+                        .col(col("cleared_by").string().null())
+                        .col(col("clear_reason").text().null())
+                        // Set once the expiry was applied to the customer's score.
+                        .col(col("expiry_applied").boolean().not_null().default(false))
+                        .to_owned(),
+                )
+                .await?;
+            manager
+                .create_index(index(
+                    "scoring_overrides",
+                    "scoring_overrides_expiry",
+                    &["expiry_applied", "expires_at"],
+                ))
+                .await?;
+            manager
+                .create_table(
+                    Table::create()
+                        .table(Alias::new("scoring_populations"))
+                        .if_not_exists()
+                        .col(tenant_col())
+                        .col(col("measure").string().not_null())
+                        .col(col("quantiles").text().not_null())
+                        .col(col("customers").big_integer().not_null())
+                        .col(col("computed_at").big_integer().not_null())
+                        .primary_key(
+                            Index::create()
+                                .col(Alias::new("tenant_id"))
+                                .col(Alias::new("measure")),
+                        )
+                        .to_owned(),
+                )
+                .await
         }
     }
 }

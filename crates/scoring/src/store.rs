@@ -1,21 +1,28 @@
 //! Scoring's storage: customer metrics with their event cursor, score snapshots, and the
-//! outbox to alerting, written together.
+//! outbox to alerting, written together; scorecard versions, overrides, percentile tables
+//! and model fits.
 
-use crate::entity::{customer, model_fit, snapshot};
+use crate::entity::{customer, model_fit, population, score_override, scorecard, snapshot};
+use crate::evaluate::{ActiveOverride, CustomerState, DayScore, OverrideTarget};
 use crate::migration::OUTBOX;
 use crate::params::NamedParams;
+use rapport_domain::lifecycle::Stage;
 use rapport_domain::metrics::CustomerMetrics;
 use rapport_domain::models::outlook::Outlook;
 use rapport_domain::models::{Fit, ModelError};
-use rapport_domain::scorecard::{Band, HealthScore};
+use rapport_domain::scorecard::{Band, HealthScore, PercentileTable, Population};
 use rapport_domain::tier::Tier;
-use sea_orm::sea_query::OnConflict;
+use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
     ActiveValue::{NotSet, Set},
-    ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, PaginatorTrait,
+    QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
+
+/// Rows per multi-row INSERT: well under PostgreSQL's 65,535 bind parameters.
+const ROWS_PER_INSERT: usize = 1_000;
 
 /// Errors of scoring's storage.
 #[derive(Debug, thiserror::Error)]
@@ -26,20 +33,28 @@ pub enum StoreError {
     Corrupt { customer_id: String, reason: String },
 }
 
-/// What scoring knows of a customer before new events are folded in.
-#[derive(Debug, Clone, Default)]
-pub struct CustomerState {
-    pub metrics: CustomerMetrics,
-    pub last_event_seq: i64,
-    pub tier: Option<Tier>,
-}
-
 /// One measure of a stored snapshot.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StoredMeasure {
     pub measure: String,
+    #[serde(default)]
+    pub group: String,
     pub value: Option<f64>,
-    pub score: f64,
+    /// Normalised 0–100; `None` when the measure was left out.
+    pub score: Option<f64>,
+    pub weight: f64,
+    pub contribution: f64,
+    #[serde(default)]
+    pub shortfall: f64,
+    #[serde(default)]
+    pub band: Option<String>,
+}
+
+/// One group of a stored snapshot.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredGroup {
+    pub group: String,
+    pub score: Option<f64>,
     pub weight: f64,
     pub contribution: f64,
 }
@@ -50,13 +65,46 @@ pub fn measures(score: &HealthScore) -> Vec<StoredMeasure> {
         .measures
         .iter()
         .map(|m| StoredMeasure {
-            measure: m.indicator.name().to_owned(),
+            measure: m.key.clone(),
+            group: m.group.clone(),
             value: m.value,
             score: m.score,
             weight: m.weight,
             contribution: m.contribution,
+            shortfall: m.shortfall,
+            band: m.band.map(|b| b.name().to_owned()),
         })
         .collect()
+}
+
+/// The stored form of a score's groups.
+pub fn groups(score: &HealthScore) -> Vec<StoredGroup> {
+    score
+        .groups
+        .iter()
+        .map(|g| StoredGroup {
+            group: g.name.clone(),
+            score: g.score,
+            weight: g.weight,
+            contribution: g.contribution,
+        })
+        .collect()
+}
+
+/// What a snapshot records beyond its score and measures.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SnapshotDetail {
+    #[serde(default)]
+    pub groups: Vec<StoredGroup>,
+    pub trend_7d: Option<f64>,
+    pub trend_30d: Option<f64>,
+    /// The scorecard's score before overrides.
+    pub computed_score: Option<f64>,
+    #[serde(default)]
+    pub overrides: Vec<ActiveOverride>,
+    /// When the customer churned (the score is frozen as of then), in milliseconds.
+    pub churned_at: Option<i64>,
+    pub stage: Option<Stage>,
 }
 
 /// A stored health snapshot.
@@ -71,15 +119,17 @@ pub struct Snapshot {
     pub computed_at: i64,
     /// The fitted models' outlook, once the tenant's models are fitted.
     pub outlook: Option<Outlook>,
+    pub detail: SnapshotDetail,
 }
 
-/// A customer's new state and snapshot, ready to store.
+/// A customer's new state and, when its score changed, its new snapshot, ready to store.
 #[derive(Debug, Clone)]
 pub struct Rescored {
+    pub customer_id: String,
     pub state: CustomerState,
-    pub snapshot: Snapshot,
-    /// The notification to alerting, already encoded.
-    pub outbox_payload: Vec<u8>,
+    pub snapshot: Option<Snapshot>,
+    /// The notification to alerting, already encoded (with the snapshot).
+    pub outbox_payload: Option<Vec<u8>>,
 }
 
 impl FitRecord {
@@ -164,27 +214,108 @@ pub struct FeatureRow {
     pub state: CustomerState,
 }
 
-fn band_name(b: Band) -> &'static str {
-    match b {
-        Band::Red => "red",
-        Band::Yellow => "yellow",
-        Band::Green => "green",
-    }
-}
-
-fn band_of(name: &str) -> Band {
-    match name {
-        "green" => Band::Green,
-        "yellow" => Band::Yellow,
-        _ => Band::Red,
-    }
-}
-
-fn metrics_of(customer_id: &str, json: &str) -> Result<CustomerMetrics, StoreError> {
-    serde_json::from_str(json).map_err(|e| StoreError::Corrupt {
+fn json<T: serde::de::DeserializeOwned>(customer_id: &str, text: &str) -> Result<T, StoreError> {
+    serde_json::from_str(text).map_err(|e| StoreError::Corrupt {
         customer_id: customer_id.to_owned(),
         reason: e.to_string(),
     })
+}
+
+fn optional_json<T: serde::de::DeserializeOwned + Default>(
+    customer_id: &str,
+    text: Option<&str>,
+) -> Result<T, StoreError> {
+    text.map_or(Ok(T::default()), |t| json(customer_id, t))
+}
+
+/// A customer's state from its row.
+fn state_of(m: &customer::Model) -> Result<CustomerState, StoreError> {
+    let id = m.customer_id.as_str();
+    Ok(CustomerState {
+        metrics: json::<CustomerMetrics>(id, &m.metrics)?,
+        last_event_seq: m.last_event_seq,
+        tier: m.tier.as_deref().and_then(Tier::from_name),
+        stage: m.stage.as_deref().and_then(Stage::from_name),
+        stage_since: m.stage_since,
+        fingerprint: m.fingerprint,
+        score: m.score,
+        band: m.band.as_deref().and_then(Band::from_name),
+        recent: optional_json::<Vec<DayScore>>(id, m.recent.as_deref())?,
+        overrides: optional_json::<Vec<ActiveOverride>>(id, m.overrides.as_deref())?,
+    })
+}
+
+fn to_json<T: Serialize>(customer_id: &str, value: &T) -> Result<String, StoreError> {
+    serde_json::to_string(value).map_err(|e| StoreError::Corrupt {
+        customer_id: customer_id.to_owned(),
+        reason: e.to_string(),
+    })
+}
+
+/// The snapshot of a stored row, with the customer's current tier.
+fn snapshot_of(row: snapshot::Model, tier: Option<Tier>) -> Result<Snapshot, StoreError> {
+    let id = row.customer_id.as_str();
+    let measures = json(id, &row.measures)?;
+    let detail = optional_json(id, row.detail.as_deref())?;
+    Ok(Snapshot {
+        score: row.score,
+        band: Band::from_name(&row.band).unwrap_or(Band::Red),
+        tier,
+        scorecard_version: row.scorecard_version,
+        measures,
+        computed_at: row.computed_at,
+        outlook: match (row.p_alive, row.expected_purchases_90d, row.clv_12m) {
+            (Some(p_alive), Some(expected_purchases_90d), Some(clv)) => Some(Outlook {
+                p_alive,
+                expected_purchases_90d,
+                clv,
+            }),
+            _ => None,
+        },
+        detail,
+        customer_id: row.customer_id,
+    })
+}
+
+/// Which columns of an existing customer a save writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Columns {
+    /// Metrics, event cursor and score: after folding new events.
+    All,
+    /// Only the score and what derives from it: a re-score from stored metrics.
+    Score,
+}
+
+impl Columns {
+    /// The columns updated on an existing row. Tier, stage and overrides are never among
+    /// them: their own writers (ApplyTiers, SetOverride) own them.
+    fn updated(self) -> Vec<customer::Column> {
+        use customer::Column::*;
+        let score = [Score, Band, UpdatedAt, Fingerprint, Recent];
+        match self {
+            Columns::All => [Metrics, LastEventSeq].into_iter().chain(score).collect(),
+            Columns::Score => score.to_vec(),
+        }
+    }
+}
+
+/// A customer with an override, set or cleared.
+#[derive(Debug, Clone)]
+pub struct OverrideChange {
+    pub customer_id: String,
+    pub target: OverrideTarget,
+    pub author: String,
+    pub reason: String,
+    /// `Some` to set (value, expiry in milliseconds), `None` to clear.
+    pub set: Option<(f64, i64)>,
+}
+
+/// A tenant's stored scorecard.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredScorecard {
+    pub revision: i64,
+    pub toml: String,
+    pub created_at: i64,
 }
 
 /// Scoring's tables.
@@ -205,83 +336,67 @@ impl Store {
         tenant: &str,
         ids: &[String],
     ) -> Result<HashMap<String, CustomerState>, StoreError> {
-        let rows = customer::Entity::find()
-            .filter(customer::Column::TenantId.eq(tenant))
-            .filter(customer::Column::CustomerId.is_in(ids.iter().cloned()))
-            .all(&self.db)
-            .await?;
-        rows.into_iter()
-            .map(|m| {
-                let state = CustomerState {
-                    metrics: metrics_of(&m.customer_id, &m.metrics)?,
-                    last_event_seq: m.last_event_seq,
-                    tier: m.tier.as_deref().and_then(Tier::from_name),
-                };
-                Ok((m.customer_id, state))
-            })
-            .collect()
+        let mut out = HashMap::with_capacity(ids.len());
+        for chunk in ids.chunks(ROWS_PER_INSERT) {
+            let rows = customer::Entity::find()
+                .filter(customer::Column::TenantId.eq(tenant))
+                .filter(customer::Column::CustomerId.is_in(chunk.iter().cloned()))
+                .all(&self.db)
+                .await?;
+            for m in rows {
+                out.insert(m.customer_id.clone(), state_of(&m)?);
+            }
+        }
+        Ok(out)
     }
 
-    /// Stores new states, their snapshots and the outbox rows to alerting, in one transaction.
+    /// Stores customers' new states (`Columns::All`, after folding events) or only their new
+    /// scores (`Columns::Score`, a re-score that must not overwrite metrics folded meanwhile),
+    /// their new snapshots and the outbox rows to alerting, in one transaction, with
+    /// multi-row statements.
     pub async fn save(
         &self,
         tenant: &str,
         rescored: &[Rescored],
+        columns: Columns,
         traceparent: Option<String>,
     ) -> Result<(), StoreError> {
-        let txn = rapport_storage::begin_write(&self.db).await?;
-        for Rescored {
-            state,
-            snapshot: snap,
-            ..
-        } in rescored
-        {
-            let corrupt = |e: serde_json::Error| StoreError::Corrupt {
-                customer_id: snap.customer_id.clone(),
-                reason: e.to_string(),
-            };
-            customer::Entity::insert(customer::ActiveModel {
-                tenant_id: Set(tenant.to_owned()),
-                customer_id: Set(snap.customer_id.clone()),
-                metrics: Set(serde_json::to_string(&state.metrics).map_err(corrupt)?),
-                last_event_seq: Set(state.last_event_seq),
-                tier: Set(state.tier.map(|t| t.name().to_owned())),
-                score: Set(Some(snap.score)),
-                updated_at: Set(snap.computed_at),
-            })
-            .on_conflict(
-                OnConflict::columns([customer::Column::TenantId, customer::Column::CustomerId])
-                    .update_columns([
-                        customer::Column::Metrics,
-                        customer::Column::LastEventSeq,
-                        customer::Column::Score,
-                        customer::Column::UpdatedAt,
-                    ])
-                    .to_owned(),
-            )
-            .exec_without_returning(&txn)
-            .await?;
-            snapshot::Entity::insert(snapshot::ActiveModel {
-                id: NotSet,
-                tenant_id: Set(tenant.to_owned()),
-                customer_id: Set(snap.customer_id.clone()),
-                score: Set(snap.score),
-                band: Set(band_name(snap.band).to_owned()),
-                tier: Set(snap.tier.map(|t| t.name().to_owned())),
-                scorecard_version: Set(snap.scorecard_version.clone()),
-                measures: Set(serde_json::to_string(&snap.measures).map_err(corrupt)?),
-                computed_at: Set(snap.computed_at),
-                p_alive: Set(snap.outlook.map(|o| o.p_alive)),
-                expected_purchases_90d: Set(snap.outlook.map(|o| o.expected_purchases_90d)),
-                clv_12m: Set(snap.outlook.map(|o| o.clv)),
-            })
-            .exec_without_returning(&txn)
-            .await?;
+        if rescored.is_empty() {
+            return Ok(());
         }
-        let payloads = rescored.iter().map(|r| r.outbox_payload.clone()).collect();
-        OUTBOX
-            .push_many(&txn, tenant, "score_changed", payloads, traceparent)
-            .await?;
+        let txn = rapport_storage::begin_write(&self.db).await?;
+        for chunk in rescored.chunks(ROWS_PER_INSERT) {
+            let rows = chunk
+                .iter()
+                .map(|r| customer_row(tenant, r))
+                .collect::<Result<Vec<_>, _>>()?;
+            customer::Entity::insert_many(rows)
+                .on_conflict(
+                    OnConflict::columns([customer::Column::TenantId, customer::Column::CustomerId])
+                        .update_columns(columns.updated())
+                        .to_owned(),
+                )
+                .exec_without_returning(&txn)
+                .await?;
+            let snapshots = chunk
+                .iter()
+                .filter_map(|r| r.snapshot.as_ref().map(|s| snapshot_row(tenant, s)))
+                .collect::<Result<Vec<_>, _>>()?;
+            if !snapshots.is_empty() {
+                snapshot::Entity::insert_many(snapshots)
+                    .exec_without_returning(&txn)
+                    .await?;
+            }
+        }
+        let payloads: Vec<Vec<u8>> = rescored
+            .iter()
+            .filter_map(|r| r.outbox_payload.clone())
+            .collect();
+        if !payloads.is_empty() {
+            OUTBOX
+                .push_many(&txn, tenant, "score_changed", payloads, traceparent)
+                .await?;
+        }
         txn.commit().await?;
         Ok(())
     }
@@ -294,6 +409,14 @@ impl Store {
             .distinct()
             .into_tuple()
             .all(&self.db)
+            .await?)
+    }
+
+    /// How many customers the tenant has.
+    pub async fn customer_count(&self, tenant: &str) -> Result<u64, StoreError> {
+        Ok(customer::Entity::find()
+            .filter(customer::Column::TenantId.eq(tenant))
+            .count(&self.db)
             .await?)
     }
 
@@ -331,13 +454,48 @@ impl Store {
             .order_by_desc(model_fit::Column::Id)
             .one(&self.db)
             .await?;
-        row.map(|r| {
-            serde_json::from_str(&r.params).map_err(|e| StoreError::Corrupt {
-                customer_id: String::new(),
-                reason: format!("model fit {}: {e}", r.id),
-            })
-        })
-        .transpose()
+        row.map(|r| json(&format!("model fit {}", r.id), &r.params))
+            .transpose()
+    }
+
+    async fn tier_of(&self, tenant: &str, customer_id: &str) -> Result<Option<Tier>, StoreError> {
+        Ok(customer::Entity::find()
+            .select_only()
+            .column(customer::Column::Tier)
+            .filter(customer::Column::TenantId.eq(tenant))
+            .filter(customer::Column::CustomerId.eq(customer_id))
+            .into_tuple::<Option<String>>()
+            .one(&self.db)
+            .await?
+            .flatten()
+            .as_deref()
+            .and_then(Tier::from_name))
+    }
+
+    /// The latest snapshot of a customer at or before `at` (milliseconds; `None`: the
+    /// latest of all), with the customer's current tier.
+    pub async fn snapshot_at(
+        &self,
+        tenant: &str,
+        customer_id: &str,
+        at: Option<i64>,
+    ) -> Result<Option<Snapshot>, StoreError> {
+        let mut query = snapshot::Entity::find()
+            .filter(snapshot::Column::TenantId.eq(tenant))
+            .filter(snapshot::Column::CustomerId.eq(customer_id));
+        if let Some(at) = at {
+            query = query.filter(snapshot::Column::ComputedAt.lte(at));
+        }
+        let Some(row) = query
+            .order_by_desc(snapshot::Column::ComputedAt)
+            .order_by_desc(snapshot::Column::Id)
+            .one(&self.db)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let tier = self.tier_of(tenant, customer_id).await?;
+        snapshot_of(row, tier).map(Some)
     }
 
     /// The latest snapshot of a customer, with the customer's current tier.
@@ -346,45 +504,63 @@ impl Store {
         tenant: &str,
         customer_id: &str,
     ) -> Result<Option<Snapshot>, StoreError> {
-        let Some(row) = snapshot::Entity::find()
+        self.snapshot_at(tenant, customer_id, None).await
+    }
+
+    /// A customer's snapshots in `[from, to]` (milliseconds), the most recent `limit` of
+    /// them, oldest first.
+    pub async fn history(
+        &self,
+        tenant: &str,
+        customer_id: &str,
+        from: i64,
+        to: i64,
+        limit: u64,
+    ) -> Result<Vec<Snapshot>, StoreError> {
+        let rows = snapshot::Entity::find()
             .filter(snapshot::Column::TenantId.eq(tenant))
             .filter(snapshot::Column::CustomerId.eq(customer_id))
+            .filter(snapshot::Column::ComputedAt.gte(from))
+            .filter(snapshot::Column::ComputedAt.lte(to))
+            .order_by_desc(snapshot::Column::ComputedAt)
             .order_by_desc(snapshot::Column::Id)
-            .one(&self.db)
-            .await?
-        else {
-            return Ok(None);
-        };
-        let tier = customer::Entity::find()
+            .limit(limit)
+            .all(&self.db)
+            .await?;
+        let mut out = rows
+            .into_iter()
+            .map(|r| snapshot_of(r, None))
+            .collect::<Result<Vec<_>, _>>()?;
+        out.reverse();
+        Ok(out)
+    }
+
+    /// Customer ids by score, lowest first, optionally of one tier and band.
+    pub async fn lowest(
+        &self,
+        tenant: &str,
+        tier: Option<Tier>,
+        band: Option<Band>,
+        limit: u64,
+    ) -> Result<Vec<String>, StoreError> {
+        let mut query = customer::Entity::find()
             .select_only()
-            .column(customer::Column::Tier)
+            .column(customer::Column::CustomerId)
             .filter(customer::Column::TenantId.eq(tenant))
-            .filter(customer::Column::CustomerId.eq(customer_id))
-            .into_tuple::<Option<String>>()
-            .one(&self.db)
-            .await?
-            .flatten();
-        let measures = serde_json::from_str(&row.measures).map_err(|e| StoreError::Corrupt {
-            customer_id: customer_id.to_owned(),
-            reason: e.to_string(),
-        })?;
-        Ok(Some(Snapshot {
-            customer_id: row.customer_id,
-            score: row.score,
-            band: band_of(&row.band),
-            tier: tier.as_deref().and_then(Tier::from_name),
-            scorecard_version: row.scorecard_version,
-            measures,
-            computed_at: row.computed_at,
-            outlook: match (row.p_alive, row.expected_purchases_90d, row.clv_12m) {
-                (Some(p_alive), Some(expected_purchases_90d), Some(clv)) => Some(Outlook {
-                    p_alive,
-                    expected_purchases_90d,
-                    clv,
-                }),
-                _ => None,
-            },
-        }))
+            .filter(customer::Column::Score.is_not_null());
+        if let Some(tier) = tier {
+            query = query.filter(customer::Column::Tier.eq(tier.name()));
+        }
+        if let Some(band) = band {
+            query = query.filter(customer::Column::Band.eq(band.name()));
+        }
+        Ok(query
+            .order_by_asc(customer::Column::Score)
+            .order_by_asc(customer::Column::CustomerId)
+            .limit(limit)
+            .into_tuple()
+            .all(&self.db)
+            .await?)
     }
 
     /// Walks all of a tenant's customers, `size` at a time.
@@ -413,38 +589,293 @@ impl Store {
             .await?;
         rows.into_iter()
             .map(|m| {
-                let state = CustomerState {
-                    metrics: metrics_of(&m.customer_id, &m.metrics)?,
-                    last_event_seq: m.last_event_seq,
-                    tier: m.tier.as_deref().and_then(Tier::from_name),
-                };
                 Ok(FeatureRow {
+                    state: state_of(&m)?,
                     customer_id: m.customer_id,
-                    state,
                 })
             })
             .collect()
     }
 
-    /// Records new tiers of existing customers.
+    /// Records new tiers (and stages, when given) of existing customers.
     pub async fn apply_tiers(
         &self,
         tenant: &str,
-        tiers: &[(String, Tier)],
+        tiers: &[(String, Tier, Option<Stage>)],
+        now: i64,
     ) -> Result<(), StoreError> {
         let txn = rapport_storage::begin_write(&self.db).await?;
-        for (customer_id, tier) in tiers {
-            customer::Entity::update_many()
-                .col_expr(
-                    customer::Column::Tier,
-                    sea_orm::sea_query::Expr::value(tier.name()),
-                )
+        for (customer_id, tier, stage) in tiers {
+            let mut update = customer::Entity::update_many()
+                .col_expr(customer::Column::Tier, Expr::value(tier.name()))
                 .filter(customer::Column::TenantId.eq(tenant))
-                .filter(customer::Column::CustomerId.eq(customer_id.as_str()))
-                .exec(&txn)
-                .await?;
+                .filter(customer::Column::CustomerId.eq(customer_id.as_str()));
+            if let Some(stage) = stage {
+                // The stage's start moves only when the stage changes.
+                update = update
+                    .col_expr(
+                        customer::Column::StageSince,
+                        Expr::case(
+                            customer::Column::Stage.eq(stage.name()),
+                            Expr::col(customer::Column::StageSince),
+                        )
+                        .finally(now)
+                        .into(),
+                    )
+                    .col_expr(customer::Column::Stage, Expr::value(stage.name()));
+            }
+            update.exec(&txn).await?;
         }
         txn.commit().await?;
         Ok(())
     }
+
+    /// The tenant's latest scorecard, if it set one.
+    pub async fn scorecard(&self, tenant: &str) -> Result<Option<StoredScorecard>, StoreError> {
+        Ok(scorecard::Entity::find()
+            .filter(scorecard::Column::TenantId.eq(tenant))
+            .order_by_desc(scorecard::Column::Revision)
+            .one(&self.db)
+            .await?
+            .map(|r| StoredScorecard {
+                revision: r.revision,
+                toml: r.toml,
+                created_at: r.created_at,
+            }))
+    }
+
+    /// Stores a (validated) scorecard as the tenant's next revision.
+    pub async fn save_scorecard(
+        &self,
+        tenant: &str,
+        toml: &str,
+        now: i64,
+    ) -> Result<StoredScorecard, StoreError> {
+        let txn = rapport_storage::begin_write(&self.db).await?;
+        let revision = scorecard::Entity::find()
+            .filter(scorecard::Column::TenantId.eq(tenant))
+            .order_by_desc(scorecard::Column::Revision)
+            .one(&txn)
+            .await?
+            .map_or(1, |r| r.revision + 1);
+        scorecard::Entity::insert(scorecard::ActiveModel {
+            id: NotSet,
+            tenant_id: Set(tenant.to_owned()),
+            revision: Set(revision),
+            toml: Set(toml.to_owned()),
+            created_at: Set(now),
+        })
+        .exec_without_returning(&txn)
+        .await?;
+        txn.commit().await?;
+        Ok(StoredScorecard {
+            revision,
+            toml: toml.to_owned(),
+            created_at: now,
+        })
+    }
+
+    /// Sets or clears an override: the audit row and the customer's overrides in force, in
+    /// one transaction. `false` when the customer is unknown.
+    pub async fn change_override(
+        &self,
+        tenant: &str,
+        change: &OverrideChange,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let txn = rapport_storage::begin_write(&self.db).await?;
+        let Some(row) = customer::Entity::find()
+            .filter(customer::Column::TenantId.eq(tenant))
+            .filter(customer::Column::CustomerId.eq(change.customer_id.as_str()))
+            .one(&txn)
+            .await?
+        else {
+            return Ok(false);
+        };
+        let id = change.customer_id.as_str();
+        let mut active: Vec<ActiveOverride> = optional_json(id, row.overrides.as_deref())?;
+        active.retain(|o| o.target != change.target && o.expires_at > now);
+        let target = change.target.name();
+        // Whatever was in force for this target ends now, by this author.
+        score_override::Entity::update_many()
+            .col_expr(score_override::Column::ClearedAt, Expr::value(now))
+            .col_expr(
+                score_override::Column::ClearedBy,
+                Expr::value(change.author.as_str()),
+            )
+            .col_expr(
+                score_override::Column::ClearReason,
+                Expr::value(change.reason.as_str()),
+            )
+            .col_expr(score_override::Column::ExpiryApplied, Expr::value(true))
+            .filter(score_override::Column::TenantId.eq(tenant))
+            .filter(score_override::Column::CustomerId.eq(id))
+            .filter(score_override::Column::Target.eq(target))
+            .filter(score_override::Column::ClearedAt.is_null())
+            .filter(score_override::Column::ExpiresAt.gt(now))
+            .exec(&txn)
+            .await?;
+        if let Some((value, expires_at)) = change.set {
+            score_override::Entity::insert(score_override::ActiveModel {
+                id: NotSet,
+                tenant_id: Set(tenant.to_owned()),
+                customer_id: Set(id.to_owned()),
+                target: Set(target.to_owned()),
+                value: Set(value),
+                author: Set(change.author.clone()),
+                reason: Set(change.reason.clone()),
+                set_at: Set(now),
+                expires_at: Set(expires_at),
+                cleared_at: Set(None),
+                cleared_by: Set(None),
+                clear_reason: Set(None),
+                expiry_applied: Set(false),
+            })
+            .exec_without_returning(&txn)
+            .await?;
+            active.push(ActiveOverride {
+                target: change.target,
+                value,
+                author: change.author.clone(),
+                reason: change.reason.clone(),
+                set_at: now,
+                expires_at,
+            });
+        }
+        customer::Entity::update_many()
+            .col_expr(
+                customer::Column::Overrides,
+                Expr::value(to_json(id, &active)?),
+            )
+            .filter(customer::Column::TenantId.eq(tenant))
+            .filter(customer::Column::CustomerId.eq(id))
+            .exec(&txn)
+            .await?;
+        txn.commit().await?;
+        Ok(true)
+    }
+
+    /// Overrides that expired by `now` and whose customers were not re-scored since, as
+    /// (row id, tenant, customer).
+    pub async fn expired_overrides(
+        &self,
+        now: i64,
+        limit: u64,
+    ) -> Result<Vec<(i64, String, String)>, StoreError> {
+        Ok(score_override::Entity::find()
+            .select_only()
+            .columns([
+                score_override::Column::Id,
+                score_override::Column::TenantId,
+                score_override::Column::CustomerId,
+            ])
+            .filter(score_override::Column::ExpiryApplied.eq(false))
+            .filter(score_override::Column::ExpiresAt.lte(now))
+            .order_by_asc(score_override::Column::ExpiresAt)
+            .limit(limit)
+            .into_tuple()
+            .all(&self.db)
+            .await?)
+    }
+
+    /// Marks expired overrides as applied to their customers' scores.
+    pub async fn expiries_applied(&self, ids: &[i64]) -> Result<(), StoreError> {
+        score_override::Entity::update_many()
+            .col_expr(score_override::Column::ExpiryApplied, Expr::value(true))
+            .filter(score_override::Column::Id.is_in(ids.iter().copied()))
+            .exec(&self.db)
+            .await?;
+        Ok(())
+    }
+
+    /// The tenant's percentile tables.
+    pub async fn population(&self, tenant: &str) -> Result<Population, StoreError> {
+        let rows = population::Entity::find()
+            .filter(population::Column::TenantId.eq(tenant))
+            .all(&self.db)
+            .await?;
+        rows.into_iter()
+            .map(|r| {
+                let table: PercentileTable =
+                    json(&format!("population {}", r.measure), &r.quantiles)?;
+                Ok((r.measure, table))
+            })
+            .collect()
+    }
+
+    /// Replaces the tenant's percentile tables.
+    pub async fn save_population(
+        &self,
+        tenant: &str,
+        tables: &[(String, PercentileTable, u64)],
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let txn = self.db.begin().await?;
+        population::Entity::delete_many()
+            .filter(population::Column::TenantId.eq(tenant))
+            .exec(&txn)
+            .await?;
+        for (measure, table, customers) in tables {
+            population::Entity::insert(population::ActiveModel {
+                tenant_id: Set(tenant.to_owned()),
+                measure: Set(measure.clone()),
+                quantiles: Set(to_json(measure, table)?),
+                customers: Set(i64::try_from(*customers).unwrap_or(i64::MAX)),
+                computed_at: Set(now),
+            })
+            .exec_without_returning(&txn)
+            .await?;
+        }
+        txn.commit().await?;
+        Ok(())
+    }
+
+    /// The database connection (for health checks and tests).
+    pub fn connection(&self) -> &impl ConnectionTrait {
+        &self.db
+    }
+}
+
+fn customer_row(tenant: &str, r: &Rescored) -> Result<customer::ActiveModel, StoreError> {
+    let id = r.customer_id.as_str();
+    let s = &r.state;
+    Ok(customer::ActiveModel {
+        tenant_id: Set(tenant.to_owned()),
+        customer_id: Set(id.to_owned()),
+        metrics: Set(to_json(id, &s.metrics)?),
+        last_event_seq: Set(s.last_event_seq),
+        tier: Set(s.tier.map(|t| t.name().to_owned())),
+        score: Set(r.snapshot.as_ref().map(|s| s.score).or(s.score)),
+        band: Set(r
+            .snapshot
+            .as_ref()
+            .map(|s| s.band)
+            .or(s.band)
+            .map(|b| b.name().to_owned())),
+        updated_at: Set(rapport_storage::now_millis()),
+        stage: Set(s.stage.map(|st| st.name().to_owned())),
+        stage_since: Set(s.stage_since),
+        fingerprint: Set(s.fingerprint),
+        recent: Set(Some(to_json(id, &s.recent)?)),
+        overrides: Set(Some(to_json(id, &s.overrides)?)),
+    })
+}
+
+fn snapshot_row(tenant: &str, s: &Snapshot) -> Result<snapshot::ActiveModel, StoreError> {
+    let id = s.customer_id.as_str();
+    Ok(snapshot::ActiveModel {
+        id: NotSet,
+        tenant_id: Set(tenant.to_owned()),
+        customer_id: Set(id.to_owned()),
+        score: Set(s.score),
+        band: Set(s.band.name().to_owned()),
+        tier: Set(s.tier.map(|t| t.name().to_owned())),
+        scorecard_version: Set(s.scorecard_version.clone()),
+        measures: Set(to_json(id, &s.measures)?),
+        computed_at: Set(s.computed_at),
+        p_alive: Set(s.outlook.map(|o| o.p_alive)),
+        expected_purchases_90d: Set(s.outlook.map(|o| o.expected_purchases_90d)),
+        clv_12m: Set(s.outlook.map(|o| o.clv)),
+        detail: Set(Some(to_json(id, &s.detail)?)),
+    })
 }

@@ -126,6 +126,8 @@ impl pb::segmentation_service_server::SegmentationService for SegmentationApi {
                     .map(|(id, t)| TierUpdate {
                         customer_id: id.clone(),
                         tier: convert::tier(Some(*t)).into(),
+                        // Lifecycle stages are not graded yet.
+                        stage: String::new(),
                     })
                     .collect(),
             }

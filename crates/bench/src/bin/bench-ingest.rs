@@ -3,11 +3,9 @@
 //! multi-row INSERT of the same rows by the same process into a table of the same shape.
 
 use prost::Message;
-use rapport_proto::common::v1::Ack;
 use rapport_proto::ingestion::v1 as pb;
 use rapport_proto::ingestion::v1::ingestion_service_client::IngestionServiceClient;
 use rapport_proto::scoring::v1 as scoring;
-use rapport_proto::scoring::v1::scoring_service_server::{ScoringService, ScoringServiceServer};
 use rapport_server::CommonArgs;
 use sea_orm::sea_query::{Alias, Expr, PostgresQueryBuilder, Query, SqliteQueryBuilder};
 use sea_orm::{ConnectionTrait, DbBackend, Statement};
@@ -50,67 +48,12 @@ fn request<T>(message: T) -> tonic::Request<T> {
     r
 }
 
-/// A scoring stand-in that acknowledges every notification at once, so ingestion's outbox
-/// drains as it does in production and the figure is ingestion's alone.
-struct AckingScoring;
-
-#[tonic::async_trait]
-impl ScoringService for AckingScoring {
-    async fn get_health(
-        &self,
-        _: tonic::Request<scoring::GetHealthRequest>,
-    ) -> Result<tonic::Response<scoring::HealthScore>, tonic::Status> {
-        Err(tonic::Status::unimplemented("benchmark stand-in"))
-    }
-    async fn batch_get_health(
-        &self,
-        _: tonic::Request<scoring::BatchGetHealthRequest>,
-    ) -> Result<tonic::Response<scoring::BatchGetHealthResponse>, tonic::Status> {
-        Err(tonic::Status::unimplemented("benchmark stand-in"))
-    }
-    async fn notify_customers_changed(
-        &self,
-        _: tonic::Request<scoring::CustomersChanged>,
-    ) -> Result<tonic::Response<Ack>, tonic::Status> {
-        Ok(tonic::Response::new(Ack {}))
-    }
-    async fn list_customer_features(
-        &self,
-        _: tonic::Request<scoring::ListCustomerFeaturesRequest>,
-    ) -> Result<tonic::Response<scoring::ListCustomerFeaturesResponse>, tonic::Status> {
-        Err(tonic::Status::unimplemented("benchmark stand-in"))
-    }
-    async fn apply_tiers(
-        &self,
-        _: tonic::Request<scoring::ApplyTiersRequest>,
-    ) -> Result<tonic::Response<Ack>, tonic::Status> {
-        Err(tonic::Status::unimplemented("benchmark stand-in"))
-    }
-    async fn fit_models(
-        &self,
-        _: tonic::Request<scoring::FitModelsRequest>,
-    ) -> Result<tonic::Response<scoring::FitModelsResponse>, tonic::Status> {
-        Err(tonic::Status::unimplemented("benchmark stand-in"))
-    }
-}
-
-async fn start_acking_scoring() -> anyhow::Result<std::net::SocketAddr> {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
-    tokio::spawn(
-        tonic::transport::Server::builder()
-            .add_service(ScoringServiceServer::new(AckingScoring))
-            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
-    );
-    Ok(addr)
-}
-
 /// Starts the ingestion service in this process on `database_url`; returns its client.
 async fn start_ingestion(
     database_url: String,
     stop: CancellationToken,
 ) -> anyhow::Result<IngestionServiceClient<Channel>> {
-    let scoring = start_acking_scoring().await?;
+    let scoring = rapport_bench::standin::start(scoring::HealthScore::default()).await?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     let mut common = CommonArgs::embedded(std::env::temp_dir());

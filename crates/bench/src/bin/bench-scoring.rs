@@ -1,0 +1,304 @@
+//! `make bench-scoring`: the read path and the whole-tenant re-score.
+//!
+//! - `GetHealth` served from Redis by the scoring service, under a concurrent client, next to
+//!   a bare tonic service answering the same message with no work, in the same process.
+//! - `RescoreAll` of `RAPPORT_BENCH_CUSTOMERS` (default 1,000,000) synthetic customers on
+//!   PostgreSQL: the first run (every score new), a run a day later (scores moved by time),
+//!   and an unchanged re-run, next to a bare read of the same rows.
+
+use chrono::{DateTime, Duration as Days, TimeZone, Utc};
+use rapport_cache::{AnyCache, RedisCache};
+use rapport_domain::event::{Event, Payload, SurveyKind};
+use rapport_domain::scorecard::DEFAULT_TOML;
+use rapport_proto::ingestion::v1::ingestion_service_client::IngestionServiceClient;
+use rapport_proto::scoring::v1 as pb;
+use rapport_proto::scoring::v1::scoring_service_client::ScoringServiceClient;
+use rapport_scoring::engine::{Builtin, Clock, Engine};
+use rapport_scoring::evaluate::CustomerState;
+use rapport_scoring::store::{Columns, Rescored, Store};
+use rapport_storage::outbox::RelayWaker;
+use sea_orm::ConnectionTrait;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+use tonic::transport::Channel;
+
+const TENANT: &str = "dev";
+/// Customers the read benchmark reads among.
+const READ_CUSTOMERS: usize = 10_000;
+/// Requests in flight at once.
+const CONCURRENCY: usize = 32;
+/// How long each read measurement runs.
+const READ_FOR: Duration = Duration::from_secs(5);
+
+fn t0() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 6, 1, 12, 0, 0)
+        .single()
+        .unwrap_or_else(Utc::now)
+}
+
+/// A synthetic customer: orders over the last year, an NPS answer, sometimes a complaint.
+fn customer(i: usize) -> Rescored {
+    let id = format!("c{i:07}");
+    let now = t0();
+    let mut state = CustomerState::default();
+    let event = |n: usize, days: i64, payload| Event {
+        event_id: format!("{id}-{n}"),
+        customer_id: id.clone(),
+        occurred_at: now - Days::days(days),
+        payload,
+    };
+    for n in 0..(1 + i % 6) {
+        let days = ((i * 7 + n * 53) % 360) as i64;
+        state.metrics.apply(&event(
+            n,
+            days,
+            Payload::Order {
+                order_id: format!("o{n}"),
+                amount: 10.0 + (i % 200) as f64,
+                currency: "EUR".into(),
+                items: 1,
+            },
+        ));
+    }
+    state.metrics.apply(&event(
+        10,
+        (i % 90) as i64,
+        Payload::Survey {
+            kind: SurveyKind::Nps,
+            score: (i % 11) as i32,
+            comment: String::new(),
+        },
+    ));
+    if i.is_multiple_of(7) {
+        state.metrics.apply(&event(
+            11,
+            (i % 60) as i64,
+            Payload::Complaint {
+                complaint_id: "k".into(),
+                category: "delivery".into(),
+                severity: rapport_domain::event::ComplaintSeverity::Medium,
+                channel: "email".into(),
+            },
+        ));
+    }
+    Rescored {
+        customer_id: id,
+        state,
+        snapshot: None,
+        outbox_payload: None,
+    }
+}
+
+async fn seed(store: &Store, n: usize) -> anyhow::Result<()> {
+    let mut i = 0;
+    while i < n {
+        let rows: Vec<Rescored> = (i..(i + 5_000).min(n)).map(customer).collect();
+        store.save(TENANT, &rows, Columns::All, None).await?;
+        i += rows.len();
+    }
+    Ok(())
+}
+
+fn engine(store: Store, cache: AnyCache, clock: Clock) -> anyhow::Result<Engine> {
+    Ok(Engine::new(
+        store,
+        cache,
+        IngestionServiceClient::new(rapport_server::peer_channel("127.0.0.1:1")?),
+        "bench".into(),
+        Builtin::new(DEFAULT_TOML)?,
+        RelayWaker::default(),
+        clock,
+    ))
+}
+
+fn request<T>(message: T) -> tonic::Request<T> {
+    let mut r = tonic::Request::new(message);
+    r.set_timeout(Duration::from_secs(10));
+    if let Ok(v) = format!("Bearer {}", rapport_server::auth::DEV_API_KEY).parse() {
+        r.metadata_mut().insert("authorization", v);
+    }
+    r
+}
+
+/// Requests/s and latencies of `GetHealth` at `addr` under [`CONCURRENCY`] callers.
+struct Load {
+    rps: f64,
+    p50: Duration,
+    p99: Duration,
+    errors: u64,
+}
+
+async fn load(addr: std::net::SocketAddr) -> anyhow::Result<Load> {
+    let channel = Channel::from_shared(format!("http://{addr}"))?
+        .connect()
+        .await?;
+    let until = Instant::now() + READ_FOR;
+    let mut tasks = Vec::new();
+    for w in 0..CONCURRENCY {
+        let mut client = ScoringServiceClient::new(channel.clone());
+        tasks.push(tokio::spawn(async move {
+            let (mut latencies, mut errors, mut i) = (Vec::new(), 0u64, w);
+            while Instant::now() < until {
+                let started = Instant::now();
+                let id = format!("c{:07}", (i * 7_919) % READ_CUSTOMERS);
+                match client
+                    .get_health(request(pb::GetHealthRequest { customer_id: id }))
+                    .await
+                {
+                    Ok(_) => latencies.push(started.elapsed()),
+                    Err(_) => errors += 1,
+                }
+                i += CONCURRENCY;
+            }
+            (latencies, errors)
+        }));
+    }
+    let (mut all, mut errors) = (Vec::new(), 0);
+    for t in tasks {
+        let (l, e) = t.await?;
+        all.extend(l);
+        errors += e;
+    }
+    all.sort();
+    let at = |q: f64| all.get(((all.len() as f64 * q) as usize).min(all.len().saturating_sub(1)));
+    Ok(Load {
+        rps: all.len() as f64 / READ_FOR.as_secs_f64(),
+        p50: at(0.50).copied().unwrap_or_default(),
+        p99: at(0.99).copied().unwrap_or_default(),
+        errors,
+    })
+}
+
+async fn bench_reads() -> anyhow::Result<()> {
+    let redis = rapport_tests::Redis::start();
+    let dir = tempfile::tempdir()?;
+    let url = format!(
+        "sqlite://{}?mode=rwc",
+        dir.path().join("scoring.db").display()
+    );
+    let db = rapport_storage::open::<rapport_scoring::migration::Migrator>(&url).await?;
+    let cache = RedisCache::connect(
+        &redis.url(),
+        Duration::from_secs(3_600),
+        Duration::from_millis(100),
+    )?;
+    cache.wait_connected(Duration::from_secs(10)).await;
+    let seeder = engine(Store::new(db), AnyCache::Redis(cache), Clock::system())?;
+    seed(&seeder.store, READ_CUSTOMERS).await?;
+    seeder.rescore_all(TENANT, |_| {}).await?;
+    let sample = seeder
+        .health(TENANT, &["c0000001".to_owned()])
+        .await?
+        .pop()
+        .ok_or_else(|| anyhow::anyhow!("no score seeded"))?;
+
+    let stop = CancellationToken::new();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let mut common = rapport_server::CommonArgs::embedded(dir.path().to_path_buf());
+    common.database_url = Some(url);
+    let config = rapport_scoring::Config {
+        listen: addr,
+        ingestion_addr: "127.0.0.1:1".into(),
+        alerting_addr: "127.0.0.1:1".into(),
+        redis_url: Some(redis.url()),
+        cache_ttl_secs: 3_600,
+        model_fit_interval_secs: 0,
+        rescore_interval_secs: 0,
+        override_sweep_secs: 0,
+        scorecard: None,
+        cache_timeout_ms: 100,
+        common,
+    };
+    tokio::spawn(rapport_scoring::run(config, listener, stop.clone()));
+    let echo = rapport_bench::standin::start(sample).await?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Warm both up, then measure each alone.
+    load(addr).await?;
+    let ours = load(addr).await?;
+    let bare = load(echo).await?;
+    stop.cancel();
+    println!(
+        "bench gethealth-redis: {:.0} req/s (p50 {:.2} ms, p99 {:.2} ms, {} errors) vs bare tonic {:.0} req/s (p99 {:.2} ms) = {:.2}x of bare",
+        ours.rps,
+        rapport_bench::ms(ours.p50),
+        rapport_bench::ms(ours.p99),
+        ours.errors,
+        bare.rps,
+        rapport_bench::ms(bare.p99),
+        ours.rps / bare.rps
+    );
+    Ok(())
+}
+
+async fn bench_rescore() -> anyhow::Result<()> {
+    let n: usize = std::env::var("RAPPORT_BENCH_CUSTOMERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
+    let pg = rapport_tests::Postgres::start();
+    let db = rapport_storage::open::<rapport_scoring::migration::Migrator>(&pg.url()).await?;
+    let redis = rapport_tests::Redis::start();
+    let cache = RedisCache::connect(
+        &redis.url(),
+        Duration::from_secs(3_600),
+        Duration::from_millis(500),
+    )?;
+    cache.wait_connected(Duration::from_secs(10)).await;
+    let clock = Clock::fixed(t0());
+    let engine = Arc::new(engine(
+        Store::new(db.clone()),
+        AnyCache::Redis(cache),
+        clock.clone(),
+    )?);
+    let started = Instant::now();
+    seed(&engine.store, n).await?;
+    eprintln!(
+        "seeded {n} customers in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+
+    let started = Instant::now();
+    let rows = db
+        .query_all_raw(sea_orm::Statement::from_string(
+            db.get_database_backend(),
+            "SELECT customer_id, metrics FROM scoring_customers WHERE tenant_id = 'dev'",
+        ))
+        .await?
+        .len();
+    let raw = started.elapsed();
+
+    let timed = |label: &'static str| {
+        let engine = engine.clone();
+        async move {
+            let started = Instant::now();
+            let p = engine.rescore_all(TENANT, |_| {}).await?;
+            let took = started.elapsed();
+            println!(
+                "bench rescore-{label}-postgres: {} customers in {:.1} s ({} changed, {:.0}/s) vs bare read of the rows {:.1} s",
+                p.done,
+                took.as_secs_f64(),
+                p.changed,
+                p.done as f64 / took.as_secs_f64(),
+                raw.as_secs_f64()
+            );
+            anyhow::Ok(took)
+        }
+    };
+    let first = timed("first").await?;
+    clock.set(t0() + Days::days(1));
+    timed("next-day").await?;
+    timed("unchanged").await?;
+    println!(
+        "bench rescore-1m-goal: first full re-score of {rows} customers {:.1} s (goal < 60 s for 1,000,000)",
+        first.as_secs_f64()
+    );
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    bench_reads().await?;
+    bench_rescore().await
+}

@@ -1,0 +1,119 @@
+//! A scoring stand-in for benchmarks: the baseline of the read path and a sink for ingestion.
+
+use rapport_proto::common::v1::Ack;
+use rapport_proto::scoring::v1 as scoring;
+use rapport_proto::scoring::v1::scoring_service_server::{ScoringService, ScoringServiceServer};
+
+/// A scoring stand-in: it acknowledges every notification at once (so ingestion's outbox
+/// drains as in production and an ingest figure is ingestion's alone) and answers
+/// `GetHealth` with a fixed score, doing no work (the bare-tonic baseline of the read path).
+pub struct StandInScoring {
+    health: scoring::HealthScore,
+}
+
+#[tonic::async_trait]
+impl ScoringService for StandInScoring {
+    async fn get_health(
+        &self,
+        _: tonic::Request<scoring::GetHealthRequest>,
+    ) -> Result<tonic::Response<scoring::HealthScore>, tonic::Status> {
+        Ok(tonic::Response::new(self.health.clone()))
+    }
+    async fn batch_get_health(
+        &self,
+        _: tonic::Request<scoring::BatchGetHealthRequest>,
+    ) -> Result<tonic::Response<scoring::BatchGetHealthResponse>, tonic::Status> {
+        Err(tonic::Status::unimplemented("benchmark stand-in"))
+    }
+    async fn notify_customers_changed(
+        &self,
+        _: tonic::Request<scoring::CustomersChanged>,
+    ) -> Result<tonic::Response<Ack>, tonic::Status> {
+        Ok(tonic::Response::new(Ack {}))
+    }
+    async fn list_customer_features(
+        &self,
+        _: tonic::Request<scoring::ListCustomerFeaturesRequest>,
+    ) -> Result<tonic::Response<scoring::ListCustomerFeaturesResponse>, tonic::Status> {
+        Err(tonic::Status::unimplemented("benchmark stand-in"))
+    }
+    async fn apply_tiers(
+        &self,
+        _: tonic::Request<scoring::ApplyTiersRequest>,
+    ) -> Result<tonic::Response<Ack>, tonic::Status> {
+        Err(tonic::Status::unimplemented("benchmark stand-in"))
+    }
+    async fn fit_models(
+        &self,
+        _: tonic::Request<scoring::FitModelsRequest>,
+    ) -> Result<tonic::Response<scoring::FitModelsResponse>, tonic::Status> {
+        Err(tonic::Status::unimplemented("benchmark stand-in"))
+    }
+    async fn list_health(
+        &self,
+        _: tonic::Request<scoring::ListHealthRequest>,
+    ) -> Result<tonic::Response<scoring::ListHealthResponse>, tonic::Status> {
+        Err(tonic::Status::unimplemented("benchmark stand-in"))
+    }
+    async fn explain_health(
+        &self,
+        _: tonic::Request<scoring::ExplainHealthRequest>,
+    ) -> Result<tonic::Response<scoring::HealthExplanation>, tonic::Status> {
+        Err(tonic::Status::unimplemented("benchmark stand-in"))
+    }
+    async fn compare_health(
+        &self,
+        _: tonic::Request<scoring::CompareHealthRequest>,
+    ) -> Result<tonic::Response<scoring::HealthComparison>, tonic::Status> {
+        Err(tonic::Status::unimplemented("benchmark stand-in"))
+    }
+    async fn list_health_history(
+        &self,
+        _: tonic::Request<scoring::ListHealthHistoryRequest>,
+    ) -> Result<tonic::Response<scoring::ListHealthHistoryResponse>, tonic::Status> {
+        Err(tonic::Status::unimplemented("benchmark stand-in"))
+    }
+    async fn get_scorecard(
+        &self,
+        _: tonic::Request<scoring::GetScorecardRequest>,
+    ) -> Result<tonic::Response<scoring::Scorecard>, tonic::Status> {
+        Err(tonic::Status::unimplemented("benchmark stand-in"))
+    }
+    async fn set_scorecard(
+        &self,
+        _: tonic::Request<scoring::SetScorecardRequest>,
+    ) -> Result<tonic::Response<scoring::Scorecard>, tonic::Status> {
+        Err(tonic::Status::unimplemented("benchmark stand-in"))
+    }
+    async fn set_override(
+        &self,
+        _: tonic::Request<scoring::SetOverrideRequest>,
+    ) -> Result<tonic::Response<scoring::HealthScore>, tonic::Status> {
+        Err(tonic::Status::unimplemented("benchmark stand-in"))
+    }
+    async fn clear_override(
+        &self,
+        _: tonic::Request<scoring::ClearOverrideRequest>,
+    ) -> Result<tonic::Response<scoring::HealthScore>, tonic::Status> {
+        Err(tonic::Status::unimplemented("benchmark stand-in"))
+    }
+    type RescoreAllStream = tokio_stream::Empty<Result<scoring::RescoreProgress, tonic::Status>>;
+    async fn rescore_all(
+        &self,
+        _: tonic::Request<scoring::RescoreAllRequest>,
+    ) -> Result<tonic::Response<Self::RescoreAllStream>, tonic::Status> {
+        Err(tonic::Status::unimplemented("benchmark stand-in"))
+    }
+}
+
+/// Serves the stand-in on a free loopback port, answering `GetHealth` with `health`.
+pub async fn start(health: scoring::HealthScore) -> anyhow::Result<std::net::SocketAddr> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(ScoringServiceServer::new(StandInScoring { health }))
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+    );
+    Ok(addr)
+}

@@ -1,0 +1,266 @@
+//! The health commands: `health`, `top-risk`, `scorecard` and `rescore`.
+
+use crate::{Target, band_name, tier_name, when};
+use rapport_proto::common::v1::{HealthBand, Tier};
+use rapport_proto::scoring::v1 as scoring;
+use scoring::scoring_service_client::ScoringServiceClient;
+use serde_json::json;
+use std::path::Path;
+use tonic::transport::Channel;
+
+type Client = ScoringServiceClient<Channel>;
+
+/// How many measures the table shows per customer without `--explain`.
+const TOP_MEASURES: usize = 3;
+
+fn opt(v: Option<f64>, digits: usize) -> String {
+    v.map_or("-".to_owned(), |v| format!("{v:.digits$}"))
+}
+
+fn signed(v: Option<f64>) -> String {
+    v.map_or("-".to_owned(), |v| format!("{v:+.1}"))
+}
+
+fn as_json(h: &scoring::HealthScore) -> serde_json::Value {
+    json!({
+        "customer_id": h.customer_id, "score": h.score, "band": band_name(h.band),
+        "tier": tier_name(h.tier), "stage": h.stage, "trend_7d": h.trend_7d, "trend_30d": h.trend_30d,
+        "computed_score": h.computed_score, "frozen": h.frozen,
+        "p_alive": h.p_alive, "expected_purchases_90d": h.expected_purchases_90d, "clv_12m": h.clv_12m,
+        "scorecard_version": h.scorecard_version, "computed_at": when(h.computed_at.as_ref()),
+        "groups": h.groups.iter().map(|g| json!({"group": g.group, "score": g.score, "weight": g.weight, "contribution": g.contribution})).collect::<Vec<_>>(),
+        "measures": h.measures.iter().map(|m| json!({
+            "measure": m.measure, "group": m.group, "value": m.value, "score": m.score,
+            "weight": m.weight, "contribution": m.contribution, "shortfall": m.shortfall,
+            "band": band_name(m.band),
+        })).collect::<Vec<_>>(),
+        "overrides": h.overrides.iter().map(|o| json!({
+            "target": if o.target == scoring::OverrideTarget::Score as i32 { "score" } else { "sentiment" },
+            "value": o.value, "author": o.author, "reason": o.reason, "expires_at": when(o.expires_at.as_ref()),
+        })).collect::<Vec<_>>(),
+    })
+}
+
+fn header() {
+    println!(
+        "{:<24} {:>6}  {:<7} {:>6} {:>6}  {:<8} {:>7} {:>9}  COMPUTED",
+        "CUSTOMER", "SCORE", "BAND", "Δ7D", "Δ30D", "TIER", "P_ALIVE", "CLV_12M"
+    );
+}
+
+fn row(h: &scoring::HealthScore) {
+    let mark = if h.frozen {
+        "  (frozen: churned)"
+    } else if !h.overrides.is_empty() {
+        "  (overridden)"
+    } else {
+        ""
+    };
+    println!(
+        "{:<24} {:>6.1}  {:<7} {:>6} {:>6}  {:<8} {:>7} {:>9}  {}{mark}",
+        h.customer_id,
+        h.score,
+        band_name(h.band),
+        signed(h.trend_7d),
+        signed(h.trend_30d),
+        tier_name(h.tier),
+        opt(h.p_alive, 2),
+        opt(h.clv_12m, 2),
+        when(h.computed_at.as_ref())
+    );
+}
+
+/// The measures with data, biggest losses first.
+fn ranked(h: &scoring::HealthScore) -> Vec<&scoring::MeasureScore> {
+    let mut m: Vec<&scoring::MeasureScore> =
+        h.measures.iter().filter(|m| m.score.is_some()).collect();
+    m.sort_by(|a, b| b.shortfall.total_cmp(&a.shortfall));
+    m
+}
+
+fn measures(h: &scoring::HealthScore, all: bool) {
+    let ranked = ranked(h);
+    let shown = if all { ranked.len() } else { TOP_MEASURES };
+    for m in ranked.iter().take(shown) {
+        println!(
+            "    {:<28} {:<13} value {:>10}  score {:>5.1}  +{:>4.1}  -{:>4.1}",
+            m.measure,
+            m.group,
+            opt(m.value, 2),
+            m.score.unwrap_or(0.0),
+            m.contribution,
+            m.shortfall
+        );
+    }
+    if all {
+        for o in &h.overrides {
+            println!(
+                "    override by {}: {:.1} until {} ({})",
+                o.author,
+                o.value,
+                when(o.expires_at.as_ref()),
+                o.reason
+            );
+        }
+        let missing: Vec<&str> = h
+            .measures
+            .iter()
+            .filter(|m| m.score.is_none())
+            .map(|m| m.measure.as_str())
+            .collect();
+        if !missing.is_empty() {
+            println!("    no data: {}", missing.join(", "));
+        }
+    }
+}
+
+/// `rapport health`: scores, bands, trends, tiers and the measures that cost the most.
+pub async fn show(
+    target: &Target,
+    mut client: Client,
+    customers: &[String],
+    explain: bool,
+    json: bool,
+) -> anyhow::Result<()> {
+    let scores = client
+        .batch_get_health(target.request(scoring::BatchGetHealthRequest {
+            customer_ids: customers.to_vec(),
+        })?)
+        .await?
+        .into_inner()
+        .scores;
+    if json {
+        let out: Vec<_> = scores.iter().map(as_json).collect();
+        println!("{}", serde_json::to_string_pretty(&out)?);
+        return Ok(());
+    }
+    header();
+    for h in &scores {
+        row(h);
+        measures(h, explain);
+    }
+    for missing in customers
+        .iter()
+        .filter(|c| !scores.iter().any(|h| &h.customer_id == *c))
+    {
+        println!("{missing:<24} no score yet");
+    }
+    Ok(())
+}
+
+/// `rapport top-risk`: the lowest scores, optionally of one tier or band.
+pub async fn top_risk(
+    target: &Target,
+    mut client: Client,
+    limit: u32,
+    tier: Option<&str>,
+    band: Option<&str>,
+    json: bool,
+) -> anyhow::Result<()> {
+    let tier = match tier {
+        Some("vip") => Tier::Vip,
+        Some("gold") => Tier::Gold,
+        Some("silver") => Tier::Silver,
+        Some("bronze") => Tier::Bronze,
+        Some("regular") => Tier::Regular,
+        _ => Tier::Unspecified,
+    };
+    let band = match band {
+        Some("red") => HealthBand::Red,
+        Some("yellow") => HealthBand::Yellow,
+        Some("green") => HealthBand::Green,
+        _ => HealthBand::Unspecified,
+    };
+    let scores = client
+        .list_health(target.request(scoring::ListHealthRequest {
+            limit,
+            tier: tier.into(),
+            band: band.into(),
+        })?)
+        .await?
+        .into_inner()
+        .scores;
+    if json {
+        let out: Vec<_> = scores.iter().map(as_json).collect();
+        println!("{}", serde_json::to_string_pretty(&out)?);
+        return Ok(());
+    }
+    header();
+    for h in &scores {
+        row(h);
+        if let Some(worst) = ranked(h).first() {
+            println!(
+                "    costs most: {} (-{:.1} points)",
+                worst.measure, worst.shortfall
+            );
+        }
+    }
+    Ok(())
+}
+
+/// `rapport scorecard`: print the scorecard in use, or put a new one in use.
+pub async fn scorecard(
+    target: &Target,
+    mut client: Client,
+    set: Option<&Path>,
+    json: bool,
+) -> anyhow::Result<()> {
+    let card = match set {
+        Some(path) => {
+            let toml = std::fs::read_to_string(path)
+                .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
+            client
+                .set_scorecard(target.request(scoring::SetScorecardRequest { toml })?)
+                .await
+                .map_err(|s| anyhow::anyhow!("scorecard refused: {}", s.message()))?
+                .into_inner()
+        }
+        None => client
+            .get_scorecard(target.request(scoring::GetScorecardRequest {})?)
+            .await?
+            .into_inner(),
+    };
+    if json {
+        println!(
+            "{}",
+            json!({"version": card.version, "builtin": card.builtin, "updated_at": when(card.updated_at.as_ref()), "toml": card.toml})
+        );
+    } else if set.is_some() {
+        println!(
+            "scorecard {} in use; every customer is being re-scored",
+            card.version
+        );
+    } else {
+        println!("# version {}", card.version);
+        print!("{}", card.toml);
+    }
+    Ok(())
+}
+
+/// `rapport rescore`: re-score every customer now, showing progress.
+pub async fn rescore(target: &Target, mut client: Client, json: bool) -> anyhow::Result<()> {
+    let mut stream = client
+        .rescore_all(target.request(scoring::RescoreAllRequest {})?)
+        .await?
+        .into_inner();
+    let bar = indicatif::ProgressBar::new(0);
+    let mut last = scoring::RescoreProgress::default();
+    while let Some(p) = stream.message().await? {
+        bar.set_length(p.customers_total);
+        bar.set_position(p.customers_done);
+        last = p;
+    }
+    bar.finish_and_clear();
+    if json {
+        println!(
+            "{}",
+            json!({"customers": last.customers_done, "changed": last.changed})
+        );
+    } else {
+        println!(
+            "re-scored {} customers, {} changed",
+            last.customers_done, last.changed
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,395 @@
+//! One customer's evaluation, with no I/O: the card for its tier and stage, the indicators
+//! at a time, the models' outlook, overrides in force, the churn freeze, the trend from its
+//! recent daily scores, and whether the result differs from what is stored.
+
+use chrono::{DateTime, Duration, NaiveDate, Utc};
+use rapport_domain::lifecycle::Stage;
+use rapport_domain::metrics::{CustomerMetrics, External};
+use rapport_domain::models::outlook::{FittedModels, Outlook};
+use rapport_domain::scorecard::{Band, HealthScore, Population, ScorecardSet};
+use rapport_domain::tier::Tier;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::collections::BTreeSet;
+
+/// Days of daily closing scores kept per customer, for the 7- and 30-day trends.
+pub const RECENT_DAYS: i64 = 31;
+
+/// What an override replaces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OverrideTarget {
+    /// The overall score.
+    Score,
+    /// The `csm_sentiment` measure.
+    Sentiment,
+}
+
+impl OverrideTarget {
+    /// Stable name, as stored.
+    pub fn name(self) -> &'static str {
+        match self {
+            OverrideTarget::Score => "score",
+            OverrideTarget::Sentiment => "sentiment",
+        }
+    }
+}
+
+/// An override in force until `expires_at` (milliseconds).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ActiveOverride {
+    pub target: OverrideTarget,
+    pub value: f64,
+    pub author: String,
+    pub reason: String,
+    pub set_at: i64,
+    pub expires_at: i64,
+}
+
+/// A customer's closing score of a day.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct DayScore {
+    pub day: NaiveDate,
+    pub score: f64,
+}
+
+/// What is known of a customer between evaluations.
+#[derive(Debug, Clone, Default)]
+pub struct CustomerState {
+    pub metrics: CustomerMetrics,
+    pub last_event_seq: i64,
+    pub tier: Option<Tier>,
+    pub stage: Option<Stage>,
+    /// When the stage was last set (milliseconds).
+    pub stage_since: Option<i64>,
+    /// Fingerprint of the stored latest snapshot; `None` before the first.
+    pub fingerprint: Option<i64>,
+    /// The stored latest score and band.
+    pub score: Option<f64>,
+    pub band: Option<Band>,
+    /// Closing score per day of the last [`RECENT_DAYS`] days with a stored snapshot, plus
+    /// the latest one before them.
+    pub recent: Vec<DayScore>,
+    /// Overrides set by hand (expired ones are dropped at the next evaluation).
+    pub overrides: Vec<ActiveOverride>,
+}
+
+/// Everything tenant-wide an evaluation needs.
+#[derive(Debug, Clone)]
+pub struct TenantContext {
+    pub cards: ScorecardSet,
+    /// The version recorded on every snapshot this context makes.
+    pub version: String,
+    pub population: Population,
+    pub models: Option<FittedModels>,
+}
+
+impl TenantContext {
+    /// Keys of the measures normalised by percentile, in any card of the set.
+    pub fn percentile_keys(&self) -> BTreeSet<String> {
+        self.cards
+            .cards()
+            .flat_map(|c| c.measures())
+            .filter(|(_, m)| {
+                matches!(
+                    m.normalisation,
+                    rapport_domain::scorecard::Normalisation::Percentile { .. }
+                )
+            })
+            .map(|(_, m)| m.key.clone())
+            .collect()
+    }
+}
+
+/// A customer's evaluated health.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Evaluation {
+    /// The scorecard's computed score and its explanation.
+    pub computed: HealthScore,
+    /// The score after overrides.
+    pub score: f64,
+    pub band: Band,
+    pub overrides: Vec<ActiveOverride>,
+    pub outlook: Option<Outlook>,
+    pub trend_7d: Option<f64>,
+    pub trend_30d: Option<f64>,
+    /// When the customer churned; the score is then evaluated as of that time.
+    pub churned_at: Option<DateTime<Utc>>,
+    pub fingerprint: i64,
+    /// Each measure's raw value by key (for the tenant's percentile tables).
+    pub values: Vec<(String, f64)>,
+}
+
+impl Evaluation {
+    /// Whether the customer has any measurable data (else it has no score).
+    pub fn measured(&self) -> bool {
+        self.computed.measured() || !self.overrides.is_empty()
+    }
+}
+
+/// When a customer's score froze: its churn, from its own events or its lifecycle stage.
+pub fn churned_at(state: &CustomerState) -> Option<DateTime<Utc>> {
+    let by_stage = match (state.stage, state.stage_since) {
+        (Some(Stage::Churned), Some(since)) => DateTime::from_timestamp_millis(since),
+        _ => None,
+    };
+    by_stage.or_else(|| state.metrics.churned_at())
+}
+
+/// Evaluates a customer at `now` (a churned customer as of its churn).
+pub fn evaluate(state: &CustomerState, ctx: &TenantContext, now: DateTime<Utc>) -> Evaluation {
+    let churned = churned_at(state).filter(|t| *t <= now);
+    let at = churned.unwrap_or(now);
+    let card = ctx.cards.card_for(state.tier, state.stage);
+    let outlook = ctx
+        .models
+        .and_then(|m| m.outlook(&state.metrics.purchase_days, at.date_naive()));
+    let now_ms = now.timestamp_millis();
+    let overrides: Vec<ActiveOverride> = state
+        .overrides
+        .iter()
+        .filter(|o| o.expires_at > now_ms)
+        .cloned()
+        .collect();
+    let of = |t| overrides.iter().rfind(|o| o.target == t).map(|o| o.value);
+    let external = External {
+        p_alive: outlook.map(|o| o.p_alive),
+        expected_purchases: outlook.map(|o| o.expected_purchases_90d),
+        clv: outlook.map(|o| o.clv),
+        sentiment: of(OverrideTarget::Sentiment),
+    };
+    let mut values = Vec::new();
+    let computed = card.score(
+        |m| {
+            state
+                .metrics
+                .value(m.indicator, m.window_days, at, &external)
+        },
+        &ctx.population,
+    );
+    for m in &computed.measures {
+        if let Some(v) = m.value {
+            values.push((m.key.clone(), v));
+        }
+    }
+    let (score, band) = match of(OverrideTarget::Score) {
+        Some(v) => (v, card.bands.of(v)),
+        None => (computed.score, computed.band),
+    };
+    let today = now.date_naive();
+    let trend = |days: i64| closing(&state.recent, today - Duration::days(days)).map(|c| score - c);
+    let mut e = Evaluation {
+        computed,
+        score,
+        band,
+        overrides,
+        outlook,
+        trend_7d: trend(7),
+        trend_30d: trend(30),
+        churned_at: churned,
+        fingerprint: 0,
+        values,
+    };
+    e.fingerprint = fingerprint(&e, state, &ctx.version);
+    e
+}
+
+/// The closing score of `day`: the latest stored score on or before it.
+pub fn closing(recent: &[DayScore], day: NaiveDate) -> Option<f64> {
+    recent.iter().rfind(|d| d.day <= day).map(|d| d.score)
+}
+
+/// `recent` with `score` as the closing of `today`, trimmed to [`RECENT_DAYS`] plus the
+/// latest day before them.
+pub fn remember(recent: &[DayScore], today: NaiveDate, score: f64) -> Vec<DayScore> {
+    let mut out: Vec<DayScore> = recent.iter().filter(|d| d.day < today).copied().collect();
+    out.push(DayScore { day: today, score });
+    let horizon = today - Duration::days(RECENT_DAYS);
+    let keep_from = out.iter().rposition(|d| d.day < horizon).unwrap_or(0);
+    out.split_off(keep_from)
+}
+
+/// A stable fingerprint of what a snapshot shows: scores and raw values (to 1e-6), bands,
+/// trends, tier, stage, scorecard version, overrides and the freeze. The values of
+/// indicators that grow with the clock alone (recency, say) are left out: their daily drift
+/// is a change only when it moves a score.
+fn fingerprint(e: &Evaluation, state: &CustomerState, version: &str) -> i64 {
+    let round = |v: f64| (v * 1e6).round() as i64;
+    let mut h = Sha256::new();
+    let mut put = |s: &str| {
+        h.update(s.as_bytes());
+        h.update([0]);
+    };
+    put(version);
+    put(&round(e.score).to_string());
+    put(e.band.name());
+    put(&round(e.computed.score).to_string());
+    for m in &e.computed.measures {
+        put(&m.key);
+        put(&m.score.map_or("-".to_owned(), |s| round(s).to_string()));
+        if !m.indicator.elapses() {
+            put(&m.value.map_or("-".to_owned(), |v| round(v).to_string()));
+        }
+    }
+    for t in [e.trend_7d, e.trend_30d] {
+        put(&t.map_or("-".to_owned(), |t| ((t * 100.0).round() as i64).to_string()));
+    }
+    put(state.tier.map_or("-", Tier::name));
+    put(state.stage.map_or("-", Stage::name));
+    for o in &e.overrides {
+        put(o.target.name());
+        put(&round(o.value).to_string());
+        put(&o.expires_at.to_string());
+    }
+    put(&e.churned_at.map_or(0, |t| t.timestamp_millis()).to_string());
+    if let Some(o) = e.outlook {
+        for v in [o.p_alive, o.expected_purchases_90d, o.clv] {
+            put(&round(v).to_string());
+        }
+    }
+    let digest = h.finalize();
+    let mut bytes = [0u8; 8];
+    bytes.copy_from_slice(&digest[..8]);
+    i64::from_le_bytes(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+    use rapport_domain::event::{Event, Payload, SubscriptionChange};
+
+    fn ctx() -> TenantContext {
+        TenantContext {
+            cards: ScorecardSet::builtin(),
+            version: "test".into(),
+            population: Population::new(),
+            models: None,
+        }
+    }
+
+    fn t(day: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 6, day, 12, 0, 0).unwrap()
+    }
+
+    fn state_with_order(day: u32) -> CustomerState {
+        let mut s = CustomerState::default();
+        s.metrics.apply(&Event {
+            event_id: "o".into(),
+            customer_id: "c".into(),
+            occurred_at: t(day),
+            payload: Payload::Order {
+                order_id: "o".into(),
+                amount: 100.0,
+                currency: "EUR".into(),
+                items: 1,
+            },
+        });
+        s
+    }
+
+    #[test]
+    fn time_alone_moves_a_silent_customer_down() {
+        let s = state_with_order(1);
+        let early = evaluate(&s, &ctx(), t(2));
+        let late = evaluate(&s, &ctx(), t(2) + Duration::days(120));
+        assert!(
+            late.score < early.score,
+            "{} !< {}",
+            late.score,
+            early.score
+        );
+        assert_ne!(early.fingerprint, late.fingerprint);
+        // The same time gives the same fingerprint: an unchanged re-score writes nothing.
+        assert_eq!(early.fingerprint, evaluate(&s, &ctx(), t(2)).fingerprint);
+    }
+
+    #[test]
+    fn overrides_apply_until_they_expire() {
+        let mut s = state_with_order(1);
+        s.overrides.push(ActiveOverride {
+            target: OverrideTarget::Score,
+            value: 12.0,
+            author: "ann".into(),
+            reason: "escalation call".into(),
+            set_at: t(1).timestamp_millis(),
+            expires_at: t(10).timestamp_millis(),
+        });
+        let during = evaluate(&s, &ctx(), t(5));
+        assert_eq!((during.score, during.band), (12.0, Band::Red));
+        assert!(during.computed.score > 12.0);
+        let after = evaluate(&s, &ctx(), t(11));
+        assert!(after.overrides.is_empty());
+        assert_eq!(after.score, after.computed.score);
+    }
+
+    #[test]
+    fn sentiment_override_is_a_measure() {
+        let mut s = state_with_order(1);
+        s.overrides.push(ActiveOverride {
+            target: OverrideTarget::Sentiment,
+            value: 0.0,
+            author: "ann".into(),
+            reason: "unhappy on the call".into(),
+            set_at: 0,
+            expires_at: t(30).timestamp_millis(),
+        });
+        let e = evaluate(&s, &ctx(), t(2));
+        let m = e
+            .computed
+            .measures
+            .iter()
+            .find(|m| m.key == "csm_sentiment")
+            .unwrap();
+        assert_eq!((m.value, m.score), (Some(0.0), Some(0.0)));
+        assert!(e.score < evaluate(&state_with_order(1), &ctx(), t(2)).score);
+    }
+
+    #[test]
+    fn a_churned_customer_is_frozen_at_its_churn() {
+        let mut s = state_with_order(1);
+        s.metrics.apply(&Event {
+            event_id: "s".into(),
+            customer_id: "c".into(),
+            occurred_at: t(3),
+            payload: Payload::Subscription {
+                plan: "pro".into(),
+                change: SubscriptionChange::Cancel,
+                seats: 1,
+                mrr: 10.0,
+                currency: None,
+            },
+        });
+        let a = evaluate(&s, &ctx(), t(5));
+        let b = evaluate(&s, &ctx(), t(5) + Duration::days(200));
+        assert_eq!(a.churned_at, Some(t(3)));
+        assert_eq!((a.score, a.fingerprint), (b.score, b.fingerprint));
+        // By stage too.
+        let mut s = state_with_order(1);
+        s.stage = Some(Stage::Churned);
+        s.stage_since = Some(t(4).timestamp_millis());
+        assert_eq!(evaluate(&s, &ctx(), t(20)).churned_at, Some(t(4)));
+    }
+
+    #[test]
+    fn trends_come_from_daily_closings() {
+        let mut s = state_with_order(1);
+        let d = |day: u32| t(day).date_naive();
+        s.recent = remember(&[], d(1), 80.0);
+        s.recent = remember(&s.recent, d(2), 70.0);
+        s.recent = remember(&s.recent, d(2), 60.0);
+        assert_eq!(s.recent.len(), 2);
+        assert_eq!(closing(&s.recent, d(2)), Some(60.0));
+        let e = evaluate(&s, &ctx(), t(9));
+        // The closing of day 2 (7 days before day 9) was 60; none is 30 days old.
+        assert_eq!(e.trend_7d, Some(e.score - 60.0));
+        assert_eq!(e.trend_30d, None);
+        // Old days fall away, but the last one before the horizon stays as the anchor.
+        let far = d(2) + Duration::days(100);
+        let kept = remember(&s.recent, far, 50.0);
+        assert_eq!(
+            kept.iter().map(|d| d.score).collect::<Vec<_>>(),
+            [60.0, 50.0]
+        );
+    }
+}

@@ -1,0 +1,272 @@
+//! Scores move with time alone: the scheduled re-score, driven by an injected clock, on a real
+//! (SQLite) store. Only changed scores are stored; history, trends and overrides follow.
+
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use rapport_cache::{AnyCache, MemoryCache};
+use rapport_domain::event::{Event, Payload};
+use rapport_domain::scorecard::DEFAULT_TOML;
+use rapport_proto::ingestion::v1::ingestion_service_client::IngestionServiceClient;
+use rapport_scoring::engine::{Builtin, Clock, Engine};
+use rapport_scoring::evaluate::{CustomerState, OverrideTarget};
+use rapport_scoring::store::{Columns, OverrideChange, Rescored, Store};
+use rapport_scoring::{Work, run_once};
+use rapport_storage::outbox::RelayWaker;
+
+const TENANT: &str = "acme";
+
+fn start() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 1, 10, 12, 0, 0).unwrap()
+}
+
+fn order(customer: &str, at: DateTime<Utc>, amount: f64) -> Event {
+    Event {
+        event_id: format!("{customer}-{at}"),
+        customer_id: customer.to_owned(),
+        occurred_at: at,
+        payload: Payload::Order {
+            order_id: format!("o-{at}"),
+            amount,
+            currency: "EUR".into(),
+            items: 1,
+        },
+    }
+}
+
+async fn engine(dir: &std::path::Path, clock: Clock) -> Engine {
+    let url = format!("sqlite://{}?mode=rwc", dir.join("scoring.db").display());
+    let db = rapport_storage::open::<rapport_scoring::migration::Migrator>(&url)
+        .await
+        .unwrap();
+    // Ingestion is never called here: customers are stored directly.
+    let channel = rapport_server::peer_channel("127.0.0.1:1").unwrap();
+    Engine::new(
+        Store::new(db),
+        AnyCache::Memory(MemoryCache::new(1_000, std::time::Duration::from_secs(60))),
+        IngestionServiceClient::new(channel),
+        "test".into(),
+        Builtin::new(DEFAULT_TOML).unwrap(),
+        RelayWaker::default(),
+        clock,
+    )
+}
+
+/// Stores customers with these events, as folding them would.
+async fn seed(engine: &Engine, customers: &[(&str, Vec<Event>)]) {
+    let rows: Vec<Rescored> = customers
+        .iter()
+        .map(|(id, events)| {
+            let mut state = CustomerState::default();
+            events.iter().for_each(|e| state.metrics.apply(e));
+            Rescored {
+                customer_id: (*id).to_owned(),
+                state,
+                snapshot: None,
+                outbox_payload: None,
+            }
+        })
+        .collect();
+    engine
+        .store
+        .save(TENANT, &rows, Columns::All, None)
+        .await
+        .unwrap();
+}
+
+async fn history(engine: &Engine, customer: &str) -> Vec<f64> {
+    engine
+        .store
+        .history(TENANT, customer, 0, i64::MAX, 1_000)
+        .await
+        .unwrap()
+        .iter()
+        .map(|s| s.score)
+        .collect()
+}
+
+#[tokio::test]
+async fn a_silent_customer_falls_with_time_through_the_scheduled_rescore() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Clock::fixed(start());
+    let engine = engine(dir.path(), clock.clone()).await;
+    let t0 = start();
+    seed(
+        &engine,
+        &[
+            (
+                "silent",
+                vec![
+                    order("silent", t0 - Duration::days(3), 120.0),
+                    order("silent", t0 - Duration::days(2), 80.0),
+                ],
+            ),
+            (
+                "regular",
+                (0..12)
+                    .map(|w| order("regular", t0 - Duration::days(7 * w), 30.0))
+                    .collect(),
+            ),
+        ],
+    )
+    .await;
+
+    run_once(&engine, Work::Rescore).await;
+    let first = engine
+        .store
+        .latest(TENANT, "silent")
+        .await
+        .unwrap()
+        .unwrap();
+    // A second run at the same time changes nothing, so stores nothing.
+    run_once(&engine, Work::Rescore).await;
+    assert_eq!(history(&engine, "silent").await.len(), 1);
+
+    clock.set(t0 + Duration::days(45));
+    run_once(&engine, Work::Rescore).await;
+    let later = engine
+        .store
+        .latest(TENANT, "silent")
+        .await
+        .unwrap()
+        .unwrap();
+    clock.set(t0 + Duration::days(200));
+    run_once(&engine, Work::Rescore).await;
+    let much_later = engine
+        .store
+        .latest(TENANT, "silent")
+        .await
+        .unwrap()
+        .unwrap();
+
+    assert!(
+        first.score > later.score && later.score > much_later.score,
+        "{} > {} > {}",
+        first.score,
+        later.score,
+        much_later.score
+    );
+    assert_eq!(
+        history(&engine, "silent").await,
+        [first.score, later.score, much_later.score]
+    );
+    let recency = |s: &rapport_scoring::store::Snapshot| {
+        s.measures
+            .iter()
+            .find(|m| m.measure == "recency_days")
+            .and_then(|m| m.value)
+    };
+    assert_eq!(recency(&first), Some(2.0));
+    assert_eq!(recency(&much_later), Some(202.0));
+    // 45 days on, the closing score 30 days before (day 15) was the first one.
+    assert_eq!(later.detail.trend_30d, Some(later.score - first.score));
+    assert_eq!(
+        later.computed_at,
+        (t0 + Duration::days(45)).timestamp_millis()
+    );
+    // Each snapshot's contributions add up to its score.
+    for s in [&first, &later, &much_later] {
+        let sum: f64 = s.measures.iter().map(|m| m.contribution).sum();
+        assert!((sum - s.score).abs() < 1e-9, "{sum} vs {}", s.score);
+    }
+}
+
+#[tokio::test]
+async fn an_override_holds_until_it_expires_then_the_computed_score_returns() {
+    let dir = tempfile::tempdir().unwrap();
+    let t0 = start();
+    let clock = Clock::fixed(t0);
+    let engine = engine(dir.path(), clock.clone()).await;
+    seed(
+        &engine,
+        &[("c", vec![order("c", t0 - Duration::days(1), 50.0)])],
+    )
+    .await;
+    run_once(&engine, Work::Rescore).await;
+    let computed = engine
+        .store
+        .latest(TENANT, "c")
+        .await
+        .unwrap()
+        .unwrap()
+        .score;
+
+    let set = OverrideChange {
+        customer_id: "c".into(),
+        target: OverrideTarget::Score,
+        author: "ann@csm".into(),
+        reason: "escalation after outage".into(),
+        set: Some((15.0, (t0 + Duration::days(3)).timestamp_millis())),
+    };
+    let h = engine.change_override(TENANT, set).await.unwrap().unwrap();
+    assert_eq!(h.score, 15.0);
+    assert_eq!(h.computed_score, computed);
+    assert_eq!(h.overrides[0].author, "ann@csm");
+
+    // Before the expiry the sweep does nothing; after it, the computed score is back.
+    clock.set(t0 + Duration::days(2));
+    run_once(&engine, Work::Overrides).await;
+    assert_eq!(
+        engine
+            .store
+            .latest(TENANT, "c")
+            .await
+            .unwrap()
+            .unwrap()
+            .score,
+        15.0
+    );
+    clock.set(t0 + Duration::days(3) + Duration::minutes(1));
+    run_once(&engine, Work::Overrides).await;
+    let back = engine.store.latest(TENANT, "c").await.unwrap().unwrap();
+    assert!(back.detail.overrides.is_empty());
+    assert!(back.score > 15.0, "{}", back.score);
+    assert_eq!(back.detail.computed_score, Some(back.score));
+    // The sweep applies each expiry once.
+    assert!(
+        engine
+            .store
+            .expired_overrides(clock.now().timestamp_millis(), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // Unknown customers cannot be overridden.
+    let unknown = OverrideChange {
+        customer_id: "nobody".into(),
+        target: OverrideTarget::Sentiment,
+        author: "ann".into(),
+        reason: "x".into(),
+        set: Some((50.0, (t0 + Duration::days(9)).timestamp_millis())),
+    };
+    assert!(engine.change_override(TENANT, unknown).await.is_err());
+}
+
+#[tokio::test]
+async fn percentile_measures_rank_customers_within_the_tenant() {
+    let dir = tempfile::tempdir().unwrap();
+    let t0 = start();
+    let engine = engine(dir.path(), Clock::fixed(t0)).await;
+    let customers: Vec<(String, Vec<Event>)> = (1..=50)
+        .map(|i| {
+            let id = format!("c{i:02}");
+            let events = vec![order(&id, t0 - Duration::days(5), f64::from(i) * 10.0)];
+            (id, events)
+        })
+        .collect();
+    let refs: Vec<(&str, Vec<Event>)> = customers
+        .iter()
+        .map(|(id, e)| (id.as_str(), e.clone()))
+        .collect();
+    seed(&engine, &refs).await;
+    run_once(&engine, Work::Rescore).await;
+    let spend = |s: rapport_scoring::store::Snapshot| {
+        s.measures
+            .iter()
+            .find(|m| m.measure == "spend_365d")
+            .and_then(|m| m.score)
+    };
+    let low = spend(engine.store.latest(TENANT, "c01").await.unwrap().unwrap());
+    let high = spend(engine.store.latest(TENANT, "c50").await.unwrap().unwrap());
+    let (low, high) = (low.expect("ranked"), high.expect("ranked"));
+    assert!(low < 5.0 && high > 95.0, "{low} {high}");
+}
