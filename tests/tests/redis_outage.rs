@@ -4,10 +4,12 @@
 
 use rapport_proto::scoring::v1 as scoring;
 use rapport_tests::scenario::{SETTLE, order, wait_all_scored};
-use rapport_tests::{Backing, Clients, Distributed, Postgres, Redis, req};
+use rapport_tests::{Backing, Clients, Distributed, Postgres, Redis, channel, req};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
 
 /// Redis's count of keyspace hits.
 async fn keyspace_hits(url: &str) -> u64 {
@@ -86,6 +88,19 @@ async fn reads_survive_a_redis_outage_and_use_redis_again_after_it() {
     redis.stop();
     tokio::time::sleep(Duration::from_secs(2)).await;
     let served_during = calls.load(Ordering::SeqCst) - served_before;
+    let status = HealthClient::new(channel(&platform.addrs.scoring))
+        .check(HealthCheckRequest {
+            service: "rapport.scoring.v1.ScoringService".into(),
+        })
+        .await
+        .expect("health check answers")
+        .into_inner()
+        .status;
+    assert_eq!(
+        status,
+        ServingStatus::Serving as i32,
+        "SERVING without Redis"
+    );
     redis.restart();
     let hits_at_restart = keyspace_hits(&redis_url).await;
     // The reads refill the empty Redis (read-through) and then hit it.

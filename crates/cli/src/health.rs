@@ -41,6 +41,12 @@ fn as_json(h: &scoring::HealthScore) -> serde_json::Value {
     })
 }
 
+fn print_json(scores: &[scoring::HealthScore]) -> anyhow::Result<()> {
+    let out: Vec<_> = scores.iter().map(as_json).collect();
+    println!("{}", serde_json::to_string_pretty(&out)?);
+    Ok(())
+}
+
 fn header() {
     println!(
         "{:<24} {:>6}  {:<7} {:>6} {:>6}  {:<8} {:>7} {:>9}  COMPUTED",
@@ -130,9 +136,7 @@ pub async fn show(
         .into_inner()
         .scores;
     if json {
-        let out: Vec<_> = scores.iter().map(as_json).collect();
-        println!("{}", serde_json::to_string_pretty(&out)?);
-        return Ok(());
+        return print_json(&scores);
     }
     header();
     for h in &scores {
@@ -181,9 +185,7 @@ pub async fn top_risk(
         .into_inner()
         .scores;
     if json {
-        let out: Vec<_> = scores.iter().map(as_json).collect();
-        println!("{}", serde_json::to_string_pretty(&out)?);
-        return Ok(());
+        return print_json(&scores);
     }
     header();
     for h in &scores {

@@ -3,7 +3,9 @@
 //!
 //! Folding is commutative: every field is a sum, a min/max, a latest-by-event-time value or a
 //! set pruned relative to its own newest element, so the metrics after a set of events do not
-//! depend on the order the events arrived in. Nothing here re-reads a customer's history.
+//! depend on the order the events arrived in, as long as the events lie within
+//! [`MEMORY_DAYS`] of each other (what is older is forgotten, and a very late event about a
+//! forgotten ticket or invoice starts it afresh). Nothing here re-reads a customer's history.
 
 use crate::event::{
     EngagementKind, Event, Payload, Profile, SubscriptionChange, SurveyKind, TicketStatus,
@@ -87,7 +89,7 @@ pub struct CustomerMetrics {
     pub first_order_at: Option<DateTime<Utc>>,
     pub last_order_at: Option<DateTime<Utc>>,
     pub orders: u64,
-    /// Order value net of refunds, never below zero.
+    /// Order value, before refunds.
     pub monetary_total: f64,
     /// The NPS answer with the latest event time, and that time.
     pub latest_nps: Option<(i32, DateTime<Utc>)>,
@@ -196,10 +198,9 @@ impl CustomerMetrics {
                 *self.purchase_days.entry(at.date_naive()).or_default() += amount;
                 *self.order_days.entry(at.date_naive()).or_default() += 1;
             }
-            Payload::Refund { amount, .. } => {
-                self.refunds_total += amount;
-                self.monetary_total = (self.monetary_total - amount).max(0.0);
-            }
+            // Kept apart from orders so that a refund that arrives before its order
+            // still counts: net value is taken only when read.
+            Payload::Refund { amount, .. } => self.refunds_total += amount,
             Payload::Survey {
                 kind: SurveyKind::Nps,
                 score,
@@ -303,6 +304,11 @@ impl CustomerMetrics {
         }
     }
 
+    /// Order value net of refunds, never below zero.
+    pub fn net_monetary(&self) -> f64 {
+        (self.monetary_total - self.refunds_total).max(0.0)
+    }
+
     /// When the customer churned: the latest subscription change is a cancellation and no
     /// order came after it.
     pub fn churned_at(&self) -> Option<DateTime<Utc>> {
@@ -348,9 +354,9 @@ impl CustomerMetrics {
                     .map(|(_, v)| v)
                     .sum(),
             ),
-            Monetary => Some(self.monetary_total),
+            Monetary => Some(self.net_monetary()),
             AverageOrderValue => {
-                (self.orders > 0).then(|| self.monetary_total / self.orders as f64)
+                (self.orders > 0).then(|| self.net_monetary() / self.orders as f64)
             }
             Repurchase => {
                 (!self.purchase_days.is_empty()).then_some(if self.purchase_days.len() > 1 {

@@ -651,15 +651,28 @@ impl Engine {
                 (vec![None; keys.len()], false)
             }
         };
+        let decoded: Vec<Option<pb::HealthScore>> = cached
+            .into_iter()
+            .map(|b| b.and_then(|b| pb::HealthScore::decode(b.as_slice()).ok()))
+            .collect();
+        let misses: Vec<String> = customer_ids
+            .iter()
+            .zip(&decoded)
+            .filter(|(_, h)| h.is_none())
+            .map(|(id, _)| id.clone())
+            .collect();
+        let stored = if misses.is_empty() {
+            HashMap::new()
+        } else {
+            self.store.latest_many(tenant, &misses).await?
+        };
         let mut out = Vec::with_capacity(customer_ids.len());
         let mut refill = Vec::new();
-        for ((id, key), bytes) in customer_ids.iter().zip(keys).zip(cached) {
-            if let Some(h) = bytes.and_then(|b| pb::HealthScore::decode(b.as_slice()).ok()) {
+        for ((id, key), hit) in customer_ids.iter().zip(keys).zip(decoded) {
+            if let Some(h) = hit {
                 out.push(h);
-                continue;
-            }
-            if let Some(snapshot) = self.store.latest(tenant, id).await? {
-                let h = health(&snapshot);
+            } else if let Some(snapshot) = stored.get(id) {
+                let h = health(snapshot);
                 if cache_up {
                     refill.push((key, h.encode_to_vec()));
                 }

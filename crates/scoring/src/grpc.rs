@@ -220,7 +220,7 @@ impl pb::scoring_service_server::ScoringService for ScoringApi {
                 pb::CustomerFeatures {
                     recency_days: value(Indicator::RecencyDays),
                     frequency: r.state.metrics.orders,
-                    monetary: r.state.metrics.monetary_total,
+                    monetary: r.state.metrics.net_monetary(),
                     customer_id: r.customer_id,
                     clv_12m: outlook.map(|o| o.clv),
                     purchases: summarise_days(

@@ -483,11 +483,13 @@ impl Store {
         let mut query = snapshot::Entity::find()
             .filter(snapshot::Column::TenantId.eq(tenant))
             .filter(snapshot::Column::CustomerId.eq(customer_id));
+        // The latest of all is the last stored; at a time, the last computed by then.
         if let Some(at) = at {
-            query = query.filter(snapshot::Column::ComputedAt.lte(at));
+            query = query
+                .filter(snapshot::Column::ComputedAt.lte(at))
+                .order_by_desc(snapshot::Column::ComputedAt);
         }
         let Some(row) = query
-            .order_by_desc(snapshot::Column::ComputedAt)
             .order_by_desc(snapshot::Column::Id)
             .one(&self.db)
             .await?
@@ -505,6 +507,50 @@ impl Store {
         customer_id: &str,
     ) -> Result<Option<Snapshot>, StoreError> {
         self.snapshot_at(tenant, customer_id, None).await
+    }
+
+    /// The latest snapshots of many customers, in two queries (snapshots, tiers); customers
+    /// without one are left out.
+    pub async fn latest_many(
+        &self,
+        tenant: &str,
+        ids: &[String],
+    ) -> Result<HashMap<String, Snapshot>, StoreError> {
+        let mut out = HashMap::with_capacity(ids.len());
+        for chunk in ids.chunks(ROWS_PER_INSERT) {
+            let latest = sea_orm::sea_query::Query::select()
+                .expr(sea_orm::sea_query::Func::max(Expr::col(
+                    snapshot::Column::Id,
+                )))
+                .from(snapshot::Entity)
+                .and_where(snapshot::Column::TenantId.eq(tenant))
+                .and_where(snapshot::Column::CustomerId.is_in(chunk.iter().cloned()))
+                .group_by_col(snapshot::Column::CustomerId)
+                .to_owned();
+            let rows = snapshot::Entity::find()
+                .filter(snapshot::Column::Id.in_subquery(latest))
+                .all(&self.db)
+                .await?;
+            let tiers: HashMap<String, Option<String>> = customer::Entity::find()
+                .select_only()
+                .columns([customer::Column::CustomerId, customer::Column::Tier])
+                .filter(customer::Column::TenantId.eq(tenant))
+                .filter(customer::Column::CustomerId.is_in(chunk.iter().cloned()))
+                .into_tuple::<(String, Option<String>)>()
+                .all(&self.db)
+                .await?
+                .into_iter()
+                .collect();
+            for row in rows {
+                let tier = tiers
+                    .get(&row.customer_id)
+                    .and_then(|t| t.as_deref())
+                    .and_then(Tier::from_name);
+                let snapshot = snapshot_of(row, tier)?;
+                out.insert(snapshot.customer_id.clone(), snapshot);
+            }
+        }
+        Ok(out)
     }
 
     /// A customer's snapshots in `[from, to]` (milliseconds), the most recent `limit` of
