@@ -65,6 +65,22 @@ async fn distributed_platform_on_postgres_and_redis() {
         assert_eq!(&cached, h, "the cached copy is what GetHealth answers");
     }
 
+    // A whole-tenant re-score on PostgreSQL: nothing changed, so nothing is written.
+    let mut progress = clients
+        .scoring
+        .clone()
+        .rescore_all(rapport_tests::req(scoring::RescoreAllRequest {}))
+        .await
+        .expect("rescore")
+        .into_inner();
+    let mut last = None;
+    while let Some(p) = progress.message().await.expect("progress") {
+        last = Some(p);
+    }
+    let last = last.expect("final progress");
+    assert!(last.done && last.customers_done == 3, "{last:?}");
+    assert_eq!(scenario::health(&clients, "alice").await.as_ref(), Some(&finals[0]));
+
     // Reads keep working from the database while Redis is down, and use it again when it is back.
     let mut redis = redis;
     redis.stop();

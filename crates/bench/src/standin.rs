@@ -113,7 +113,7 @@ pub async fn start(health: scoring::HealthScore) -> anyhow::Result<std::net::Soc
     tokio::spawn(
         tonic::transport::Server::builder()
             .add_service(ScoringServiceServer::new(StandInScoring { health }))
-            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+            .serve_with_incoming(rapport_server::incoming(listener)),
     );
     Ok(addr)
 }

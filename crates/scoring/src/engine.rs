@@ -56,6 +56,8 @@ pub enum ScoringError {
     Scorecard(ScorecardError),
     #[error("customer {0:?} is unknown")]
     UnknownCustomer(String),
+    #[error("internal: {0}")]
+    Internal(String),
 }
 
 /// The time scoring works at: the system clock, or a settable one for tests and replays.
@@ -339,65 +341,11 @@ impl Engine {
         let ctx = self.context(tenant).await?;
         let rescored: Vec<Rescored> = touched
             .into_iter()
-            .map(|(customer_id, state)| self.rescore(customer_id, state, &ctx, now))
+            .map(|(customer_id, state)| rescore(customer_id, state, &ctx, now).0)
             .collect();
         self.persist(tenant, &rescored, Columns::All).await?;
         tracing::info!(tenant, customers = rescored.len(), "rescored");
         Ok(rescored.len())
-    }
-
-    /// Evaluates a customer at `now`; a snapshot (and a notification) only when what it shows
-    /// changed since the stored one.
-    fn rescore(
-        &self,
-        customer_id: String,
-        state: CustomerState,
-        ctx: &TenantContext,
-        now: DateTime<Utc>,
-    ) -> Rescored {
-        self.rescore_with_values(customer_id, state, ctx, now).0
-    }
-
-    /// [`Engine::rescore`], with the measures' raw values (for percentile tables).
-    fn rescore_with_values(
-        &self,
-        customer_id: String,
-        mut state: CustomerState,
-        ctx: &TenantContext,
-        now: DateTime<Utc>,
-    ) -> (Rescored, Vec<(String, f64)>) {
-        let mut e = evaluate(&state, ctx, now);
-        let values = std::mem::take(&mut e.values);
-        if !e.measured() || state.fingerprint == Some(e.fingerprint) {
-            let unchanged = Rescored {
-                customer_id,
-                state,
-                snapshot: None,
-                outbox_payload: None,
-            };
-            return (unchanged, values);
-        }
-        let computed_at = now.timestamp_millis();
-        let snapshot = snapshot_of(&customer_id, &state, &e, &ctx.version, computed_at);
-        let change = ScoreChange {
-            customer_id: customer_id.clone(),
-            score: e.score,
-            band: convert::band(e.band).into(),
-            tier: convert::tier(state.tier).into(),
-            computed_at: Some(convert::timestamp(computed_at)),
-        };
-        state.fingerprint = Some(e.fingerprint);
-        state.score = Some(e.score);
-        state.band = Some(e.band);
-        state.recent = remember(&state.recent, now.date_naive(), e.score);
-        state.overrides = e.overrides;
-        let rescored = Rescored {
-            customer_id,
-            state,
-            snapshot: Some(snapshot),
-            outbox_payload: Some(change.encode_to_vec()),
-        };
-        (rescored, values)
     }
 
     /// Stores new states and snapshots with their outbox rows, then writes the new
@@ -408,24 +356,23 @@ impl Engine {
         rescored: &[Rescored],
         columns: Columns,
     ) -> Result<(), ScoringError> {
-        self.store
-            .save(
+        self.writer()
+            .persist(
                 tenant,
                 rescored,
                 columns,
                 rapport_telemetry::current_traceparent(),
             )
-            .await?;
-        self.waker.wake();
-        let entries: Vec<(String, Vec<u8>)> = rescored
-            .iter()
-            .filter_map(|r| r.snapshot.as_ref())
-            .map(|s| (cache_key(tenant, &s.customer_id), health(s).encode_to_vec()))
-            .collect();
-        if let Err(error) = self.cache.set_many(entries).await {
-            tracing::warn!(%error, "cache write failed; reads fall back to the database");
+            .await
+    }
+
+    /// What stores and caches new scores, detached from the engine (for pipelined work).
+    fn writer(&self) -> Writer {
+        Writer {
+            store: self.store.clone(),
+            cache: self.cache.clone(),
+            waker: self.waker.clone(),
         }
-        Ok(())
     }
 
     /// The tenant's scorecard, percentile tables and models, loaded at most every
@@ -554,21 +501,65 @@ impl Engine {
             ..Progress::default()
         };
         let mut values = Values::new(&ctx);
-        let mut pages = self.store.pages(tenant, PAGE);
-        while let Some(page) = pages.next().await? {
-            p.done += page.len() as u64;
-            let mut changed = Vec::new();
-            for row in page {
-                let (r, v) = self.rescore_with_values(row.customer_id, row.state, &ctx, now);
-                values.add(&v);
-                if r.snapshot.is_some() {
-                    changed.push(r);
+        // Three stages overlap: the next page is read while this one is evaluated (on a
+        // blocking thread) and the previous one is written.
+        let (pages_tx, mut pages_rx) = tokio::sync::mpsc::channel(2);
+        let (store, owned_tenant) = (self.store.clone(), tenant.to_owned());
+        let reader = tokio::spawn(async move {
+            let mut pages = store.pages(&owned_tenant, PAGE);
+            loop {
+                let page = pages.next().await.transpose();
+                let end = !matches!(page, Some(Ok(_)));
+                if let Some(page) = page
+                    && pages_tx.send(page).await.is_err()
+                {
+                    return;
+                }
+                if end {
+                    return;
                 }
             }
+        });
+        let mut writing: Option<tokio::task::JoinHandle<Result<(), ScoringError>>> = None;
+        let traceparent = rapport_telemetry::current_traceparent();
+        while let Some(page) = pages_rx.recv().await {
+            let page = page?;
+            p.done += page.len() as u64;
+            let evaluating = ctx.clone();
+            let (changed, measured) = tokio::task::spawn_blocking(move || {
+                let mut changed = Vec::new();
+                let mut measured = Vec::with_capacity(page.len());
+                for row in page {
+                    let (r, v) = rescore(row.customer_id, row.state, &evaluating, now);
+                    measured.push(v);
+                    if r.snapshot.is_some() {
+                        changed.push(r);
+                    }
+                }
+                (changed, measured)
+            })
+            .await
+            .map_err(|e| ScoringError::Internal(format!("evaluation task: {e}")))?;
+            measured.iter().for_each(|v| values.add(v));
             p.changed += changed.len() as u64;
-            self.persist(tenant, &changed, Columns::Score).await?;
+            if let Some(previous) = writing.take() {
+                previous
+                    .await
+                    .map_err(|e| ScoringError::Internal(format!("write task: {e}")))??;
+            }
+            let (writer, t, trace) = (self.writer(), tenant.to_owned(), traceparent.clone());
+            writing = Some(tokio::spawn(async move {
+                writer.persist(&t, &changed, Columns::Score, trace).await
+            }));
             progress(p);
         }
+        if let Some(last) = writing {
+            last.await
+                .map_err(|e| ScoringError::Internal(format!("write task: {e}")))??;
+        }
+        reader
+            .await
+            .map_err(|e| ScoringError::Internal(format!("read task: {e}")))?;
         values.save(self, tenant, now).await?;
         self.forget_context(tenant).await;
         tracing::info!(
@@ -591,7 +582,7 @@ impl Engine {
         let states = self.store.states(tenant, ids).await?;
         let rescored: Vec<Rescored> = states
             .into_iter()
-            .map(|(id, state)| self.rescore(id, state, &ctx, now))
+            .map(|(id, state)| rescore(id, state, &ctx, now).0)
             .filter(|r| r.snapshot.is_some())
             .collect();
         self.persist(tenant, &rescored, Columns::Score).await
@@ -794,6 +785,82 @@ impl Engine {
             self.store.expiries_applied(&ids).await?;
         }
         Ok(ids.len())
+    }
+}
+
+/// Evaluates a customer at `now`; a snapshot (and a notification) only when what it shows
+/// changed since the stored one. Also returns the measures' raw values (for percentile
+/// tables).
+fn rescore(
+    customer_id: String,
+    mut state: CustomerState,
+    ctx: &TenantContext,
+    now: DateTime<Utc>,
+) -> (Rescored, Vec<(String, f64)>) {
+    let mut e = evaluate(&state, ctx, now);
+    let values = std::mem::take(&mut e.values);
+    if !e.measured() || state.fingerprint == Some(e.fingerprint) {
+        let unchanged = Rescored {
+            customer_id,
+            state,
+            snapshot: None,
+            outbox_payload: None,
+        };
+        return (unchanged, values);
+    }
+    let computed_at = now.timestamp_millis();
+    let snapshot = snapshot_of(&customer_id, &state, &e, &ctx.version, computed_at);
+    let change = ScoreChange {
+        customer_id: customer_id.clone(),
+        score: e.score,
+        band: convert::band(e.band).into(),
+        tier: convert::tier(state.tier).into(),
+        computed_at: Some(convert::timestamp(computed_at)),
+    };
+    state.fingerprint = Some(e.fingerprint);
+    state.score = Some(e.score);
+    state.band = Some(e.band);
+    state.recent = remember(&state.recent, now.date_naive(), e.score);
+    state.overrides = e.overrides;
+    let rescored = Rescored {
+        customer_id,
+        state,
+        snapshot: Some(snapshot),
+        outbox_payload: Some(change.encode_to_vec()),
+    };
+    (rescored, values)
+}
+
+/// The storage and cache a whole-tenant walk writes to, owned so writes can run as tasks.
+struct Writer {
+    store: Store,
+    cache: AnyCache,
+    waker: RelayWaker,
+}
+
+impl Writer {
+    /// Stores new states and snapshots with their outbox rows, then writes the new
+    /// snapshots through to the cache.
+    async fn persist(
+        &self,
+        tenant: &str,
+        rescored: &[Rescored],
+        columns: Columns,
+        traceparent: Option<String>,
+    ) -> Result<(), ScoringError> {
+        self.store
+            .save(tenant, rescored, columns, traceparent)
+            .await?;
+        self.waker.wake();
+        let entries: Vec<(String, Vec<u8>)> = rescored
+            .iter()
+            .filter_map(|r| r.snapshot.as_ref())
+            .map(|s| (cache_key(tenant, &s.customer_id), health(s).encode_to_vec()))
+            .collect();
+        if let Err(error) = self.cache.set_many(entries).await {
+            tracing::warn!(%error, "cache write failed; reads fall back to the database");
+        }
+        Ok(())
     }
 }
 

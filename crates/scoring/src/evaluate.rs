@@ -214,38 +214,44 @@ pub fn remember(recent: &[DayScore], today: NaiveDate, score: f64) -> Vec<DaySco
 /// indicators that grow with the clock alone (recency, say) are left out: their daily drift
 /// is a change only when it moves a score.
 fn fingerprint(e: &Evaluation, state: &CustomerState, version: &str) -> i64 {
-    let round = |v: f64| (v * 1e6).round() as i64;
     let mut h = Sha256::new();
-    let mut put = |s: &str| {
+    let mut text = |s: &str| {
+        h.update((s.len() as u64).to_le_bytes());
         h.update(s.as_bytes());
-        h.update([0]);
     };
-    put(version);
-    put(&round(e.score).to_string());
-    put(e.band.name());
-    put(&round(e.computed.score).to_string());
+    text(version);
+    text(e.band.name());
+    text(state.tier.map_or("-", Tier::name));
+    text(state.stage.map_or("-", Stage::name));
     for m in &e.computed.measures {
-        put(&m.key);
-        put(&m.score.map_or("-".to_owned(), |s| round(s).to_string()));
-        if !m.indicator.elapses() {
-            put(&m.value.map_or("-".to_owned(), |v| round(v).to_string()));
-        }
+        text(&m.key);
     }
-    for t in [e.trend_7d, e.trend_30d] {
-        put(&t.map_or("-".to_owned(), |t| ((t * 100.0).round() as i64).to_string()));
-    }
-    put(state.tier.map_or("-", Tier::name));
-    put(state.stage.map_or("-", Stage::name));
     for o in &e.overrides {
-        put(o.target.name());
-        put(&round(o.value).to_string());
-        put(&o.expires_at.to_string());
+        text(o.target.name());
     }
-    put(&e.churned_at.map_or(0, |t| t.timestamp_millis()).to_string());
-    if let Some(o) = e.outlook {
-        for v in [o.p_alive, o.expected_purchases_90d, o.clv] {
-            put(&round(v).to_string());
+    // Numbers to 1e-6 (trends to 0.01), absent ones as a marker no rounded value takes.
+    let round = |v: Option<f64>, scale: f64| v.map_or(i64::MIN, |v| (v * scale).round() as i64);
+    let mut numbers = vec![
+        round(Some(e.score), 1e6),
+        round(Some(e.computed.score), 1e6),
+        round(e.trend_7d, 100.0),
+        round(e.trend_30d, 100.0),
+        e.churned_at.map_or(0, |t| t.timestamp_millis()),
+    ];
+    for m in &e.computed.measures {
+        numbers.push(round(m.score, 1e6));
+        if !m.indicator.elapses() {
+            numbers.push(round(m.value, 1e6));
         }
+    }
+    for o in &e.overrides {
+        numbers.extend([round(Some(o.value), 1e6), o.expires_at]);
+    }
+    if let Some(o) = e.outlook {
+        numbers.extend([o.p_alive, o.expected_purchases_90d, o.clv].map(|v| round(Some(v), 1e6)));
+    }
+    for n in numbers {
+        h.update(n.to_le_bytes());
     }
     let digest = h.finalize();
     let mut bytes = [0u8; 8];

@@ -120,6 +120,10 @@ impl From<ScoringError> for Status {
             ScoringError::UnknownCustomer(id) => {
                 Status::not_found(format!("customer {id:?} is unknown"))
             }
+            ScoringError::Internal(reason) => {
+                tracing::error!(reason, "scoring failed");
+                Status::internal("scoring failed; see the service log")
+            }
         }
     }
 }

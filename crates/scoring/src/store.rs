@@ -33,20 +33,28 @@ pub enum StoreError {
     Corrupt { customer_id: String, reason: String },
 }
 
-/// One measure of a stored snapshot.
+fn is_zero(v: &f64) -> bool {
+    *v == 0.0
+}
+
+/// One measure of a stored snapshot. Absent values and zeros are left out of the stored
+/// form: a snapshot stays small (well under PostgreSQL's out-of-line storage threshold).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StoredMeasure {
     pub measure: String,
     #[serde(default)]
     pub group: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub value: Option<f64>,
     /// Normalised 0–100; `None` when the measure was left out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub score: Option<f64>,
     pub weight: f64,
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub contribution: f64,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub shortfall: f64,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub band: Option<String>,
 }
 
@@ -54,8 +62,10 @@ pub struct StoredMeasure {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StoredGroup {
     pub group: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub score: Option<f64>,
     pub weight: f64,
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub contribution: f64,
 }
 
@@ -96,14 +106,19 @@ pub fn groups(score: &HealthScore) -> Vec<StoredGroup> {
 pub struct SnapshotDetail {
     #[serde(default)]
     pub groups: Vec<StoredGroup>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trend_7d: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trend_30d: Option<f64>,
     /// The scorecard's score before overrides.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub computed_score: Option<f64>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub overrides: Vec<ActiveOverride>,
     /// When the customer churned (the score is frozen as of then), in milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub churned_at: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stage: Option<Stage>,
 }
 
@@ -366,18 +381,26 @@ impl Store {
         }
         let txn = rapport_storage::begin_write(&self.db).await?;
         for chunk in rescored.chunks(ROWS_PER_INSERT) {
-            let rows = chunk
-                .iter()
-                .map(|r| customer_row(tenant, r))
-                .collect::<Result<Vec<_>, _>>()?;
-            customer::Entity::insert_many(rows)
-                .on_conflict(
-                    OnConflict::columns([customer::Column::TenantId, customer::Column::CustomerId])
-                        .update_columns(columns.updated())
-                        .to_owned(),
-                )
-                .exec_without_returning(&txn)
-                .await?;
+            match columns {
+                Columns::All => {
+                    let rows = chunk
+                        .iter()
+                        .map(|r| customer_row(tenant, r))
+                        .collect::<Result<Vec<_>, _>>()?;
+                    customer::Entity::insert_many(rows)
+                        .on_conflict(
+                            OnConflict::columns([
+                                customer::Column::TenantId,
+                                customer::Column::CustomerId,
+                            ])
+                            .update_columns(columns.updated())
+                            .to_owned(),
+                        )
+                        .exec_without_returning(&txn)
+                        .await?;
+                }
+                Columns::Score => update_scores(&txn, tenant, chunk).await?,
+            }
             let snapshots = chunk
                 .iter()
                 .filter_map(|r| r.snapshot.as_ref().map(|s| snapshot_row(tenant, s)))
@@ -880,6 +903,92 @@ impl Store {
     pub fn connection(&self) -> &impl ConnectionTrait {
         &self.db
     }
+}
+
+/// Updates the score columns of existing customers in one statement: only those columns
+/// travel, not the metrics a re-score did not change.
+async fn update_scores<C: ConnectionTrait>(
+    conn: &C,
+    tenant: &str,
+    rows: &[Rescored],
+) -> Result<(), StoreError> {
+    use sea_orm::{DbBackend, Statement, Value};
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let backend = conn.get_database_backend();
+    let mut values: Vec<Value> = vec![tenant.into()];
+    let mut tuples = Vec::with_capacity(rows.len());
+    let now = rapport_storage::now_millis();
+    for r in rows {
+        let id = r.customer_id.as_str();
+        let s = &r.state;
+        let snapshot = r.snapshot.as_ref();
+        let row: [Value; 6] = [
+            id.into(),
+            snapshot.map(|x| x.score).or(s.score).into(),
+            snapshot
+                .map(|x| x.band)
+                .or(s.band)
+                .map(|b| b.name().to_owned())
+                .into(),
+            s.fingerprint.into(),
+            Some(to_json(id, &s.recent)?).into(),
+            now.into(),
+        ];
+        let first = values.len() + 1;
+        let marks: Vec<String> = (first..first + row.len())
+            .map(|n| match backend {
+                DbBackend::Postgres => format!("${n}"),
+                _ => "?".to_owned(),
+            })
+            .collect();
+        tuples.push(format!("({})", marks.join(", ")));
+        values.extend(row);
+    }
+    let tenant_mark = match backend {
+        DbBackend::Postgres => "$1",
+        _ => "?",
+    };
+    // SQLite names the columns of a VALUES list column1, column2, …; PostgreSQL takes names.
+    let (alias, id, score, band, fingerprint, recent, updated_at) = match backend {
+        DbBackend::Postgres => (
+            "v(customer_id, score, band, fingerprint, recent, updated_at)",
+            "customer_id",
+            "score",
+            "band",
+            "fingerprint",
+            "recent",
+            "updated_at",
+        ),
+        _ => (
+            "v", "column1", "column2", "column3", "column4", "column5", "column6",
+        ),
+    };
+    // The tenant placeholder comes last in SQLite's text but first in its values.
+    let sql = match backend {
+        DbBackend::Postgres => format!(
+            "UPDATE scoring_customers AS c SET score = v.{score}, band = v.{band}, \
+             fingerprint = v.{fingerprint}, recent = v.{recent}, updated_at = v.{updated_at} \
+             FROM (VALUES {}) AS {alias} \
+             WHERE c.tenant_id = {tenant_mark} AND c.customer_id = v.{id}",
+            tuples.join(", ")
+        ),
+        _ => {
+            let tenant = values.remove(0);
+            values.push(tenant);
+            format!(
+                "UPDATE scoring_customers AS c SET score = v.{score}, band = v.{band}, \
+                 fingerprint = v.{fingerprint}, recent = v.{recent}, updated_at = v.{updated_at} \
+                 FROM (VALUES {}) AS {alias} \
+                 WHERE c.customer_id = v.{id} AND c.tenant_id = {tenant_mark}",
+                tuples.join(", ")
+            )
+        }
+    };
+    conn.execute_raw(Statement::from_sql_and_values(backend, sql, values))
+        .await?;
+    Ok(())
 }
 
 fn customer_row(tenant: &str, r: &Rescored) -> Result<customer::ActiveModel, StoreError> {

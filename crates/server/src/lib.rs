@@ -12,4 +12,4 @@ pub use auth::{ApiKeys, Authenticator, Principal, Role};
 pub use config::CommonArgs;
 pub use peer::{PeerChannel, peer_channel, peer_request};
 pub use process::run_process;
-pub use serve::{ServeError, serve, shutdown_signal};
+pub use serve::{ServeError, incoming, serve, shutdown_signal};
