@@ -79,7 +79,10 @@ async fn distributed_platform_on_postgres_and_redis() {
     }
     let last = last.expect("final progress");
     assert!(last.done && last.customers_done == 3, "{last:?}");
-    assert_eq!(scenario::health(&clients, "alice").await.as_ref(), Some(&finals[0]));
+    assert_eq!(
+        scenario::health(&clients, "alice").await.as_ref(),
+        Some(&finals[0])
+    );
 
     // Reads keep working from the database while Redis is down, and use it again when it is back.
     let mut redis = redis;

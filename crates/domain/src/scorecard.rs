@@ -138,7 +138,9 @@ impl Normalisation {
                 }
             }
             Normalisation::Percentile { higher_is_better } => {
-                let p = population?.percentile(value);
+                let p = population
+                    .filter(|t| !t.quantiles.is_empty())?
+                    .percentile(value);
                 if higher_is_better { p } else { 100.0 - p }
             }
         })
@@ -180,8 +182,9 @@ impl Normalisation {
     }
 }
 
-/// A tenant's distribution of one measure's raw values: 101 quantiles, lowest first.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, Deserialize)]
+/// A tenant's distribution of one measure's raw values: 101 quantiles, lowest first (none
+/// when no customer has a value).
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, Deserialize)]
 pub struct PercentileTable {
     pub quantiles: Vec<f64>,
 }
@@ -795,6 +798,9 @@ mod tests {
         let population = Population::from([("monetary".to_owned(), table)]);
         let s = card.score(&v, &population);
         assert!((s.score - 50.0).abs() < 1.5, "{}", s.score);
+        // A table without values (nobody has the measure yet) ranks nobody.
+        let empty = Population::from([("monetary".to_owned(), PercentileTable::default())]);
+        assert!(!card.score(&v, &empty).measured());
     }
 
     #[test]

@@ -396,8 +396,9 @@ impl Engine {
             population: self.store.population(tenant).await?,
             models: self.fitted(tenant).await?,
         };
-        let keys = ctx.percentile_keys();
-        if keys.iter().any(|k| !ctx.population.contains_key(k)) {
+        // Computed once for a tenant that never had its tables; after that every whole-tenant
+        // re-score refreshes them (a measure nobody has a value for has an empty table).
+        if ctx.population.is_empty() && !ctx.percentile_keys().is_empty() {
             ctx.population = self.refresh_population(tenant, &ctx).await?;
         }
         let ctx = Arc::new(ctx);
@@ -547,6 +548,7 @@ impl Engine {
                     .await
                     .map_err(|e| ScoringError::Internal(format!("write task: {e}")))??;
             }
+
             let (writer, t, trace) = (self.writer(), tenant.to_owned(), traceparent.clone());
             writing = Some(tokio::spawn(async move {
                 writer.persist(&t, &changed, Columns::Score, trace).await
@@ -898,9 +900,10 @@ impl Values {
         let tables: Vec<(String, PercentileTable, u64)> = self
             .by_key
             .into_iter()
-            .filter_map(|(key, values)| {
+            .map(|(key, values)| {
                 let n = values.len() as u64;
-                PercentileTable::from_values(values).map(|t| (key, t, n))
+                let table = PercentileTable::from_values(values).unwrap_or_default();
+                (key, table, n)
             })
             .collect();
         if !tables.is_empty() {

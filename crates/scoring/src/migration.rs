@@ -12,7 +12,8 @@ rapport_storage::migrator!(
     [
         m20261123_000001_scores::Migration,
         m20261123_000002_model_fits::Migration,
-        m20261124_000001_health::Migration
+        m20261124_000001_health::Migration,
+        m20261124_000002_one_snapshot_index::Migration
     ]
 );
 
@@ -252,6 +253,29 @@ mod m20261124_000001_health {
                                 .col(Alias::new("tenant_id"))
                                 .col(Alias::new("measure")),
                         )
+                        .to_owned(),
+                )
+                .await
+        }
+    }
+}
+
+mod m20261124_000002_one_snapshot_index {
+    use super::*;
+
+    rapport_storage::migration_name!("m20261124_000002_one_snapshot_index");
+
+    /// Snapshots are found by (tenant, customer, time) alone: a second index on (tenant,
+    /// customer, id) only cost every insert.
+    #[async_trait::async_trait]
+    impl MigrationTrait for Migration {
+        async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+            manager
+                .drop_index(
+                    Index::drop()
+                        .name("scoring_snapshots_customer")
+                        .table(Alias::new("scoring_snapshots"))
+                        .if_exists()
                         .to_owned(),
                 )
                 .await
