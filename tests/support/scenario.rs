@@ -222,7 +222,7 @@ pub async fn run(c: &Clients) -> Vec<scoring::HealthScore> {
     let run = c
         .segmentation
         .clone()
-        .run_segmentation(req(segmentation::RunSegmentationRequest {}))
+        .run_segmentation(req(segmentation::RunSegmentationRequest { as_of: None }))
         .await
         .expect("segmentation")
         .into_inner();
@@ -236,7 +236,7 @@ pub async fn run(c: &Clients) -> Vec<scoring::HealthScore> {
     let again = c
         .segmentation
         .clone()
-        .run_segmentation(req(segmentation::RunSegmentationRequest {}))
+        .run_segmentation(req(segmentation::RunSegmentationRequest { as_of: None }))
         .await
         .expect("segmentation")
         .into_inner();

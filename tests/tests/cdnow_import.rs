@@ -1,8 +1,10 @@
 //! CDNOW through Rapport's own event path: `rapport import --format cdnow` (run from the
 //! platform's directory, no flags) → stored events → scoring's purchase summaries, which match
-//! the published summaries row for row; a second import changes nothing.
+//! the published summaries row for row; a second import changes nothing; and segmentation's
+//! RFM of all 23,570 customers equals an independent pandas computation.
 
 use rapport_proto::scoring::v1::{CustomerFeatures, ListCustomerFeaturesRequest};
+use rapport_proto::segmentation::v1 as segmentation;
 use rapport_tests::{Clients, Embedded, bin, eventually, repo_root, req};
 use std::collections::HashMap;
 use std::process::Command;
@@ -150,5 +152,91 @@ async fn the_full_cdnow_log_arrives_whole_and_only_once() {
     assert!(
         second.starts_with("accepted 0  duplicate 69659  rejected 0"),
         "{second}"
+    );
+    rfm_matches_pandas(&clients).await;
+}
+
+/// Segmentation as of 1998-07-01 against `tests/python/rfm_reference.py`: every customer's
+/// recency, frequency (distinct purchase days), monetary value and R, F, M scores.
+async fn rfm_matches_pandas(clients: &Clients) {
+    let as_of = prost_types::Timestamp {
+        seconds: 899_251_200, // 1998-07-01T00:00:00Z
+        nanos: 0,
+    };
+    let run = clients
+        .segmentation
+        .clone()
+        .run_segmentation(req(segmentation::RunSegmentationRequest {
+            as_of: Some(as_of),
+        }))
+        .await
+        .expect("segmentation")
+        .into_inner();
+    assert_eq!(run.customers, 23_570);
+    let named: u64 = run.rfm_segments.iter().map(|s| s.customers).sum();
+    assert_eq!(named, 23_570, "every customer has a named segment");
+
+    let features = all_features(clients, as_of).await;
+    let by_id: HashMap<&str, &CustomerFeatures> = features
+        .iter()
+        .map(|f| (f.customer_id.as_str(), f))
+        .collect();
+    let ids: Vec<String> = features.iter().map(|f| f.customer_id.clone()).collect();
+    let mut segments = HashMap::new();
+    for chunk in ids.chunks(1_000) {
+        let page = clients
+            .segmentation
+            .clone()
+            .get_segments(req(segmentation::GetSegmentsRequest {
+                customer_ids: chunk.to_vec(),
+            }))
+            .await
+            .expect("segments")
+            .into_inner()
+            .segments;
+        segments.extend(page.into_iter().map(|s| (s.customer_id.clone(), s)));
+    }
+
+    let out = tempfile::NamedTempFile::new().unwrap();
+    let python = std::env::var("RAPPORT_PYTHON")
+        .map_or_else(|_| repo_root().join(".venv/bin/python"), Into::into);
+    let status = Command::new(&python)
+        .arg(repo_root().join("tests/python/rfm_reference.py"))
+        .arg(cdnow("CDNOW_master.txt"))
+        .arg("1998-07-01")
+        .arg(out.path())
+        .status()
+        .unwrap_or_else(|e| panic!("{}: {e} (make test creates the venv)", python.display()));
+    assert!(status.success(), "rfm_reference.py failed");
+
+    let text = std::fs::read_to_string(out.path()).unwrap();
+    let mut mismatches = Vec::new();
+    let mut compared = 0;
+    for line in text.lines().skip(1) {
+        let f: Vec<&str> = line.split(',').collect();
+        let id = f[0];
+        let (ours, grade) = (by_id[id], &segments[id]);
+        let number = |i: usize| f[i].parse::<f64>().unwrap();
+        let same = ours.recency_days == Some(number(1))
+            && ours.purchase_days as f64 == number(2)
+            && (ours.spend - number(3)).abs() < 1e-6
+            && [
+                grade.recency_score,
+                grade.frequency_score,
+                grade.monetary_score,
+            ]
+            .map(f64::from)
+                == [number(4), number(5), number(6)];
+        if !same {
+            mismatches.push(format!("{line} vs {ours:?} {grade:?}"));
+        }
+        compared += 1;
+    }
+    assert_eq!(compared, 23_570);
+    assert!(
+        mismatches.is_empty(),
+        "{} mismatches, e.g. {:?}",
+        mismatches.len(),
+        &mismatches[..mismatches.len().min(3)]
     );
 }

@@ -379,7 +379,9 @@ async fn main() -> anyhow::Result<()> {
                     target.channel(&addr)?,
                 );
             let run = client
-                .run_segmentation(target.request(segmentation::RunSegmentationRequest {})?)
+                .run_segmentation(
+                    target.request(segmentation::RunSegmentationRequest { as_of: None })?,
+                )
                 .await?
                 .into_inner();
             if json {

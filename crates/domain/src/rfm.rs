@@ -1,4 +1,5 @@
-//! RFM: recency, frequency and monetary scores 1–5 by quintile within a population.
+//! RFM: recency, frequency and monetary scores 1–5 by quintile within a population, and the
+//! named segments of the usual R × F grid.
 
 /// One customer's raw RFM values.
 #[derive(Debug, Clone, PartialEq)]
@@ -6,7 +7,9 @@ pub struct RfmInput<'a> {
     pub customer_id: &'a str,
     /// Days since the last purchase; `None` (never bought) ranks as the least recent.
     pub recency_days: Option<f64>,
+    /// Distinct purchase days.
     pub frequency: u64,
+    /// Order value.
     pub monetary: f64,
 }
 
@@ -55,6 +58,84 @@ fn quintiles(
     scores
 }
 
+/// The named RFM segments, by the R × F grid most RFM practice uses:
+///
+/// | R \\ F | 1 | 2 | 3 | 4 | 5 |
+/// |---|---|---|---|---|---|
+/// | 5 | New Customers | Potential Loyalist | Potential Loyalist | Champions | Champions |
+/// | 4 | Promising | Potential Loyalist | Potential Loyalist | Loyal Customers | Loyal Customers |
+/// | 3 | About to Sleep | About to Sleep | Need Attention | Loyal Customers | Loyal Customers |
+/// | 2 | Hibernating | Hibernating | At Risk | At Risk | Can't Lose Them |
+/// | 1 | Lost | Hibernating | At Risk | At Risk | Can't Lose Them |
+///
+/// "Lost" (R 1, F 1) is the lowest corner of the grid's Hibernating block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum RfmSegment {
+    Champions,
+    LoyalCustomers,
+    PotentialLoyalist,
+    NewCustomers,
+    Promising,
+    NeedAttention,
+    AboutToSleep,
+    AtRisk,
+    CantLoseThem,
+    Hibernating,
+    Lost,
+}
+
+impl RfmSegment {
+    /// Every segment, best first.
+    pub const ALL: [RfmSegment; 11] = [
+        RfmSegment::Champions,
+        RfmSegment::LoyalCustomers,
+        RfmSegment::PotentialLoyalist,
+        RfmSegment::NewCustomers,
+        RfmSegment::Promising,
+        RfmSegment::NeedAttention,
+        RfmSegment::AboutToSleep,
+        RfmSegment::AtRisk,
+        RfmSegment::CantLoseThem,
+        RfmSegment::Hibernating,
+        RfmSegment::Lost,
+    ];
+
+    /// The segment of a customer's scores.
+    pub fn of(s: RfmScore) -> RfmSegment {
+        use RfmSegment::*;
+        match (s.r, s.f) {
+            (5, 4..) => Champions,
+            (3..=4, 4..) => LoyalCustomers,
+            (4..=5, 2..=3) => PotentialLoyalist,
+            (5, _) => NewCustomers,
+            (4, _) => Promising,
+            (3, 3) => NeedAttention,
+            (3, _) => AboutToSleep,
+            (..=2, 5..) => CantLoseThem,
+            (..=2, 3..=4) => AtRisk,
+            (1, 1) => Lost,
+            _ => Hibernating,
+        }
+    }
+
+    /// Its name, as shown and stored.
+    pub fn name(self) -> &'static str {
+        match self {
+            RfmSegment::Champions => "Champions",
+            RfmSegment::LoyalCustomers => "Loyal Customers",
+            RfmSegment::PotentialLoyalist => "Potential Loyalist",
+            RfmSegment::NewCustomers => "New Customers",
+            RfmSegment::Promising => "Promising",
+            RfmSegment::NeedAttention => "Need Attention",
+            RfmSegment::AboutToSleep => "About to Sleep",
+            RfmSegment::AtRisk => "At Risk",
+            RfmSegment::CantLoseThem => "Can't Lose Them",
+            RfmSegment::Hibernating => "Hibernating",
+            RfmSegment::Lost => "Lost",
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -85,6 +166,73 @@ mod tests {
         assert_eq!(
             s.iter().map(|x| x.r).collect::<Vec<_>>(),
             [5, 5, 4, 4, 3, 3, 2, 2, 1, 1]
+        );
+    }
+
+    #[test]
+    fn the_segment_grid() {
+        let grid = |r: u8| -> Vec<&str> {
+            (1..=5)
+                .map(|f| RfmSegment::of(RfmScore { r, f, m: 3 }).name())
+                .collect()
+        };
+        assert_eq!(
+            grid(5),
+            [
+                "New Customers",
+                "Potential Loyalist",
+                "Potential Loyalist",
+                "Champions",
+                "Champions"
+            ]
+        );
+        assert_eq!(
+            grid(4),
+            [
+                "Promising",
+                "Potential Loyalist",
+                "Potential Loyalist",
+                "Loyal Customers",
+                "Loyal Customers"
+            ]
+        );
+        assert_eq!(
+            grid(3),
+            [
+                "About to Sleep",
+                "About to Sleep",
+                "Need Attention",
+                "Loyal Customers",
+                "Loyal Customers"
+            ]
+        );
+        assert_eq!(
+            grid(2),
+            [
+                "Hibernating",
+                "Hibernating",
+                "At Risk",
+                "At Risk",
+                "Can't Lose Them"
+            ]
+        );
+        assert_eq!(
+            grid(1),
+            [
+                "Lost",
+                "Hibernating",
+                "At Risk",
+                "At Risk",
+                "Can't Lose Them"
+            ]
+        );
+        let named: std::collections::BTreeSet<_> = (1..=5)
+            .flat_map(|r| (1..=5).map(move |f| RfmSegment::of(RfmScore { r, f, m: 1 })))
+            .collect();
+        assert_eq!(
+            named.len(),
+            RfmSegment::ALL.len(),
+            "every segment is reachable"
         );
     }
 

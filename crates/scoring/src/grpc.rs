@@ -5,7 +5,6 @@ use crate::evaluate::OverrideTarget;
 use crate::store::{FitRecord, OverrideChange, Snapshot, StoreError};
 use chrono::{DateTime, Utc};
 use rapport_domain::lifecycle::Stage;
-use rapport_domain::metrics::{External, Indicator};
 use rapport_domain::models::summary::summarise_days;
 use rapport_domain::scorecard::Band;
 use rapport_proto::common::v1::{Ack, HealthBand};
@@ -220,11 +219,15 @@ impl pb::scoring_service_server::ScoringService for ScoringApi {
             .map(|r| {
                 let outlook = models
                     .and_then(|m| m.outlook(&r.state.metrics.purchase_days, now.date_naive()));
-                let value = |i| r.state.metrics.value(i, 0, now, &External::default());
+                let days = &r.state.metrics.purchase_days;
+                let bought = days.range(..=end.date_naive());
+                let last_day = bought.clone().next_back().map(|(d, _)| *d);
                 pb::CustomerFeatures {
-                    recency_days: value(Indicator::RecencyDays),
+                    recency_days: last_day.map(|d| (end.date_naive() - d).num_days() as f64),
                     frequency: r.state.metrics.orders,
                     monetary: r.state.metrics.net_monetary(),
+                    purchase_days: bought.clone().count() as u64,
+                    spend: bought.map(|(_, v)| v).sum(),
                     customer_id: r.customer_id,
                     clv_12m: outlook.map(|o| o.clv),
                     purchases: summarise_days(

@@ -16,6 +16,8 @@ pub mod customer {
         pub frequency_score: i32,
         pub monetary_score: i32,
         pub run_id: i64,
+        /// The named RFM segment of the scores.
+        pub rfm_segment: Option<String>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -3,7 +3,7 @@
 
 use crate::store::{Grade, Run, Store, StoreError};
 use prost::Message;
-use rapport_domain::rfm::{RfmInput, score as rfm_score};
+use rapport_domain::rfm::{RfmInput, RfmSegment, score as rfm_score};
 use rapport_domain::tier::{Tier, TierShares, assign_tiers};
 use rapport_proto::convert;
 use rapport_proto::scoring::v1::scoring_service_client::ScoringServiceClient;
@@ -43,7 +43,11 @@ pub struct SegmentationApi {
 }
 
 impl SegmentationApi {
-    async fn features(&self, tenant: &str) -> Result<Vec<CustomerFeatures>, Status> {
+    async fn features(
+        &self,
+        tenant: &str,
+        as_of: Option<prost_types::Timestamp>,
+    ) -> Result<Vec<CustomerFeatures>, Status> {
         let mut all = Vec::new();
         let mut after = String::new();
         loop {
@@ -51,7 +55,7 @@ impl SegmentationApi {
                 ListCustomerFeaturesRequest {
                     after_customer_id: after,
                     page_size: PAGE,
-                    observation_end: None,
+                    observation_end: as_of,
                 },
                 tenant,
                 &self.service_key,
@@ -81,15 +85,21 @@ impl pb::segmentation_service_server::SegmentationService for SegmentationApi {
     ) -> Result<Response<pb::RunSegmentationResponse>, Status> {
         let tenant = Principal::of(&req)?.require(&[Role::Admin])?.to_owned();
         let started_at = chrono::Utc::now().timestamp_millis();
-        let features = self.features(&tenant).await?;
+        let as_of = req.into_inner().as_of;
+        if let Some(t) = &as_of {
+            convert::time(t, "as_of").map_err(|r| Status::invalid_argument(r.to_string()))?;
+        }
+        let features = self.features(&tenant, as_of).await?;
 
+        // F is distinct purchase days and M their value, both up to the run's date.
         let rfm_input: Vec<RfmInput<'_>> = features
             .iter()
             .map(|f| RfmInput {
                 customer_id: &f.customer_id,
                 recency_days: f.recency_days,
-                frequency: f.frequency,
-                monetary: f.monetary,
+                frequency: f.purchase_days,
+                // Money is ranked to the cent, so summation noise never splits equal spenders.
+                monetary: (f.spend * 100.0).round() / 100.0,
             })
             .collect();
         let rfm = rfm_score(&rfm_input);
@@ -154,9 +164,23 @@ impl pb::segmentation_service_server::SegmentationService for SegmentationApi {
         self.waker.wake();
 
         let mut counts: HashMap<Tier, u64> = HashMap::new();
-        grades
-            .iter()
-            .for_each(|g| *counts.entry(g.tier).or_default() += 1);
+        let mut segments: HashMap<RfmSegment, u64> = HashMap::new();
+        for g in &grades {
+            *counts.entry(g.tier).or_default() += 1;
+            *segments.entry(RfmSegment::of(g.rfm)).or_default() += 1;
+        }
+        let mut rfm_segments: Vec<pb::SegmentCount> = segments
+            .into_iter()
+            .map(|(s, n)| pb::SegmentCount {
+                segment: s.name().to_owned(),
+                customers: n,
+            })
+            .collect();
+        rfm_segments.sort_by(|a, b| {
+            b.customers
+                .cmp(&a.customers)
+                .then(a.segment.cmp(&b.segment))
+        });
         let tiers = Tier::DESCENDING
             .iter()
             .map(|t| pb::TierCount {
@@ -174,6 +198,7 @@ impl pb::segmentation_service_server::SegmentationService for SegmentationApi {
             customers: summary.customers,
             tier_changes: summary.tier_changes,
             tiers,
+            rfm_segments,
         }))
     }
 
@@ -194,6 +219,7 @@ impl pb::segmentation_service_server::SegmentationService for SegmentationApi {
                 recency_score: g.recency_score.max(0) as u32,
                 frequency_score: g.frequency_score.max(0) as u32,
                 monetary_score: g.monetary_score.max(0) as u32,
+                rfm_segment: g.rfm_segment.unwrap_or_default(),
             })
             .collect();
         Ok(Response::new(pb::GetSegmentsResponse { segments }))

@@ -9,7 +9,10 @@ pub const OUTBOX: rapport_storage::outbox::Outbox =
 
 rapport_storage::migrator!(
     "segmentation_migrations",
-    [m20261123_000001_tiers::Migration]
+    [
+        m20261123_000001_tiers::Migration,
+        m20261124_000001_rfm_segments::Migration
+    ]
 );
 
 mod m20261123_000001_tiers {
@@ -71,6 +74,26 @@ mod m20261123_000001_tiers {
                 )
                 .await?;
             rapport_storage::outbox::create_table(manager, "segmentation_outbox").await
+        }
+    }
+}
+
+mod m20261124_000001_rfm_segments {
+    use super::*;
+
+    rapport_storage::migration_name!("m20261124_000001_rfm_segments");
+
+    #[async_trait::async_trait]
+    impl MigrationTrait for Migration {
+        async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+            manager
+                .alter_table(
+                    Table::alter()
+                        .table(Alias::new("segmentation_customers"))
+                        .add_column(col("rfm_segment").string().null())
+                        .to_owned(),
+                )
+                .await
         }
     }
 }

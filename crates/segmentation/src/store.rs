@@ -3,7 +3,7 @@
 
 use crate::entity::{customer, run, tier_change};
 use crate::migration::OUTBOX;
-use rapport_domain::rfm::RfmScore;
+use rapport_domain::rfm::{RfmScore, RfmSegment};
 use rapport_domain::tier::Tier;
 use sea_orm::sea_query::OnConflict;
 use sea_orm::{
@@ -131,6 +131,7 @@ impl Store {
                 frequency_score: Set(i32::from(g.rfm.f)),
                 monetary_score: Set(i32::from(g.rfm.m)),
                 run_id: Set(run.id),
+                rfm_segment: Set(Some(RfmSegment::of(g.rfm).name().to_owned())),
             });
             customer::Entity::insert_many(rows)
                 .on_conflict(
@@ -141,6 +142,7 @@ impl Store {
                             customer::Column::FrequencyScore,
                             customer::Column::MonetaryScore,
                             customer::Column::RunId,
+                            customer::Column::RfmSegment,
                         ])
                         .to_owned(),
                 )
