@@ -82,6 +82,43 @@ pub fn assign_tiers<'a>(values: &[(&'a str, f64)], shares: &TierShares) -> Vec<(
         .collect()
 }
 
+/// Runs a downgrade must be graded in a row before it takes effect.
+pub const DEFAULT_CONFIRM_DOWNGRADE_RUNS: u32 = 2;
+
+/// A customer's tier between runs, with a downgrade that is waiting for confirmation.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TierState {
+    pub tier: Option<Tier>,
+    /// The lower tier the last runs graded the customer into, and in how many runs in a row.
+    pub pending: Option<(Tier, u32)>,
+}
+
+/// The tier a customer keeps after a run graded it `graded`. Upgrades take effect at once; a
+/// downgrade only once `confirm_runs` runs in a row graded the customer below its tier (to the
+/// latest of those grades), so a customer whose value hovers around a cut-off does not flap.
+pub fn next_tier(state: TierState, graded: Tier, confirm_runs: u32) -> TierState {
+    match state.tier {
+        Some(current) if graded < current => {
+            let runs = state.pending.map_or(0, |(_, n)| n) + 1;
+            if runs >= confirm_runs.max(1) {
+                TierState {
+                    tier: Some(graded),
+                    pending: None,
+                }
+            } else {
+                TierState {
+                    tier: Some(current),
+                    pending: Some((graded, runs)),
+                }
+            }
+        }
+        _ => TierState {
+            tier: Some(graded),
+            pending: None,
+        },
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -116,6 +153,47 @@ mod tests {
             .collect();
         assert_eq!(tiers["b"], Tier::Vip);
         assert!(tiers["a"] > tiers["c"]);
+    }
+
+    #[test]
+    fn a_customer_hovering_around_a_cut_off_changes_tier_at_most_once_in_ten_runs() {
+        let mut state = TierState {
+            tier: Some(Tier::Silver),
+            pending: None,
+        };
+        let mut changes = 0;
+        for run in 0..10 {
+            let graded = if run % 2 == 0 {
+                Tier::Gold
+            } else {
+                Tier::Silver
+            };
+            let next = next_tier(state, graded, DEFAULT_CONFIRM_DOWNGRADE_RUNS);
+            changes += usize::from(next.tier != state.tier);
+            state = next;
+        }
+        assert_eq!(changes, 1);
+        assert_eq!(state.tier, Some(Tier::Gold));
+    }
+
+    #[test]
+    fn a_downgrade_takes_effect_when_confirmed() {
+        let gold = TierState {
+            tier: Some(Tier::Gold),
+            pending: None,
+        };
+        let once = next_tier(gold, Tier::Bronze, 2);
+        assert_eq!(once.tier, Some(Tier::Gold));
+        assert_eq!(once.pending, Some((Tier::Bronze, 1)));
+        let twice = next_tier(once, Tier::Silver, 2);
+        assert_eq!((twice.tier, twice.pending), (Some(Tier::Silver), None));
+        // A run back at the old tier cancels a pending downgrade; upgrades are immediate.
+        assert_eq!(next_tier(once, Tier::Gold, 2), gold);
+        assert_eq!(next_tier(gold, Tier::Vip, 2).tier, Some(Tier::Vip));
+        assert_eq!(
+            next_tier(TierState::default(), Tier::Regular, 2).tier,
+            Some(Tier::Regular)
+        );
     }
 
     #[test]

@@ -18,6 +18,9 @@ pub mod customer {
         pub run_id: i64,
         /// The named RFM segment of the scores.
         pub rfm_segment: Option<String>,
+        /// A downgrade waiting for confirmation: the lower tier and the runs so far.
+        pub pending_tier: Option<String>,
+        pub pending_runs: i32,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -163,10 +163,9 @@ impl pb::segmentation_service_server::SegmentationService for SegmentationApi {
             .await?;
         self.waker.wake();
 
-        let mut counts: HashMap<Tier, u64> = HashMap::new();
+        let counts = &summary.tiers;
         let mut segments: HashMap<RfmSegment, u64> = HashMap::new();
         for g in &grades {
-            *counts.entry(g.tier).or_default() += 1;
             *segments.entry(RfmSegment::of(g.rfm)).or_default() += 1;
         }
         let mut rfm_segments: Vec<pb::SegmentCount> = segments

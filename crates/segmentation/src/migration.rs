@@ -11,7 +11,7 @@ rapport_storage::migrator!(
     "segmentation_migrations",
     [
         m20261123_000001_tiers::Migration,
-        m20261124_000001_rfm_segments::Migration
+        m20261124_000001_rfm_segments_and_pending_tiers::Migration
     ]
 );
 
@@ -78,22 +78,35 @@ mod m20261123_000001_tiers {
     }
 }
 
-mod m20261124_000001_rfm_segments {
+mod m20261124_000001_rfm_segments_and_pending_tiers {
     use super::*;
 
-    rapport_storage::migration_name!("m20261124_000001_rfm_segments");
+    rapport_storage::migration_name!("m20261124_000001_rfm_segments_and_pending_tiers");
 
     #[async_trait::async_trait]
     impl MigrationTrait for Migration {
         async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-            manager
-                .alter_table(
-                    Table::alter()
-                        .table(Alias::new("segmentation_customers"))
-                        .add_column(col("rfm_segment").string().null())
-                        .to_owned(),
-                )
-                .await
+            // One column per statement: SQLite adds a single column per ALTER TABLE.
+            for mut column in [
+                col("rfm_segment").string().null().to_owned(),
+                // A downgrade waiting for confirmation: the lower tier and the runs so far.
+                col("pending_tier").string().null().to_owned(),
+                col("pending_runs")
+                    .integer()
+                    .not_null()
+                    .default(0)
+                    .to_owned(),
+            ] {
+                manager
+                    .alter_table(
+                        Table::alter()
+                            .table(Alias::new("segmentation_customers"))
+                            .add_column(&mut column)
+                            .to_owned(),
+                    )
+                    .await?;
+            }
+            Ok(())
         }
     }
 }

@@ -4,7 +4,7 @@
 use crate::entity::{customer, run, tier_change};
 use crate::migration::OUTBOX;
 use rapport_domain::rfm::{RfmScore, RfmSegment};
-use rapport_domain::tier::Tier;
+use rapport_domain::tier::{DEFAULT_CONFIRM_DOWNGRADE_RUNS, Tier, TierState, next_tier};
 use sea_orm::sea_query::OnConflict;
 use sea_orm::{
     ActiveModelTrait,
@@ -46,10 +46,12 @@ pub struct Run<'a> {
 }
 
 /// What a run changed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunSummary {
     pub customers: u64,
     pub tier_changes: u64,
+    /// Customers per tier after the run (pending downgrades not yet applied).
+    pub tiers: HashMap<Tier, u64>,
 }
 
 /// A customer's stored grade.
@@ -82,15 +84,29 @@ impl Store {
             finished_at: now,
             ref traceparent,
         } = *run;
-        let current: HashMap<String, String> = customer::Entity::find()
+        let current: HashMap<String, TierState> = customer::Entity::find()
             .select_only()
-            .column(customer::Column::CustomerId)
-            .column(customer::Column::Tier)
+            .columns([
+                customer::Column::CustomerId,
+                customer::Column::Tier,
+                customer::Column::PendingTier,
+                customer::Column::PendingRuns,
+            ])
             .filter(customer::Column::TenantId.eq(tenant))
-            .into_tuple()
+            .into_tuple::<(String, String, Option<String>, i32)>()
             .all(&self.db)
             .await?
             .into_iter()
+            .map(|(id, tier, pending, runs)| {
+                let state = TierState {
+                    tier: Tier::from_name(&tier),
+                    pending: pending
+                        .as_deref()
+                        .and_then(Tier::from_name)
+                        .map(|t| (t, u32::try_from(runs).unwrap_or(0))),
+                };
+                (id, state)
+            })
             .collect();
         let txn = rapport_storage::begin_write(&self.db).await?;
         let run = run::ActiveModel {
@@ -106,33 +122,51 @@ impl Store {
 
         let mut changes: Vec<(String, Tier)> = Vec::new();
         let mut change_rows = Vec::new();
+        let mut kept: Vec<TierState> = Vec::with_capacity(grades.len());
         for g in grades {
-            let old = current.get(&g.customer_id);
-            if old.map(String::as_str) != Some(g.tier.name()) {
-                changes.push((g.customer_id.clone(), g.tier));
+            let before = current.get(&g.customer_id).copied().unwrap_or_default();
+            let after = next_tier(before, g.tier, DEFAULT_CONFIRM_DOWNGRADE_RUNS);
+            kept.push(after);
+            let Some(tier) = after.tier else { continue };
+            if before.tier != Some(tier) {
+                changes.push((g.customer_id.clone(), tier));
+                let reason = if before.tier.is_some_and(|b| tier < b) {
+                    format!(
+                        "{reason}; downgrade confirmed over {DEFAULT_CONFIRM_DOWNGRADE_RUNS} runs"
+                    )
+                } else {
+                    reason.to_owned()
+                };
                 change_rows.push(tier_change::ActiveModel {
                     id: NotSet,
                     tenant_id: Set(tenant.to_owned()),
                     customer_id: Set(g.customer_id.clone()),
-                    old_tier: Set(old.cloned()),
-                    new_tier: Set(g.tier.name().to_owned()),
-                    reason: Set(reason.to_owned()),
+                    old_tier: Set(before.tier.map(|t| t.name().to_owned())),
+                    new_tier: Set(tier.name().to_owned()),
+                    reason: Set(reason),
                     run_id: Set(run.id),
                     at: Set(now),
                 });
             }
         }
-        for chunk in grades.chunks(CHUNK) {
-            let rows = chunk.iter().map(|g| customer::ActiveModel {
-                tenant_id: Set(tenant.to_owned()),
-                customer_id: Set(g.customer_id.clone()),
-                tier: Set(g.tier.name().to_owned()),
-                recency_score: Set(i32::from(g.rfm.r)),
-                frequency_score: Set(i32::from(g.rfm.f)),
-                monetary_score: Set(i32::from(g.rfm.m)),
-                run_id: Set(run.id),
-                rfm_segment: Set(Some(RfmSegment::of(g.rfm).name().to_owned())),
-            });
+        for (chunk, states) in grades.chunks(CHUNK).zip(kept.chunks(CHUNK)) {
+            let rows = chunk
+                .iter()
+                .zip(states)
+                .map(|(g, state)| customer::ActiveModel {
+                    tenant_id: Set(tenant.to_owned()),
+                    customer_id: Set(g.customer_id.clone()),
+                    tier: Set(state.tier.unwrap_or(g.tier).name().to_owned()),
+                    recency_score: Set(i32::from(g.rfm.r)),
+                    frequency_score: Set(i32::from(g.rfm.f)),
+                    monetary_score: Set(i32::from(g.rfm.m)),
+                    run_id: Set(run.id),
+                    rfm_segment: Set(Some(RfmSegment::of(g.rfm).name().to_owned())),
+                    pending_tier: Set(state.pending.map(|(t, _)| t.name().to_owned())),
+                    pending_runs: Set(state
+                        .pending
+                        .map_or(0, |(_, n)| i32::try_from(n).unwrap_or(0))),
+                });
             customer::Entity::insert_many(rows)
                 .on_conflict(
                     OnConflict::columns([customer::Column::TenantId, customer::Column::CustomerId])
@@ -143,6 +177,8 @@ impl Store {
                             customer::Column::MonetaryScore,
                             customer::Column::RunId,
                             customer::Column::RfmSegment,
+                            customer::Column::PendingTier,
+                            customer::Column::PendingRuns,
                         ])
                         .to_owned(),
                 )
@@ -169,9 +205,14 @@ impl Store {
         run.tier_changes = Set(changes.len() as i64);
         run.update(&txn).await?;
         txn.commit().await?;
+        let mut tiers: HashMap<Tier, u64> = HashMap::new();
+        for t in kept.iter().filter_map(|s| s.tier) {
+            *tiers.entry(t).or_default() += 1;
+        }
         Ok(RunSummary {
             customers: grades.len() as u64,
             tier_changes: changes.len() as u64,
+            tiers,
         })
     }
 
