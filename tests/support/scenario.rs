@@ -288,6 +288,19 @@ pub async fn run(c: &Clients) -> Vec<scoring::HealthScore> {
         alice_rfm.frequency_score > bob_rfm.frequency_score,
         "{segments:?}"
     );
+    // Lifecycle: alice's first order was 20 days ago, bob's only one 250 days ago.
+    assert_eq!(
+        (alice_rfm.stage.as_str(), bob_rfm.stage.as_str()),
+        ("new", "dormant"),
+        "{segments:?}"
+    );
+    assert_eq!(run.stage_changes, 3, "every first grading is a change: {run:?}");
+    assert_eq!(again.stage_changes, 0);
+    // Scoring hears of the stages too, for per-stage scorecards.
+    eventually("bob's stage in GetHealth", SETTLE, || async {
+        health(c, "bob").await.filter(|h| h.stage == "dormant")
+    })
+    .await;
     let carol = eventually("carol's tier in GetHealth", SETTLE, || async {
         health(c, "carol")
             .await

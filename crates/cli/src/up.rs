@@ -75,10 +75,17 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
         scoring_l,
         stop.clone(),
     );
+    let stages = rapport_domain::lifecycle::StageRules::default();
     let segmentation_run = rapport_segmentation::run(
         rapport_segmentation::Config {
             listen: segmentation,
             scoring_addr: scoring.to_string(),
+            stage_new_days: stages.new_days,
+            stage_active_days: stages.active_days,
+            stage_at_risk_days: stages.at_risk_days,
+            stage_dormant_days: stages.dormant_days,
+            stage_p_alive_floor: stages.p_alive_floor,
+            stage_reactivated_days: stages.reactivated_days,
             common: common.clone(),
         },
         segmentation_l,

@@ -222,8 +222,13 @@ impl pb::scoring_service_server::ScoringService for ScoringApi {
                 let days = &r.state.metrics.purchase_days;
                 let bought = days.range(..=end.date_naive());
                 let last_day = bought.clone().next_back().map(|(d, _)| *d);
+                let first_day = bought.clone().next().map(|(d, _)| *d);
+                let days_to_end = |d: chrono::NaiveDate| (end.date_naive() - d).num_days() as f64;
                 pb::CustomerFeatures {
-                    recency_days: last_day.map(|d| (end.date_naive() - d).num_days() as f64),
+                    recency_days: last_day.map(days_to_end),
+                    first_purchase_days: first_day.map(days_to_end),
+                    cancelled: r.state.metrics.churned_at().is_some_and(|t| t <= end),
+                    p_alive: outlook.map(|o| o.p_alive),
                     frequency: r.state.metrics.orders,
                     monetary: r.state.metrics.net_monetary(),
                     purchase_days: bought.clone().count() as u64,

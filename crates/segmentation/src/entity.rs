@@ -21,6 +21,9 @@ pub mod customer {
         /// A downgrade waiting for confirmation: the lower tier and the runs so far.
         pub pending_tier: Option<String>,
         pub pending_runs: i32,
+        /// Lifecycle stage, and since when (milliseconds).
+        pub stage: Option<String>,
+        pub stage_since: Option<i64>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -67,6 +70,29 @@ pub mod run {
         pub finished_at: i64,
         pub customers: i64,
         pub tier_changes: i64,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// Every lifecycle stage change.
+pub mod stage_change {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "segmentation_stage_changes")]
+    pub struct Model {
+        #[sea_orm(primary_key)]
+        pub id: i64,
+        pub tenant_id: String,
+        pub customer_id: String,
+        pub old_stage: Option<String>,
+        pub new_stage: String,
+        pub run_id: i64,
+        pub at: i64,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -1,8 +1,9 @@
 //! The gRPC adapter of segmentation, and the run itself: pull features from scoring, grade,
 //! store, announce.
 
-use crate::store::{Grade, Run, Store, StoreError};
+use crate::store::{Announced, Grade, Run, Store, StoreError};
 use prost::Message;
+use rapport_domain::lifecycle::{StageFacts, StageRules};
 use rapport_domain::rfm::{RfmInput, RfmSegment, score as rfm_score};
 use rapport_domain::tier::{Tier, TierShares, assign_tiers};
 use rapport_proto::convert;
@@ -39,6 +40,7 @@ pub struct SegmentationApi {
     pub scoring: ScoringServiceClient<PeerChannel>,
     pub service_key: String,
     pub shares: TierShares,
+    pub stage_rules: StageRules,
     pub waker: RelayWaker,
 }
 
@@ -86,9 +88,12 @@ impl pb::segmentation_service_server::SegmentationService for SegmentationApi {
         let tenant = Principal::of(&req)?.require(&[Role::Admin])?.to_owned();
         let started_at = chrono::Utc::now().timestamp_millis();
         let as_of = req.into_inner().as_of;
-        if let Some(t) = &as_of {
-            convert::time(t, "as_of").map_err(|r| Status::invalid_argument(r.to_string()))?;
-        }
+        let as_of_ms = match &as_of {
+            Some(t) => convert::time(t, "as_of")
+                .map_err(|r| Status::invalid_argument(r.to_string()))?
+                .timestamp_millis(),
+            None => started_at,
+        };
         let features = self.features(&tenant, as_of).await?;
 
         // F is distinct purchase days and M their value, both up to the run's date.
@@ -126,18 +131,23 @@ impl pb::segmentation_service_server::SegmentationService for SegmentationApi {
                     .copied()
                     .unwrap_or(Tier::Regular),
                 rfm,
+                facts: StageFacts {
+                    first_purchase_days: f.first_purchase_days,
+                    last_purchase_days: f.recency_days,
+                    cancelled: f.cancelled,
+                    p_alive: f.p_alive,
+                },
             })
             .collect();
 
-        let encode = |changes: &[(String, Tier)]| {
+        let encode = |changes: &[Announced]| {
             ApplyTiersRequest {
                 tiers: changes
                     .iter()
-                    .map(|(id, t)| TierUpdate {
+                    .map(|(id, t, stage)| TierUpdate {
                         customer_id: id.clone(),
                         tier: convert::tier(Some(*t)).into(),
-                        // Lifecycle stages are not graded yet.
-                        stage: String::new(),
+                        stage: stage.map(|s| s.name().to_owned()).unwrap_or_default(),
                     })
                     .collect(),
             }
@@ -156,6 +166,8 @@ impl pb::segmentation_service_server::SegmentationService for SegmentationApi {
                     },
                     started_at,
                     finished_at: chrono::Utc::now().timestamp_millis(),
+                    as_of: as_of_ms,
+                    stage_rules: self.stage_rules,
                     traceparent: rapport_telemetry::current_traceparent(),
                 },
                 encode,
@@ -180,6 +192,19 @@ impl pb::segmentation_service_server::SegmentationService for SegmentationApi {
                 .cmp(&a.customers)
                 .then(a.segment.cmp(&b.segment))
         });
+        let mut stages: Vec<pb::SegmentCount> = summary
+            .stages
+            .iter()
+            .map(|(s, n)| pb::SegmentCount {
+                segment: s.name().to_owned(),
+                customers: *n,
+            })
+            .collect();
+        stages.sort_by(|a, b| {
+            b.customers
+                .cmp(&a.customers)
+                .then(a.segment.cmp(&b.segment))
+        });
         let tiers = Tier::DESCENDING
             .iter()
             .map(|t| pb::TierCount {
@@ -191,6 +216,7 @@ impl pb::segmentation_service_server::SegmentationService for SegmentationApi {
             tenant,
             customers = summary.customers,
             tier_changes = summary.tier_changes,
+            stage_changes = summary.stage_changes,
             "segmentation run"
         );
         Ok(Response::new(pb::RunSegmentationResponse {
@@ -198,6 +224,8 @@ impl pb::segmentation_service_server::SegmentationService for SegmentationApi {
             tier_changes: summary.tier_changes,
             tiers,
             rfm_segments,
+            stage_changes: summary.stage_changes,
+            stages,
         }))
     }
 
@@ -219,6 +247,7 @@ impl pb::segmentation_service_server::SegmentationService for SegmentationApi {
                 frequency_score: g.frequency_score.max(0) as u32,
                 monetary_score: g.monetary_score.max(0) as u32,
                 rfm_segment: g.rfm_segment.unwrap_or_default(),
+                stage: g.stage.unwrap_or_default(),
             })
             .collect();
         Ok(Response::new(pb::GetSegmentsResponse { segments }))

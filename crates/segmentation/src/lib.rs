@@ -1,5 +1,6 @@
-//! The segmentation service: population-level grading of customers (RFM quintiles and value
-//! tiers), with every tier change recorded and announced to scoring through its outbox.
+//! The segmentation service: population-level grading of customers (RFM quintiles and named
+//! segments, value tiers with hysteresis, lifecycle stages), with every tier and stage change
+//! recorded and announced to scoring through its outbox.
 
 mod entity;
 pub mod grpc;
@@ -7,6 +8,7 @@ pub mod migration;
 mod relay;
 pub mod store;
 
+use rapport_domain::lifecycle::StageRules;
 use rapport_domain::tier::TierShares;
 use rapport_proto::scoring::v1::scoring_service_client::ScoringServiceClient;
 use rapport_proto::segmentation::v1::segmentation_service_server::{
@@ -39,8 +41,40 @@ pub struct Config {
     /// Address of the scoring service.
     #[arg(long, env = "RAPPORT_SCORING_ADDR", default_value = "127.0.0.1:7402")]
     pub scoring_addr: String,
+    /// Lifecycle rules: a first purchase this many days ago or less makes a customer new.
+    #[arg(long, env = "RAPPORT_STAGE_NEW_DAYS", default_value_t = StageRules::default().new_days)]
+    pub stage_new_days: f64,
+    /// A last purchase this many days ago or less keeps a customer active.
+    #[arg(long, env = "RAPPORT_STAGE_ACTIVE_DAYS", default_value_t = StageRules::default().active_days)]
+    pub stage_active_days: f64,
+    /// Up to this many days since the last purchase a customer is at risk, then dormant.
+    #[arg(long, env = "RAPPORT_STAGE_AT_RISK_DAYS", default_value_t = StageRules::default().at_risk_days)]
+    pub stage_at_risk_days: f64,
+    /// Beyond this many days since the last purchase a customer has churned.
+    #[arg(long, env = "RAPPORT_STAGE_DORMANT_DAYS", default_value_t = StageRules::default().dormant_days)]
+    pub stage_dormant_days: f64,
+    /// A fitted P(alive) below this means churned.
+    #[arg(long, env = "RAPPORT_STAGE_P_ALIVE_FLOOR", default_value_t = StageRules::default().p_alive_floor)]
+    pub stage_p_alive_floor: f64,
+    /// Days a returning customer stays "reactivated".
+    #[arg(long, env = "RAPPORT_STAGE_REACTIVATED_DAYS", default_value_t = StageRules::default().reactivated_days)]
+    pub stage_reactivated_days: f64,
     #[command(flatten)]
     pub common: CommonArgs,
+}
+
+impl Config {
+    /// The lifecycle rules of these settings.
+    pub fn stage_rules(&self) -> StageRules {
+        StageRules {
+            new_days: self.stage_new_days,
+            active_days: self.stage_active_days,
+            at_risk_days: self.stage_at_risk_days,
+            dormant_days: self.stage_dormant_days,
+            p_alive_floor: self.stage_p_alive_floor,
+            reactivated_days: self.stage_reactivated_days,
+        }
+    }
 }
 
 /// Runs the service on `listener` until `stop` is cancelled, then flushes its outbox.
@@ -65,6 +99,7 @@ pub async fn run(
         scoring,
         service_key: keys.service_key().to_owned(),
         shares: TierShares::default(),
+        stage_rules: config.stage_rules(),
         waker,
     };
     let routes = Routes::new(InterceptedService::new(

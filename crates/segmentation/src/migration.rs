@@ -1,6 +1,6 @@
 //! Segmentation's schema, versioned in its own migration table.
 
-use rapport_storage::schema::{col, id_col, tenant_col};
+use rapport_storage::schema::{col, id_col, index, tenant_col};
 use sea_orm_migration::prelude::*;
 
 /// The outbox of tier changes for scoring.
@@ -11,7 +11,8 @@ rapport_storage::migrator!(
     "segmentation_migrations",
     [
         m20261123_000001_tiers::Migration,
-        m20261124_000001_rfm_segments_and_pending_tiers::Migration
+        m20261124_000001_rfm_segments_and_pending_tiers::Migration,
+        m20261124_000002_stages::Migration
     ]
 );
 
@@ -107,6 +108,53 @@ mod m20261124_000001_rfm_segments_and_pending_tiers {
                     .await?;
             }
             Ok(())
+        }
+    }
+}
+
+mod m20261124_000002_stages {
+    use super::*;
+
+    rapport_storage::migration_name!("m20261124_000002_stages");
+
+    #[async_trait::async_trait]
+    impl MigrationTrait for Migration {
+        async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+            for mut column in [
+                col("stage").string().null().to_owned(),
+                col("stage_since").big_integer().null().to_owned(),
+            ] {
+                manager
+                    .alter_table(
+                        Table::alter()
+                            .table(Alias::new("segmentation_customers"))
+                            .add_column(&mut column)
+                            .to_owned(),
+                    )
+                    .await?;
+            }
+            manager
+                .create_table(
+                    Table::create()
+                        .table(Alias::new("segmentation_stage_changes"))
+                        .if_not_exists()
+                        .col(id_col())
+                        .col(tenant_col())
+                        .col(col("customer_id").string_len(100).not_null())
+                        .col(col("old_stage").string().null())
+                        .col(col("new_stage").string().not_null())
+                        .col(col("run_id").big_integer().not_null())
+                        .col(col("at").big_integer().not_null())
+                        .to_owned(),
+                )
+                .await?;
+            manager
+                .create_index(index(
+                    "segmentation_stage_changes",
+                    "segmentation_stage_changes_customer",
+                    &["tenant_id", "customer_id", "id"],
+                ))
+                .await
         }
     }
 }

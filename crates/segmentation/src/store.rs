@@ -1,8 +1,9 @@
 //! Segmentation's storage: a run's grades, the tier changes it made, and the outbox rows that
 //! carry those changes to scoring, in one transaction.
 
-use crate::entity::{customer, run, tier_change};
+use crate::entity::{customer, run, stage_change, tier_change};
 use crate::migration::OUTBOX;
+use rapport_domain::lifecycle::{Stage, StageFacts, StageRules};
 use rapport_domain::rfm::{RfmScore, RfmSegment};
 use rapport_domain::tier::{DEFAULT_CONFIRM_DOWNGRADE_RUNS, Tier, TierState, next_tier};
 use sea_orm::sea_query::OnConflict;
@@ -29,9 +30,15 @@ pub enum StoreError {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Grade {
     pub customer_id: String,
+    /// The tier its value grades it into (before the hysteresis rule).
     pub tier: Tier,
     pub rfm: RfmScore,
+    /// What the lifecycle rules read of it.
+    pub facts: StageFacts,
 }
+
+/// A customer's tier and stage changes announced to scoring.
+pub type Announced = (String, Tier, Option<Stage>);
 
 /// A finished run to store.
 #[derive(Debug, Clone)]
@@ -41,6 +48,9 @@ pub struct Run<'a> {
     pub reason: &'a str,
     pub started_at: i64,
     pub finished_at: i64,
+    /// The time graded as (milliseconds): stage durations are counted to it.
+    pub as_of: i64,
+    pub stage_rules: StageRules,
     /// Trace context the announcements continue.
     pub traceparent: Option<String>,
 }
@@ -52,6 +62,15 @@ pub struct RunSummary {
     pub tier_changes: u64,
     /// Customers per tier after the run (pending downgrades not yet applied).
     pub tiers: HashMap<Tier, u64>,
+    pub stage_changes: u64,
+    pub stages: HashMap<Stage, u64>,
+}
+
+/// A customer's grading state between runs.
+#[derive(Debug, Clone, Copy, Default)]
+struct Standing {
+    tier: TierState,
+    stage: Option<(Stage, i64)>,
 }
 
 /// A customer's stored grade.
@@ -75,37 +94,53 @@ impl Store {
         &self,
         tenant: &str,
         run: &Run<'_>,
-        encode: impl Fn(&[(String, Tier)]) -> Vec<u8>,
+        encode: impl Fn(&[Announced]) -> Vec<u8>,
     ) -> Result<RunSummary, StoreError> {
         let Run {
             grades,
             reason,
             started_at,
             finished_at: now,
+            as_of,
+            stage_rules,
             ref traceparent,
         } = *run;
-        let current: HashMap<String, TierState> = customer::Entity::find()
+        type Row = (
+            String,
+            String,
+            Option<String>,
+            i32,
+            Option<String>,
+            Option<i64>,
+        );
+        let current: HashMap<String, Standing> = customer::Entity::find()
             .select_only()
             .columns([
                 customer::Column::CustomerId,
                 customer::Column::Tier,
                 customer::Column::PendingTier,
                 customer::Column::PendingRuns,
+                customer::Column::Stage,
+                customer::Column::StageSince,
             ])
             .filter(customer::Column::TenantId.eq(tenant))
-            .into_tuple::<(String, String, Option<String>, i32)>()
+            .into_tuple::<Row>()
             .all(&self.db)
             .await?
             .into_iter()
-            .map(|(id, tier, pending, runs)| {
-                let state = TierState {
+            .map(|(id, tier, pending, runs, stage, since)| {
+                let tier = TierState {
                     tier: Tier::from_name(&tier),
                     pending: pending
                         .as_deref()
                         .and_then(Tier::from_name)
                         .map(|t| (t, u32::try_from(runs).unwrap_or(0))),
                 };
-                (id, state)
+                let stage = stage
+                    .as_deref()
+                    .and_then(Stage::from_name)
+                    .map(|s| (s, since.unwrap_or(as_of)));
+                (id, Standing { tier, stage })
             })
             .collect();
         let txn = rapport_storage::begin_write(&self.db).await?;
@@ -120,16 +155,45 @@ impl Store {
         .insert(&txn)
         .await?;
 
-        let mut changes: Vec<(String, Tier)> = Vec::new();
+        let mut changes: Vec<Announced> = Vec::new();
         let mut change_rows = Vec::new();
-        let mut kept: Vec<TierState> = Vec::with_capacity(grades.len());
+        let mut stage_rows = Vec::new();
+        let mut kept: Vec<Standing> = Vec::with_capacity(grades.len());
         for g in grades {
-            let before = current.get(&g.customer_id).copied().unwrap_or_default();
+            let standing = current.get(&g.customer_id).copied().unwrap_or_default();
+            let before = standing.tier;
             let after = next_tier(before, g.tier, DEFAULT_CONFIRM_DOWNGRADE_RUNS);
-            kept.push(after);
+            let in_stage = standing
+                .stage
+                .map(|(s, since)| (s, (as_of - since).max(0) as f64 / 86_400_000.0));
+            let stage = stage_rules.grade(&g.facts, in_stage);
+            let old_stage = standing.stage.map(|(s, _)| s);
+            let stage_changed = old_stage != Some(stage);
+            let since = match standing.stage {
+                Some((_, since)) if !stage_changed => since,
+                _ => as_of,
+            };
+            kept.push(Standing {
+                tier: after,
+                stage: Some((stage, since)),
+            });
+            if stage_changed {
+                stage_rows.push(stage_change::ActiveModel {
+                    id: NotSet,
+                    tenant_id: Set(tenant.to_owned()),
+                    customer_id: Set(g.customer_id.clone()),
+                    old_stage: Set(old_stage.map(|s| s.name().to_owned())),
+                    new_stage: Set(stage.name().to_owned()),
+                    run_id: Set(run.id),
+                    at: Set(now),
+                });
+            }
             let Some(tier) = after.tier else { continue };
-            if before.tier != Some(tier) {
-                changes.push((g.customer_id.clone(), tier));
+            let tier_changed = before.tier != Some(tier);
+            if tier_changed || stage_changed {
+                changes.push((g.customer_id.clone(), tier, stage_changed.then_some(stage)));
+            }
+            if tier_changed {
                 let reason = if before.tier.is_some_and(|b| tier < b) {
                     format!(
                         "{reason}; downgrade confirmed over {DEFAULT_CONFIRM_DOWNGRADE_RUNS} runs"
@@ -149,11 +213,10 @@ impl Store {
                 });
             }
         }
-        for (chunk, states) in grades.chunks(CHUNK).zip(kept.chunks(CHUNK)) {
-            let rows = chunk
-                .iter()
-                .zip(states)
-                .map(|(g, state)| customer::ActiveModel {
+        for (chunk, standings) in grades.chunks(CHUNK).zip(kept.chunks(CHUNK)) {
+            let rows = chunk.iter().zip(standings).map(|(g, standing)| {
+                let state = standing.tier;
+                customer::ActiveModel {
                     tenant_id: Set(tenant.to_owned()),
                     customer_id: Set(g.customer_id.clone()),
                     tier: Set(state.tier.unwrap_or(g.tier).name().to_owned()),
@@ -166,7 +229,10 @@ impl Store {
                     pending_runs: Set(state
                         .pending
                         .map_or(0, |(_, n)| i32::try_from(n).unwrap_or(0))),
-                });
+                    stage: Set(standing.stage.map(|(s, _)| s.name().to_owned())),
+                    stage_since: Set(standing.stage.map(|(_, since)| since)),
+                }
+            });
             customer::Entity::insert_many(rows)
                 .on_conflict(
                     OnConflict::columns([customer::Column::TenantId, customer::Column::CustomerId])
@@ -179,6 +245,8 @@ impl Store {
                             customer::Column::RfmSegment,
                             customer::Column::PendingTier,
                             customer::Column::PendingRuns,
+                            customer::Column::Stage,
+                            customer::Column::StageSince,
                         ])
                         .to_owned(),
                 )
@@ -187,6 +255,11 @@ impl Store {
         }
         for chunk in change_rows.chunks(CHUNK) {
             tier_change::Entity::insert_many(chunk.to_vec())
+                .exec_without_returning(&txn)
+                .await?;
+        }
+        for chunk in stage_rows.chunks(CHUNK) {
+            stage_change::Entity::insert_many(chunk.to_vec())
                 .exec_without_returning(&txn)
                 .await?;
         }
@@ -201,18 +274,27 @@ impl Store {
                 )
                 .await?;
         }
+        let tier_changes = change_rows.len() as u64;
         let mut run: run::ActiveModel = run.into();
-        run.tier_changes = Set(changes.len() as i64);
+        run.tier_changes = Set(tier_changes as i64);
         run.update(&txn).await?;
         txn.commit().await?;
         let mut tiers: HashMap<Tier, u64> = HashMap::new();
-        for t in kept.iter().filter_map(|s| s.tier) {
-            *tiers.entry(t).or_default() += 1;
+        let mut stages: HashMap<Stage, u64> = HashMap::new();
+        for standing in &kept {
+            if let Some(t) = standing.tier.tier {
+                *tiers.entry(t).or_default() += 1;
+            }
+            if let Some((s, _)) = standing.stage {
+                *stages.entry(s).or_default() += 1;
+            }
         }
         Ok(RunSummary {
             customers: grades.len() as u64,
-            tier_changes: changes.len() as u64,
+            tier_changes,
             tiers,
+            stage_changes: stage_rows.len() as u64,
+            stages,
         })
     }
 
