@@ -294,7 +294,10 @@ pub async fn run(c: &Clients) -> Vec<scoring::HealthScore> {
         ("new", "dormant"),
         "{segments:?}"
     );
-    assert_eq!(run.stage_changes, 3, "every first grading is a change: {run:?}");
+    assert_eq!(
+        run.stage_changes, 3,
+        "every first grading is a change: {run:?}"
+    );
     assert_eq!(again.stage_changes, 0);
     // Scoring hears of the stages too, for per-stage scorecards.
     eventually("bob's stage in GetHealth", SETTLE, || async {

@@ -119,7 +119,7 @@ enum ClientCommand {
     },
     /// Re-score every customer now, with progress.
     Rescore,
-    /// Re-grade every customer now (RFM and value tiers).
+    /// Re-grade every customer now: RFM segments, value tiers and lifecycle stages.
     Segment,
     /// Fit the customer-base models (BG/NBD, Gamma-Gamma) now and re-score everyone.
     Models,
@@ -392,15 +392,29 @@ async fn main() -> anyhow::Result<()> {
                     .collect();
                 println!(
                     "{}",
-                    json!({"customers": run.customers, "tier_changes": run.tier_changes, "tiers": tiers})
+                    json!({
+                        "customers": run.customers, "tier_changes": run.tier_changes, "tiers": tiers,
+                        "stage_changes": run.stage_changes,
+                        "stages": run.stages.iter().map(|s| (s.segment.clone(), json!(s.customers))).collect::<serde_json::Map<_, _>>(),
+                        "rfm_segments": run.rfm_segments.iter().map(|s| (s.segment.clone(), json!(s.customers))).collect::<serde_json::Map<_, _>>(),
+                    })
                 );
             } else {
                 println!(
-                    "graded {} customers, {} changed tier",
-                    run.customers, run.tier_changes
+                    "graded {} customers: {} changed tier, {} changed stage",
+                    run.customers, run.tier_changes, run.stage_changes
                 );
+                println!("tiers");
                 for t in &run.tiers {
-                    println!("  {:<8} {:>8}", tier_name(t.tier), t.customers);
+                    println!("  {:<18} {:>8}", tier_name(t.tier), t.customers);
+                }
+                for (title, counts) in
+                    [("stages", &run.stages), ("RFM segments", &run.rfm_segments)]
+                {
+                    println!("{title}");
+                    for s in counts {
+                        println!("  {:<18} {:>8}", s.segment, s.customers);
+                    }
                 }
             }
         }

@@ -341,7 +341,7 @@ impl Engine {
         let ctx = self.context(tenant).await?;
         let rescored: Vec<Rescored> = touched
             .into_iter()
-            .map(|(customer_id, state)| rescore(customer_id, state, &ctx, now).0)
+            .map(|(customer_id, state)| rescore(customer_id, state, &ctx, now))
             .collect();
         self.persist(tenant, &rescored, Columns::All).await?;
         tracing::info!(tenant, customers = rescored.len(), "rescored");
@@ -423,10 +423,17 @@ impl Engine {
         let now = self.clock.now();
         let mut values = Values::new(ctx);
         let mut pages = self.store.pages(tenant, PAGE);
+        let shared = Arc::new(ctx.clone());
         while let Some(page) = pages.next().await? {
-            for row in &page {
-                values.add(&evaluate(&row.state, ctx, now).values);
-            }
+            let evaluating = shared.clone();
+            let measured = tokio::task::spawn_blocking(move || {
+                page.iter()
+                    .map(|row| evaluate(&row.state, &evaluating, now).values)
+                    .collect::<Vec<_>>()
+            })
+            .await
+            .map_err(|e| ScoringError::Internal(format!("evaluation task: {e}")))?;
+            measured.iter().for_each(|v| values.add(v));
         }
         values.save(self, tenant, now).await
     }
@@ -486,22 +493,30 @@ impl Engine {
         })
     }
 
-    /// Re-scores every customer of the tenant from stored metrics at the clock's time,
-    /// storing and caching only changed scores, and refreshes the tenant's percentile tables
-    /// from the values seen. `progress` hears after every page.
+    /// Rebuilds the tenant's percentile tables, then re-scores every customer from stored
+    /// metrics at the clock's time, storing and caching only changed scores. `progress` hears
+    /// after every page.
     pub async fn rescore_all(
         &self,
         tenant: &str,
         mut progress: impl FnMut(Progress),
     ) -> Result<Progress, ScoringError> {
         let _one_at_a_time = self.rescoring.lock().await;
-        let ctx = self.context(tenant).await?;
+        let mut ctx = self.context(tenant).await?;
+        // Percentiles rank a customer among the tenant as it is now: the tables are rebuilt
+        // first, in a pass that only reads.
+        if !ctx.percentile_keys().is_empty() {
+            let population = self.refresh_population(tenant, &ctx).await?;
+            ctx = Arc::new(TenantContext {
+                population,
+                ..(*ctx).clone()
+            });
+        }
         let now = self.clock.now();
         let mut p = Progress {
             total: self.store.customer_count(tenant).await?,
             ..Progress::default()
         };
-        let mut values = Values::new(&ctx);
         // Three stages overlap: the next page is read while this one is evaluated (on a
         // blocking thread) and the previous one is written.
         let (pages_tx, mut pages_rx) = tokio::sync::mpsc::channel(2);
@@ -527,21 +542,14 @@ impl Engine {
             let page = page?;
             p.done += page.len() as u64;
             let evaluating = ctx.clone();
-            let (changed, measured) = tokio::task::spawn_blocking(move || {
-                let mut changed = Vec::new();
-                let mut measured = Vec::with_capacity(page.len());
-                for row in page {
-                    let (r, v) = rescore(row.customer_id, row.state, &evaluating, now);
-                    measured.push(v);
-                    if r.snapshot.is_some() {
-                        changed.push(r);
-                    }
-                }
-                (changed, measured)
+            let changed = tokio::task::spawn_blocking(move || {
+                page.into_iter()
+                    .map(|row| rescore(row.customer_id, row.state, &evaluating, now))
+                    .filter(|r| r.snapshot.is_some())
+                    .collect::<Vec<_>>()
             })
             .await
             .map_err(|e| ScoringError::Internal(format!("evaluation task: {e}")))?;
-            measured.iter().for_each(|v| values.add(v));
             p.changed += changed.len() as u64;
             if let Some(previous) = writing.take() {
                 previous
@@ -562,7 +570,6 @@ impl Engine {
         reader
             .await
             .map_err(|e| ScoringError::Internal(format!("read task: {e}")))?;
-        values.save(self, tenant, now).await?;
         self.forget_context(tenant).await;
         tracing::info!(
             tenant,
@@ -584,7 +591,7 @@ impl Engine {
         let states = self.store.states(tenant, ids).await?;
         let rescored: Vec<Rescored> = states
             .into_iter()
-            .map(|(id, state)| rescore(id, state, &ctx, now).0)
+            .map(|(id, state)| rescore(id, state, &ctx, now))
             .filter(|r| r.snapshot.is_some())
             .collect();
         self.persist(tenant, &rescored, Columns::Score).await
@@ -791,24 +798,21 @@ impl Engine {
 }
 
 /// Evaluates a customer at `now`; a snapshot (and a notification) only when what it shows
-/// changed since the stored one. Also returns the measures' raw values (for percentile
-/// tables).
+/// changed since the stored one.
 fn rescore(
     customer_id: String,
     mut state: CustomerState,
     ctx: &TenantContext,
     now: DateTime<Utc>,
-) -> (Rescored, Vec<(String, f64)>) {
-    let mut e = evaluate(&state, ctx, now);
-    let values = std::mem::take(&mut e.values);
+) -> Rescored {
+    let e = evaluate(&state, ctx, now);
     if !e.measured() || state.fingerprint == Some(e.fingerprint) {
-        let unchanged = Rescored {
+        return Rescored {
             customer_id,
             state,
             snapshot: None,
             outbox_payload: None,
         };
-        return (unchanged, values);
     }
     let computed_at = now.timestamp_millis();
     let snapshot = snapshot_of(&customer_id, &state, &e, &ctx.version, computed_at);
@@ -824,13 +828,12 @@ fn rescore(
     state.band = Some(e.band);
     state.recent = remember(&state.recent, now.date_naive(), e.score);
     state.overrides = e.overrides;
-    let rescored = Rescored {
+    Rescored {
         customer_id,
         state,
         snapshot: Some(snapshot),
         outbox_payload: Some(change.encode_to_vec()),
-    };
-    (rescored, values)
+    }
 }
 
 /// The storage and cache a whole-tenant walk writes to, owned so writes can run as tasks.
@@ -906,7 +909,8 @@ impl Values {
                 (key, table, n)
             })
             .collect();
-        if !tables.is_empty() {
+        // A tenant without customers yet keeps no tables, so its first customers trigger them.
+        if tables.iter().any(|(_, _, n)| *n > 0) {
             engine
                 .store
                 .save_population(tenant, &tables, now.timestamp_millis())
