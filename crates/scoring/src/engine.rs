@@ -341,7 +341,7 @@ impl Engine {
         let ctx = self.context(tenant).await?;
         let rescored: Vec<Rescored> = touched
             .into_iter()
-            .map(|(customer_id, state)| rescore(customer_id, state, &ctx, now))
+            .map(|(customer_id, state)| rescore(customer_id, state, &ctx, now).0)
             .collect();
         self.persist(tenant, &rescored, Columns::All).await?;
         tracing::info!(tenant, customers = rescored.len(), "rescored");
@@ -390,16 +390,18 @@ impl Engine {
             ),
             None => (self.builtin.cards.clone(), self.builtin.version.clone()),
         };
+        let (population, population_of) = self.store.population(tenant).await?;
         let mut ctx = TenantContext {
             cards,
             version,
-            population: self.store.population(tenant).await?,
+            population,
+            population_of,
             models: self.fitted(tenant).await?,
         };
         // Computed once for a tenant that never had its tables; after that every whole-tenant
         // re-score refreshes them (a measure nobody has a value for has an empty table).
         if ctx.population.is_empty() && !ctx.percentile_keys().is_empty() {
-            ctx.population = self.refresh_population(tenant, &ctx).await?;
+            (ctx.population, ctx.population_of) = self.refresh_population(tenant, &ctx).await?;
         }
         let ctx = Arc::new(ctx);
         self.contexts
@@ -419,9 +421,10 @@ impl Engine {
         &self,
         tenant: &str,
         ctx: &TenantContext,
-    ) -> Result<Population, ScoringError> {
+    ) -> Result<(Population, u64), ScoringError> {
         let now = self.clock.now();
         let mut values = Values::new(ctx);
+        let mut walked = 0u64;
         let mut pages = self.store.pages(tenant, PAGE);
         let shared = Arc::new(ctx.clone());
         while let Some(page) = pages.next().await? {
@@ -433,9 +436,11 @@ impl Engine {
             })
             .await
             .map_err(|e| ScoringError::Internal(format!("evaluation task: {e}")))?;
+            walked += measured.len() as u64;
             measured.iter().for_each(|v| values.add(v));
         }
-        values.save(self, tenant, now).await
+        let tables = values.save(self, tenant, walked, now).await?;
+        Ok((tables, walked))
     }
 
     /// The tenant's fitted models, from their latest converged fits.
@@ -503,20 +508,24 @@ impl Engine {
     ) -> Result<Progress, ScoringError> {
         let _one_at_a_time = self.rescoring.lock().await;
         let mut ctx = self.context(tenant).await?;
-        // Percentiles rank a customer among the tenant as it is now: the tables are rebuilt
-        // first, in a pass that only reads.
-        if !ctx.percentile_keys().is_empty() {
-            let population = self.refresh_population(tenant, &ctx).await?;
-            ctx = Arc::new(TenantContext {
-                population,
-                ..(*ctx).clone()
-            });
-        }
         let now = self.clock.now();
         let mut p = Progress {
             total: self.store.customer_count(tenant).await?,
             ..Progress::default()
         };
+        // Percentiles rank a customer among the tenant. Tables made over fewer than 90 % of
+        // today's customers are rebuilt first, in a pass that only reads; otherwise this walk
+        // ranks by the last tables and refreshes them from the values it sees.
+        let percentiles = !ctx.percentile_keys().is_empty();
+        if percentiles && ctx.population_of * 10 < p.total * 9 {
+            let (population, population_of) = self.refresh_population(tenant, &ctx).await?;
+            ctx = Arc::new(TenantContext {
+                population,
+                population_of,
+                ..(*ctx).clone()
+            });
+        }
+        let mut values = Values::new(&ctx);
         // Three stages overlap: the next page is read while this one is evaluated (on a
         // blocking thread) and the previous one is written.
         let (pages_tx, mut pages_rx) = tokio::sync::mpsc::channel(2);
@@ -542,14 +551,21 @@ impl Engine {
             let page = page?;
             p.done += page.len() as u64;
             let evaluating = ctx.clone();
-            let changed = tokio::task::spawn_blocking(move || {
-                page.into_iter()
-                    .map(|row| rescore(row.customer_id, row.state, &evaluating, now))
-                    .filter(|r| r.snapshot.is_some())
-                    .collect::<Vec<_>>()
+            let (changed, measured) = tokio::task::spawn_blocking(move || {
+                let mut changed = Vec::new();
+                let mut measured = Vec::with_capacity(page.len());
+                for row in page {
+                    let (r, v) = rescore(row.customer_id, row.state, &evaluating, now);
+                    measured.push(v);
+                    if r.snapshot.is_some() {
+                        changed.push(r);
+                    }
+                }
+                (changed, measured)
             })
             .await
             .map_err(|e| ScoringError::Internal(format!("evaluation task: {e}")))?;
+            measured.iter().for_each(|v| values.add(v));
             p.changed += changed.len() as u64;
             if let Some(previous) = writing.take() {
                 previous
@@ -570,6 +586,9 @@ impl Engine {
         reader
             .await
             .map_err(|e| ScoringError::Internal(format!("read task: {e}")))?;
+        if percentiles {
+            values.save(self, tenant, p.done, now).await?;
+        }
         self.forget_context(tenant).await;
         tracing::info!(
             tenant,
@@ -591,7 +610,7 @@ impl Engine {
         let states = self.store.states(tenant, ids).await?;
         let rescored: Vec<Rescored> = states
             .into_iter()
-            .map(|(id, state)| rescore(id, state, &ctx, now))
+            .map(|(id, state)| rescore(id, state, &ctx, now).0)
             .filter(|r| r.snapshot.is_some())
             .collect();
         self.persist(tenant, &rescored, Columns::Score).await
@@ -798,21 +817,24 @@ impl Engine {
 }
 
 /// Evaluates a customer at `now`; a snapshot (and a notification) only when what it shows
-/// changed since the stored one.
+/// changed since the stored one. Also returns the measures' raw values (for percentile
+/// tables).
 fn rescore(
     customer_id: String,
     mut state: CustomerState,
     ctx: &TenantContext,
     now: DateTime<Utc>,
-) -> Rescored {
-    let e = evaluate(&state, ctx, now);
+) -> (Rescored, Vec<(String, f64)>) {
+    let mut e = evaluate(&state, ctx, now);
+    let values = std::mem::take(&mut e.values);
     if !e.measured() || state.fingerprint == Some(e.fingerprint) {
-        return Rescored {
+        let unchanged = Rescored {
             customer_id,
             state,
             snapshot: None,
             outbox_payload: None,
         };
+        return (unchanged, values);
     }
     let computed_at = now.timestamp_millis();
     let snapshot = snapshot_of(&customer_id, &state, &e, &ctx.version, computed_at);
@@ -828,12 +850,13 @@ fn rescore(
     state.band = Some(e.band);
     state.recent = remember(&state.recent, now.date_naive(), e.score);
     state.overrides = e.overrides;
-    Rescored {
+    let rescored = Rescored {
         customer_id,
         state,
         snapshot: Some(snapshot),
         outbox_payload: Some(change.encode_to_vec()),
-    }
+    };
+    (rescored, values)
 }
 
 /// The storage and cache a whole-tenant walk writes to, owned so writes can run as tasks.
@@ -898,19 +921,19 @@ impl Values {
         self,
         engine: &Engine,
         tenant: &str,
+        walked: u64,
         now: DateTime<Utc>,
     ) -> Result<Population, ScoringError> {
         let tables: Vec<(String, PercentileTable, u64)> = self
             .by_key
             .into_iter()
             .map(|(key, values)| {
-                let n = values.len() as u64;
                 let table = PercentileTable::from_values(values).unwrap_or_default();
-                (key, table, n)
+                (key, table, walked)
             })
             .collect();
         // A tenant without customers yet keeps no tables, so its first customers trigger them.
-        if tables.iter().any(|(_, _, n)| *n > 0) {
+        if walked > 0 {
             engine
                 .store
                 .save_population(tenant, &tables, now.timestamp_millis())

@@ -81,6 +81,8 @@ pub struct TenantContext {
     /// The version recorded on every snapshot this context makes.
     pub version: String,
     pub population: Population,
+    /// How many customers the percentile tables were computed over.
+    pub population_of: u64,
     pub models: Option<FittedModels>,
 }
 
@@ -270,6 +272,7 @@ mod tests {
             cards: ScorecardSet::builtin(),
             version: "test".into(),
             population: Population::new(),
+            population_of: 0,
             models: None,
         }
     }

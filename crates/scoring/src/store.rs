@@ -858,21 +858,29 @@ impl Store {
     }
 
     /// The tenant's percentile tables.
-    pub async fn population(&self, tenant: &str) -> Result<Population, StoreError> {
+    /// The tenant's percentile tables, and how many customers they were computed over.
+    pub async fn population(&self, tenant: &str) -> Result<(Population, u64), StoreError> {
         let rows = population::Entity::find()
             .filter(population::Column::TenantId.eq(tenant))
             .all(&self.db)
             .await?;
-        rows.into_iter()
+        let walked = rows
+            .iter()
+            .map(|r| r.customers.max(0) as u64)
+            .max()
+            .unwrap_or(0);
+        let tables = rows
+            .into_iter()
             .map(|r| {
                 let table: PercentileTable =
                     json(&format!("population {}", r.measure), &r.quantiles)?;
                 Ok((r.measure, table))
             })
-            .collect()
+            .collect::<Result<Population, StoreError>>()?;
+        Ok((tables, walked))
     }
 
-    /// Replaces the tenant's percentile tables.
+    /// Replaces the tenant's percentile tables, each with the customers walked to make it.
     pub async fn save_population(
         &self,
         tenant: &str,
