@@ -41,9 +41,22 @@ fn as_json(h: &scoring::HealthScore) -> serde_json::Value {
     })
 }
 
-fn print_json(scores: &[scoring::HealthScore]) -> anyhow::Result<()> {
-    let out: Vec<_> = scores.iter().map(as_json).collect();
-    println!("{}", serde_json::to_string_pretty(&out)?);
+/// Prints scores as JSON, or as a table with `detail` under each row.
+fn print(
+    scores: &[scoring::HealthScore],
+    json: bool,
+    detail: impl Fn(&scoring::HealthScore),
+) -> anyhow::Result<()> {
+    if json {
+        let out: Vec<_> = scores.iter().map(as_json).collect();
+        println!("{}", serde_json::to_string_pretty(&out)?);
+        return Ok(());
+    }
+    header();
+    for h in scores {
+        row(h);
+        detail(h);
+    }
     Ok(())
 }
 
@@ -135,13 +148,9 @@ pub async fn show(
         .await?
         .into_inner()
         .scores;
+    print(&scores, json, |h| measures(h, explain))?;
     if json {
-        return print_json(&scores);
-    }
-    header();
-    for h in &scores {
-        row(h);
-        measures(h, explain);
+        return Ok(());
     }
     for missing in customers
         .iter()
@@ -184,20 +193,14 @@ pub async fn top_risk(
         .await?
         .into_inner()
         .scores;
-    if json {
-        return print_json(&scores);
-    }
-    header();
-    for h in &scores {
-        row(h);
+    print(&scores, json, |h| {
         if let Some(worst) = ranked(h).first() {
             println!(
                 "    costs most: {} (-{:.1} points)",
                 worst.measure, worst.shortfall
             );
         }
-    }
-    Ok(())
+    })
 }
 
 /// `rapport scorecard`: print the scorecard in use, or put a new one in use.
