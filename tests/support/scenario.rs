@@ -299,6 +299,16 @@ pub async fn run(c: &Clients) -> Vec<scoring::HealthScore> {
         "every first grading is a change: {run:?}"
     );
     assert_eq!(again.stage_changes, 0);
+    let spread = c
+        .segmentation
+        .clone()
+        .get_distribution(req(segmentation::GetDistributionRequest {}))
+        .await
+        .expect("distribution")
+        .into_inner();
+    assert_eq!(spread.customers, 3);
+    assert_eq!(spread.tiers, run.tiers, "the stored spread is the run's");
+    assert_eq!(spread.stages.iter().map(|s| s.customers).sum::<u64>(), 3);
     // Scoring hears of the stages too, for per-stage scorecards.
     eventually("bob's stage in GetHealth", SETTLE, || async {
         health(c, "bob").await.filter(|h| h.stage == "dormant")

@@ -119,6 +119,8 @@ enum ClientCommand {
     },
     /// Re-score every customer now, with progress.
     Rescore,
+    /// How customers are spread over tiers, lifecycle stages and RFM segments now.
+    Tiers,
     /// Re-grade every customer now: RFM segments, value tiers and lifecycle stages.
     Segment,
     /// Fit the customer-base models (BG/NBD, Gamma-Gamma) now and re-score everyone.
@@ -368,7 +370,7 @@ async fn main() -> anyhow::Result<()> {
                 println!("re-scored {} customers", fit.customers_rescored);
             }
         }
-        ClientCommand::Segment => {
+        ClientCommand::Segment | ClientCommand::Tiers => {
             let addr = target.addr(
                 &target.cli.segmentation,
                 |l| &l.segmentation,
@@ -378,39 +380,62 @@ async fn main() -> anyhow::Result<()> {
                 segmentation::segmentation_service_client::SegmentationServiceClient::new(
                     target.channel(&addr)?,
                 );
-            let run = client
-                .run_segmentation(
-                    target.request(segmentation::RunSegmentationRequest { as_of: None })?,
+            let (headline, changes, tiers, stages, rfm) = if matches!(command, ClientCommand::Tiers)
+            {
+                let d = client
+                    .get_distribution(target.request(segmentation::GetDistributionRequest {})?)
+                    .await?
+                    .into_inner();
+                (
+                    format!("{} customers", d.customers),
+                    None,
+                    d.tiers,
+                    d.stages,
+                    d.rfm_segments,
                 )
-                .await?
-                .into_inner();
+            } else {
+                let run = client
+                    .run_segmentation(
+                        target.request(segmentation::RunSegmentationRequest { as_of: None })?,
+                    )
+                    .await?
+                    .into_inner();
+                (
+                    format!(
+                        "graded {} customers: {} changed tier, {} changed stage",
+                        run.customers, run.tier_changes, run.stage_changes
+                    ),
+                    Some((run.tier_changes, run.stage_changes)),
+                    run.tiers,
+                    run.stages,
+                    run.rfm_segments,
+                )
+            };
             if json {
-                let tiers: serde_json::Map<_, _> = run
-                    .tiers
+                let named = |counts: &[segmentation::SegmentCount]| {
+                    counts
+                        .iter()
+                        .map(|s| (s.segment.clone(), json!(s.customers)))
+                        .collect::<serde_json::Map<_, _>>()
+                };
+                let tiers: serde_json::Map<_, _> = tiers
                     .iter()
                     .map(|t| (tier_name(t.tier).to_owned(), json!(t.customers)))
                     .collect();
-                println!(
-                    "{}",
-                    json!({
-                        "customers": run.customers, "tier_changes": run.tier_changes, "tiers": tiers,
-                        "stage_changes": run.stage_changes,
-                        "stages": run.stages.iter().map(|s| (s.segment.clone(), json!(s.customers))).collect::<serde_json::Map<_, _>>(),
-                        "rfm_segments": run.rfm_segments.iter().map(|s| (s.segment.clone(), json!(s.customers))).collect::<serde_json::Map<_, _>>(),
-                    })
-                );
+                let mut out =
+                    json!({"tiers": tiers, "stages": named(&stages), "rfm_segments": named(&rfm)});
+                if let Some((tier_changes, stage_changes)) = changes {
+                    out["tier_changes"] = json!(tier_changes);
+                    out["stage_changes"] = json!(stage_changes);
+                }
+                println!("{out}");
             } else {
-                println!(
-                    "graded {} customers: {} changed tier, {} changed stage",
-                    run.customers, run.tier_changes, run.stage_changes
-                );
+                println!("{headline}");
                 println!("tiers");
-                for t in &run.tiers {
+                for t in &tiers {
                     println!("  {:<18} {:>8}", tier_name(t.tier), t.customers);
                 }
-                for (title, counts) in
-                    [("stages", &run.stages), ("RFM segments", &run.rfm_segments)]
-                {
+                for (title, counts) in [("stages", &stages), ("RFM segments", &rfm)] {
                     println!("{title}");
                     for s in counts {
                         println!("  {:<18} {:>8}", s.segment, s.customers);

@@ -1,7 +1,7 @@
 //! The gRPC adapter of segmentation, and the run itself: pull features from scoring, grade,
 //! store, announce.
 
-use crate::store::{Announced, Grade, Run, Store, StoreError};
+use crate::store::{Announced, Grade, GradeColumn, Run, Store, StoreError};
 use prost::Message;
 use rapport_domain::lifecycle::{StageFacts, StageRules};
 use rapport_domain::rfm::{RfmInput, RfmSegment, score as rfm_score};
@@ -32,6 +32,22 @@ impl From<StoreError> for Status {
             }
         }
     }
+}
+
+/// Named counts, largest first (then by name).
+fn largest_first<'a>(counts: impl Iterator<Item = (&'a str, u64)>) -> Vec<pb::SegmentCount> {
+    let mut out: Vec<pb::SegmentCount> = counts
+        .map(|(name, customers)| pb::SegmentCount {
+            segment: name.to_owned(),
+            customers,
+        })
+        .collect();
+    out.sort_by(|a, b| {
+        b.customers
+            .cmp(&a.customers)
+            .then(a.segment.cmp(&b.segment))
+    });
+    out
 }
 
 /// The segmentation gRPC service.
@@ -180,31 +196,8 @@ impl pb::segmentation_service_server::SegmentationService for SegmentationApi {
         for g in &grades {
             *segments.entry(RfmSegment::of(g.rfm)).or_default() += 1;
         }
-        let mut rfm_segments: Vec<pb::SegmentCount> = segments
-            .into_iter()
-            .map(|(s, n)| pb::SegmentCount {
-                segment: s.name().to_owned(),
-                customers: n,
-            })
-            .collect();
-        rfm_segments.sort_by(|a, b| {
-            b.customers
-                .cmp(&a.customers)
-                .then(a.segment.cmp(&b.segment))
-        });
-        let mut stages: Vec<pb::SegmentCount> = summary
-            .stages
-            .iter()
-            .map(|(s, n)| pb::SegmentCount {
-                segment: s.name().to_owned(),
-                customers: *n,
-            })
-            .collect();
-        stages.sort_by(|a, b| {
-            b.customers
-                .cmp(&a.customers)
-                .then(a.segment.cmp(&b.segment))
-        });
+        let rfm_segments = largest_first(segments.into_iter().map(|(s, n)| (s.name(), n)));
+        let stages = largest_first(summary.stages.iter().map(|(s, n)| (s.name(), *n)));
         let tiers = Tier::DESCENDING
             .iter()
             .map(|t| pb::TierCount {
@@ -251,5 +244,38 @@ impl pb::segmentation_service_server::SegmentationService for SegmentationApi {
             })
             .collect();
         Ok(Response::new(pb::GetSegmentsResponse { segments }))
+    }
+
+    async fn get_distribution(
+        &self,
+        req: Request<pb::GetDistributionRequest>,
+    ) -> Result<Response<pb::Distribution>, Status> {
+        let tenant = Principal::of(&req)?.require(&[Role::Read])?.to_owned();
+        let counts = |rows: Vec<(String, u64)>| {
+            largest_first(rows.iter().map(|(name, n)| (name.as_str(), *n)))
+        };
+        let by_tier: HashMap<String, u64> = self
+            .store
+            .count_by(&tenant, GradeColumn::Tier)
+            .await?
+            .into_iter()
+            .collect();
+        let tiers = Tier::DESCENDING
+            .iter()
+            .map(|t| pb::TierCount {
+                tier: convert::tier(Some(*t)).into(),
+                customers: by_tier.get(t.name()).copied().unwrap_or(0),
+            })
+            .collect();
+        Ok(Response::new(pb::Distribution {
+            customers: by_tier.values().sum(),
+            tiers,
+            stages: counts(self.store.count_by(&tenant, GradeColumn::Stage).await?),
+            rfm_segments: counts(
+                self.store
+                    .count_by(&tenant, GradeColumn::RfmSegment)
+                    .await?,
+            ),
+        }))
     }
 }

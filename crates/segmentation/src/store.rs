@@ -76,6 +76,9 @@ struct Standing {
 /// A customer's stored grade.
 pub type StoredGrade = customer::Model;
 
+/// The columns customers can be counted by.
+pub use crate::entity::customer::Column as GradeColumn;
+
 /// Segmentation's tables.
 #[derive(Clone)]
 pub struct Store {
@@ -296,6 +299,27 @@ impl Store {
             stage_changes: stage_rows.len() as u64,
             stages,
         })
+    }
+
+    /// How many customers have each value of `column` (absent values left out).
+    pub async fn count_by(
+        &self,
+        tenant: &str,
+        column: customer::Column,
+    ) -> Result<Vec<(String, u64)>, StoreError> {
+        let rows: Vec<(Option<String>, i64)> = customer::Entity::find()
+            .select_only()
+            .column(column)
+            .column_as(customer::Column::CustomerId.count(), "n")
+            .filter(customer::Column::TenantId.eq(tenant))
+            .group_by(column)
+            .into_tuple()
+            .all(&self.db)
+            .await?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(value, n)| value.map(|v| (v, n.max(0) as u64)))
+            .collect())
     }
 
     /// The stored grades of some customers.
