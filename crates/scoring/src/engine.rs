@@ -17,7 +17,9 @@ use rapport_domain::models::gamma_gamma::{GammaGamma, Spend};
 use rapport_domain::models::outlook::{FittedModels, twelve_months_in_days};
 use rapport_domain::models::summary::summarise_days;
 use rapport_domain::models::{Customer, check_population};
-use rapport_domain::scorecard::{Band, PercentileTable, Population, ScorecardError, ScorecardSet};
+use rapport_domain::scorecard::{
+    Band, HealthScore, PercentileTable, Population, ScorecardError, ScorecardSet,
+};
 use rapport_domain::tier::Tier;
 use rapport_proto::alerting::v1::ScoreChange;
 use rapport_proto::convert;
@@ -376,7 +378,8 @@ impl Engine {
     }
 
     /// The tenant's scorecard, percentile tables and models, loaded at most every
-    /// [`CONTEXT_TTL`]; percentile tables missing for a measure are computed at once.
+    /// [`CONTEXT_TTL`]. Percentile tables are made only by whole-tenant re-scores, never on
+    /// this path: until the first one, percentile measures are left out.
     pub async fn context(&self, tenant: &str) -> Result<Arc<TenantContext>, ScoringError> {
         if let Some((loaded, ctx)) = self.contexts.read().await.get(tenant)
             && loaded.elapsed() < CONTEXT_TTL
@@ -391,18 +394,13 @@ impl Engine {
             None => (self.builtin.cards.clone(), self.builtin.version.clone()),
         };
         let (population, population_of) = self.store.population(tenant).await?;
-        let mut ctx = TenantContext {
+        let ctx = TenantContext {
             cards,
             version,
             population,
             population_of,
             models: self.fitted(tenant).await?,
         };
-        // Computed once for a tenant that never had its tables; after that every whole-tenant
-        // re-score refreshes them (a measure nobody has a value for has an empty table).
-        if ctx.population.is_empty() && !ctx.percentile_keys().is_empty() {
-            (ctx.population, ctx.population_of) = self.refresh_population(tenant, &ctx).await?;
-        }
         let ctx = Arc::new(ctx);
         self.contexts
             .write()
@@ -431,7 +429,7 @@ impl Engine {
             let evaluating = shared.clone();
             let measured = tokio::task::spawn_blocking(move || {
                 page.iter()
-                    .map(|row| evaluate(&row.state, &evaluating, now).values)
+                    .map(|row| evaluate(&row.state, &evaluating, now).computed)
                     .collect::<Vec<_>>()
             })
             .await
@@ -640,16 +638,6 @@ impl Engine {
             .events)
     }
 
-    async fn cache_put(&self, tenant: &str, h: &pb::HealthScore) {
-        if let Err(error) = self
-            .cache
-            .set(&cache_key(tenant, &h.customer_id), h.encode_to_vec())
-            .await
-        {
-            tracing::warn!(%error, "cache write failed; reads fall back to the database");
-        }
-    }
-
     /// The current health of customers: from the cache in one round trip, then the
     /// database for misses (refilling the cache); unknown customers are left out.
     pub async fn health(
@@ -725,15 +713,10 @@ impl Engine {
     ) -> Result<(), ScoringError> {
         let now = self.clock.now().timestamp_millis();
         self.store.apply_tiers(tenant, &tiers, now).await?;
+        // The tier and stage are part of what a snapshot shows, so every customer here gets a
+        // new snapshot, written through to the cache.
         let ids: Vec<String> = tiers.into_iter().map(|(id, _, _)| id).collect();
-        self.rescore_customers(tenant, &ids).await?;
-        // Customers whose score did not change still show their new tier at once.
-        for id in &ids {
-            if let Some(snapshot) = self.store.latest(tenant, id).await? {
-                self.cache_put(tenant, &health(&snapshot)).await;
-            }
-        }
-        Ok(())
+        self.rescore_customers(tenant, &ids).await
     }
 
     /// The tenant's scorecard in use.
@@ -817,16 +800,15 @@ impl Engine {
 }
 
 /// Evaluates a customer at `now`; a snapshot (and a notification) only when what it shows
-/// changed since the stored one. Also returns the measures' raw values (for percentile
-/// tables).
+/// changed since the stored one. Also returns the scorecard's result (its raw values feed
+/// the percentile tables).
 fn rescore(
     customer_id: String,
     mut state: CustomerState,
     ctx: &TenantContext,
     now: DateTime<Utc>,
-) -> (Rescored, Vec<(String, f64)>) {
-    let mut e = evaluate(&state, ctx, now);
-    let values = std::mem::take(&mut e.values);
+) -> (Rescored, HealthScore) {
+    let e = evaluate(&state, ctx, now);
     if !e.measured() || state.fingerprint == Some(e.fingerprint) {
         let unchanged = Rescored {
             customer_id,
@@ -834,7 +816,7 @@ fn rescore(
             snapshot: None,
             outbox_payload: None,
         };
-        return (unchanged, values);
+        return (unchanged, e.computed);
     }
     let computed_at = now.timestamp_millis();
     let snapshot = snapshot_of(&customer_id, &state, &e, &ctx.version, computed_at);
@@ -856,7 +838,7 @@ fn rescore(
         snapshot: Some(snapshot),
         outbox_payload: Some(change.encode_to_vec()),
     };
-    (rescored, values)
+    (rescored, e.computed)
 }
 
 /// The storage and cache a whole-tenant walk writes to, owned so writes can run as tasks.
@@ -908,10 +890,10 @@ impl Values {
         }
     }
 
-    fn add(&mut self, measured: &[(String, f64)]) {
-        for (key, v) in measured {
-            if let Some(values) = self.by_key.get_mut(key) {
-                values.push(*v);
+    fn add(&mut self, scored: &HealthScore) {
+        for m in &scored.measures {
+            if let (Some(values), Some(v)) = (self.by_key.get_mut(&m.key), m.value) {
+                values.push(v);
             }
         }
     }

@@ -118,8 +118,6 @@ pub struct Evaluation {
     /// When the customer churned; the score is then evaluated as of that time.
     pub churned_at: Option<DateTime<Utc>>,
     pub fingerprint: i64,
-    /// Each measure's raw value by key (for the tenant's percentile tables).
-    pub values: Vec<(String, f64)>,
 }
 
 impl Evaluation {
@@ -160,7 +158,6 @@ pub fn evaluate(state: &CustomerState, ctx: &TenantContext, now: DateTime<Utc>) 
         clv: outlook.map(|o| o.clv),
         sentiment: of(OverrideTarget::Sentiment),
     };
-    let mut values = Vec::new();
     let computed = card.score(
         |m| {
             state
@@ -169,11 +166,6 @@ pub fn evaluate(state: &CustomerState, ctx: &TenantContext, now: DateTime<Utc>) 
         },
         &ctx.population,
     );
-    for m in &computed.measures {
-        if let Some(v) = m.value {
-            values.push((m.key.clone(), v));
-        }
-    }
     let (score, band) = match of(OverrideTarget::Score) {
         Some(v) => (v, card.bands.of(v)),
         None => (computed.score, computed.band),
@@ -190,7 +182,6 @@ pub fn evaluate(state: &CustomerState, ctx: &TenantContext, now: DateTime<Utc>) 
         trend_30d: trend(30),
         churned_at: churned,
         fingerprint: 0,
-        values,
     };
     e.fingerprint = fingerprint(&e, state, &ctx.version);
     e

@@ -292,26 +292,14 @@ fn snapshot_of(row: snapshot::Model, tier: Option<Tier>) -> Result<Snapshot, Sto
     })
 }
 
-/// Which columns of an existing customer a save writes.
+/// Which columns of an existing customer a save writes. Tier, stage and overrides are never
+/// among them: their own writers (ApplyTiers, SetOverride) own them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Columns {
     /// Metrics, event cursor and score: after folding new events.
     All,
     /// Only the score and what derives from it: a re-score from stored metrics.
     Score,
-}
-
-impl Columns {
-    /// The columns updated on an existing row. Tier, stage and overrides are never among
-    /// them: their own writers (ApplyTiers, SetOverride) own them.
-    fn updated(self) -> Vec<customer::Column> {
-        use customer::Column::*;
-        let score = [Score, Band, UpdatedAt, Fingerprint, Recent];
-        match self {
-            Columns::All => [Metrics, LastEventSeq].into_iter().chain(score).collect(),
-            Columns::Score => score.to_vec(),
-        }
-    }
 }
 
 /// A customer with an override, set or cleared.
@@ -393,7 +381,15 @@ impl Store {
                                 customer::Column::TenantId,
                                 customer::Column::CustomerId,
                             ])
-                            .update_columns(columns.updated())
+                            .update_columns([
+                                customer::Column::Metrics,
+                                customer::Column::LastEventSeq,
+                                customer::Column::Score,
+                                customer::Column::Band,
+                                customer::Column::UpdatedAt,
+                                customer::Column::Fingerprint,
+                                customer::Column::Recent,
+                            ])
                             .to_owned(),
                         )
                         .exec_without_returning(&txn)
@@ -857,7 +853,6 @@ impl Store {
         Ok(())
     }
 
-    /// The tenant's percentile tables.
     /// The tenant's percentile tables, and how many customers they were computed over.
     pub async fn population(&self, tenant: &str) -> Result<(Population, u64), StoreError> {
         let rows = population::Entity::find()
@@ -906,11 +901,6 @@ impl Store {
         txn.commit().await?;
         Ok(())
     }
-
-    /// The database connection (for health checks and tests).
-    pub fn connection(&self) -> &impl ConnectionTrait {
-        &self.db
-    }
 }
 
 /// Updates the score columns of existing customers in one statement: only those columns
@@ -925,75 +915,38 @@ async fn update_scores<C: ConnectionTrait>(
         return Ok(());
     }
     let backend = conn.get_database_backend();
+    // Numbered placeholders in both dialects, so the values keep one order.
+    let mark = |n: usize| match backend {
+        DbBackend::Postgres => format!("${n}"),
+        _ => format!("?{n}"),
+    };
     let mut values: Vec<Value> = vec![tenant.into()];
     let mut tuples = Vec::with_capacity(rows.len());
     let now = rapport_storage::now_millis();
     for r in rows {
         let id = r.customer_id.as_str();
         let s = &r.state;
-        let snapshot = r.snapshot.as_ref();
         let row: [Value; 6] = [
             id.into(),
-            snapshot.map(|x| x.score).or(s.score).into(),
-            snapshot
-                .map(|x| x.band)
-                .or(s.band)
-                .map(|b| b.name().to_owned())
-                .into(),
+            s.score.into(),
+            s.band.map(|b| b.name().to_owned()).into(),
             s.fingerprint.into(),
             Some(to_json(id, &s.recent)?).into(),
             now.into(),
         ];
         let first = values.len() + 1;
-        let marks: Vec<String> = (first..first + row.len())
-            .map(|n| match backend {
-                DbBackend::Postgres => format!("${n}"),
-                _ => "?".to_owned(),
-            })
-            .collect();
+        let marks: Vec<String> = (first..first + row.len()).map(mark).collect();
         tuples.push(format!("({})", marks.join(", ")));
         values.extend(row);
     }
-    let tenant_mark = match backend {
-        DbBackend::Postgres => "$1",
-        _ => "?",
-    };
-    // SQLite names the columns of a VALUES list column1, column2, …; PostgreSQL takes names.
-    let (alias, id, score, band, fingerprint, recent, updated_at) = match backend {
-        DbBackend::Postgres => (
-            "v(customer_id, score, band, fingerprint, recent, updated_at)",
-            "customer_id",
-            "score",
-            "band",
-            "fingerprint",
-            "recent",
-            "updated_at",
-        ),
-        _ => (
-            "v", "column1", "column2", "column3", "column4", "column5", "column6",
-        ),
-    };
-    // The tenant placeholder comes last in SQLite's text but first in its values.
-    let sql = match backend {
-        DbBackend::Postgres => format!(
-            "UPDATE scoring_customers AS c SET score = v.{score}, band = v.{band}, \
-             fingerprint = v.{fingerprint}, recent = v.{recent}, updated_at = v.{updated_at} \
-             FROM (VALUES {}) AS {alias} \
-             WHERE c.tenant_id = {tenant_mark} AND c.customer_id = v.{id}",
-            tuples.join(", ")
-        ),
-        _ => {
-            let tenant = values.remove(0);
-            values.push(tenant);
-            format!(
-                "UPDATE scoring_customers AS c SET score = v.{score}, band = v.{band}, \
-                 fingerprint = v.{fingerprint}, recent = v.{recent}, updated_at = v.{updated_at} \
-                 FROM (VALUES {}) AS {alias} \
-                 WHERE c.customer_id = v.{id} AND c.tenant_id = {tenant_mark}",
-                tuples.join(", ")
-            )
-        }
-    };
+    let sql = format!(
+        "WITH v(customer_id, score, band, fingerprint, recent, updated_at) AS (VALUES {}) \
+         UPDATE scoring_customers AS c SET score = v.score, band = v.band, \
+         fingerprint = v.fingerprint, recent = v.recent, updated_at = v.updated_at \
+         FROM v WHERE c.tenant_id = {} AND c.customer_id = v.customer_id",
+        tuples.join(", "),
+        mark(1)
+    );
     conn.execute_raw(Statement::from_sql_and_values(backend, sql, values))
         .await?;
     Ok(())
@@ -1008,13 +961,8 @@ fn customer_row(tenant: &str, r: &Rescored) -> Result<customer::ActiveModel, Sto
         metrics: Set(to_json(id, &s.metrics)?),
         last_event_seq: Set(s.last_event_seq),
         tier: Set(s.tier.map(|t| t.name().to_owned())),
-        score: Set(r.snapshot.as_ref().map(|s| s.score).or(s.score)),
-        band: Set(r
-            .snapshot
-            .as_ref()
-            .map(|s| s.band)
-            .or(s.band)
-            .map(|b| b.name().to_owned())),
+        score: Set(s.score),
+        band: Set(s.band.map(|b| b.name().to_owned())),
         updated_at: Set(rapport_storage::now_millis()),
         stage: Set(s.stage.map(|st| st.name().to_owned())),
         stage_since: Set(s.stage_since),
