@@ -158,7 +158,26 @@ async fn scores_explain_themselves_and_scorecards_are_versioned() {
         .expect("list red")
         .into_inner()
         .scores;
-    assert!(red.iter().all(|h| h.band == HealthBand::Red as i32));
+    assert!(!red.is_empty() && red.iter().all(|h| h.band == HealthBand::Red as i32));
+    // Segmentation's view of dana: a detractor now.
+    let features = scoring
+        .list_customer_features(req(scoring::ListCustomerFeaturesRequest {
+            after_customer_id: String::new(),
+            page_size: 10,
+            observation_end: None,
+        }))
+        .await
+        .expect("features")
+        .into_inner()
+        .customers;
+    let dana = features
+        .iter()
+        .find(|f| f.customer_id == "dana")
+        .expect("dana");
+    assert_eq!(
+        (dana.nps_category.as_str(), dana.purchase_days),
+        ("detractor", 2)
+    );
 
     // A bad scorecard is refused with the setting and the reason; the old one stays.
     let builtin = scoring

@@ -1,7 +1,9 @@
 //! The health commands: `health`, `top-risk`, `scorecard` and `rescore`.
 
 use crate::{Target, band_name, tier_name, when};
-use rapport_proto::common::v1::{HealthBand, Tier};
+use rapport_domain::scorecard::Band;
+use rapport_proto::common::v1::HealthBand;
+use rapport_proto::convert;
 use rapport_proto::scoring::v1 as scoring;
 use scoring::scoring_service_client::ScoringServiceClient;
 use serde_json::json;
@@ -170,20 +172,11 @@ pub async fn top_risk(
     band: Option<&str>,
     json: bool,
 ) -> anyhow::Result<()> {
-    let tier = match tier {
-        Some("vip") => Tier::Vip,
-        Some("gold") => Tier::Gold,
-        Some("silver") => Tier::Silver,
-        Some("bronze") => Tier::Bronze,
-        Some("regular") => Tier::Regular,
-        _ => Tier::Unspecified,
-    };
-    let band = match band {
-        Some("red") => HealthBand::Red,
-        Some("yellow") => HealthBand::Yellow,
-        Some("green") => HealthBand::Green,
-        _ => HealthBand::Unspecified,
-    };
+    // clap admits only known names, so an unknown one cannot reach here.
+    let tier = convert::tier(tier.and_then(rapport_domain::tier::Tier::from_name));
+    let band = band
+        .and_then(Band::from_name)
+        .map_or(HealthBand::Unspecified, convert::band);
     let scores = client
         .list_health(target.request(scoring::ListHealthRequest {
             limit,

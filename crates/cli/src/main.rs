@@ -202,12 +202,7 @@ fn tier_name(t: i32) -> &'static str {
 
 /// The name of a band, `-` when unspecified.
 fn band_name(b: i32) -> &'static str {
-    match rapport_proto::common::v1::HealthBand::try_from(b) {
-        Ok(rapport_proto::common::v1::HealthBand::Red) => "red",
-        Ok(rapport_proto::common::v1::HealthBand::Yellow) => "yellow",
-        Ok(rapport_proto::common::v1::HealthBand::Green) => "green",
-        _ => "-",
-    }
+    rapport_proto::convert::domain_band(b).map_or("-", |b| b.name())
 }
 
 #[tokio::main]

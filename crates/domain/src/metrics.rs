@@ -304,6 +304,18 @@ impl CustomerMetrics {
         }
     }
 
+    /// The customer's purchases up to and including `day`, as RFM and lifecycle rules read them.
+    pub fn purchases_until(&self, day: NaiveDate) -> PurchaseFacts {
+        let bought = self.purchase_days.range(..=day);
+        let days_to = |d: &NaiveDate| (day - *d).num_days() as f64;
+        PurchaseFacts {
+            days_since_first: bought.clone().next().map(|(d, _)| days_to(d)),
+            days_since_last: bought.clone().next_back().map(|(d, _)| days_to(d)),
+            purchase_days: bought.clone().count() as u64,
+            spend: bought.map(|(_, v)| v).sum(),
+        }
+    }
+
     /// Order value net of refunds, never below zero.
     pub fn net_monetary(&self) -> f64 {
         (self.monetary_total - self.refunds_total).max(0.0)
@@ -533,6 +545,17 @@ fn median(mut values: Vec<f64>) -> Option<f64> {
     })
 }
 
+/// A customer's purchases up to a day.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct PurchaseFacts {
+    /// Whole days from the first and the last purchase day to the day; `None` before any.
+    pub days_since_first: Option<f64>,
+    pub days_since_last: Option<f64>,
+    /// Distinct purchase days, and their order value.
+    pub purchase_days: u64,
+    pub spend: f64,
+}
+
 /// Indicators that do not come from the customer's own events: the tenant's fitted models
 /// and a customer-success manager's sentiment.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -594,10 +617,6 @@ macro_rules! indicators {
                 match self { $(Indicator::$variant => $windowed,)* }
             }
 
-            /// What the indicator measures, in one line.
-            pub fn describe(self) -> &'static str {
-                match self { $(Indicator::$variant => $doc,)* }
-            }
         }
     };
 }
@@ -851,6 +870,28 @@ mod tests {
         assert_eq!((v(DaysPastDue), v(LatePayments)), (Some(4.0), Some(2.0)));
         assert_eq!(past_due_bucket(4.0), "1-30");
         assert_eq!(m.churned_at(), None);
+    }
+
+    #[test]
+    fn purchases_until_a_day() {
+        let mut m = CustomerMetrics::default();
+        for e in [order(2, 5.0), order(5, 10.0), order(5, 1.0), order(8, 3.0)] {
+            m.apply(&e);
+        }
+        let facts = m.purchases_until(at(6).date_naive());
+        assert_eq!(
+            facts,
+            PurchaseFacts {
+                days_since_first: Some(4.0),
+                days_since_last: Some(1.0),
+                purchase_days: 2,
+                spend: 16.0,
+            }
+        );
+        assert_eq!(
+            m.purchases_until(at(1).date_naive()),
+            PurchaseFacts::default()
+        );
     }
 
     #[test]

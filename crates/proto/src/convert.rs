@@ -210,6 +210,16 @@ pub fn band(b: Band) -> common::HealthBand {
     }
 }
 
+/// The domain band of a proto band value; `None` for unspecified or unknown values.
+pub fn domain_band(value: i32) -> Option<Band> {
+    match common::HealthBand::try_from(value).ok()? {
+        common::HealthBand::Unspecified => None,
+        common::HealthBand::Red => Some(Band::Red),
+        common::HealthBand::Yellow => Some(Band::Yellow),
+        common::HealthBand::Green => Some(Band::Green),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -238,6 +248,11 @@ mod tests {
         }
         assert_eq!(domain_tier(0), None);
         assert_eq!(domain_tier(99), None);
+        for b in [Band::Red, Band::Yellow, Band::Green] {
+            assert_eq!(domain_band(band(b).into()), Some(b));
+        }
+        assert_eq!(domain_band(0), None);
+        assert_eq!(domain_band(99), None);
     }
 
     #[test]

@@ -5,9 +5,10 @@ use crate::evaluate::OverrideTarget;
 use crate::store::{FitRecord, OverrideChange, Snapshot, StoreError};
 use chrono::{DateTime, Utc};
 use rapport_domain::lifecycle::Stage;
+use rapport_domain::metrics::{External, Indicator, past_due_bucket};
 use rapport_domain::models::summary::summarise_days;
 use rapport_domain::scorecard::Band;
-use rapport_proto::common::v1::{Ack, HealthBand};
+use rapport_proto::common::v1::Ack;
 use rapport_proto::convert;
 use rapport_proto::scoring::v1 as pb;
 use rapport_server::{Principal, Role};
@@ -58,12 +59,11 @@ fn target(value: i32) -> Result<OverrideTarget, Status> {
 }
 
 fn band_filter(value: i32) -> Result<Option<Band>, Status> {
-    match HealthBand::try_from(value) {
-        Ok(HealthBand::Unspecified) => Ok(None),
-        Ok(HealthBand::Red) => Ok(Some(Band::Red)),
-        Ok(HealthBand::Yellow) => Ok(Some(Band::Yellow)),
-        Ok(HealthBand::Green) => Ok(Some(Band::Green)),
-        Err(_) => Err(invalid("band", format!("unknown band {value}"))),
+    match value {
+        0 => Ok(None),
+        v => convert::domain_band(v)
+            .map(Some)
+            .ok_or_else(|| invalid("band", format!("unknown band {v}"))),
     }
 }
 
@@ -143,6 +143,24 @@ fn model_fit(r: &FitRecord) -> pb::ModelFit {
 /// The scoring gRPC service.
 pub struct ScoringApi(pub Arc<Engine>);
 
+impl ScoringApi {
+    /// The customer's latest snapshot at or before `at` (now when `None`), or NotFound naming
+    /// the request field that asked for it.
+    async fn snapshot_by(
+        &self,
+        tenant: &str,
+        id: &str,
+        at: Option<DateTime<Utc>>,
+        field: &str,
+    ) -> Result<Snapshot, Status> {
+        self.0.snapshot_at(tenant, id, at).await?.ok_or_else(|| {
+            Status::not_found(format!(
+                "{field}: customer {id:?} has no score at or before that time"
+            ))
+        })
+    }
+}
+
 #[tonic::async_trait]
 impl pb::scoring_service_server::ScoringService for ScoringApi {
     async fn get_health(
@@ -201,11 +219,7 @@ impl pb::scoring_service_server::ScoringService for ScoringApi {
             .await
             .map_err(ScoringError::from)?;
         let now = chrono::Utc::now();
-        let end = match &req.observation_end {
-            Some(t) => convert::time(t, "observation_end")
-                .map_err(|r| Status::invalid_argument(r.to_string()))?,
-            None => now,
-        };
+        let end = time(req.observation_end.as_ref(), "observation_end")?.unwrap_or(now);
         let models = self.0.context(&tenant).await?.models;
         let next = if rows.len() == limit as usize {
             rows.last()
@@ -219,20 +233,25 @@ impl pb::scoring_service_server::ScoringService for ScoringApi {
             .map(|r| {
                 let outlook = models
                     .and_then(|m| m.outlook(&r.state.metrics.purchase_days, now.date_naive()));
-                let days = &r.state.metrics.purchase_days;
-                let bought = days.range(..=end.date_naive());
-                let last_day = bought.clone().next_back().map(|(d, _)| *d);
-                let first_day = bought.clone().next().map(|(d, _)| *d);
-                let days_to_end = |d: chrono::NaiveDate| (end.date_naive() - d).num_days() as f64;
+                let m = &r.state.metrics;
+                let bought = m.purchases_until(end.date_naive());
+                let past_due = m.value(Indicator::DaysPastDue, 0, end, &External::default());
                 pb::CustomerFeatures {
-                    recency_days: last_day.map(days_to_end),
-                    first_purchase_days: first_day.map(days_to_end),
-                    cancelled: r.state.metrics.churned_at().is_some_and(|t| t <= end),
+                    recency_days: bought.days_since_last,
+                    first_purchase_days: bought.days_since_first,
+                    purchase_days: bought.purchase_days,
+                    spend: bought.spend,
+                    cancelled: m.churned_at().is_some_and(|t| t <= end),
                     p_alive: outlook.map(|o| o.p_alive),
-                    frequency: r.state.metrics.orders,
-                    monetary: r.state.metrics.net_monetary(),
-                    purchase_days: bought.clone().count() as u64,
-                    spend: bought.map(|(_, v)| v).sum(),
+                    frequency: m.orders,
+                    monetary: m.net_monetary(),
+                    nps_category: m
+                        .nps_category()
+                        .map(|c| c.name().to_owned())
+                        .unwrap_or_default(),
+                    past_due_bucket: past_due
+                        .map(|d| past_due_bucket(d).to_owned())
+                        .unwrap_or_default(),
                     customer_id: r.customer_id,
                     clv_12m: outlook.map(|o| o.clv),
                     purchases: summarise_days(
@@ -260,11 +279,8 @@ impl pb::scoring_service_server::ScoringService for ScoringApi {
         req: Request<pb::FitModelsRequest>,
     ) -> Result<Response<pb::FitModelsResponse>, Status> {
         let tenant = Principal::of(&req)?.require(&[Role::Admin])?.to_owned();
-        let end = match req.into_inner().observation_end {
-            Some(t) => convert::time(&t, "observation_end")
-                .map_err(|r| Status::invalid_argument(r.to_string()))?,
-            None => chrono::Utc::now(),
-        };
+        let end = time(req.into_inner().observation_end.as_ref(), "observation_end")?
+            .unwrap_or_else(chrono::Utc::now);
         let outcome = self.0.fit_models(&tenant, end).await?;
         Ok(Response::new(pb::FitModelsResponse {
             bgnbd: Some(model_fit(&outcome.bgnbd)),
@@ -376,21 +392,12 @@ impl pb::scoring_service_server::ScoringService for ScoringApi {
         if to.is_some_and(|to| to < from) {
             return Err(invalid("to", "must not be before from"));
         }
-        let at = |t: Option<DateTime<Utc>>, field: &str| {
-            let id = req.customer_id.clone();
-            let field = field.to_owned();
-            let engine = self.0.clone();
-            let tenant = tenant.clone();
-            async move {
-                engine.snapshot_at(&tenant, &id, t).await?.ok_or_else(|| {
-                    Status::not_found(format!(
-                        "{field}: customer {id:?} has no score at or before that time"
-                    ))
-                })
-            }
-        };
-        let old = at(Some(from), "from").await?;
-        let new = at(to, "to").await?;
+        let old = self
+            .snapshot_by(&tenant, &req.customer_id, Some(from), "from")
+            .await?;
+        let new = self
+            .snapshot_by(&tenant, &req.customer_id, to, "to")
+            .await?;
         let (a, b) = (contributions(&old), contributions(&new));
         let mut keys: Vec<&String> = a.keys().chain(b.keys()).collect();
         keys.sort();
