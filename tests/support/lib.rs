@@ -292,6 +292,19 @@ impl Distributed {
         Distributed { addrs, procs }
     }
 
+    /// The four services on a throwaway PostgreSQL and redis-server, without trace export.
+    pub fn on_postgres_and_redis(pg: &Postgres, redis: &Redis, log_dir: &Path) -> Distributed {
+        let (database_url, redis_url) = (pg.url(), redis.url());
+        Distributed::start(
+            &Backing {
+                database_url: &database_url,
+                redis_url: Some(&redis_url),
+                otlp: None,
+            },
+            log_dir,
+        )
+    }
+
     /// The process of `service`.
     pub fn proc(&mut self, service: &str) -> &mut Proc {
         self.procs

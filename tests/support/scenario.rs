@@ -109,18 +109,36 @@ pub async fn health(c: &Clients, customer: &str) -> Option<scoring::HealthScore>
         .map(|r| r.into_inner())
 }
 
+/// Sends one `Ingest` batch and returns the per-event answer.
+pub async fn ingest(c: &Clients, events: Vec<ingestion::Event>) -> ingestion::IngestResponse {
+    c.ingestion
+        .clone()
+        .ingest(req(ingestion::IngestRequest { events }))
+        .await
+        .expect("ingest")
+        .into_inner()
+}
+
+/// Runs `RescoreAll` to the end and returns its last progress message.
+pub async fn rescore_all(c: &Clients) -> scoring::RescoreProgress {
+    let mut progress = c
+        .scoring
+        .clone()
+        .rescore_all(req(scoring::RescoreAllRequest {}))
+        .await
+        .expect("rescore")
+        .into_inner();
+    let mut last = None;
+    while let Some(p) = progress.message().await.expect("progress") {
+        last = Some(p);
+    }
+    last.expect("at least the final progress")
+}
+
 /// Runs the flow and checks every step; returns the final health of alice, bob and carol.
 pub async fn run(c: &Clients) -> Vec<scoring::HealthScore> {
     let (events, expect) = batch();
-    let answer = c
-        .ingestion
-        .clone()
-        .ingest(req(ingestion::IngestRequest {
-            events: events.clone(),
-        }))
-        .await
-        .expect("ingest")
-        .into_inner();
+    let answer = ingest(c, events.clone()).await;
     assert_eq!(
         (answer.accepted, answer.duplicates, answer.rejected),
         (11, 0, 3),
@@ -146,13 +164,7 @@ pub async fn run(c: &Clients) -> Vec<scoring::HealthScore> {
     }
 
     // A retry of the whole batch changes nothing: the good ones are duplicates.
-    let retry = c
-        .ingestion
-        .clone()
-        .ingest(req(ingestion::IngestRequest { events }))
-        .await
-        .expect("ingest")
-        .into_inner();
+    let retry = ingest(c, events).await;
     assert_eq!(
         (retry.accepted, retry.duplicates, retry.rejected),
         (0, 11, 3),

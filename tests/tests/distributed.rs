@@ -3,7 +3,7 @@
 
 use prost::Message;
 use rapport_proto::scoring::v1 as scoring;
-use rapport_tests::{Backing, Clients, Distributed, Postgres, Redis, channel, scenario};
+use rapport_tests::{Clients, Distributed, Postgres, Redis, channel, scenario};
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
 
@@ -12,15 +12,8 @@ async fn distributed_platform_on_postgres_and_redis() {
     let pg = Postgres::start();
     let redis = Redis::start();
     let logs = tempfile::tempdir().unwrap();
-    let (db, redis_url) = (pg.url(), redis.url());
-    let platform = Distributed::start(
-        &Backing {
-            database_url: &db,
-            redis_url: Some(&redis_url),
-            otlp: None,
-        },
-        logs.path(),
-    );
+    let redis_url = redis.url();
+    let platform = Distributed::on_postgres_and_redis(&pg, &redis, logs.path());
 
     for (addr, service) in [
         (
@@ -67,23 +60,9 @@ async fn distributed_platform_on_postgres_and_redis() {
 
     // A whole-tenant re-score on PostgreSQL ranks everyone's spend among the tenant; a second
     // one finds nothing changed and writes nothing.
-    let rescore = || async {
-        let mut progress = clients
-            .scoring
-            .clone()
-            .rescore_all(rapport_tests::req(scoring::RescoreAllRequest {}))
-            .await
-            .expect("rescore")
-            .into_inner();
-        let mut last = None;
-        while let Some(p) = progress.message().await.expect("progress") {
-            last = Some(p);
-        }
-        last.expect("final progress")
-    };
-    let first = rescore().await;
+    let first = scenario::rescore_all(&clients).await;
     assert!(first.done && first.customers_done == 3, "{first:?}");
-    let second = rescore().await;
+    let second = scenario::rescore_all(&clients).await;
     assert_eq!(
         (second.customers_done, second.changed),
         (3, 0),

@@ -4,7 +4,7 @@
 
 use rapport_proto::scoring::v1 as scoring;
 use rapport_tests::scenario::{SETTLE, order, wait_all_scored};
-use rapport_tests::{Backing, Clients, Distributed, Postgres, Redis, channel, req};
+use rapport_tests::{Clients, Distributed, Postgres, Redis, channel, req};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
@@ -31,15 +31,8 @@ async fn reads_survive_a_redis_outage_and_use_redis_again_after_it() {
     let pg = Postgres::start();
     let mut redis = Redis::start();
     let logs = tempfile::tempdir().unwrap();
-    let (db, redis_url) = (pg.url(), redis.url());
-    let platform = Distributed::start(
-        &Backing {
-            database_url: &db,
-            redis_url: Some(&redis_url),
-            otlp: None,
-        },
-        logs.path(),
-    );
+    let redis_url = redis.url();
+    let platform = Distributed::on_postgres_and_redis(&pg, &redis, logs.path());
     let c = Clients::new(&platform.addrs);
     let customers: Vec<String> = (0..20).map(|i| format!("r{i}")).collect();
     let events = customers
