@@ -216,6 +216,7 @@ pub async fn run(c: &Clients) -> Vec<scoring::HealthScore> {
             .list_alerts(req(alerting::ListAlertsRequest {
                 state: alerting::AlertState::Open.into(),
                 customer_id: String::new(),
+                rule: "health_below".into(),
             }))
             .await
             .ok()?

@@ -1,17 +1,21 @@
-//! The alerting service: evaluates risk rules on new health scores and keeps deduplicated
-//! alerts with an audit trail.
+//! The alerting service: evaluates risk rules on customers' scores and signals, keeps
+//! deduplicated alerts through their lifecycle with an audit trail, notifies signed webhooks
+//! and watchers, recommends interventions and measures their effect.
 
 mod entity;
 pub mod grpc;
 pub mod migration;
 pub mod store;
+pub mod webhook;
 
-use rapport_domain::alert::HealthBelow;
 use rapport_proto::alerting::v1::alerting_service_server::{AlertingServiceServer, SERVICE_NAME};
 use rapport_server::{Authenticator, CommonArgs};
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::net::TcpListener;
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tonic::service::Routes;
 use tonic::service::interceptor::InterceptedService;
@@ -31,14 +35,89 @@ pub struct Config {
         default_value = "127.0.0.1:7404"
     )]
     pub listen: SocketAddr,
-    /// An alert opens when a customer's health falls below this.
-    #[arg(long, env = "RAPPORT_HEALTH_ALERT_BELOW", default_value_t = 50.0)]
-    pub health_alert_below: f64,
-    /// An open alert resolves when the health reaches this.
-    #[arg(long, env = "RAPPORT_HEALTH_ALERT_EXIT", default_value_t = 60.0)]
-    pub health_alert_exit: f64,
+    /// TOML file replacing the built-in alerting configuration (rules, playbook, holdout)
+    /// for tenants that did not set their own.
+    #[arg(long, env = "RAPPORT_ALERT_CONFIG")]
+    pub alert_config: Option<PathBuf>,
+    /// Milliseconds between sweeps for pending and resolve periods that ended, windows that
+    /// moved, and snoozes that ended.
+    #[arg(long, env = "RAPPORT_ALERT_SWEEP_MS", default_value_t = 1_000)]
+    pub sweep_ms: u64,
+    /// Watch revisions kept per tenant; resuming from an older one answers OUT_OF_RANGE.
+    #[arg(long, env = "RAPPORT_WATCH_KEEP_REVISIONS", default_value_t = 100_000)]
+    pub watch_keep_revisions: i64,
+    /// Seconds without changes after which a watcher gets a heartbeat bookmark.
+    #[arg(long, env = "RAPPORT_WATCH_HEARTBEAT_SECS", default_value_t = 15)]
+    pub watch_heartbeat_secs: u64,
+    /// Changes buffered per watcher before it counts as behind.
+    #[arg(long, env = "RAPPORT_WATCH_BUFFER", default_value_t = 1_024)]
+    pub watch_buffer: usize,
+    /// Seconds a watcher may stay behind before its watch ends with RESOURCE_EXHAUSTED.
+    #[arg(long, env = "RAPPORT_WATCH_SLOW_SECS", default_value_t = 10)]
+    pub watch_slow_secs: u64,
+    /// Attempts of a webhook delivery before it goes to the dead-letter list.
+    #[arg(long, env = "RAPPORT_WEBHOOK_MAX_ATTEMPTS", default_value_t = 10)]
+    pub webhook_max_attempts: i32,
+    /// First retry delay of a webhook delivery (doubling, with jitter).
+    #[arg(long, env = "RAPPORT_WEBHOOK_BACKOFF_MS", default_value_t = 1_000)]
+    pub webhook_backoff_ms: u64,
+    /// Longest retry delay of a webhook delivery.
+    #[arg(
+        long,
+        env = "RAPPORT_WEBHOOK_BACKOFF_MAX_SECS",
+        default_value_t = 3_600
+    )]
+    pub webhook_backoff_max_secs: u64,
+    /// Deadline of one webhook POST.
+    #[arg(long, env = "RAPPORT_WEBHOOK_TIMEOUT_SECS", default_value_t = 10)]
+    pub webhook_timeout_secs: u64,
     #[command(flatten)]
     pub common: CommonArgs,
+}
+
+impl Config {
+    /// The defaults, listening on `listen`, with `common` settings.
+    pub fn new(listen: SocketAddr, common: CommonArgs) -> Config {
+        Config {
+            listen,
+            alert_config: None,
+            sweep_ms: 1_000,
+            watch_keep_revisions: 100_000,
+            watch_heartbeat_secs: 15,
+            watch_buffer: 1_024,
+            watch_slow_secs: 10,
+            webhook_max_attempts: 10,
+            webhook_backoff_ms: 1_000,
+            webhook_backoff_max_secs: 3_600,
+            webhook_timeout_secs: 10,
+            common,
+        }
+    }
+}
+
+/// How watches are fed.
+#[derive(Debug, Clone, Copy)]
+pub struct WatchSettings {
+    pub heartbeat: Duration,
+    pub buffer: usize,
+    pub slow: Duration,
+    /// How often a watcher looks for changes made by other replicas.
+    pub poll: Duration,
+}
+
+/// Wakes watchers and the webhook worker when changes are committed.
+#[derive(Debug, Clone, Default)]
+pub struct Wakers {
+    pub watch: Arc<Notify>,
+    pub deliver: Arc<Notify>,
+}
+
+impl Wakers {
+    /// Tells every watcher and the webhook worker that alerts changed.
+    pub fn changed(&self) {
+        self.watch.notify_waiters();
+        self.deliver.notify_one();
+    }
 }
 
 /// Runs the service on `listener` until `stop` is cancelled.
@@ -47,20 +126,53 @@ pub async fn run(
     listener: TcpListener,
     stop: CancellationToken,
 ) -> anyhow::Result<()> {
+    let text = match &config.alert_config {
+        Some(path) => std::fs::read_to_string(path)
+            .map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?,
+        None => rapport_domain::alert::config::DEFAULT_TOML.to_owned(),
+    };
+    let builtin = store::LoadedConfig::builtin(&text)
+        .map_err(|e| anyhow::anyhow!("alerting configuration: {e}"))?;
     anyhow::ensure!(
-        config.health_alert_exit >= config.health_alert_below,
-        "health-alert-exit ({}) must not be below health-alert-below ({})",
-        config.health_alert_exit,
-        config.health_alert_below
+        config.watch_keep_revisions >= 1,
+        "watch-keep-revisions must be at least 1"
     );
     let db = rapport_storage::open::<migration::Migrator>(&config.common.database_url("alerting"))
         .await?;
     let keys = Arc::new(config.common.api_keys()?);
+    let store = store::Store::new(db, builtin);
+    let wakers = Wakers::default();
+
+    let worker = webhook::Worker::new(
+        store.clone(),
+        webhook::Settings {
+            max_attempts: config.webhook_max_attempts.max(1),
+            backoff: rapport_storage::outbox::Backoff {
+                base: Duration::from_millis(config.webhook_backoff_ms),
+                max: Duration::from_secs(config.webhook_backoff_max_secs),
+            },
+            timeout: Duration::from_secs(config.webhook_timeout_secs),
+            max_retry_after: Duration::from_secs(config.webhook_backoff_max_secs),
+        },
+        wakers.deliver.clone(),
+    );
+    let delivering = tokio::spawn(worker.run(stop.clone()));
+    let sweeping = tokio::spawn(sweep(
+        store.clone(),
+        wakers.clone(),
+        Duration::from_millis(config.sweep_ms.max(10)),
+        config.watch_keep_revisions,
+        stop.clone(),
+    ));
+
     let api = grpc::AlertingApi {
-        store: store::Store::new(db),
-        rule: HealthBelow {
-            enter_below: config.health_alert_below,
-            exit_at_or_above: config.health_alert_exit,
+        store,
+        wakers,
+        watch: WatchSettings {
+            heartbeat: Duration::from_secs(config.watch_heartbeat_secs.max(1)),
+            buffer: config.watch_buffer.max(1),
+            slow: Duration::from_secs(config.watch_slow_secs.max(1)),
+            poll: Duration::from_secs(1),
         },
     };
     let routes = Routes::new(InterceptedService::new(
@@ -68,5 +180,42 @@ pub async fn run(
         Authenticator(keys),
     ));
     rapport_server::serve(listener, routes, &[SERVICE_NAME], stop).await?;
+    let _ = tokio::join!(delivering, sweeping);
     Ok(())
+}
+
+/// Every `every`: time-driven rule changes and snooze ends, then compaction of the watch log.
+async fn sweep(
+    store: store::Store,
+    wakers: Wakers,
+    every: Duration,
+    keep: i64,
+    stop: CancellationToken,
+) {
+    let mut compacted_at = tokio::time::Instant::now();
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(every) => {}
+        }
+        match store.sweep(rapport_storage::now_millis()).await {
+            Ok(applied) if applied != store::Applied::default() => {
+                tracing::info!(
+                    opened = applied.opened,
+                    updated = applied.updated,
+                    resolved = applied.resolved,
+                    "sweep changed alerts"
+                );
+                wakers.changed();
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "alert sweep failed"),
+        }
+        if compacted_at.elapsed() >= every.max(Duration::from_secs(1)) {
+            compacted_at = tokio::time::Instant::now();
+            if let Err(e) = store.compact(keep).await {
+                tracing::warn!(error = %e, "watch log compaction failed");
+            }
+        }
+    }
 }

@@ -3,7 +3,13 @@
 use rapport_storage::schema::{col, id_col, index, tenant_col};
 use sea_orm_migration::prelude::*;
 
-rapport_storage::migrator!("alerting_migrations", [m20261123_000001_alerts::Migration]);
+rapport_storage::migrator!(
+    "alerting_migrations",
+    [
+        m20261123_000001_alerts::Migration,
+        m20261124_000001_lifecycle::Migration
+    ]
+);
 
 mod m20261123_000001_alerts {
     use super::*;
@@ -64,6 +70,209 @@ mod m20261123_000001_alerts {
                         .col(col("at").big_integer().not_null())
                         .to_owned(),
                 )
+                .await?;
+            Ok(())
+        }
+    }
+}
+
+mod m20261124_000001_lifecycle {
+    use super::*;
+
+    rapport_storage::migration_name!("m20261124_000001_lifecycle");
+
+    /// Seven rule kinds with per-customer state, the full alert lifecycle, the watch log,
+    /// webhooks and their deliveries, and interventions.
+    #[async_trait::async_trait]
+    impl MigrationTrait for Migration {
+        async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+            // One column per statement: SQLite alters one at a time.
+            let alert_columns = [
+                col("severity").string().null().to_owned(),
+                col("discriminator").string().null().to_owned(),
+                col("evidence").text().null().to_owned(),
+                col("snoozed_until").big_integer().null().to_owned(),
+                col("recommendations").text().null().to_owned(),
+                col("holdout").boolean().null().to_owned(),
+                col("config_version").string().null().to_owned(),
+                col("baseline_score").double().null().to_owned(),
+                col("baseline_spend").double().null().to_owned(),
+                col("outcome_score").double().null().to_owned(),
+                col("outcome_spend").double().null().to_owned(),
+                col("outcome_retained").boolean().null().to_owned(),
+                col("outcome_at").big_integer().null().to_owned(),
+            ];
+            for mut column in alert_columns {
+                manager
+                    .alter_table(
+                        Table::alter()
+                            .table(Alias::new("alerting_alerts"))
+                            .add_column(&mut column)
+                            .to_owned(),
+                    )
+                    .await?;
+            }
+            manager
+                .alter_table(
+                    Table::alter()
+                        .table(Alias::new("alerting_transitions"))
+                        .add_column(col("config_version").string().null())
+                        .to_owned(),
+                )
+                .await?;
+            manager
+                .create_index(index(
+                    "alerting_alerts",
+                    "alerting_alerts_snoozed",
+                    &["snoozed_until"],
+                ))
+                .await?;
+            manager
+                .create_index(index(
+                    "alerting_transitions",
+                    "alerting_transitions_alert",
+                    &["tenant_id", "alert_id"],
+                ))
+                .await?;
+            manager
+                .create_table(
+                    Table::create()
+                        .table(Alias::new("alerting_customers"))
+                        .if_not_exists()
+                        .col(tenant_col())
+                        .col(col("customer_id").string_len(100).not_null())
+                        .col(col("state").text().not_null())
+                        .col(col("next_check_at").big_integer().null())
+                        .primary_key(
+                            Index::create()
+                                .col(Alias::new("tenant_id"))
+                                .col(Alias::new("customer_id")),
+                        )
+                        .to_owned(),
+                )
+                .await?;
+            manager
+                .create_index(index(
+                    "alerting_customers",
+                    "alerting_customers_due",
+                    &["next_check_at"],
+                ))
+                .await?;
+            manager
+                .create_table(
+                    Table::create()
+                        .table(Alias::new("alerting_configs"))
+                        .if_not_exists()
+                        .col(id_col())
+                        .col(tenant_col())
+                        .col(col("version").string().not_null())
+                        .col(col("toml").text().not_null())
+                        .col(col("created_at").big_integer().not_null())
+                        .to_owned(),
+                )
+                .await?;
+            manager
+                .create_index(index(
+                    "alerting_configs",
+                    "alerting_configs_tenant",
+                    &["tenant_id", "id"],
+                ))
+                .await?;
+            manager
+                .create_table(
+                    Table::create()
+                        .table(Alias::new("alerting_tenants"))
+                        .if_not_exists()
+                        .col(col("tenant_id").string().not_null().primary_key())
+                        .col(col("revision").big_integer().not_null())
+                        .to_owned(),
+                )
+                .await?;
+            manager
+                .create_table(
+                    Table::create()
+                        .table(Alias::new("alerting_revisions"))
+                        .if_not_exists()
+                        .col(tenant_col())
+                        .col(col("revision").big_integer().not_null())
+                        .col(col("alert_id").big_integer().not_null())
+                        .col(col("change").string().not_null())
+                        .col(col("actor").string().not_null())
+                        .col(col("reason").text().not_null())
+                        .col(col("alert").text().not_null())
+                        .col(col("at").big_integer().not_null())
+                        .primary_key(
+                            Index::create()
+                                .col(Alias::new("tenant_id"))
+                                .col(Alias::new("revision")),
+                        )
+                        .to_owned(),
+                )
+                .await?;
+            manager
+                .create_table(
+                    Table::create()
+                        .table(Alias::new("alerting_webhooks"))
+                        .if_not_exists()
+                        .col(id_col())
+                        .col(tenant_col())
+                        .col(col("url").text().not_null())
+                        .col(col("secrets").text().not_null())
+                        .col(col("enabled").boolean().not_null())
+                        .col(col("disabled_reason").text().null())
+                        .col(col("created_at").big_integer().not_null())
+                        .to_owned(),
+                )
+                .await?;
+            manager
+                .create_table(
+                    Table::create()
+                        .table(Alias::new("alerting_deliveries"))
+                        .if_not_exists()
+                        .col(id_col())
+                        .col(tenant_col())
+                        .col(col("webhook_id").big_integer().not_null())
+                        .col(col("message_id").string().not_null())
+                        .col(col("event_type").string().not_null())
+                        .col(col("payload").text().not_null())
+                        .col(col("state").string().not_null())
+                        .col(col("attempts").integer().not_null())
+                        .col(col("next_attempt_at").big_integer().not_null())
+                        .col(col("last_error").text().null())
+                        .col(col("created_at").big_integer().not_null())
+                        .col(col("updated_at").big_integer().not_null())
+                        .to_owned(),
+                )
+                .await?;
+            manager
+                .create_index(index(
+                    "alerting_deliveries",
+                    "alerting_deliveries_due",
+                    &["state", "next_attempt_at"],
+                ))
+                .await?;
+            manager
+                .create_table(
+                    Table::create()
+                        .table(Alias::new("alerting_interventions"))
+                        .if_not_exists()
+                        .col(id_col())
+                        .col(tenant_col())
+                        .col(col("alert_id").big_integer().not_null())
+                        .col(col("action").string().not_null())
+                        .col(col("actor").string().not_null())
+                        .col(col("at").big_integer().not_null())
+                        .col(col("cost").double().not_null())
+                        .col(col("note").text().not_null())
+                        .to_owned(),
+                )
+                .await?;
+            manager
+                .create_index(index(
+                    "alerting_interventions",
+                    "alerting_interventions_alert",
+                    &["tenant_id", "alert_id"],
+                ))
                 .await?;
             Ok(())
         }

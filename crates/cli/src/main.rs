@@ -452,6 +452,7 @@ async fn main() -> anyhow::Result<()> {
                 .list_alerts(target.request(alerting::ListAlertsRequest {
                     state: state.into(),
                     customer_id: customer.clone().unwrap_or_default(),
+                    rule: String::new(),
                 })?)
                 .await?
                 .into_inner()

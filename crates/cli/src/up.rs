@@ -92,12 +92,7 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
         stop.clone(),
     );
     let alerting_run = rapport_alerting::run(
-        rapport_alerting::Config {
-            listen: alerting,
-            health_alert_below: 50.0,
-            health_alert_exit: 60.0,
-            common,
-        },
+        rapport_alerting::Config::new(alerting, common),
         alerting_l,
         stop.clone(),
     );

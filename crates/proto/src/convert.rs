@@ -1,12 +1,15 @@
 //! Proto ↔ domain conversions, kept together: the one place that knows both shapes.
 
+use crate::alerting::v1 as alerting;
 use crate::common::v1 as common;
 use crate::ingestion::v1 as pb;
 use chrono::{DateTime, Utc};
+use rapport_domain::alert::facts::{Answer, OpenTicket, Signals};
 use rapport_domain::event::{
     ComplaintSeverity, EngagementKind, EventDraft, PayloadDraft, Priority, Profile, RejectReason,
     Rejection, SubscriptionChange, SurveyKind, TicketStatus,
 };
+use rapport_domain::lifecycle::Stage;
 use rapport_domain::scorecard::Band;
 use rapport_domain::tier::Tier;
 
@@ -218,6 +221,95 @@ pub fn domain_band(value: i32) -> Option<Band> {
         common::HealthBand::Yellow => Some(Band::Yellow),
         common::HealthBand::Green => Some(Band::Green),
     }
+}
+
+/// The notification to alerting of a customer's new score and alert signals.
+pub fn score_change(
+    customer_id: &str,
+    band: Band,
+    computed_at: i64,
+    s: &Signals,
+) -> alerting::ScoreChange {
+    let answer = |a: Option<Answer>| {
+        a.map(|a| alerting::SurveyAnswer {
+            score: a.score,
+            answered_at: Some(timestamp(a.at)),
+        })
+    };
+    alerting::ScoreChange {
+        customer_id: customer_id.to_owned(),
+        score: s.score.unwrap_or(0.0),
+        band: self::band(band).into(),
+        tier: tier(s.tier).into(),
+        computed_at: Some(timestamp(computed_at)),
+        stage: s.stage.map_or(String::new(), |st| st.name().to_owned()),
+        p_alive: s.p_alive,
+        spend_total: s.spend_total,
+        latest_nps: answer(s.latest_nps),
+        latest_csat: answer(s.latest_csat),
+        complaints: s.complaints.iter().map(|t| timestamp(*t)).collect(),
+        unanswered_tickets: s
+            .unanswered
+            .iter()
+            .map(|t| alerting::UnansweredTicket {
+                ticket_id: t.ticket_id.clone(),
+                opened_at: Some(timestamp(t.opened_at)),
+            })
+            .collect(),
+    }
+}
+
+/// Milliseconds of an optional proto timestamp (`None` when absent or unreadable).
+pub fn millis(t: Option<&prost_types::Timestamp>) -> Option<i64> {
+    let t = t?;
+    let nanos = u32::try_from(t.nanos).ok().filter(|n| *n < 1_000_000_000)?;
+    t.seconds
+        .checked_mul(1000)?
+        .checked_add(i64::from(nanos / 1_000_000))
+}
+
+/// The alert signals of a score notification and when they were computed (milliseconds);
+/// `None` when the score is not a finite number or the time is missing.
+pub fn signals(c: &alerting::ScoreChange) -> Option<(Signals, i64)> {
+    let at = millis(c.computed_at.as_ref())?;
+    if !c.score.is_finite() {
+        return None;
+    }
+    let answer = |a: &Option<alerting::SurveyAnswer>| {
+        a.as_ref()
+            .and_then(|a| millis(a.answered_at.as_ref()).map(|at| Answer { score: a.score, at }))
+    };
+    let mut complaints: Vec<i64> = c
+        .complaints
+        .iter()
+        .filter_map(|t| millis(Some(t)))
+        .collect();
+    complaints.sort_unstable();
+    let signals = Signals {
+        score: Some(c.score),
+        tier: domain_tier(c.tier),
+        stage: Stage::from_name(&c.stage),
+        p_alive: c.p_alive.filter(|p| p.is_finite()),
+        spend_total: if c.spend_total.is_finite() {
+            c.spend_total
+        } else {
+            0.0
+        },
+        latest_nps: answer(&c.latest_nps),
+        latest_csat: answer(&c.latest_csat),
+        complaints,
+        unanswered: c
+            .unanswered_tickets
+            .iter()
+            .filter_map(|t| {
+                millis(t.opened_at.as_ref()).map(|opened_at| OpenTicket {
+                    ticket_id: t.ticket_id.clone(),
+                    opened_at,
+                })
+            })
+            .collect(),
+    };
+    Some((signals, at))
 }
 
 #[cfg(test)]

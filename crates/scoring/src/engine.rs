@@ -1,7 +1,10 @@
 //! Scoring's work: fold new events into metrics, score, snapshot, cache, and announce; keep
 //! every tenant's scorecard, percentile tables and models at hand; answer explanations.
 
-use crate::evaluate::{self, CustomerState, Evaluation, TenantContext, evaluate, remember};
+use crate::evaluate::{
+    self, CustomerState, Evaluation, TenantContext, alert_signals, evaluate, remember,
+    signals_digest,
+};
 use crate::params::NamedParams;
 use crate::store::{
     Columns, FitRecord, OverrideChange, Rescored, Snapshot, SnapshotDetail, Store, StoreError,
@@ -21,7 +24,6 @@ use rapport_domain::scorecard::{
     Band, HealthScore, PercentileTable, Population, ScorecardError, ScorecardSet,
 };
 use rapport_domain::tier::Tier;
-use rapport_proto::alerting::v1::ScoreChange;
 use rapport_proto::convert;
 use rapport_proto::ingestion::v1::{
     CustomerCursor, ListCustomerEventsRequest, StoredEvent,
@@ -555,7 +557,7 @@ impl Engine {
                 for row in page {
                     let (r, v) = rescore(row.customer_id, row.state, &evaluating, now);
                     measured.push(v);
-                    if r.snapshot.is_some() {
+                    if r.outbox_payload.is_some() {
                         changed.push(r);
                     }
                 }
@@ -609,7 +611,7 @@ impl Engine {
         let rescored: Vec<Rescored> = states
             .into_iter()
             .map(|(id, state)| rescore(id, state, &ctx, now).0)
-            .filter(|r| r.snapshot.is_some())
+            .filter(|r| r.outbox_payload.is_some())
             .collect();
         self.persist(tenant, &rescored, Columns::Score).await
     }
@@ -809,7 +811,10 @@ fn rescore(
     now: DateTime<Utc>,
 ) -> (Rescored, HealthScore) {
     let e = evaluate(&state, ctx, now);
-    if !e.measured() || state.fingerprint == Some(e.fingerprint) {
+    let signals = alert_signals(&state, &e, now);
+    let digest = signals_digest(&signals);
+    let score_changed = state.fingerprint != Some(e.fingerprint);
+    if !e.measured() || (!score_changed && state.signals == Some(digest)) {
         let unchanged = Rescored {
             customer_id,
             state,
@@ -819,14 +824,19 @@ fn rescore(
         return (unchanged, e.computed);
     }
     let computed_at = now.timestamp_millis();
+    let change = convert::score_change(&customer_id, e.band, computed_at, &signals);
+    state.signals = Some(digest);
+    if !score_changed {
+        // Only what alerting hears changed (a complaint, a ticket): no new snapshot.
+        let rescored = Rescored {
+            customer_id,
+            state,
+            snapshot: None,
+            outbox_payload: Some(change.encode_to_vec()),
+        };
+        return (rescored, e.computed);
+    }
     let snapshot = snapshot_of(&customer_id, &state, &e, &ctx.version, computed_at);
-    let change = ScoreChange {
-        customer_id: customer_id.clone(),
-        score: e.score,
-        band: convert::band(e.band).into(),
-        tier: convert::tier(state.tier).into(),
-        computed_at: Some(convert::timestamp(computed_at)),
-    };
     state.fingerprint = Some(e.fingerprint);
     state.score = Some(e.score);
     state.band = Some(e.band);

@@ -28,6 +28,8 @@ pub mod customer {
         pub recent: Option<String>,
         /// Overrides in force, as JSON.
         pub overrides: Option<String>,
+        /// Digest of the alert signals last sent to alerting.
+        pub signals: Option<i64>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -3,6 +3,7 @@
 //! recent daily scores, and whether the result differs from what is stored.
 
 use chrono::{DateTime, Duration, NaiveDate, Utc};
+use rapport_domain::alert::Signals;
 use rapport_domain::lifecycle::Stage;
 use rapport_domain::metrics::{CustomerMetrics, External};
 use rapport_domain::models::outlook::{FittedModels, Outlook};
@@ -72,6 +73,8 @@ pub struct CustomerState {
     pub recent: Vec<DayScore>,
     /// Overrides set by hand (expired ones are dropped at the next evaluation).
     pub overrides: Vec<ActiveOverride>,
+    /// Digest of the alert signals last sent; `None` before the first.
+    pub signals: Option<i64>,
 }
 
 /// Everything tenant-wide an evaluation needs.
@@ -185,6 +188,35 @@ pub fn evaluate(state: &CustomerState, ctx: &TenantContext, now: DateTime<Utc>) 
     };
     e.fingerprint = fingerprint(&e, state, &ctx.version);
     e
+}
+
+/// What alerting hears of a customer along with its score.
+pub fn alert_signals(state: &CustomerState, e: &Evaluation, now: DateTime<Utc>) -> Signals {
+    Signals {
+        score: Some(e.score),
+        tier: state.tier,
+        stage: state.stage,
+        p_alive: e.outlook.map(|o| o.p_alive),
+        ..Signals::from_metrics(&state.metrics, now)
+    }
+}
+
+/// A digest of what alerting hears besides the score (which the fingerprint covers), with
+/// P(alive) to 0.001 so its daily drift is not news.
+pub fn signals_digest(s: &Signals) -> i64 {
+    let rounded = Signals {
+        score: None,
+        p_alive: s.p_alive.map(|p| (p * 1000.0).round() / 1000.0),
+        ..s.clone()
+    };
+    let mut h = Sha256::new();
+    // Serialising plain data with string keys cannot fail; an empty text would only make
+    // the digest less discriminating.
+    h.update(serde_json::to_vec(&rounded).unwrap_or_default());
+    let digest = h.finalize();
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest[..8]);
+    i64::from_le_bytes(first)
 }
 
 /// The closing score of `day`: the latest stored score on or before it.

@@ -13,7 +13,8 @@ rapport_storage::migrator!(
         m20261123_000001_scores::Migration,
         m20261123_000002_model_fits::Migration,
         m20261124_000001_health::Migration,
-        m20261124_000002_one_snapshot_index::Migration
+        m20261124_000002_one_snapshot_index::Migration,
+        m20261124_000003_alert_signals::Migration
     ]
 );
 
@@ -276,6 +277,28 @@ mod m20261124_000002_one_snapshot_index {
                         .name("scoring_snapshots_customer")
                         .table(Alias::new("scoring_snapshots"))
                         .if_exists()
+                        .to_owned(),
+                )
+                .await
+        }
+    }
+}
+
+mod m20261124_000003_alert_signals {
+    use super::*;
+
+    rapport_storage::migration_name!("m20261124_000003_alert_signals");
+
+    /// A digest of the alert signals last sent, so a change alerting must hear of (a
+    /// complaint, an unanswered ticket) is sent even when the score did not move.
+    #[async_trait::async_trait]
+    impl MigrationTrait for Migration {
+        async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+            manager
+                .alter_table(
+                    Table::alter()
+                        .table(Alias::new("scoring_customers"))
+                        .add_column(col("signals").big_integer().null())
                         .to_owned(),
                 )
                 .await

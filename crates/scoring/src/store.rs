@@ -257,6 +257,7 @@ fn state_of(m: &customer::Model) -> Result<CustomerState, StoreError> {
         band: m.band.as_deref().and_then(Band::from_name),
         recent: optional_json::<Vec<DayScore>>(id, m.recent.as_deref())?,
         overrides: optional_json::<Vec<ActiveOverride>>(id, m.overrides.as_deref())?,
+        signals: m.signals,
     })
 }
 
@@ -389,6 +390,7 @@ impl Store {
                                 customer::Column::UpdatedAt,
                                 customer::Column::Fingerprint,
                                 customer::Column::Recent,
+                                customer::Column::Signals,
                             ])
                             .to_owned(),
                         )
@@ -926,12 +928,13 @@ async fn update_scores<C: ConnectionTrait>(
     for r in rows {
         let id = r.customer_id.as_str();
         let s = &r.state;
-        let row: [Value; 6] = [
+        let row: [Value; 7] = [
             id.into(),
             s.score.into(),
             s.band.map(|b| b.name().to_owned()).into(),
             s.fingerprint.into(),
             Some(to_json(id, &s.recent)?).into(),
+            s.signals.into(),
             now.into(),
         ];
         let first = values.len() + 1;
@@ -940,9 +943,10 @@ async fn update_scores<C: ConnectionTrait>(
         values.extend(row);
     }
     let sql = format!(
-        "WITH v(customer_id, score, band, fingerprint, recent, updated_at) AS (VALUES {}) \
-         UPDATE scoring_customers AS c SET score = v.score, band = v.band, \
-         fingerprint = v.fingerprint, recent = v.recent, updated_at = v.updated_at \
+        "WITH v(customer_id, score, band, fingerprint, recent, signals, updated_at) AS \
+         (VALUES {}) UPDATE scoring_customers AS c SET score = v.score, band = v.band, \
+         fingerprint = v.fingerprint, recent = v.recent, signals = v.signals, \
+         updated_at = v.updated_at \
          FROM v WHERE c.tenant_id = {} AND c.customer_id = v.customer_id",
         tuples.join(", "),
         mark(1)
@@ -969,6 +973,7 @@ fn customer_row(tenant: &str, r: &Rescored) -> Result<customer::ActiveModel, Sto
         fingerprint: Set(s.fingerprint),
         recent: Set(Some(to_json(id, &s.recent)?)),
         overrides: Set(Some(to_json(id, &s.overrides)?)),
+        signals: Set(s.signals),
     })
 }
 

@@ -545,10 +545,16 @@ fn rule(kind: RuleKind, mut table: toml::Table, path: &str) -> Result<Rule, Conf
         RuleKind::Detractor => {
             let s: DetractorSpec = parse(table, path)?;
             if !(0..=10).contains(&s.nps_at_most) {
-                return Err(ConfigError::at(field("nps_at_most"), "must be from 0 to 10"));
+                return Err(ConfigError::at(
+                    field("nps_at_most"),
+                    "must be from 0 to 10",
+                ));
             }
             if !(1..=5).contains(&s.csat_at_most) {
-                return Err(ConfigError::at(field("csat_at_most"), "must be from 1 to 5"));
+                return Err(ConfigError::at(
+                    field("csat_at_most"),
+                    "must be from 1 to 5",
+                ));
             }
             days(s.within_days, &field("within_days"))?;
             Params::Detractor {
@@ -695,10 +701,8 @@ mod tests {
         let bad = |text: &str| AlertConfig::from_toml(text).unwrap_err();
         let e = bad("[health_below]\nenter_below = 60\nexit_at_or_above = 50\n");
         assert_eq!(e.path, "health_below.exit_at_or_above");
-        let e = bad(
-            "[health_below]\nenter_below = 50\nexit_at_or_above = 60\n\
-             [health_below.tiers.vip]\nexit_at_or_above = 40\n",
-        );
+        let e = bad("[health_below]\nenter_below = 50\nexit_at_or_above = 60\n\
+             [health_below.tiers.vip]\nexit_at_or_above = 40\n");
         assert_eq!(e.path, "health_below.tiers.vip.exit_at_or_above");
         let e = bad("[health_below.tiers.platinum]\nseverity = \"info\"\n");
         assert_eq!(e.path, "health_below.tiers.platinum");
@@ -724,10 +728,8 @@ mod tests {
 
     #[test]
     fn absent_or_disabled_rules_do_not_apply() {
-        let c = AlertConfig::from_toml(
-            "[detractor]\n[detractor.tiers.regular]\nenabled = false\n",
-        )
-        .unwrap();
+        let c = AlertConfig::from_toml("[detractor]\n[detractor.tiers.regular]\nenabled = false\n")
+            .unwrap();
         assert!(c.rule(RuleKind::HealthBelow, None).is_none());
         assert!(c.rule(RuleKind::Detractor, Some(Tier::Regular)).is_none());
         assert!(c.rule(RuleKind::Detractor, Some(Tier::Gold)).is_some());

@@ -8,7 +8,7 @@ pub mod rules;
 
 pub use config::{AlertConfig, ConfigError, MAX_SNOOZE_SECS, RuleKind, Severity};
 pub use facts::{Facts, Signals};
-pub use rules::{Condition, Holds, Step, Track, conditions};
+pub use rules::{Condition, CustomerAlerts, Effect, Holds, Step, Track, conditions};
 
 /// The deterministic deduplication key of (tenant, rule, customer, discriminator): never
 /// built from values or severity, so every re-trigger of a condition finds the same alert.

@@ -5,6 +5,7 @@
 use crate::alert::config::{AlertConfig, DropUnit, Params, Rule, RuleKind, Severity};
 use crate::alert::facts::Facts;
 use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
 
 const DAY_MS: i64 = 86_400_000;
 const WEEK_MS: i64 = 7 * DAY_MS;
@@ -176,13 +177,11 @@ pub fn conditions(config: &AlertConfig, facts: &Facts, now: i64) -> Vec<Conditio
                         (true, false) => Holds::Between,
                         (false, _) => Holds::Clear,
                     };
-                    out.push(
-                        Condition::new(rule, name, holds, a.at).evidence(format!(
-                            "latest {} answer {} (detractor at {at_most} or less)",
-                            name.to_uppercase(),
-                            a.score
-                        )),
-                    );
+                    out.push(Condition::new(rule, name, holds, a.at).evidence(format!(
+                        "latest {} answer {} (detractor at {at_most} or less)",
+                        name.to_uppercase(),
+                        a.score
+                    )));
                 }
             }
             Params::ComplaintSpike {
@@ -216,11 +215,7 @@ pub fn conditions(config: &AlertConfig, facts: &Facts, now: i64) -> Vec<Conditio
                      {baseline_weeks} weeks (opens at {floor} and above {limit:.2})"
                 ));
                 // The week's oldest complaint leaves it then.
-                c.recheck_at = s
-                    .complaints
-                    .iter()
-                    .map(|t| t + WEEK_MS)
-                    .find(|t| *t > now);
+                c.recheck_at = s.complaints.iter().map(|t| t + WEEK_MS).find(|t| *t > now);
                 out.push(c);
             }
             Params::PAliveDrop {
@@ -233,16 +228,11 @@ pub fn conditions(config: &AlertConfig, facts: &Facts, now: i64) -> Vec<Conditio
                     continue;
                 }
                 out.push(
-                    Condition::new(
-                        rule,
-                        "",
-                        threshold(p, *enter_below, *exit_at_or_above),
-                        at,
-                    )
-                    .evidence(format!(
-                        "P(alive) {p:.3} (opens below {enter_below}, resolves at \
+                    Condition::new(rule, "", threshold(p, *enter_below, *exit_at_or_above), at)
+                        .evidence(format!(
+                            "P(alive) {p:.3} (opens below {enter_below}, resolves at \
                          {exit_at_or_above})"
-                    )),
+                        )),
                 );
             }
             Params::FirstResponseSla { hours } => {
@@ -255,13 +245,12 @@ pub fn conditions(config: &AlertConfig, facts: &Facts, now: i64) -> Vec<Conditio
                         Holds::Between
                     };
                     let waited = (now - t.opened_at) as f64 / 3_600_000.0;
-                    let mut c = Condition::new(rule, &t.ticket_id, holds, t.opened_at).evidence(
-                        format!(
+                    let mut c =
+                        Condition::new(rule, &t.ticket_id, holds, t.opened_at).evidence(format!(
                             "ticket {} unanswered for {waited:.1} h (first response due within \
                              {hours} h)",
                             t.ticket_id
-                        ),
-                    );
+                        ));
                     c.recheck_at = (due > now).then_some(due);
                     out.push(c);
                 }
@@ -321,9 +310,8 @@ impl Track {
     /// Advances the track with the condition at `now`; `None` means the rule no longer
     /// applies, which counts as its exit condition.
     pub fn step(&mut self, condition: Option<&Condition>, now: i64) -> Step {
-        let (holds, resolve_after) = condition.map_or((Holds::Clear, 0), |c| {
-            (c.holds, c.resolve_after_ms)
-        });
+        let (holds, resolve_after) =
+            condition.map_or((Holds::Clear, 0), |c| (c.holds, c.resolve_after_ms));
         match (holds, condition) {
             (Holds::Firing, Some(c)) if self.open => {
                 self.clear_since = None;
@@ -400,6 +388,85 @@ impl Track {
     }
 }
 
+/// What alerting keeps of one customer: its facts and the track of each (rule,
+/// discriminator) that has something to remember.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CustomerAlerts {
+    pub facts: Facts,
+    pub tracks: BTreeMap<String, Track>,
+}
+
+/// One track's step, with the condition that caused it (`None`: the rule no longer applies).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Effect {
+    pub kind: RuleKind,
+    pub discriminator: String,
+    pub step: Step,
+    pub condition: Option<Condition>,
+}
+
+impl CustomerAlerts {
+    /// Steps every track with the rules' conditions at `now`; returns the steps and when
+    /// time alone may next change something (a pending or resolve period ending, a window
+    /// moving), if ever.
+    pub fn evaluate(&mut self, config: &AlertConfig, now: i64) -> (Vec<Effect>, Option<i64>) {
+        let mut effects = Vec::new();
+        let mut next: Option<i64> = None;
+        let mut soonest = |t: i64| next = Some(next.map_or(t, |n| n.min(t)));
+        let mut seen = BTreeSet::new();
+        for c in conditions(config, &self.facts, now) {
+            let key = crate::alert::track_key(c.kind, &c.discriminator);
+            if let Some(t) = c.recheck_at {
+                soonest(t);
+            }
+            let track = self.tracks.entry(key.clone()).or_default();
+            let step = track.step(Some(&c), now);
+            if let Step::Pending { until } | Step::Resolving { until } = step {
+                soonest(until);
+            }
+            if !track.open && track.pending_since.is_none() && c.holds != Holds::Firing {
+                self.tracks.remove(&key);
+            }
+            seen.insert(key);
+            effects.push(Effect {
+                kind: c.kind,
+                discriminator: c.discriminator.clone(),
+                step,
+                condition: Some(c),
+            });
+        }
+        let gone: Vec<String> = self
+            .tracks
+            .keys()
+            .filter(|k| !seen.contains(*k))
+            .cloned()
+            .collect();
+        for key in gone {
+            let Some((kind, discriminator)) = key
+                .split_once('/')
+                .and_then(|(k, d)| RuleKind::from_name(k).map(|k| (k, d.to_owned())))
+            else {
+                self.tracks.remove(&key);
+                continue;
+            };
+            let Some(track) = self.tracks.get_mut(&key) else {
+                continue;
+            };
+            let step = track.step(None, now);
+            if !track.open {
+                self.tracks.remove(&key);
+            }
+            effects.push(Effect {
+                kind,
+                discriminator,
+                step,
+                condition: None,
+            });
+        }
+        (effects, next)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -455,15 +522,19 @@ mod tests {
              resolve_after_secs = 180\n",
         );
         // Flapping between 45 and 55 never reaches the exit: one alert, updated.
-        let steps = run(&c, &[45.0, 55.0, 45.0, 55.0, 62.0, 61.0, 49.0, 65.0, 66.0, 67.0, 68.0]);
+        let steps = run(
+            &c,
+            &[
+                45.0, 55.0, 45.0, 55.0, 62.0, 61.0, 49.0, 65.0, 66.0, 67.0, 68.0,
+            ],
+        );
         assert_eq!(kinds(&steps), "O.u.rrurrrR");
     }
 
     #[test]
     fn condition_shorter_than_pending_notifies_nobody() {
-        let c = config(
-            "[health_below]\nenter_below = 50\nexit_at_or_above = 60\npending_secs = 150\n",
-        );
+        let c =
+            config("[health_below]\nenter_below = 50\nexit_at_or_above = 60\npending_secs = 150\n");
         assert_eq!(kinds(&run(&c, &[40.0, 41.0, 55.0, 40.0, 70.0])), "pp.p.");
         assert_eq!(kinds(&run(&c, &[40.0, 41.0, 42.0, 43.0, 44.0])), "pppOu");
     }
@@ -524,6 +595,43 @@ mod tests {
     }
 
     #[test]
+    fn answered_ticket_resolves_its_sla_alert_only() {
+        let c = config("[first_response_sla]\nhours = 1\n");
+        let ticket = |id: &str| OpenTicket {
+            ticket_id: id.into(),
+            opened_at: 0,
+        };
+        let mut ca = CustomerAlerts::default();
+        let signals = Signals {
+            unanswered: vec![ticket("a"), ticket("b")],
+            ..Signals::default()
+        };
+        assert!(ca.facts.observe(signals, MIN));
+        let (effects, next) = ca.evaluate(&c, 30 * MIN);
+        assert!(effects.iter().all(|e| e.step == Step::Quiet));
+        assert_eq!(next, Some(60 * MIN));
+        let (effects, _) = ca.evaluate(&c, 61 * MIN);
+        let opened = effects
+            .iter()
+            .filter(|e| matches!(e.step, Step::Open { .. }))
+            .count();
+        assert_eq!(opened, 2);
+        // Ticket a is answered: it leaves the signals, its alert resolves, b's stands.
+        let signals = Signals {
+            unanswered: vec![ticket("b")],
+            ..Signals::default()
+        };
+        assert!(ca.facts.observe(signals, 62 * MIN));
+        let (effects, _) = ca.evaluate(&c, 62 * MIN);
+        let steps: Vec<(&str, &Step)> = effects
+            .iter()
+            .map(|e| (e.discriminator.as_str(), &e.step))
+            .collect();
+        assert_eq!(steps, vec![("b", &Step::Quiet), ("a", &Step::Resolve)]);
+        assert_eq!(ca.tracks.len(), 1);
+    }
+
+    #[test]
     fn score_drop_against_the_best_of_the_window() {
         let c = config(
             "[score_drop]\ndrop = 20\nexit_drop = 10\nwindow_days = 7\nmin_observations = 3\n",
@@ -564,7 +672,10 @@ mod tests {
         let mut t: Vec<i64> = (1..=4).map(|w| now - w * WEEK_MS - DAY_MS).collect();
         t.extend([now - DAY_MS, now - 2 * DAY_MS, now - 3 * DAY_MS]);
         t.sort_unstable();
-        assert_eq!(conditions(&c, &facts(t.clone()), now)[0].holds, Holds::Firing);
+        assert_eq!(
+            conditions(&c, &facts(t.clone()), now)[0].holds,
+            Holds::Firing
+        );
         // Two this week: under the floor.
         t.pop();
         assert_eq!(conditions(&c, &facts(t), now)[0].holds, Holds::Clear);

@@ -1,0 +1,358 @@
+//! Webhook endpoints with their signing secrets, and the deliveries of alert changes to
+//! them: pending deliveries are the outbox, dead ones the dead-letter list.
+
+use super::{Alert, Change, Store, StoreError};
+use crate::entity::{delivery, webhook};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use sea_orm::sea_query::Expr;
+use sea_orm::{
+    ActiveModelTrait,
+    ActiveValue::{NotSet, Set},
+    ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+};
+use serde::{Deserialize, Serialize};
+
+/// A webhook endpoint as stored.
+pub type Endpoint = webhook::Model;
+/// A delivery as stored.
+pub type Delivery = delivery::Model;
+
+/// Delivery states, as stored.
+pub mod state {
+    pub const PENDING: &str = "pending";
+    pub const DELIVERED: &str = "delivered";
+    pub const DEAD: &str = "dead";
+}
+
+/// Prefix of secrets as shown to people (the Standard Webhooks convention).
+pub const SECRET_PREFIX: &str = "whsec_";
+
+/// One signing secret of an endpoint.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Secret {
+    /// The key bytes, base64.
+    pub key: String,
+    /// When a rotated-out secret stops signing (milliseconds); `None` for the current one.
+    pub expires_at: Option<i64>,
+}
+
+/// A fresh random secret: 24 bytes, base64.
+fn new_key() -> String {
+    let bytes: [u8; 24] = rand::random();
+    STANDARD.encode(bytes)
+}
+
+/// The keys an endpoint signs with at `now`: the current one and rotated ones not expired.
+pub fn signing_keys(w: &Endpoint, now: i64) -> Vec<Vec<u8>> {
+    let secrets: Vec<Secret> = serde_json::from_str(&w.secrets).unwrap_or_default();
+    secrets
+        .iter()
+        .filter(|s| s.expires_at.is_none_or(|e| e > now))
+        .filter_map(|s| STANDARD.decode(&s.key).ok())
+        .collect()
+}
+
+/// Checks an endpoint URL: absolute http(s) with a host.
+fn check_url(url: &str) -> Result<(), StoreError> {
+    let uri: http::Uri = url
+        .parse()
+        .map_err(|e| StoreError::invalid("url", format!("not a URL: {e}")))?;
+    match (uri.scheme_str(), uri.host()) {
+        (Some("http"), Some(_)) => Ok(()),
+        (Some("https"), Some(_)) => Err(StoreError::invalid(
+            "url",
+            "https endpoints are not supported yet; use http inside the cluster",
+        )),
+        _ => Err(StoreError::invalid(
+            "url",
+            "must be an absolute http:// URL with a host",
+        )),
+    }
+}
+
+/// The webhook body of an alert change (Standard Webhooks' `type` / `timestamp` / `data`).
+pub fn payload(a: &Alert, change: Change, revision: i64, now: i64) -> serde_json::Value {
+    let time = |ms: i64| {
+        chrono::DateTime::from_timestamp_millis(ms)
+            .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+    };
+    serde_json::json!({
+        "type": format!("alert.{}", change.name()),
+        "timestamp": time(now),
+        "data": {
+            "id": a.id.to_string(),
+            "revision": revision,
+            "rule": a.rule,
+            "customer_id": a.customer_id,
+            "discriminator": a.discriminator,
+            "dedup_key": a.dedup_key,
+            "state": a.state,
+            "severity": a.severity,
+            "score": a.score,
+            "tier": a.tier,
+            "evidence": a.evidence,
+            "trigger_count": a.trigger_count,
+            "opened_at": time(a.opened_at),
+            "updated_at": time(a.updated_at),
+            "resolved_at": a.resolved_at.and_then(time),
+            "snoozed_until": a.snoozed_until.and_then(time),
+            "holdout": a.holdout.unwrap_or(false),
+            "recommendations": a.actions(),
+            "config_version": a.config_version,
+        }
+    })
+}
+
+/// The tenant's enabled endpoints.
+pub(crate) async fn enabled<C: ConnectionTrait>(
+    conn: &C,
+    tenant: &str,
+) -> Result<Vec<Endpoint>, DbErr> {
+    webhook::Entity::find()
+        .filter(webhook::Column::TenantId.eq(tenant))
+        .filter(webhook::Column::Enabled.eq(true))
+        .all(conn)
+        .await
+}
+
+/// Queues one delivery of an alert change per endpoint, in the change's transaction.
+pub(crate) async fn enqueue<C: ConnectionTrait>(
+    conn: &C,
+    tenant: &str,
+    endpoints: &[Endpoint],
+    a: &Alert,
+    change: Change,
+    revision: i64,
+    now: i64,
+) -> Result<(), StoreError> {
+    if endpoints.is_empty() {
+        return Ok(());
+    }
+    let body = payload(a, change, revision, now).to_string();
+    let rows: Vec<delivery::ActiveModel> = endpoints
+        .iter()
+        .map(|w| delivery::ActiveModel {
+            id: NotSet,
+            tenant_id: Set(tenant.to_owned()),
+            webhook_id: Set(w.id),
+            message_id: Set(format!("msg_{}_{revision}_{}", a.id, w.id)),
+            event_type: Set(format!("alert.{}", change.name())),
+            payload: Set(body.clone()),
+            state: Set(state::PENDING.to_owned()),
+            attempts: Set(0),
+            next_attempt_at: Set(now),
+            last_error: Set(None),
+            created_at: Set(now),
+            updated_at: Set(now),
+        })
+        .collect();
+    delivery::Entity::insert_many(rows)
+        .exec_without_returning(conn)
+        .await?;
+    Ok(())
+}
+
+impl Store {
+    /// Registers an endpoint; returns it with its secret (shown this once).
+    pub async fn create_webhook(
+        &self,
+        tenant: &str,
+        url: &str,
+    ) -> Result<(Endpoint, String), StoreError> {
+        check_url(url)?;
+        let key = new_key();
+        let secrets = vec![Secret {
+            key: key.clone(),
+            expires_at: None,
+        }];
+        let w = webhook::ActiveModel {
+            id: NotSet,
+            tenant_id: Set(tenant.to_owned()),
+            url: Set(url.to_owned()),
+            secrets: Set(serde_json::to_string(&secrets).unwrap_or_default()),
+            enabled: Set(true),
+            disabled_reason: Set(None),
+            created_at: Set(rapport_storage::now_millis()),
+        }
+        .insert(self.db())
+        .await?;
+        Ok((w, format!("{SECRET_PREFIX}{key}")))
+    }
+
+    /// The tenant's endpoints.
+    pub async fn webhooks(&self, tenant: &str) -> Result<Vec<Endpoint>, StoreError> {
+        Ok(webhook::Entity::find()
+            .filter(webhook::Column::TenantId.eq(tenant))
+            .order_by_asc(webhook::Column::Id)
+            .all(self.db())
+            .await?)
+    }
+
+    /// A new current secret; the previous ones keep signing for `keep_ms` more.
+    pub async fn rotate_secret(
+        &self,
+        tenant: &str,
+        id: i64,
+        keep_ms: i64,
+        now: i64,
+    ) -> Result<(Endpoint, String), StoreError> {
+        let w = webhook::Entity::find_by_id(id)
+            .filter(webhook::Column::TenantId.eq(tenant))
+            .one(self.db())
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("webhook {id}")))?;
+        let old: Vec<Secret> = serde_json::from_str(&w.secrets).unwrap_or_default();
+        let key = new_key();
+        let mut secrets = vec![Secret {
+            key: key.clone(),
+            expires_at: None,
+        }];
+        secrets.extend(
+            old.into_iter()
+                .map(|s| Secret {
+                    expires_at: Some(s.expires_at.unwrap_or(now + keep_ms).min(now + keep_ms)),
+                    ..s
+                })
+                .filter(|s| s.expires_at.is_some_and(|e| e > now)),
+        );
+        let mut m: webhook::ActiveModel = w.into();
+        m.secrets = Set(serde_json::to_string(&secrets).unwrap_or_default());
+        let w = m.update(self.db()).await?;
+        Ok((w, format!("{SECRET_PREFIX}{key}")))
+    }
+
+    /// Claims up to `limit` deliveries due at `now` (for `lease_ms`, so another worker does
+    /// not send them meanwhile), with their endpoints.
+    pub async fn claim_due(
+        &self,
+        now: i64,
+        limit: u64,
+        lease_ms: i64,
+    ) -> Result<Vec<(Delivery, Endpoint)>, StoreError> {
+        let due = delivery::Entity::find()
+            .filter(delivery::Column::State.eq(state::PENDING))
+            .filter(delivery::Column::NextAttemptAt.lte(now))
+            .order_by_asc(delivery::Column::Id)
+            .limit(limit)
+            .all(self.db())
+            .await?;
+        let mut out = Vec::with_capacity(due.len());
+        for d in due {
+            let claimed = delivery::Entity::update_many()
+                .col_expr(delivery::Column::NextAttemptAt, Expr::value(now + lease_ms))
+                .filter(delivery::Column::Id.eq(d.id))
+                .filter(delivery::Column::State.eq(state::PENDING))
+                .filter(delivery::Column::NextAttemptAt.eq(d.next_attempt_at))
+                .exec(self.db())
+                .await?;
+            if claimed.rows_affected != 1 {
+                continue;
+            }
+            if let Some(w) = webhook::Entity::find_by_id(d.webhook_id)
+                .one(self.db())
+                .await?
+            {
+                out.push((d, w));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Records the outcome of one attempt: delivered, to retry at `retry_at`, or dead.
+    pub async fn attempted(
+        &self,
+        id: i64,
+        attempts: i32,
+        outcome: Attempt,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let (state, next, error) = match outcome {
+            Attempt::Delivered => (state::DELIVERED, now, None),
+            Attempt::Retry { at, error } => (state::PENDING, at, Some(error)),
+            Attempt::Dead { error } => (state::DEAD, now, Some(error)),
+        };
+        delivery::Entity::update_many()
+            .col_expr(delivery::Column::State, Expr::value(state))
+            .col_expr(delivery::Column::Attempts, Expr::value(attempts))
+            .col_expr(delivery::Column::NextAttemptAt, Expr::value(next))
+            .col_expr(delivery::Column::LastError, Expr::value(error))
+            .col_expr(delivery::Column::UpdatedAt, Expr::value(now))
+            .filter(delivery::Column::Id.eq(id))
+            .exec(self.db())
+            .await?;
+        Ok(())
+    }
+
+    /// Disables an endpoint (it answered 410 Gone, say); its pending deliveries go to the
+    /// dead-letter list.
+    pub async fn disable_webhook(&self, id: i64, reason: &str, now: i64) -> Result<(), StoreError> {
+        let txn = rapport_storage::begin_write(self.db()).await?;
+        webhook::Entity::update_many()
+            .col_expr(webhook::Column::Enabled, Expr::value(false))
+            .col_expr(webhook::Column::DisabledReason, Expr::value(reason))
+            .filter(webhook::Column::Id.eq(id))
+            .exec(&txn)
+            .await?;
+        delivery::Entity::update_many()
+            .col_expr(delivery::Column::State, Expr::value(state::DEAD))
+            .col_expr(
+                delivery::Column::LastError,
+                Expr::value(format!("endpoint disabled: {reason}")),
+            )
+            .col_expr(delivery::Column::UpdatedAt, Expr::value(now))
+            .filter(delivery::Column::WebhookId.eq(id))
+            .filter(delivery::Column::State.eq(state::PENDING))
+            .exec(&txn)
+            .await?;
+        txn.commit().await?;
+        Ok(())
+    }
+
+    /// The tenant's dead letters, newest first.
+    pub async fn dead_letters(&self, tenant: &str) -> Result<Vec<Delivery>, StoreError> {
+        Ok(delivery::Entity::find()
+            .filter(delivery::Column::TenantId.eq(tenant))
+            .filter(delivery::Column::State.eq(state::DEAD))
+            .order_by_desc(delivery::Column::Id)
+            .limit(1_000)
+            .all(self.db())
+            .await?)
+    }
+
+    /// Sends a dead letter again (same message id), re-enabling nothing: its endpoint must
+    /// be enabled.
+    pub async fn replay(&self, tenant: &str, id: i64, now: i64) -> Result<(), StoreError> {
+        let d = delivery::Entity::find_by_id(id)
+            .filter(delivery::Column::TenantId.eq(tenant))
+            .one(self.db())
+            .await?
+            .filter(|d| d.state == state::DEAD)
+            .ok_or_else(|| StoreError::NotFound(format!("dead letter {id}")))?;
+        let enabled = webhook::Entity::find_by_id(d.webhook_id)
+            .one(self.db())
+            .await?
+            .is_some_and(|w| w.enabled);
+        if !enabled {
+            return Err(StoreError::Precondition(format!(
+                "webhook {} is disabled",
+                d.webhook_id
+            )));
+        }
+        let mut m: delivery::ActiveModel = d.into();
+        m.state = Set(state::PENDING.to_owned());
+        m.attempts = Set(0);
+        m.next_attempt_at = Set(now);
+        m.updated_at = Set(now);
+        m.update(self.db()).await?;
+        Ok(())
+    }
+}
+
+/// The outcome of one delivery attempt.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Attempt {
+    Delivered,
+    Retry { at: i64, error: String },
+    Dead { error: String },
+}
