@@ -1,0 +1,487 @@
+//! Alerting as its own process on SQLite, fed scores the way scoring's outbox feeds it: one
+//! alert per condition whatever the flapping, pending and exit periods that survive a
+//! SIGKILL, the lifecycle by hand, signed webhooks checked by Python's hmac, and a watch that
+//! resumes without gaps.
+
+use rapport_proto::alerting::v1::{self as pb, alerting_service_client::AlertingServiceClient};
+use rapport_proto::common::v1::Tier;
+use rapport_tests::{Proc, bin, channel, eventually, free_port, repo_root, req};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+use tonic::transport::Channel;
+
+const WAIT: Duration = Duration::from_secs(20);
+
+/// One alerting process, restartable on the same database.
+struct Alerting {
+    dir: tempfile::TempDir,
+    addr: String,
+    env: Vec<(String, String)>,
+    proc: Option<Proc>,
+}
+
+impl Alerting {
+    fn start(config_toml: &str, env: &[(&str, &str)]) -> Alerting {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("alerting.toml");
+        std::fs::write(&config, config_toml).unwrap();
+        let mut env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        env.push(("RAPPORT_ALERT_CONFIG".into(), config.display().to_string()));
+        env.push(("RAPPORT_ALERT_SWEEP_MS".into(), "100".into()));
+        let mut a = Alerting {
+            addr: format!("127.0.0.1:{}", free_port()),
+            dir,
+            env,
+            proc: None,
+        };
+        a.restart();
+        a
+    }
+
+    fn restart(&mut self) {
+        let mut cmd = Command::new(bin("rapport-alerting"));
+        cmd.arg("--listen")
+            .arg(&self.addr)
+            .arg("--data-dir")
+            .arg(self.dir.path())
+            .env("RUST_LOG", "info")
+            .env_remove("DATABASE_URL")
+            .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT");
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        self.proc = Some(Proc::spawn(
+            "alerting",
+            cmd,
+            self.dir.path(),
+            "listening on",
+        ));
+    }
+
+    fn kill(&mut self) {
+        if let Some(p) = self.proc.as_mut() {
+            p.kill();
+        }
+    }
+
+    fn client(&self) -> AlertingServiceClient<Channel> {
+        AlertingServiceClient::new(channel(&self.addr))
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+/// A request as scoring's outbox makes it: the service key, acting for the dev tenant.
+fn service_req<T>(message: T) -> tonic::Request<T> {
+    let mut r = tonic::Request::new(message);
+    r.set_timeout(Duration::from_secs(30));
+    let md = r.metadata_mut();
+    md.insert(
+        "authorization",
+        "Bearer rapport-dev-service-key".parse().unwrap(),
+    );
+    md.insert("x-rapport-tenant", "dev".parse().unwrap());
+    r
+}
+
+fn change(customer: &str, score: f64) -> pb::ScoreChange {
+    // Distinct, increasing computation times, as scoring makes them.
+    std::thread::sleep(Duration::from_millis(2));
+    pb::ScoreChange {
+        customer_id: customer.to_owned(),
+        score,
+        tier: Tier::Gold.into(),
+        computed_at: Some(rapport_proto::convert::timestamp(now_ms())),
+        ..Default::default()
+    }
+}
+
+async fn notify(a: &Alerting, changes: Vec<pb::ScoreChange>) {
+    a.client()
+        .notify_scores(service_req(pb::NotifyScoresRequest { scores: changes }))
+        .await
+        .expect("notify scores");
+}
+
+async fn score(a: &Alerting, customer: &str, score: f64) -> pb::ScoreChange {
+    let c = change(customer, score);
+    notify(a, vec![c.clone()]).await;
+    c
+}
+
+async fn alerts_of(a: &Alerting, customer: &str) -> Vec<pb::Alert> {
+    a.client()
+        .list_alerts(req(pb::ListAlertsRequest {
+            customer_id: customer.to_owned(),
+            ..Default::default()
+        }))
+        .await
+        .expect("list alerts")
+        .into_inner()
+        .alerts
+}
+
+async fn standing(a: &Alerting, customer: &str) -> Option<pb::Alert> {
+    alerts_of(a, customer)
+        .await
+        .into_iter()
+        .find(|x| x.state != pb::AlertState::Resolved as i32)
+}
+
+async fn until_standing(a: &Alerting, customer: &str) -> pb::Alert {
+    eventually(&format!("an alert for {customer}"), WAIT, || {
+        standing(a, customer)
+    })
+    .await
+}
+
+async fn until_resolved(a: &Alerting, customer: &str) {
+    eventually(&format!("{customer}'s alert resolved"), WAIT, || async {
+        standing(a, customer).await.is_none().then_some(())
+    })
+    .await
+}
+
+const RULES: &str = "holdout_share = 0.0\n\
+    [health_below]\nenter_below = 50.0\nexit_at_or_above = 60.0\n\
+    pending_secs = 3\nresolve_after_secs = 3\n";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn one_alert_per_condition_through_flapping_restarts_and_people() {
+    let mut a = Alerting::start(RULES, &[]);
+
+    // A condition shorter than the pending period notifies nobody.
+    score(&a, "brief", 40.0).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    score(&a, "brief", 70.0).await;
+
+    // Flapping inside the hysteresis band: one alert, counted once per new trigger.
+    score(&a, "flap", 40.0).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(
+        standing(&a, "flap").await.is_none(),
+        "opened before pending"
+    );
+    let opened = until_standing(&a, "flap").await;
+    assert_eq!(opened.trigger_count, 1);
+    for s in [55.0, 45.0, 58.0, 42.0] {
+        score(&a, "flap", s).await;
+    }
+    let last = change("flap", 42.0);
+    notify(&a, vec![last.clone()]).await;
+    // The same notification again (an outbox redelivery) counts nothing.
+    notify(&a, vec![last]).await;
+    let alerts = alerts_of(&a, "flap").await;
+    assert_eq!(alerts.len(), 1, "{alerts:?}");
+    assert_eq!(alerts[0].trigger_count, 4);
+    // Resolves only after the exit condition held for its period.
+    score(&a, "flap", 65.0).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(standing(&a, "flap").await.is_some(), "resolved too early");
+    until_resolved(&a, "flap").await;
+    // A trigger after resolution: a new incarnation, same dedup key.
+    score(&a, "flap", 30.0).await;
+    let again = until_standing(&a, "flap").await;
+    assert_ne!(again.id, opened.id);
+    assert_eq!(again.dedup_key, opened.dedup_key);
+    assert!(alerts_of(&a, "brief").await.is_empty());
+
+    // SIGKILL during a pending period: the period keeps its start; a recovery before it
+    // ends still notifies nobody.
+    score(&a, "pending-then-open", 40.0).await;
+    score(&a, "pending-then-ok", 40.0).await;
+    a.kill();
+    a.restart();
+    score(&a, "pending-then-ok", 75.0).await;
+    until_standing(&a, "pending-then-open").await;
+    // SIGKILL during the exit period: a relapse into the band resets it after restart.
+    score(&a, "hysteresis", 40.0).await;
+    until_standing(&a, "hysteresis").await;
+    score(&a, "hysteresis", 65.0).await;
+    a.kill();
+    a.restart();
+    score(&a, "hysteresis", 55.0).await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert!(
+        standing(&a, "hysteresis").await.is_some(),
+        "spurious resolve"
+    );
+    assert!(alerts_of(&a, "pending-then-ok").await.is_empty());
+
+    // Acknowledged, then the customer recovers: resolved.
+    let ack = a
+        .client()
+        .acknowledge_alert(req(pb::AlertActionRequest {
+            id: again.id.clone(),
+            actor: "dana".into(),
+            reason: "calling them".into(),
+        }))
+        .await
+        .expect("ack")
+        .into_inner();
+    assert_eq!(ack.state, pb::AlertState::Acknowledged as i32);
+    score(&a, "flap", 80.0).await;
+    until_resolved(&a, "flap").await;
+
+    // A snooze of more than 7 days is refused; one that ends while the condition still
+    // holds re-opens the alert un-acknowledged.
+    let alert = until_standing(&a, "pending-then-open").await;
+    let snooze = |until_ms: i64| pb::SnoozeAlertRequest {
+        id: alert.id.clone(),
+        actor: "dana".into(),
+        reason: "on holiday".into(),
+        until: Some(rapport_proto::convert::timestamp(until_ms)),
+    };
+    let refused = a
+        .client()
+        .snooze_alert(req(snooze(now_ms() + 8 * 86_400_000)))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument);
+    assert!(refused.message().contains("until"), "{refused:?}");
+    let snoozed = a
+        .client()
+        .snooze_alert(req(snooze(now_ms() + 1_000)))
+        .await
+        .expect("snooze")
+        .into_inner();
+    assert_eq!(snoozed.state, pb::AlertState::Snoozed as i32);
+    eventually("the snooze to end", WAIT, || async {
+        let x = standing(&a, "pending-then-open").await?;
+        (x.state == pb::AlertState::Open as i32).then_some(())
+    })
+    .await;
+    let trail = a
+        .client()
+        .get_alert(req(pb::GetAlertRequest { id: alert.id }))
+        .await
+        .expect("get alert")
+        .into_inner()
+        .transitions;
+    let states: Vec<&str> = trail.iter().map(|t| t.to_state.as_str()).collect();
+    assert_eq!(states, ["open", "snoozed", "open"], "{trail:?}");
+    assert_eq!(trail[1].actor, "dana");
+    assert!(trail.iter().all(|t| !t.config_version.is_empty()));
+
+    // Resolving by hand needs a reason; afterwards the same trigger does not re-open it.
+    let hysteresis = standing(&a, "hysteresis").await.unwrap();
+    let no_reason = a
+        .client()
+        .resolve_alert(req(pb::AlertActionRequest {
+            id: hysteresis.id.clone(),
+            ..Default::default()
+        }))
+        .await
+        .unwrap_err();
+    assert_eq!(no_reason.code(), tonic::Code::InvalidArgument);
+    a.client()
+        .resolve_alert(req(pb::AlertActionRequest {
+            id: hysteresis.id,
+            actor: "dana".into(),
+            reason: "spoke to them; fine".into(),
+        }))
+        .await
+        .expect("resolve");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(standing(&a, "hysteresis").await.is_none());
+}
+
+fn python() -> PathBuf {
+    std::env::var("RAPPORT_PYTHON")
+        .map_or_else(|_| repo_root().join(".venv/bin/python"), Into::into)
+}
+
+/// The Python receiver, serving the scripted statuses.
+fn receiver(dir: &Path, script: &str) -> (Proc, String, PathBuf) {
+    let port_file = dir.join("port");
+    let log = dir.join("requests.jsonl");
+    let mut cmd = Command::new(python());
+    cmd.arg(repo_root().join("tests/python/webhook_receiver.py"))
+        .arg("serve")
+        .arg(&port_file)
+        .arg(&log)
+        .arg(script);
+    let proc = Proc::spawn("receiver", cmd, dir, "listening");
+    let port = std::fs::read_to_string(&port_file).unwrap();
+    (proc, format!("http://127.0.0.1:{}", port.trim()), log)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn webhooks_are_signed_retried_once_delivered_and_disabled_by_410() {
+    let rules =
+        "holdout_share = 0.0\n[health_below]\nenter_below = 50.0\nexit_at_or_above = 60.0\n";
+    let a = Alerting::start(rules, &[("RAPPORT_WEBHOOK_BACKOFF_MS", "100")]);
+    let dir = tempfile::tempdir().unwrap();
+    let (_receiver, base, log) =
+        receiver(dir.path(), r#"{"/flaky": [500, 500, 200], "/gone": [410]}"#);
+    let create = |path: &str| pb::CreateWebhookRequest {
+        url: format!("{base}{path}"),
+    };
+    let flaky = a
+        .client()
+        .create_webhook(req(create("/flaky")))
+        .await
+        .expect("create webhook")
+        .into_inner();
+    assert!(flaky.secret.starts_with("whsec_"));
+    let gone = a
+        .client()
+        .create_webhook(req(create("/gone")))
+        .await
+        .expect("create webhook")
+        .into_inner();
+    let bad = a
+        .client()
+        .create_webhook(req(pb::CreateWebhookRequest {
+            url: "ftp://x".into(),
+        }))
+        .await
+        .unwrap_err();
+    assert_eq!(bad.code(), tonic::Code::InvalidArgument);
+
+    score(&a, "c1", 30.0).await;
+    until_standing(&a, "c1").await;
+
+    let verify = || {
+        let out = Command::new(python())
+            .arg(repo_root().join("tests/python/webhook_receiver.py"))
+            .arg("verify")
+            .arg(&log)
+            .arg("/flaky")
+            .arg(&flaky.secret)
+            .output()
+            .expect("run the verifier");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice::<Vec<serde_json::Value>>(&out.stdout).unwrap()
+    };
+    let requests = eventually("three attempts at /flaky", WAIT, || async {
+        let r = verify();
+        (r.len() >= 3).then_some(r)
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let requests = if verify().len() > requests.len() {
+        verify()
+    } else {
+        requests
+    };
+    assert_eq!(requests.len(), 3, "one logical delivery: {requests:?}");
+    let statuses: Vec<i64> = requests
+        .iter()
+        .map(|r| r["status"].as_i64().unwrap())
+        .collect();
+    assert_eq!(statuses, [500, 500, 200]);
+    assert!(requests.iter().all(|r| r["valid"] == true), "{requests:?}");
+    assert!(
+        requests.iter().all(|r| r["id"] == requests[0]["id"]),
+        "{requests:?}"
+    );
+    assert_eq!(requests[0]["type"], "alert.opened");
+
+    // 410 Gone disables the endpoint; its delivery is a dead letter.
+    let hooks = eventually("the 410 endpoint disabled", WAIT, || async {
+        let hooks = a
+            .client()
+            .list_webhooks(req(pb::ListWebhooksRequest {}))
+            .await
+            .ok()?
+            .into_inner()
+            .webhooks;
+        hooks
+            .iter()
+            .any(|w| w.id == gone.id && !w.enabled)
+            .then_some(hooks)
+    })
+    .await;
+    let disabled = hooks.iter().find(|w| w.id == gone.id).unwrap();
+    assert!(disabled.disabled_reason.contains("410"), "{disabled:?}");
+    assert!(hooks.iter().any(|w| w.id == flaky.id && w.enabled));
+    let dead = a
+        .client()
+        .list_dead_letters(req(pb::ListDeadLettersRequest {}))
+        .await
+        .expect("dead letters")
+        .into_inner()
+        .dead_letters;
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert_eq!(dead[0].webhook_id, gone.id);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn watch_resumes_without_gaps_and_refuses_compacted_revisions() {
+    let rules =
+        "holdout_share = 0.0\n[health_below]\nenter_below = 50.0\nexit_at_or_above = 60.0\n";
+    let a = Alerting::start(
+        rules,
+        &[
+            ("RAPPORT_WATCH_KEEP_REVISIONS", "15"),
+            ("RAPPORT_WATCH_HEARTBEAT_SECS", "1"),
+        ],
+    );
+    let changes: Vec<pb::ScoreChange> =
+        (0..20).map(|i| change(&format!("w{i:02}"), 30.0)).collect();
+    notify(&a, changes).await;
+
+    let watch = |after: u64| {
+        let mut client = a.client();
+        async move {
+            client
+                .watch_alerts(req(pb::WatchAlertsRequest {
+                    after_revision: after,
+                }))
+                .await
+        }
+    };
+    let mut stream = watch(0).await.expect("watch").into_inner();
+    let mut seen = Vec::new();
+    while seen.len() < 10 {
+        let m = stream
+            .message()
+            .await
+            .expect("message")
+            .expect("open stream");
+        if !m.bookmark {
+            assert_eq!(m.change, pb::ChangeKind::Opened as i32);
+            seen.push(m.revision);
+        }
+    }
+    drop(stream);
+    let resume_from = *seen.last().unwrap();
+    let mut stream = watch(resume_from).await.expect("resume").into_inner();
+    let mut bookmark = None;
+    while bookmark.is_none() {
+        let m = stream
+            .message()
+            .await
+            .expect("message")
+            .expect("open stream");
+        if m.bookmark {
+            bookmark = Some(m.revision);
+        } else {
+            seen.push(m.revision);
+        }
+    }
+    let first = seen[0];
+    let expected: Vec<u64> = (first..=20).collect();
+    assert_eq!(seen, expected, "every revision once, in order");
+    assert_eq!(bookmark, Some(20));
+
+    let status = eventually("revision 2 compacted", WAIT, || async {
+        watch(2).await.err()
+    })
+    .await;
+    assert_eq!(status.code(), tonic::Code::OutOfRange, "{status:?}");
+}
