@@ -231,6 +231,30 @@ pub async fn run(c: &Clients) -> Vec<scoring::HealthScore> {
         ("bob", "health_below")
     );
     assert!(open[0].dedup_key.contains("bob"));
+    // Bob's NPS of 2 four days ago reached alerting with his score: a detractor alert, keyed
+    // by the survey kind, with the playbook's recommendations unless held out.
+    let detractor = eventually("bob's detractor alert", SETTLE, || async {
+        let alerts = c
+            .alerting
+            .clone()
+            .list_alerts(req(alerting::ListAlertsRequest {
+                customer_id: "bob".into(),
+                rule: "detractor".into(),
+                ..Default::default()
+            }))
+            .await
+            .ok()?
+            .into_inner()
+            .alerts;
+        alerts.into_iter().next()
+    })
+    .await;
+    assert_eq!(detractor.discriminator, "nps");
+    assert!(detractor.evidence.contains("NPS answer 2"), "{detractor:?}");
+    assert!(
+        detractor.holdout || !detractor.recommendations.is_empty(),
+        "{detractor:?}"
+    );
 
     let run = c
         .segmentation
