@@ -17,6 +17,37 @@ async fn embedded_platform_scores_grades_and_alerts() {
             "{service} has its own SQLite file"
         );
     }
+
+    // The command line finds the local platform and works the alert lifecycle.
+    let cli = |args: &[&str]| -> serde_json::Value {
+        let out = std::process::Command::new(rapport_tests::bin("rapport"))
+            .args(args)
+            .arg("--json")
+            .current_dir(platform.dir.path())
+            .output()
+            .expect("run rapport");
+        assert!(
+            out.status.success(),
+            "rapport {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).expect("JSON output")
+    };
+    let listed = cli(&["alerts", "--rule", "detractor", "--customer", "bob"]);
+    let id = listed[0]["id"].as_str().expect("bob's detractor alert").to_owned();
+    assert_eq!(listed[0]["state"], "open");
+    let acked = cli(&["alerts", "ack", &id, "--reason", "calling bob"]);
+    assert_eq!(acked["state"], "acknowledged");
+    let shown = cli(&["alerts", "show", &id]);
+    let to: Vec<&str> = shown["transitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["to"].as_str().unwrap())
+        .collect();
+    assert_eq!(to, ["open", "acknowledged"]);
+    let effect = cli(&["effect"]);
+    assert_eq!(effect["window_days"], 30);
 }
 
 /// A customer with more new events than scoring fetches in one call still gets all of them

@@ -1,5 +1,6 @@
 //! `rapport`: run the whole platform locally, import events, read scores, tiers and alerts.
 
+mod alerts;
 mod health;
 mod import;
 mod local;
@@ -125,14 +126,18 @@ enum ClientCommand {
     Segment,
     /// Fit the customer-base models (BG/NBD, Gamma-Gamma) now and re-score everyone.
     Models,
-    /// List alerts.
+    /// List, inspect, acknowledge, snooze, resolve or watch alerts.
     Alerts {
-        /// Only alerts in this state.
-        #[arg(long, value_parser = ["open", "resolved"])]
-        state: Option<String>,
-        /// Only alerts of this customer.
+        #[command(subcommand)]
+        command: Option<alerts::AlertsCommand>,
+        #[command(flatten)]
+        list: alerts::ListArgs,
+    },
+    /// Did interventions work? Treated versus control per action and tier.
+    Effect {
+        /// Only alerts opened on or after this day (YYYY-MM-DD).
         #[arg(long)]
-        customer: Option<String>,
+        since: Option<chrono::NaiveDate>,
     },
 }
 
@@ -438,56 +443,22 @@ async fn main() -> anyhow::Result<()> {
                 }
             }
         }
-        ClientCommand::Alerts { state, customer } => {
+        ClientCommand::Alerts { command, list } => {
             let addr = target.addr(&target.cli.alerting, |l| &l.alerting, "alerting")?;
-            let mut client = alerting::alerting_service_client::AlertingServiceClient::new(
+            let client = alerting::alerting_service_client::AlertingServiceClient::new(
                 target.channel(&addr)?,
             );
-            let state = match state.as_deref() {
-                Some("open") => alerting::AlertState::Open,
-                Some("resolved") => alerting::AlertState::Resolved,
-                _ => alerting::AlertState::Unspecified,
-            };
-            let alerts = client
-                .list_alerts(target.request(alerting::ListAlertsRequest {
-                    state: state.into(),
-                    customer_id: customer.clone().unwrap_or_default(),
-                    rule: String::new(),
-                })?)
-                .await?
-                .into_inner()
-                .alerts;
-            let state_name = |s: i32| {
-                if s == alerting::AlertState::Open as i32 {
-                    "open"
-                } else {
-                    "resolved"
-                }
-            };
-            if json {
-                let out: Vec<_> = alerts
-                    .iter()
-                    .map(|a| json!({"id": a.id, "rule": a.rule, "customer_id": a.customer_id, "state": state_name(a.state), "score": a.score, "tier": tier_name(a.tier), "trigger_count": a.trigger_count, "opened_at": when(a.opened_at.as_ref())}))
-                    .collect();
-                println!("{}", serde_json::to_string_pretty(&out)?);
-            } else {
-                println!(
-                    "{:<6} {:<14} {:<24} {:<9} {:>6} {:<8} OPENED",
-                    "ID", "RULE", "CUSTOMER", "STATE", "SCORE", "TIER"
-                );
-                for a in &alerts {
-                    println!(
-                        "{:<6} {:<14} {:<24} {:<9} {:>6.1} {:<8} {}",
-                        a.id,
-                        a.rule,
-                        a.customer_id,
-                        state_name(a.state),
-                        a.score,
-                        tier_name(a.tier),
-                        when(a.opened_at.as_ref())
-                    );
-                }
-            }
+            let command = command
+                .clone()
+                .unwrap_or(alerts::AlertsCommand::List(list.clone()));
+            alerts::run(&target, client, command, json).await?;
+        }
+        ClientCommand::Effect { since } => {
+            let addr = target.addr(&target.cli.alerting, |l| &l.alerting, "alerting")?;
+            let client = alerting::alerting_service_client::AlertingServiceClient::new(
+                target.channel(&addr)?,
+            );
+            alerts::effect(&target, client, *since, json).await?;
         }
     }
     Ok(())
