@@ -7,7 +7,7 @@ CARGO ?= cargo
 VENV  ?= .venv
 PY    := $(VENV)/bin/python
 
-.PHONY: run test test-deps lint build fmt clean bench bench-models bench-ingest bench-scoring
+.PHONY: run test test-deps lint build fmt clean bench bench-models bench-ingest bench-scoring bench-alerting
 
 run:
 	$(CARGO) run -p rapport -- up
@@ -42,7 +42,7 @@ $(PY): tests/python/requirements.txt
 	@touch $(PY)
 
 # Benchmarks print one line per figure, beside a baseline measured in the same run.
-bench: bench-models bench-ingest bench-scoring
+bench: bench-models bench-ingest bench-scoring bench-alerting
 
 bench-models: $(PY)
 	$(CARGO) run --release -q -p rapport-bench --bin bench-models
@@ -53,6 +53,11 @@ bench-ingest: test-deps
 # RAPPORT_BENCH_CUSTOMERS sets the re-score population (default 1,000,000).
 bench-scoring: test-deps
 	$(CARGO) run --release -q -p rapport-bench --bin bench-scoring
+
+# The four services as separate release processes on PostgreSQL and Redis.
+bench-alerting: test-deps
+	$(CARGO) build --release -q --bins
+	$(CARGO) run --release -q -p rapport-bench --bin bench-alerting
 
 fmt:
 	$(CARGO) fmt --all

@@ -28,14 +28,17 @@ pub fn free_port() -> u16 {
         .expect("a free loopback port")
 }
 
-/// The directory of the workspace's built binaries (`target/debug`).
+/// The directory of the workspace's built binaries (`target/debug`, or `target/release` for
+/// a benchmark built with `--release`).
 pub fn bin_dir() -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable path");
-    // target/debug/deps/<test> → target/debug
-    exe.parent()
-        .and_then(Path::parent)
-        .expect("target directory")
-        .to_path_buf()
+    let exe = std::env::current_exe().expect("executable path");
+    // target/debug/deps/<test> → target/debug; target/release/<bench> → target/release
+    let dir = exe.parent().expect("executable directory");
+    if dir.file_name().is_some_and(|n| n == "deps") {
+        dir.parent().expect("target directory").to_path_buf()
+    } else {
+        dir.to_path_buf()
+    }
 }
 
 /// Path of a workspace binary; fails with advice when it was not built.

@@ -34,7 +34,10 @@ async fn embedded_platform_scores_grades_and_alerts() {
         serde_json::from_slice(&out.stdout).expect("JSON output")
     };
     let listed = cli(&["alerts", "--rule", "detractor", "--customer", "bob"]);
-    let id = listed[0]["id"].as_str().expect("bob's detractor alert").to_owned();
+    let id = listed[0]["id"]
+        .as_str()
+        .expect("bob's detractor alert")
+        .to_owned();
     assert_eq!(listed[0]["state"], "open");
     let acked = cli(&["alerts", "ack", &id, "--reason", "calling bob"]);
     assert_eq!(acked["state"], "acknowledged");

@@ -1,0 +1,146 @@
+//! `make bench-alerting`: latency from an ingested event to the alert it causes (p50/p99),
+//! under a sustained ingest load, with the four services as separate processes on
+//! PostgreSQL and Redis; beside the same latency measured without load in the same run.
+//!
+//! Each probe is a new customer's NPS answer of 1 (a detractor); its latency runs from the
+//! moment the event is sent to the moment the detractor alert arrives on a `WatchAlerts`
+//! stream.
+
+use rapport_proto::alerting::v1 as alerting;
+use rapport_proto::ingestion::v1 as ingestion;
+use rapport_tests::scenario::{nps, order};
+use rapport_tests::servers::{Postgres, Redis};
+use rapport_tests::{Clients, Distributed, req};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Probes per phase.
+const PROBES: usize = 100;
+/// Time between probes.
+const PROBE_EVERY: Duration = Duration::from_millis(150);
+/// Background load: events per batch and batches per second.
+const LOAD_BATCH: usize = 200;
+const LOAD_BATCHES_PER_SEC: u64 = 10;
+/// Customers the load spreads over.
+const LOAD_CUSTOMERS: usize = 20_000;
+
+type Sent = Arc<Mutex<HashMap<String, Instant>>>;
+
+/// Sends `PROBES` detractor answers and returns each one's latency to its alert.
+async fn probe(c: &Clients, phase: &str) -> anyhow::Result<Vec<Duration>> {
+    let sent: Sent = Arc::default();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Duration>();
+    let mut watch = req(alerting::WatchAlertsRequest { after_revision: 0 });
+    watch.metadata_mut().remove("grpc-timeout");
+    let mut stream = c.alerting.clone().watch_alerts(watch).await?.into_inner();
+    let waiting = sent.clone();
+    let watcher = tokio::spawn(async move {
+        while let Ok(Some(m)) = stream.message().await {
+            let Some(a) = m.alert else { continue };
+            if m.change != alerting::ChangeKind::Opened as i32 || a.rule != "detractor" {
+                continue;
+            }
+            let start = waiting
+                .lock()
+                .ok()
+                .and_then(|mut s| s.remove(&a.customer_id));
+            if let Some(start) = start {
+                let _ = tx.send(start.elapsed());
+            }
+        }
+    });
+    for i in 0..PROBES {
+        let customer = format!("{phase}-probe-{i}");
+        let event = nps(&format!("{customer}-nps"), &customer, 0, 1);
+        if let Ok(mut s) = sent.lock() {
+            s.insert(customer, Instant::now());
+        }
+        c.ingestion
+            .clone()
+            .ingest(req(ingestion::IngestRequest {
+                events: vec![event],
+            }))
+            .await?;
+        tokio::time::sleep(PROBE_EVERY).await;
+    }
+    let mut latencies = Vec::with_capacity(PROBES);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while latencies.len() < PROBES {
+        match tokio::time::timeout_at(deadline, rx.recv()).await {
+            Ok(Some(d)) => latencies.push(d),
+            _ => break,
+        }
+    }
+    watcher.abort();
+    anyhow::ensure!(
+        latencies.len() == PROBES,
+        "{phase}: only {} of {PROBES} probes raised their alert within a minute",
+        latencies.len()
+    );
+    latencies.sort();
+    Ok(latencies)
+}
+
+fn quantile(sorted: &[Duration], q: f64) -> f64 {
+    let i = ((sorted.len() as f64 - 1.0) * q).round() as usize;
+    sorted[i.min(sorted.len() - 1)].as_secs_f64() * 1000.0
+}
+
+/// Ingests orders at a steady rate until stopped; returns how many were accepted.
+async fn load(c: Clients, stop: tokio_util::sync::CancellationToken) -> u64 {
+    let mut accepted = 0;
+    let mut tick = tokio::time::interval(Duration::from_millis(1000 / LOAD_BATCHES_PER_SEC));
+    let mut n = 0usize;
+    while !stop.is_cancelled() {
+        tick.tick().await;
+        let events: Vec<ingestion::Event> = (0..LOAD_BATCH)
+            .map(|_| {
+                n += 1;
+                let customer = format!("load-{}", n % LOAD_CUSTOMERS);
+                order(&format!("load-{n}"), &customer, (n % 300) as i64, 20.0)
+            })
+            .collect();
+        if let Ok(r) = c
+            .ingestion
+            .clone()
+            .ingest(req(ingestion::IngestRequest { events }))
+            .await
+        {
+            accepted += u64::from(r.into_inner().accepted);
+        }
+    }
+    accepted
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let pg = Postgres::start();
+    let redis = Redis::start();
+    let logs = tempfile::tempdir()?;
+    let platform = Distributed::on_postgres_and_redis(&pg, &redis, logs.path());
+    let c = Clients::new(&platform.addrs);
+
+    let quiet = probe(&c, "quiet").await?;
+    let stop = tokio_util::sync::CancellationToken::new();
+    let loading = tokio::spawn(load(c.clone(), stop.clone()));
+    // Let the load reach a steady state before measuring under it.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let started = Instant::now();
+    let loaded = probe(&c, "loaded").await?;
+    stop.cancel();
+    let accepted = loading.await?;
+    let rate = accepted as f64 / (started.elapsed().as_secs_f64() + 3.0);
+
+    let (p50, p99) = (quantile(&loaded, 0.5), quantile(&loaded, 0.99));
+    let (q50, q99) = (quantile(&quiet, 0.5), quantile(&quiet, 0.99));
+    println!(
+        "bench alert-latency-p50: {p50:.0} ms under {rate:.0} events/s vs {q50:.0} ms idle = {:.2}x",
+        p50 / q50
+    );
+    println!(
+        "bench alert-latency-p99: {p99:.0} ms under {rate:.0} events/s vs {q99:.0} ms idle = {:.2}x (goal < 1000 ms)",
+        p99 / q99
+    );
+    Ok(())
+}
