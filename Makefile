@@ -54,7 +54,8 @@ bench-ingest: test-deps
 bench-scoring: test-deps
 	$(CARGO) run --release -q -p rapport-bench --bin bench-scoring
 
-# The four services as separate release processes on PostgreSQL and Redis.
+# The four services as separate release processes on PostgreSQL and Redis;
+# RAPPORT_BENCH_EVENTS_PER_SEC sets the background load (default 1,000 events/s).
 bench-alerting: test-deps
 	$(CARGO) build --release -q --bins
 	$(CARGO) run --release -q -p rapport-bench --bin bench-alerting

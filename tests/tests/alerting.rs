@@ -319,10 +319,18 @@ fn receiver(dir: &Path, script: &str) -> (Proc, String, PathBuf) {
 async fn webhooks_are_signed_retried_once_delivered_and_disabled_by_410() {
     let rules =
         "holdout_share = 0.0\n[health_below]\nenter_below = 50.0\nexit_at_or_above = 60.0\n";
-    let a = Alerting::start(rules, &[("RAPPORT_WEBHOOK_BACKOFF_MS", "100")]);
+    let a = Alerting::start(
+        rules,
+        &[
+            ("RAPPORT_WEBHOOK_BACKOFF_MS", "100"),
+            ("RAPPORT_WEBHOOK_MAX_ATTEMPTS", "4"),
+        ],
+    );
     let dir = tempfile::tempdir().unwrap();
-    let (_receiver, base, log) =
-        receiver(dir.path(), r#"{"/flaky": [500, 500, 200], "/gone": [410]}"#);
+    let (_receiver, base, log) = receiver(
+        dir.path(),
+        r#"{"/flaky": [500, 500, 200], "/gone": [410], "/down": [500]}"#,
+    );
     let create = |path: &str| pb::CreateWebhookRequest {
         url: format!("{base}{path}"),
     };
@@ -339,6 +347,12 @@ async fn webhooks_are_signed_retried_once_delivered_and_disabled_by_410() {
         .await
         .expect("create webhook")
         .into_inner();
+    let down = a
+        .client()
+        .create_webhook(req(create("/down")))
+        .await
+        .expect("create webhook")
+        .into_inner();
     let bad = a
         .client()
         .create_webhook(req(pb::CreateWebhookRequest {
@@ -351,13 +365,13 @@ async fn webhooks_are_signed_retried_once_delivered_and_disabled_by_410() {
     score(&a, "c1", 30.0).await;
     until_standing(&a, "c1").await;
 
-    let verify = || {
+    let verify_with = |secret: &str| {
         let out = Command::new(python())
             .arg(repo_root().join("tests/python/webhook_receiver.py"))
             .arg("verify")
             .arg(&log)
             .arg("/flaky")
-            .arg(&flaky.secret)
+            .arg(secret)
             .output()
             .expect("run the verifier");
         assert!(
@@ -367,6 +381,7 @@ async fn webhooks_are_signed_retried_once_delivered_and_disabled_by_410() {
         );
         serde_json::from_slice::<Vec<serde_json::Value>>(&out.stdout).unwrap()
     };
+    let verify = || verify_with(&flaky.secret);
     let requests = eventually("three attempts at /flaky", WAIT, || async {
         let r = verify();
         (r.len() >= 3).then_some(r)
@@ -409,15 +424,79 @@ async fn webhooks_are_signed_retried_once_delivered_and_disabled_by_410() {
     let disabled = hooks.iter().find(|w| w.id == gone.id).unwrap();
     assert!(disabled.disabled_reason.contains("410"), "{disabled:?}");
     assert!(hooks.iter().any(|w| w.id == flaky.id && w.enabled));
-    let dead = a
-        .client()
-        .list_dead_letters(req(pb::ListDeadLettersRequest {}))
+    // An endpoint that keeps failing: its delivery is a dead letter after four attempts,
+    // and a replay tries again with the same webhook-id.
+    let dead = eventually("two dead letters", WAIT, || async {
+        let dead = a
+            .client()
+            .list_dead_letters(req(pb::ListDeadLettersRequest {}))
+            .await
+            .ok()?
+            .into_inner()
+            .dead_letters;
+        (dead.len() == 2).then_some(dead)
+    })
+    .await;
+    assert!(dead.iter().any(|d| d.webhook_id == gone.id), "{dead:?}");
+    let exhausted = dead
+        .iter()
+        .find(|d| d.webhook_id == down.id)
+        .expect("/down's");
+    assert_eq!(exhausted.attempts, 4);
+    let attempts_at = |path: &str| -> Vec<String> {
+        std::fs::read_to_string(&log)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .filter(|r| r["path"] == path)
+            .map(|r| r["headers"]["webhook-id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(attempts_at("/down"), vec![exhausted.message_id.clone(); 4]);
+    a.client()
+        .replay_dead_letter(req(pb::ReplayDeadLetterRequest {
+            id: exhausted.id.clone(),
+        }))
         .await
-        .expect("dead letters")
-        .into_inner()
-        .dead_letters;
-    assert_eq!(dead.len(), 1, "{dead:?}");
-    assert_eq!(dead[0].webhook_id, gone.id);
+        .expect("replay");
+    eventually("four more attempts", WAIT, || async {
+        (attempts_at("/down").len() == 8).then_some(())
+    })
+    .await;
+    assert!(
+        attempts_at("/down")
+            .iter()
+            .all(|id| *id == exhausted.message_id)
+    );
+    let gone_letter = dead.iter().find(|d| d.webhook_id == gone.id).unwrap();
+    let refused = a
+        .client()
+        .replay_dead_letter(req(pb::ReplayDeadLetterRequest {
+            id: gone_letter.id.clone(),
+        }))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::FailedPrecondition);
+
+    // During a rotation, deliveries carry a signature for the new and the old secret.
+    let rotated = a
+        .client()
+        .rotate_webhook_secret(req(pb::RotateWebhookSecretRequest {
+            id: flaky.id.clone(),
+            keep_previous_secs: 3_600,
+        }))
+        .await
+        .expect("rotate")
+        .into_inner();
+    assert_ne!(rotated.secret, flaky.secret);
+    score(&a, "c2", 30.0).await;
+    let with_new = eventually("a delivery after the rotation", WAIT, || async {
+        let r = verify_with(&rotated.secret);
+        (r.len() == 4).then_some(r)
+    })
+    .await;
+    assert_eq!(with_new[3]["valid"], true, "{with_new:?}");
+    assert_eq!(verify_with(&flaky.secret)[3]["valid"], true);
 }
 
 #[tokio::test(flavor = "multi_thread")]

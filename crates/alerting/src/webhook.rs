@@ -124,10 +124,7 @@ impl Worker {
                 .await;
         }
         let outcome = match self.post(&d, &w, now).await {
-            Ok((status, retry_after)) if (200..300).contains(&status) => {
-                let _ = retry_after;
-                Attempt::Delivered
-            }
+            Ok((status, _)) if (200..300).contains(&status) => Attempt::Delivered,
             Ok((410, _)) => {
                 tracing::warn!(webhook = w.id, url = %w.url, "endpoint answered 410 Gone: disabled");
                 self.store

@@ -19,9 +19,10 @@ use std::time::{Duration, Instant};
 const PROBES: usize = 100;
 /// Time between probes.
 const PROBE_EVERY: Duration = Duration::from_millis(150);
-/// Background load: events per batch and batches per second.
-const LOAD_BATCH: usize = 200;
+/// Background load: batches per second (the batch size follows from the rate).
 const LOAD_BATCHES_PER_SEC: u64 = 10;
+/// Background load in events per second, unless `RAPPORT_BENCH_EVENTS_PER_SEC` says otherwise.
+const DEFAULT_EVENTS_PER_SEC: usize = 1_000;
 /// Customers the load spreads over.
 const LOAD_CUSTOMERS: usize = 20_000;
 
@@ -88,13 +89,14 @@ fn quantile(sorted: &[Duration], q: f64) -> f64 {
 }
 
 /// Ingests orders at a steady rate until stopped; returns how many were accepted.
-async fn load(c: Clients, stop: tokio_util::sync::CancellationToken) -> u64 {
+async fn load(c: Clients, per_sec: usize, stop: tokio_util::sync::CancellationToken) -> u64 {
+    let batch = (per_sec / LOAD_BATCHES_PER_SEC as usize).max(1);
     let mut accepted = 0;
     let mut tick = tokio::time::interval(Duration::from_millis(1000 / LOAD_BATCHES_PER_SEC));
     let mut n = 0usize;
     while !stop.is_cancelled() {
         tick.tick().await;
-        let events: Vec<ingestion::Event> = (0..LOAD_BATCH)
+        let events: Vec<ingestion::Event> = (0..batch)
             .map(|_| {
                 n += 1;
                 let customer = format!("load-{}", n % LOAD_CUSTOMERS);
@@ -121,9 +123,13 @@ async fn main() -> anyhow::Result<()> {
     let platform = Distributed::on_postgres_and_redis(&pg, &redis, logs.path());
     let c = Clients::new(&platform.addrs);
 
+    let per_sec = std::env::var("RAPPORT_BENCH_EVENTS_PER_SEC")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(DEFAULT_EVENTS_PER_SEC);
     let quiet = probe(&c, "quiet").await?;
     let stop = tokio_util::sync::CancellationToken::new();
-    let loading = tokio::spawn(load(c.clone(), stop.clone()));
+    let loading = tokio::spawn(load(c.clone(), per_sec, stop.clone()));
     // Let the load reach a steady state before measuring under it.
     tokio::time::sleep(Duration::from_secs(3)).await;
     let started = Instant::now();
