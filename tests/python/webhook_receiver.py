@@ -2,8 +2,8 @@
 
     webhook_receiver.py serve PORT_FILE LOG SCRIPT_JSON
         Serves HTTP on a free loopback port (written to PORT_FILE). Each path answers with its
-        scripted statuses in turn, the last one repeating ({"/flaky": [500, 500, 200]}); every
-        request is appended to LOG as one JSON line.
+        scripted statuses in turn, the last one repeating ({"/flaky": [500, 500, 200]}); a 429
+        says Retry-After: 1. Every request is appended to LOG as one JSON line.
 
     webhook_receiver.py verify LOG PATH SECRET
         Checks the Standard Webhooks signature of every request logged for PATH with Python's
@@ -17,6 +17,7 @@ import http.server
 import json
 import sys
 import threading
+import time
 
 
 def serve(port_file, log_path, script):
@@ -34,11 +35,14 @@ def serve(port_file, log_path, script):
                 with open(log_path, "a") as log:
                     log.write(json.dumps({
                         "path": self.path,
+                        "at": time.time(),
                         "status": status,
                         "headers": {k.lower(): v for k, v in self.headers.items()},
                         "body": body,
                     }) + "\n")
             self.send_response(status)
+            if status == 429:
+                self.send_header("retry-after", "1")
             self.send_header("content-length", "0")
             self.end_headers()
 

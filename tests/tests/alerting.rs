@@ -329,7 +329,7 @@ async fn webhooks_are_signed_retried_once_delivered_and_disabled_by_410() {
     let dir = tempfile::tempdir().unwrap();
     let (_receiver, base, log) = receiver(
         dir.path(),
-        r#"{"/flaky": [500, 500, 200], "/gone": [410], "/down": [500]}"#,
+        r#"{"/flaky": [500, 500, 200], "/gone": [410], "/down": [500], "/busy": [429, 200]}"#,
     );
     let create = |path: &str| pb::CreateWebhookRequest {
         url: format!("{base}{path}"),
@@ -353,6 +353,10 @@ async fn webhooks_are_signed_retried_once_delivered_and_disabled_by_410() {
         .await
         .expect("create webhook")
         .into_inner();
+    a.client()
+        .create_webhook(req(create("/busy")))
+        .await
+        .expect("create webhook");
     let bad = a
         .client()
         .create_webhook(req(pb::CreateWebhookRequest {
@@ -424,6 +428,24 @@ async fn webhooks_are_signed_retried_once_delivered_and_disabled_by_410() {
     let disabled = hooks.iter().find(|w| w.id == gone.id).unwrap();
     assert!(disabled.disabled_reason.contains("410"), "{disabled:?}");
     assert!(hooks.iter().any(|w| w.id == flaky.id && w.enabled));
+    // 429 with Retry-After: 1 is honoured (the backoff alone would retry within 100 ms).
+    let busy: Vec<serde_json::Value> = eventually("two attempts at /busy", WAIT, || async {
+        let r: Vec<serde_json::Value> = std::fs::read_to_string(&log)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .filter(|r| r["path"] == "/busy")
+            .collect();
+        (r.len() >= 2).then_some(r)
+    })
+    .await;
+    let waited = busy[1]["at"].as_f64().unwrap() - busy[0]["at"].as_f64().unwrap();
+    assert!(waited >= 0.9, "retried after {waited:.3} s");
+    assert_eq!(
+        busy[0]["headers"]["webhook-id"],
+        busy[1]["headers"]["webhook-id"]
+    );
+
     // An endpoint that keeps failing: its delivery is a dead letter after four attempts,
     // and a replay tries again with the same webhook-id.
     let dead = eventually("two dead letters", WAIT, || async {
@@ -563,4 +585,56 @@ async fn watch_resumes_without_gaps_and_refuses_compacted_revisions() {
     })
     .await;
     assert_eq!(status.code(), tonic::Code::OutOfRange, "{status:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_watcher_that_stops_reading_is_ended_with_resource_exhausted() {
+    let rules =
+        "holdout_share = 0.0\n[health_below]\nenter_below = 50.0\nexit_at_or_above = 60.0\n";
+    let a = Alerting::start(
+        rules,
+        &[
+            ("RAPPORT_WATCH_BUFFER", "1"),
+            ("RAPPORT_WATCH_SLOW_SECS", "1"),
+        ],
+    );
+    // Enough changes to fill every buffer between the service and a client that does not
+    // read (HTTP/2 windows included): a few megabytes.
+    for batch in 0..3 {
+        let changes = (0..1_000)
+            .map(|i| change(&format!("slow-{batch}-{i:04}"), 30.0))
+            .collect();
+        notify(&a, changes).await;
+    }
+    // A client with the smallest HTTP/2 windows, so what it does not read backs up fast.
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", a.addr))
+        .unwrap()
+        .initial_stream_window_size(Some(65_535))
+        .initial_connection_window_size(Some(65_535))
+        .connect_lazy();
+    let mut watch = req(pb::WatchAlertsRequest { after_revision: 0 });
+    watch.metadata_mut().remove("grpc-timeout");
+    let mut stream = AlertingServiceClient::new(channel)
+        .watch_alerts(watch)
+        .await
+        .expect("watch")
+        .into_inner();
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let mut received = 0;
+    let status = tokio::time::timeout(Duration::from_secs(60), async {
+        loop {
+            match stream.message().await {
+                Ok(Some(_)) => received += 1,
+                Ok(None) => panic!("the watch ended without a status after {received} changes"),
+                Err(status) => break status,
+            }
+        }
+    })
+    .await
+    .expect("the watch of a reader that fell behind ends");
+    assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status:?}");
+    assert!(
+        received < 3_000,
+        "{received} changes arrived before the end"
+    );
 }
