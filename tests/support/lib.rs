@@ -161,10 +161,12 @@ pub struct Addrs {
     pub scoring: String,
     pub segmentation: String,
     pub alerting: String,
+    /// Where each service serves its Prometheus metrics, when it does.
+    pub metrics: std::collections::BTreeMap<String, String>,
 }
 
 impl Addrs {
-    /// Four free loopback addresses.
+    /// Four free loopback addresses, and four more for their metrics.
     pub fn free() -> Addrs {
         let a = || format!("127.0.0.1:{}", free_port());
         Addrs {
@@ -172,8 +174,26 @@ impl Addrs {
             scoring: a(),
             segmentation: a(),
             alerting: a(),
+            metrics: ["ingestion", "scoring", "segmentation", "alerting"]
+                .into_iter()
+                .map(|s| (s.to_owned(), a()))
+                .collect(),
         }
     }
+}
+
+/// The text a service's `/metrics` endpoint serves.
+pub fn scrape(addr: &str) -> String {
+    use std::io::{Read, Write};
+    let mut conn = std::net::TcpStream::connect(addr).expect("connect to the metrics endpoint");
+    conn.write_all(
+        format!("GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .expect("send the request");
+    let mut text = String::new();
+    conn.read_to_string(&mut text).expect("read the answer");
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    text
 }
 
 /// gRPC clients of a running platform.
@@ -252,6 +272,9 @@ pub fn start_service(service: &str, addrs: &Addrs, backing: &Backing<'_>, log_di
         _ => &addrs.alerting,
     };
     cmd.arg("--listen").arg(listen);
+    if let Some(metrics) = addrs.metrics.get(service) {
+        cmd.arg("--metrics-listen").arg(metrics);
+    }
     match service {
         "ingestion" | "segmentation" => {
             cmd.arg("--scoring-addr").arg(&addrs.scoring);
@@ -353,6 +376,7 @@ impl Embedded {
             scoring: local.scoring,
             segmentation: local.segmentation,
             alerting: local.alerting,
+            metrics: Default::default(),
         };
         Embedded { addrs, proc, dir }
     }

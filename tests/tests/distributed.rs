@@ -93,4 +93,32 @@ async fn distributed_platform_on_postgres_and_redis() {
         .await
         .unwrap_err();
     assert_eq!(err.code(), tonic::Code::Unauthenticated);
+
+    // Each service serves Prometheus metrics of what it just did.
+    let scraped = |service: &str| rapport_tests::scrape(&platform.addrs.metrics[service]);
+    let ingestion = scraped("ingestion");
+    for expected in [
+        r#"rapport_events_total{verdict="accepted"}"#,
+        r#"rapport_events_total{verdict="rejected",reason="#,
+        r#"rapport_rpc_requests_total{service="rapport.ingestion.v1.IngestionService",method="Ingest",code="0"}"#,
+        r#"rapport_outbox_depth{outbox="ingestion_outbox"}"#,
+        r#"rapport_outbox_lag_seconds{outbox="ingestion_outbox"}"#,
+        r#"rapport_outbox_messages_total{outbox="ingestion_outbox",outcome="delivered"}"#,
+    ] {
+        assert!(ingestion.contains(expected), "{expected} in:\n{ingestion}");
+    }
+    let scoring = scraped("scoring");
+    assert!(
+        scoring.contains(r#"rapport_cache_reads_total{result="hit"}"#),
+        "{scoring}"
+    );
+    assert!(
+        scoring.contains(r#"code="16"}"#),
+        "the unauthenticated call is counted: {scoring}"
+    );
+    let alerting = scraped("alerting");
+    assert!(
+        alerting.contains(r#"rapport_alert_changes_total{rule="health_below",change="opened"} 1"#),
+        "{alerting}"
+    );
 }

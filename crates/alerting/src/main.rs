@@ -5,8 +5,12 @@ use clap::Parser;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let config = rapport_alerting::Config::parse();
-    rapport_server::run_process("rapport-alerting", config.listen, |listener, stop| {
-        rapport_alerting::run(config, listener, stop)
-    })
+    let metrics = config.common.metrics_listen;
+    rapport_server::run_process(
+        "rapport-alerting",
+        config.listen,
+        metrics,
+        |listener, stop| rapport_alerting::run(config, listener, stop),
+    )
     .await
 }

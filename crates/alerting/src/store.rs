@@ -971,6 +971,13 @@ impl<'a> Log<'a> {
         notify: bool,
     ) -> Result<(), StoreError> {
         self.revision += 1;
+        rapport_telemetry::metrics::metrics()
+            .alert_changes
+            .get_or_create(&vec![
+                ("rule", a.rule.clone()),
+                ("change", change.name().to_owned()),
+            ])
+            .inc();
         let json = serde_json::to_string(a).map_err(|e| StoreError::Corrupt {
             what: format!("alert {}", a.id),
             reason: e.to_string(),

@@ -148,6 +148,15 @@ impl Worker {
                 self.retry_or_dead(attempts, error, wait, now)
             }
         };
+        let label = match &outcome {
+            Attempt::Delivered => "delivered",
+            Attempt::Retry { .. } => "retry",
+            Attempt::Dead { .. } => "dead",
+        };
+        rapport_telemetry::metrics::metrics()
+            .webhook_attempts
+            .get_or_create(&vec![("outcome", label.to_owned())])
+            .inc();
         if let Attempt::Dead { error } = &outcome {
             tracing::warn!(delivery = d.id, message = %d.message_id, error, "webhook dead-lettered");
         }

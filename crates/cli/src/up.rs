@@ -21,6 +21,9 @@ pub struct UpArgs {
     /// Address to bind.
     #[arg(long, default_value = "127.0.0.1")]
     pub host: std::net::IpAddr,
+    /// Address to serve the four services' Prometheus metrics on (`GET /metrics`).
+    #[arg(long, env = "RAPPORT_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 async fn bind(host: std::net::IpAddr, port: u16) -> anyhow::Result<(TcpListener, SocketAddr)> {
@@ -47,6 +50,14 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
     let (alerting_l, alerting) = bind(args.host, port(3)).await?;
     let common = CommonArgs::embedded(args.data_dir.clone());
     let stop = rapport_server::shutdown_signal();
+    if let Some(at) = args.metrics_listen {
+        let stopping = stop.clone();
+        tokio::spawn(async move {
+            if let Err(error) = rapport_telemetry::metrics::serve(at, stopping).await {
+                tracing::error!(%error, "metrics endpoint failed");
+            }
+        });
+    }
 
     let ingestion_run = rapport_ingestion::run(
         rapport_ingestion::Config {

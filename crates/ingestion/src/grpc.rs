@@ -98,6 +98,33 @@ impl IngestionApi {
             }
             response.results.push(result);
         }
+        let events = &rapport_telemetry::metrics::metrics().events;
+        for (verdict, n) in [
+            ("accepted", response.accepted),
+            ("duplicate", response.duplicates),
+        ] {
+            if n > 0 {
+                events
+                    .get_or_create(&vec![("verdict", verdict.to_owned())])
+                    .inc_by(u64::from(n));
+            }
+        }
+        for r in response
+            .results
+            .iter()
+            .filter(|r| r.verdict == pb::Verdict::Rejected as i32)
+        {
+            let reason = pb::RejectReason::try_from(r.reason)
+                .map_or("unknown", |x| x.as_str_name())
+                .trim_start_matches("REJECT_REASON_")
+                .to_lowercase();
+            events
+                .get_or_create(&vec![
+                    ("verdict", "rejected".to_owned()),
+                    ("reason", reason),
+                ])
+                .inc();
+        }
         tracing::info!(
             tenant,
             accepted = response.accepted,

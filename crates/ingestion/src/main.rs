@@ -5,8 +5,12 @@ use clap::Parser;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let config = rapport_ingestion::Config::parse();
-    rapport_server::run_process("rapport-ingestion", config.listen, |listener, stop| {
-        rapport_ingestion::run(config, listener, stop)
-    })
+    let metrics = config.common.metrics_listen;
+    rapport_server::run_process(
+        "rapport-ingestion",
+        config.listen,
+        metrics,
+        |listener, stop| rapport_ingestion::run(config, listener, stop),
+    )
     .await
 }

@@ -670,6 +670,14 @@ impl Engine {
             .filter(|(_, h)| h.is_none())
             .map(|(id, _)| id.clone())
             .collect();
+        let reads = &rapport_telemetry::metrics::metrics().cache_reads;
+        let hits = (customer_ids.len() - misses.len()) as u64;
+        reads
+            .get_or_create(&vec![("result", "hit".to_owned())])
+            .inc_by(hits);
+        reads
+            .get_or_create(&vec![("result", "miss".to_owned())])
+            .inc_by(misses.len() as u64);
         let stored = if misses.is_empty() {
             HashMap::new()
         } else {

@@ -5,8 +5,12 @@ use clap::Parser;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let config = rapport_scoring::Config::parse();
-    rapport_server::run_process("rapport-scoring", config.listen, |listener, stop| {
-        rapport_scoring::run(config, listener, stop)
-    })
+    let metrics = config.common.metrics_listen;
+    rapport_server::run_process(
+        "rapport-scoring",
+        config.listen,
+        metrics,
+        |listener, stop| rapport_scoring::run(config, listener, stop),
+    )
     .await
 }

@@ -5,8 +5,12 @@ use clap::Parser;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let config = rapport_segmentation::Config::parse();
-    rapport_server::run_process("rapport-segmentation", config.listen, |listener, stop| {
-        rapport_segmentation::run(config, listener, stop)
-    })
+    let metrics = config.common.metrics_listen;
+    rapport_server::run_process(
+        "rapport-segmentation",
+        config.listen,
+        metrics,
+        |listener, stop| rapport_segmentation::run(config, listener, stop),
+    )
     .await
 }

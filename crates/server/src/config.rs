@@ -18,6 +18,9 @@ pub struct CommonArgs {
     /// Key the services use to call each other.
     #[arg(long, env = "RAPPORT_SERVICE_KEY", default_value = DEV_SERVICE_KEY)]
     pub service_key: String,
+    /// Address to serve Prometheus metrics on (`GET /metrics`); none when unset.
+    #[arg(long, env = "RAPPORT_METRICS_LISTEN")]
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 impl CommonArgs {
@@ -28,6 +31,7 @@ impl CommonArgs {
             database_url: None,
             api_keys: None,
             service_key: DEV_SERVICE_KEY.to_owned(),
+            metrics_listen: None,
         }
     }
 

@@ -6,9 +6,14 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 /// Runs one service as its own process: telemetry named `service`, a listener on `listen`
-/// (its address printed as `listening on ADDR` for supervisors and tests), and `run` until
-/// SIGINT or SIGTERM.
-pub async fn run_process<F, Fut>(service: &str, listen: SocketAddr, run: F) -> anyhow::Result<()>
+/// (its address printed as `listening on ADDR` for supervisors and tests), Prometheus
+/// metrics on `metrics` when given, and `run` until SIGINT or SIGTERM.
+pub async fn run_process<F, Fut>(
+    service: &str,
+    listen: SocketAddr,
+    metrics: Option<SocketAddr>,
+    run: F,
+) -> anyhow::Result<()>
 where
     F: FnOnce(TcpListener, CancellationToken) -> Fut,
     Fut: Future<Output = anyhow::Result<()>>,
@@ -16,9 +21,18 @@ where
     let mut telemetry = rapport_telemetry::init(service)?;
     let listener = TcpListener::bind(listen).await?;
     let addr = listener.local_addr()?;
+    let stop = crate::shutdown_signal();
+    if let Some(at) = metrics {
+        let stopping = stop.clone();
+        tokio::spawn(async move {
+            if let Err(error) = rapport_telemetry::metrics::serve(at, stopping).await {
+                tracing::error!(%error, "metrics endpoint failed");
+            }
+        });
+    }
     println!("listening on {addr}");
     tracing::info!(%addr, service, "listening");
-    let result = run(listener, crate::shutdown_signal()).await;
+    let result = run(listener, stop).await;
     if let Err(error) = &result {
         tracing::error!(%error, service, "stopped with an error");
     }

@@ -81,10 +81,72 @@ pub async fn serve(
     Server::builder()
         .timeout(Duration::from_secs(60))
         .layer(trace)
+        .layer(RecordLayer)
         .add_routes(routes)
         .serve_with_incoming_shutdown(incoming(listener), signal)
         .await?;
     Ok(())
+}
+
+/// Records each call's status code and latency in the process's metrics.
+#[derive(Debug, Clone, Copy)]
+struct RecordLayer;
+
+impl<S> tower::Layer<S> for RecordLayer {
+    type Service = Recorded<S>;
+
+    fn layer(&self, inner: S) -> Recorded<S> {
+        Recorded(inner)
+    }
+}
+
+/// A service whose calls are recorded by [`RecordLayer`].
+#[derive(Debug, Clone)]
+struct Recorded<S>(S);
+
+impl<S, B, R> tower::Service<http::Request<B>> for Recorded<S>
+where
+    S: tower::Service<http::Request<B>, Response = http::Response<R>>,
+    S::Future: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<Self::Response, Self::Error>> + Send>,
+    >;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        self.0.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        let path = req.uri().path().to_owned();
+        let start = std::time::Instant::now();
+        let call = self.0.call(req);
+        Box::pin(async move {
+            let result = call.await;
+            // A unary success carries its status in the trailers; an error answered at once
+            // carries it in the headers.
+            let code = match &result {
+                Ok(r) => r
+                    .headers()
+                    .get("grpc-status")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("0")
+                    .to_owned(),
+                Err(_) => "transport".to_owned(),
+            };
+            let (service, method) = path
+                .trim_start_matches('/')
+                .split_once('/')
+                .unwrap_or((path.as_str(), ""));
+            rapport_telemetry::metrics::record_rpc(service, method, &code, start.elapsed());
+            result
+        })
+    }
 }
 
 /// The connections of `listener`, with Nagle's algorithm off: gRPC sends small frames, and a

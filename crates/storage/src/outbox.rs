@@ -201,6 +201,23 @@ impl Outbox {
             .collect()
     }
 
+    /// Number of messages not yet delivered and the creation time (milliseconds) of the
+    /// oldest, for the depth and lag metrics.
+    pub async fn depth_and_oldest<C: ConnectionTrait>(
+        &self,
+        conn: &C,
+    ) -> Result<(i64, Option<i64>), DbErr> {
+        let select = Query::select()
+            .expr_as(Func::count(Expr::col(col("id"))), col("n"))
+            .expr_as(Func::min(Expr::col(col("created_at"))), col("oldest"))
+            .from(col(self.table))
+            .to_owned();
+        match conn.query_one(&select).await? {
+            Some(row) => Ok((row.try_get("", "n")?, row.try_get("", "oldest")?)),
+            None => Ok((0, None)),
+        }
+    }
+
     /// Number of messages not yet delivered (the outbox depth).
     pub async fn depth<C: ConnectionTrait>(&self, conn: &C) -> Result<i64, DbErr> {
         let select = Query::select()
@@ -328,6 +345,7 @@ impl<D: Deliver> Relay<D> {
         // Consecutive passes in which the receiver failed and nothing was delivered: while it
         // is down the relay backs off as a whole instead of retrying on every commit.
         let mut failing = 0;
+        let mut measured: Option<tokio::time::Instant> = None;
         loop {
             let (delivered, failed) = match self.pass().await {
                 Ok(p) => (p.delivered, p.failed),
@@ -336,6 +354,12 @@ impl<D: Deliver> Relay<D> {
                     (0, 1)
                 }
             };
+            self.count(delivered, failed);
+            // Depth and lag cost a query: at most once a second.
+            if measured.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
+                measured = Some(tokio::time::Instant::now());
+                self.measure().await;
+            }
             if stop.is_cancelled() {
                 break;
             }
@@ -362,6 +386,35 @@ impl<D: Deliver> Relay<D> {
                     }
                 }
             }
+        }
+    }
+
+    fn labels(&self) -> Vec<(&'static str, String)> {
+        vec![("outbox", self.outbox.table.to_owned())]
+    }
+
+    /// Counts a pass's delivered and failed messages.
+    fn count(&self, delivered: usize, failed: usize) {
+        let m = &rapport_telemetry::metrics::metrics().outbox_messages;
+        for (outcome, n) in [("delivered", delivered), ("failed", failed)] {
+            let mut labels = self.labels();
+            labels.push(("outcome", outcome.to_owned()));
+            m.get_or_create(&labels).inc_by(n as u64);
+        }
+    }
+
+    /// Sets the outbox's depth and lag gauges.
+    async fn measure(&self) {
+        let m = rapport_telemetry::metrics::metrics();
+        match self.outbox.depth_and_oldest(&self.db).await {
+            Ok((depth, oldest)) => {
+                m.outbox_depth.get_or_create(&self.labels()).set(depth);
+                let lag = oldest.map_or(0.0, |t| {
+                    Ord::max(crate::now_millis() - t, 0) as f64 / 1000.0
+                });
+                m.outbox_lag_seconds.get_or_create(&self.labels()).set(lag);
+            }
+            Err(error) => tracing::warn!(%error, table = self.outbox.table, "outbox depth"),
         }
     }
 

@@ -1,5 +1,8 @@
-//! Tracing for every Rapport process: structured logs, OTLP export to Jaeger when
-//! `OTEL_EXPORTER_OTLP_ENDPOINT` is set, and W3C trace-context propagation helpers.
+//! Telemetry for every Rapport process: structured logs, OTLP export to Jaeger when
+//! `OTEL_EXPORTER_OTLP_ENDPOINT` is set, W3C trace-context propagation helpers, and
+//! Prometheus metrics.
+
+pub mod metrics;
 
 use opentelemetry::propagation::{Extractor, Injector};
 use opentelemetry::trace::{TraceContextExt, TracerProvider as _};
