@@ -1,6 +1,6 @@
 //! Alerting's schema, versioned in its own migration table.
 
-use rapport_storage::schema::{col, id_col, index, tenant_col};
+use rapport_storage::schema::{add_columns, col, id_col, index, tenant_col};
 use sea_orm_migration::prelude::*;
 
 rapport_storage::migrator!(
@@ -86,40 +86,32 @@ mod m20261124_000001_lifecycle {
     #[async_trait::async_trait]
     impl MigrationTrait for Migration {
         async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-            // One column per statement: SQLite alters one at a time.
-            let alert_columns = [
-                col("severity").string().null().to_owned(),
-                col("discriminator").string().null().to_owned(),
-                col("evidence").text().null().to_owned(),
-                col("snoozed_until").big_integer().null().to_owned(),
-                col("recommendations").text().null().to_owned(),
-                col("holdout").boolean().null().to_owned(),
-                col("config_version").string().null().to_owned(),
-                col("baseline_score").double().null().to_owned(),
-                col("baseline_spend").double().null().to_owned(),
-                col("outcome_score").double().null().to_owned(),
-                col("outcome_spend").double().null().to_owned(),
-                col("outcome_retained").boolean().null().to_owned(),
-                col("outcome_at").big_integer().null().to_owned(),
-            ];
-            for mut column in alert_columns {
-                manager
-                    .alter_table(
-                        Table::alter()
-                            .table(Alias::new("alerting_alerts"))
-                            .add_column(&mut column)
-                            .to_owned(),
-                    )
-                    .await?;
-            }
-            manager
-                .alter_table(
-                    Table::alter()
-                        .table(Alias::new("alerting_transitions"))
-                        .add_column(col("config_version").string().null())
-                        .to_owned(),
-                )
-                .await?;
+            add_columns(
+                manager,
+                "alerting_alerts",
+                vec![
+                    col("severity").string().null().to_owned(),
+                    col("discriminator").string().null().to_owned(),
+                    col("evidence").text().null().to_owned(),
+                    col("snoozed_until").big_integer().null().to_owned(),
+                    col("recommendations").text().null().to_owned(),
+                    col("holdout").boolean().null().to_owned(),
+                    col("config_version").string().null().to_owned(),
+                    col("baseline_score").double().null().to_owned(),
+                    col("baseline_spend").double().null().to_owned(),
+                    col("outcome_score").double().null().to_owned(),
+                    col("outcome_spend").double().null().to_owned(),
+                    col("outcome_retained").boolean().null().to_owned(),
+                    col("outcome_at").big_integer().null().to_owned(),
+                ],
+            )
+            .await?;
+            add_columns(
+                manager,
+                "alerting_transitions",
+                vec![col("config_version").string().null().to_owned()],
+            )
+            .await?;
             manager
                 .create_index(index(
                     "alerting_alerts",

@@ -220,15 +220,12 @@ pub async fn run(
             }
         }
         AlertsCommand::Ack { id, reason } => {
-            let a = client
-                .acknowledge_alert(target.request(pb::AlertActionRequest {
-                    id,
-                    actor: String::new(),
-                    reason,
-                })?)
-                .await?
-                .into_inner();
-            print(&a);
+            let request = target.request(pb::AlertActionRequest {
+                id,
+                actor: String::new(),
+                reason,
+            })?;
+            print(&client.acknowledge_alert(request).await?.into_inner());
         }
         AlertsCommand::Snooze {
             id,
@@ -248,15 +245,12 @@ pub async fn run(
             print(&a);
         }
         AlertsCommand::Resolve { id, reason } => {
-            let a = client
-                .resolve_alert(target.request(pb::AlertActionRequest {
-                    id,
-                    actor: String::new(),
-                    reason,
-                })?)
-                .await?
-                .into_inner();
-            print(&a);
+            let request = target.request(pb::AlertActionRequest {
+                id,
+                actor: String::new(),
+                reason,
+            })?;
+            print(&client.resolve_alert(request).await?.into_inner());
         }
         AlertsCommand::Watch { after } => {
             let mut req = target.request(pb::WatchAlertsRequest {

@@ -1,6 +1,6 @@
 //! Scoring's schema, versioned in its own migration table.
 
-use rapport_storage::schema::{col, id_col, index, tenant_col};
+use rapport_storage::schema::{add_columns, col, id_col, index, tenant_col};
 use sea_orm_migration::prelude::*;
 
 /// The outbox of new scores for alerting.
@@ -129,25 +129,6 @@ mod m20261124_000001_health {
     use super::*;
 
     rapport_storage::migration_name!("m20261124_000001_health");
-
-    /// Adds `columns` to `table`, one statement each (SQLite adds one column per ALTER).
-    async fn add_columns(
-        manager: &SchemaManager<'_>,
-        table: &str,
-        columns: Vec<ColumnDef>,
-    ) -> Result<(), DbErr> {
-        for mut column in columns {
-            manager
-                .alter_table(
-                    Table::alter()
-                        .table(Alias::new(table))
-                        .add_column(&mut column)
-                        .to_owned(),
-                )
-                .await?;
-        }
-        Ok(())
-    }
 
     #[async_trait::async_trait]
     impl MigrationTrait for Migration {
@@ -294,14 +275,12 @@ mod m20261124_000003_alert_signals {
     #[async_trait::async_trait]
     impl MigrationTrait for Migration {
         async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-            manager
-                .alter_table(
-                    Table::alter()
-                        .table(Alias::new("scoring_customers"))
-                        .add_column(col("signals").big_integer().null())
-                        .to_owned(),
-                )
-                .await
+            add_columns(
+                manager,
+                "scoring_customers",
+                vec![col("signals").big_integer().null().to_owned()],
+            )
+            .await
         }
     }
 }

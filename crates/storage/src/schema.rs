@@ -7,6 +7,25 @@ pub fn col(name: &str) -> ColumnDef {
     ColumnDef::new(Alias::new(name))
 }
 
+/// Adds `columns` to `table`, one statement each (SQLite adds one column per ALTER).
+pub async fn add_columns(
+    manager: &sea_orm_migration::SchemaManager<'_>,
+    table: &str,
+    columns: Vec<ColumnDef>,
+) -> Result<(), sea_orm::DbErr> {
+    for mut column in columns {
+        manager
+            .alter_table(
+                sea_orm::sea_query::Table::alter()
+                    .table(Alias::new(table))
+                    .add_column(&mut column)
+                    .to_owned(),
+            )
+            .await?;
+    }
+    Ok(())
+}
+
 /// `CREATE INDEX IF NOT EXISTS name ON table (columns…)`.
 pub fn index(table: &str, name: &str, columns: &[&str]) -> IndexCreateStatement {
     let mut index = Index::create();
