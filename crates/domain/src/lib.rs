@@ -11,4 +11,5 @@ pub mod metrics;
 pub mod models;
 pub mod rfm;
 pub mod scorecard;
+pub mod segment;
 pub mod tier;
