@@ -346,6 +346,61 @@ pub async fn run(c: &Clients) -> Vec<scoring::HealthScore> {
     assert_eq!(spread.customers, 3);
     assert_eq!(spread.tiers, run.tiers, "the stored spread is the run's");
     assert_eq!(spread.stages.iter().map(|s| s.customers).sum::<u64>(), 3);
+
+    // A custom segment in CEL: refused with its position when invalid; otherwise a run
+    // selects exactly whom the same filter written by hand selects.
+    let mut seg = c.segmentation.clone();
+    let bad = seg
+        .define_segment(req(segmentation::DefineSegmentRequest {
+            name: "watch".into(),
+            expression: "tier == ".into(),
+        }))
+        .await
+        .unwrap_err();
+    assert_eq!(bad.code(), tonic::Code::InvalidArgument);
+    assert!(bad.message().starts_with("expression: 1:"), "{bad:?}");
+    let expression = r#"tier == "vip" || stage == "dormant" || (score != null && score < 50.0)"#;
+    seg.define_segment(req(segmentation::DefineSegmentRequest {
+        name: "watch".into(),
+        expression: expression.into(),
+    }))
+    .await
+    .expect("define segment");
+    let counted = seg
+        .run_segmentation(req(segmentation::RunSegmentationRequest { as_of: None }))
+        .await
+        .expect("segmentation")
+        .into_inner()
+        .custom_segments;
+    let members = seg
+        .list_segment_members(req(segmentation::ListSegmentMembersRequest {
+            name: "watch".into(),
+            ..Default::default()
+        }))
+        .await
+        .expect("members")
+        .into_inner();
+    let graded = seg
+        .get_segments(req(segmentation::GetSegmentsRequest {
+            customer_ids: vec!["alice".into(), "bob".into(), "carol".into()],
+        }))
+        .await
+        .expect("segments")
+        .into_inner()
+        .segments;
+    let mut by_hand = Vec::new();
+    for g in &graded {
+        let score = health(c, &g.customer_id).await.map(|h| h.score);
+        if g.tier == Tier::Vip as i32 || g.stage == "dormant" || score.is_some_and(|s| s < 50.0) {
+            by_hand.push(g.customer_id.clone());
+        }
+    }
+    by_hand.sort();
+    assert!(!by_hand.is_empty());
+    assert_eq!(members.customer_ids, by_hand, "{expression}");
+    assert_eq!(members.total, by_hand.len() as u64);
+    assert_eq!(counted.len(), 1);
+    assert_eq!(counted[0].customers, by_hand.len() as u64);
     // Scoring hears of the stages too, for per-stage scorecards.
     eventually("bob's stage in GetHealth", SETTLE, || async {
         health(c, "bob").await.filter(|h| h.stage == "dormant")

@@ -14,23 +14,50 @@ use std::sync::Arc;
 
 /// The variables an expression may use, with what they hold.
 pub const VARIABLES: [(&str, &str); 17] = [
-    ("recency_days", "days since the last purchase day (double; null before one)"),
+    (
+        "recency_days",
+        "days since the last purchase day (double; null before one)",
+    ),
     ("frequency", "orders ever (int)"),
     ("monetary", "order value ever, net of refunds (double)"),
     ("purchase_days", "distinct purchase days (int; RFM's F)"),
     ("spend", "value of those purchase days (double; RFM's M)"),
-    ("tenure_days", "days since the first purchase day (double; null before one)"),
-    ("clv", "predicted 12-month CLV (double; null before the models are fitted)"),
-    ("p_alive", "probability the customer is still active (double; null likewise)"),
-    ("score", "health score 0–100 (double; null before the first)"),
+    (
+        "tenure_days",
+        "days since the first purchase day (double; null before one)",
+    ),
+    (
+        "clv",
+        "predicted 12-month CLV (double; null before the models are fitted)",
+    ),
+    (
+        "p_alive",
+        "probability the customer is still active (double; null likewise)",
+    ),
+    (
+        "score",
+        "health score 0–100 (double; null before the first)",
+    ),
     ("tier", "vip, gold, silver, bronze or regular (string)"),
-    ("stage", "prospect, new, active, at_risk, dormant, churned or reactivated (string)"),
-    ("rfm_segment", "named RFM segment, e.g. \"Champions\" (string)"),
+    (
+        "stage",
+        "prospect, new, active, at_risk, dormant, churned or reactivated (string)",
+    ),
+    (
+        "rfm_segment",
+        "named RFM segment, e.g. \"Champions\" (string)",
+    ),
     ("r", "RFM recency score 1–5 (int)"),
     ("f", "RFM frequency score 1–5 (int)"),
     ("m", "RFM monetary score 1–5 (int)"),
-    ("nps_category", "promoter, passive or detractor (string; empty without an answer)"),
-    ("cancelled", "the subscription was cancelled and nothing bought since (bool)"),
+    (
+        "nps_category",
+        "promoter, passive or detractor (string; empty without an answer)",
+    ),
+    (
+        "cancelled",
+        "the subscription was cancelled and nothing bought since (bool)",
+    ),
 ];
 
 /// What an expression sees of one customer.
@@ -174,7 +201,13 @@ mod tests {
         (0..n)
             .map(|_| {
                 let orders = next() % 12;
-                let tiers = [Tier::Vip, Tier::Gold, Tier::Silver, Tier::Bronze, Tier::Regular];
+                let tiers = [
+                    Tier::Vip,
+                    Tier::Gold,
+                    Tier::Silver,
+                    Tier::Bronze,
+                    Tier::Regular,
+                ];
                 let stages = [Stage::Active, Stage::AtRisk, Stage::Dormant, Stage::Churned];
                 let fitted = next() % 3 != 0;
                 SegmentInput {
@@ -229,9 +262,10 @@ mod tests {
                         || c.nps_category == "detractor"
                 },
             ),
-            ("!cancelled && recency_days != null && recency_days > 180.0", |c| {
-                !c.cancelled && c.recency_days.is_some_and(|d| d > 180.0)
-            }),
+            (
+                "!cancelled && recency_days != null && recency_days > 180.0",
+                |c| !c.cancelled && c.recency_days.is_some_and(|d| d > 180.0),
+            ),
         ];
         let population = customers(5_000);
         for (expression, filter) in cases {

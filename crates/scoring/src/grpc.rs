@@ -254,6 +254,7 @@ impl pb::scoring_service_server::ScoringService for ScoringApi {
                         .unwrap_or_default(),
                     customer_id: r.customer_id,
                     clv_12m: outlook.map(|o| o.clv),
+                    score: r.state.score,
                     purchases: summarise_days(
                         &r.state.metrics.purchase_days,
                         end.date_naive(),

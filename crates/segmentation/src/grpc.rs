@@ -1,10 +1,11 @@
 //! The gRPC adapter of segmentation, and the run itself: pull features from scoring, grade,
 //! store, announce.
 
-use crate::store::{Announced, Grade, GradeColumn, Run, Store, StoreError};
+use crate::store::{Announced, Grade, GradeColumn, Run, Store, StoreError, StoredGrade};
 use prost::Message;
 use rapport_domain::lifecycle::{StageFacts, StageRules};
 use rapport_domain::rfm::{RfmInput, RfmSegment, score as rfm_score};
+use rapport_domain::segment::{Segment, SegmentError, SegmentInput};
 use rapport_domain::tier::{Tier, TierShares, assign_tiers};
 use rapport_proto::convert;
 use rapport_proto::scoring::v1::scoring_service_client::ScoringServiceClient;
@@ -15,6 +16,7 @@ use rapport_proto::segmentation::v1 as pb;
 use rapport_server::{PeerChannel, Principal, Role, peer_request};
 use rapport_storage::outbox::RelayWaker;
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 use tonic::{Request, Response, Status};
 
@@ -31,6 +33,37 @@ impl From<StoreError> for Status {
                 Status::unavailable("segment store unavailable, retry")
             }
         }
+    }
+}
+
+/// What a custom segment's expression sees of a customer: scoring's features and the grade
+/// segmentation stored for it.
+fn segment_input(f: &CustomerFeatures, grade: Option<&StoredGrade>) -> SegmentInput {
+    let score = |v: Option<i32>| v.map_or(0, |v| v.clamp(0, 5) as u8);
+    SegmentInput {
+        recency_days: f.recency_days,
+        frequency: f.frequency,
+        monetary: f.monetary,
+        purchase_days: f.purchase_days,
+        spend: f.spend,
+        tenure_days: f.first_purchase_days,
+        clv: f.clv_12m,
+        p_alive: f.p_alive,
+        score: f.score,
+        tier: grade.and_then(|g| Tier::from_name(&g.tier)),
+        stage: grade
+            .and_then(|g| g.stage.as_deref())
+            .and_then(rapport_domain::lifecycle::Stage::from_name),
+        rfm_segment: grade
+            .and_then(|g| g.rfm_segment.clone())
+            .unwrap_or_default(),
+        rfm: (
+            score(grade.map(|g| g.recency_score)),
+            score(grade.map(|g| g.frequency_score)),
+            score(grade.map(|g| g.monetary_score)),
+        ),
+        nps_category: f.nps_category.clone(),
+        cancelled: f.cancelled,
     }
 }
 
@@ -60,7 +93,67 @@ pub struct SegmentationApi {
     pub waker: RelayWaker,
 }
 
+/// Most members in one `ListSegmentMembers` page.
+const MEMBERS_PAGE: u32 = 10_000;
+
 impl SegmentationApi {
+    /// Evaluates the tenant's custom segments on every customer of a run (with the tiers and
+    /// stages the run just stored), stores their members, and counts them.
+    async fn evaluate_segments(
+        &self,
+        tenant: &str,
+        features: Arc<Vec<CustomerFeatures>>,
+    ) -> Result<Vec<pb::SegmentCount>, Status> {
+        let defined = self.store.custom_segments(tenant).await?;
+        if defined.is_empty() {
+            return Ok(Vec::new());
+        }
+        // Stored definitions were checked when defined; one that no longer compiles (a
+        // variable since renamed) is skipped rather than failing the run.
+        let segments: Vec<Segment> = defined
+            .iter()
+            .filter_map(|(d, _)| match Segment::compile(&d.name, &d.expression) {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    tracing::warn!(tenant, segment = d.name, error = %e, "segment skipped");
+                    None
+                }
+            })
+            .collect();
+        let grades: HashMap<String, StoredGrade> = self
+            .store
+            .all_grades(tenant)
+            .await?
+            .into_iter()
+            .map(|g| (g.customer_id.clone(), g))
+            .collect();
+        let members = tokio::task::spawn_blocking(move || {
+            let mut members: Vec<(String, Vec<String>)> = segments
+                .iter()
+                .map(|s| (s.name.clone(), Vec::new()))
+                .collect();
+            for f in features.iter() {
+                let input = segment_input(f, grades.get(&f.customer_id));
+                for (s, (_, ids)) in segments.iter().zip(members.iter_mut()) {
+                    if s.selects(&input) {
+                        ids.push(f.customer_id.clone());
+                    }
+                }
+            }
+            members
+        })
+        .await
+        .map_err(|e| Status::internal(format!("segment evaluation: {e}")))?;
+        self.store.replace_members(tenant, &members).await?;
+        Ok(members
+            .iter()
+            .map(|(name, ids)| pb::SegmentCount {
+                segment: name.clone(),
+                customers: ids.len() as u64,
+            })
+            .collect())
+    }
+
     async fn features(
         &self,
         tenant: &str,
@@ -110,7 +203,7 @@ impl pb::segmentation_service_server::SegmentationService for SegmentationApi {
                 .timestamp_millis(),
             None => started_at,
         };
-        let features = self.features(&tenant, as_of).await?;
+        let features = Arc::new(self.features(&tenant, as_of).await?);
 
         // F is distinct purchase days and M their value, both up to the run's date.
         let rfm_input: Vec<RfmInput<'_>> = features
@@ -190,6 +283,7 @@ impl pb::segmentation_service_server::SegmentationService for SegmentationApi {
             )
             .await?;
         self.waker.wake();
+        let custom_segments = self.evaluate_segments(&tenant, features.clone()).await?;
 
         let counts = &summary.tiers;
         let mut segments: HashMap<RfmSegment, u64> = HashMap::new();
@@ -219,6 +313,74 @@ impl pb::segmentation_service_server::SegmentationService for SegmentationApi {
             rfm_segments,
             stage_changes: summary.stage_changes,
             stages,
+            custom_segments,
+        }))
+    }
+
+    async fn define_segment(
+        &self,
+        req: Request<pb::DefineSegmentRequest>,
+    ) -> Result<Response<pb::CustomSegment>, Status> {
+        let tenant = Principal::of(&req)?.require(&[Role::Admin])?.to_owned();
+        let r = req.into_inner();
+        let segment = Segment::compile(&r.name, &r.expression).map_err(|e| match e {
+            SegmentError::Name(reason) => Status::invalid_argument(format!("name: {reason}")),
+            e => Status::invalid_argument(format!("expression: {e}")),
+        })?;
+        self.store
+            .define_segment(&tenant, &segment.name, &segment.expression)
+            .await?;
+        tracing::info!(tenant, segment = segment.name, "custom segment defined");
+        Ok(Response::new(pb::CustomSegment {
+            name: segment.name,
+            expression: segment.expression,
+            members: 0,
+        }))
+    }
+
+    async fn list_custom_segments(
+        &self,
+        req: Request<pb::ListCustomSegmentsRequest>,
+    ) -> Result<Response<pb::ListCustomSegmentsResponse>, Status> {
+        let tenant = Principal::of(&req)?.require(&[Role::Read])?.to_owned();
+        let segments = self
+            .store
+            .custom_segments(&tenant)
+            .await?
+            .into_iter()
+            .map(|(d, members)| pb::CustomSegment {
+                name: d.name,
+                expression: d.expression,
+                members,
+            })
+            .collect();
+        Ok(Response::new(pb::ListCustomSegmentsResponse { segments }))
+    }
+
+    async fn list_segment_members(
+        &self,
+        req: Request<pb::ListSegmentMembersRequest>,
+    ) -> Result<Response<pb::ListSegmentMembersResponse>, Status> {
+        let tenant = Principal::of(&req)?.require(&[Role::Read])?.to_owned();
+        let r = req.into_inner();
+        let limit = match r.page_size {
+            0 => MEMBERS_PAGE,
+            n => n.min(MEMBERS_PAGE),
+        };
+        let (total, customer_ids) = self
+            .store
+            .members(&tenant, &r.name, &r.after_customer_id, u64::from(limit))
+            .await?
+            .ok_or_else(|| Status::not_found(format!("name: no custom segment {:?}", r.name)))?;
+        let next_after_customer_id = if customer_ids.len() as u32 == limit {
+            customer_ids.last().cloned().unwrap_or_default()
+        } else {
+            String::new()
+        };
+        Ok(Response::new(pb::ListSegmentMembersResponse {
+            total,
+            customer_ids,
+            next_after_customer_id,
         }))
     }
 

@@ -12,7 +12,8 @@ rapport_storage::migrator!(
     [
         m20261123_000001_tiers::Migration,
         m20261124_000001_rfm_segments_and_pending_tiers::Migration,
-        m20261124_000002_stages::Migration
+        m20261124_000002_stages::Migration,
+        m20261124_000003_custom_segments::Migration
     ]
 );
 
@@ -154,6 +155,53 @@ mod m20261124_000002_stages {
                     "segmentation_stage_changes_customer",
                     &["tenant_id", "customer_id", "id"],
                 ))
+                .await
+        }
+    }
+}
+
+mod m20261124_000003_custom_segments {
+    use super::*;
+
+    rapport_storage::migration_name!("m20261124_000003_custom_segments");
+
+    /// Custom segments (CEL) and their members as of the latest run.
+    #[async_trait::async_trait]
+    impl MigrationTrait for Migration {
+        async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+            manager
+                .create_table(
+                    Table::create()
+                        .table(Alias::new("segmentation_custom_segments"))
+                        .if_not_exists()
+                        .col(tenant_col())
+                        .col(col("name").string_len(100).not_null())
+                        .col(col("expression").text().not_null())
+                        .col(col("created_at").big_integer().not_null())
+                        .primary_key(
+                            Index::create()
+                                .col(Alias::new("tenant_id"))
+                                .col(Alias::new("name")),
+                        )
+                        .to_owned(),
+                )
+                .await?;
+            manager
+                .create_table(
+                    Table::create()
+                        .table(Alias::new("segmentation_segment_members"))
+                        .if_not_exists()
+                        .col(tenant_col())
+                        .col(col("segment").string_len(100).not_null())
+                        .col(col("customer_id").string_len(100).not_null())
+                        .primary_key(
+                            Index::create()
+                                .col(Alias::new("tenant_id"))
+                                .col(Alias::new("segment"))
+                                .col(Alias::new("customer_id")),
+                        )
+                        .to_owned(),
+                )
                 .await
         }
     }

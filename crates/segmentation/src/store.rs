@@ -1,7 +1,7 @@
 //! Segmentation's storage: a run's grades, the tier changes it made, and the outbox rows that
 //! carry those changes to scoring, in one transaction.
 
-use crate::entity::{customer, run, stage_change, tier_change};
+use crate::entity::{custom_segment, customer, run, segment_member, stage_change, tier_change};
 use crate::migration::OUTBOX;
 use rapport_domain::lifecycle::{Stage, StageFacts, StageRules};
 use rapport_domain::rfm::{RfmScore, RfmSegment};
@@ -10,7 +10,8 @@ use sea_orm::sea_query::OnConflict;
 use sea_orm::{
     ActiveModelTrait,
     ActiveValue::{NotSet, Set},
-    ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QuerySelect,
+    ColumnTrait, DatabaseConnection, DbErr, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
+    QuerySelect,
 };
 use std::collections::HashMap;
 
@@ -333,5 +334,133 @@ impl Store {
             .filter(customer::Column::CustomerId.is_in(ids.iter().cloned()))
             .all(&self.db)
             .await?)
+    }
+
+    /// Every customer's stored grade (to evaluate custom segments after a run).
+    pub async fn all_grades(&self, tenant: &str) -> Result<Vec<StoredGrade>, StoreError> {
+        Ok(customer::Entity::find()
+            .filter(customer::Column::TenantId.eq(tenant))
+            .all(&self.db)
+            .await?)
+    }
+
+    /// Stores a custom segment's definition, replacing one of the same name.
+    pub async fn define_segment(
+        &self,
+        tenant: &str,
+        name: &str,
+        expression: &str,
+    ) -> Result<(), StoreError> {
+        custom_segment::Entity::insert(custom_segment::ActiveModel {
+            tenant_id: Set(tenant.to_owned()),
+            name: Set(name.to_owned()),
+            expression: Set(expression.to_owned()),
+            created_at: Set(rapport_storage::now_millis()),
+        })
+        .on_conflict(
+            OnConflict::columns([
+                custom_segment::Column::TenantId,
+                custom_segment::Column::Name,
+            ])
+            .update_columns([
+                custom_segment::Column::Expression,
+                custom_segment::Column::CreatedAt,
+            ])
+            .to_owned(),
+        )
+        .exec_without_returning(&self.db)
+        .await?;
+        Ok(())
+    }
+
+    /// The tenant's custom segments, by name, with their member counts.
+    pub async fn custom_segments(
+        &self,
+        tenant: &str,
+    ) -> Result<Vec<(custom_segment::Model, u64)>, StoreError> {
+        let defined = custom_segment::Entity::find()
+            .filter(custom_segment::Column::TenantId.eq(tenant))
+            .order_by_asc(custom_segment::Column::Name)
+            .all(&self.db)
+            .await?;
+        let counts: HashMap<String, i64> = segment_member::Entity::find()
+            .select_only()
+            .column(segment_member::Column::Segment)
+            .column_as(segment_member::Column::CustomerId.count(), "n")
+            .filter(segment_member::Column::TenantId.eq(tenant))
+            .group_by(segment_member::Column::Segment)
+            .into_tuple::<(String, i64)>()
+            .all(&self.db)
+            .await?
+            .into_iter()
+            .collect();
+        Ok(defined
+            .into_iter()
+            .map(|d| {
+                let n = counts.get(&d.name).copied().unwrap_or(0).max(0) as u64;
+                (d, n)
+            })
+            .collect())
+    }
+
+    /// Replaces the members of each given segment, in one transaction.
+    pub async fn replace_members(
+        &self,
+        tenant: &str,
+        members: &[(String, Vec<String>)],
+    ) -> Result<(), StoreError> {
+        let txn = rapport_storage::begin_write(&self.db).await?;
+        for (segment, customers) in members {
+            segment_member::Entity::delete_many()
+                .filter(segment_member::Column::TenantId.eq(tenant))
+                .filter(segment_member::Column::Segment.eq(segment.as_str()))
+                .exec(&txn)
+                .await?;
+            for chunk in customers.chunks(CHUNK) {
+                let rows = chunk.iter().map(|c| segment_member::ActiveModel {
+                    tenant_id: Set(tenant.to_owned()),
+                    segment: Set(segment.clone()),
+                    customer_id: Set(c.clone()),
+                });
+                segment_member::Entity::insert_many(rows)
+                    .exec_without_returning(&txn)
+                    .await?;
+            }
+        }
+        txn.commit().await?;
+        Ok(())
+    }
+
+    /// Up to `limit` members of a segment after `after`, and how many it has; `None` when the
+    /// tenant has no such segment.
+    pub async fn members(
+        &self,
+        tenant: &str,
+        segment: &str,
+        after: &str,
+        limit: u64,
+    ) -> Result<Option<(u64, Vec<String>)>, StoreError> {
+        let defined = custom_segment::Entity::find_by_id((tenant.to_owned(), segment.to_owned()))
+            .one(&self.db)
+            .await?;
+        if defined.is_none() {
+            return Ok(None);
+        }
+        let of_segment = || {
+            segment_member::Entity::find()
+                .filter(segment_member::Column::TenantId.eq(tenant))
+                .filter(segment_member::Column::Segment.eq(segment))
+        };
+        let total = of_segment().count(&self.db).await?;
+        let page = of_segment()
+            .filter(segment_member::Column::CustomerId.gt(after))
+            .order_by_asc(segment_member::Column::CustomerId)
+            .limit(limit)
+            .all(&self.db)
+            .await?
+            .into_iter()
+            .map(|m| m.customer_id)
+            .collect();
+        Ok(Some((total, page)))
     }
 }
