@@ -97,6 +97,7 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
             stage_dormant_days: stages.dormant_days,
             stage_p_alive_floor: stages.p_alive_floor,
             stage_reactivated_days: stages.reactivated_days,
+            interval_secs: 86_400,
             common: common.clone(),
         },
         segmentation_l,

@@ -97,6 +97,134 @@ pub struct SegmentationApi {
 const MEMBERS_PAGE: u32 = 10_000;
 
 impl SegmentationApi {
+    /// Grades every customer of `tenant` as of `as_of` (default now): RFM, tiers with
+    /// hysteresis, stages, custom segments; stores it all and announces the changes.
+    pub async fn run_for(
+        &self,
+        tenant: &str,
+        as_of: Option<prost_types::Timestamp>,
+    ) -> Result<pb::RunSegmentationResponse, Status> {
+        let started_at = chrono::Utc::now().timestamp_millis();
+        let as_of_ms = match &as_of {
+            Some(t) => convert::time(t, "as_of")
+                .map_err(|r| Status::invalid_argument(r.to_string()))?
+                .timestamp_millis(),
+            None => started_at,
+        };
+        let features = Arc::new(self.features(tenant, as_of).await?);
+
+        // F is distinct purchase days and M their value, both up to the run's date.
+        let rfm_input: Vec<RfmInput<'_>> = features
+            .iter()
+            .map(|f| RfmInput {
+                customer_id: &f.customer_id,
+                recency_days: f.recency_days,
+                frequency: f.purchase_days,
+                // Money is ranked to the cent, so summation noise never splits equal spenders.
+                monetary: (f.spend * 100.0).round() / 100.0,
+            })
+            .collect();
+        let rfm = rfm_score(&rfm_input);
+        // Predicted CLV is the tier measure once every customer has one (the tenant's models are
+        // fitted); mixing it with spend would rank unlike quantities, so until then spend it is.
+        let by_clv = !features.is_empty() && features.iter().all(|f| f.clv_12m.is_some());
+        let values: Vec<(&str, f64)> = features
+            .iter()
+            .map(|f| {
+                (
+                    f.customer_id.as_str(),
+                    f.clv_12m.filter(|_| by_clv).unwrap_or(f.monetary),
+                )
+            })
+            .collect();
+        let tiers: HashMap<&str, Tier> = assign_tiers(&values, &self.shares).into_iter().collect();
+        let grades: Vec<Grade> = features
+            .iter()
+            .zip(rfm)
+            .map(|(f, rfm)| Grade {
+                customer_id: f.customer_id.clone(),
+                tier: tiers
+                    .get(f.customer_id.as_str())
+                    .copied()
+                    .unwrap_or(Tier::Regular),
+                rfm,
+                facts: StageFacts {
+                    first_purchase_days: f.first_purchase_days,
+                    last_purchase_days: f.recency_days,
+                    cancelled: f.cancelled,
+                    p_alive: f.p_alive,
+                },
+            })
+            .collect();
+
+        let encode = |changes: &[Announced]| {
+            ApplyTiersRequest {
+                tiers: changes
+                    .iter()
+                    .map(|(id, t, stage)| TierUpdate {
+                        customer_id: id.clone(),
+                        tier: convert::tier(Some(*t)).into(),
+                        stage: stage.map(|s| s.name().to_owned()).unwrap_or_default(),
+                    })
+                    .collect(),
+            }
+            .encode_to_vec()
+        };
+        let summary = self
+            .store
+            .save_run(
+                tenant,
+                &Run {
+                    grades: &grades,
+                    reason: if by_clv {
+                        "share of predicted 12-month CLV"
+                    } else {
+                        "share of trailing spend"
+                    },
+                    started_at,
+                    finished_at: chrono::Utc::now().timestamp_millis(),
+                    as_of: as_of_ms,
+                    stage_rules: self.stage_rules,
+                    traceparent: rapport_telemetry::current_traceparent(),
+                },
+                encode,
+            )
+            .await?;
+        self.waker.wake();
+        let custom_segments = self.evaluate_segments(tenant, features.clone()).await?;
+
+        let counts = &summary.tiers;
+        let mut segments: HashMap<RfmSegment, u64> = HashMap::new();
+        for g in &grades {
+            *segments.entry(RfmSegment::of(g.rfm)).or_default() += 1;
+        }
+        let rfm_segments = largest_first(segments.into_iter().map(|(s, n)| (s.name(), n)));
+        let stages = largest_first(summary.stages.iter().map(|(s, n)| (s.name(), *n)));
+        let tiers = Tier::DESCENDING
+            .iter()
+            .map(|t| pb::TierCount {
+                tier: convert::tier(Some(*t)).into(),
+                customers: counts.get(t).copied().unwrap_or(0),
+            })
+            .collect();
+        tracing::info!(
+            tenant,
+            customers = summary.customers,
+            tier_changes = summary.tier_changes,
+            stage_changes = summary.stage_changes,
+            "segmentation run"
+        );
+        Ok(pb::RunSegmentationResponse {
+            customers: summary.customers,
+            tier_changes: summary.tier_changes,
+            tiers,
+            rfm_segments,
+            stage_changes: summary.stage_changes,
+            stages,
+            custom_segments,
+        })
+    }
+
     /// Evaluates the tenant's custom segments on every customer of a run (with the tiers and
     /// stages the run just stored), stores their members, and counts them.
     async fn evaluate_segments(
@@ -195,126 +323,8 @@ impl pb::segmentation_service_server::SegmentationService for SegmentationApi {
         req: Request<pb::RunSegmentationRequest>,
     ) -> Result<Response<pb::RunSegmentationResponse>, Status> {
         let tenant = Principal::of(&req)?.require(&[Role::Admin])?.to_owned();
-        let started_at = chrono::Utc::now().timestamp_millis();
         let as_of = req.into_inner().as_of;
-        let as_of_ms = match &as_of {
-            Some(t) => convert::time(t, "as_of")
-                .map_err(|r| Status::invalid_argument(r.to_string()))?
-                .timestamp_millis(),
-            None => started_at,
-        };
-        let features = Arc::new(self.features(&tenant, as_of).await?);
-
-        // F is distinct purchase days and M their value, both up to the run's date.
-        let rfm_input: Vec<RfmInput<'_>> = features
-            .iter()
-            .map(|f| RfmInput {
-                customer_id: &f.customer_id,
-                recency_days: f.recency_days,
-                frequency: f.purchase_days,
-                // Money is ranked to the cent, so summation noise never splits equal spenders.
-                monetary: (f.spend * 100.0).round() / 100.0,
-            })
-            .collect();
-        let rfm = rfm_score(&rfm_input);
-        // Predicted CLV is the tier measure once every customer has one (the tenant's models are
-        // fitted); mixing it with spend would rank unlike quantities, so until then spend it is.
-        let by_clv = !features.is_empty() && features.iter().all(|f| f.clv_12m.is_some());
-        let values: Vec<(&str, f64)> = features
-            .iter()
-            .map(|f| {
-                (
-                    f.customer_id.as_str(),
-                    f.clv_12m.filter(|_| by_clv).unwrap_or(f.monetary),
-                )
-            })
-            .collect();
-        let tiers: HashMap<&str, Tier> = assign_tiers(&values, &self.shares).into_iter().collect();
-        let grades: Vec<Grade> = features
-            .iter()
-            .zip(rfm)
-            .map(|(f, rfm)| Grade {
-                customer_id: f.customer_id.clone(),
-                tier: tiers
-                    .get(f.customer_id.as_str())
-                    .copied()
-                    .unwrap_or(Tier::Regular),
-                rfm,
-                facts: StageFacts {
-                    first_purchase_days: f.first_purchase_days,
-                    last_purchase_days: f.recency_days,
-                    cancelled: f.cancelled,
-                    p_alive: f.p_alive,
-                },
-            })
-            .collect();
-
-        let encode = |changes: &[Announced]| {
-            ApplyTiersRequest {
-                tiers: changes
-                    .iter()
-                    .map(|(id, t, stage)| TierUpdate {
-                        customer_id: id.clone(),
-                        tier: convert::tier(Some(*t)).into(),
-                        stage: stage.map(|s| s.name().to_owned()).unwrap_or_default(),
-                    })
-                    .collect(),
-            }
-            .encode_to_vec()
-        };
-        let summary = self
-            .store
-            .save_run(
-                &tenant,
-                &Run {
-                    grades: &grades,
-                    reason: if by_clv {
-                        "share of predicted 12-month CLV"
-                    } else {
-                        "share of trailing spend"
-                    },
-                    started_at,
-                    finished_at: chrono::Utc::now().timestamp_millis(),
-                    as_of: as_of_ms,
-                    stage_rules: self.stage_rules,
-                    traceparent: rapport_telemetry::current_traceparent(),
-                },
-                encode,
-            )
-            .await?;
-        self.waker.wake();
-        let custom_segments = self.evaluate_segments(&tenant, features.clone()).await?;
-
-        let counts = &summary.tiers;
-        let mut segments: HashMap<RfmSegment, u64> = HashMap::new();
-        for g in &grades {
-            *segments.entry(RfmSegment::of(g.rfm)).or_default() += 1;
-        }
-        let rfm_segments = largest_first(segments.into_iter().map(|(s, n)| (s.name(), n)));
-        let stages = largest_first(summary.stages.iter().map(|(s, n)| (s.name(), *n)));
-        let tiers = Tier::DESCENDING
-            .iter()
-            .map(|t| pb::TierCount {
-                tier: convert::tier(Some(*t)).into(),
-                customers: counts.get(t).copied().unwrap_or(0),
-            })
-            .collect();
-        tracing::info!(
-            tenant,
-            customers = summary.customers,
-            tier_changes = summary.tier_changes,
-            stage_changes = summary.stage_changes,
-            "segmentation run"
-        );
-        Ok(Response::new(pb::RunSegmentationResponse {
-            customers: summary.customers,
-            tier_changes: summary.tier_changes,
-            tiers,
-            rfm_segments,
-            stage_changes: summary.stage_changes,
-            stages,
-            custom_segments,
-        }))
+        Ok(Response::new(self.run_for(&tenant, as_of).await?))
     }
 
     async fn define_segment(

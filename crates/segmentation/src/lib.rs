@@ -18,6 +18,7 @@ use rapport_server::{Authenticator, CommonArgs, peer_channel};
 use rapport_storage::outbox::Relay;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tonic::service::Routes;
@@ -56,6 +57,14 @@ pub struct Config {
     /// A fitted P(alive) below this means churned.
     #[arg(long, env = "RAPPORT_STAGE_P_ALIVE_FLOOR", default_value_t = StageRules::default().p_alive_floor)]
     pub stage_p_alive_floor: f64,
+    /// Seconds between scheduled runs for every tenant segmentation has graded before (0: only
+    /// on demand; a new tenant's first run is on demand).
+    #[arg(
+        long,
+        env = "RAPPORT_SEGMENTATION_INTERVAL_SECS",
+        default_value_t = 86_400
+    )]
+    pub interval_secs: u64,
     /// Days a returning customer stays "reactivated".
     #[arg(long, env = "RAPPORT_STAGE_REACTIVATED_DAYS", default_value_t = StageRules::default().reactivated_days)]
     pub stage_reactivated_days: f64,
@@ -94,19 +103,62 @@ pub async fn run(
         relay::TierNotifier::new(scoring.clone(), keys.service_key().to_owned()),
     )
     .spawn(stop.clone());
-    let api = grpc::SegmentationApi {
+    let api = Arc::new(grpc::SegmentationApi {
         store: store::Store::new(db),
         scoring,
         service_key: keys.service_key().to_owned(),
         shares: TierShares::default(),
         stage_rules: config.stage_rules(),
         waker,
-    };
+    });
+    let scheduled = (config.interval_secs > 0).then(|| {
+        tokio::spawn(schedule(
+            api.clone(),
+            Duration::from_secs(config.interval_secs),
+            stop.clone(),
+        ))
+    });
     let routes = Routes::new(InterceptedService::new(
-        SegmentationServiceServer::new(api),
+        SegmentationServiceServer::from_arc(api),
         Authenticator(keys),
     ));
     rapport_server::serve(listener, routes, &[SERVICE_NAME], stop).await?;
+    if let Some(task) = scheduled {
+        task.await?;
+    }
     relay.await?;
     Ok(())
+}
+
+/// Every `every`, a run for each tenant segmentation has graded before.
+async fn schedule(api: Arc<grpc::SegmentationApi>, every: Duration, stop: CancellationToken) {
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(every) => {}
+        }
+        let tenants = match api.store.tenants().await {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::warn!(error = %e, "scheduled segmentation: no tenant list");
+                continue;
+            }
+        };
+        for tenant in tenants {
+            if stop.is_cancelled() {
+                return;
+            }
+            match api.run_for(&tenant, None).await {
+                Ok(run) => tracing::info!(
+                    tenant,
+                    customers = run.customers,
+                    tier_changes = run.tier_changes,
+                    "scheduled segmentation run"
+                ),
+                Err(status) => {
+                    tracing::warn!(tenant, error = %status.message(), "scheduled segmentation failed")
+                }
+            }
+        }
+    }
 }

@@ -463,4 +463,15 @@ impl Store {
             .collect();
         Ok(Some((total, page)))
     }
+
+    /// The tenants segmentation has run for (the scheduled runs' list).
+    pub async fn tenants(&self) -> Result<Vec<String>, StoreError> {
+        Ok(run::Entity::find()
+            .select_only()
+            .column(run::Column::TenantId)
+            .distinct()
+            .into_tuple::<String>()
+            .all(&self.db)
+            .await?)
+    }
 }
