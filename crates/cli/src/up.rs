@@ -98,6 +98,8 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
             stage_p_alive_floor: stages.p_alive_floor,
             stage_reactivated_days: stages.reactivated_days,
             interval_secs: 86_400,
+            tier_measure: "clv".to_owned(),
+            tier_cutoffs: rapport_domain::tier::TierCutoffs::default(),
             common: common.clone(),
         },
         segmentation_l,

@@ -82,6 +82,78 @@ pub fn assign_tiers<'a>(values: &[(&'a str, f64)], shares: &TierShares) -> Vec<(
         .collect()
 }
 
+/// How tiers are cut: by population shares, or by absolute values of the measure.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TierCutoffs {
+    Shares(TierShares),
+    /// The least value of VIP, Gold, Silver and Bronze (descending); below the last, Regular.
+    Absolute([f64; 4]),
+}
+
+impl Default for TierCutoffs {
+    fn default() -> Self {
+        TierCutoffs::Shares(TierShares::default())
+    }
+}
+
+impl TierCutoffs {
+    /// Parses `shares:0.01,0.04,0.15,0.30` or `absolute:5000,2000,500,100`, checking that
+    /// shares are positive and sum to at most 1, and absolute values descend.
+    pub fn parse(text: &str) -> Result<TierCutoffs, String> {
+        let (kind, list) = text
+            .split_once(':')
+            .ok_or("expected shares:a,b,c,d or absolute:a,b,c,d")?;
+        let numbers: Vec<f64> = list
+            .split(',')
+            .map(|n| {
+                n.trim()
+                    .parse::<f64>()
+                    .map_err(|_| format!("{n:?} is not a number"))
+            })
+            .collect::<Result<_, _>>()?;
+        let four: [f64; 4] = numbers
+            .try_into()
+            .map_err(|_| "four numbers: VIP, Gold, Silver, Bronze".to_owned())?;
+        if four.iter().any(|v| !v.is_finite()) {
+            return Err("numbers must be finite".to_owned());
+        }
+        match kind {
+            "shares" => {
+                if four.iter().any(|s| *s <= 0.0) || four.iter().sum::<f64>() > 1.0 {
+                    return Err("shares must be positive and sum to at most 1".to_owned());
+                }
+                Ok(TierCutoffs::Shares(TierShares { shares: four }))
+            }
+            "absolute" => {
+                if four.windows(2).any(|w| w[0] <= w[1]) {
+                    return Err(
+                        "absolute cut-offs must descend: VIP > Gold > Silver > Bronze".into(),
+                    );
+                }
+                Ok(TierCutoffs::Absolute(four))
+            }
+            other => Err(format!("unknown kind {other:?} (shares or absolute)")),
+        }
+    }
+
+    /// Grades customers by value under these cut-offs.
+    pub fn assign<'a>(&self, values: &[(&'a str, f64)]) -> Vec<(&'a str, Tier)> {
+        match self {
+            TierCutoffs::Shares(shares) => assign_tiers(values, shares),
+            TierCutoffs::Absolute(least) => values
+                .iter()
+                .map(|(id, v)| {
+                    let tier = least
+                        .iter()
+                        .position(|l| v >= l)
+                        .map_or(Tier::Regular, |k| Tier::DESCENDING[k]);
+                    (*id, tier)
+                })
+                .collect(),
+        }
+    }
+}
+
 /// Runs a downgrade must be graded in a row before it takes effect.
 pub const DEFAULT_CONFIRM_DOWNGRADE_RUNS: u32 = 2;
 
@@ -201,5 +273,42 @@ mod tests {
         let values = [("b", 1.0), ("a", 1.0)];
         let tiers = assign_tiers(&values, &TierShares::default());
         assert_eq!(tiers[0], ("a", Tier::Vip));
+    }
+
+    #[test]
+    fn absolute_cutoffs_and_their_validation() {
+        let c = TierCutoffs::parse("absolute:1000, 500, 100, 10").unwrap();
+        let values = [
+            ("a", 1000.0),
+            ("b", 999.0),
+            ("c", 100.0),
+            ("d", 9.99),
+            ("e", 10.0),
+        ];
+        let tiers: Vec<Tier> = c.assign(&values).into_iter().map(|(_, t)| t).collect();
+        assert_eq!(
+            tiers,
+            [
+                Tier::Vip,
+                Tier::Gold,
+                Tier::Silver,
+                Tier::Regular,
+                Tier::Bronze
+            ]
+        );
+        assert_eq!(
+            TierCutoffs::parse("shares:0.01,0.04,0.15,0.30").unwrap(),
+            TierCutoffs::default()
+        );
+        for bad in [
+            "absolute:1,2,3,4",
+            "shares:0.5,0.5,0.5,0.5",
+            "shares:0.1,0.1",
+            "percent:1,2,3,4",
+            "shares:a,b,c,d",
+            "1,2,3,4",
+        ] {
+            assert!(TierCutoffs::parse(bad).is_err(), "{bad}");
+        }
     }
 }

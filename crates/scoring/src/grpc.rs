@@ -255,6 +255,9 @@ impl pb::scoring_service_server::ScoringService for ScoringApi {
                     customer_id: r.customer_id,
                     clv_12m: outlook.map(|o| o.clv),
                     score: r.state.score,
+                    spend_12m: m
+                        .value(Indicator::Spend, 365, end, &External::default())
+                        .unwrap_or(0.0),
                     purchases: summarise_days(
                         &r.state.metrics.purchase_days,
                         end.date_naive(),

@@ -6,7 +6,7 @@ use prost::Message;
 use rapport_domain::lifecycle::{StageFacts, StageRules};
 use rapport_domain::rfm::{RfmInput, RfmSegment, score as rfm_score};
 use rapport_domain::segment::{Segment, SegmentError, SegmentInput};
-use rapport_domain::tier::{Tier, TierShares, assign_tiers};
+use rapport_domain::tier::{Tier, TierCutoffs};
 use rapport_proto::convert;
 use rapport_proto::scoring::v1::scoring_service_client::ScoringServiceClient;
 use rapport_proto::scoring::v1::{
@@ -88,9 +88,21 @@ pub struct SegmentationApi {
     pub store: Store,
     pub scoring: ScoringServiceClient<PeerChannel>,
     pub service_key: String,
-    pub shares: TierShares,
+    pub cutoffs: TierCutoffs,
+    pub measure: TierMeasure,
     pub stage_rules: StageRules,
     pub waker: RelayWaker,
+}
+
+/// What value tiers rank customers by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TierMeasure {
+    /// Predicted 12-month CLV once every customer has one, trailing 12-month spend before.
+    Clv,
+    /// Order value of the last 12 months.
+    Spend12m,
+    /// Net order value ever.
+    Monetary,
 }
 
 /// Most members in one `ListSegmentMembers` page.
@@ -126,18 +138,23 @@ impl SegmentationApi {
             .collect();
         let rfm = rfm_score(&rfm_input);
         // Predicted CLV is the tier measure once every customer has one (the tenant's models are
-        // fitted); mixing it with spend would rank unlike quantities, so until then spend it is.
-        let by_clv = !features.is_empty() && features.iter().all(|f| f.clv_12m.is_some());
+        // fitted); mixing it with spend would rank unlike quantities, so until then trailing
+        // 12-month spend it is.
+        let by_clv = self.measure == TierMeasure::Clv
+            && !features.is_empty()
+            && features.iter().all(|f| f.clv_12m.is_some());
         let values: Vec<(&str, f64)> = features
             .iter()
             .map(|f| {
-                (
-                    f.customer_id.as_str(),
-                    f.clv_12m.filter(|_| by_clv).unwrap_or(f.monetary),
-                )
+                let value = match self.measure {
+                    TierMeasure::Monetary => f.monetary,
+                    _ if by_clv => f.clv_12m.unwrap_or(0.0),
+                    _ => f.spend_12m,
+                };
+                (f.customer_id.as_str(), value)
             })
             .collect();
-        let tiers: HashMap<&str, Tier> = assign_tiers(&values, &self.shares).into_iter().collect();
+        let tiers: HashMap<&str, Tier> = self.cutoffs.assign(&values).into_iter().collect();
         let grades: Vec<Grade> = features
             .iter()
             .zip(rfm)
@@ -176,10 +193,13 @@ impl SegmentationApi {
                 tenant,
                 &Run {
                     grades: &grades,
-                    reason: if by_clv {
-                        "share of predicted 12-month CLV"
-                    } else {
-                        "share of trailing spend"
+                    reason: match (by_clv, self.measure, &self.cutoffs) {
+                        (true, _, TierCutoffs::Shares(_)) => "share of predicted 12-month CLV",
+                        (true, _, TierCutoffs::Absolute(_)) => "predicted 12-month CLV",
+                        (_, TierMeasure::Monetary, TierCutoffs::Shares(_)) => "share of net value",
+                        (_, TierMeasure::Monetary, TierCutoffs::Absolute(_)) => "net value",
+                        (_, _, TierCutoffs::Shares(_)) => "share of 12-month spend",
+                        (_, _, TierCutoffs::Absolute(_)) => "12-month spend",
                     },
                     started_at,
                     finished_at: chrono::Utc::now().timestamp_millis(),

@@ -9,7 +9,7 @@ mod relay;
 pub mod store;
 
 use rapport_domain::lifecycle::StageRules;
-use rapport_domain::tier::TierShares;
+use rapport_domain::tier::TierCutoffs;
 use rapport_proto::scoring::v1::scoring_service_client::ScoringServiceClient;
 use rapport_proto::segmentation::v1::segmentation_service_server::{
     SERVICE_NAME, SegmentationServiceServer,
@@ -57,6 +57,15 @@ pub struct Config {
     /// A fitted P(alive) below this means churned.
     #[arg(long, env = "RAPPORT_STAGE_P_ALIVE_FLOOR", default_value_t = StageRules::default().p_alive_floor)]
     pub stage_p_alive_floor: f64,
+    /// The value tiers rank by: `clv` (predicted 12-month CLV once the models are fitted,
+    /// trailing 12-month spend before), `spend_12m`, or `monetary` (net value ever).
+    #[arg(long, env = "RAPPORT_TIER_MEASURE", default_value = "clv", value_parser = ["clv", "spend_12m", "monetary"])]
+    pub tier_measure: String,
+    /// Tier cut-offs for VIP, Gold, Silver and Bronze: population shares
+    /// (`shares:0.01,0.04,0.15,0.30`, the rest Regular) or least values of the measure
+    /// (`absolute:5000,2000,500,100`).
+    #[arg(long, env = "RAPPORT_TIER_CUTOFFS", default_value = "shares:0.01,0.04,0.15,0.30", value_parser = TierCutoffs::parse)]
+    pub tier_cutoffs: TierCutoffs,
     /// Seconds between scheduled runs for every tenant segmentation has graded before (0: only
     /// on demand; a new tenant's first run is on demand).
     #[arg(
@@ -107,7 +116,12 @@ pub async fn run(
         store: store::Store::new(db),
         scoring,
         service_key: keys.service_key().to_owned(),
-        shares: TierShares::default(),
+        cutoffs: config.tier_cutoffs.clone(),
+        measure: match config.tier_measure.as_str() {
+            "spend_12m" => grpc::TierMeasure::Spend12m,
+            "monetary" => grpc::TierMeasure::Monetary,
+            _ => grpc::TierMeasure::Clv,
+        },
         stage_rules: config.stage_rules(),
         waker,
     });
