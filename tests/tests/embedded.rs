@@ -51,6 +51,14 @@ async fn embedded_platform_scores_grades_and_alerts() {
     assert_eq!(to, ["open", "acknowledged"]);
     let effect = cli(&["effect"]);
     assert_eq!(effect["window_days"], 30);
+
+    // Custom segments from the command line: the scenario's segment, then a new one.
+    let listed = cli(&["segments"]);
+    assert_eq!(listed[0]["name"], "watch");
+    cli(&["segments", "define", "big", "monetary > 500.0"]);
+    cli(&["segment"]);
+    let big = cli(&["segments", "members", "big"]);
+    assert_eq!(big["members"], serde_json::json!(["alice"]));
 }
 
 /// A customer with more new events than scoring fetches in one call still gets all of them

@@ -4,6 +4,7 @@ mod alerts;
 mod health;
 mod import;
 mod local;
+mod segments;
 mod up;
 
 use clap::{Parser, Subcommand};
@@ -124,6 +125,11 @@ enum ClientCommand {
     Tiers,
     /// Re-grade every customer now: RFM segments, value tiers and lifecycle stages.
     Segment,
+    /// Custom CEL segments: list (with members), define, members.
+    Segments {
+        #[command(subcommand)]
+        command: Option<segments::SegmentsCommand>,
+    },
     /// Fit the customer-base models (BG/NBD, Gamma-Gamma) now and re-score everyone.
     Models,
     /// List, inspect, acknowledge, snooze, resolve or watch alerts.
@@ -369,6 +375,18 @@ async fn main() -> anyhow::Result<()> {
                 }
                 println!("re-scored {} customers", fit.customers_rescored);
             }
+        }
+        ClientCommand::Segments { command } => {
+            let addr = target.addr(
+                &target.cli.segmentation,
+                |l| &l.segmentation,
+                "segmentation",
+            )?;
+            let client = segmentation::segmentation_service_client::SegmentationServiceClient::new(
+                target.channel(&addr)?,
+            );
+            let command = command.clone().unwrap_or(segments::SegmentsCommand::List);
+            segments::run(&target, client, command, json).await?;
         }
         ClientCommand::Segment | ClientCommand::Tiers => {
             let addr = target.addr(

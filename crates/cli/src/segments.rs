@@ -1,0 +1,89 @@
+//! `rapport segments`: custom CEL segments — define, list with member counts, list members.
+
+use crate::Target;
+use rapport_proto::segmentation::v1 as pb;
+use serde_json::json;
+use tonic::transport::Channel;
+
+type Client = pb::segmentation_service_client::SegmentationServiceClient<Channel>;
+
+/// What to do with custom segments.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum SegmentsCommand {
+    /// The custom segments with their members as of the latest run (the default).
+    List,
+    /// Define or replace a segment; members are evaluated by the next `rapport segment`.
+    Define {
+        name: String,
+        /// A CEL expression, e.g. 'tier in ["vip", "gold"] && score < 50.0'.
+        expression: String,
+    },
+    /// The customers of a segment, one per line.
+    Members { name: String },
+}
+
+/// Runs one `rapport segments` command.
+pub async fn run(
+    target: &Target,
+    mut client: Client,
+    command: SegmentsCommand,
+    json: bool,
+) -> anyhow::Result<()> {
+    match command {
+        SegmentsCommand::List => {
+            let segments = client
+                .list_custom_segments(target.request(pb::ListCustomSegmentsRequest {})?)
+                .await?
+                .into_inner()
+                .segments;
+            if json {
+                let out: Vec<_> = segments
+                    .iter()
+                    .map(|s| json!({"name": s.name, "expression": s.expression, "members": s.members}))
+                    .collect();
+                println!("{}", serde_json::to_string_pretty(&out)?);
+            } else {
+                println!("{:<24} {:>8}  EXPRESSION", "SEGMENT", "MEMBERS");
+                for s in &segments {
+                    println!("{:<24} {:>8}  {}", s.name, s.members, s.expression);
+                }
+            }
+        }
+        SegmentsCommand::Define { name, expression } => {
+            let s = client
+                .define_segment(target.request(pb::DefineSegmentRequest { name, expression })?)
+                .await?
+                .into_inner();
+            if json {
+                println!("{}", json!({"name": s.name, "expression": s.expression}));
+            } else {
+                println!("defined {}; `rapport segment` evaluates it", s.name);
+            }
+        }
+        SegmentsCommand::Members { name } => {
+            let mut after = String::new();
+            let mut all = Vec::new();
+            loop {
+                let page = client
+                    .list_segment_members(target.request(pb::ListSegmentMembersRequest {
+                        name: name.clone(),
+                        after_customer_id: after,
+                        page_size: 0,
+                    })?)
+                    .await?
+                    .into_inner();
+                all.extend(page.customer_ids);
+                if page.next_after_customer_id.is_empty() {
+                    break;
+                }
+                after = page.next_after_customer_id;
+            }
+            if json {
+                println!("{}", json!({"name": name, "members": all}));
+            } else {
+                all.iter().for_each(|id| println!("{id}"));
+            }
+        }
+    }
+    Ok(())
+}
