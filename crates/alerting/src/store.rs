@@ -123,11 +123,8 @@ impl LoadedConfig {
     /// The built-in configuration (or the deployment's replacement of it), versioned by a
     /// digest of its text.
     pub fn builtin(toml: &str) -> Result<LoadedConfig, ConfigError> {
-        use sha2::Digest;
-        let digest = sha2::Sha256::digest(toml.as_bytes());
-        let hex: String = digest[..6].iter().map(|b| format!("{b:02x}")).collect();
         Ok(LoadedConfig {
-            version: format!("builtin-{hex}"),
+            version: rapport_domain::version::builtin_version(toml),
             toml: toml.to_owned(),
             config: AlertConfig::from_toml(toml)?,
         })

@@ -51,12 +51,7 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
     let common = CommonArgs::embedded(args.data_dir.clone());
     let stop = rapport_server::shutdown_signal();
     if let Some(at) = args.metrics_listen {
-        let stopping = stop.clone();
-        tokio::spawn(async move {
-            if let Err(error) = rapport_telemetry::metrics::serve(at, stopping).await {
-                tracing::error!(%error, "metrics endpoint failed");
-            }
-        });
+        rapport_telemetry::metrics::spawn(at, stop.clone());
     }
 
     let ingestion_run = rapport_ingestion::run(
@@ -86,22 +81,8 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
         scoring_l,
         stop.clone(),
     );
-    let stages = rapport_domain::lifecycle::StageRules::default();
     let segmentation_run = rapport_segmentation::run(
-        rapport_segmentation::Config {
-            listen: segmentation,
-            scoring_addr: scoring.to_string(),
-            stage_new_days: stages.new_days,
-            stage_active_days: stages.active_days,
-            stage_at_risk_days: stages.at_risk_days,
-            stage_dormant_days: stages.dormant_days,
-            stage_p_alive_floor: stages.p_alive_floor,
-            stage_reactivated_days: stages.reactivated_days,
-            interval_secs: 86_400,
-            tier_measure: "clv".to_owned(),
-            tier_cutoffs: rapport_domain::tier::TierCutoffs::default(),
-            common: common.clone(),
-        },
+        rapport_segmentation::Config::new(segmentation, scoring.to_string(), common.clone()),
         segmentation_l,
         stop.clone(),
     );

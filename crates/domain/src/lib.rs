@@ -13,3 +13,4 @@ pub mod rfm;
 pub mod scorecard;
 pub mod segment;
 pub mod tier;
+pub mod version;

@@ -14,7 +14,7 @@ pub struct RfmInput<'a> {
 }
 
 /// One customer's R, F and M scores, 1 (worst) to 5 (best).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RfmScore {
     pub r: u8,
     pub f: u8,

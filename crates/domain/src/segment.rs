@@ -7,6 +7,7 @@
 //! is `null`, and an expression that cannot be evaluated for a customer does not select it.
 
 use crate::lifecycle::Stage;
+use crate::rfm::{RfmScore, RfmSegment};
 use crate::tier::Tier;
 use cel::objects::Value;
 use cel::{Context, Program};
@@ -74,8 +75,7 @@ pub struct SegmentInput {
     pub score: Option<f64>,
     pub tier: Option<Tier>,
     pub stage: Option<Stage>,
-    pub rfm_segment: String,
-    pub rfm: (u8, u8, u8),
+    pub rfm: RfmScore,
     pub nps_category: String,
     pub cancelled: bool,
 }
@@ -152,35 +152,49 @@ impl Segment {
         })
     }
 
-    /// Whether the customer belongs: the expression is `true` for it (an error or a value
-    /// other than a boolean does not select it).
-    pub fn selects(&self, c: &SegmentInput) -> bool {
+    /// Whether the customer of `bindings` belongs: the expression is `true` for it (an error or
+    /// a value other than a boolean does not select it).
+    pub fn selects(&self, bindings: &Bindings) -> bool {
+        matches!(self.program.execute(&bindings.0), Ok(Value::Bool(true)))
+    }
+}
+
+/// One customer's values bound to the variable names, made once and shared by every segment.
+pub struct Bindings(Context<'static, 'static>);
+
+impl SegmentInput {
+    /// The customer's values under the names of [`VARIABLES`].
+    pub fn bindings(&self) -> Bindings {
         let mut ctx = Context::default();
-        let opt = |v: Option<f64>| v.map_or(Value::Null, Value::Float);
-        let text = |s: &str| Value::String(Arc::new(s.to_owned()));
-        let vars = [
-            ("recency_days", opt(c.recency_days)),
-            ("frequency", Value::Int(c.frequency as i64)),
-            ("monetary", Value::Float(c.monetary)),
-            ("purchase_days", Value::Int(c.purchase_days as i64)),
-            ("spend", Value::Float(c.spend)),
-            ("tenure_days", opt(c.tenure_days)),
-            ("clv", opt(c.clv)),
-            ("p_alive", opt(c.p_alive)),
-            ("score", opt(c.score)),
-            ("tier", text(c.tier.map_or("", Tier::name))),
-            ("stage", text(c.stage.map_or("", Stage::name))),
-            ("rfm_segment", text(&c.rfm_segment)),
-            ("r", Value::Int(i64::from(c.rfm.0))),
-            ("f", Value::Int(i64::from(c.rfm.1))),
-            ("m", Value::Int(i64::from(c.rfm.2))),
-            ("nps_category", text(&c.nps_category)),
-            ("cancelled", Value::Bool(c.cancelled)),
-        ];
-        for (name, value) in vars {
+        for (name, value) in self.values() {
             ctx.add_variable_from_value(name, value);
         }
-        matches!(self.program.execute(&ctx), Ok(Value::Bool(true)))
+        Bindings(ctx)
+    }
+
+    /// Each variable's value, in the order of [`VARIABLES`].
+    fn values(&self) -> [(&'static str, Value); VARIABLES.len()] {
+        let opt = |v: Option<f64>| v.map_or(Value::Null, Value::Float);
+        let text = |s: &str| Value::String(Arc::new(s.to_owned()));
+        [
+            ("recency_days", opt(self.recency_days)),
+            ("frequency", Value::Int(self.frequency as i64)),
+            ("monetary", Value::Float(self.monetary)),
+            ("purchase_days", Value::Int(self.purchase_days as i64)),
+            ("spend", Value::Float(self.spend)),
+            ("tenure_days", opt(self.tenure_days)),
+            ("clv", opt(self.clv)),
+            ("p_alive", opt(self.p_alive)),
+            ("score", opt(self.score)),
+            ("tier", text(self.tier.map_or("", Tier::name))),
+            ("stage", text(self.stage.map_or("", Stage::name))),
+            ("rfm_segment", text(RfmSegment::of(self.rfm).name())),
+            ("r", Value::Int(i64::from(self.rfm.r))),
+            ("f", Value::Int(i64::from(self.rfm.f))),
+            ("m", Value::Int(i64::from(self.rfm.m))),
+            ("nps_category", text(&self.nps_category)),
+            ("cancelled", Value::Bool(self.cancelled)),
+        ]
     }
 }
 
@@ -222,12 +236,11 @@ mod tests {
                     score: Some((next() % 1001) as f64 / 10.0),
                     tier: Some(tiers[(next() % 5) as usize]),
                     stage: Some(stages[(next() % 4) as usize]),
-                    rfm_segment: ["Champions", "At Risk", "Lost"][(next() % 3) as usize].into(),
-                    rfm: (
-                        1 + (next() % 5) as u8,
-                        1 + (next() % 5) as u8,
-                        1 + (next() % 5) as u8,
-                    ),
+                    rfm: RfmScore {
+                        r: 1 + (next() % 5) as u8,
+                        f: 1 + (next() % 5) as u8,
+                        m: 1 + (next() % 5) as u8,
+                    },
                     nps_category: ["", "promoter", "passive", "detractor"][(next() % 4) as usize]
                         .into(),
                     cancelled: next() % 10 == 0,
@@ -257,8 +270,8 @@ mod tests {
             (
                 r#"(r <= 2 && f >= 4) || rfm_segment == "Champions" || nps_category == "detractor""#,
                 |c| {
-                    (c.rfm.0 <= 2 && c.rfm.1 >= 4)
-                        || c.rfm_segment == "Champions"
+                    (c.rfm.r <= 2 && c.rfm.f >= 4)
+                        || RfmSegment::of(c.rfm) == RfmSegment::Champions
                         || c.nps_category == "detractor"
                 },
             ),
@@ -271,7 +284,7 @@ mod tests {
         for (expression, filter) in cases {
             let segment = Segment::compile("s", expression).unwrap();
             let by_cel: Vec<usize> = (0..population.len())
-                .filter(|i| segment.selects(&population[*i]))
+                .filter(|i| segment.selects(&population[*i].bindings()))
                 .collect();
             let by_hand: Vec<usize> = (0..population.len())
                 .filter(|i| filter(&population[*i]))
@@ -282,14 +295,26 @@ mod tests {
     }
 
     #[test]
+    fn every_declared_variable_is_bound() {
+        let bound: Vec<&str> = SegmentInput::default()
+            .values()
+            .iter()
+            .map(|(n, _)| *n)
+            .collect();
+        let declared: Vec<&str> = VARIABLES.iter().map(|(n, _)| *n).collect();
+        assert_eq!(bound, declared);
+    }
+
+    #[test]
     fn a_missing_value_does_not_select() {
         let s = Segment::compile("s", "p_alive < 0.5").unwrap();
-        assert!(!s.selects(&SegmentInput::default()));
+        assert!(!s.selects(&SegmentInput::default().bindings()));
         let not_bool = Segment::compile("s", "score").unwrap();
-        assert!(!not_bool.selects(&SegmentInput {
+        let scored = SegmentInput {
             score: Some(1.0),
             ..SegmentInput::default()
-        }));
+        };
+        assert!(!not_bool.selects(&scored.bindings()));
     }
 
     #[test]

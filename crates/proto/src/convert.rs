@@ -261,11 +261,7 @@ pub fn score_change(
 
 /// Milliseconds of an optional proto timestamp (`None` when absent or unreadable).
 pub fn millis(t: Option<&prost_types::Timestamp>) -> Option<i64> {
-    let t = t?;
-    let nanos = u32::try_from(t.nanos).ok().filter(|n| *n < 1_000_000_000)?;
-    t.seconds
-        .checked_mul(1000)?
-        .checked_add(i64::from(nanos / 1_000_000))
+    time(t?, "").ok().map(|t| t.timestamp_millis())
 }
 
 /// The alert signals of a score notification and when they were computed (milliseconds);

@@ -109,19 +109,12 @@ impl Builtin {
     /// The built-in scorecard of `toml`; its version is a digest of the text, so a changed
     /// file is a new version.
     pub fn new(toml: &str) -> Result<Builtin, ScorecardError> {
-        use sha2::Digest;
-        let cards = ScorecardSet::from_toml(toml)?;
-        let digest = sha2::Sha256::digest(toml.as_bytes());
         Ok(Builtin {
-            cards,
+            cards: ScorecardSet::from_toml(toml)?,
             toml: toml.to_owned(),
-            version: format!("builtin-{}", hex(&digest[..4])),
+            version: rapport_domain::version::builtin_version(toml),
         })
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Scoring's state and collaborators.
@@ -420,13 +413,13 @@ impl Engine {
     async fn refresh_population(
         &self,
         tenant: &str,
-        ctx: &TenantContext,
+        ctx: &Arc<TenantContext>,
     ) -> Result<(Population, u64), ScoringError> {
         let now = self.clock.now();
         let mut values = Values::new(ctx);
         let mut walked = 0u64;
         let mut pages = self.store.pages(tenant, PAGE);
-        let shared = Arc::new(ctx.clone());
+        let shared = ctx.clone();
         while let Some(page) = pages.next().await? {
             let evaluating = shared.clone();
             let measured = tokio::task::spawn_blocking(move || {
@@ -932,7 +925,8 @@ impl Values {
                 (key, table, walked)
             })
             .collect();
-        // A tenant without customers yet keeps no tables, so its first customers trigger them.
+        // A tenant without customers yet keeps no tables: its first whole-tenant re-score
+        // makes them.
         if walked > 0 {
             engine
                 .store

@@ -204,19 +204,41 @@ pub fn alert_signals(state: &CustomerState, e: &Evaluation, now: DateTime<Utc>) 
 /// A digest of what alerting hears besides the score (which the fingerprint covers), with
 /// P(alive) to 0.001 so its daily drift is not news.
 pub fn signals_digest(s: &Signals) -> i64 {
-    let rounded = Signals {
-        score: None,
-        p_alive: s.p_alive.map(|p| (p * 1000.0).round() / 1000.0),
-        ..s.clone()
-    };
     let mut h = Sha256::new();
-    // Serialising plain data with string keys cannot fail; an empty text would only make
-    // the digest less discriminating.
-    h.update(serde_json::to_vec(&rounded).unwrap_or_default());
+    let mut text = |t: &str| {
+        h.update((t.len() as u64).to_le_bytes());
+        h.update(t.as_bytes());
+    };
+    text(s.tier.map_or("-", Tier::name));
+    text(s.stage.map_or("-", Stage::name));
+    for t in &s.unanswered {
+        text(&t.ticket_id);
+    }
+    let answer = |a: Option<rapport_domain::alert::facts::Answer>| {
+        a.map_or([i64::MIN, 0], |a| [i64::from(a.score), a.at])
+    };
+    let mut numbers = vec![
+        s.p_alive.map_or(i64::MIN, |p| (p * 1000.0).round() as i64),
+        (s.spend_total * 100.0).round() as i64,
+        s.complaints.len() as i64,
+        s.unanswered.len() as i64,
+    ];
+    numbers.extend(answer(s.latest_nps));
+    numbers.extend(answer(s.latest_csat));
+    numbers.extend(&s.complaints);
+    numbers.extend(s.unanswered.iter().map(|t| t.opened_at));
+    for n in numbers {
+        h.update(n.to_le_bytes());
+    }
+    first_eight(h)
+}
+
+/// The first eight bytes of a digest as a number, for a compact stored fingerprint.
+fn first_eight(h: Sha256) -> i64 {
     let digest = h.finalize();
-    let mut first = [0u8; 8];
-    first.copy_from_slice(&digest[..8]);
-    i64::from_le_bytes(first)
+    let mut bytes = [0u8; 8];
+    bytes.copy_from_slice(&digest[..8]);
+    i64::from_le_bytes(bytes)
 }
 
 /// The closing score of `day`: the latest stored score on or before it.
@@ -278,10 +300,7 @@ fn fingerprint(e: &Evaluation, state: &CustomerState, version: &str) -> i64 {
     for n in numbers {
         h.update(n.to_le_bytes());
     }
-    let digest = h.finalize();
-    let mut bytes = [0u8; 8];
-    bytes.copy_from_slice(&digest[..8]);
-    i64::from_le_bytes(bytes)
+    first_eight(h)
 }
 
 #[cfg(test)]
@@ -289,6 +308,45 @@ mod tests {
     use super::*;
     use chrono::TimeZone;
     use rapport_domain::event::{Event, Payload, SubscriptionChange};
+
+    #[test]
+    fn signals_digest_changes_with_news_only() {
+        let base = Signals {
+            score: Some(50.0),
+            p_alive: Some(0.5),
+            complaints: vec![1_000],
+            ..Signals::default()
+        };
+        let digest = signals_digest(&base);
+        let same = Signals {
+            score: Some(20.0),
+            p_alive: Some(0.5002),
+            ..base.clone()
+        };
+        assert_eq!(
+            signals_digest(&same),
+            digest,
+            "score and tiny drift are not news"
+        );
+        let complaint = Signals {
+            complaints: vec![1_000, 2_000],
+            ..base.clone()
+        };
+        assert_ne!(signals_digest(&complaint), digest);
+        let ticket = Signals {
+            unanswered: vec![rapport_domain::alert::facts::OpenTicket {
+                ticket_id: "t".into(),
+                opened_at: 5,
+            }],
+            ..base.clone()
+        };
+        assert_ne!(signals_digest(&ticket), digest);
+        let nps = Signals {
+            latest_nps: Some(rapport_domain::alert::facts::Answer { score: 2, at: 7 }),
+            ..base
+        };
+        assert_ne!(signals_digest(&nps), digest);
+    }
 
     fn ctx() -> TenantContext {
         TenantContext {

@@ -38,7 +38,7 @@ fn is_zero(v: &f64) -> bool {
 }
 
 /// One measure of a stored snapshot. Absent values and zeros are left out of the stored
-/// form: a snapshot stays small (well under PostgreSQL's out-of-line storage threshold).
+/// form, so a snapshot stays small.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StoredMeasure {
     pub measure: String,

@@ -1,9 +1,10 @@
 //! The gRPC adapter of segmentation, and the run itself: pull features from scoring, grade,
 //! store, announce.
 
-use crate::store::{Announced, Grade, GradeColumn, Run, Store, StoreError, StoredGrade};
+use crate::TierMeasure;
+use crate::store::{Announced, Grade, GradeColumn, Run, Store, StoreError};
 use prost::Message;
-use rapport_domain::lifecycle::{StageFacts, StageRules};
+use rapport_domain::lifecycle::{Stage, StageFacts, StageRules};
 use rapport_domain::rfm::{RfmInput, RfmSegment, score as rfm_score};
 use rapport_domain::segment::{Segment, SegmentError, SegmentInput};
 use rapport_domain::tier::{Tier, TierCutoffs};
@@ -16,7 +17,6 @@ use rapport_proto::segmentation::v1 as pb;
 use rapport_server::{PeerChannel, Principal, Role, peer_request};
 use rapport_storage::outbox::RelayWaker;
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::time::Duration;
 use tonic::{Request, Response, Status};
 
@@ -36,10 +36,13 @@ impl From<StoreError> for Status {
     }
 }
 
-/// What a custom segment's expression sees of a customer: scoring's features and the grade
-/// segmentation stored for it.
-fn segment_input(f: &CustomerFeatures, grade: Option<&StoredGrade>) -> SegmentInput {
-    let score = |v: Option<i32>| v.map_or(0, |v| v.clamp(0, 5) as u8);
+/// What a custom segment's expression sees of a customer: scoring's features, its RFM grade
+/// and the tier and stage the run left it in.
+fn segment_input(
+    f: &CustomerFeatures,
+    grade: &Grade,
+    (tier, stage): (Option<Tier>, Option<Stage>),
+) -> SegmentInput {
     SegmentInput {
         recency_days: f.recency_days,
         frequency: f.frequency,
@@ -50,18 +53,9 @@ fn segment_input(f: &CustomerFeatures, grade: Option<&StoredGrade>) -> SegmentIn
         clv: f.clv_12m,
         p_alive: f.p_alive,
         score: f.score,
-        tier: grade.and_then(|g| Tier::from_name(&g.tier)),
-        stage: grade
-            .and_then(|g| g.stage.as_deref())
-            .and_then(rapport_domain::lifecycle::Stage::from_name),
-        rfm_segment: grade
-            .and_then(|g| g.rfm_segment.clone())
-            .unwrap_or_default(),
-        rfm: (
-            score(grade.map(|g| g.recency_score)),
-            score(grade.map(|g| g.frequency_score)),
-            score(grade.map(|g| g.monetary_score)),
-        ),
+        tier,
+        stage,
+        rfm: grade.rfm,
         nps_category: f.nps_category.clone(),
         cancelled: f.cancelled,
     }
@@ -94,17 +88,6 @@ pub struct SegmentationApi {
     pub waker: RelayWaker,
 }
 
-/// What value tiers rank customers by.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TierMeasure {
-    /// Predicted 12-month CLV once every customer has one, trailing 12-month spend before.
-    Clv,
-    /// Order value of the last 12 months.
-    Spend12m,
-    /// Net order value ever.
-    Monetary,
-}
-
 /// Most members in one `ListSegmentMembers` page.
 const MEMBERS_PAGE: u32 = 10_000;
 
@@ -123,7 +106,7 @@ impl SegmentationApi {
                 .timestamp_millis(),
             None => started_at,
         };
-        let features = Arc::new(self.features(tenant, as_of).await?);
+        let features = self.features(tenant, as_of).await?;
 
         // F is distinct purchase days and M their value, both up to the run's date.
         let rfm_input: Vec<RfmInput<'_>> = features
@@ -155,6 +138,15 @@ impl SegmentationApi {
             })
             .collect();
         let tiers: HashMap<&str, Tier> = self.cutoffs.assign(&values).into_iter().collect();
+        let measure = match self.measure {
+            _ if by_clv => "predicted 12-month CLV",
+            TierMeasure::Monetary => "net value",
+            _ => "12-month spend",
+        };
+        let reason = match self.cutoffs {
+            TierCutoffs::Shares(_) => format!("share of {measure}"),
+            TierCutoffs::Absolute(_) => measure.to_owned(),
+        };
         let grades: Vec<Grade> = features
             .iter()
             .zip(rfm)
@@ -193,14 +185,7 @@ impl SegmentationApi {
                 tenant,
                 &Run {
                     grades: &grades,
-                    reason: match (by_clv, self.measure, &self.cutoffs) {
-                        (true, _, TierCutoffs::Shares(_)) => "share of predicted 12-month CLV",
-                        (true, _, TierCutoffs::Absolute(_)) => "predicted 12-month CLV",
-                        (_, TierMeasure::Monetary, TierCutoffs::Shares(_)) => "share of net value",
-                        (_, TierMeasure::Monetary, TierCutoffs::Absolute(_)) => "net value",
-                        (_, _, TierCutoffs::Shares(_)) => "share of 12-month spend",
-                        (_, _, TierCutoffs::Absolute(_)) => "12-month spend",
-                    },
+                    reason: &reason,
                     started_at,
                     finished_at: chrono::Utc::now().timestamp_millis(),
                     as_of: as_of_ms,
@@ -211,7 +196,9 @@ impl SegmentationApi {
             )
             .await?;
         self.waker.wake();
-        let custom_segments = self.evaluate_segments(tenant, features.clone()).await?;
+        let custom_segments = self
+            .evaluate_segments(tenant, &features, &grades, &summary.standings)
+            .await?;
 
         let counts = &summary.tiers;
         let mut segments: HashMap<RfmSegment, u64> = HashMap::new();
@@ -250,9 +237,11 @@ impl SegmentationApi {
     async fn evaluate_segments(
         &self,
         tenant: &str,
-        features: Arc<Vec<CustomerFeatures>>,
+        features: &[CustomerFeatures],
+        grades: &[Grade],
+        standings: &[(Option<Tier>, Option<Stage>)],
     ) -> Result<Vec<pb::SegmentCount>, Status> {
-        let defined = self.store.custom_segments(tenant).await?;
+        let defined = self.store.definitions(tenant).await?;
         if defined.is_empty() {
             return Ok(Vec::new());
         }
@@ -260,7 +249,7 @@ impl SegmentationApi {
         // variable since renamed) is skipped rather than failing the run.
         let segments: Vec<Segment> = defined
             .iter()
-            .filter_map(|(d, _)| match Segment::compile(&d.name, &d.expression) {
+            .filter_map(|d| match Segment::compile(&d.name, &d.expression) {
                 Ok(s) => Some(s),
                 Err(e) => {
                     tracing::warn!(tenant, segment = d.name, error = %e, "segment skipped");
@@ -268,23 +257,22 @@ impl SegmentationApi {
                 }
             })
             .collect();
-        let grades: HashMap<String, StoredGrade> = self
-            .store
-            .all_grades(tenant)
-            .await?
-            .into_iter()
-            .map(|g| (g.customer_id.clone(), g))
+        let inputs: Vec<(String, SegmentInput)> = features
+            .iter()
+            .zip(grades)
+            .zip(standings)
+            .map(|((f, g), standing)| (f.customer_id.clone(), segment_input(f, g, *standing)))
             .collect();
         let members = tokio::task::spawn_blocking(move || {
             let mut members: Vec<(String, Vec<String>)> = segments
                 .iter()
                 .map(|s| (s.name.clone(), Vec::new()))
                 .collect();
-            for f in features.iter() {
-                let input = segment_input(f, grades.get(&f.customer_id));
+            for (customer_id, input) in &inputs {
+                let bindings = input.bindings();
                 for (s, (_, ids)) in segments.iter().zip(members.iter_mut()) {
-                    if s.selects(&input) {
-                        ids.push(f.customer_id.clone());
+                    if s.selects(&bindings) {
+                        ids.push(customer_id.clone());
                     }
                 }
             }

@@ -24,6 +24,9 @@ use tokio_util::sync::CancellationToken;
 use tonic::service::Routes;
 use tonic::service::interceptor::InterceptedService;
 
+/// Seconds between scheduled runs unless configured: daily.
+const DEFAULT_INTERVAL_SECS: u64 = 86_400;
+
 /// Settings of the segmentation service.
 #[derive(Debug, Clone, clap::Parser)]
 #[command(
@@ -59,8 +62,8 @@ pub struct Config {
     pub stage_p_alive_floor: f64,
     /// The value tiers rank by: `clv` (predicted 12-month CLV once the models are fitted,
     /// trailing 12-month spend before), `spend_12m`, or `monetary` (net value ever).
-    #[arg(long, env = "RAPPORT_TIER_MEASURE", default_value = "clv", value_parser = ["clv", "spend_12m", "monetary"])]
-    pub tier_measure: String,
+    #[arg(long, env = "RAPPORT_TIER_MEASURE", value_enum, default_value_t = TierMeasure::Clv)]
+    pub tier_measure: TierMeasure,
     /// Tier cut-offs for VIP, Gold, Silver and Bronze: population shares
     /// (`shares:0.01,0.04,0.15,0.30`, the rest Regular) or least values of the measure
     /// (`absolute:5000,2000,500,100`).
@@ -71,7 +74,7 @@ pub struct Config {
     #[arg(
         long,
         env = "RAPPORT_SEGMENTATION_INTERVAL_SECS",
-        default_value_t = 86_400
+        default_value_t = DEFAULT_INTERVAL_SECS
     )]
     pub interval_secs: u64,
     /// Days a returning customer stays "reactivated".
@@ -81,7 +84,38 @@ pub struct Config {
     pub common: CommonArgs,
 }
 
+/// What value tiers rank customers by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum TierMeasure {
+    /// Predicted 12-month CLV once every customer has one, trailing 12-month spend before.
+    Clv,
+    /// Order value of the last 12 months.
+    #[value(name = "spend_12m")]
+    Spend12m,
+    /// Net order value ever.
+    Monetary,
+}
+
 impl Config {
+    /// The defaults, listening on `listen`, calling scoring at `scoring_addr`.
+    pub fn new(listen: SocketAddr, scoring_addr: String, common: CommonArgs) -> Config {
+        let stages = StageRules::default();
+        Config {
+            listen,
+            scoring_addr,
+            stage_new_days: stages.new_days,
+            stage_active_days: stages.active_days,
+            stage_at_risk_days: stages.at_risk_days,
+            stage_dormant_days: stages.dormant_days,
+            stage_p_alive_floor: stages.p_alive_floor,
+            stage_reactivated_days: stages.reactivated_days,
+            interval_secs: DEFAULT_INTERVAL_SECS,
+            tier_measure: TierMeasure::Clv,
+            tier_cutoffs: TierCutoffs::default(),
+            common,
+        }
+    }
+
     /// The lifecycle rules of these settings.
     pub fn stage_rules(&self) -> StageRules {
         StageRules {
@@ -117,11 +151,7 @@ pub async fn run(
         scoring,
         service_key: keys.service_key().to_owned(),
         cutoffs: config.tier_cutoffs.clone(),
-        measure: match config.tier_measure.as_str() {
-            "spend_12m" => grpc::TierMeasure::Spend12m,
-            "monetary" => grpc::TierMeasure::Monetary,
-            _ => grpc::TierMeasure::Clv,
-        },
+        measure: config.tier_measure,
         stage_rules: config.stage_rules(),
         waker,
     });

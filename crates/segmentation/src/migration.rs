@@ -1,6 +1,6 @@
 //! Segmentation's schema, versioned in its own migration table.
 
-use rapport_storage::schema::{col, id_col, index, tenant_col};
+use rapport_storage::schema::{add_columns, col, id_col, index, tenant_col};
 use sea_orm_migration::prelude::*;
 
 /// The outbox of tier changes for scoring.
@@ -88,27 +88,21 @@ mod m20261124_000001_rfm_segments_and_pending_tiers {
     #[async_trait::async_trait]
     impl MigrationTrait for Migration {
         async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-            // One column per statement: SQLite adds a single column per ALTER TABLE.
-            for mut column in [
-                col("rfm_segment").string().null().to_owned(),
-                // A downgrade waiting for confirmation: the lower tier and the runs so far.
-                col("pending_tier").string().null().to_owned(),
-                col("pending_runs")
-                    .integer()
-                    .not_null()
-                    .default(0)
-                    .to_owned(),
-            ] {
-                manager
-                    .alter_table(
-                        Table::alter()
-                            .table(Alias::new("segmentation_customers"))
-                            .add_column(&mut column)
-                            .to_owned(),
-                    )
-                    .await?;
-            }
-            Ok(())
+            add_columns(
+                manager,
+                "segmentation_customers",
+                vec![
+                    col("rfm_segment").string().null().to_owned(),
+                    // A downgrade waiting for confirmation: the lower tier and the runs so far.
+                    col("pending_tier").string().null().to_owned(),
+                    col("pending_runs")
+                        .integer()
+                        .not_null()
+                        .default(0)
+                        .to_owned(),
+                ],
+            )
+            .await
         }
     }
 }
@@ -121,19 +115,15 @@ mod m20261124_000002_stages {
     #[async_trait::async_trait]
     impl MigrationTrait for Migration {
         async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-            for mut column in [
-                col("stage").string().null().to_owned(),
-                col("stage_since").big_integer().null().to_owned(),
-            ] {
-                manager
-                    .alter_table(
-                        Table::alter()
-                            .table(Alias::new("segmentation_customers"))
-                            .add_column(&mut column)
-                            .to_owned(),
-                    )
-                    .await?;
-            }
+            add_columns(
+                manager,
+                "segmentation_customers",
+                vec![
+                    col("stage").string().null().to_owned(),
+                    col("stage_since").big_integer().null().to_owned(),
+                ],
+            )
+            .await?;
             manager
                 .create_table(
                     Table::create()

@@ -65,6 +65,8 @@ pub struct RunSummary {
     pub tiers: HashMap<Tier, u64>,
     pub stage_changes: u64,
     pub stages: HashMap<Stage, u64>,
+    /// Each graded customer's tier and stage after the run, in the order of the grades.
+    pub standings: Vec<(Option<Tier>, Option<Stage>)>,
 }
 
 /// A customer's grading state between runs.
@@ -299,6 +301,10 @@ impl Store {
             tiers,
             stage_changes: stage_rows.len() as u64,
             stages,
+            standings: kept
+                .iter()
+                .map(|s| (s.tier.tier, s.stage.map(|(stage, _)| stage)))
+                .collect(),
         })
     }
 
@@ -336,14 +342,6 @@ impl Store {
             .await?)
     }
 
-    /// Every customer's stored grade (to evaluate custom segments after a run).
-    pub async fn all_grades(&self, tenant: &str) -> Result<Vec<StoredGrade>, StoreError> {
-        Ok(customer::Entity::find()
-            .filter(customer::Column::TenantId.eq(tenant))
-            .all(&self.db)
-            .await?)
-    }
-
     /// Stores a custom segment's definition, replacing one of the same name.
     pub async fn define_segment(
         &self,
@@ -373,16 +371,24 @@ impl Store {
         Ok(())
     }
 
+    /// The tenant's custom segment definitions, by name.
+    pub async fn definitions(
+        &self,
+        tenant: &str,
+    ) -> Result<Vec<custom_segment::Model>, StoreError> {
+        Ok(custom_segment::Entity::find()
+            .filter(custom_segment::Column::TenantId.eq(tenant))
+            .order_by_asc(custom_segment::Column::Name)
+            .all(&self.db)
+            .await?)
+    }
+
     /// The tenant's custom segments, by name, with their member counts.
     pub async fn custom_segments(
         &self,
         tenant: &str,
     ) -> Result<Vec<(custom_segment::Model, u64)>, StoreError> {
-        let defined = custom_segment::Entity::find()
-            .filter(custom_segment::Column::TenantId.eq(tenant))
-            .order_by_asc(custom_segment::Column::Name)
-            .all(&self.db)
-            .await?;
+        let defined = self.definitions(tenant).await?;
         let counts: HashMap<String, i64> = segment_member::Entity::find()
             .select_only()
             .column(segment_member::Column::Segment)

@@ -23,12 +23,7 @@ where
     let addr = listener.local_addr()?;
     let stop = crate::shutdown_signal();
     if let Some(at) = metrics {
-        let stopping = stop.clone();
-        tokio::spawn(async move {
-            if let Err(error) = rapport_telemetry::metrics::serve(at, stopping).await {
-                tracing::error!(%error, "metrics endpoint failed");
-            }
-        });
+        rapport_telemetry::metrics::spawn(at, stop.clone());
     }
     println!("listening on {addr}");
     tracing::info!(%addr, service, "listening");

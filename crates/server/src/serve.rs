@@ -191,3 +191,53 @@ pub fn shutdown_signal() -> CancellationToken {
     });
     token
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tower::{Layer, Service, ServiceExt};
+
+    /// A service answering every call with `status` in the headers (None: in the trailers).
+    fn answering(
+        status: Option<&'static str>,
+    ) -> impl Service<
+        http::Request<()>,
+        Response = http::Response<()>,
+        Error = std::convert::Infallible,
+        Future = impl Send + 'static,
+    > + Clone {
+        tower::service_fn(move |_req: http::Request<()>| async move {
+            let mut response = http::Response::new(());
+            if let Some(s) = status {
+                response
+                    .headers_mut()
+                    .insert("grpc-status", http::HeaderValue::from_static(s));
+            }
+            Ok(response)
+        })
+    }
+
+    async fn call(status: Option<&'static str>, path: &str) {
+        let request = http::Request::builder().uri(path).body(()).unwrap();
+        RecordLayer
+            .layer(answering(status))
+            .oneshot(request)
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn calls_are_counted_by_service_method_and_code() {
+        call(None, "/rapport.test.v1.Probe/Ok").await;
+        call(Some("16"), "/rapport.test.v1.Probe/Denied").await;
+        call(Some("16"), "/rapport.test.v1.Probe/Denied").await;
+        let text = rapport_telemetry::metrics::metrics().encode();
+        for expected in [
+            r#"rapport_rpc_requests_total{service="rapport.test.v1.Probe",method="Ok",code="0"} 1"#,
+            r#"rapport_rpc_requests_total{service="rapport.test.v1.Probe",method="Denied",code="16"} 2"#,
+            r#"rapport_rpc_seconds_count{service="rapport.test.v1.Probe",method="Denied"} 2"#,
+        ] {
+            assert!(text.contains(expected), "{expected} in:\n{text}");
+        }
+    }
+}

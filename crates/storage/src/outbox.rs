@@ -201,12 +201,9 @@ impl Outbox {
             .collect()
     }
 
-    /// Number of messages not yet delivered and the creation time (milliseconds) of the
-    /// oldest, for the depth and lag metrics.
-    pub async fn depth_and_oldest<C: ConnectionTrait>(
-        &self,
-        conn: &C,
-    ) -> Result<(i64, Option<i64>), DbErr> {
+    /// Number of messages not yet delivered (the outbox depth) and the creation time
+    /// (milliseconds) of the oldest (for its lag).
+    pub async fn depth<C: ConnectionTrait>(&self, conn: &C) -> Result<(i64, Option<i64>), DbErr> {
         let select = Query::select()
             .expr_as(Func::count(Expr::col(col("id"))), col("n"))
             .expr_as(Func::min(Expr::col(col("created_at"))), col("oldest"))
@@ -215,18 +212,6 @@ impl Outbox {
         match conn.query_one(&select).await? {
             Some(row) => Ok((row.try_get("", "n")?, row.try_get("", "oldest")?)),
             None => Ok((0, None)),
-        }
-    }
-
-    /// Number of messages not yet delivered (the outbox depth).
-    pub async fn depth<C: ConnectionTrait>(&self, conn: &C) -> Result<i64, DbErr> {
-        let select = Query::select()
-            .expr_as(Func::count(Expr::col(col("id"))), col("n"))
-            .from(col(self.table))
-            .to_owned();
-        match conn.query_one(&select).await? {
-            Some(row) => row.try_get("", "n"),
-            None => Ok(0),
         }
     }
 
@@ -355,8 +340,10 @@ impl<D: Deliver> Relay<D> {
                 }
             };
             self.count(delivered, failed);
-            // Depth and lag cost a query: at most once a second.
-            if measured.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
+            // Depth and lag cost a query: at most once a second, and only when served.
+            if rapport_telemetry::metrics::served()
+                && measured.is_none_or(|t| t.elapsed() >= Duration::from_secs(1))
+            {
                 measured = Some(tokio::time::Instant::now());
                 self.measure().await;
             }
@@ -406,7 +393,7 @@ impl<D: Deliver> Relay<D> {
     /// Sets the outbox's depth and lag gauges.
     async fn measure(&self) {
         let m = rapport_telemetry::metrics::metrics();
-        match self.outbox.depth_and_oldest(&self.db).await {
+        match self.outbox.depth(&self.db).await {
             Ok((depth, oldest)) => {
                 m.outbox_depth.get_or_create(&self.labels()).set(depth);
                 let lag = oldest.map_or(0.0, |t| {
@@ -542,7 +529,7 @@ mod tests {
                 failed: 3
             }
         );
-        assert_eq!(outbox.depth(&db).await.unwrap(), 3);
+        assert_eq!(outbox.depth(&db).await.unwrap().0, 3);
         assert!(
             outbox.due(&db, 10).await.unwrap().is_empty(),
             "failed messages wait for their backoff"
@@ -569,7 +556,7 @@ mod tests {
                 failed: 0
             }
         );
-        assert_eq!(outbox.depth(&db).await.unwrap(), 0);
+        assert_eq!(outbox.depth(&db).await.unwrap(), (0, None));
         let mut seen = flaky.seen.lock().unwrap().clone();
         seen.sort();
         assert_eq!(

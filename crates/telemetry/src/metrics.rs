@@ -1,5 +1,5 @@
-//! Prometheus metrics of a process: one registry whose families carry a `service` label (so
-//! `rapport up`, four services in one process, exposes them side by side), and the text
+//! Prometheus metrics of a process: one registry (under `rapport up` the four services share
+//! it; gRPC series carry the service in their labels, outbox series the outbox), and the text
 //! exposition served on `/metrics`.
 
 use prometheus_client::encoding::text::encode;
@@ -10,7 +10,7 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use std::net::SocketAddr;
 use std::sync::LazyLock;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
@@ -151,6 +151,24 @@ pub fn record_rpc(service: &str, method: &str, code: &str, latency: Duration) {
         .observe(latency.as_secs_f64());
 }
 
+/// Whether this process serves its metrics: gauges that cost a query to measure are only
+/// measured then.
+static SERVED: AtomicBool = AtomicBool::new(false);
+
+/// Whether this process serves its metrics.
+pub fn served() -> bool {
+    SERVED.load(Ordering::Relaxed)
+}
+
+/// Serves the metrics on `at` as a task until `stop`, logging a failure to bind.
+pub fn spawn(at: SocketAddr, stop: CancellationToken) {
+    tokio::spawn(async move {
+        if let Err(error) = serve(at, stop).await {
+            tracing::error!(%error, "metrics endpoint failed");
+        }
+    });
+}
+
 /// Serves `GET /metrics` on `addr` until `stop`.
 pub async fn serve(addr: SocketAddr, stop: CancellationToken) -> std::io::Result<()> {
     use http_body_util::Full;
@@ -159,6 +177,7 @@ pub async fn serve(addr: SocketAddr, stop: CancellationToken) -> std::io::Result
     use hyper_util::rt::TokioIo;
 
     let listener = tokio::net::TcpListener::bind(addr).await?;
+    SERVED.store(true, Ordering::Relaxed);
     tracing::info!(addr = %listener.local_addr()?, "metrics on /metrics");
     loop {
         let (stream, _) = tokio::select! {
@@ -194,8 +213,8 @@ mod tests {
     #[test]
     fn exposition_names_and_labels() {
         record_rpc(
-            "scoring",
-            "/rapport.scoring.v1.ScoringService/GetHealth",
+            "rapport.scoring.v1.ScoringService",
+            "GetHealth",
             "0",
             Duration::from_millis(3),
         );
@@ -205,7 +224,7 @@ mod tests {
             .set(7);
         let text = metrics().encode();
         assert!(
-            text.contains(r#"rapport_rpc_requests_total{service="scoring",method="/rapport.scoring.v1.ScoringService/GetHealth",code="0"} 1"#),
+            text.contains(r#"rapport_rpc_requests_total{service="rapport.scoring.v1.ScoringService",method="GetHealth",code="0"} 1"#),
             "{text}"
         );
         assert!(

@@ -15,7 +15,10 @@ pub const DEFAULT_TOML: &str = include_str!("../../alerting.toml");
 pub const MAX_SNOOZE_SECS: i64 = 7 * 24 * 3600;
 
 /// How urgent an alert is, lowest first.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
 pub enum Severity {
     Info,
     Warning,
@@ -724,6 +727,15 @@ mod tests {
         let e = bad("[first_response_sla]\nhours = 4\npending_secs = -1\n");
         assert_eq!(e.path, "first_response_sla.pending_secs");
         assert!(bad("[health_below\n").path.is_empty());
+    }
+
+    #[test]
+    fn severities_are_stored_by_name() {
+        for s in Severity::ALL {
+            let text = serde_json::to_string(&s).unwrap();
+            assert_eq!(text, format!("\"{}\"", s.name()));
+            assert_eq!(serde_json::from_str::<Severity>(&text).unwrap(), s);
+        }
     }
 
     #[test]

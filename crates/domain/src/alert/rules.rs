@@ -272,7 +272,7 @@ pub struct Track {
     /// The trigger last counted: not counted twice, and not re-opened after a hand resolve.
     pub last_trigger: Option<i64>,
     /// The standing alert's severity (it only rises while the alert stands).
-    pub severity: Option<String>,
+    pub severity: Option<Severity>,
 }
 
 /// What a step of the state machine asks to do.
@@ -297,85 +297,82 @@ pub enum Step {
 }
 
 impl Track {
-    /// The standing alert's severity.
-    pub fn severity(&self) -> Option<Severity> {
-        self.severity.as_deref().and_then(Severity::from_name)
-    }
-
-    /// Whether the track holds anything worth keeping.
-    pub fn is_idle(&self) -> bool {
-        !self.open && self.pending_since.is_none() && self.last_trigger.is_none()
-    }
-
     /// Advances the track with the condition at `now`; `None` means the rule no longer
     /// applies, which counts as its exit condition.
     pub fn step(&mut self, condition: Option<&Condition>, now: i64) -> Step {
-        let (holds, resolve_after) =
-            condition.map_or((Holds::Clear, 0), |c| (c.holds, c.resolve_after_ms));
-        match (holds, condition) {
-            (Holds::Firing, Some(c)) if self.open => {
-                self.clear_since = None;
-                let counted = self.last_trigger != Some(c.trigger);
-                let escalated = self.severity().is_none_or(|s| c.severity > s);
-                if counted {
-                    self.last_trigger = Some(c.trigger);
-                }
-                if escalated {
-                    self.severity = Some(c.severity.name().to_owned());
-                }
-                if counted || escalated {
-                    Step::Update {
-                        severity: self.severity().unwrap_or(c.severity),
-                        counted,
-                        escalated,
-                    }
-                } else {
-                    Step::Quiet
-                }
-            }
-            (Holds::Firing, Some(c)) => {
-                if self.last_trigger == Some(c.trigger) {
-                    // Already alerted on (and resolved by hand): wait for a new trigger.
-                    self.pending_since = None;
-                    return Step::Quiet;
-                }
-                let since = *self.pending_since.get_or_insert(now);
-                if now - since < c.pending_ms {
-                    return Step::Pending {
-                        until: since + c.pending_ms,
-                    };
-                }
-                self.open = true;
-                self.pending_since = None;
-                self.clear_since = None;
-                self.last_trigger = Some(c.trigger);
-                self.severity = Some(c.severity.name().to_owned());
-                Step::Open {
-                    severity: c.severity,
-                }
-            }
-            (Holds::Between, _) | (Holds::Firing, None) => {
+        match condition {
+            Some(c) if c.holds == Holds::Firing && self.open => self.retrigger(c),
+            Some(c) if c.holds == Holds::Firing => self.pend(c, now),
+            Some(c) if c.holds == Holds::Between => {
                 self.pending_since = None;
                 self.clear_since = None;
                 Step::Quiet
             }
-            (Holds::Clear, _) => {
-                self.pending_since = None;
-                if !self.open {
-                    return Step::Quiet;
-                }
-                let since = *self.clear_since.get_or_insert(now);
-                if now - since < resolve_after {
-                    return Step::Resolving {
-                        until: since + resolve_after,
-                    };
-                }
-                self.open = false;
-                self.clear_since = None;
-                self.severity = None;
-                Step::Resolve
-            }
+            _ => self.clear(condition.map_or(0, |c| c.resolve_after_ms), now),
         }
+    }
+
+    /// The condition fires again while the alert stands.
+    fn retrigger(&mut self, c: &Condition) -> Step {
+        self.clear_since = None;
+        let counted = self.last_trigger != Some(c.trigger);
+        let escalated = self.severity.is_none_or(|s| c.severity > s);
+        if counted {
+            self.last_trigger = Some(c.trigger);
+        }
+        if escalated {
+            self.severity = Some(c.severity);
+        }
+        if counted || escalated {
+            Step::Update {
+                severity: self.severity.unwrap_or(c.severity),
+                counted,
+                escalated,
+            }
+        } else {
+            Step::Quiet
+        }
+    }
+
+    /// The condition fires with no alert standing: open once it has held for its period.
+    fn pend(&mut self, c: &Condition, now: i64) -> Step {
+        if self.last_trigger == Some(c.trigger) {
+            // Already alerted on (and resolved by hand): wait for a new trigger.
+            self.pending_since = None;
+            return Step::Quiet;
+        }
+        let since = *self.pending_since.get_or_insert(now);
+        if now - since < c.pending_ms {
+            return Step::Pending {
+                until: since + c.pending_ms,
+            };
+        }
+        self.open = true;
+        self.pending_since = None;
+        self.clear_since = None;
+        self.last_trigger = Some(c.trigger);
+        self.severity = Some(c.severity);
+        Step::Open {
+            severity: c.severity,
+        }
+    }
+
+    /// The exit condition holds: resolve once it has held for `resolve_after` milliseconds.
+    fn clear(&mut self, resolve_after: i64, now: i64) -> Step {
+        self.pending_since = None;
+        if !self.open {
+            return Step::Quiet;
+        }
+        let since = *self.clear_since.get_or_insert(now);
+        if now - since < resolve_after {
+            return Step::Resolving {
+                until: since + resolve_after,
+            };
+        }
+        self.open = false;
+        self.clear_since = None;
+        self.severity = None;
+        Step::Resolve
     }
 
     /// Records a resolution by hand: the alert no longer stands, and the trigger that opened
