@@ -19,6 +19,15 @@ pub use servers::{Postgres, Redis};
 
 /// The development API key every test platform accepts (tenant `dev`).
 pub const API_KEY: &str = "rapport-dev-key";
+/// The key the services use with each other in the development set-up.
+pub const SERVICE_KEY: &str = "rapport-dev-service-key";
+
+/// The Python of the tests' virtual environment (`make test` creates it), or
+/// `RAPPORT_PYTHON`.
+pub fn python() -> PathBuf {
+    std::env::var("RAPPORT_PYTHON")
+        .map_or_else(|_| repo_root().join(".venv/bin/python"), Into::into)
+}
 
 /// A free TCP port on loopback (bound then released).
 pub fn free_port() -> u16 {
@@ -232,6 +241,20 @@ pub fn req<T>(message: T) -> tonic::Request<T> {
         "authorization",
         format!("Bearer {API_KEY}").parse().expect("ascii"),
     );
+    r
+}
+
+/// A request as the services make them of each other: the service key, acting for the dev
+/// tenant, with a deadline.
+pub fn service_req<T>(message: T) -> tonic::Request<T> {
+    let mut r = tonic::Request::new(message);
+    r.set_timeout(Duration::from_secs(30));
+    let md = r.metadata_mut();
+    md.insert(
+        "authorization",
+        format!("Bearer {SERVICE_KEY}").parse().expect("ascii"),
+    );
+    md.insert("x-rapport-tenant", "dev".parse().expect("ascii"));
     r
 }
 

@@ -198,8 +198,7 @@ async fn rfm_matches_pandas(clients: &Clients) {
     }
 
     let out = tempfile::NamedTempFile::new().unwrap();
-    let python = std::env::var("RAPPORT_PYTHON")
-        .map_or_else(|_| repo_root().join(".venv/bin/python"), Into::into);
+    let python = rapport_tests::python();
     let status = Command::new(&python)
         .arg(repo_root().join("tests/python/rfm_reference.py"))
         .arg(cdnow("CDNOW_master.txt"))

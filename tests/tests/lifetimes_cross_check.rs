@@ -47,8 +47,7 @@ fn lifetimes_agrees_customer_by_customer() {
     let gg = GammaGamma::fit(&spends).unwrap().params;
     let horizon = 52.0;
 
-    let python = std::env::var("RAPPORT_PYTHON")
-        .map_or_else(|_| repo_root().join(".venv/bin/python"), Into::into);
+    let python = rapport_tests::python();
     let out = tempfile::NamedTempFile::new().unwrap();
     let args: Vec<String> = [
         bg.r,

@@ -6,8 +6,7 @@ use std::process::Command;
 
 #[test]
 fn python_grpcio_client_ingests_and_reads_a_score() {
-    let python = std::env::var("RAPPORT_PYTHON")
-        .map_or_else(|_| repo_root().join(".venv/bin/python"), Into::into);
+    let python = rapport_tests::python();
     assert!(
         python.exists(),
         "{} is missing: `make test` creates the venv with grpcio",

@@ -200,7 +200,7 @@ pub mod delivery {
         pub message_id: String,
         pub event_type: String,
         pub payload: String,
-        /// pending, delivered or dead.
+        /// pending or dead (delivered ones are deleted).
         pub state: String,
         pub attempts: i32,
         pub next_attempt_at: i64,

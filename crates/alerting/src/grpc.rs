@@ -175,21 +175,21 @@ fn actor_of(actor: String, principal: &Principal) -> String {
 type WatchStream = Pin<Box<dyn Stream<Item = Result<pb::WatchAlertsResponse, Status>> + Send>>;
 
 impl AlertingApi {
-    async fn act(
+    /// Acknowledges, snoozes or resolves alert `id` for the caller of `req`.
+    async fn act<T>(
         &self,
-        req: Request<pb::AlertActionRequest>,
+        req: &Request<T>,
+        id: &str,
         act: Act,
+        actor: String,
+        reason: &str,
     ) -> Result<Response<pb::Alert>, Status> {
-        let principal = Principal::of(&req)?.clone();
-        let tenant = principal.require(&[Role::Admin])?.to_owned();
-        let req = req.into_inner();
-        let id = parse_id(&req.id, "id")?;
-        let actor = actor_of(req.actor, &principal);
+        let principal = Principal::of(req)?;
+        let tenant = principal.require(&[Role::Admin])?;
+        let id = parse_id(id, "id")?;
+        let actor = actor_of(actor, principal);
         let now = rapport_storage::now_millis();
-        let a = self
-            .store
-            .act(&tenant, id, act, &actor, &req.reason, now)
-            .await?;
+        let a = self.store.act(tenant, id, act, &actor, reason, now).await?;
         self.wakers.changed();
         Ok(Response::new(alert(a)))
     }
@@ -259,33 +259,29 @@ impl pb::alerting_service_server::AlertingService for AlertingApi {
         &self,
         req: Request<pb::AlertActionRequest>,
     ) -> Result<Response<pb::Alert>, Status> {
-        self.act(req, Act::Acknowledge).await
+        let r = req.get_ref().clone();
+        self.act(&req, &r.id, Act::Acknowledge, r.actor, &r.reason)
+            .await
     }
 
     async fn snooze_alert(
         &self,
         req: Request<pb::SnoozeAlertRequest>,
     ) -> Result<Response<pb::Alert>, Status> {
-        let until = convert::millis(req.get_ref().until.as_ref())
+        let r = req.get_ref().clone();
+        let until = convert::millis(r.until.as_ref())
             .ok_or_else(|| Status::invalid_argument("until: a snooze needs an end time"))?;
-        let (metadata, extensions, r) = req.into_parts();
-        let req = Request::from_parts(
-            metadata,
-            extensions,
-            pb::AlertActionRequest {
-                id: r.id,
-                actor: r.actor,
-                reason: r.reason,
-            },
-        );
-        self.act(req, Act::Snooze(until)).await
+        self.act(&req, &r.id, Act::Snooze(until), r.actor, &r.reason)
+            .await
     }
 
     async fn resolve_alert(
         &self,
         req: Request<pb::AlertActionRequest>,
     ) -> Result<Response<pb::Alert>, Status> {
-        self.act(req, Act::Resolve).await
+        let r = req.get_ref().clone();
+        self.act(&req, &r.id, Act::Resolve, r.actor, &r.reason)
+            .await
     }
 
     type WatchAlertsStream = WatchStream;

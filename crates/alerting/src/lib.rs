@@ -46,6 +46,9 @@ pub struct Config {
     /// Watch revisions kept per tenant; resuming from an older one answers OUT_OF_RANGE.
     #[arg(long, env = "RAPPORT_WATCH_KEEP_REVISIONS", default_value_t = 100_000)]
     pub watch_keep_revisions: i64,
+    /// Seconds between compactions of the watch log.
+    #[arg(long, env = "RAPPORT_WATCH_COMPACT_SECS", default_value_t = 60)]
+    pub watch_compact_secs: u64,
     /// Seconds without changes after which a watcher gets a heartbeat bookmark.
     #[arg(long, env = "RAPPORT_WATCH_HEARTBEAT_SECS", default_value_t = 15)]
     pub watch_heartbeat_secs: u64,
@@ -83,6 +86,7 @@ impl Config {
             alert_config: None,
             sweep_ms: 1_000,
             watch_keep_revisions: 100_000,
+            watch_compact_secs: 60,
             watch_heartbeat_secs: 15,
             watch_buffer: 1_024,
             watch_slow_secs: 10,
@@ -161,6 +165,11 @@ pub async fn run(
         store.clone(),
         wakers.clone(),
         Duration::from_millis(config.sweep_ms.max(10)),
+        stop.clone(),
+    ));
+    let compacting = tokio::spawn(compact(
+        store.clone(),
+        Duration::from_secs(config.watch_compact_secs.max(1)),
         config.watch_keep_revisions,
         stop.clone(),
     ));
@@ -180,19 +189,12 @@ pub async fn run(
         Authenticator(keys),
     ));
     rapport_server::serve(listener, routes, &[SERVICE_NAME], stop).await?;
-    let _ = tokio::join!(delivering, sweeping);
+    let _ = tokio::join!(delivering, sweeping, compacting);
     Ok(())
 }
 
-/// Every `every`: time-driven rule changes and snooze ends, then compaction of the watch log.
-async fn sweep(
-    store: store::Store,
-    wakers: Wakers,
-    every: Duration,
-    keep: i64,
-    stop: CancellationToken,
-) {
-    let mut compacted_at = tokio::time::Instant::now();
+/// Every `every`: time-driven rule changes and snooze ends.
+async fn sweep(store: store::Store, wakers: Wakers, every: Duration, stop: CancellationToken) {
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
@@ -211,11 +213,18 @@ async fn sweep(
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "alert sweep failed"),
         }
-        if compacted_at.elapsed() >= every.max(Duration::from_secs(1)) {
-            compacted_at = tokio::time::Instant::now();
-            if let Err(e) = store.compact(keep).await {
-                tracing::warn!(error = %e, "watch log compaction failed");
-            }
+    }
+}
+
+/// Every `every`: each tenant's watch log trimmed to its latest `keep` revisions.
+async fn compact(store: store::Store, every: Duration, keep: i64, stop: CancellationToken) {
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(every) => {}
+        }
+        if let Err(e) = store.compact(keep).await {
+            tracing::warn!(error = %e, "watch log compaction failed");
         }
     }
 }

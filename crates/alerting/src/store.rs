@@ -15,7 +15,7 @@ use sea_orm::{
     ActiveModelTrait,
     ActiveValue::{NotSet, Set},
     ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr, EntityTrait,
-    QueryFilter, QueryOrder, QuerySelect, Statement,
+    QueryFilter, QueryOrder, QuerySelect,
 };
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
@@ -156,6 +156,14 @@ pub struct Applied {
     pub resolved: usize,
 }
 
+impl std::ops::AddAssign for Applied {
+    fn add_assign(&mut self, other: Applied) {
+        self.opened += other.opened;
+        self.updated += other.updated;
+        self.resolved += other.resolved;
+    }
+}
+
 /// One new observation of a customer.
 #[derive(Debug, Clone)]
 pub struct Observation {
@@ -207,11 +215,6 @@ impl Store {
             cache.insert(tenant.to_owned(), (Instant::now(), cfg.clone()));
         }
         Ok(cfg)
-    }
-
-    /// The database (for the webhook worker).
-    pub fn db(&self) -> &DatabaseConnection {
-        &self.db
     }
 
     /// The tenant's latest configuration, or `None` when it never set one.
@@ -275,27 +278,11 @@ impl Store {
         now: i64,
     ) -> Result<Applied, StoreError> {
         let cfg = self.current_config(tenant).await?;
-        let cfg = cfg.as_ref();
         batch.sort_by_key(|o| o.at);
         let ids: BTreeSet<String> = batch.iter().map(|o| o.customer_id.clone()).collect();
         let txn = rapport_storage::begin_write(&self.db).await?;
-        let mut log = Log::lock(&txn, tenant, cfg).await?;
-        let mut known = load_customers(&txn, tenant, ids).await?;
-        let mut applied = Applied::default();
-        let mut touched: BTreeMap<String, Option<i64>> = BTreeMap::new();
-        let window_ms = i64::from(cfg.config.effect_window_days) * 86_400_000;
-        for o in batch {
-            let ca = known.entry(o.customer_id.clone()).or_default();
-            if !ca.facts.observe(o.signals, o.at) {
-                continue;
-            }
-            let (effects, next) = ca.evaluate(&cfg.config, now);
-            log.apply(&txn, &o.customer_id, ca, effects, now, &mut applied)
-                .await?;
-            record_outcome(&txn, tenant, &o.customer_id, ca, o.at, window_ms).await?;
-            touched.insert(o.customer_id, next);
-        }
-        save_customers(&txn, tenant, &known, &touched).await?;
+        let mut log = Log::lock(&txn, tenant, &cfg).await?;
+        let applied = log.step(&txn, ids, batch, now, |_, _| {}).await?;
         log.finish(&txn).await?;
         txn.commit().await?;
         Ok(applied)
@@ -305,72 +292,63 @@ impl Store {
     /// resolve periods ending, windows moving), and re-opens alerts whose snooze ended.
     pub async fn sweep(&self, now: i64) -> Result<Applied, StoreError> {
         let mut applied = Applied::default();
-        let due = customer::Entity::find()
+        let due: Vec<(String, String)> = customer::Entity::find()
+            .select_only()
+            .columns([customer::Column::TenantId, customer::Column::CustomerId])
             .filter(customer::Column::NextCheckAt.lte(now))
             .limit(1_000)
+            .into_tuple()
             .all(&self.db)
             .await?;
         let mut by_tenant: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-        for row in due {
-            by_tenant
-                .entry(row.tenant_id)
-                .or_default()
-                .insert(row.customer_id);
+        for (tenant, customer) in due {
+            by_tenant.entry(tenant).or_default().insert(customer);
         }
         for (tenant, ids) in by_tenant {
             let cfg = self.current_config(&tenant).await?;
-            let cfg = cfg.as_ref();
             let txn = rapport_storage::begin_write(&self.db).await?;
-            let mut log = Log::lock(&txn, &tenant, cfg).await?;
-            let mut known = load_customers(&txn, &tenant, ids.clone()).await?;
-            let mut touched = BTreeMap::new();
-            for id in ids {
-                let Some(ca) = known.get_mut(&id) else {
-                    continue;
-                };
-                let (effects, next) = ca.evaluate(&cfg.config, now);
-                log.apply(&txn, &id, ca, effects, now, &mut applied).await?;
-                touched.insert(id, next);
-            }
-            save_customers(&txn, &tenant, &known, &touched).await?;
+            let mut log = Log::lock(&txn, &tenant, &cfg).await?;
+            applied += log.step(&txn, ids, Vec::new(), now, |_, _| {}).await?;
             log.finish(&txn).await?;
             txn.commit().await?;
         }
-        let woken = alert::Entity::find()
+        let woken: Vec<String> = alert::Entity::find()
+            .select_only()
+            .column(alert::Column::TenantId)
+            .distinct()
             .filter(alert::Column::State.eq(state::SNOOZED))
             .filter(alert::Column::SnoozedUntil.lte(now))
-            .limit(1_000)
+            .into_tuple()
             .all(&self.db)
             .await?;
-        let mut by_tenant: BTreeMap<String, Vec<i64>> = BTreeMap::new();
-        for a in woken {
-            by_tenant.entry(a.tenant_id).or_default().push(a.id);
-        }
-        for (tenant, ids) in by_tenant {
+        for tenant in woken {
             let cfg = self.current_config(&tenant).await?;
-            let cfg = cfg.as_ref();
             let txn = rapport_storage::begin_write(&self.db).await?;
-            let mut log = Log::lock(&txn, &tenant, cfg).await?;
-            for id in ids {
-                let Some(a) = find_alert(&txn, &tenant, id).await? else {
-                    continue;
-                };
-                if a.state != state::SNOOZED || a.snoozed_until.is_none_or(|u| u > now) {
-                    continue;
-                }
+            let mut log = Log::lock(&txn, &tenant, &cfg).await?;
+            // Read again under the tenant's lock: a person may have acted meanwhile.
+            let ended = alert::Entity::find()
+                .filter(alert::Column::TenantId.eq(tenant.as_str()))
+                .filter(alert::Column::State.eq(state::SNOOZED))
+                .filter(alert::Column::SnoozedUntil.lte(now))
+                .limit(1_000)
+                .all(&txn)
+                .await?;
+            for a in ended {
                 let mut m: alert::ActiveModel = a.into();
                 m.state = Set(state::OPEN.to_owned());
                 m.snoozed_until = Set(None);
                 m.updated_at = Set(now);
                 let a = m.update(&txn).await?;
-                log.record(
+                let reason = "the snooze ended and the alert still stands";
+                log.write(
                     &txn,
                     &a,
                     Change::Reopened,
                     Some(state::SNOOZED),
                     RULE_ACTOR,
-                    "the snooze ended while the condition still holds",
+                    reason,
                     now,
+                    true,
                 )
                 .await?;
                 applied.updated += 1;
@@ -437,24 +415,24 @@ impl Store {
             m.resolved_at = Set(Some(now));
         }
         let a = m.update(&txn).await?;
-        if action == Act::Resolve {
-            let mut known =
-                load_customers(&txn, tenant, BTreeSet::from([customer_id.clone()])).await?;
-            if let (Some(ca), Some(key)) = (known.get_mut(&customer_id), track) {
-                if let Some(t) = ca.tracks.get_mut(&key) {
-                    t.resolved_by_hand();
-                }
-                let next = BTreeMap::from([(customer_id.clone(), None)]);
-                save_customers(&txn, tenant, &known, &next).await?;
-            }
-        }
         let reason = if reason.is_empty() {
             format!("{} by {actor}", change.name())
         } else {
             reason.to_owned()
         };
-        log.record(&txn, &a, change, Some(&from), actor, &reason, now)
+        log.write(&txn, &a, change, Some(&from), actor, &reason, now, true)
             .await?;
+        if action == Act::Resolve {
+            // The rules step on: the resolved track waits for a new trigger, and the
+            // customer's other tracks keep their pending and resolve periods.
+            let ids = BTreeSet::from([customer_id]);
+            log.step(&txn, ids, Vec::new(), now, |_, ca| {
+                if let Some(t) = track.as_ref().and_then(|k| ca.tracks.get_mut(k)) {
+                    t.resolved_by_hand();
+                }
+            })
+            .await?;
+        }
         log.finish(&txn).await?;
         txn.commit().await?;
         Ok(a)
@@ -531,16 +509,16 @@ impl Store {
 
     /// Deletes each tenant's revisions older than its latest `keep`.
     pub async fn compact(&self, keep: i64) -> Result<u64, StoreError> {
-        let backend = self.db.get_database_backend();
-        let sql = format!(
-            "DELETE FROM alerting_revisions WHERE revision <= (SELECT t.revision FROM \
-             alerting_tenants t WHERE t.tenant_id = alerting_revisions.tenant_id) - {keep}"
-        );
-        let done = self
-            .db
-            .execute_raw(Statement::from_string(backend, sql))
-            .await?;
-        Ok(done.rows_affected())
+        let mut deleted = 0;
+        for t in crate::entity::tenant::Entity::find().all(&self.db).await? {
+            deleted += revision::Entity::delete_many()
+                .filter(revision::Column::TenantId.eq(t.tenant_id))
+                .filter(revision::Column::Revision.lte(t.revision - keep))
+                .exec(&self.db)
+                .await?
+                .rows_affected;
+        }
+        Ok(deleted)
     }
 
     /// Records an intervention on an alert of the tenant.
@@ -718,6 +696,10 @@ async fn record_outcome(
     at: i64,
     window_ms: i64,
 ) -> Result<(), DbErr> {
+    // Most customers have no alert in its effect window: nothing to write for them.
+    if ca.outcome_until.is_none_or(|until| at > until) {
+        return Ok(());
+    }
     let s = &ca.facts.signals;
     let retained = !matches!(s.stage, Some(Stage::Churned | Stage::Dormant));
     alert::Entity::update_many()
@@ -793,6 +775,56 @@ impl<'a> Log<'a> {
         Ok(())
     }
 
+    /// The one path every change of customers' alerts takes: applies their new observations
+    /// (oldest first; stale ones are no-ops) after `prepare`, steps their rules after each
+    /// (or once, at `now`, when there are none), applies the steps to alerts, follows effect
+    /// outcomes, and saves what is known of them with when to look again.
+    async fn step(
+        &mut self,
+        txn: &DatabaseTransaction,
+        ids: BTreeSet<String>,
+        observations: Vec<Observation>,
+        now: i64,
+        mut prepare: impl FnMut(&str, &mut CustomerAlerts),
+    ) -> Result<Applied, StoreError> {
+        let window_ms = i64::from(self.cfg.config.effect_window_days) * 86_400_000;
+        let mut known = load_customers(txn, self.tenant, ids.clone()).await?;
+        let mut observed: BTreeMap<String, Vec<Observation>> = BTreeMap::new();
+        for o in observations {
+            observed.entry(o.customer_id.clone()).or_default().push(o);
+        }
+        let mut applied = Applied::default();
+        let mut touched = BTreeMap::new();
+        for id in ids {
+            let ca = known.entry(id.clone()).or_default();
+            prepare(&id, ca);
+            let mut next = None;
+            match observed.remove(&id) {
+                None => {
+                    let (effects, due) = ca.evaluate(&self.cfg.config, now);
+                    self.apply(txn, &id, ca, effects, now, &mut applied).await?;
+                    next = Some(due);
+                }
+                Some(list) => {
+                    for o in list {
+                        if !ca.facts.observe(o.signals, o.at) {
+                            continue;
+                        }
+                        let (effects, due) = ca.evaluate(&self.cfg.config, now);
+                        self.apply(txn, &id, ca, effects, now, &mut applied).await?;
+                        record_outcome(txn, self.tenant, &id, ca, o.at, window_ms).await?;
+                        next = Some(due);
+                    }
+                }
+            }
+            if let Some(due) = next {
+                touched.insert(id, due);
+            }
+        }
+        save_customers(txn, self.tenant, &known, &touched).await?;
+        Ok(applied)
+    }
+
     /// Applies one customer's steps to its alerts.
     async fn apply(
         &mut self,
@@ -804,8 +836,15 @@ impl<'a> Log<'a> {
         applied: &mut Applied,
     ) -> Result<(), StoreError> {
         for e in effects {
+            if matches!(
+                e.step,
+                Step::Quiet | Step::Pending { .. } | Step::Resolving { .. }
+            ) {
+                continue;
+            }
             let key = dedup_key(self.tenant, e.kind.name(), customer_id, &e.discriminator);
             let evidence = e.condition.as_ref().map(|c| c.evidence.clone());
+            let window_ms = i64::from(self.cfg.config.effect_window_days) * 86_400_000;
             let s = &ca.facts.signals;
             match e.step {
                 Step::Open { severity } => {
@@ -846,8 +885,17 @@ impl<'a> Log<'a> {
                     .insert(txn)
                     .await?;
                     let reason = evidence.unwrap_or_default();
-                    self.record(txn, &a, Change::Opened, None, RULE_ACTOR, &reason, now)
-                        .await?;
+                    self.write(
+                        txn,
+                        &a,
+                        Change::Opened,
+                        None,
+                        RULE_ACTOR,
+                        &reason,
+                        now,
+                        true,
+                    )
+                    .await?;
                     applied.opened += 1;
                 }
                 Step::Update {
@@ -878,8 +926,18 @@ impl<'a> Log<'a> {
                     } else {
                         format!("triggered again: {}", a.evidence_text())
                     };
-                    self.record_update(txn, &a, &from, escalated, &reason, now)
-                        .await?;
+                    // A re-trigger is news to watchers; to webhooks only when it escalates.
+                    self.write(
+                        txn,
+                        &a,
+                        Change::Updated,
+                        Some(&from),
+                        RULE_ACTOR,
+                        &reason,
+                        now,
+                        escalated,
+                    )
+                    .await?;
                     applied.updated += 1;
                 }
                 Step::Resolve => {
@@ -900,7 +958,7 @@ impl<'a> Log<'a> {
                         Some(c) => format!("exit condition held: {}", c.evidence),
                         None => "the rule no longer applies to the customer".to_owned(),
                     };
-                    self.record(
+                    self.write(
                         txn,
                         &a,
                         Change::Resolved,
@@ -908,53 +966,22 @@ impl<'a> Log<'a> {
                         RULE_ACTOR,
                         &reason,
                         now,
+                        true,
                     )
                     .await?;
                     applied.resolved += 1;
                 }
                 Step::Quiet | Step::Pending { .. } | Step::Resolving { .. } => {}
             }
+            if matches!(e.step, Step::Open { .. }) {
+                ca.outcome_until = Some(now + window_ms);
+            }
         }
         Ok(())
     }
 
-    async fn record_update(
-        &mut self,
-        txn: &DatabaseTransaction,
-        a: &Alert,
-        from: &str,
-        notify: bool,
-        reason: &str,
-        now: i64,
-    ) -> Result<(), StoreError> {
-        self.write(
-            txn,
-            a,
-            Change::Updated,
-            Some(from),
-            RULE_ACTOR,
-            reason,
-            now,
-            notify,
-        )
-        .await
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    async fn record(
-        &mut self,
-        txn: &DatabaseTransaction,
-        a: &Alert,
-        change: Change,
-        from: Option<&str>,
-        actor: &str,
-        reason: &str,
-        now: i64,
-    ) -> Result<(), StoreError> {
-        self.write(txn, a, change, from, actor, reason, now, true)
-            .await
-    }
-
+    /// Records a change of alert `a`: a revision, an audit row, and (when `notify`) a delivery
+    /// per enabled webhook.
     #[allow(clippy::too_many_arguments)]
     async fn write(
         &mut self,

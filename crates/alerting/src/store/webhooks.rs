@@ -5,13 +5,14 @@ use super::{Alert, Change, Store, StoreError};
 use crate::entity::{delivery, webhook};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use sea_orm::sea_query::Expr;
+use sea_orm::sea_query::{Expr, Order, Query};
 use sea_orm::{
     ActiveModelTrait,
     ActiveValue::{NotSet, Set},
     ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
 };
 use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
 
 /// A webhook endpoint as stored.
 pub type Endpoint = webhook::Model;
@@ -21,7 +22,6 @@ pub type Delivery = delivery::Model;
 /// Delivery states, as stored.
 pub mod state {
     pub const PENDING: &str = "pending";
-    pub const DELIVERED: &str = "delivered";
     pub const DEAD: &str = "dead";
 }
 
@@ -175,7 +175,7 @@ impl Store {
             disabled_reason: Set(None),
             created_at: Set(rapport_storage::now_millis()),
         }
-        .insert(self.db())
+        .insert(&self.db)
         .await?;
         Ok((w, format!("{SECRET_PREFIX}{key}")))
     }
@@ -185,7 +185,7 @@ impl Store {
         Ok(webhook::Entity::find()
             .filter(webhook::Column::TenantId.eq(tenant))
             .order_by_asc(webhook::Column::Id)
-            .all(self.db())
+            .all(&self.db)
             .await?)
     }
 
@@ -199,7 +199,7 @@ impl Store {
     ) -> Result<(Endpoint, String), StoreError> {
         let w = webhook::Entity::find_by_id(id)
             .filter(webhook::Column::TenantId.eq(tenant))
-            .one(self.db())
+            .one(&self.db)
             .await?
             .ok_or_else(|| StoreError::NotFound(format!("webhook {id}")))?;
         let old: Vec<Secret> = serde_json::from_str(&w.secrets).unwrap_or_default();
@@ -218,45 +218,50 @@ impl Store {
         );
         let mut m: webhook::ActiveModel = w.into();
         m.secrets = Set(serde_json::to_string(&secrets).unwrap_or_default());
-        let w = m.update(self.db()).await?;
+        let w = m.update(&self.db).await?;
         Ok((w, format!("{SECRET_PREFIX}{key}")))
     }
 
     /// Claims up to `limit` deliveries due at `now` (for `lease_ms`, so another worker does
-    /// not send them meanwhile), with their endpoints.
+    /// not send them meanwhile), with their endpoints, in one statement.
     pub async fn claim_due(
         &self,
         now: i64,
         limit: u64,
         lease_ms: i64,
     ) -> Result<Vec<(Delivery, Endpoint)>, StoreError> {
-        let due = delivery::Entity::find()
+        let due = Query::select()
+            .column(delivery::Column::Id)
+            .from(delivery::Entity)
+            .and_where(delivery::Column::State.eq(state::PENDING))
+            .and_where(delivery::Column::NextAttemptAt.lte(now))
+            .order_by(delivery::Column::Id, Order::Asc)
+            .limit(limit)
+            .to_owned();
+        // The due conditions stand in the outer filter too: a concurrent claimer that took
+        // the same rows first leaves them failing it.
+        let claimed = delivery::Entity::update_many()
+            .col_expr(delivery::Column::NextAttemptAt, Expr::value(now + lease_ms))
+            .filter(delivery::Column::Id.in_subquery(due))
             .filter(delivery::Column::State.eq(state::PENDING))
             .filter(delivery::Column::NextAttemptAt.lte(now))
-            .order_by_asc(delivery::Column::Id)
-            .limit(limit)
-            .all(self.db())
+            .exec_with_returning(&self.db)
             .await?;
-        let mut out = Vec::with_capacity(due.len());
-        for d in due {
-            let claimed = delivery::Entity::update_many()
-                .col_expr(delivery::Column::NextAttemptAt, Expr::value(now + lease_ms))
-                .filter(delivery::Column::Id.eq(d.id))
-                .filter(delivery::Column::State.eq(state::PENDING))
-                .filter(delivery::Column::NextAttemptAt.eq(d.next_attempt_at))
-                .exec(self.db())
-                .await?;
-            if claimed.rows_affected != 1 {
-                continue;
-            }
-            if let Some(w) = webhook::Entity::find_by_id(d.webhook_id)
-                .one(self.db())
-                .await?
-            {
-                out.push((d, w));
-            }
+        if claimed.is_empty() {
+            return Ok(Vec::new());
         }
-        Ok(out)
+        let endpoint_ids: BTreeSet<i64> = claimed.iter().map(|d| d.webhook_id).collect();
+        let endpoints: BTreeMap<i64, Endpoint> = webhook::Entity::find()
+            .filter(webhook::Column::Id.is_in(endpoint_ids))
+            .all(&self.db)
+            .await?
+            .into_iter()
+            .map(|w| (w.id, w))
+            .collect();
+        Ok(claimed
+            .into_iter()
+            .filter_map(|d| endpoints.get(&d.webhook_id).cloned().map(|w| (d, w)))
+            .collect())
     }
 
     /// Records the outcome of one attempt: delivered, to retry at `retry_at`, or dead.
@@ -268,7 +273,11 @@ impl Store {
         now: i64,
     ) -> Result<(), StoreError> {
         let (state, next, error) = match outcome {
-            Attempt::Delivered => (state::DELIVERED, now, None),
+            // Delivered rows are done with, as in every outbox.
+            Attempt::Delivered => {
+                delivery::Entity::delete_by_id(id).exec(&self.db).await?;
+                return Ok(());
+            }
             Attempt::Retry { at, error } => (state::PENDING, at, Some(error)),
             Attempt::Dead { error } => (state::DEAD, now, Some(error)),
         };
@@ -279,7 +288,7 @@ impl Store {
             .col_expr(delivery::Column::LastError, Expr::value(error))
             .col_expr(delivery::Column::UpdatedAt, Expr::value(now))
             .filter(delivery::Column::Id.eq(id))
-            .exec(self.db())
+            .exec(&self.db)
             .await?;
         Ok(())
     }
@@ -287,7 +296,7 @@ impl Store {
     /// Disables an endpoint (it answered 410 Gone, say); its pending deliveries go to the
     /// dead-letter list.
     pub async fn disable_webhook(&self, id: i64, reason: &str, now: i64) -> Result<(), StoreError> {
-        let txn = rapport_storage::begin_write(self.db()).await?;
+        let txn = rapport_storage::begin_write(&self.db).await?;
         webhook::Entity::update_many()
             .col_expr(webhook::Column::Enabled, Expr::value(false))
             .col_expr(webhook::Column::DisabledReason, Expr::value(reason))
@@ -316,7 +325,7 @@ impl Store {
             .filter(delivery::Column::State.eq(state::DEAD))
             .order_by_desc(delivery::Column::Id)
             .limit(1_000)
-            .all(self.db())
+            .all(&self.db)
             .await?)
     }
 
@@ -325,12 +334,12 @@ impl Store {
     pub async fn replay(&self, tenant: &str, id: i64, now: i64) -> Result<(), StoreError> {
         let d = delivery::Entity::find_by_id(id)
             .filter(delivery::Column::TenantId.eq(tenant))
-            .one(self.db())
+            .one(&self.db)
             .await?
             .filter(|d| d.state == state::DEAD)
             .ok_or_else(|| StoreError::NotFound(format!("dead letter {id}")))?;
         let enabled = webhook::Entity::find_by_id(d.webhook_id)
-            .one(self.db())
+            .one(&self.db)
             .await?
             .is_some_and(|w| w.enabled);
         if !enabled {
@@ -344,7 +353,7 @@ impl Store {
         m.attempts = Set(0);
         m.next_attempt_at = Set(now);
         m.updated_at = Set(now);
-        m.update(self.db()).await?;
+        m.update(&self.db).await?;
         Ok(())
     }
 }

@@ -88,8 +88,9 @@ fn quantile(sorted: &[Duration], q: f64) -> f64 {
     sorted[i.min(sorted.len() - 1)].as_secs_f64() * 1000.0
 }
 
-/// Ingests orders at a steady rate until stopped; returns how many were accepted.
-async fn load(c: Clients, per_sec: usize, stop: tokio_util::sync::CancellationToken) -> u64 {
+/// Ingests orders at a steady rate until stopped; returns the rate accepted (events/s).
+async fn load(c: Clients, per_sec: usize, stop: tokio_util::sync::CancellationToken) -> f64 {
+    let started = Instant::now();
     let batch = (per_sec / LOAD_BATCHES_PER_SEC as usize).max(1);
     let mut accepted = 0;
     let mut tick = tokio::time::interval(Duration::from_millis(1000 / LOAD_BATCHES_PER_SEC));
@@ -112,7 +113,7 @@ async fn load(c: Clients, per_sec: usize, stop: tokio_util::sync::CancellationTo
             accepted += u64::from(r.into_inner().accepted);
         }
     }
-    accepted
+    accepted as f64 / started.elapsed().as_secs_f64()
 }
 
 #[tokio::main]
@@ -132,11 +133,9 @@ async fn main() -> anyhow::Result<()> {
     let loading = tokio::spawn(load(c.clone(), per_sec, stop.clone()));
     // Let the load reach a steady state before measuring under it.
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let started = Instant::now();
     let loaded = probe(&c, "loaded").await?;
     stop.cancel();
-    let accepted = loading.await?;
-    let rate = accepted as f64 / (started.elapsed().as_secs_f64() + 3.0);
+    let rate = loading.await?;
 
     let (p50, p99) = (quantile(&loaded, 0.5), quantile(&loaded, 0.99));
     let (q50, q99) = (quantile(&quiet, 0.5), quantile(&quiet, 0.99));

@@ -86,11 +86,6 @@ impl Playbook {
             })
             .collect()
     }
-
-    /// Whether `id` is an action of the playbook.
-    pub fn knows(&self, id: &str) -> bool {
-        self.actions.contains_key(id)
-    }
 }
 
 #[cfg(test)]

@@ -391,6 +391,10 @@ impl Track {
 pub struct CustomerAlerts {
     pub facts: Facts,
     pub tracks: BTreeMap<String, Track>,
+    /// Until when the effect window of the customer's latest alert runs (milliseconds): its
+    /// outcome is followed until then.
+    #[serde(default)]
+    pub outcome_until: Option<i64>,
 }
 
 /// One track's step, with the condition that caused it (`None`: the rule no longer applies).
