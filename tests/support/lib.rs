@@ -299,8 +299,14 @@ pub fn start_service(service: &str, addrs: &Addrs, backing: &Backing<'_>, log_di
         cmd.arg("--metrics-listen").arg(metrics);
     }
     match service {
-        "ingestion" | "segmentation" => {
+        "ingestion" => {
             cmd.arg("--scoring-addr").arg(&addrs.scoring);
+        }
+        "segmentation" => {
+            cmd.arg("--scoring-addr")
+                .arg(&addrs.scoring)
+                .arg("--ingestion-addr")
+                .arg(&addrs.ingestion);
         }
         "scoring" => {
             cmd.arg("--ingestion-addr")

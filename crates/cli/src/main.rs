@@ -3,6 +3,7 @@
 mod alerts;
 mod health;
 mod import;
+mod kpis;
 mod local;
 mod segments;
 mod up;
@@ -130,6 +131,9 @@ enum ClientCommand {
         #[command(subcommand)]
         command: Option<segments::SegmentsCommand>,
     },
+    /// Relationship KPIs per month or quarter (NPS, CSAT, retention, churn, repurchase,
+    /// tier moves, CLV, complaints, first response), for everyone or `--by tier`.
+    Kpis(kpis::KpiArgs),
     /// Fit the customer-base models (BG/NBD, Gamma-Gamma) now and re-score everyone.
     Models,
     /// List, inspect, acknowledge, snooze, resolve or watch alerts.
@@ -470,6 +474,17 @@ async fn main() -> anyhow::Result<()> {
                 .clone()
                 .unwrap_or(alerts::AlertsCommand::List(list.clone()));
             alerts::run(&target, client, command, json).await?;
+        }
+        ClientCommand::Kpis(args) => {
+            let addr = target.addr(
+                &target.cli.segmentation,
+                |l| &l.segmentation,
+                "segmentation",
+            )?;
+            let client = segmentation::segmentation_service_client::SegmentationServiceClient::new(
+                target.channel(&addr)?,
+            );
+            kpis::run(&target, client, args, json).await?;
         }
         ClientCommand::Effect { since } => {
             let addr = target.addr(&target.cli.alerting, |l| &l.alerting, "alerting")?;

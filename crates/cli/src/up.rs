@@ -82,7 +82,12 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
         stop.clone(),
     );
     let segmentation_run = rapport_segmentation::run(
-        rapport_segmentation::Config::new(segmentation, scoring.to_string(), common.clone()),
+        rapport_segmentation::Config::new(
+            segmentation,
+            scoring.to_string(),
+            ingestion.to_string(),
+            common.clone(),
+        ),
         segmentation_l,
         stop.clone(),
     );

@@ -6,6 +6,7 @@
 pub mod alert;
 pub mod effect;
 pub mod event;
+pub mod kpi;
 pub mod lifecycle;
 pub mod metrics;
 pub mod models;

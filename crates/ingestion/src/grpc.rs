@@ -1,6 +1,6 @@
 //! The gRPC adapter of ingestion: converts proto ↔ domain, authorises, maps errors to status.
 
-use crate::store::{Checked, Outcome, QuarantineFilter, Store, StoreError};
+use crate::store::{Checked, Outcome, QuarantineFilter, Store, StoreError, StoredEvent};
 use prost::Message as _;
 use rapport_domain::event::{RejectReason, Rejection, ValidationPolicy, validate};
 use rapport_proto::convert;
@@ -30,6 +30,8 @@ pub const MAX_EVENT_BYTES: usize = 32 * 1024;
 pub const MAX_REQUEST_BYTES: usize = 4 * 1024 * 1024;
 /// Most events returned by one `ListCustomerEvents` call per customer.
 const MAX_EVENTS_PER_CUSTOMER: u32 = 10_000;
+/// Most events in one `ListEvents` page.
+const MAX_EVENTS_PER_PAGE: u32 = 10_000;
 
 impl From<StoreError> for Status {
     fn from(e: StoreError) -> Self {
@@ -355,21 +357,62 @@ impl pb::ingestion_service_server::IngestionService for IngestionApi {
                 )
                 .await?
             {
-                let mut event = pb::Event::decode(stored.raw.as_slice()).map_err(|e| {
-                    Status::data_loss(format!("stored event {} is unreadable: {e}", stored.seq))
-                })?;
-                // Consumers get the skew-corrected event time, which makes the send time moot.
-                event.occurred_at = Some(convert::timestamp(stored.occurred_at));
-                event.sent_at = None;
-                events.push(pb::StoredEvent {
-                    seq: stored.seq,
-                    event: Some(event),
-                    received_at: Some(convert::timestamp(stored.received_at)),
-                });
+                events.push(stored_event(stored)?);
             }
         }
         Ok(Response::new(pb::ListCustomerEventsResponse { events }))
     }
+
+    async fn list_events(
+        &self,
+        req: Request<pb::ListEventsRequest>,
+    ) -> Result<Response<pb::ListEventsResponse>, Status> {
+        let tenant = Principal::of(&req)?.require(&[Role::Read])?.to_owned();
+        let req = req.into_inner();
+        let limit = match req.limit {
+            0 => MAX_EVENTS_PER_PAGE,
+            n => n.min(MAX_EVENTS_PER_PAGE),
+        };
+        let before = req
+            .occurred_before
+            .as_ref()
+            .map(|t| convert::time(t, "occurred_before"))
+            .transpose()
+            .map_err(|r| Status::invalid_argument(r.to_string()))?
+            .map(|t| t.timestamp_millis());
+        let stored = self
+            .store
+            .events(&tenant, req.after_seq, before, u64::from(limit))
+            .await?;
+        let full = stored.len() == limit as usize;
+        let events = stored
+            .into_iter()
+            .map(stored_event)
+            .collect::<Result<Vec<_>, Status>>()?;
+        let next_after_seq = match events.last() {
+            Some(last) if full => last.seq,
+            _ => 0,
+        };
+        Ok(Response::new(pb::ListEventsResponse {
+            events,
+            next_after_seq,
+        }))
+    }
+}
+
+/// A stored event as consumers get it: with the skew-corrected event time, which makes the
+/// send time moot.
+fn stored_event(stored: StoredEvent) -> Result<pb::StoredEvent, Status> {
+    let mut event = pb::Event::decode(stored.raw.as_slice()).map_err(|e| {
+        Status::data_loss(format!("stored event {} is unreadable: {e}", stored.seq))
+    })?;
+    event.occurred_at = Some(convert::timestamp(stored.occurred_at));
+    event.sent_at = None;
+    Ok(pb::StoredEvent {
+        seq: stored.seq,
+        event: Some(event),
+        received_at: Some(convert::timestamp(stored.received_at)),
+    })
 }
 
 fn check(

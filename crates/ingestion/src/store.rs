@@ -67,6 +67,17 @@ pub struct StoredEvent {
     pub raw: Vec<u8>,
 }
 
+impl From<event::Model> for StoredEvent {
+    fn from(m: event::Model) -> Self {
+        StoredEvent {
+            seq: m.seq,
+            occurred_at: m.occurred_at,
+            received_at: m.received_at,
+            raw: m.payload,
+        }
+    }
+}
+
 /// Ingestion's tables.
 #[derive(Clone)]
 pub struct Store {
@@ -221,15 +232,30 @@ impl Store {
             .limit(limit)
             .all(&self.db)
             .await?;
-        Ok(rows
-            .into_iter()
-            .map(|m| StoredEvent {
-                seq: m.seq,
-                occurred_at: m.occurred_at,
-                received_at: m.received_at,
-                raw: m.payload,
-            })
-            .collect())
+        Ok(rows.into_iter().map(StoredEvent::from).collect())
+    }
+
+    /// Up to `limit` of the tenant's stored events with a sequence number above `after_seq`
+    /// (and, when given, an event time before `occurred_before`), oldest first.
+    pub async fn events(
+        &self,
+        tenant: &str,
+        after_seq: i64,
+        occurred_before: Option<i64>,
+        limit: u64,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        let mut q = event::Entity::find()
+            .filter(event::Column::TenantId.eq(tenant))
+            .filter(event::Column::Seq.gt(after_seq));
+        if let Some(before) = occurred_before {
+            q = q.filter(event::Column::OccurredAt.lt(before));
+        }
+        let rows = q
+            .order_by_asc(event::Column::Seq)
+            .limit(limit)
+            .all(&self.db)
+            .await?;
+        Ok(rows.into_iter().map(StoredEvent::from).collect())
     }
 
     /// Quarantined events of a tenant, newest first.

@@ -4,7 +4,7 @@
 pub mod customer {
     use sea_orm::entity::prelude::*;
 
-    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
     #[sea_orm(table_name = "segmentation_customers")]
     pub struct Model {
         #[sea_orm(primary_key, auto_increment = false)]
@@ -24,6 +24,8 @@ pub mod customer {
         /// Lifecycle stage, and since when (milliseconds).
         pub stage: Option<String>,
         pub stage_since: Option<i64>,
+        /// Predicted 12-month CLV as of the latest run, once the tenant's models are fitted.
+        pub clv: Option<f64>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -9,6 +9,7 @@ use rapport_domain::rfm::{RfmInput, RfmSegment, score as rfm_score};
 use rapport_domain::segment::{Segment, SegmentError, SegmentInput};
 use rapport_domain::tier::{Tier, TierCutoffs};
 use rapport_proto::convert;
+use rapport_proto::ingestion::v1::ingestion_service_client::IngestionServiceClient;
 use rapport_proto::scoring::v1::scoring_service_client::ScoringServiceClient;
 use rapport_proto::scoring::v1::{
     ApplyTiersRequest, CustomerFeatures, ListCustomerFeaturesRequest, TierUpdate,
@@ -81,6 +82,7 @@ fn largest_first<'a>(counts: impl Iterator<Item = (&'a str, u64)>) -> Vec<pb::Se
 pub struct SegmentationApi {
     pub store: Store,
     pub scoring: ScoringServiceClient<PeerChannel>,
+    pub ingestion: IngestionServiceClient<PeerChannel>,
     pub service_key: String,
     pub cutoffs: TierCutoffs,
     pub measure: TierMeasure,
@@ -163,6 +165,7 @@ impl SegmentationApi {
                     cancelled: f.cancelled,
                     p_alive: f.p_alive,
                 },
+                clv: f.clv_12m,
             })
             .collect();
 
@@ -400,6 +403,14 @@ impl pb::segmentation_service_server::SegmentationService for SegmentationApi {
             customer_ids,
             next_after_customer_id,
         }))
+    }
+
+    async fn get_kpis(
+        &self,
+        req: Request<pb::GetKpisRequest>,
+    ) -> Result<Response<pb::GetKpisResponse>, Status> {
+        let tenant = Principal::of(&req)?.require(&[Role::Read])?.to_owned();
+        Ok(Response::new(self.kpis(&tenant, req.into_inner()).await?))
     }
 
     async fn get_segments(

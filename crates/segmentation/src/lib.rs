@@ -4,12 +4,14 @@
 
 mod entity;
 pub mod grpc;
+mod kpis;
 pub mod migration;
 mod relay;
 pub mod store;
 
 use rapport_domain::lifecycle::StageRules;
 use rapport_domain::tier::TierCutoffs;
+use rapport_proto::ingestion::v1::ingestion_service_client::IngestionServiceClient;
 use rapport_proto::scoring::v1::scoring_service_client::ScoringServiceClient;
 use rapport_proto::segmentation::v1::segmentation_service_server::{
     SERVICE_NAME, SegmentationServiceServer,
@@ -45,6 +47,9 @@ pub struct Config {
     /// Address of the scoring service.
     #[arg(long, env = "RAPPORT_SCORING_ADDR", default_value = "127.0.0.1:7402")]
     pub scoring_addr: String,
+    /// Address of the ingestion service (the KPIs read its event log).
+    #[arg(long, env = "RAPPORT_INGESTION_ADDR", default_value = "127.0.0.1:7401")]
+    pub ingestion_addr: String,
     /// Lifecycle rules: a first purchase this many days ago or less makes a customer new.
     #[arg(long, env = "RAPPORT_STAGE_NEW_DAYS", default_value_t = StageRules::default().new_days)]
     pub stage_new_days: f64,
@@ -97,12 +102,19 @@ pub enum TierMeasure {
 }
 
 impl Config {
-    /// The defaults, listening on `listen`, calling scoring at `scoring_addr`.
-    pub fn new(listen: SocketAddr, scoring_addr: String, common: CommonArgs) -> Config {
+    /// The defaults, listening on `listen`, calling scoring at `scoring_addr` and ingestion at
+    /// `ingestion_addr`.
+    pub fn new(
+        listen: SocketAddr,
+        scoring_addr: String,
+        ingestion_addr: String,
+        common: CommonArgs,
+    ) -> Config {
         let stages = StageRules::default();
         Config {
             listen,
             scoring_addr,
+            ingestion_addr,
             stage_new_days: stages.new_days,
             stage_active_days: stages.active_days,
             stage_at_risk_days: stages.at_risk_days,
@@ -149,6 +161,7 @@ pub async fn run(
     let api = Arc::new(grpc::SegmentationApi {
         store: store::Store::new(db),
         scoring,
+        ingestion: IngestionServiceClient::new(peer_channel(&config.ingestion_addr)?),
         service_key: keys.service_key().to_owned(),
         cutoffs: config.tier_cutoffs.clone(),
         measure: config.tier_measure,

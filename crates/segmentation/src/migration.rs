@@ -13,7 +13,8 @@ rapport_storage::migrator!(
         m20261123_000001_tiers::Migration,
         m20261124_000001_rfm_segments_and_pending_tiers::Migration,
         m20261124_000002_stages::Migration,
-        m20261124_000003_custom_segments::Migration
+        m20261124_000003_custom_segments::Migration,
+        m20261125_000001_clv::Migration
     ]
 );
 
@@ -193,6 +194,25 @@ mod m20261124_000003_custom_segments {
                         .to_owned(),
                 )
                 .await
+        }
+    }
+}
+
+mod m20261125_000001_clv {
+    use super::*;
+
+    rapport_storage::migration_name!("m20261125_000001_clv");
+
+    /// Each customer's predicted CLV as of the latest run, for the KPIs.
+    #[async_trait::async_trait]
+    impl MigrationTrait for Migration {
+        async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+            add_columns(
+                manager,
+                "segmentation_customers",
+                vec![col("clv").double().null().to_owned()],
+            )
+            .await
         }
     }
 }

@@ -3,6 +3,8 @@
 
 use crate::entity::{custom_segment, customer, run, segment_member, stage_change, tier_change};
 use crate::migration::OUTBOX;
+use chrono::DateTime;
+use rapport_domain::kpi::{TierChange, TierHistory};
 use rapport_domain::lifecycle::{Stage, StageFacts, StageRules};
 use rapport_domain::rfm::{RfmScore, RfmSegment};
 use rapport_domain::tier::{DEFAULT_CONFIRM_DOWNGRADE_RUNS, Tier, TierState, next_tier};
@@ -36,6 +38,8 @@ pub struct Grade {
     pub rfm: RfmScore,
     /// What the lifecycle rules read of it.
     pub facts: StageFacts,
+    /// Its predicted 12-month CLV, once the tenant's models are fitted.
+    pub clv: Option<f64>,
 }
 
 /// A customer's tier and stage changes announced to scoring.
@@ -237,6 +241,7 @@ impl Store {
                         .map_or(0, |(_, n)| i32::try_from(n).unwrap_or(0))),
                     stage: Set(standing.stage.map(|(s, _)| s.name().to_owned())),
                     stage_since: Set(standing.stage.map(|(_, since)| since)),
+                    clv: Set(g.clv),
                 }
             });
             customer::Entity::insert_many(rows)
@@ -253,6 +258,7 @@ impl Store {
                             customer::Column::PendingRuns,
                             customer::Column::Stage,
                             customer::Column::StageSince,
+                            customer::Column::Clv,
                         ])
                         .to_owned(),
                 )
@@ -468,6 +474,55 @@ impl Store {
             .map(|m| m.customer_id)
             .collect();
         Ok(Some((total, page)))
+    }
+
+    /// Every customer's tier history (the KPIs' tiers).
+    pub async fn tier_histories(
+        &self,
+        tenant: &str,
+    ) -> Result<HashMap<String, TierHistory>, StoreError> {
+        let rows: Vec<(String, Option<String>, String, i64)> = tier_change::Entity::find()
+            .select_only()
+            .columns([
+                tier_change::Column::CustomerId,
+                tier_change::Column::OldTier,
+                tier_change::Column::NewTier,
+                tier_change::Column::At,
+            ])
+            .filter(tier_change::Column::TenantId.eq(tenant))
+            .into_tuple()
+            .all(&self.db)
+            .await?;
+        let mut changes: HashMap<String, Vec<TierChange>> = HashMap::new();
+        for (customer, old, new, at) in rows {
+            let (Some(new), Some(at)) =
+                (Tier::from_name(&new), DateTime::from_timestamp_millis(at))
+            else {
+                continue;
+            };
+            changes.entry(customer).or_default().push(TierChange {
+                at,
+                old: old.as_deref().and_then(Tier::from_name),
+                new,
+            });
+        }
+        Ok(changes
+            .into_iter()
+            .map(|(id, c)| (id, TierHistory::new(c)))
+            .collect())
+    }
+
+    /// Each customer's predicted CLV as of the latest run, where it has one.
+    pub async fn clv(&self, tenant: &str) -> Result<HashMap<String, f64>, StoreError> {
+        let rows: Vec<(String, f64)> = customer::Entity::find()
+            .select_only()
+            .columns([customer::Column::CustomerId, customer::Column::Clv])
+            .filter(customer::Column::TenantId.eq(tenant))
+            .filter(customer::Column::Clv.is_not_null())
+            .into_tuple()
+            .all(&self.db)
+            .await?;
+        Ok(rows.into_iter().collect())
     }
 
     /// The tenants segmentation has run for (the scheduled runs' list).

@@ -1,0 +1,236 @@
+//! The KPI report: ingestion's event log folded into a ledger, read with the stored tier
+//! history and CLV (the arithmetic is `rapport_domain::kpi`).
+
+use crate::grpc::SegmentationApi;
+use chrono::{DateTime, Datelike, NaiveDate, Utc};
+use rapport_domain::event::{ValidationPolicy, validate};
+use rapport_domain::kpi::{Granularity, KpiQuery, KpiRow, Ledger, Period, kpis, periods};
+use rapport_proto::convert;
+use rapport_proto::ingestion::v1::ListEventsRequest;
+use rapport_proto::segmentation::v1 as pb;
+use rapport_server::peer_request;
+use std::time::Duration;
+use tonic::Status;
+
+/// Most periods in one report (ten years of months).
+const MAX_PERIODS: i64 = 120;
+/// Events per page read from ingestion.
+const EVENTS_PAGE: u32 = 10_000;
+/// Deadline of one page request.
+const PAGE_DEADLINE: Duration = Duration::from_secs(30);
+
+fn invalid(field: &str, reason: impl std::fmt::Display) -> Status {
+    Status::invalid_argument(format!("{field}: {reason}"))
+}
+
+fn time(t: Option<&prost_types::Timestamp>, field: &str) -> Result<Option<DateTime<Utc>>, Status> {
+    t.map(|t| convert::time(t, field))
+        .transpose()
+        .map_err(|r| Status::invalid_argument(r.to_string()))
+}
+
+/// The report's periods, checked: `from` not after `to`, at most [`MAX_PERIODS`].
+fn report_periods(
+    granularity: Granularity,
+    from: Option<DateTime<Utc>>,
+    to: DateTime<Utc>,
+) -> Result<Vec<Period>, Status> {
+    let to = to.date_naive();
+    let months = match granularity {
+        Granularity::Month => 1,
+        Granularity::Quarter => 3,
+    };
+    let from: NaiveDate = match from {
+        Some(t) => t.date_naive(),
+        // A year: twelve months or four quarters.
+        None => {
+            (0..12 / months - 1)
+                .fold(Period::containing(granularity, to), |p, _| {
+                    p.previous(granularity)
+                })
+                .start
+        }
+    };
+    if from > to {
+        return Err(invalid("from", "must not be after `to`"));
+    }
+    let span =
+        i64::from(to.year() - from.year()) * 12 + i64::from(to.month0()) - i64::from(from.month0());
+    let count = span / months + 1;
+    if count > MAX_PERIODS {
+        return Err(invalid(
+            "from",
+            format!("at most {MAX_PERIODS} periods per report, this asks for {count}"),
+        ));
+    }
+    Ok(periods(granularity, from, to))
+}
+
+fn row(r: KpiRow) -> pb::KpiRow {
+    let at = |d: NaiveDate| {
+        convert::timestamp(
+            d.and_time(chrono::NaiveTime::MIN)
+                .and_utc()
+                .timestamp_millis(),
+        )
+    };
+    pb::KpiRow {
+        start: Some(at(r.period.start)),
+        end: Some(at(r.period.end)),
+        period: r.period.label,
+        tier: convert::tier(r.tier).into(),
+        customers: r.customers,
+        buyers: r.buyers,
+        nps: r.nps,
+        nps_answers: r.nps_answers,
+        csat_pct: r.csat_pct,
+        csat_answers: r.csat_answers,
+        retention_pct: r.retention_pct,
+        churn_pct: r.churn_pct,
+        repurchase_pct: r.repurchase_pct,
+        upgrade_pct: r.upgrade_pct,
+        downgrade_pct: r.downgrade_pct,
+        clv_total: r.clv_total,
+        clv_avg: r.clv_avg,
+        complaints: r.complaints,
+        complaint_rate: r.complaint_rate,
+        median_first_response_secs: r.median_first_response_secs,
+    }
+}
+
+impl SegmentationApi {
+    /// The KPI report `req` asks for, of `tenant`.
+    pub async fn kpis(
+        &self,
+        tenant: &str,
+        req: pb::GetKpisRequest,
+    ) -> Result<pb::GetKpisResponse, Status> {
+        let granularity = match pb::Granularity::try_from(req.granularity) {
+            Ok(pb::Granularity::Unspecified | pb::Granularity::Month) => Granularity::Month,
+            Ok(pb::Granularity::Quarter) => Granularity::Quarter,
+            Err(_) => {
+                return Err(invalid(
+                    "granularity",
+                    format!("unknown value {}", req.granularity),
+                ));
+            }
+        };
+        let now = Utc::now();
+        let to = time(req.to.as_ref(), "to")?.unwrap_or(now);
+        let periods = report_periods(granularity, time(req.from.as_ref(), "from")?, to)?;
+        let Some(last) = periods.last() else {
+            return Ok(pb::GetKpisResponse::default());
+        };
+        let ledger = self.ledger(tenant, last.end).await?;
+        let histories = self.store.tier_histories(tenant).await?;
+        let clv = self.store.clv(tenant).await?;
+        let by_tier = req.by_tier;
+        let rows = tokio::task::spawn_blocking(move || {
+            kpis(
+                &ledger,
+                &histories,
+                &clv,
+                &KpiQuery {
+                    granularity,
+                    periods: &periods,
+                    by_tier,
+                    now,
+                },
+            )
+        })
+        .await
+        .map_err(|e| Status::internal(format!("KPI computation: {e}")))?;
+        Ok(pb::GetKpisResponse {
+            rows: rows.into_iter().map(row).collect(),
+        })
+    }
+
+    /// The tenant's events that occurred before `end`, folded into a ledger.
+    async fn ledger(&self, tenant: &str, end: NaiveDate) -> Result<Ledger, Status> {
+        let before = convert::timestamp(
+            end.and_time(chrono::NaiveTime::MIN)
+                .and_utc()
+                .timestamp_millis(),
+        );
+        // Stored events passed validation at ingestion; this only re-checks their shape.
+        let lenient = ValidationPolicy {
+            future_skew: chrono::Duration::days(36_500),
+        };
+        let now = Utc::now();
+        let mut ledger = Ledger::default();
+        let mut after_seq = 0;
+        loop {
+            let req = peer_request(
+                ListEventsRequest {
+                    after_seq,
+                    limit: EVENTS_PAGE,
+                    occurred_before: Some(before),
+                },
+                tenant,
+                &self.service_key,
+                PAGE_DEADLINE,
+            );
+            let page = self
+                .ingestion
+                .clone()
+                .list_events(req)
+                .await
+                .map_err(|s| Status::unavailable(format!("ingestion: {}", s.message())))?
+                .into_inner();
+            for stored in page.events {
+                let Some(event) = stored.event else { continue };
+                match convert::draft(&event).and_then(|d| validate(d, now, &lenient)) {
+                    Ok(event) => ledger.apply(&event),
+                    Err(rejection) => {
+                        tracing::warn!(seq = stored.seq, %rejection, "stored event no longer validates; left out of the KPIs")
+                    }
+                }
+            }
+            if page.next_after_seq == 0 {
+                return Ok(ledger);
+            }
+            after_seq = page.next_after_seq;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn at(y: i32, m: u32, d: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(y, m, d, 12, 0, 0)
+            .single()
+            .expect("valid time")
+    }
+
+    #[test]
+    fn a_report_covers_a_year_unless_told_otherwise() {
+        let months = report_periods(Granularity::Month, None, at(2026, 11, 24)).expect("periods");
+        assert_eq!(months.len(), 12);
+        assert_eq!(months[0].label, "2025-12");
+        assert_eq!(months[11].label, "2026-11");
+        let quarters =
+            report_periods(Granularity::Quarter, None, at(2026, 11, 24)).expect("periods");
+        let labels: Vec<&str> = quarters.iter().map(|p| p.label.as_str()).collect();
+        assert_eq!(labels, ["2026-Q1", "2026-Q2", "2026-Q3", "2026-Q4"]);
+    }
+
+    #[test]
+    fn a_report_names_the_field_it_cannot_serve() {
+        let reversed = report_periods(Granularity::Month, Some(at(2026, 3, 1)), at(2026, 1, 1))
+            .expect_err("from after to");
+        assert_eq!(reversed.message(), "from: must not be after `to`");
+        let long = report_periods(Granularity::Month, Some(at(1990, 1, 1)), at(2026, 1, 1))
+            .expect_err("too many periods");
+        assert!(
+            long.message().starts_with("from: at most 120 periods"),
+            "{}",
+            long.message()
+        );
+        let quarters = report_periods(Granularity::Quarter, Some(at(1997, 1, 1)), at(2026, 12, 1))
+            .expect("120 quarters");
+        assert_eq!(quarters.len(), 120);
+    }
+}
