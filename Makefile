@@ -7,7 +7,7 @@ CARGO ?= cargo
 VENV  ?= .venv
 PY    := $(VENV)/bin/python
 
-.PHONY: run test test-deps lint build fmt clean bench bench-models bench-ingest bench-scoring bench-alerting
+.PHONY: run test test-deps lint build fmt clean bench bench-models bench-ingest bench-scoring bench-alerting bench-segmentation
 
 run:
 	$(CARGO) run -p rapport -- up
@@ -42,7 +42,7 @@ $(PY): tests/python/requirements.txt
 	@touch $(PY)
 
 # Benchmarks print one line per figure, beside a baseline measured in the same run.
-bench: bench-models bench-ingest bench-scoring bench-alerting
+bench: bench-models bench-ingest bench-scoring bench-alerting bench-segmentation
 
 bench-models: $(PY)
 	$(CARGO) run --release -q -p rapport-bench --bin bench-models
@@ -59,6 +59,10 @@ bench-scoring: test-deps
 bench-alerting: test-deps
 	$(CARGO) build --release -q --bins
 	$(CARGO) run --release -q -p rapport-bench --bin bench-alerting
+
+# RAPPORT_BENCH_COPIES sets how many copies of the CDNOW log are graded (default 100).
+bench-segmentation: test-deps
+	$(CARGO) run --release -q -p rapport-bench --bin bench-segmentation
 
 fmt:
 	$(CARGO) fmt --all

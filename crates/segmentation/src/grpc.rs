@@ -2,10 +2,11 @@
 //! store, announce.
 
 use crate::TierMeasure;
+use crate::grading::{Grading, grade};
 use crate::store::{Announced, Grade, GradeColumn, Run, Store, StoreError};
 use prost::Message;
-use rapport_domain::lifecycle::{Stage, StageFacts, StageRules};
-use rapport_domain::rfm::{RfmInput, RfmSegment, score as rfm_score};
+use rapport_domain::lifecycle::{Stage, StageRules};
+use rapport_domain::rfm::RfmSegment;
 use rapport_domain::segment::{Segment, SegmentError, SegmentInput};
 use rapport_domain::tier::{Tier, TierCutoffs};
 use rapport_proto::convert;
@@ -110,64 +111,7 @@ impl SegmentationApi {
         };
         let features = self.features(tenant, as_of).await?;
 
-        // F is distinct purchase days and M their value, both up to the run's date.
-        let rfm_input: Vec<RfmInput<'_>> = features
-            .iter()
-            .map(|f| RfmInput {
-                customer_id: &f.customer_id,
-                recency_days: f.recency_days,
-                frequency: f.purchase_days,
-                // Money is ranked to the cent, so summation noise never splits equal spenders.
-                monetary: (f.spend * 100.0).round() / 100.0,
-            })
-            .collect();
-        let rfm = rfm_score(&rfm_input);
-        // Predicted CLV is the tier measure once every customer has one (the tenant's models are
-        // fitted); mixing it with spend would rank unlike quantities, so until then trailing
-        // 12-month spend it is.
-        let by_clv = self.measure == TierMeasure::Clv
-            && !features.is_empty()
-            && features.iter().all(|f| f.clv_12m.is_some());
-        let values: Vec<(&str, f64)> = features
-            .iter()
-            .map(|f| {
-                let value = match self.measure {
-                    TierMeasure::Monetary => f.monetary,
-                    _ if by_clv => f.clv_12m.unwrap_or(0.0),
-                    _ => f.spend_12m,
-                };
-                (f.customer_id.as_str(), value)
-            })
-            .collect();
-        let tiers: HashMap<&str, Tier> = self.cutoffs.assign(&values).into_iter().collect();
-        let measure = match self.measure {
-            _ if by_clv => "predicted 12-month CLV",
-            TierMeasure::Monetary => "net value",
-            _ => "12-month spend",
-        };
-        let reason = match self.cutoffs {
-            TierCutoffs::Shares(_) => format!("share of {measure}"),
-            TierCutoffs::Absolute(_) => measure.to_owned(),
-        };
-        let grades: Vec<Grade> = features
-            .iter()
-            .zip(rfm)
-            .map(|(f, rfm)| Grade {
-                customer_id: f.customer_id.clone(),
-                tier: tiers
-                    .get(f.customer_id.as_str())
-                    .copied()
-                    .unwrap_or(Tier::Regular),
-                rfm,
-                facts: StageFacts {
-                    first_purchase_days: f.first_purchase_days,
-                    last_purchase_days: f.recency_days,
-                    cancelled: f.cancelled,
-                    p_alive: f.p_alive,
-                },
-                clv: f.clv_12m,
-            })
-            .collect();
+        let Grading { grades, reason } = grade(&features, self.measure, &self.cutoffs);
 
         let encode = |changes: &[Announced]| {
             ApplyTiersRequest {

@@ -3,6 +3,7 @@
 //! recorded and announced to scoring through its outbox.
 
 mod entity;
+pub mod grading;
 pub mod grpc;
 mod kpis;
 pub mod migration;
@@ -141,23 +142,23 @@ impl Config {
     }
 }
 
-/// Runs the service on `listener` until `stop` is cancelled, then flushes its outbox.
-pub async fn run(
-    config: Config,
-    listener: TcpListener,
+/// The service's API on its migrated database, with its outbox relay running until `stop`
+/// (await the handle to let it flush): what `run` serves, and what a benchmark calls directly.
+pub async fn api(
+    config: &Config,
     stop: CancellationToken,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<(Arc<grpc::SegmentationApi>, tokio::task::JoinHandle<()>)> {
     let db =
         rapport_storage::open::<migration::Migrator>(&config.common.database_url("segmentation"))
             .await?;
-    let keys = Arc::new(config.common.api_keys()?);
+    let keys = config.common.api_keys()?;
     let scoring = ScoringServiceClient::new(peer_channel(&config.scoring_addr)?);
     let (waker, relay) = Relay::new(
         migration::OUTBOX,
         db.clone(),
         relay::TierNotifier::new(scoring.clone(), keys.service_key().to_owned()),
     )
-    .spawn(stop.clone());
+    .spawn(stop);
     let api = Arc::new(grpc::SegmentationApi {
         store: store::Store::new(db),
         scoring,
@@ -168,6 +169,17 @@ pub async fn run(
         stage_rules: config.stage_rules(),
         waker,
     });
+    Ok((api, relay))
+}
+
+/// Runs the service on `listener` until `stop` is cancelled, then flushes its outbox.
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    stop: CancellationToken,
+) -> anyhow::Result<()> {
+    let keys = Arc::new(config.common.api_keys()?);
+    let (api, relay) = api(&config, stop.clone()).await?;
     let scheduled = (config.interval_secs > 0).then(|| {
         tokio::spawn(schedule(
             api.clone(),

@@ -1,0 +1,266 @@
+//! `make bench-segmentation`: a full segmentation run (RFM, tiers, lifecycle stages) over the
+//! CDNOW log replicated `RAPPORT_BENCH_COPIES` times (default 100: 2.36 M customers, 6.97 M
+//! purchases) with distinct customer ids, next to DuckDB computing the same RFM scores from
+//! the same rows in the same run.
+//!
+//! Three figures against DuckDB's RFM query (its CSV load not counted):
+//! - the grading in memory: purchases aggregated per customer, RFM quintiles, tiers, stages
+//!   (what DuckDB's query does, plus tiers and stages);
+//! - the service's run on SQLite and on PostgreSQL: customer features paged over gRPC from a
+//!   scoring stand-in (so the figure is segmentation's alone), graded, and every grade, tier
+//!   change, stage change and outbox message stored in one transaction; first run (every
+//!   customer new) and a re-run (nothing changes).
+//!
+//! The RFM scores are checked equal to DuckDB's (the count of customers per R, F, M triple).
+
+use chrono::NaiveDate;
+use rapport_domain::lifecycle::{Stage, StageRules};
+use rapport_domain::tier::TierCutoffs;
+use rapport_proto::scoring::v1::CustomerFeatures;
+use rapport_segmentation::TierMeasure;
+use rapport_segmentation::grading::grade;
+use rapport_server::CommonArgs;
+use std::collections::{BTreeMap, HashMap};
+use std::io::Write;
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+
+const AS_OF: &str = "1998-07-01";
+const TENANT: &str = "dev";
+
+/// One purchase of the replicated log.
+struct Purchase {
+    customer: String,
+    day: NaiveDate,
+    amount: f64,
+}
+
+/// The CDNOW log, `copies` times, each copy's customers with ids of their own.
+fn purchases(copies: usize) -> anyhow::Result<Vec<Purchase>> {
+    let path = rapport_bench::cdnow_dir().join("CDNOW_master.txt");
+    let text =
+        std::fs::read_to_string(&path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let mut rows = Vec::new();
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        // The header line.
+        if f.first().is_some_and(|c| !c.bytes().all(|b| b.is_ascii_digit())) {
+            continue;
+        }
+        anyhow::ensure!(f.len() == 4, "unexpected line {line:?}");
+        let customer: u32 = f[0].parse()?;
+        rows.push((
+            customer,
+            NaiveDate::parse_from_str(f[1], "%Y%m%d")?,
+            f[3].parse::<f64>()?,
+        ));
+    }
+    let mut out = Vec::with_capacity(rows.len() * copies);
+    for copy in 0..copies {
+        for (customer, day, amount) in &rows {
+            out.push(Purchase {
+                customer: format!("{copy:03}-{customer:05}"),
+                day: *day,
+                amount: *amount,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// Each customer's features as of `as_of`, as scoring reports them.
+fn features(purchases: &[Purchase], as_of: NaiveDate) -> Vec<CustomerFeatures> {
+    let mut by: HashMap<&str, Vec<(NaiveDate, f64)>> = HashMap::new();
+    for p in purchases.iter().filter(|p| p.day <= as_of) {
+        by.entry(&p.customer).or_default().push((p.day, p.amount));
+    }
+    let year_ago = as_of - chrono::Duration::days(365);
+    by.into_iter()
+        .map(|(id, mut days)| {
+            days.sort_by_key(|(d, _)| *d);
+            let first = days.first().map(|(d, _)| *d).unwrap_or(as_of);
+            let last = days.last().map(|(d, _)| *d).unwrap_or(as_of);
+            let mut distinct = days.iter().map(|(d, _)| *d).collect::<Vec<_>>();
+            distinct.dedup();
+            let spend: f64 = days.iter().map(|(_, a)| a).sum();
+            CustomerFeatures {
+                customer_id: id.to_owned(),
+                recency_days: Some((as_of - last).num_days() as f64),
+                frequency: days.len() as u64,
+                monetary: spend,
+                purchase_days: distinct.len() as u64,
+                spend,
+                first_purchase_days: Some((as_of - first).num_days() as f64),
+                spend_12m: days
+                    .iter()
+                    .filter(|(d, _)| *d > year_ago)
+                    .map(|(_, a)| a)
+                    .sum(),
+                ..Default::default()
+            }
+        })
+        .collect()
+}
+
+/// DuckDB's figures: RFM time and the customers per (r, f, m).
+struct DuckDb {
+    load: Duration,
+    rfm: Duration,
+    histogram: BTreeMap<(u8, u8, u8), u64>,
+}
+
+fn duckdb(purchases: &[Purchase]) -> anyhow::Result<DuckDb> {
+    let dir = tempfile::tempdir()?;
+    let csv = dir.path().join("purchases.csv");
+    let mut out = std::io::BufWriter::new(std::fs::File::create(&csv)?);
+    writeln!(out, "customer,day,amount")?;
+    for p in purchases {
+        writeln!(out, "{},{},{}", p.customer, p.day, p.amount)?;
+    }
+    out.flush()?;
+    drop(out);
+    let python = std::env::var("RAPPORT_PYTHON").unwrap_or_else(|_| ".venv/bin/python".to_owned());
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/rfm_duckdb.py");
+    let run = std::process::Command::new(&python)
+        .args([script, &csv.to_string_lossy(), AS_OF])
+        .output()
+        .map_err(|e| anyhow::anyhow!("{python}: {e} (run `make test-deps` for the venv)"))?;
+    anyhow::ensure!(
+        run.status.success(),
+        "DuckDB: {}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&run.stdout)?;
+    let ms = |key: &str| Duration::from_secs_f64(v[key].as_f64().unwrap_or(f64::NAN) / 1e3);
+    let mut histogram = BTreeMap::new();
+    for row in v["histogram"].as_array().into_iter().flatten() {
+        let n = |i: usize| row[i].as_u64().unwrap_or(0);
+        histogram.insert((n(0) as u8, n(1) as u8, n(2) as u8), n(3));
+    }
+    Ok(DuckDb {
+        load: ms("load_ms"),
+        rfm: ms("rfm_ms"),
+        histogram,
+    })
+}
+
+/// The service's first run and re-run on `database_url`, with features served by a stand-in.
+async fn service_runs(
+    database_url: String,
+    features: Vec<CustomerFeatures>,
+) -> anyhow::Result<(Duration, Duration, u64)> {
+    let scoring = rapport_bench::standin::start_with_features(features).await?;
+    let dir = tempfile::tempdir()?;
+    let mut common = CommonArgs::embedded(dir.path().to_owned());
+    common.database_url = Some(database_url);
+    let mut config = rapport_segmentation::Config::new(
+        "127.0.0.1:0".parse()?,
+        scoring.to_string(),
+        // KPIs are not asked for: no ingestion is needed.
+        "127.0.0.1:1".to_owned(),
+        common,
+    );
+    config.interval_secs = 0;
+    let stop = CancellationToken::new();
+    let (api, relay) = rapport_segmentation::api(&config, stop.clone()).await?;
+    let as_of = rapport_proto::convert::timestamp(
+        NaiveDate::parse_from_str(AS_OF, "%Y-%m-%d")?
+            .and_time(chrono::NaiveTime::MIN)
+            .and_utc()
+            .timestamp_millis(),
+    );
+    let started = Instant::now();
+    let first = api
+        .run_for(TENANT, Some(as_of))
+        .await
+        .map_err(|s| anyhow::anyhow!("first run: {}", s.message()))?;
+    let first_time = started.elapsed();
+    let started = Instant::now();
+    let again = api
+        .run_for(TENANT, Some(as_of))
+        .await
+        .map_err(|s| anyhow::anyhow!("re-run: {}", s.message()))?;
+    let again_time = started.elapsed();
+    anyhow::ensure!(again.tier_changes == 0, "a re-run changed tiers: {again:?}");
+    stop.cancel();
+    relay.await?;
+    Ok((first_time, again_time, first.customers))
+}
+
+fn line(name: &str, ours: Duration, baseline: Duration) -> String {
+    format!(
+        "bench {name}: {:.0} ms vs DuckDB RFM {:.0} ms = {:.2}x DuckDB's time (goal ≤ 2x)",
+        rapport_bench::ms(ours),
+        rapport_bench::ms(baseline),
+        ours.as_secs_f64() / baseline.as_secs_f64()
+    )
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let copies: usize = std::env::var("RAPPORT_BENCH_COPIES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100);
+    let as_of = NaiveDate::parse_from_str(AS_OF, "%Y-%m-%d")?;
+    let log = purchases(copies)?;
+    let base = duckdb(&log)?;
+
+    let started = Instant::now();
+    let features = features(&log, as_of);
+    let grading = grade(&features, TierMeasure::Clv, &TierCutoffs::default());
+    let rules = StageRules::default();
+    let stages: Vec<Stage> = grading
+        .grades
+        .iter()
+        .map(|g| rules.grade(&g.facts, None))
+        .collect();
+    let in_memory = started.elapsed();
+    drop(log);
+
+    let mut ours: BTreeMap<(u8, u8, u8), u64> = BTreeMap::new();
+    for g in &grading.grades {
+        *ours.entry((g.rfm.r, g.rfm.f, g.rfm.m)).or_default() += 1;
+    }
+    anyhow::ensure!(
+        ours == base.histogram,
+        "RFM scores differ from DuckDB's: {} triples here, {} there",
+        ours.len(),
+        base.histogram.len()
+    );
+    println!(
+        "{} customers, {} purchase rows ({copies} copies of CDNOW); RFM scores equal DuckDB's \
+         (customers per R, F, M triple); {} stages graded; DuckDB CSV load {:.0} ms (not counted)",
+        features.len(),
+        features.iter().map(|f| f.frequency).sum::<u64>(),
+        stages.len(),
+        rapport_bench::ms(base.load)
+    );
+    println!("{}", line("segmentation-in-memory", in_memory, base.rfm));
+    drop(grading);
+
+    let sqlite_dir = tempfile::tempdir()?;
+    let sqlite = rapport_storage::sqlite_url(sqlite_dir.path(), "segmentation");
+    let (first, again, customers) = service_runs(sqlite, features.clone()).await?;
+    anyhow::ensure!(
+        customers == features.len() as u64,
+        "the run graded {customers}"
+    );
+    println!("{}", line("segmentation-run-sqlite first", first, base.rfm));
+    println!(
+        "{}",
+        line("segmentation-run-sqlite unchanged", again, base.rfm)
+    );
+
+    let pg = rapport_tests::Postgres::start_durable();
+    let (first, again, _) = service_runs(pg.url(), features).await?;
+    println!(
+        "{}",
+        line("segmentation-run-postgres first", first, base.rfm)
+    );
+    println!(
+        "{}",
+        line("segmentation-run-postgres unchanged", again, base.rfm)
+    );
+    Ok(())
+}
