@@ -116,6 +116,16 @@ impl TierHistory {
         TierHistory(changes)
     }
 
+    /// Changes recorded, the first grading included.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether the customer was never graded.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
     /// The tier held just before `t`: none before the first grading.
     pub fn held_before(&self, t: DateTime<Utc>) -> Option<Tier> {
         let n = self.0.partition_point(|c| c.at < t);

@@ -25,35 +25,64 @@ pub struct RfmScore {
 /// id, so the result is deterministic) and the customer at rank `i` of `n` scores
 /// `1 + floor(5 i / n)`. Returned in the order of `input`.
 pub fn score(input: &[RfmInput<'_>]) -> Vec<RfmScore> {
-    let recency = quintiles(input, |a, b| {
-        // Larger recency (or none) is worse, so it ranks first.
-        let key = |x: &RfmInput<'_>| x.recency_days.map_or(f64::INFINITY, |d| d);
-        key(b).total_cmp(&key(a))
+    let ids = id_ranks(input.iter().map(|x| x.customer_id));
+    // Three sorts of compact keys, side by side: a population of millions sorts in a second.
+    let (recency, frequency, monetary) = std::thread::scope(|s| {
+        let recency = s.spawn(|| {
+            // Larger recency (or none) is worse, so it ranks first.
+            quintiles(&ids, |i| {
+                !ordered(input[i].recency_days.unwrap_or(f64::INFINITY))
+            })
+        });
+        let frequency = s.spawn(|| quintiles(&ids, |i| input[i].frequency));
+        let monetary = quintiles(&ids, |i| ordered(input[i].monetary));
+        (
+            recency.join().unwrap_or_default(),
+            frequency.join().unwrap_or_default(),
+            monetary,
+        )
     });
-    let frequency = quintiles(input, |a, b| a.frequency.cmp(&b.frequency));
-    let monetary = quintiles(input, |a, b| a.monetary.total_cmp(&b.monetary));
     (0..input.len())
         .map(|i| RfmScore {
-            r: recency[i],
-            f: frequency[i],
-            m: monetary[i],
+            r: recency.get(i).copied().unwrap_or(1),
+            f: frequency.get(i).copied().unwrap_or(1),
+            m: monetary.get(i).copied().unwrap_or(1),
         })
         .collect()
 }
 
-fn quintiles(
-    input: &[RfmInput<'_>],
-    worse_first: impl Fn(&RfmInput<'_>, &RfmInput<'_>) -> std::cmp::Ordering,
-) -> Vec<u8> {
-    let mut order: Vec<usize> = (0..input.len()).collect();
-    order.sort_by(|&a, &b| {
-        worse_first(&input[a], &input[b])
-            .then_with(|| input[a].customer_id.cmp(input[b].customer_id))
-    });
-    let n = input.len();
+/// Each id's rank in byte order (equal ids by position), so ties are broken by comparing
+/// numbers rather than strings.
+pub fn id_ranks<'a>(ids: impl Iterator<Item = &'a str>) -> Vec<u32> {
+    let ids: Vec<&str> = ids.collect();
+    let mut order: Vec<u32> = (0..ids.len() as u32).collect();
+    order.sort_by_key(|&i| ids[i as usize]);
+    let mut ranks = vec![0u32; ids.len()];
+    for (rank, i) in order.into_iter().enumerate() {
+        ranks[i as usize] = rank as u32;
+    }
+    ranks
+}
+
+/// A float's bits mapped so that unsigned order is `f64::total_cmp` order.
+pub fn ordered(x: f64) -> u64 {
+    let bits = x.to_bits();
+    if bits >> 63 == 1 {
+        !bits
+    } else {
+        bits | 1 << 63
+    }
+}
+
+/// Scores 1–5 by rank, worst (smallest `key`) first, ties by id rank.
+fn quintiles(ids: &[u32], key: impl Fn(usize) -> u64) -> Vec<u8> {
+    let mut ranked: Vec<(u64, u32, u32)> =
+        (0..ids.len()).map(|i| (key(i), ids[i], i as u32)).collect();
+    ranked.sort_unstable();
+    let n = ranked.len();
     let mut scores = vec![0u8; n];
-    for (rank, idx) in order.into_iter().enumerate() {
-        scores[idx] = 1 + (5 * rank / n) as u8;
+    for (rank, (_, _, i)) in ranked.into_iter().enumerate() {
+        scores[i as usize] = 1 + (5 * rank / n) as u8;
     }
     scores
 }

@@ -57,10 +57,17 @@ impl Default for TierShares {
 
 /// Grades customers by a value measure: the customer at rank `i` of `n` (highest value first,
 /// ties broken by id) gets the first tier whose cumulative share exceeds `i / n`, so the top
-/// customer is always VIP and each boundary is exact to one customer.
-pub fn assign_tiers<'a>(values: &[(&'a str, f64)], shares: &TierShares) -> Vec<(&'a str, Tier)> {
-    let mut ranked: Vec<&(&str, f64)> = values.iter().collect();
-    ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(b.0)));
+/// customer is always VIP and each boundary is exact to one customer. Tiers come in the order
+/// of `values`.
+pub fn assign_tiers(values: &[(&str, f64)], shares: &TierShares) -> Vec<Tier> {
+    let ids = crate::rfm::id_ranks(values.iter().map(|(id, _)| *id));
+    let mut ranked: Vec<(u64, u32, u32)> = values
+        .iter()
+        .zip(&ids)
+        .enumerate()
+        .map(|(i, ((_, v), id))| (!crate::rfm::ordered(*v), *id, i as u32))
+        .collect();
+    ranked.sort_unstable();
     let n = ranked.len() as f64;
     let mut bounds = [0.0; 4];
     let mut cumulative = 0.0;
@@ -68,18 +75,15 @@ pub fn assign_tiers<'a>(values: &[(&'a str, f64)], shares: &TierShares) -> Vec<(
         cumulative += share;
         *bound = cumulative;
     }
-    ranked
-        .into_iter()
-        .enumerate()
-        .map(|(i, (id, _))| {
-            let position = i as f64 / n;
-            let tier = bounds
-                .iter()
-                .position(|b| position < *b)
-                .map_or(Tier::Regular, |k| Tier::DESCENDING[k]);
-            (*id, tier)
-        })
-        .collect()
+    let mut tiers = vec![Tier::Regular; values.len()];
+    for (rank, (_, _, i)) in ranked.into_iter().enumerate() {
+        let position = rank as f64 / n;
+        tiers[i as usize] = bounds
+            .iter()
+            .position(|b| position < *b)
+            .map_or(Tier::Regular, |k| Tier::DESCENDING[k]);
+    }
+    tiers
 }
 
 /// How tiers are cut: by population shares, or by absolute values of the measure.
@@ -136,18 +140,17 @@ impl TierCutoffs {
         }
     }
 
-    /// Grades customers by value under these cut-offs.
-    pub fn assign<'a>(&self, values: &[(&'a str, f64)]) -> Vec<(&'a str, Tier)> {
+    /// Grades customers by value under these cut-offs; tiers in the order of `values`.
+    pub fn assign(&self, values: &[(&str, f64)]) -> Vec<Tier> {
         match self {
             TierCutoffs::Shares(shares) => assign_tiers(values, shares),
             TierCutoffs::Absolute(least) => values
                 .iter()
-                .map(|(id, v)| {
-                    let tier = least
+                .map(|(_, v)| {
+                    least
                         .iter()
                         .position(|l| v >= l)
-                        .map_or(Tier::Regular, |k| Tier::DESCENDING[k]);
-                    (*id, tier)
+                        .map_or(Tier::Regular, |k| Tier::DESCENDING[k])
                 })
                 .collect(),
         }
@@ -208,23 +211,20 @@ mod tests {
         let mut counts: HashMap<Tier, usize> = HashMap::new();
         tiers
             .iter()
-            .for_each(|(_, t)| *counts.entry(*t).or_default() += 1);
+            .for_each(|t| *counts.entry(*t).or_default() += 1);
         assert_eq!(
             Tier::DESCENDING.map(|t| counts.get(&t).copied().unwrap_or(0)),
             [10, 40, 150, 300, 500]
         );
-        let top = tiers.iter().find(|(id, _)| *id == "c0999").unwrap();
-        assert_eq!(top.1, Tier::Vip);
+        assert_eq!(tiers[999], Tier::Vip, "c0999, the top value");
     }
 
     #[test]
     fn small_populations_still_have_a_top() {
         let values = [("a", 5.0), ("b", 50.0), ("c", 1.0)];
-        let tiers: HashMap<_, _> = assign_tiers(&values, &TierShares::default())
-            .into_iter()
-            .collect();
-        assert_eq!(tiers["b"], Tier::Vip);
-        assert!(tiers["a"] > tiers["c"]);
+        let tiers = assign_tiers(&values, &TierShares::default());
+        assert_eq!(tiers[1], Tier::Vip, "b");
+        assert!(tiers[0] > tiers[2], "a above c");
     }
 
     #[test]
@@ -272,7 +272,7 @@ mod tests {
     fn ties_are_broken_by_id() {
         let values = [("b", 1.0), ("a", 1.0)];
         let tiers = assign_tiers(&values, &TierShares::default());
-        assert_eq!(tiers[0], ("a", Tier::Vip));
+        assert_eq!(tiers, [Tier::Regular, Tier::Vip], "a ranks before b");
     }
 
     #[test]
@@ -285,7 +285,7 @@ mod tests {
             ("d", 9.99),
             ("e", 10.0),
         ];
-        let tiers: Vec<Tier> = c.assign(&values).into_iter().map(|(_, t)| t).collect();
+        let tiers = c.assign(&values);
         assert_eq!(
             tiers,
             [

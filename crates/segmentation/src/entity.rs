@@ -15,6 +15,7 @@ pub mod customer {
         pub recency_score: i32,
         pub frequency_score: i32,
         pub monetary_score: i32,
+        /// The run that last changed this grade.
         pub run_id: i64,
         /// The named RFM segment of the scores.
         pub rfm_segment: Option<String>,

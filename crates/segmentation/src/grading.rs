@@ -5,9 +5,8 @@ use crate::TierMeasure;
 use crate::store::Grade;
 use rapport_domain::lifecycle::StageFacts;
 use rapport_domain::rfm::{RfmInput, score as rfm_score};
-use rapport_domain::tier::{Tier, TierCutoffs};
+use rapport_domain::tier::TierCutoffs;
 use rapport_proto::scoring::v1::CustomerFeatures;
-use std::collections::HashMap;
 
 /// The grades of a run's customers, in their order, and why tiers are what they are.
 #[derive(Debug, Clone)]
@@ -52,7 +51,7 @@ pub fn grade(
             (f.customer_id.as_str(), value)
         })
         .collect();
-    let tiers: HashMap<&str, Tier> = cutoffs.assign(&values).into_iter().collect();
+    let tiers = cutoffs.assign(&values);
     let name = match measure {
         _ if by_clv => "predicted 12-month CLV",
         TierMeasure::Monetary => "net value",
@@ -65,12 +64,10 @@ pub fn grade(
     let grades = features
         .iter()
         .zip(rfm)
-        .map(|(f, rfm)| Grade {
+        .zip(tiers)
+        .map(|((f, rfm), tier)| Grade {
             customer_id: f.customer_id.clone(),
-            tier: tiers
-                .get(f.customer_id.as_str())
-                .copied()
-                .unwrap_or(Tier::Regular),
+            tier,
             rfm,
             facts: StageFacts {
                 first_purchase_days: f.first_purchase_days,

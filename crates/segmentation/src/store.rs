@@ -74,11 +74,36 @@ pub struct RunSummary {
 }
 
 /// A customer's grading state between runs.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
 struct Standing {
     tier: TierState,
     stage: Option<(Stage, i64)>,
 }
+
+/// A customer's stored grade, to tell whether a run changes it.
+#[derive(Debug, Clone, Copy)]
+struct Stored {
+    standing: Standing,
+    rfm: RfmScore,
+    clv: Option<f64>,
+    /// The named RFM segment is stored (rows graded before it existed have none).
+    named: bool,
+}
+
+/// The stored columns `Stored` is read from.
+type StoredRow = (
+    String,
+    String,
+    Option<String>,
+    i32,
+    Option<String>,
+    Option<i64>,
+    i32,
+    i32,
+    i32,
+    Option<f64>,
+    Option<String>,
+);
 
 /// A customer's stored grade.
 pub type StoredGrade = customer::Model;
@@ -115,15 +140,7 @@ impl Store {
             stage_rules,
             ref traceparent,
         } = *run;
-        type Row = (
-            String,
-            String,
-            Option<String>,
-            i32,
-            Option<String>,
-            Option<i64>,
-        );
-        let current: HashMap<String, Standing> = customer::Entity::find()
+        let current: HashMap<String, Stored> = customer::Entity::find()
             .select_only()
             .columns([
                 customer::Column::CustomerId,
@@ -132,26 +149,44 @@ impl Store {
                 customer::Column::PendingRuns,
                 customer::Column::Stage,
                 customer::Column::StageSince,
+                customer::Column::RecencyScore,
+                customer::Column::FrequencyScore,
+                customer::Column::MonetaryScore,
+                customer::Column::Clv,
+                customer::Column::RfmSegment,
             ])
             .filter(customer::Column::TenantId.eq(tenant))
-            .into_tuple::<Row>()
+            .into_tuple::<StoredRow>()
             .all(&self.db)
             .await?
             .into_iter()
-            .map(|(id, tier, pending, runs, stage, since)| {
-                let tier = TierState {
-                    tier: Tier::from_name(&tier),
-                    pending: pending
+            .map(
+                |(id, tier, pending, runs, stage, since, r, f, m, clv, segment)| {
+                    let tier = TierState {
+                        tier: Tier::from_name(&tier),
+                        pending: pending
+                            .as_deref()
+                            .and_then(Tier::from_name)
+                            .map(|t| (t, u32::try_from(runs).unwrap_or(0))),
+                    };
+                    let stage = stage
                         .as_deref()
-                        .and_then(Tier::from_name)
-                        .map(|t| (t, u32::try_from(runs).unwrap_or(0))),
-                };
-                let stage = stage
-                    .as_deref()
-                    .and_then(Stage::from_name)
-                    .map(|s| (s, since.unwrap_or(as_of)));
-                (id, Standing { tier, stage })
-            })
+                        .and_then(Stage::from_name)
+                        .map(|s| (s, since.unwrap_or(as_of)));
+                    let score = |v: i32| u8::try_from(v).unwrap_or(0);
+                    let stored = Stored {
+                        standing: Standing { tier, stage },
+                        rfm: RfmScore {
+                            r: score(r),
+                            f: score(f),
+                            m: score(m),
+                        },
+                        clv,
+                        named: segment.is_some(),
+                    };
+                    (id, stored)
+                },
+            )
             .collect();
         let txn = rapport_storage::begin_write(&self.db).await?;
         let run = run::ActiveModel {
@@ -169,8 +204,11 @@ impl Store {
         let mut change_rows = Vec::new();
         let mut stage_rows = Vec::new();
         let mut kept: Vec<Standing> = Vec::with_capacity(grades.len());
-        for g in grades {
-            let standing = current.get(&g.customer_id).copied().unwrap_or_default();
+        // Only customers whose stored grade changes are written.
+        let mut changed: Vec<usize> = Vec::new();
+        for (i, g) in grades.iter().enumerate() {
+            let stored = current.get(&g.customer_id).copied();
+            let standing = stored.map(|s| s.standing).unwrap_or_default();
             let before = standing.tier;
             let after = next_tier(before, g.tier, DEFAULT_CONFIRM_DOWNGRADE_RUNS);
             let in_stage = standing
@@ -183,10 +221,20 @@ impl Store {
                 Some((_, since)) if !stage_changed => since,
                 _ => as_of,
             };
-            kept.push(Standing {
+            let now_standing = Standing {
                 tier: after,
                 stage: Some((stage, since)),
+            };
+            kept.push(now_standing);
+            let unchanged = stored.is_some_and(|s| {
+                s.named
+                    && s.standing == now_standing
+                    && s.rfm == g.rfm
+                    && s.clv.map(f64::to_bits) == g.clv.map(f64::to_bits)
             });
+            if !unchanged {
+                changed.push(i);
+            }
             if stage_changed {
                 stage_rows.push(stage_change::ActiveModel {
                     id: NotSet,
@@ -223,8 +271,9 @@ impl Store {
                 });
             }
         }
-        for (chunk, standings) in grades.chunks(CHUNK).zip(kept.chunks(CHUNK)) {
-            let rows = chunk.iter().zip(standings).map(|(g, standing)| {
+        for chunk in changed.chunks(CHUNK) {
+            let rows = chunk.iter().map(|&i| {
+                let (g, standing) = (&grades[i], &kept[i]);
                 let state = standing.tier;
                 customer::ActiveModel {
                     tenant_id: Set(tenant.to_owned()),
@@ -534,5 +583,106 @@ impl Store {
             .into_tuple::<String>()
             .all(&self.db)
             .await?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rapport_domain::tier::TierCutoffs;
+
+    async fn store(dir: &tempfile::TempDir) -> Store {
+        let url = rapport_storage::sqlite_url(dir.path(), "segmentation");
+        let db = rapport_storage::open::<crate::migration::Migrator>(&url)
+            .await
+            .expect("a migrated SQLite database");
+        Store::new(db)
+    }
+
+    /// One run over a hundred customers valued 1 to 100 and one more, `hover`, valued `value`:
+    /// tiers by the default shares, as the service grades them.
+    async fn run(store: &Store, hover: f64, run: i64) -> RunSummary {
+        let ids: Vec<String> = (1..=100)
+            .map(|i| format!("c{i:03}"))
+            .chain(["hover".to_owned()])
+            .collect();
+        let values: Vec<(&str, f64)> = ids
+            .iter()
+            .map(|id| {
+                let v = id
+                    .strip_prefix('c')
+                    .and_then(|n| n.parse().ok())
+                    .unwrap_or(hover);
+                (id.as_str(), v)
+            })
+            .collect();
+        let grades: Vec<Grade> = TierCutoffs::default()
+            .assign(&values)
+            .into_iter()
+            .zip(&ids)
+            .map(|(tier, id)| Grade {
+                customer_id: id.clone(),
+                tier,
+                rfm: RfmScore { r: 3, f: 3, m: 3 },
+                facts: StageFacts {
+                    first_purchase_days: Some(200.0),
+                    last_purchase_days: Some(10.0),
+                    cancelled: false,
+                    p_alive: None,
+                },
+                clv: None,
+            })
+            .collect();
+        store
+            .save_run(
+                "t",
+                &Run {
+                    grades: &grades,
+                    reason: "share of 12-month spend",
+                    started_at: run,
+                    finished_at: run,
+                    as_of: run,
+                    stage_rules: StageRules::default(),
+                    traceparent: None,
+                },
+                |_| Vec::new(),
+            )
+            .await
+            .expect("a stored run")
+    }
+
+    /// Of 101 customers ranked from 0, ranks 2–5 are Gold and 6–20 Silver: `hover` at 95.5
+    /// ranks 5th (Gold), at 94.5 6th (Silver). Ten runs alternate between the two, starting
+    /// either side of the cut-off.
+    #[tokio::test]
+    async fn a_customer_hovering_at_a_cut_off_changes_tier_at_most_once_in_ten_stored_runs() {
+        for (first, second, graded_first) in [(95.5, 94.5, Tier::Gold), (94.5, 95.5, Tier::Silver)]
+        {
+            let dir = tempfile::tempdir().expect("a temp dir");
+            let store = store(&dir).await;
+            for i in 0..10 {
+                run(&store, if i % 2 == 0 { first } else { second }, i).await;
+            }
+            let history = store.tier_histories("t").await.expect("tier history");
+            let hover = history.get("hover").expect("hover's history");
+            let after_first_run = chrono::DateTime::from_timestamp_millis(1).expect("a time");
+            assert_eq!(hover.held_before(after_first_run), Some(graded_first));
+            assert!(
+                hover.len() <= 2,
+                "hover: its first grading and at most one change, not {}",
+                hover.len()
+            );
+            // c095 (value 95) hovers with it, a rank either side of the cut-off.
+            assert!(
+                history.values().all(|h| h.len() <= 2),
+                "nobody changed tier more than once"
+            );
+            let moved: Vec<&String> = history
+                .iter()
+                .filter(|(_, h)| h.len() == 2)
+                .map(|(id, _)| id)
+                .collect();
+            assert_eq!(moved.len(), 1, "{moved:?}");
+        }
     }
 }

@@ -44,7 +44,9 @@ fn purchases(copies: usize) -> anyhow::Result<Vec<Purchase>> {
     for line in text.lines().filter(|l| !l.trim().is_empty()) {
         let f: Vec<&str> = line.split_whitespace().collect();
         // The header line.
-        if f.first().is_some_and(|c| !c.bytes().all(|b| b.is_ascii_digit())) {
+        if f.first()
+            .is_some_and(|c| !c.bytes().all(|b| b.is_ascii_digit()))
+        {
             continue;
         }
         anyhow::ensure!(f.len() == 4, "unexpected line {line:?}");
@@ -208,6 +210,7 @@ async fn main() -> anyhow::Result<()> {
 
     let started = Instant::now();
     let features = features(&log, as_of);
+    let aggregated = started.elapsed();
     let grading = grade(&features, TierMeasure::Clv, &TierCutoffs::default());
     let rules = StageRules::default();
     let stages: Vec<Stage> = grading
@@ -236,7 +239,12 @@ async fn main() -> anyhow::Result<()> {
         stages.len(),
         rapport_bench::ms(base.load)
     );
-    println!("{}", line("segmentation-in-memory", in_memory, base.rfm));
+    println!(
+        "{} (aggregating the purchases {:.0} ms, grading {:.0} ms)",
+        line("segmentation-in-memory", in_memory, base.rfm),
+        rapport_bench::ms(aggregated),
+        rapport_bench::ms(in_memory - aggregated)
+    );
     drop(grading);
 
     let sqlite_dir = tempfile::tempdir()?;
