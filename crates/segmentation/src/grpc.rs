@@ -80,6 +80,7 @@ fn largest_first<'a>(counts: impl Iterator<Item = (&'a str, u64)>) -> Vec<pb::Se
 }
 
 /// The segmentation gRPC service.
+#[derive(Clone)]
 pub struct SegmentationApi {
     pub store: Store,
     pub scoring: ScoringServiceClient<PeerChannel>,
@@ -279,7 +280,14 @@ impl pb::segmentation_service_server::SegmentationService for SegmentationApi {
     ) -> Result<Response<pb::RunSegmentationResponse>, Status> {
         let tenant = Principal::of(&req)?.require(&[Role::Admin])?.to_owned();
         let as_of = req.into_inner().as_of;
-        Ok(Response::new(self.run_for(&tenant, as_of).await?))
+        // A run over millions of customers may outlast the call's deadline: it runs on its own
+        // task, so a caller that gives up does not roll back a run that is nearly done.
+        let api = self.clone();
+        let run = tokio::spawn(async move { api.run_for(&tenant, as_of).await });
+        let answer = run
+            .await
+            .map_err(|e| Status::internal(format!("segmentation run: {e}")))??;
+        Ok(Response::new(answer))
     }
 
     async fn define_segment(
