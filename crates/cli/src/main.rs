@@ -192,6 +192,19 @@ impl Target {
             .connect_lazy())
     }
 
+    /// A client of the segmentation service.
+    fn segmentation(
+        &self,
+    ) -> anyhow::Result<segmentation::segmentation_service_client::SegmentationServiceClient<Channel>>
+    {
+        let addr = self.addr(&self.cli.segmentation, |l| &l.segmentation, "segmentation")?;
+        Ok(
+            segmentation::segmentation_service_client::SegmentationServiceClient::new(
+                self.channel(&addr)?,
+            ),
+        )
+    }
+
     fn request<T>(&self, message: T) -> anyhow::Result<tonic::Request<T>> {
         let mut req = tonic::Request::new(message);
         req.set_timeout(DEADLINE);
@@ -381,27 +394,12 @@ async fn main() -> anyhow::Result<()> {
             }
         }
         ClientCommand::Segments { command } => {
-            let addr = target.addr(
-                &target.cli.segmentation,
-                |l| &l.segmentation,
-                "segmentation",
-            )?;
-            let client = segmentation::segmentation_service_client::SegmentationServiceClient::new(
-                target.channel(&addr)?,
-            );
+            let client = target.segmentation()?;
             let command = command.clone().unwrap_or(segments::SegmentsCommand::List);
             segments::run(&target, client, command, json).await?;
         }
         ClientCommand::Segment | ClientCommand::Tiers => {
-            let addr = target.addr(
-                &target.cli.segmentation,
-                |l| &l.segmentation,
-                "segmentation",
-            )?;
-            let mut client =
-                segmentation::segmentation_service_client::SegmentationServiceClient::new(
-                    target.channel(&addr)?,
-                );
+            let mut client = target.segmentation()?;
             let (headline, changes, tiers, stages, rfm) = if matches!(command, ClientCommand::Tiers)
             {
                 let d = client
@@ -476,14 +474,7 @@ async fn main() -> anyhow::Result<()> {
             alerts::run(&target, client, command, json).await?;
         }
         ClientCommand::Kpis(args) => {
-            let addr = target.addr(
-                &target.cli.segmentation,
-                |l| &l.segmentation,
-                "segmentation",
-            )?;
-            let client = segmentation::segmentation_service_client::SegmentationServiceClient::new(
-                target.channel(&addr)?,
-            );
+            let client = target.segmentation()?;
             kpis::run(&target, client, args, json).await?;
         }
         ClientCommand::Effect { since } => {

@@ -285,19 +285,6 @@ fn pct(part: u64, whole: u64) -> Option<f64> {
     (whole > 0).then(|| 100.0 * part as f64 / whole as f64)
 }
 
-fn median(values: &mut [f64]) -> Option<f64> {
-    if values.is_empty() {
-        return None;
-    }
-    values.sort_by(f64::total_cmp);
-    let mid = values.len() / 2;
-    Some(if values.len() % 2 == 1 {
-        values[mid]
-    } else {
-        (values[mid - 1] + values[mid]) / 2.0
-    })
-}
-
 /// Computes the KPIs of `query` from the `ledger`, the customers' tier `histories` and their
 /// current predicted `clv`.
 pub fn kpis(
@@ -429,7 +416,9 @@ pub fn kpis(
                 complaints: s.complaints,
                 complaint_rate: (s.customers > 0)
                     .then(|| 100.0 * s.complaints as f64 / s.customers as f64),
-                median_first_response_secs: median(&mut s.first_responses),
+                median_first_response_secs: crate::metrics::median(std::mem::take(
+                    &mut s.first_responses,
+                )),
             });
         }
     }

@@ -532,7 +532,8 @@ fn hours(d: Duration) -> f64 {
     d.num_seconds() as f64 / 3_600.0
 }
 
-fn median(mut values: Vec<f64>) -> Option<f64> {
+/// The median of `values`; none when empty.
+pub(crate) fn median(mut values: Vec<f64>) -> Option<f64> {
     if values.is_empty() {
         return None;
     }
