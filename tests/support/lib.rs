@@ -409,4 +409,25 @@ impl Embedded {
         };
         Embedded { addrs, proc, dir }
     }
+
+    /// Runs the command line against this platform (found through the file `rapport up`
+    /// wrote, not the environment) and returns what it printed; fails the test when it fails.
+    pub fn cli(&self, args: &[&str]) -> String {
+        let out = Command::new(bin("rapport"))
+            .args(args)
+            .current_dir(self.dir.path())
+            .env_remove("RAPPORT_API_KEY")
+            .env_remove("RAPPORT_INGESTION_ADDR")
+            .env_remove("RAPPORT_SCORING_ADDR")
+            .env_remove("RAPPORT_SEGMENTATION_ADDR")
+            .env_remove("RAPPORT_ALERTING_ADDR")
+            .output()
+            .expect("run rapport");
+        assert!(
+            out.status.success(),
+            "rapport {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
 }

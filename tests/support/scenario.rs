@@ -119,6 +119,19 @@ pub async fn ingest(c: &Clients, events: Vec<ingestion::Event>) -> ingestion::In
         .into_inner()
 }
 
+/// Runs segmentation (as of `as_of`, default now) and returns what the run reports.
+pub async fn segment(
+    c: &Clients,
+    as_of: Option<prost_types::Timestamp>,
+) -> segmentation::RunSegmentationResponse {
+    c.segmentation
+        .clone()
+        .run_segmentation(req(segmentation::RunSegmentationRequest { as_of }))
+        .await
+        .expect("segmentation")
+        .into_inner()
+}
+
 /// Runs `RescoreAll` to the end and returns its last progress message.
 pub async fn rescore_all(c: &Clients) -> scoring::RescoreProgress {
     let mut progress = c
@@ -256,13 +269,7 @@ pub async fn run(c: &Clients) -> Vec<scoring::HealthScore> {
         "{detractor:?}"
     );
 
-    let run = c
-        .segmentation
-        .clone()
-        .run_segmentation(req(segmentation::RunSegmentationRequest { as_of: None }))
-        .await
-        .expect("segmentation")
-        .into_inner();
+    let run = segment(c, None).await;
     assert_eq!((run.customers, run.tier_changes), (3, 3), "{run:?}");
     let vip = run
         .tiers
@@ -270,13 +277,7 @@ pub async fn run(c: &Clients) -> Vec<scoring::HealthScore> {
         .find(|t| t.tier == Tier::Vip as i32)
         .map_or(0, |t| t.customers);
     assert_eq!(vip, 1);
-    let again = c
-        .segmentation
-        .clone()
-        .run_segmentation(req(segmentation::RunSegmentationRequest { as_of: None }))
-        .await
-        .expect("segmentation")
-        .into_inner();
+    let again = segment(c, None).await;
     assert_eq!(again.tier_changes, 0, "nothing changed between two runs");
 
     let alice = eventually("alice's tier in GetHealth", SETTLE, || async {
@@ -366,12 +367,7 @@ pub async fn run(c: &Clients) -> Vec<scoring::HealthScore> {
     }))
     .await
     .expect("define segment");
-    let counted = seg
-        .run_segmentation(req(segmentation::RunSegmentationRequest { as_of: None }))
-        .await
-        .expect("segmentation")
-        .into_inner()
-        .custom_segments;
+    let counted = segment(c, None).await.custom_segments;
     let members = seg
         .list_segment_members(req(segmentation::ListSegmentMembersRequest {
             name: "watch".into(),

@@ -5,7 +5,7 @@
 
 use rapport_proto::scoring::v1::{CustomerFeatures, ListCustomerFeaturesRequest};
 use rapport_proto::segmentation::v1 as segmentation;
-use rapport_tests::{Clients, Embedded, bin, eventually, repo_root, req};
+use rapport_tests::{Clients, Embedded, eventually, repo_root, req};
 use std::collections::HashMap;
 use std::process::Command;
 use std::time::Duration;
@@ -17,20 +17,7 @@ fn cdnow(name: &str) -> std::path::PathBuf {
 }
 
 fn import(platform: &Embedded, file: &std::path::Path) -> String {
-    let out = Command::new(bin("rapport"))
-        .args(["import", "--format", "cdnow"])
-        .arg(file)
-        .current_dir(platform.dir.path())
-        .env_remove("RAPPORT_API_KEY")
-        .env_remove("RAPPORT_INGESTION_ADDR")
-        .output()
-        .expect("run rapport import");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    platform.cli(&["import", "--format", "cdnow", &file.to_string_lossy()])
 }
 
 async fn all_features(clients: &Clients, end: prost_types::Timestamp) -> Vec<CustomerFeatures> {
@@ -163,15 +150,7 @@ async fn rfm_matches_pandas(clients: &Clients) {
         seconds: 899_251_200, // 1998-07-01T00:00:00Z
         nanos: 0,
     };
-    let run = clients
-        .segmentation
-        .clone()
-        .run_segmentation(req(segmentation::RunSegmentationRequest {
-            as_of: Some(as_of),
-        }))
-        .await
-        .expect("segmentation")
-        .into_inner();
+    let run = rapport_tests::scenario::segment(clients, Some(as_of)).await;
     assert_eq!(run.customers, 23_570);
     let named: u64 = run.rfm_segments.iter().map(|s| s.customers).sum();
     assert_eq!(named, 23_570, "every customer has a named segment");

@@ -20,18 +20,8 @@ async fn embedded_platform_scores_grades_and_alerts() {
 
     // The command line finds the local platform and works the alert lifecycle.
     let cli = |args: &[&str]| -> serde_json::Value {
-        let out = std::process::Command::new(rapport_tests::bin("rapport"))
-            .args(args)
-            .arg("--json")
-            .current_dir(platform.dir.path())
-            .output()
-            .expect("run rapport");
-        assert!(
-            out.status.success(),
-            "rapport {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice(&out.stdout).expect("JSON output")
+        let out = platform.cli(&[args, &["--json"]].concat());
+        serde_json::from_str(&out).expect("JSON output")
     };
     let listed = cli(&["alerts", "--rule", "detractor", "--customer", "bob"]);
     let id = listed[0]["id"]

@@ -787,7 +787,7 @@ impl<'a> Log<'a> {
         now: i64,
         mut prepare: impl FnMut(&str, &mut CustomerAlerts),
     ) -> Result<Applied, StoreError> {
-        let window_ms = i64::from(self.cfg.config.effect_window_days) * 86_400_000;
+        let window_ms = self.cfg.config.effect_window_ms();
         let mut known = load_customers(txn, self.tenant, ids.clone()).await?;
         let mut observed: BTreeMap<String, Vec<Observation>> = BTreeMap::new();
         for o in observations {
@@ -844,7 +844,6 @@ impl<'a> Log<'a> {
             }
             let key = dedup_key(self.tenant, e.kind.name(), customer_id, &e.discriminator);
             let evidence = e.condition.as_ref().map(|c| c.evidence.clone());
-            let window_ms = i64::from(self.cfg.config.effect_window_days) * 86_400_000;
             let s = &ca.facts.signals;
             match e.step {
                 Step::Open { severity } => {
@@ -897,6 +896,7 @@ impl<'a> Log<'a> {
                     )
                     .await?;
                     applied.opened += 1;
+                    ca.outcome_until = Some(now + self.cfg.config.effect_window_ms());
                 }
                 Step::Update {
                     severity,
@@ -972,9 +972,6 @@ impl<'a> Log<'a> {
                     applied.resolved += 1;
                 }
                 Step::Quiet | Step::Pending { .. } | Step::Resolving { .. } => {}
-            }
-            if matches!(e.step, Step::Open { .. }) {
-                ca.outcome_until = Some(now + window_ms);
             }
         }
         Ok(())

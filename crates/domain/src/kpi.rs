@@ -19,7 +19,8 @@ pub enum Granularity {
 }
 
 impl Granularity {
-    fn months(self) -> u32 {
+    /// Months per period.
+    pub fn months(self) -> u32 {
         match self {
             Granularity::Month => 1,
             Granularity::Quarter => 3,
@@ -30,6 +31,7 @@ impl Granularity {
 /// A calendar month or quarter, `[start, end)` in UTC.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Period {
+    pub granularity: Granularity,
     pub start: NaiveDate,
     pub end: NaiveDate,
     /// `2026-03` for a month, `2026-Q1` for a quarter.
@@ -53,16 +55,21 @@ impl Period {
             Granularity::Month => start.format("%Y-%m").to_string(),
             Granularity::Quarter => format!("{}-Q{}", start.year(), start.month0() / 3 + 1),
         };
-        Period { start, end, label }
+        Period {
+            granularity,
+            start,
+            end,
+            label,
+        }
     }
 
     /// The period of the same length just before this one.
-    pub fn previous(&self, granularity: Granularity) -> Period {
+    pub fn previous(&self) -> Period {
         let start = self
             .start
-            .checked_sub_months(Months::new(granularity.months()))
+            .checked_sub_months(Months::new(self.granularity.months()))
             .unwrap_or(NaiveDate::MIN);
-        Period::starting(granularity, start)
+        Period::starting(self.granularity, start)
     }
 
     /// Whether `t` falls in the period.
@@ -71,13 +78,24 @@ impl Period {
         self.start <= day && day < self.end
     }
 
-    fn start_time(&self) -> DateTime<Utc> {
+    /// The first instant of the period.
+    pub fn start_time(&self) -> DateTime<Utc> {
         self.start.and_time(chrono::NaiveTime::MIN).and_utc()
     }
 
-    fn end_time(&self) -> DateTime<Utc> {
+    /// The first instant after the period.
+    pub fn end_time(&self) -> DateTime<Utc> {
         self.end.and_time(chrono::NaiveTime::MIN).and_utc()
     }
+}
+
+/// How many periods of `granularity` `periods(granularity, from, to)` holds, without making
+/// them (0 when `to` is before `from`'s period).
+pub fn period_count(granularity: Granularity, from: NaiveDate, to: NaiveDate) -> i64 {
+    let month = |d: NaiveDate| i64::from(d.year()) * 12 + i64::from(d.month0());
+    let months = i64::from(granularity.months());
+    let first = Period::containing(granularity, from).start;
+    ((month(to) - month(first)).div_euclid(months) + 1).max(0)
 }
 
 /// The periods of `granularity` from the one containing `from` to the one containing `to`,
@@ -96,13 +114,11 @@ pub fn periods(granularity: Granularity, from: NaiveDate, to: NaiveDate) -> Vec<
     out
 }
 
-/// A stored tier change: at `at` the customer went from `old` (none at its first grading) to
-/// `new`.
+/// A stored tier change: from `at` on the customer held `tier`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TierChange {
     pub at: DateTime<Utc>,
-    pub old: Option<Tier>,
-    pub new: Tier,
+    pub tier: Tier,
 }
 
 /// A customer's tier history, oldest change first.
@@ -129,13 +145,13 @@ impl TierHistory {
     /// The tier held just before `t`: none before the first grading.
     pub fn held_before(&self, t: DateTime<Utc>) -> Option<Tier> {
         let n = self.0.partition_point(|c| c.at < t);
-        n.checked_sub(1).map(|i| self.0[i].new)
+        n.checked_sub(1).map(|i| self.0[i].tier)
     }
 
     /// The tier a period before `t`'s end is reported under: the tier held then, or the first
     /// tier the customer was graded into when that came later.
     fn reported_at(&self, t: DateTime<Utc>) -> Option<Tier> {
-        self.held_before(t).or(self.0.first().map(|c| c.new))
+        self.held_before(t).or(self.0.first().map(|c| c.tier))
     }
 }
 
@@ -195,16 +211,6 @@ impl Ledger {
             }
             _ => {}
         }
-    }
-
-    /// Customers seen.
-    pub fn len(&self) -> usize {
-        self.customers.len()
-    }
-
-    /// Whether no event was folded in.
-    pub fn is_empty(&self) -> bool {
-        self.customers.is_empty()
     }
 }
 
@@ -273,7 +279,6 @@ struct Sums {
 /// What a report asks for.
 #[derive(Debug, Clone)]
 pub struct KpiQuery<'a> {
-    pub granularity: Granularity,
     pub periods: &'a [Period],
     /// One row per tier and period, or one per period.
     pub by_tier: bool,
@@ -318,10 +323,11 @@ pub fn kpis(
         .iter()
         .map(|_| vec![Sums::default(); groups.len()])
         .collect();
+    let before: Vec<Period> = query.periods.iter().map(Period::previous).collect();
     let no_history = TierHistory::default();
     for (id, a) in &ledger.customers {
         let history = histories.get(id).unwrap_or(&no_history);
-        for (period, row) in query.periods.iter().zip(sums.iter_mut()) {
+        for ((period, before), row) in query.periods.iter().zip(&before).zip(sums.iter_mut()) {
             let (start, end) = (period.start_time(), period.end_time());
             if a.first_seen.is_none_or(|seen| seen >= end) {
                 continue;
@@ -339,7 +345,6 @@ pub fn kpis(
                     s.repurchasers += 1;
                 }
             }
-            let before = period.previous(query.granularity);
             if a.purchase_days
                 .range(before.start..before.end)
                 .next()
@@ -497,8 +502,8 @@ mod tests {
         )
     }
 
-    fn change(when: DateTime<Utc>, old: Option<Tier>, new: Tier) -> TierChange {
-        TierChange { at: when, old, new }
+    fn change(when: DateTime<Utc>, tier: Tier) -> TierChange {
+        TierChange { at: when, tier }
     }
 
     #[test]
@@ -511,8 +516,20 @@ mod tests {
         let quarters = periods(Granularity::Quarter, d(2025, 12, 31), d(2026, 4, 1));
         let labels: Vec<&str> = quarters.iter().map(|p| p.label.as_str()).collect();
         assert_eq!(labels, ["2025-Q4", "2026-Q1", "2026-Q2"]);
-        assert_eq!(quarters[0].previous(Granularity::Quarter).label, "2025-Q3");
+        assert_eq!(quarters[0].previous().label, "2025-Q3");
         assert!(periods(Granularity::Month, d(2026, 3, 1), d(2026, 1, 1)).is_empty());
+        for (g, from, to) in [
+            (Granularity::Month, d(2025, 11, 20), d(2026, 2, 1)),
+            (Granularity::Quarter, d(2025, 12, 31), d(2026, 4, 1)),
+            (Granularity::Quarter, d(2026, 2, 1), d(2026, 3, 31)),
+            (Granularity::Month, d(2026, 3, 1), d(2026, 1, 1)),
+        ] {
+            assert_eq!(
+                period_count(g, from, to),
+                periods(g, from, to).len() as i64,
+                "{g:?} {from} {to}"
+            );
+        }
     }
 
     /// Four customers over two months, every figure worked out by hand.
@@ -564,7 +581,6 @@ mod tests {
         let now = at(2026, 2, 20, 0);
         let clv = HashMap::from([("a".to_owned(), 300.0), ("b".to_owned(), 100.0)]);
         let query = KpiQuery {
-            granularity: Granularity::Month,
             periods: &feb,
             by_tier: false,
             now,
@@ -599,25 +615,25 @@ mod tests {
         let histories = HashMap::from([
             (
                 "a".to_owned(),
-                TierHistory::new(vec![change(at(2026, 1, 10, 0), None, Tier::Gold)]),
+                TierHistory::new(vec![change(at(2026, 1, 10, 0), Tier::Gold)]),
             ),
             (
                 "b".to_owned(),
                 TierHistory::new(vec![
-                    change(at(2026, 2, 15, 0), Some(Tier::Gold), Tier::Vip),
-                    change(at(2026, 1, 10, 0), None, Tier::Gold),
+                    change(at(2026, 2, 15, 0), Tier::Vip),
+                    change(at(2026, 1, 10, 0), Tier::Gold),
                 ]),
             ),
             (
                 "c".to_owned(),
                 TierHistory::new(vec![
-                    change(at(2026, 1, 10, 0), None, Tier::Gold),
-                    change(at(2026, 2, 20, 0), Some(Tier::Gold), Tier::Silver),
+                    change(at(2026, 1, 10, 0), Tier::Gold),
+                    change(at(2026, 2, 20, 0), Tier::Silver),
                 ]),
             ),
             (
                 "d".to_owned(),
-                TierHistory::new(vec![change(at(2026, 3, 5, 0), None, Tier::Regular)]),
+                TierHistory::new(vec![change(at(2026, 3, 5, 0), Tier::Regular)]),
             ),
         ]);
         let by_tier = KpiQuery {
@@ -665,7 +681,6 @@ mod tests {
             &HashMap::new(),
             &HashMap::new(),
             &KpiQuery {
-                granularity: Granularity::Month,
                 periods: &feb,
                 by_tier: true,
                 now: at(2026, 2, 20, 0),

@@ -10,6 +10,7 @@ pub mod kpi;
 pub mod lifecycle;
 pub mod metrics;
 pub mod models;
+pub mod rank;
 pub mod rfm;
 pub mod scorecard;
 pub mod segment;

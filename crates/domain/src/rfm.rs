@@ -1,10 +1,11 @@
 //! RFM: recency, frequency and monetary scores 1–5 by quintile within a population, and the
 //! named segments of the usual R × F grid.
 
+use crate::rank::{IdRanks, ordered};
+
 /// One customer's raw RFM values.
 #[derive(Debug, Clone, PartialEq)]
-pub struct RfmInput<'a> {
-    pub customer_id: &'a str,
+pub struct RfmInput {
     /// Days since the last purchase; `None` (never bought) ranks as the least recent.
     pub recency_days: Option<f64>,
     /// Distinct purchase days.
@@ -22,66 +23,38 @@ pub struct RfmScore {
 }
 
 /// Quintile scores: customers are ranked worst to best on each value (ties broken by customer
-/// id, so the result is deterministic) and the customer at rank `i` of `n` scores
-/// `1 + floor(5 i / n)`. Returned in the order of `input`.
-pub fn score(input: &[RfmInput<'_>]) -> Vec<RfmScore> {
-    let ids = id_ranks(input.iter().map(|x| x.customer_id));
-    // Three sorts of compact keys, side by side: a population of millions sorts in a second.
+/// id — `ids` ranks the same customers, in the same order) and the customer at rank `i` of `n`
+/// scores `1 + floor(5 i / n)`. Returned in the order of `input`.
+pub fn score(input: &[RfmInput], ids: &IdRanks) -> Vec<RfmScore> {
+    // The three rankings are independent: two run beside the third.
     let (recency, frequency, monetary) = std::thread::scope(|s| {
         let recency = s.spawn(|| {
             // Larger recency (or none) is worse, so it ranks first.
-            quintiles(&ids, |i| {
+            quintiles(ids, |i| {
                 !ordered(input[i].recency_days.unwrap_or(f64::INFINITY))
             })
         });
-        let frequency = s.spawn(|| quintiles(&ids, |i| input[i].frequency));
-        let monetary = quintiles(&ids, |i| ordered(input[i].monetary));
-        (
-            recency.join().unwrap_or_default(),
-            frequency.join().unwrap_or_default(),
-            monetary,
-        )
+        let frequency = s.spawn(|| quintiles(ids, |i| input[i].frequency));
+        let monetary = quintiles(ids, |i| ordered(input[i].monetary));
+        let joined = |h: std::thread::ScopedJoinHandle<'_, Vec<u8>>| {
+            h.join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+        };
+        (joined(recency), joined(frequency), monetary)
     });
-    (0..input.len())
-        .map(|i| RfmScore {
-            r: recency.get(i).copied().unwrap_or(1),
-            f: frequency.get(i).copied().unwrap_or(1),
-            m: monetary.get(i).copied().unwrap_or(1),
-        })
+    recency
+        .into_iter()
+        .zip(frequency)
+        .zip(monetary)
+        .map(|((r, f), m)| RfmScore { r, f, m })
         .collect()
 }
 
-/// Each id's rank in byte order (equal ids by position), so ties are broken by comparing
-/// numbers rather than strings.
-pub fn id_ranks<'a>(ids: impl Iterator<Item = &'a str>) -> Vec<u32> {
-    let ids: Vec<&str> = ids.collect();
-    let mut order: Vec<u32> = (0..ids.len() as u32).collect();
-    order.sort_by_key(|&i| ids[i as usize]);
-    let mut ranks = vec![0u32; ids.len()];
-    for (rank, i) in order.into_iter().enumerate() {
-        ranks[i as usize] = rank as u32;
-    }
-    ranks
-}
-
-/// A float's bits mapped so that unsigned order is `f64::total_cmp` order.
-pub fn ordered(x: f64) -> u64 {
-    let bits = x.to_bits();
-    if bits >> 63 == 1 {
-        !bits
-    } else {
-        bits | 1 << 63
-    }
-}
-
-/// Scores 1–5 by rank, worst (smallest `key`) first, ties by id rank.
-fn quintiles(ids: &[u32], key: impl Fn(usize) -> u64) -> Vec<u8> {
-    let mut ranked: Vec<(u64, u32, u32)> =
-        (0..ids.len()).map(|i| (key(i), ids[i], i as u32)).collect();
-    ranked.sort_unstable();
-    let n = ranked.len();
+/// Scores 1–5 by rank, worst (smallest `key`) first, ties by id.
+fn quintiles(ids: &IdRanks, key: impl Fn(usize) -> u64) -> Vec<u8> {
+    let n = ids.len();
     let mut scores = vec![0u8; n];
-    for (rank, (_, _, i)) in ranked.into_iter().enumerate() {
+    for (rank, i) in ids.order_by(key).into_iter().enumerate() {
         scores[i as usize] = 1 + (5 * rank / n) as u8;
     }
     scores
@@ -172,17 +145,14 @@ mod tests {
     #[test]
     fn ten_customers_fall_two_per_quintile() {
         let ids: Vec<String> = (0..10).map(|i| format!("c{i}")).collect();
-        let input: Vec<RfmInput<'_>> = ids
-            .iter()
-            .enumerate()
-            .map(|(i, id)| RfmInput {
-                customer_id: id,
+        let input: Vec<RfmInput> = (0..10)
+            .map(|i| RfmInput {
                 recency_days: Some(i as f64),
                 frequency: i as u64,
                 monetary: 10.0 * i as f64,
             })
             .collect();
-        let s = score(&input);
+        let s = score(&input, &IdRanks::of(ids.iter().map(String::as_str)));
         assert_eq!(
             s.iter().map(|x| x.f).collect::<Vec<_>>(),
             [1, 1, 2, 2, 3, 3, 4, 4, 5, 5]
@@ -269,19 +239,17 @@ mod tests {
     fn never_bought_is_least_recent() {
         let input = [
             RfmInput {
-                customer_id: "a",
                 recency_days: None,
                 frequency: 0,
                 monetary: 0.0,
             },
             RfmInput {
-                customer_id: "b",
                 recency_days: Some(400.0),
                 frequency: 1,
                 monetary: 1.0,
             },
         ];
-        let s = score(&input);
+        let s = score(&input, &IdRanks::of(["a", "b"].into_iter()));
         assert!(s[0].r < s[1].r);
     }
 }

@@ -1,5 +1,6 @@
 //! Value tiers, graded by the share of the population a customer falls in.
 
+use crate::rank::{IdRanks, ordered};
 use serde::{Deserialize, Serialize};
 
 /// A customer's value tier, lowest to highest.
@@ -56,18 +57,11 @@ impl Default for TierShares {
 }
 
 /// Grades customers by a value measure: the customer at rank `i` of `n` (highest value first,
-/// ties broken by id) gets the first tier whose cumulative share exceeds `i / n`, so the top
-/// customer is always VIP and each boundary is exact to one customer. Tiers come in the order
-/// of `values`.
-pub fn assign_tiers(values: &[(&str, f64)], shares: &TierShares) -> Vec<Tier> {
-    let ids = crate::rfm::id_ranks(values.iter().map(|(id, _)| *id));
-    let mut ranked: Vec<(u64, u32, u32)> = values
-        .iter()
-        .zip(&ids)
-        .enumerate()
-        .map(|(i, ((_, v), id))| (!crate::rfm::ordered(*v), *id, i as u32))
-        .collect();
-    ranked.sort_unstable();
+/// ties broken by id — `ids` ranks the same customers, in the same order) gets the first tier
+/// whose cumulative share exceeds `i / n`, so the top customer is always VIP and each boundary
+/// is exact to one customer. Tiers come in the order of `values`.
+pub fn assign_tiers(values: &[f64], ids: &IdRanks, shares: &TierShares) -> Vec<Tier> {
+    let ranked = ids.order_by(|i| !ordered(values[i]));
     let n = ranked.len() as f64;
     let mut bounds = [0.0; 4];
     let mut cumulative = 0.0;
@@ -76,7 +70,7 @@ pub fn assign_tiers(values: &[(&str, f64)], shares: &TierShares) -> Vec<Tier> {
         *bound = cumulative;
     }
     let mut tiers = vec![Tier::Regular; values.len()];
-    for (rank, (_, _, i)) in ranked.into_iter().enumerate() {
+    for (rank, i) in ranked.into_iter().enumerate() {
         let position = rank as f64 / n;
         tiers[i as usize] = bounds
             .iter()
@@ -140,13 +134,14 @@ impl TierCutoffs {
         }
     }
 
-    /// Grades customers by value under these cut-offs; tiers in the order of `values`.
-    pub fn assign(&self, values: &[(&str, f64)]) -> Vec<Tier> {
+    /// Grades customers by value under these cut-offs (`ids` breaks ties between shares);
+    /// tiers in the order of `values`.
+    pub fn assign(&self, values: &[f64], ids: &IdRanks) -> Vec<Tier> {
         match self {
-            TierCutoffs::Shares(shares) => assign_tiers(values, shares),
+            TierCutoffs::Shares(shares) => assign_tiers(values, ids, shares),
             TierCutoffs::Absolute(least) => values
                 .iter()
-                .map(|(_, v)| {
+                .map(|v| {
                     least
                         .iter()
                         .position(|l| v >= l)
@@ -199,6 +194,13 @@ mod tests {
     use super::*;
     use std::collections::HashMap;
 
+    /// Tiers by the default shares of customers given as (id, value).
+    fn by_shares(customers: &[(&str, f64)]) -> Vec<Tier> {
+        let values: Vec<f64> = customers.iter().map(|(_, v)| *v).collect();
+        let ids = IdRanks::of(customers.iter().map(|(id, _)| *id));
+        assign_tiers(&values, &ids, &TierShares::default())
+    }
+
     #[test]
     fn shares_of_a_thousand_customers() {
         let ids: Vec<String> = (0..1000).map(|i| format!("c{i:04}")).collect();
@@ -207,7 +209,7 @@ mod tests {
             .enumerate()
             .map(|(i, id)| (id.as_str(), i as f64))
             .collect();
-        let tiers = assign_tiers(&values, &TierShares::default());
+        let tiers = by_shares(&values);
         let mut counts: HashMap<Tier, usize> = HashMap::new();
         tiers
             .iter()
@@ -221,8 +223,7 @@ mod tests {
 
     #[test]
     fn small_populations_still_have_a_top() {
-        let values = [("a", 5.0), ("b", 50.0), ("c", 1.0)];
-        let tiers = assign_tiers(&values, &TierShares::default());
+        let tiers = by_shares(&[("a", 5.0), ("b", 50.0), ("c", 1.0)]);
         assert_eq!(tiers[1], Tier::Vip, "b");
         assert!(tiers[0] > tiers[2], "a above c");
     }
@@ -270,8 +271,7 @@ mod tests {
 
     #[test]
     fn ties_are_broken_by_id() {
-        let values = [("b", 1.0), ("a", 1.0)];
-        let tiers = assign_tiers(&values, &TierShares::default());
+        let tiers = by_shares(&[("b", 1.0), ("a", 1.0)]);
         assert_eq!(tiers, [Tier::Regular, Tier::Vip], "a ranks before b");
     }
 
@@ -285,7 +285,10 @@ mod tests {
             ("d", 9.99),
             ("e", 10.0),
         ];
-        let tiers = c.assign(&values);
+        let tiers = c.assign(
+            &values.map(|(_, v)| v),
+            &IdRanks::of(values.iter().map(|(id, _)| *id)),
+        );
         assert_eq!(
             tiers,
             [

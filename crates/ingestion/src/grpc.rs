@@ -5,6 +5,7 @@ use prost::Message as _;
 use rapport_domain::event::{RejectReason, Rejection, ValidationPolicy, validate};
 use rapport_proto::convert;
 use rapport_proto::ingestion::v1 as pb;
+use rapport_server::args::time;
 use rapport_server::{Principal, Role};
 use rapport_storage::outbox::RelayWaker;
 use sha2::{Digest, Sha256};
@@ -247,10 +248,7 @@ impl pb::ingestion_service_server::IngestionService for IngestionApi {
         let tenant = Principal::of(&req)?.require(&[Role::Read])?.to_owned();
         let req = req.into_inner();
         let millis = |t: &Option<prost_types::Timestamp>, field: &str| {
-            t.as_ref()
-                .map(|t| convert::time(t, field).map(|t| t.timestamp_millis()))
-                .transpose()
-                .map_err(|r| Status::invalid_argument(r.to_string()))
+            Ok::<_, Status>(time(t.as_ref(), field)?.map(|t| t.timestamp_millis()))
         };
         let reason = match pb::RejectReason::try_from(req.reason) {
             Ok(pb::RejectReason::Unspecified) => None,
@@ -373,13 +371,8 @@ impl pb::ingestion_service_server::IngestionService for IngestionApi {
             0 => MAX_EVENTS_PER_PAGE,
             n => n.min(MAX_EVENTS_PER_PAGE),
         };
-        let before = req
-            .occurred_before
-            .as_ref()
-            .map(|t| convert::time(t, "occurred_before"))
-            .transpose()
-            .map_err(|r| Status::invalid_argument(r.to_string()))?
-            .map(|t| t.timestamp_millis());
+        let before =
+            time(req.occurred_before.as_ref(), "occurred_before")?.map(|t| t.timestamp_millis());
         let stored = self
             .store
             .events(&tenant, req.after_seq, before, u64::from(limit))

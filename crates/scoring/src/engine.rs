@@ -290,10 +290,7 @@ impl Engine {
     ) -> Result<usize, ScoringError> {
         let mut states = self.store.states(tenant, &customer_ids).await?;
         let now = self.clock.now();
-        // Stored events passed validation at ingestion; the policy here only re-checks shape.
-        let lenient = ValidationPolicy {
-            future_skew: chrono::Duration::days(36_500),
-        };
+        let lenient = ValidationPolicy::stored();
         let mut touched: BTreeMap<String, CustomerState> = BTreeMap::new();
         let mut pending = customer_ids;
         while !pending.is_empty() {

@@ -11,6 +11,7 @@ use rapport_domain::scorecard::Band;
 use rapport_proto::common::v1::Ack;
 use rapport_proto::convert;
 use rapport_proto::scoring::v1 as pb;
+use rapport_server::args::{invalid, time};
 use rapport_server::{Principal, Role};
 use std::collections::BTreeMap;
 use std::pin::Pin;
@@ -31,10 +32,6 @@ const MAX_OVERRIDE_DAYS: i64 = 366;
 /// Longest accepted scorecard text.
 const MAX_SCORECARD_BYTES: usize = 256 * 1024;
 
-fn invalid(field: &str, reason: impl std::fmt::Display) -> Status {
-    Status::invalid_argument(format!("{field}: {reason}"))
-}
-
 fn required_id(id: &str) -> Result<(), Status> {
     if id.is_empty() {
         Err(invalid("customer_id", "is required"))
@@ -43,11 +40,6 @@ fn required_id(id: &str) -> Result<(), Status> {
     } else {
         Ok(())
     }
-}
-
-fn time(t: Option<&prost_types::Timestamp>, field: &str) -> Result<Option<DateTime<Utc>>, Status> {
-    t.map(|t| convert::time(t, field).map_err(|r| Status::invalid_argument(r.to_string())))
-        .transpose()
 }
 
 fn target(value: i32) -> Result<OverrideTarget, Status> {

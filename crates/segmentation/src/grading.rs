@@ -4,6 +4,7 @@
 use crate::TierMeasure;
 use crate::store::Grade;
 use rapport_domain::lifecycle::StageFacts;
+use rapport_domain::rank::IdRanks;
 use rapport_domain::rfm::{RfmInput, score as rfm_score};
 use rapport_domain::tier::TierCutoffs;
 use rapport_proto::scoring::v1::CustomerFeatures;
@@ -22,36 +23,33 @@ pub fn grade(
     measure: TierMeasure,
     cutoffs: &TierCutoffs,
 ) -> Grading {
+    let ids = IdRanks::of(features.iter().map(|f| f.customer_id.as_str()));
     // F is distinct purchase days and M their value, both up to the run's date.
-    let rfm_input: Vec<RfmInput<'_>> = features
+    let rfm_input: Vec<RfmInput> = features
         .iter()
         .map(|f| RfmInput {
-            customer_id: &f.customer_id,
             recency_days: f.recency_days,
             frequency: f.purchase_days,
             // Money is ranked to the cent, so summation noise never splits equal spenders.
             monetary: (f.spend * 100.0).round() / 100.0,
         })
         .collect();
-    let rfm = rfm_score(&rfm_input);
+    let rfm = rfm_score(&rfm_input, &ids);
     // Predicted CLV is the tier measure once every customer has one (the tenant's models are
     // fitted); mixing it with spend would rank unlike quantities, so until then trailing
     // 12-month spend it is.
     let by_clv = measure == TierMeasure::Clv
         && !features.is_empty()
         && features.iter().all(|f| f.clv_12m.is_some());
-    let values: Vec<(&str, f64)> = features
+    let values: Vec<f64> = features
         .iter()
-        .map(|f| {
-            let value = match measure {
-                TierMeasure::Monetary => f.monetary,
-                _ if by_clv => f.clv_12m.unwrap_or(0.0),
-                _ => f.spend_12m,
-            };
-            (f.customer_id.as_str(), value)
+        .map(|f| match measure {
+            TierMeasure::Monetary => f.monetary,
+            _ if by_clv => f.clv_12m.unwrap_or(0.0),
+            _ => f.spend_12m,
         })
         .collect();
-    let tiers = cutoffs.assign(&values);
+    let tiers = cutoffs.assign(&values, &ids);
     let name = match measure {
         _ if by_clv => "predicted 12-month CLV",
         TierMeasure::Monetary => "net value",

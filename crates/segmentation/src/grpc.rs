@@ -16,9 +16,11 @@ use rapport_proto::scoring::v1::{
     ApplyTiersRequest, CustomerFeatures, ListCustomerFeaturesRequest, TierUpdate,
 };
 use rapport_proto::segmentation::v1 as pb;
+use rapport_server::args::time;
 use rapport_server::{PeerChannel, Principal, Role, peer_request};
 use rapport_storage::outbox::RelayWaker;
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 use tonic::{Request, Response, Status};
 
@@ -90,6 +92,10 @@ pub struct SegmentationApi {
     pub measure: TierMeasure,
     pub stage_rules: StageRules,
     pub waker: RelayWaker,
+    /// Held by the run in progress: runs read the stored grades before they write theirs, so
+    /// two at once (a schedule and a caller, or a caller retrying a run that outlived its
+    /// deadline) would record the same changes twice.
+    pub running: Arc<tokio::sync::Mutex<()>>,
 }
 
 /// Most members in one `ListSegmentMembers` page.
@@ -103,13 +109,9 @@ impl SegmentationApi {
         tenant: &str,
         as_of: Option<prost_types::Timestamp>,
     ) -> Result<pb::RunSegmentationResponse, Status> {
+        let _running = self.running.lock().await;
         let started_at = chrono::Utc::now().timestamp_millis();
-        let as_of_ms = match &as_of {
-            Some(t) => convert::time(t, "as_of")
-                .map_err(|r| Status::invalid_argument(r.to_string()))?
-                .timestamp_millis(),
-            None => started_at,
-        };
+        let as_of_ms = time(as_of.as_ref(), "as_of")?.map_or(started_at, |t| t.timestamp_millis());
         let features = self.features(tenant, as_of).await?;
 
         let Grading { grades, reason } = grade(&features, self.measure, &self.cutoffs);

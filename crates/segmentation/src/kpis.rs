@@ -2,12 +2,15 @@
 //! history and CLV (the arithmetic is `rapport_domain::kpi`).
 
 use crate::grpc::SegmentationApi;
-use chrono::{DateTime, Datelike, NaiveDate, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use rapport_domain::event::{ValidationPolicy, validate};
-use rapport_domain::kpi::{Granularity, KpiQuery, KpiRow, Ledger, Period, kpis, periods};
+use rapport_domain::kpi::{
+    Granularity, KpiQuery, KpiRow, Ledger, Period, kpis, period_count, periods,
+};
 use rapport_proto::convert;
 use rapport_proto::ingestion::v1::ListEventsRequest;
 use rapport_proto::segmentation::v1 as pb;
+use rapport_server::args::{invalid, time};
 use rapport_server::peer_request;
 use std::time::Duration;
 use tonic::Status;
@@ -19,16 +22,6 @@ const EVENTS_PAGE: u32 = 10_000;
 /// Deadline of one page request.
 const PAGE_DEADLINE: Duration = Duration::from_secs(30);
 
-fn invalid(field: &str, reason: impl std::fmt::Display) -> Status {
-    Status::invalid_argument(format!("{field}: {reason}"))
-}
-
-fn time(t: Option<&prost_types::Timestamp>, field: &str) -> Result<Option<DateTime<Utc>>, Status> {
-    t.map(|t| convert::time(t, field))
-        .transpose()
-        .map_err(|r| Status::invalid_argument(r.to_string()))
-}
-
 /// The report's periods, checked: `from` not after `to`, at most [`MAX_PERIODS`].
 fn report_periods(
     granularity: Granularity,
@@ -36,27 +29,20 @@ fn report_periods(
     to: DateTime<Utc>,
 ) -> Result<Vec<Period>, Status> {
     let to = to.date_naive();
-    let months = match granularity {
-        Granularity::Month => 1,
-        Granularity::Quarter => 3,
-    };
     let from: NaiveDate = match from {
         Some(t) => t.date_naive(),
         // A year: twelve months or four quarters.
         None => {
-            (0..12 / months - 1)
-                .fold(Period::containing(granularity, to), |p, _| {
-                    p.previous(granularity)
-                })
+            let back = 12 / granularity.months() - 1;
+            (0..back)
+                .fold(Period::containing(granularity, to), |p, _| p.previous())
                 .start
         }
     };
     if from > to {
         return Err(invalid("from", "must not be after `to`"));
     }
-    let span =
-        i64::from(to.year() - from.year()) * 12 + i64::from(to.month0()) - i64::from(from.month0());
-    let count = span / months + 1;
+    let count = period_count(granularity, from, to);
     if count > MAX_PERIODS {
         return Err(invalid(
             "from",
@@ -66,17 +52,15 @@ fn report_periods(
     Ok(periods(granularity, from, to))
 }
 
+/// A time as a proto timestamp.
+fn timestamp(t: DateTime<Utc>) -> prost_types::Timestamp {
+    convert::timestamp(t.timestamp_millis())
+}
+
 fn row(r: KpiRow) -> pb::KpiRow {
-    let at = |d: NaiveDate| {
-        convert::timestamp(
-            d.and_time(chrono::NaiveTime::MIN)
-                .and_utc()
-                .timestamp_millis(),
-        )
-    };
     pb::KpiRow {
-        start: Some(at(r.period.start)),
-        end: Some(at(r.period.end)),
+        start: Some(timestamp(r.period.start_time())),
+        end: Some(timestamp(r.period.end_time())),
         period: r.period.label,
         tier: convert::tier(r.tier).into(),
         customers: r.customers,
@@ -121,7 +105,7 @@ impl SegmentationApi {
         let Some(last) = periods.last() else {
             return Ok(pb::GetKpisResponse::default());
         };
-        let ledger = self.ledger(tenant, last.end).await?;
+        let ledger = self.ledger(tenant, last.end_time()).await?;
         let histories = self.store.tier_histories(tenant).await?;
         let clv = self.store.clv(tenant).await?;
         let by_tier = req.by_tier;
@@ -131,7 +115,6 @@ impl SegmentationApi {
                 &histories,
                 &clv,
                 &KpiQuery {
-                    granularity,
                     periods: &periods,
                     by_tier,
                     now,
@@ -146,16 +129,8 @@ impl SegmentationApi {
     }
 
     /// The tenant's events that occurred before `end`, folded into a ledger.
-    async fn ledger(&self, tenant: &str, end: NaiveDate) -> Result<Ledger, Status> {
-        let before = convert::timestamp(
-            end.and_time(chrono::NaiveTime::MIN)
-                .and_utc()
-                .timestamp_millis(),
-        );
-        // Stored events passed validation at ingestion; this only re-checks their shape.
-        let lenient = ValidationPolicy {
-            future_skew: chrono::Duration::days(36_500),
-        };
+    async fn ledger(&self, tenant: &str, end: DateTime<Utc>) -> Result<Ledger, Status> {
+        let before = timestamp(end);
         let now = Utc::now();
         let mut ledger = Ledger::default();
         let mut after_seq = 0;
@@ -179,7 +154,9 @@ impl SegmentationApi {
                 .into_inner();
             for stored in page.events {
                 let Some(event) = stored.event else { continue };
-                match convert::draft(&event).and_then(|d| validate(d, now, &lenient)) {
+                match convert::draft(&event)
+                    .and_then(|d| validate(d, now, &ValidationPolicy::stored()))
+                {
                     Ok(event) => ledger.apply(&event),
                     Err(rejection) => {
                         tracing::warn!(seq = stored.seq, %rejection, "stored event no longer validates; left out of the KPIs")

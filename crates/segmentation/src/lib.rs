@@ -17,7 +17,7 @@ use rapport_proto::scoring::v1::scoring_service_client::ScoringServiceClient;
 use rapport_proto::segmentation::v1::segmentation_service_server::{
     SERVICE_NAME, SegmentationServiceServer,
 };
-use rapport_server::{Authenticator, CommonArgs, peer_channel};
+use rapport_server::{ApiKeys, Authenticator, CommonArgs, peer_channel};
 use rapport_storage::outbox::Relay;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -146,12 +146,12 @@ impl Config {
 /// (await the handle to let it flush): what `run` serves, and what a benchmark calls directly.
 pub async fn api(
     config: &Config,
+    keys: &ApiKeys,
     stop: CancellationToken,
 ) -> anyhow::Result<(Arc<grpc::SegmentationApi>, tokio::task::JoinHandle<()>)> {
     let db =
         rapport_storage::open::<migration::Migrator>(&config.common.database_url("segmentation"))
             .await?;
-    let keys = config.common.api_keys()?;
     let scoring = ScoringServiceClient::new(peer_channel(&config.scoring_addr)?);
     let (waker, relay) = Relay::new(
         migration::OUTBOX,
@@ -168,6 +168,7 @@ pub async fn api(
         measure: config.tier_measure,
         stage_rules: config.stage_rules(),
         waker,
+        running: Arc::default(),
     });
     Ok((api, relay))
 }
@@ -179,7 +180,7 @@ pub async fn run(
     stop: CancellationToken,
 ) -> anyhow::Result<()> {
     let keys = Arc::new(config.common.api_keys()?);
-    let (api, relay) = api(&config, stop.clone()).await?;
+    let (api, relay) = api(&config, &keys, stop.clone()).await?;
     let scheduled = (config.interval_secs > 0).then(|| {
         tokio::spawn(schedule(
             api.clone(),

@@ -530,11 +530,10 @@ impl Store {
         &self,
         tenant: &str,
     ) -> Result<HashMap<String, TierHistory>, StoreError> {
-        let rows: Vec<(String, Option<String>, String, i64)> = tier_change::Entity::find()
+        let rows: Vec<(String, String, i64)> = tier_change::Entity::find()
             .select_only()
             .columns([
                 tier_change::Column::CustomerId,
-                tier_change::Column::OldTier,
                 tier_change::Column::NewTier,
                 tier_change::Column::At,
             ])
@@ -543,17 +542,16 @@ impl Store {
             .all(&self.db)
             .await?;
         let mut changes: HashMap<String, Vec<TierChange>> = HashMap::new();
-        for (customer, old, new, at) in rows {
-            let (Some(new), Some(at)) =
-                (Tier::from_name(&new), DateTime::from_timestamp_millis(at))
+        for (customer, tier, at) in rows {
+            let (Some(tier), Some(at)) =
+                (Tier::from_name(&tier), DateTime::from_timestamp_millis(at))
             else {
                 continue;
             };
-            changes.entry(customer).or_default().push(TierChange {
-                at,
-                old: old.as_deref().and_then(Tier::from_name),
-                new,
-            });
+            changes
+                .entry(customer)
+                .or_default()
+                .push(TierChange { at, tier });
         }
         Ok(changes
             .into_iter()
@@ -589,6 +587,7 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rapport_domain::rank::IdRanks;
     use rapport_domain::tier::TierCutoffs;
 
     async fn store(dir: &tempfile::TempDir) -> Store {
@@ -606,18 +605,16 @@ mod tests {
             .map(|i| format!("c{i:03}"))
             .chain(["hover".to_owned()])
             .collect();
-        let values: Vec<(&str, f64)> = ids
+        let values: Vec<f64> = ids
             .iter()
             .map(|id| {
-                let v = id
-                    .strip_prefix('c')
+                id.strip_prefix('c')
                     .and_then(|n| n.parse().ok())
-                    .unwrap_or(hover);
-                (id.as_str(), v)
+                    .unwrap_or(hover)
             })
             .collect();
         let grades: Vec<Grade> = TierCutoffs::default()
-            .assign(&values)
+            .assign(&values, &IdRanks::of(ids.iter().map(String::as_str)))
             .into_iter()
             .zip(&ids)
             .map(|(tier, id)| Grade {

@@ -2,6 +2,7 @@
 //! (trace-context layer, health, reflection, graceful shutdown) and channels to peer services.
 //! Business code never sees this crate; each service's `grpc.rs` adapter does.
 
+pub mod args;
 pub mod auth;
 pub mod config;
 pub mod peer;

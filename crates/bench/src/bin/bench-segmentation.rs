@@ -164,7 +164,8 @@ async fn service_runs(
     );
     config.interval_secs = 0;
     let stop = CancellationToken::new();
-    let (api, relay) = rapport_segmentation::api(&config, stop.clone()).await?;
+    let keys = config.common.api_keys()?;
+    let (api, relay) = rapport_segmentation::api(&config, &keys, stop.clone()).await?;
     let as_of = rapport_proto::convert::timestamp(
         NaiveDate::parse_from_str(AS_OF, "%Y-%m-%d")?
             .and_time(chrono::NaiveTime::MIN)

@@ -191,6 +191,11 @@ fn tier_index(tier: Option<Tier>) -> usize {
 }
 
 impl AlertConfig {
+    /// The effect window in milliseconds.
+    pub fn effect_window_ms(&self) -> i64 {
+        i64::from(self.effect_window_days) * 86_400_000
+    }
+
     /// The built-in configuration.
     pub fn builtin() -> AlertConfig {
         // The built-in text is part of the build and covered by a test; failing to parse it is
