@@ -247,3 +247,126 @@ async fn quarantined_events_can_be_listed_and_replayed_once_fixed() {
             .any(|e| e.id == entry.id && e.replayed_at.is_some())
     );
 }
+
+/// Ingests `events` as one batch; answers each event's verdict and reason.
+async fn verdicts(
+    ingestion: &mut pb::ingestion_service_client::IngestionServiceClient<tonic::transport::Channel>,
+    events: Vec<pb::Event>,
+) -> Vec<(pb::Verdict, i32)> {
+    ingestion
+        .ingest(req(pb::IngestRequest { events }))
+        .await
+        .unwrap()
+        .into_inner()
+        .results
+        .iter()
+        .map(|r| (verdict(r), r.reason))
+        .collect()
+}
+
+/// An id repeated within a batch or across batches is judged against the content stored
+/// under it: the same content is DUPLICATE, other content a conflict, on both stores.
+#[tokio::test(flavor = "multi_thread")]
+async fn repeated_ids_are_judged_against_what_is_stored_on_sqlite_and_postgres() {
+    let pg = rapport_tests::Postgres::start();
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = format!(
+        "sqlite://{}?mode=rwc",
+        dir.path().join("ingestion.db").display()
+    );
+    for database_url in [sqlite, pg.url()] {
+        let addrs = rapport_tests::Addrs::free();
+        let backing = rapport_tests::Backing {
+            database_url: &database_url,
+            redis_url: None,
+            otlp: None,
+        };
+        let _ingestion = rapport_tests::start_service("ingestion", &addrs, &backing, dir.path());
+        let mut ingestion = Clients::new(&addrs).ingestion;
+
+        let with_amount = |e: &pb::Event, amount: f64| {
+            let mut e = e.clone();
+            if let Some(pb::event::Payload::Order(o)) = e.payload.as_mut() {
+                o.amount = amount;
+            }
+            e
+        };
+        let (a, b, c) = (
+            order("a", "ann", 3, 10.0),
+            order("b", "bob", 3, 20.0),
+            order("c", "cy", 3, 30.0),
+        );
+        let d = order("d", "dee", 1, 40.0);
+        let blank = order("e", "", 1, 5.0);
+        let (accepted, duplicate, rejected) = (
+            pb::Verdict::Accepted,
+            pb::Verdict::Duplicate,
+            pb::Verdict::Rejected,
+        );
+        let conflict = pb::RejectReason::Conflict as i32;
+        let missing = pb::RejectReason::MissingField as i32;
+        let none = pb::RejectReason::Unspecified as i32;
+        assert_eq!(
+            verdicts(
+                &mut ingestion,
+                vec![
+                    a.clone(),
+                    a.clone(),
+                    b.clone(),
+                    with_amount(&b, 21.0),
+                    blank,
+                    c.clone()
+                ]
+            )
+            .await,
+            [
+                (accepted, none),
+                (duplicate, none),
+                (accepted, none),
+                (rejected, conflict),
+                (rejected, missing),
+                (accepted, none)
+            ],
+            "{database_url}"
+        );
+        assert_eq!(
+            verdicts(
+                &mut ingestion,
+                vec![
+                    with_amount(&b, 21.0),
+                    a,
+                    with_amount(&d, 41.0),
+                    c,
+                    d.clone(),
+                    b
+                ]
+            )
+            .await,
+            [
+                (rejected, conflict),
+                (duplicate, none),
+                (accepted, none),
+                (duplicate, none),
+                (rejected, conflict),
+                (duplicate, none)
+            ],
+            "{database_url}"
+        );
+        let conflicts = ingestion
+            .list_quarantine(req(pb::ListQuarantineRequest {
+                reason: pb::RejectReason::Conflict.into(),
+                ..Default::default()
+            }))
+            .await
+            .unwrap()
+            .into_inner()
+            .events;
+        let ids: Vec<&str> = conflicts.iter().map(|q| q.event_id.as_str()).collect();
+        assert_eq!(ids, ["d", "b", "b"], "newest first, {database_url}");
+        assert_eq!(
+            conflicts[0].event.as_ref(),
+            Some(&d),
+            "the rejected content is kept"
+        );
+    }
+}

@@ -18,7 +18,7 @@ use tracing::Instrument;
 /// Most events in one `Ingest` request.
 pub const MAX_BATCH: usize = 2_500;
 /// Most events committed together from a stream.
-const STREAM_BATCH: usize = 1_000;
+const STREAM_BATCH: usize = 2_500;
 /// How long a stream may stay silent before the server checks again.
 const STREAM_IDLE: std::time::Duration = std::time::Duration::from_secs(1);
 /// How long to wait for more events before committing what a stream has sent.
@@ -42,6 +42,10 @@ impl From<StoreError> for Status {
                 Status::unavailable(
                     "event store unavailable; nothing from this request was stored, retry",
                 )
+            }
+            e @ StoreError::Vanished(_) => {
+                tracing::error!(error = %e, "ingestion storage inconsistent");
+                Status::internal("event store inconsistent; nothing from this request was stored")
             }
         }
     }
@@ -196,12 +200,13 @@ impl pb::ingestion_service_server::IngestionService for IngestionApi {
         let tenant = Principal::of(&req)?.require(&[Role::Ingest])?.to_owned();
         let mut incoming = req.into_inner();
         let (tx, rx) = mpsc::channel(16);
-        let api = self.clone();
-        let work = async move {
-            let mut next_index = 0u32;
+        // The next batch is gathered while the previous one commits: decoding and storing
+        // overlap instead of taking turns.
+        let (batches_tx, mut batches_rx) = mpsc::channel::<Vec<pb::Event>>(1);
+        let gather = async move {
             let mut open = true;
             while open {
-                // Gather what has arrived: up to a batch, or until the client pauses.
+                // What has arrived: up to a batch, or until the client pauses.
                 let mut batch = Vec::new();
                 while batch.len() < STREAM_BATCH {
                     let wait = if batch.is_empty() {
@@ -223,9 +228,15 @@ impl pb::ingestion_service_server::IngestionService for IngestionApi {
                         Err(_) => break,
                     }
                 }
-                if batch.is_empty() {
-                    continue;
+                if !batch.is_empty() && batches_tx.send(batch).await.is_err() {
+                    return;
                 }
+            }
+        };
+        let api = self.clone();
+        let store = async move {
+            let mut next_index = 0u32;
+            while let Some(batch) = batches_rx.recv().await {
                 let answer = api
                     .process(&tenant, &batch, next_index)
                     .await
@@ -237,7 +248,8 @@ impl pb::ingestion_service_server::IngestionService for IngestionApi {
                 }
             }
         };
-        tokio::spawn(work.instrument(tracing::Span::current()));
+        tokio::spawn(gather.instrument(tracing::Span::current()));
+        tokio::spawn(store.instrument(tracing::Span::current()));
         Ok(Response::new(ReceiverStream::new(rx)))
     }
 
@@ -436,7 +448,7 @@ fn check(
                 .as_ref()
                 .and_then(|t| convert::time(t, "sent_at").ok())
                 .map(|t| t.timestamp_millis()),
-            content_hash: content_hash(event),
+            content_hash: content_hash(event, &raw),
             event: valid,
             raw,
         },
@@ -448,11 +460,17 @@ fn check(
     }
 }
 
-/// Hash of what an event says, leaving out when it was sent (a retry may be sent later).
-fn content_hash(event: &pb::Event) -> String {
-    let mut content = event.clone();
-    content.sent_at = None;
-    hex::encode(Sha256::digest(content.encode_to_vec()))
+/// Hash of what an event says, leaving out when it was sent (a retry may be sent later);
+/// `raw` is the event's encoding, which already leaves it out when it was not given.
+fn content_hash(event: &pb::Event, raw: &[u8]) -> String {
+    let digest = if event.sent_at.is_none() {
+        Sha256::digest(raw)
+    } else {
+        let mut content = event.clone();
+        content.sent_at = None;
+        Sha256::digest(content.encode_to_vec())
+    };
+    hex::encode(digest)
 }
 
 #[cfg(test)]
@@ -609,8 +627,9 @@ mod tests {
         };
         let mut b = a.clone();
         b.sent_at = Some(convert::timestamp(5));
-        assert_eq!(content_hash(&a), content_hash(&b));
+        let hash = |e: &pb::Event| content_hash(e, &e.encode_to_vec());
+        assert_eq!(hash(&a), hash(&b));
         b.customer_id = "d".into();
-        assert_ne!(content_hash(&a), content_hash(&b));
+        assert_ne!(hash(&a), hash(&b));
     }
 }

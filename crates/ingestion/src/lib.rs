@@ -58,7 +58,10 @@ pub async fn run(
 
     let scoring = ScoringServiceClient::new(peer_channel(&config.scoring_addr)?);
     let notifier = relay::ScoringNotifier::new(scoring, keys.service_key().to_owned());
-    let (waker, relay) = Relay::new(migration::OUTBOX, db.clone(), notifier).spawn(stop.clone());
+    let mut relay = Relay::new(migration::OUTBOX, db.clone(), notifier);
+    // A message names a whole batch's customers (up to 2,500), so a pass takes fewer.
+    relay.batch = 100;
+    let (waker, relay) = relay.spawn(stop.clone());
 
     let api = grpc::IngestionApi {
         store: store::Store::new(db),

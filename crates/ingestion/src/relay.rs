@@ -1,5 +1,6 @@
 //! Delivery of ingestion's outbox: coalesced "these customers changed" calls to scoring.
 
+use prost::Message;
 use rapport_proto::scoring::v1::CustomersChanged;
 use rapport_proto::scoring::v1::scoring_service_client::ScoringServiceClient;
 use rapport_server::peer::delivery_error;
@@ -10,6 +11,36 @@ use std::time::Duration;
 
 /// Deadline of one notification; scoring fetches and scores the customers within it.
 const NOTIFY_DEADLINE: Duration = Duration::from_secs(30);
+
+/// Most customers named in one notification, so each call fits its deadline.
+const CUSTOMERS_PER_CALL: usize = 1_000;
+
+/// Outbox topic of a batch's changed customers: one message per batch, its payload a
+/// `CustomersChanged` listing them.
+pub const CHANGED_CUSTOMERS: &str = "changed_customers";
+
+/// Outbox topic of earlier versions, one message per customer with its bare id as payload;
+/// still delivered so messages written before an upgrade are not lost.
+const CUSTOMER_CHANGED_LEGACY: &str = "customers_changed";
+
+/// The outbox payload announcing that `customer_ids` changed.
+pub fn changed_customers(customer_ids: Vec<String>) -> Vec<u8> {
+    CustomersChanged { customer_ids }.encode_to_vec()
+}
+
+/// The customers one outbox message names.
+fn customers_of(topic: &str, message: &OutboxMessage) -> Result<Vec<String>, DeliveryError> {
+    match topic {
+        CHANGED_CUSTOMERS => CustomersChanged::decode(message.payload.as_slice())
+            .map(|c| c.customer_ids)
+            .map_err(|e| DeliveryError(format!("outbox message {}: {e}", message.id))),
+        CUSTOMER_CHANGED_LEGACY => Ok(vec![String::from_utf8_lossy(&message.payload).into_owned()]),
+        other => Err(DeliveryError(format!(
+            "outbox message {}: unknown topic {other:?}",
+            message.id
+        ))),
+    }
+}
 
 /// Tells scoring which customers have new events.
 pub struct ScoringNotifier {
@@ -31,26 +62,63 @@ impl Deliver for ScoringNotifier {
     async fn deliver(
         &self,
         tenant: &str,
-        _topic: &str,
+        topic: &str,
         messages: &[OutboxMessage],
     ) -> Result<(), DeliveryError> {
-        let customer_ids: BTreeSet<String> = messages
-            .iter()
-            .map(|m| String::from_utf8_lossy(&m.payload).into_owned())
-            .collect();
-        let req = peer_request(
-            CustomersChanged {
-                customer_ids: customer_ids.into_iter().collect(),
-            },
-            tenant,
-            &self.service_key,
-            NOTIFY_DEADLINE,
-        );
-        self.client
-            .clone()
-            .notify_customers_changed(req)
-            .await
-            .map_err(|s| delivery_error("scoring", &s))?;
+        let mut customer_ids = BTreeSet::new();
+        for message in messages {
+            customer_ids.extend(customers_of(topic, message)?);
+        }
+        let customer_ids: Vec<String> = customer_ids.into_iter().collect();
+        // Scoring is idempotent: if a later call fails, re-sending the earlier ones is harmless.
+        for chunk in customer_ids.chunks(CUSTOMERS_PER_CALL) {
+            let req = peer_request(
+                CustomersChanged {
+                    customer_ids: chunk.to_vec(),
+                },
+                tenant,
+                &self.service_key,
+                NOTIFY_DEADLINE,
+            );
+            self.client
+                .clone()
+                .notify_customers_changed(req)
+                .await
+                .map_err(|s| delivery_error("scoring", &s))?;
+        }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(topic_payload: Vec<u8>) -> OutboxMessage {
+        OutboxMessage {
+            id: 7,
+            tenant_id: "t".into(),
+            topic: String::new(),
+            payload: topic_payload,
+            traceparent: None,
+            attempts: 0,
+        }
+    }
+
+    #[test]
+    fn a_batch_message_names_its_customers_and_a_legacy_one_its_customer() {
+        let ids = vec!["c1".to_owned(), "c\n2".to_owned()];
+        let batch = message(changed_customers(ids.clone()));
+        assert_eq!(customers_of(CHANGED_CUSTOMERS, &batch).ok(), Some(ids));
+        let legacy = message(b"c9".to_vec());
+        assert_eq!(
+            customers_of(CUSTOMER_CHANGED_LEGACY, &legacy).ok(),
+            Some(vec!["c9".to_owned()])
+        );
+        let unknown = customers_of("other", &legacy).err().map(|e| e.0);
+        assert_eq!(
+            unknown.as_deref(),
+            Some("outbox message 7: unknown topic \"other\"")
+        );
     }
 }

@@ -3,14 +3,16 @@
 
 use crate::entity::{event, quarantine};
 use crate::migration::OUTBOX;
+use crate::relay::{CHANGED_CUSTOMERS, changed_customers};
 use rapport_domain::event::{Event, RejectReason, Rejection};
-use sea_orm::sea_query::OnConflict;
+use sea_orm::sea_query::{InsertStatement, OnConflict, Query};
 use sea_orm::{
     ActiveValue::{NotSet, Set},
     ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect, QueryTrait,
+    QuerySelect,
 };
-use std::collections::{BTreeSet, HashMap};
+use std::collections::hash_map::Entry;
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 /// Rows per multi-row INSERT; keeps every statement under the databases' parameter limits.
 const INSERT_CHUNK: usize = 500;
@@ -20,6 +22,8 @@ const INSERT_CHUNK: usize = 500;
 pub enum StoreError {
     #[error("database: {0}")]
     Db(#[from] DbErr),
+    #[error("event id {0:?} was neither inserted nor found stored")]
+    Vanished(String),
 }
 
 /// An event of a batch after validation.
@@ -90,8 +94,13 @@ impl Store {
         Store { db }
     }
 
-    /// Stores a batch: valid new events, rejects in quarantine, and one outbox row per
-    /// changed customer, in one transaction. Answers per event, in order.
+    /// Stores a batch: valid new events, rejects in quarantine, and one outbox message naming
+    /// the changed customers, in one transaction. Answers per event, in order.
+    ///
+    /// New events are inserted straight away (`ON CONFLICT DO NOTHING`); only the ids the
+    /// database already held are looked up, to tell a retry (same content: DUPLICATE) from a
+    /// reused id (different content: REJECTED as a conflict). A batch of new events thus
+    /// costs its INSERTs and no lookups.
     pub async fn ingest(
         &self,
         tenant: &str,
@@ -99,46 +108,64 @@ impl Store {
         received_at: i64,
         traceparent: Option<String>,
     ) -> Result<Vec<Outcome>, StoreError> {
+        // The first occurrence of each id is the one stored; a later one in the same batch
+        // is judged against whatever content ends up stored under the id.
+        let mut first: HashMap<&str, usize> = HashMap::new();
+        let mut new_rows = Vec::new();
+        for (i, checked) in batch.iter().enumerate() {
+            if let Checked::Valid { event, .. } = checked
+                && let Entry::Vacant(slot) = first.entry(event.event_id.as_str())
+            {
+                slot.insert(i);
+                new_rows.push(checked);
+            }
+        }
+
         let txn = rapport_storage::begin_write(&self.db).await?;
-        let ids: Vec<&str> = batch
-            .iter()
-            .filter_map(|c| match c {
-                Checked::Valid { event, .. } => Some(event.event_id.as_str()),
-                Checked::Invalid { .. } => None,
-            })
+        let mut inserted: HashSet<String> = HashSet::with_capacity(new_rows.len());
+        for chunk in new_rows.chunks(INSERT_CHUNK) {
+            let insert = insert_events(tenant, chunk, received_at);
+            for row in txn.query_all(&insert).await? {
+                inserted.insert(row.try_get::<String>("", "event_id")?);
+            }
+        }
+        let held: Vec<&str> = first
+            .keys()
+            .copied()
+            .filter(|id| !inserted.contains(*id))
             .collect();
-        let mut known = existing_hashes(&txn, tenant, &ids).await?;
+        let stored = existing_hashes(&txn, tenant, &held).await?;
 
         let mut outcomes = Vec::with_capacity(batch.len());
-        let mut new_rows = Vec::new();
+        let mut customers = BTreeSet::new();
         let mut rejects = Vec::new();
-        for checked in &batch {
+        for (i, checked) in batch.iter().enumerate() {
             let outcome = match checked {
                 Checked::Valid {
                     event,
-                    sent_at,
-                    raw,
                     content_hash,
-                } => match known.get(&event.event_id) {
-                    Some(hash) if hash == content_hash => Outcome::Duplicate,
-                    Some(_) => Outcome::Rejected(conflict(&event.event_id)),
-                    None => {
-                        known.insert(event.event_id.clone(), content_hash.clone());
-                        new_rows.push(event::ActiveModel {
-                            seq: NotSet,
-                            tenant_id: Set(tenant.to_owned()),
-                            event_id: Set(event.event_id.clone()),
-                            customer_id: Set(event.customer_id.clone()),
-                            event_type: Set(event.payload.type_name().to_owned()),
-                            occurred_at: Set(event.occurred_at.timestamp_millis()),
-                            sent_at: Set(*sent_at),
-                            received_at: Set(received_at),
-                            payload: Set(raw.clone()),
-                            content_hash: Set(content_hash.clone()),
-                        });
+                    ..
+                } => {
+                    let id = event.event_id.as_str();
+                    let ours = inserted.contains(id);
+                    let kept = if ours {
+                        first.get(id).and_then(|&f| content_hash_of(&batch[f]))
+                    } else {
+                        stored.get(id).map(String::as_str)
+                    };
+                    if ours && first.get(id) == Some(&i) {
+                        customers.insert(event.customer_id.as_str());
                         Outcome::Accepted
+                    } else if kept == Some(content_hash.as_str()) {
+                        Outcome::Duplicate
+                    } else if kept.is_some() {
+                        Outcome::Rejected(conflict(id))
+                    } else {
+                        // DO NOTHING skipped the row, so the database holds the id; it cannot
+                        // have vanished, as events are never deleted.
+                        return Err(StoreError::Vanished(id.to_owned()));
                     }
-                },
+                }
                 Checked::Invalid { rejection, .. } => Outcome::Rejected(rejection.clone()),
             };
             if let Outcome::Rejected(rejection) = &outcome {
@@ -161,57 +188,17 @@ impl Store {
             outcomes.push(outcome);
         }
 
-        let mut customers = BTreeSet::new();
-        for chunk in new_rows.chunks(INSERT_CHUNK) {
-            // A concurrent request may have stored the same id since we looked: DO NOTHING
-            // keeps the first, and RETURNING tells us which rows are ours.
-            // RETURNING only the id: the rows themselves (payload bytes included) need not
-            // travel back.
-            let mut insert = event::Entity::insert_many(chunk.to_vec())
-                .on_conflict(
-                    OnConflict::columns([event::Column::TenantId, event::Column::EventId])
-                        .do_nothing()
-                        .to_owned(),
-                )
-                .into_query();
-            insert.returning_col(event::Column::EventId);
-            let inserted: Vec<String> = txn
-                .query_all(&insert)
-                .await?
-                .iter()
-                .map(|row| row.try_get::<String>("", "event_id"))
-                .collect::<Result<_, _>>()?;
-            let ours: BTreeSet<&str> = inserted.iter().map(String::as_str).collect();
-            for row in chunk {
-                let id = row.event_id.as_ref();
-                if ours.contains(id.as_str()) {
-                    customers.insert(row.customer_id.as_ref().clone());
-                } else {
-                    let stored = existing_hashes(&txn, tenant, &[id.as_str()]).await?;
-                    let same = stored.get(id.as_str()) == Some(row.content_hash.as_ref());
-                    for (checked, outcome) in batch.iter().zip(outcomes.iter_mut()) {
-                        if matches!(checked, Checked::Valid { event, .. } if &event.event_id == id)
-                            && *outcome == Outcome::Accepted
-                        {
-                            *outcome = if same {
-                                Outcome::Duplicate
-                            } else {
-                                Outcome::Rejected(conflict(id))
-                            };
-                        }
-                    }
-                }
-            }
-        }
         for chunk in rejects.chunks(INSERT_CHUNK) {
             quarantine::Entity::insert_many(chunk.to_vec())
                 .exec_without_returning(&txn)
                 .await?;
         }
-        let payloads = customers.into_iter().map(String::into_bytes).collect();
-        OUTBOX
-            .push_many(&txn, tenant, "customers_changed", payloads, traceparent)
-            .await?;
+        if !customers.is_empty() {
+            let payload = changed_customers(customers.into_iter().map(str::to_owned).collect());
+            OUTBOX
+                .push(&txn, tenant, CHANGED_CUSTOMERS, payload, traceparent)
+                .await?;
+        }
         txn.commit().await?;
         Ok(outcomes)
     }
@@ -320,6 +307,61 @@ impl Store {
             .filter(event::Column::TenantId.eq(tenant))
             .count(&self.db)
             .await?)
+    }
+}
+
+/// One multi-row INSERT of new events. DO NOTHING keeps the row a concurrent request may
+/// have stored under the same id first, and RETURNING only the id tells which rows are ours
+/// without the payloads travelling back.
+fn insert_events(tenant: &str, rows: &[&Checked], received_at: i64) -> InsertStatement {
+    use event::Column as C;
+    let mut insert = Query::insert();
+    insert.into_table(event::Entity).columns([
+        C::TenantId,
+        C::EventId,
+        C::CustomerId,
+        C::EventType,
+        C::OccurredAt,
+        C::SentAt,
+        C::ReceivedAt,
+        C::Payload,
+        C::ContentHash,
+    ]);
+    for checked in rows {
+        if let Checked::Valid {
+            event,
+            sent_at,
+            raw,
+            content_hash,
+        } = checked
+        {
+            insert.values_panic([
+                tenant.into(),
+                event.event_id.as_str().into(),
+                event.customer_id.as_str().into(),
+                event.payload.type_name().into(),
+                event.occurred_at.timestamp_millis().into(),
+                (*sent_at).into(),
+                received_at.into(),
+                raw.as_slice().into(),
+                content_hash.as_str().into(),
+            ]);
+        }
+    }
+    insert
+        .on_conflict(
+            OnConflict::columns([C::TenantId, C::EventId])
+                .do_nothing()
+                .to_owned(),
+        )
+        .returning_col(C::EventId);
+    insert
+}
+
+fn content_hash_of(checked: &Checked) -> Option<&str> {
+    match checked {
+        Checked::Valid { content_hash, .. } => Some(content_hash),
+        Checked::Invalid { .. } => None,
     }
 }
 
