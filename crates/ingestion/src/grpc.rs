@@ -470,7 +470,7 @@ fn content_hash(event: &pb::Event, raw: &[u8]) -> String {
         content.sent_at = None;
         Sha256::digest(content.encode_to_vec())
     };
-    hex::encode(digest)
+    format!("{digest:x}")
 }
 
 #[cfg(test)]
@@ -627,6 +627,12 @@ mod tests {
         };
         let mut b = a.clone();
         b.sent_at = Some(convert::timestamp(5));
+        // Stored hashes are lowercase hex SHA-256: a change of format would turn every
+        // retry of an earlier event into a conflict.
+        assert_eq!(
+            content_hash(&pb::Event::default(), &[]),
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
         let hash = |e: &pb::Event| content_hash(e, &e.encode_to_vec());
         assert_eq!(hash(&a), hash(&b));
         b.customer_id = "d".into();
