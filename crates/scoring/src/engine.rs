@@ -497,6 +497,7 @@ impl Engine {
         mut progress: impl FnMut(Progress),
     ) -> Result<Progress, ScoringError> {
         let _one_at_a_time = self.rescoring.lock().await;
+        self.store.refresh_statistics().await?;
         let mut ctx = self.context(tenant).await?;
         let now = self.clock.now();
         let mut p = Progress {

@@ -5,6 +5,8 @@
 //! - `RescoreAll` of `RAPPORT_BENCH_CUSTOMERS` (default 1,000,000) synthetic customers on
 //!   PostgreSQL: the first run (every score new), a run a day later (scores moved by time),
 //!   and an unchanged re-run, next to a bare read of the same rows.
+//!
+//! `RAPPORT_BENCH_ONLY=reads` or `=rescore` measures one of the two.
 
 use chrono::{DateTime, Duration as Days, TimeZone, Utc};
 use rapport_cache::{AnyCache, RedisCache};
@@ -307,6 +309,12 @@ async fn bench_rescore() -> anyhow::Result<()> {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    bench_reads().await?;
-    bench_rescore().await
+    let only = std::env::var("RAPPORT_BENCH_ONLY").ok();
+    if only.as_deref().is_none_or(|o| o == "reads") {
+        bench_reads().await?;
+    }
+    if only.as_deref().is_none_or(|o| o == "rescore") {
+        bench_rescore().await?;
+    }
+    Ok(())
 }
