@@ -287,6 +287,17 @@ pub struct Backing<'a> {
 
 /// Starts one service binary (`rapport-<service>`) with the peers of `addrs`.
 pub fn start_service(service: &str, addrs: &Addrs, backing: &Backing<'_>, log_dir: &Path) -> Proc {
+    start_service_with(service, addrs, backing, log_dir, &[])
+}
+
+/// [`start_service`] with extra environment variables (the service's own settings).
+pub fn start_service_with(
+    service: &str,
+    addrs: &Addrs,
+    backing: &Backing<'_>,
+    log_dir: &Path,
+    env: &[(&str, &str)],
+) -> Proc {
     let mut cmd = Command::new(bin(&format!("rapport-{service}")));
     let listen = match service {
         "ingestion" => &addrs.ingestion,
@@ -327,6 +338,7 @@ pub fn start_service(service: &str, addrs: &Addrs, backing: &Backing<'_>, log_di
         cmd.env("OTEL_EXPORTER_OTLP_ENDPOINT", otlp)
             .env("OTEL_BSP_SCHEDULE_DELAY", "100");
     }
+    cmd.envs(env.iter().copied());
     Proc::spawn(service, cmd, log_dir, "listening on")
 }
 
