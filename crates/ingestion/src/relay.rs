@@ -29,16 +29,13 @@ pub fn changed_customers(customer_ids: Vec<String>) -> Vec<u8> {
 }
 
 /// The customers one outbox message names.
-fn customers_of(topic: &str, message: &OutboxMessage) -> Result<Vec<String>, DeliveryError> {
+fn customers_of(topic: &str, message: &OutboxMessage) -> Result<Vec<String>, String> {
     match topic {
         CHANGED_CUSTOMERS => CustomersChanged::decode(message.payload.as_slice())
             .map(|c| c.customer_ids)
-            .map_err(|e| DeliveryError(format!("outbox message {}: {e}", message.id))),
+            .map_err(|e| e.to_string()),
         CUSTOMER_CHANGED_LEGACY => Ok(vec![String::from_utf8_lossy(&message.payload).into_owned()]),
-        other => Err(DeliveryError(format!(
-            "outbox message {}: unknown topic {other:?}",
-            message.id
-        ))),
+        other => Err(format!("unknown topic {other:?}")),
     }
 }
 
@@ -67,7 +64,14 @@ impl Deliver for ScoringNotifier {
     ) -> Result<(), DeliveryError> {
         let mut customer_ids = BTreeSet::new();
         for message in messages {
-            customer_ids.extend(customers_of(topic, message)?);
+            match customers_of(topic, message) {
+                Ok(ids) => customer_ids.extend(ids),
+                // An unreadable message can never be delivered, and failing the delivery would
+                // hold back every other message of the tenant: it is dropped, with a record.
+                Err(error) => {
+                    tracing::error!(id = message.id, %error, "unreadable change notification dropped")
+                }
+            }
         }
         let customer_ids: Vec<String> = customer_ids.into_iter().collect();
         // Scoring is idempotent: if a later call fails, re-sending the earlier ones is harmless.
@@ -94,12 +98,12 @@ impl Deliver for ScoringNotifier {
 mod tests {
     use super::*;
 
-    fn message(topic_payload: Vec<u8>) -> OutboxMessage {
+    fn message(payload: Vec<u8>) -> OutboxMessage {
         OutboxMessage {
             id: 7,
             tenant_id: "t".into(),
             topic: String::new(),
-            payload: topic_payload,
+            payload,
             traceparent: None,
             attempts: 0,
         }
@@ -115,10 +119,9 @@ mod tests {
             customers_of(CUSTOMER_CHANGED_LEGACY, &legacy).ok(),
             Some(vec!["c9".to_owned()])
         );
-        let unknown = customers_of("other", &legacy).err().map(|e| e.0);
         assert_eq!(
-            unknown.as_deref(),
-            Some("outbox message 7: unknown topic \"other\"")
+            customers_of("other", &legacy).err().as_deref(),
+            Some("unknown topic \"other\"")
         );
     }
 }

@@ -548,7 +548,7 @@ impl Engine {
                 for row in page {
                     let (r, v) = rescore(row.customer_id, row.state, &evaluating, now);
                     measured.push(v);
-                    if r.outbox_payload.is_some() {
+                    if r.notification.is_some() {
                         changed.push(r);
                     }
                 }
@@ -602,7 +602,7 @@ impl Engine {
         let rescored: Vec<Rescored> = states
             .into_iter()
             .map(|(id, state)| rescore(id, state, &ctx, now).0)
-            .filter(|r| r.outbox_payload.is_some())
+            .filter(|r| r.notification.is_some())
             .collect();
         self.persist(tenant, &rescored, Columns::Score).await
     }
@@ -818,7 +818,7 @@ fn rescore(
             customer_id,
             state,
             snapshot: None,
-            outbox_payload: None,
+            notification: None,
         };
         return (unchanged, e.computed);
     }
@@ -831,7 +831,7 @@ fn rescore(
             customer_id,
             state,
             snapshot: None,
-            outbox_payload: Some(change.encode_to_vec()),
+            notification: Some(change),
         };
         return (rescored, e.computed);
     }
@@ -845,7 +845,7 @@ fn rescore(
         customer_id,
         state,
         snapshot: Some(snapshot),
-        outbox_payload: Some(change.encode_to_vec()),
+        notification: Some(change),
     };
     (rescored, e.computed)
 }

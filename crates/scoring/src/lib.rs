@@ -88,12 +88,15 @@ pub async fn run(
     };
 
     let alerting = AlertingServiceClient::new(peer_channel(&config.alerting_addr)?);
-    let (waker, relay) = Relay::new(
+    let mut relay = Relay::new(
         migration::OUTBOX,
         db.clone(),
         relay::AlertNotifier::new(alerting, keys.service_key().to_owned()),
-    )
-    .spawn(stop.clone());
+    );
+    // A message carries a whole write's score changes (up to a re-score page), so a pass
+    // takes fewer.
+    relay.batch = 20;
+    let (waker, relay) = relay.spawn(stop.clone());
 
     let builtin = match &config.scorecard {
         Some(path) => {

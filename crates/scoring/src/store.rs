@@ -6,12 +6,14 @@ use crate::entity::{customer, model_fit, population, score_override, scorecard, 
 use crate::evaluate::{ActiveOverride, CustomerState, DayScore, OverrideTarget};
 use crate::migration::OUTBOX;
 use crate::params::NamedParams;
+use crate::relay::{SCORE_CHANGES, score_changes};
 use rapport_domain::lifecycle::Stage;
 use rapport_domain::metrics::CustomerMetrics;
 use rapport_domain::models::outlook::Outlook;
 use rapport_domain::models::{Fit, ModelError};
 use rapport_domain::scorecard::{Band, HealthScore, PercentileTable, Population};
 use rapport_domain::tier::Tier;
+use rapport_proto::alerting::v1::ScoreChange;
 use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
     ActiveValue::{NotSet, Set},
@@ -143,8 +145,8 @@ pub struct Rescored {
     pub customer_id: String,
     pub state: CustomerState,
     pub snapshot: Option<Snapshot>,
-    /// The notification to alerting, already encoded (with the snapshot).
-    pub outbox_payload: Option<Vec<u8>>,
+    /// What alerting is to hear of the change (with the snapshot).
+    pub notification: Option<ScoreChange>,
 }
 
 impl FitRecord {
@@ -409,13 +411,19 @@ impl Store {
                     .await?;
             }
         }
-        let payloads: Vec<Vec<u8>> = rescored
+        let scores: Vec<ScoreChange> = rescored
             .iter()
-            .filter_map(|r| r.outbox_payload.clone())
+            .filter_map(|r| r.notification.clone())
             .collect();
-        if !payloads.is_empty() {
+        if !scores.is_empty() {
             OUTBOX
-                .push_many(&txn, tenant, "score_changed", payloads, traceparent)
+                .push(
+                    &txn,
+                    tenant,
+                    SCORE_CHANGES,
+                    score_changes(scores),
+                    traceparent,
+                )
                 .await?;
         }
         txn.commit().await?;

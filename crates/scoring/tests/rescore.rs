@@ -61,7 +61,7 @@ async fn seed(engine: &Engine, customers: &[(&str, Vec<Event>)]) {
                 customer_id: (*id).to_owned(),
                 state,
                 snapshot: None,
-                outbox_payload: None,
+                notification: None,
             }
         })
         .collect();

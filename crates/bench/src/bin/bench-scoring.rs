@@ -90,7 +90,7 @@ fn customer(i: usize) -> Rescored {
         customer_id: id,
         state,
         snapshot: None,
-        outbox_payload: None,
+        notification: None,
     }
 }
 
