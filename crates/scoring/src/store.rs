@@ -14,7 +14,7 @@ use rapport_domain::models::{Fit, ModelError};
 use rapport_domain::scorecard::{Band, HealthScore, PercentileTable, Population};
 use rapport_domain::tier::Tier;
 use rapport_proto::alerting::v1::ScoreChange;
-use sea_orm::sea_query::{Expr, OnConflict};
+use sea_orm::sea_query::{Expr, InsertStatement, OnConflict, Query};
 use sea_orm::{
     ActiveValue::{NotSet, Set},
     ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, PaginatorTrait,
@@ -401,14 +401,8 @@ impl Store {
                 }
                 Columns::Score => update_scores(&txn, tenant, chunk).await?,
             }
-            let snapshots = chunk
-                .iter()
-                .filter_map(|r| r.snapshot.as_ref().map(|s| snapshot_row(tenant, s)))
-                .collect::<Result<Vec<_>, _>>()?;
-            if !snapshots.is_empty() {
-                snapshot::Entity::insert_many(snapshots)
-                    .exec_without_returning(&txn)
-                    .await?;
+            if let Some(insert) = insert_snapshots(tenant, chunk)? {
+                txn.execute(&insert).await?;
             }
         }
         let scores: Vec<ScoreChange> = rescored
@@ -999,21 +993,46 @@ fn customer_row(tenant: &str, r: &Rescored) -> Result<customer::ActiveModel, Sto
     })
 }
 
-fn snapshot_row(tenant: &str, s: &Snapshot) -> Result<snapshot::ActiveModel, StoreError> {
-    let id = s.customer_id.as_str();
-    Ok(snapshot::ActiveModel {
-        id: NotSet,
-        tenant_id: Set(tenant.to_owned()),
-        customer_id: Set(id.to_owned()),
-        score: Set(s.score),
-        band: Set(s.band.name().to_owned()),
-        tier: Set(s.tier.map(|t| t.name().to_owned())),
-        scorecard_version: Set(s.scorecard_version.clone()),
-        measures: Set(to_json(id, &s.measures)?),
-        computed_at: Set(s.computed_at),
-        p_alive: Set(s.outlook.map(|o| o.p_alive)),
-        expected_purchases_90d: Set(s.outlook.map(|o| o.expected_purchases_90d)),
-        clv_12m: Set(s.outlook.map(|o| o.clv)),
-        detail: Set(Some(to_json(id, &s.detail)?)),
-    })
+/// One multi-row INSERT of the snapshots among `rescored`, built straight from them (no
+/// intermediate models); `None` when none has one.
+fn insert_snapshots(
+    tenant: &str,
+    rescored: &[Rescored],
+) -> Result<Option<InsertStatement>, StoreError> {
+    use snapshot::Column as C;
+    let mut insert = Query::insert();
+    insert.into_table(snapshot::Entity).columns([
+        C::TenantId,
+        C::CustomerId,
+        C::Score,
+        C::Band,
+        C::Tier,
+        C::ScorecardVersion,
+        C::Measures,
+        C::ComputedAt,
+        C::PAlive,
+        C::ExpectedPurchases90d,
+        C::Clv12m,
+        C::Detail,
+    ]);
+    let mut any = false;
+    for s in rescored.iter().filter_map(|r| r.snapshot.as_ref()) {
+        let id = s.customer_id.as_str();
+        insert.values_panic([
+            tenant.into(),
+            id.into(),
+            s.score.into(),
+            s.band.name().into(),
+            s.tier.map(|t| t.name().to_owned()).into(),
+            s.scorecard_version.as_str().into(),
+            to_json(id, &s.measures)?.into(),
+            s.computed_at.into(),
+            s.outlook.map(|o| o.p_alive).into(),
+            s.outlook.map(|o| o.expected_purchases_90d).into(),
+            s.outlook.map(|o| o.clv).into(),
+            Some(to_json(id, &s.detail)?).into(),
+        ]);
+        any = true;
+    }
+    Ok(any.then_some(insert))
 }
