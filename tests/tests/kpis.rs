@@ -144,6 +144,17 @@ fn kpis_request(by_tier: bool) -> segmentation::GetKpisRequest {
     }
 }
 
+/// The KPI rows of January and February 2026 by month, per tier when `by_tier`.
+async fn kpis(c: &Clients, by_tier: bool) -> Vec<segmentation::KpiRow> {
+    c.segmentation
+        .clone()
+        .get_kpis(req(kpis_request(by_tier)))
+        .await
+        .expect("KPIs")
+        .into_inner()
+        .rows
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn kpis_of_a_hand_made_tenant_are_the_figures_worked_out_by_hand() {
     let platform = Embedded::start();
@@ -160,14 +171,7 @@ async fn kpis_of_a_hand_made_tenant_are_the_figures_worked_out_by_hand() {
         "{first:?} {second:?}"
     );
 
-    let rows = c
-        .segmentation
-        .clone()
-        .get_kpis(req(kpis_request(false)))
-        .await
-        .expect("KPIs")
-        .into_inner()
-        .rows;
+    let rows = kpis(&c, false).await;
     let periods: Vec<&str> = rows.iter().map(|r| r.period.as_str()).collect();
     assert_eq!(periods, ["2026-01", "2026-02"]);
     let feb = &rows[1];
@@ -187,14 +191,7 @@ async fn kpis_of_a_hand_made_tenant_are_the_figures_worked_out_by_hand() {
 
     // By tier: every customer was graded now, so each month reports its first tier; the
     // tiers add up to the whole.
-    let by_tier = c
-        .segmentation
-        .clone()
-        .get_kpis(req(kpis_request(true)))
-        .await
-        .expect("KPIs by tier")
-        .into_inner()
-        .rows;
+    let by_tier = kpis(&c, true).await;
     let feb_tiers: Vec<_> = by_tier.iter().filter(|r| r.period == "2026-02").collect();
     assert_eq!(feb_tiers.len(), 5, "{feb_tiers:?}");
     assert_eq!(feb_tiers.iter().map(|r| r.customers).sum::<u64>(), 4);

@@ -497,13 +497,13 @@ impl Engine {
         mut progress: impl FnMut(Progress),
     ) -> Result<Progress, ScoringError> {
         let _one_at_a_time = self.rescoring.lock().await;
-        self.store.refresh_statistics().await?;
-        let mut ctx = self.context(tenant).await?;
-        let now = self.clock.now();
         let mut p = Progress {
             total: self.store.customer_count(tenant).await?,
             ..Progress::default()
         };
+        self.store.refresh_statistics(p.total).await?;
+        let mut ctx = self.context(tenant).await?;
+        let now = self.clock.now();
         // Percentiles rank a customer among the tenant. Tables made over fewer than 90 % of
         // today's customers are rebuilt first, in a pass that only reads; otherwise this walk
         // ranks by the last tables and refreshes them from the values it sees.

@@ -440,8 +440,26 @@ impl Store {
     /// a table that has since grown by a bulk load, each page sorted every remaining row
     /// instead of reading the primary key in order, and a walk grew with the square of the
     /// customers. (SQLite reads its primary key in order whatever its statistics.)
-    pub async fn refresh_statistics(&self) -> Result<(), StoreError> {
-        if self.db.get_database_backend() == sea_orm::DbBackend::Postgres {
+    ///
+    /// Analyses only when the planner's row estimate is below `rows` (one tenant's known
+    /// customers): scheduled re-scores run for every tenant, and fresh statistics need none.
+    pub async fn refresh_statistics(&self, rows: u64) -> Result<(), StoreError> {
+        use sea_orm::{DbBackend, Statement};
+        if self.db.get_database_backend() != DbBackend::Postgres {
+            return Ok(());
+        }
+        // -1 (or 0) until the table was first analysed.
+        let estimate = self
+            .db
+            .query_one_raw(Statement::from_string(
+                DbBackend::Postgres,
+                "SELECT reltuples::float8 AS rows FROM pg_class WHERE oid = 'scoring_customers'::regclass",
+            ))
+            .await?
+            .map(|row| row.try_get::<f64>("", "rows"))
+            .transpose()?
+            .unwrap_or(-1.0);
+        if estimate < rows as f64 * 0.9 {
             self.db
                 .execute_unprepared("ANALYZE scoring_customers")
                 .await?;
