@@ -131,22 +131,7 @@ impl Postgres {
         wait_for_port(port, "postgres", &mut child);
         let mut pg = Postgres { child, dir, port };
         let created = (0..50).any(|_| {
-            let ok = Command::new(bin.join("psql"))
-                .args([
-                    "-h",
-                    "127.0.0.1",
-                    "-p",
-                    &port.to_string(),
-                    "-U",
-                    "postgres",
-                    "-d",
-                    "postgres",
-                    "-c",
-                    "CREATE DATABASE rapport",
-                ])
-                .output()
-                .map(|o| o.status.success())
-                .unwrap_or(false);
+            let ok = pg.psql("postgres", "CREATE DATABASE rapport").is_ok();
             if !ok {
                 std::thread::sleep(Duration::from_millis(100));
             }
@@ -160,6 +145,38 @@ impl Postgres {
     /// URL of the `rapport` database.
     pub fn url(&self) -> String {
         format!("postgres://postgres@127.0.0.1:{}/rapport", self.port)
+    }
+
+    /// What `sql` answers in the `rapport` database, one row per line, columns separated
+    /// by `|`.
+    pub fn query(&self, sql: &str) -> String {
+        self.psql("rapport", sql)
+            .unwrap_or_else(|e| panic!("psql failed: {sql}: {e}"))
+    }
+
+    /// Runs `sql` in `database` through psql: its output, or why it failed.
+    fn psql(&self, database: &str, sql: &str) -> Result<String, String> {
+        let port = self.port.to_string();
+        let out = Command::new(pg_bin().join("psql"))
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &port,
+                "-U",
+                "postgres",
+                "-d",
+                database,
+            ])
+            .args(["-At", "-c", sql])
+            .output()
+            .map_err(|e| e.to_string())?;
+        let text = |b: &[u8]| String::from_utf8_lossy(b).trim().to_owned();
+        if out.status.success() {
+            Ok(text(&out.stdout))
+        } else {
+            Err(text(&out.stderr))
+        }
     }
 }
 

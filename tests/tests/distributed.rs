@@ -68,6 +68,15 @@ async fn distributed_platform_on_postgres_and_redis() {
         (3, 0),
         "{second:?}"
     );
+    // Snapshots' JSON is compressed with lz4, not pglz (the scoring migrations' choice).
+    assert_eq!(
+        pg.query(
+            "SELECT string_agg(attname || '=' || attcompression::text, ',' ORDER BY attname) \
+             FROM pg_attribute WHERE attrelid = 'scoring_snapshots'::regclass \
+             AND attname IN ('measures', 'detail')"
+        ),
+        "detail=l,measures=l"
+    );
     let alice = scenario::health(&clients, "alice").await.expect("alice");
     let spend = alice.measures.iter().find(|m| m.measure == "spend_365d");
     assert!(

@@ -2,13 +2,13 @@
 //! every tenant's scorecard, percentile tables and models at hand; answer explanations.
 
 use crate::evaluate::{
-    self, CustomerState, Evaluation, TenantContext, alert_signals, evaluate, remember,
-    signals_digest,
+    self, CustomerState, Evaluation, TenantContext, alert_signals, evaluate, percentile_values,
+    remember, signals_digest,
 };
 use crate::params::NamedParams;
 use crate::store::{
-    Columns, FitRecord, OverrideChange, Rescored, Snapshot, SnapshotDetail, Store, StoreError,
-    StoredScorecard,
+    Columns, FeatureRow, FitRecord, OverrideChange, Rescored, Snapshot, SnapshotDetail, Store,
+    StoreError, StoredScorecard,
 };
 use chrono::{DateTime, Utc};
 use prost::Message;
@@ -32,7 +32,7 @@ use rapport_proto::ingestion::v1::{
 use rapport_proto::scoring::v1 as pb;
 use rapport_server::{PeerChannel, peer_request};
 use rapport_storage::outbox::RelayWaker;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, Instant};
@@ -43,6 +43,9 @@ const FETCH_DEADLINE: Duration = Duration::from_secs(10);
 const EVENTS_PER_FETCH: u32 = 5_000;
 /// Customers per page when walking a whole tenant.
 const PAGE: u64 = 5_000;
+/// Pages a whole-tenant walk writes at once, each in its own transaction: on two cores one
+/// write waits on the database while the other encodes.
+const WRITERS: usize = 2;
 /// How long a tenant's loaded scorecard, percentiles and models are reused before they are
 /// read again (other replicas may have changed them).
 const CONTEXT_TTL: Duration = Duration::from_secs(60);
@@ -406,6 +409,35 @@ impl Engine {
         self.contexts.write().await.remove(tenant);
     }
 
+    /// Reads the tenant's customers page by page in a task of its own, a page ahead of
+    /// whoever receives them.
+    fn read_ahead(
+        &self,
+        tenant: &str,
+    ) -> (
+        tokio::task::JoinHandle<()>,
+        tokio::sync::mpsc::Receiver<Result<Vec<FeatureRow>, StoreError>>,
+    ) {
+        let (pages_tx, pages_rx) = tokio::sync::mpsc::channel(2);
+        let (store, tenant) = (self.store.clone(), tenant.to_owned());
+        let reader = tokio::spawn(async move {
+            let mut pages = store.pages(&tenant, PAGE);
+            loop {
+                let page = pages.next().await.transpose();
+                let end = !matches!(page, Some(Ok(_)));
+                if let Some(page) = page
+                    && pages_tx.send(page).await.is_err()
+                {
+                    return;
+                }
+                if end {
+                    return;
+                }
+            }
+        });
+        (reader, pages_rx)
+    }
+
     /// Computes and stores the tenant's percentile tables from every customer's values.
     async fn refresh_population(
         &self,
@@ -415,20 +447,29 @@ impl Engine {
         let now = self.clock.now();
         let mut values = Values::new(ctx);
         let mut walked = 0u64;
-        let mut pages = self.store.pages(tenant, PAGE);
-        let shared = ctx.clone();
-        while let Some(page) = pages.next().await? {
-            let evaluating = shared.clone();
-            let measured = tokio::task::spawn_blocking(move || {
-                page.iter()
-                    .map(|row| evaluate(&row.state, &evaluating, now).computed)
-                    .collect::<Vec<_>>()
+        let (reader, mut pages) = self.read_ahead(tenant);
+        while let Some(page) = pages.recv().await {
+            let page = page?;
+            let evaluating = ctx.clone();
+            let (rows, page_values) = tokio::task::spawn_blocking(move || {
+                let found: Vec<(String, f64)> = page
+                    .iter()
+                    .flat_map(|row| {
+                        percentile_values(&row.state, &evaluating, now)
+                            .into_iter()
+                            .map(|(key, v)| (key.to_owned(), v))
+                    })
+                    .collect();
+                (page.len() as u64, found)
             })
             .await
             .map_err(|e| ScoringError::Internal(format!("evaluation task: {e}")))?;
-            walked += measured.len() as u64;
-            measured.iter().for_each(|v| values.add(v));
+            walked += rows;
+            values.add(page_values.iter().map(|(k, v)| (k.as_str(), *v)));
         }
+        reader
+            .await
+            .map_err(|e| ScoringError::Internal(format!("read task: {e}")))?;
         let tables = values.save(self, tenant, walked, now).await?;
         Ok((tables, walked))
     }
@@ -518,25 +559,9 @@ impl Engine {
         }
         let mut values = Values::new(&ctx);
         // Three stages overlap: the next page is read while this one is evaluated (on a
-        // blocking thread) and the previous one is written.
-        let (pages_tx, mut pages_rx) = tokio::sync::mpsc::channel(2);
-        let (store, owned_tenant) = (self.store.clone(), tenant.to_owned());
-        let reader = tokio::spawn(async move {
-            let mut pages = store.pages(&owned_tenant, PAGE);
-            loop {
-                let page = pages.next().await.transpose();
-                let end = !matches!(page, Some(Ok(_)));
-                if let Some(page) = page
-                    && pages_tx.send(page).await.is_err()
-                {
-                    return;
-                }
-                if end {
-                    return;
-                }
-            }
-        });
-        let mut writing: Option<tokio::task::JoinHandle<Result<(), ScoringError>>> = None;
+        // blocking thread) and the previous ones are written.
+        let (reader, mut pages_rx) = self.read_ahead(tenant);
+        let mut writing = VecDeque::<tokio::task::JoinHandle<Result<(), ScoringError>>>::new();
         let traceparent = rapport_telemetry::current_traceparent();
         while let Some(page) = pages_rx.recv().await {
             let page = page?;
@@ -556,21 +581,23 @@ impl Engine {
             })
             .await
             .map_err(|e| ScoringError::Internal(format!("evaluation task: {e}")))?;
-            measured.iter().for_each(|v| values.add(v));
+            measured.iter().for_each(|v| values.add_scored(v));
             p.changed += changed.len() as u64;
-            if let Some(previous) = writing.take() {
-                previous
+            if writing.len() >= WRITERS
+                && let Some(oldest) = writing.pop_front()
+            {
+                oldest
                     .await
                     .map_err(|e| ScoringError::Internal(format!("write task: {e}")))??;
             }
 
             let (writer, t, trace) = (self.writer(), tenant.to_owned(), traceparent.clone());
-            writing = Some(tokio::spawn(async move {
+            writing.push_back(tokio::spawn(async move {
                 writer.persist(&t, &changed, Columns::Score, trace).await
             }));
             progress(p);
         }
-        if let Some(last) = writing {
+        for last in writing {
             last.await
                 .map_err(|e| ScoringError::Internal(format!("write task: {e}")))??;
         }
@@ -899,12 +926,22 @@ impl Values {
         }
     }
 
-    fn add(&mut self, scored: &HealthScore) {
-        for m in &scored.measures {
-            if let (Some(values), Some(v)) = (self.by_key.get_mut(&m.key), m.value) {
+    fn add<'k>(&mut self, found: impl IntoIterator<Item = (&'k str, f64)>) {
+        for (key, v) in found {
+            if let Some(values) = self.by_key.get_mut(key) {
                 values.push(v);
             }
         }
+    }
+
+    /// Adds the raw values of a scored customer.
+    fn add_scored(&mut self, scored: &HealthScore) {
+        self.add(
+            scored
+                .measures
+                .iter()
+                .filter_map(|m| Some((m.key.as_str(), m.value?))),
+        );
     }
 
     /// Stores the tables of the gathered values and returns them.

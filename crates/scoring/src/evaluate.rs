@@ -7,7 +7,9 @@ use rapport_domain::alert::Signals;
 use rapport_domain::lifecycle::Stage;
 use rapport_domain::metrics::{CustomerMetrics, External};
 use rapport_domain::models::outlook::{FittedModels, Outlook};
-use rapport_domain::scorecard::{Band, HealthScore, Population, ScorecardSet};
+use rapport_domain::scorecard::{
+    Band, HealthScore, Measure, Normalisation, Population, Scorecard, ScorecardSet,
+};
 use rapport_domain::tier::Tier;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -95,12 +97,7 @@ impl TenantContext {
         self.cards
             .cards()
             .flat_map(|c| c.measures())
-            .filter(|(_, m)| {
-                matches!(
-                    m.normalisation,
-                    rapport_domain::scorecard::Normalisation::Percentile { .. }
-                )
-            })
+            .filter(|(_, m)| matches!(m.normalisation, Normalisation::Percentile { .. }))
             .map(|(_, m)| m.key.clone())
             .collect()
     }
@@ -139,37 +136,93 @@ pub fn churned_at(state: &CustomerState) -> Option<DateTime<Utc>> {
     by_stage.or_else(|| state.metrics.churned_at())
 }
 
+/// What a customer's evaluation reads besides its metrics: the card that applies, the time
+/// it is evaluated at, the models' outlook and the overrides in force.
+struct Inputs<'c> {
+    card: &'c Scorecard,
+    churned: Option<DateTime<Utc>>,
+    at: DateTime<Utc>,
+    outlook: Option<Outlook>,
+    overrides: Vec<ActiveOverride>,
+    external: External,
+}
+
+impl<'c> Inputs<'c> {
+    fn of(state: &CustomerState, ctx: &'c TenantContext, now: DateTime<Utc>) -> Inputs<'c> {
+        let churned = churned_at(state).filter(|t| *t <= now);
+        let at = churned.unwrap_or(now);
+        let outlook = ctx
+            .models
+            .and_then(|m| m.outlook(&state.metrics.purchase_days, at.date_naive()));
+        let now_ms = now.timestamp_millis();
+        let overrides: Vec<ActiveOverride> = state
+            .overrides
+            .iter()
+            .filter(|o| o.expires_at > now_ms)
+            .cloned()
+            .collect();
+        let external = External {
+            p_alive: outlook.map(|o| o.p_alive),
+            expected_purchases: outlook.map(|o| o.expected_purchases_90d),
+            clv: outlook.map(|o| o.clv),
+            sentiment: override_of(&overrides, OverrideTarget::Sentiment),
+        };
+        Inputs {
+            card: ctx.cards.card_for(state.tier, state.stage),
+            churned,
+            at,
+            outlook,
+            overrides,
+            external,
+        }
+    }
+
+    /// A measure's raw value for this customer.
+    fn value(&self, state: &CustomerState, m: &Measure) -> Option<f64> {
+        state
+            .metrics
+            .value(m.indicator, m.window_days, self.at, &self.external)
+    }
+}
+
+/// The latest override in force of `target`.
+fn override_of(overrides: &[ActiveOverride], target: OverrideTarget) -> Option<f64> {
+    overrides
+        .iter()
+        .rfind(|o| o.target == target)
+        .map(|o| o.value)
+}
+
+/// The raw values of the measures the customer's card normalises by percentile, by key:
+/// all a walk that only rebuilds the percentile tables needs, without scoring.
+pub fn percentile_values<'c>(
+    state: &CustomerState,
+    ctx: &'c TenantContext,
+    now: DateTime<Utc>,
+) -> Vec<(&'c str, f64)> {
+    let inputs = Inputs::of(state, ctx, now);
+    inputs
+        .card
+        .measures()
+        .filter(|(_, m)| matches!(m.normalisation, Normalisation::Percentile { .. }))
+        .filter_map(|(_, m)| Some((m.key.as_str(), inputs.value(state, m)?)))
+        .collect()
+}
+
 /// Evaluates a customer at `now` (a churned customer as of its churn).
 pub fn evaluate(state: &CustomerState, ctx: &TenantContext, now: DateTime<Utc>) -> Evaluation {
-    let churned = churned_at(state).filter(|t| *t <= now);
-    let at = churned.unwrap_or(now);
-    let card = ctx.cards.card_for(state.tier, state.stage);
-    let outlook = ctx
-        .models
-        .and_then(|m| m.outlook(&state.metrics.purchase_days, at.date_naive()));
-    let now_ms = now.timestamp_millis();
-    let overrides: Vec<ActiveOverride> = state
-        .overrides
-        .iter()
-        .filter(|o| o.expires_at > now_ms)
-        .cloned()
-        .collect();
-    let of = |t| overrides.iter().rfind(|o| o.target == t).map(|o| o.value);
-    let external = External {
-        p_alive: outlook.map(|o| o.p_alive),
-        expected_purchases: outlook.map(|o| o.expected_purchases_90d),
-        clv: outlook.map(|o| o.clv),
-        sentiment: of(OverrideTarget::Sentiment),
-    };
-    let computed = card.score(
-        |m| {
-            state
-                .metrics
-                .value(m.indicator, m.window_days, at, &external)
-        },
-        &ctx.population,
-    );
-    let (score, band) = match of(OverrideTarget::Score) {
+    let inputs = Inputs::of(state, ctx, now);
+    let computed = inputs
+        .card
+        .score(|m| inputs.value(state, m), &ctx.population);
+    let Inputs {
+        card,
+        churned,
+        outlook,
+        overrides,
+        ..
+    } = inputs;
+    let (score, band) = match override_of(&overrides, OverrideTarget::Score) {
         Some(v) => (v, card.bands.of(v)),
         None => (computed.score, computed.band),
     };
@@ -376,6 +429,28 @@ mod tests {
             },
         });
         s
+    }
+
+    #[test]
+    fn percentile_values_are_the_raw_values_scoring_ranks() {
+        let ctx = ctx();
+        let keys = ctx.percentile_keys();
+        assert!(!keys.is_empty(), "the built-in card ranks some measures");
+        for s in [CustomerState::default(), state_with_order(1)] {
+            let scored: Vec<(String, f64)> = evaluate(&s, &ctx, t(3))
+                .computed
+                .measures
+                .iter()
+                .filter(|m| keys.contains(&m.key))
+                .filter_map(|m| Some((m.key.clone(), m.value?)))
+                .collect();
+            let found: Vec<(String, f64)> = percentile_values(&s, &ctx, t(3))
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v))
+                .collect();
+            assert_eq!(found, scored);
+        }
+        assert!(!percentile_values(&state_with_order(1), &ctx, t(3)).is_empty());
     }
 
     #[test]
