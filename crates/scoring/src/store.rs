@@ -14,11 +14,11 @@ use rapport_domain::models::{Fit, ModelError};
 use rapport_domain::scorecard::{Band, HealthScore, PercentileTable, Population};
 use rapport_domain::tier::Tier;
 use rapport_proto::alerting::v1::ScoreChange;
-use sea_orm::sea_query::{Expr, InsertStatement, OnConflict, Query};
+use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
     ActiveValue::{NotSet, Set},
-    ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, PaginatorTrait,
-    QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
+    ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, DbErr, EntityTrait,
+    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Statement, TransactionTrait,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
@@ -401,8 +401,8 @@ impl Store {
                 }
                 Columns::Score => update_scores(&txn, tenant, chunk).await?,
             }
-            if let Some(insert) = insert_snapshots(tenant, chunk)? {
-                txn.execute(&insert).await?;
+            if let Some(insert) = insert_snapshots(txn.get_database_backend(), tenant, chunk)? {
+                txn.execute_raw(insert).await?;
             }
         }
         let scores: Vec<ScoreChange> = rescored
@@ -444,7 +444,6 @@ impl Store {
     /// Analyses only when the planner's row estimate is below `rows` (one tenant's known
     /// customers): scheduled re-scores run for every tenant, and fresh statistics need none.
     pub async fn refresh_statistics(&self, rows: u64) -> Result<(), StoreError> {
-        use sea_orm::{DbBackend, Statement};
         if self.db.get_database_backend() != DbBackend::Postgres {
             return Ok(());
         }
@@ -946,16 +945,11 @@ async fn update_scores<C: ConnectionTrait>(
     tenant: &str,
     rows: &[Rescored],
 ) -> Result<(), StoreError> {
-    use sea_orm::{DbBackend, Statement, Value};
+    use sea_orm::Value;
     if rows.is_empty() {
         return Ok(());
     }
     let backend = conn.get_database_backend();
-    // Numbered placeholders in both dialects, so the values keep one order.
-    let mark = |n: usize| match backend {
-        DbBackend::Postgres => format!("${n}"),
-        _ => format!("?{n}"),
-    };
     let mut values: Vec<Value> = vec![tenant.into()];
     let mut tuples = Vec::with_capacity(rows.len());
     let now = rapport_storage::now_millis();
@@ -971,9 +965,7 @@ async fn update_scores<C: ConnectionTrait>(
             s.signals.into(),
             now.into(),
         ];
-        let first = values.len() + 1;
-        let marks: Vec<String> = (first..first + row.len()).map(mark).collect();
-        tuples.push(format!("({})", marks.join(", ")));
+        tuples.push(placeholders(backend, values.len() + 1, row.len()));
         values.extend(row);
     }
     let sql = format!(
@@ -983,7 +975,7 @@ async fn update_scores<C: ConnectionTrait>(
          updated_at = v.updated_at \
          FROM v WHERE c.tenant_id = {} AND c.customer_id = v.customer_id",
         tuples.join(", "),
-        mark(1)
+        mark(backend, 1)
     );
     conn.execute_raw(Statement::from_sql_and_values(backend, sql, values))
         .await?;
@@ -1011,32 +1003,35 @@ fn customer_row(tenant: &str, r: &Rescored) -> Result<customer::ActiveModel, Sto
     })
 }
 
-/// One multi-row INSERT of the snapshots among `rescored`, built straight from them (no
-/// intermediate models); `None` when none has one.
+/// Placeholder `n` (from 1), numbered in both dialects so the values keep one order.
+fn mark(backend: DbBackend, n: usize) -> String {
+    match backend {
+        DbBackend::Postgres => format!("${n}"),
+        _ => format!("?{n}"),
+    }
+}
+
+/// A tuple of `count` placeholders numbered from `first`: `($3, $4, $5)`.
+fn placeholders(backend: DbBackend, first: usize, count: usize) -> String {
+    let marks: Vec<String> = (first..first + count).map(|n| mark(backend, n)).collect();
+    format!("({})", marks.join(", "))
+}
+
+/// One multi-row INSERT of the snapshots among `rescored`, written as text with its values
+/// moved in (a query builder would copy every value, the measures' JSON included); `None`
+/// when none has one.
 fn insert_snapshots(
+    backend: DbBackend,
     tenant: &str,
     rescored: &[Rescored],
-) -> Result<Option<InsertStatement>, StoreError> {
-    use snapshot::Column as C;
-    let mut insert = Query::insert();
-    insert.into_table(snapshot::Entity).columns([
-        C::TenantId,
-        C::CustomerId,
-        C::Score,
-        C::Band,
-        C::Tier,
-        C::ScorecardVersion,
-        C::Measures,
-        C::ComputedAt,
-        C::PAlive,
-        C::ExpectedPurchases90d,
-        C::Clv12m,
-        C::Detail,
-    ]);
-    let mut any = false;
+) -> Result<Option<Statement>, StoreError> {
+    use sea_orm::Value;
+    const COLUMNS: usize = 12;
+    let mut values: Vec<Value> = Vec::with_capacity(rescored.len() * COLUMNS);
+    let mut tuples = Vec::with_capacity(rescored.len());
     for s in rescored.iter().filter_map(|r| r.snapshot.as_ref()) {
         let id = s.customer_id.as_str();
-        insert.values_panic([
+        let row: [Value; COLUMNS] = [
             tenant.into(),
             id.into(),
             s.score.into(),
@@ -1049,8 +1044,18 @@ fn insert_snapshots(
             s.outlook.map(|o| o.expected_purchases_90d).into(),
             s.outlook.map(|o| o.clv).into(),
             Some(to_json(id, &s.detail)?).into(),
-        ]);
-        any = true;
+        ];
+        tuples.push(placeholders(backend, values.len() + 1, COLUMNS));
+        values.extend(row);
     }
-    Ok(any.then_some(insert))
+    if tuples.is_empty() {
+        return Ok(None);
+    }
+    let sql = format!(
+        "INSERT INTO scoring_snapshots (tenant_id, customer_id, score, band, tier, \
+         scorecard_version, measures, computed_at, p_alive, expected_purchases_90d, clv_12m, \
+         detail) VALUES {}",
+        tuples.join(", ")
+    );
+    Ok(Some(Statement::from_sql_and_values(backend, sql, values)))
 }
