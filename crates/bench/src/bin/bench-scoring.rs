@@ -247,7 +247,8 @@ async fn bench_rescore() -> anyhow::Result<()> {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(1_000_000);
-    let pg = rapport_tests::Postgres::start();
+    // Commits synced to disk, as in production: a re-score commits every page it writes.
+    let pg = rapport_tests::Postgres::start_durable();
     let db = rapport_storage::open::<rapport_scoring::migration::Migrator>(&pg.url()).await?;
     let redis = rapport_tests::Redis::start();
     let cache = RedisCache::connect(
