@@ -10,10 +10,21 @@ impl IdRanks {
     /// The ranks of `ids`.
     pub fn of<'a>(ids: impl Iterator<Item = &'a str>) -> IdRanks {
         let ids: Vec<&str> = ids.collect();
-        let mut order: Vec<u32> = (0..ids.len() as u32).collect();
-        order.sort_by_key(|&i| ids[i as usize]);
+        // Sorting by a string's first eight bytes as a number first compares most pairs
+        // without reading the strings (ids differ early); only equal prefixes compare the
+        // whole ids, then positions.
+        let mut order: Vec<(u64, u32)> = ids
+            .iter()
+            .enumerate()
+            .map(|(i, id)| (prefix(id), i as u32))
+            .collect();
+        order.sort_unstable_by(|a, b| {
+            a.0.cmp(&b.0)
+                .then_with(|| ids[a.1 as usize].cmp(ids[b.1 as usize]))
+                .then(a.1.cmp(&b.1))
+        });
         let mut ranks = vec![0u32; ids.len()];
-        for (rank, i) in order.into_iter().enumerate() {
+        for (rank, (_, i)) in order.into_iter().enumerate() {
             ranks[i as usize] = rank as u32;
         }
         IdRanks(ranks)
@@ -44,6 +55,15 @@ impl IdRanks {
     }
 }
 
+/// A string's first eight bytes (zero-padded) as a big-endian number: its order is the
+/// byte order of the strings' prefixes.
+fn prefix(s: &str) -> u64 {
+    let mut bytes = [0u8; 8];
+    let n = s.len().min(8);
+    bytes[..n].copy_from_slice(&s.as_bytes()[..n]);
+    u64::from_be_bytes(bytes)
+}
+
 /// A float's bits mapped so that unsigned order is `f64::total_cmp` order.
 pub fn ordered(x: f64) -> u64 {
     let bits = x.to_bits();
@@ -64,6 +84,41 @@ mod tests {
         assert_eq!(ids.order_by(|_| 0), [1, 2, 0]);
         let values = [2.0, 1.0, 2.0];
         assert_eq!(ids.order_by(|i| ordered(values[i])), [1, 2, 0]);
+    }
+
+    #[test]
+    fn ranks_follow_byte_order_of_whole_ids() {
+        // Shared eight-byte prefixes, a prefix of another id, a zero byte, multi-byte
+        // characters and a repeated id (ranked by position).
+        let ids = [
+            "customer-b",
+            "customer-a",
+            "customer",
+            "customer\0",
+            "é",
+            "e",
+            "",
+            "customer-a",
+        ];
+        let mut expected: Vec<usize> = (0..ids.len()).collect();
+        expected.sort_by(|&a, &b| ids[a].cmp(ids[b]).then(a.cmp(&b)));
+        let ranks = IdRanks::of(ids.into_iter());
+        assert_eq!(
+            ranks.order_by(|_| 0),
+            expected.iter().map(|&i| i as u32).collect::<Vec<_>>()
+        );
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn ranks_equal_a_plain_sort_of_the_ids(
+            ids in proptest::collection::vec("[a-c\\x00é]{0,10}", 0..60)
+        ) {
+            let mut expected: Vec<u32> = (0..ids.len() as u32).collect();
+            expected.sort_by(|&a, &b| ids[a as usize].cmp(&ids[b as usize]).then(a.cmp(&b)));
+            let ranks = IdRanks::of(ids.iter().map(String::as_str));
+            proptest::prop_assert_eq!(ranks.order_by(|_| 0), expected);
+        }
     }
 
     #[test]
