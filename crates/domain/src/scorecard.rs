@@ -111,6 +111,12 @@ pub enum Normalisation {
 }
 
 impl Normalisation {
+    /// Whether the score ranks the customer among its tenant (and so needs the tenant's
+    /// percentile table).
+    pub fn ranks(self) -> bool {
+        matches!(self, Normalisation::Percentile { .. })
+    }
+
     /// The 0–100 score of a raw value; `None` for a percentile without a population yet.
     pub fn apply(self, value: f64, population: Option<&PercentileTable>) -> Option<f64> {
         Some(match self {

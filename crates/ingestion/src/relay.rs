@@ -5,8 +5,7 @@ use rapport_proto::scoring::v1::CustomersChanged;
 use rapport_proto::scoring::v1::scoring_service_client::ScoringServiceClient;
 use rapport_server::peer::delivery_error;
 use rapport_server::{PeerChannel, peer_request};
-use rapport_storage::outbox::{Deliver, DeliveryError, OutboxMessage};
-use std::collections::BTreeSet;
+use rapport_storage::outbox::{Deliver, DeliveryError, OutboxMessage, readable};
 use std::time::Duration;
 
 /// Deadline of one notification; scoring fetches and scores the customers within it.
@@ -62,19 +61,12 @@ impl Deliver for ScoringNotifier {
         topic: &str,
         messages: &[OutboxMessage],
     ) -> Result<(), DeliveryError> {
-        let mut customer_ids = BTreeSet::new();
-        for message in messages {
-            match customers_of(topic, message) {
-                Ok(ids) => customer_ids.extend(ids),
-                // An unreadable message can never be delivered, and failing the delivery would
-                // hold back every other message of the tenant: it is dropped, with a record.
-                Err(error) => {
-                    tracing::error!(id = message.id, %error, "unreadable change notification dropped")
-                }
-            }
-        }
-        let customer_ids: Vec<String> = customer_ids.into_iter().collect();
-        // Scoring is idempotent: if a later call fails, re-sending the earlier ones is harmless.
+        // Each customer once, however many of the messages name it.
+        let mut customer_ids = readable(messages, |m| customers_of(topic, m));
+        customer_ids.sort_unstable();
+        customer_ids.dedup();
+        // Receivers are idempotent: after a failed call, the retry re-sending the calls
+        // that succeeded is harmless.
         for chunk in customer_ids.chunks(CUSTOMERS_PER_CALL) {
             let req = peer_request(
                 CustomersChanged {

@@ -450,22 +450,17 @@ impl Engine {
         let (reader, mut pages) = self.read_ahead(tenant);
         while let Some(page) = pages.recv().await {
             let page = page?;
+            walked += page.len() as u64;
             let evaluating = ctx.clone();
-            let (rows, page_values) = tokio::task::spawn_blocking(move || {
-                let found: Vec<(String, f64)> = page
-                    .iter()
-                    .flat_map(|row| {
-                        percentile_values(&row.state, &evaluating, now)
-                            .into_iter()
-                            .map(|(key, v)| (key.to_owned(), v))
-                    })
-                    .collect();
-                (page.len() as u64, found)
+            // The values travel to the evaluating thread and back: no copy of them per page.
+            values = tokio::task::spawn_blocking(move || {
+                for row in &page {
+                    values.add(percentile_values(&row.state, &evaluating, now));
+                }
+                values
             })
             .await
             .map_err(|e| ScoringError::Internal(format!("evaluation task: {e}")))?;
-            walked += rows;
-            values.add(page_values.iter().map(|(k, v)| (k.as_str(), *v)));
         }
         reader
             .await
@@ -567,21 +562,20 @@ impl Engine {
             let page = page?;
             p.done += page.len() as u64;
             let evaluating = ctx.clone();
-            let (changed, measured) = tokio::task::spawn_blocking(move || {
+            let (changed, gathered) = tokio::task::spawn_blocking(move || {
                 let mut changed = Vec::new();
-                let mut measured = Vec::with_capacity(page.len());
                 for row in page {
-                    let (r, v) = rescore(row.customer_id, row.state, &evaluating, now);
-                    measured.push(v);
+                    let (r, scored) = rescore(row.customer_id, row.state, &evaluating, now);
+                    values.add_scored(&scored);
                     if r.notification.is_some() {
                         changed.push(r);
                     }
                 }
-                (changed, measured)
+                (changed, values)
             })
             .await
             .map_err(|e| ScoringError::Internal(format!("evaluation task: {e}")))?;
-            measured.iter().for_each(|v| values.add_scored(v));
+            values = gathered;
             p.changed += changed.len() as u64;
             if writing.len() >= WRITERS
                 && let Some(oldest) = writing.pop_front()

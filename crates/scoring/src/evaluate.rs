@@ -7,9 +7,7 @@ use rapport_domain::alert::Signals;
 use rapport_domain::lifecycle::Stage;
 use rapport_domain::metrics::{CustomerMetrics, External};
 use rapport_domain::models::outlook::{FittedModels, Outlook};
-use rapport_domain::scorecard::{
-    Band, HealthScore, Measure, Normalisation, Population, Scorecard, ScorecardSet,
-};
+use rapport_domain::scorecard::{Band, HealthScore, Measure, Population, Scorecard, ScorecardSet};
 use rapport_domain::tier::Tier;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -97,7 +95,7 @@ impl TenantContext {
         self.cards
             .cards()
             .flat_map(|c| c.measures())
-            .filter(|(_, m)| matches!(m.normalisation, Normalisation::Percentile { .. }))
+            .filter(|(_, m)| m.normalisation.ranks())
             .map(|(_, m)| m.key.clone())
             .collect()
     }
@@ -204,7 +202,7 @@ pub fn percentile_values<'c>(
     inputs
         .card
         .measures()
-        .filter(|(_, m)| matches!(m.normalisation, Normalisation::Percentile { .. }))
+        .filter(|(_, m)| m.normalisation.ranks())
         .filter_map(|(_, m)| Some((m.key.as_str(), inputs.value(state, m)?)))
         .collect()
 }

@@ -5,7 +5,7 @@ use rapport_proto::alerting::v1::alerting_service_client::AlertingServiceClient;
 use rapport_proto::alerting::v1::{NotifyScoresRequest, ScoreChange};
 use rapport_server::peer::delivery_error;
 use rapport_server::{PeerChannel, peer_request};
-use rapport_storage::outbox::{Deliver, DeliveryError, OutboxMessage};
+use rapport_storage::outbox::{Deliver, DeliveryError, OutboxMessage, readable};
 use std::time::Duration;
 
 /// Deadline of one notification to alerting.
@@ -63,19 +63,10 @@ impl Deliver for AlertNotifier {
         topic: &str,
         messages: &[OutboxMessage],
     ) -> Result<(), DeliveryError> {
-        let mut scores = Vec::new();
-        for m in messages {
-            match changes_of(topic, m) {
-                Ok(changes) => scores.extend(changes),
-                // An unreadable row can never be delivered; retrying it forever would block none
-                // of the others (they are sent together), so it is dropped with a record of why.
-                Err(error) => {
-                    tracing::error!(id = m.id, %error, "unreadable score notification dropped")
-                }
-            }
-        }
-        // In order, a chunk at a time; alerting is idempotent, so re-sending earlier chunks
-        // after a later one failed is harmless.
+        // In order: alerting steps each customer's alert tracks by its score changes.
+        let scores = readable(messages, |m| changes_of(topic, m));
+        // Receivers are idempotent: after a failed call, the retry re-sending the calls
+        // that succeeded is harmless.
         for chunk in scores.chunks(SCORES_PER_CALL) {
             let req = peer_request(
                 NotifyScoresRequest {

@@ -44,6 +44,25 @@ pub trait Deliver: Send + Sync + 'static {
     ) -> impl Future<Output = Result<(), DeliveryError>> + Send;
 }
 
+/// The items `decode` reads from each message, in order. A message it cannot read is
+/// dropped with an error log: it could never be delivered, and failing the delivery would
+/// hold back every other message of its tenant.
+pub fn readable<T>(
+    messages: &[OutboxMessage],
+    decode: impl Fn(&OutboxMessage) -> Result<Vec<T>, String>,
+) -> Vec<T> {
+    let mut items = Vec::new();
+    for m in messages {
+        match decode(m) {
+            Ok(read) => items.extend(read),
+            Err(error) => {
+                tracing::error!(id = m.id, topic = m.topic, %error, "unreadable outbox message dropped")
+            }
+        }
+    }
+    items
+}
+
 /// One service's outbox table.
 #[derive(Debug, Clone, Copy)]
 pub struct Outbox {
@@ -485,6 +504,27 @@ mod tests {
                 .push((tenant.to_owned(), messages.len()));
             Ok(())
         }
+    }
+
+    fn message(id: i64, payload: &[u8]) -> OutboxMessage {
+        OutboxMessage {
+            id,
+            tenant_id: "t".into(),
+            topic: "x".into(),
+            payload: payload.to_vec(),
+            traceparent: None,
+            attempts: 0,
+        }
+    }
+
+    #[test]
+    fn unreadable_messages_are_dropped_and_the_others_kept_in_order() {
+        let messages = [message(1, b"ab"), message(2, b""), message(3, b"c")];
+        let items = readable(&messages, |m| match m.payload.as_slice() {
+            [] => Err("empty".to_owned()),
+            bytes => Ok(bytes.to_vec()),
+        });
+        assert_eq!(items, b"abc");
     }
 
     #[tokio::test]
