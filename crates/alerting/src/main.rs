@@ -2,6 +2,11 @@
 
 use clap::Parser;
 
+/// mimalloc rather than the system allocator: a whole-tenant re-score spent about a seventh of
+/// the machine in glibc's malloc and free.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let config = rapport_alerting::Config::parse();

@@ -19,6 +19,11 @@ use std::path::PathBuf;
 use std::time::Duration;
 use tonic::transport::Channel;
 
+/// mimalloc rather than the system allocator: a whole-tenant re-score spent about a seventh of
+/// the machine in glibc's malloc and free.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Deadline of every CLI call.
 const DEADLINE: Duration = Duration::from_secs(60);
 

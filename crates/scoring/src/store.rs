@@ -370,7 +370,7 @@ impl Store {
         if rescored.is_empty() {
             return Ok(());
         }
-        let txn = rapport_storage::begin_write(&self.db).await?;
+        let txn = rapport_storage::begin_bulk_write(&self.db).await?;
         for chunk in rescored.chunks(ROWS_PER_INSERT) {
             match columns {
                 Columns::All => {

@@ -188,7 +188,7 @@ impl Store {
                 },
             )
             .collect();
-        let txn = rapport_storage::begin_write(&self.db).await?;
+        let txn = rapport_storage::begin_bulk_write(&self.db).await?;
         let run = run::ActiveModel {
             id: NotSet,
             tenant_id: Set(tenant.to_owned()),

@@ -14,6 +14,10 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
 
+/// The services' allocator, so the figures are the deployed ones.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const EVENTS: usize = 100_000;
 const BATCH: usize = 2_500;
 const ROWS_PER_INSERT: usize = 500;

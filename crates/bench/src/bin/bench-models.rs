@@ -9,6 +9,10 @@ use rapport_domain::models::pareto_nbd::ParetoNbd;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+/// The services' allocator, so the figures are the deployed ones.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const RUNS: usize = 9;
 
 fn lifetimes_times(python: &str) -> anyhow::Result<(Duration, Duration)> {

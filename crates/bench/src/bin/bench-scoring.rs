@@ -25,6 +25,10 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
 
+/// The services' allocator, so the figures are the deployed ones.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const TENANT: &str = "dev";
 /// Customers the read benchmark reads among.
 const READ_CUSTOMERS: usize = 10_000;

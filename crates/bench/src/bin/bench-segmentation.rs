@@ -25,6 +25,10 @@ use std::io::Write;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
+/// The services' allocator, so the figures are the deployed ones.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const AS_OF: &str = "1998-07-01";
 const TENANT: &str = "dev";
 
