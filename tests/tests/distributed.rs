@@ -77,6 +77,19 @@ async fn distributed_platform_on_postgres_and_redis() {
         ),
         "detail=l,measures=l"
     );
+    // Ids of the customers and snapshots compare as bytes, whatever the database's locale.
+    assert_eq!(
+        pg.query(
+            "SELECT string_agg(c.relname || '.' || a.attname || '=' || co.collname, ',' \
+             ORDER BY c.relname, a.attname) \
+             FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid \
+             JOIN pg_collation co ON co.oid = a.attcollation \
+             WHERE c.relname IN ('scoring_customers', 'scoring_snapshots') \
+             AND a.attname IN ('tenant_id', 'customer_id')"
+        ),
+        "scoring_customers.customer_id=C,scoring_customers.tenant_id=C,\
+         scoring_snapshots.customer_id=C,scoring_snapshots.tenant_id=C"
+    );
     let alice = scenario::health(&clients, "alice").await.expect("alice");
     let spend = alice.measures.iter().find(|m| m.measure == "spend_365d");
     assert!(

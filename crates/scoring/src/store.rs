@@ -945,18 +945,16 @@ async fn update_scores<C: ConnectionTrait>(
     tenant: &str,
     rows: &[Rescored],
 ) -> Result<(), StoreError> {
-    use sea_orm::Value;
     if rows.is_empty() {
         return Ok(());
     }
     let backend = conn.get_database_backend();
-    let mut values: Vec<Value> = vec![tenant.into()];
-    let mut tuples = Vec::with_capacity(rows.len());
+    let mut list = ValuesList::new(backend, vec![tenant.into()], rows.len());
     let now = rapport_storage::now_millis();
     for r in rows {
         let id = r.customer_id.as_str();
         let s = &r.state;
-        let row: [Value; 7] = [
+        list.push([
             id.into(),
             s.score.into(),
             s.band.map(|b| b.name().to_owned()).into(),
@@ -964,9 +962,7 @@ async fn update_scores<C: ConnectionTrait>(
             Some(to_json(id, &s.recent)?).into(),
             s.signals.into(),
             now.into(),
-        ];
-        tuples.push(placeholders(backend, values.len() + 1, row.len()));
-        values.extend(row);
+        ]);
     }
     let sql = format!(
         "WITH v(customer_id, score, band, fingerprint, recent, signals, updated_at) AS \
@@ -974,9 +970,10 @@ async fn update_scores<C: ConnectionTrait>(
          fingerprint = v.fingerprint, recent = v.recent, signals = v.signals, \
          updated_at = v.updated_at \
          FROM v WHERE c.tenant_id = {} AND c.customer_id = v.customer_id",
-        tuples.join(", "),
+        list.text,
         mark(backend, 1)
     );
+    let values = list.values;
     conn.execute_raw(Statement::from_sql_and_values(backend, sql, values))
         .await?;
     Ok(())
@@ -1011,10 +1008,54 @@ fn mark(backend: DbBackend, n: usize) -> String {
     }
 }
 
-/// A tuple of `count` placeholders numbered from `first`: `($3, $4, $5)`.
-fn placeholders(backend: DbBackend, first: usize, count: usize) -> String {
-    let marks: Vec<String> = (first..first + count).map(|n| mark(backend, n)).collect();
-    format!("({})", marks.join(", "))
+/// The tuples of a multi-row `VALUES` list as statement text, with their values moved in
+/// (a query builder would copy every value). The text is written into one string: a page
+/// has tens of thousands of placeholders.
+struct ValuesList {
+    backend: DbBackend,
+    rows: usize,
+    text: String,
+    values: Vec<sea_orm::Value>,
+}
+
+impl ValuesList {
+    /// A list after `leading` values (placeholders the statement uses elsewhere), with room
+    /// for `rows` tuples.
+    fn new(backend: DbBackend, leading: Vec<sea_orm::Value>, rows: usize) -> ValuesList {
+        ValuesList {
+            backend,
+            rows,
+            text: String::with_capacity(rows * 64),
+            values: leading,
+        }
+    }
+
+    fn push<const N: usize>(&mut self, row: [sea_orm::Value; N]) {
+        use std::fmt::Write;
+        let sigil = match self.backend {
+            DbBackend::Postgres => '$',
+            _ => '?',
+        };
+        if self.text.is_empty() {
+            self.values.reserve(self.rows * N);
+        } else {
+            self.text.push_str(", ");
+        }
+        self.text.push('(');
+        for i in 0..N {
+            if i > 0 {
+                self.text.push_str(", ");
+            }
+            // Writing to a String cannot fail.
+            let _ = write!(self.text, "{sigil}{}", self.values.len() + 1 + i);
+        }
+        self.text.push(')');
+        self.values.extend(row);
+    }
+
+    fn is_empty(&self) -> bool {
+        self.text.is_empty()
+    }
 }
 
 /// One multi-row INSERT of the snapshots among `rescored`, written as text with its values
@@ -1025,13 +1066,10 @@ fn insert_snapshots(
     tenant: &str,
     rescored: &[Rescored],
 ) -> Result<Option<Statement>, StoreError> {
-    use sea_orm::Value;
-    const COLUMNS: usize = 12;
-    let mut values: Vec<Value> = Vec::with_capacity(rescored.len() * COLUMNS);
-    let mut tuples = Vec::with_capacity(rescored.len());
+    let mut list = ValuesList::new(backend, Vec::new(), rescored.len());
     for s in rescored.iter().filter_map(|r| r.snapshot.as_ref()) {
         let id = s.customer_id.as_str();
-        let row: [Value; COLUMNS] = [
+        list.push([
             tenant.into(),
             id.into(),
             s.score.into(),
@@ -1044,18 +1082,17 @@ fn insert_snapshots(
             s.outlook.map(|o| o.expected_purchases_90d).into(),
             s.outlook.map(|o| o.clv).into(),
             Some(to_json(id, &s.detail)?).into(),
-        ];
-        tuples.push(placeholders(backend, values.len() + 1, COLUMNS));
-        values.extend(row);
+        ]);
     }
-    if tuples.is_empty() {
+    if list.is_empty() {
         return Ok(None);
     }
     let sql = format!(
         "INSERT INTO scoring_snapshots (tenant_id, customer_id, score, band, tier, \
          scorecard_version, measures, computed_at, p_alive, expected_purchases_90d, clv_12m, \
          detail) VALUES {}",
-        tuples.join(", ")
+        list.text
     );
+    let values = list.values;
     Ok(Some(Statement::from_sql_and_values(backend, sql, values)))
 }
