@@ -2,14 +2,15 @@
 //! every tenant's scorecard, percentile tables and models at hand; answer explanations.
 
 use crate::evaluate::{
-    self, CustomerState, Evaluation, TenantContext, alert_signals, evaluate, percentile_values,
-    remember, signals_digest,
+    CustomerState, Evaluation, TenantContext, alert_signals, evaluate, percentile_values, remember,
+    signals_digest,
 };
 use crate::params::NamedParams;
 use crate::store::{
-    Columns, FeatureRow, FitRecord, OverrideChange, Rescored, Snapshot, SnapshotDetail, Store,
-    StoreError, StoredScorecard,
+    Columns, FeatureRow, FitRecord, NewSnapshot, OverrideChange, Rescored, Snapshot,
+    SnapshotDetail, Store, StoreError, StoredScorecard,
 };
+use crate::view::health;
 use chrono::{DateTime, Utc};
 use prost::Message;
 use rapport_cache::{AnyCache, Cache};
@@ -21,7 +22,7 @@ use rapport_domain::models::outlook::{FittedModels, twelve_months_in_days};
 use rapport_domain::models::summary::summarise_days;
 use rapport_domain::models::{Customer, check_population};
 use rapport_domain::scorecard::{
-    Band, HealthScore, PercentileTable, Population, ScorecardError, ScorecardSet,
+    HealthScore, PercentileTable, Population, ScorecardError, ScorecardSet,
 };
 use rapport_domain::tier::Tier;
 use rapport_proto::convert;
@@ -163,72 +164,6 @@ pub struct ScorecardView {
 /// The cache key of a customer's health; it carries the tenant.
 pub fn cache_key(tenant: &str, customer_id: &str) -> String {
     format!("rapport:{}:{tenant}:health:{customer_id}", tenant.len())
-}
-
-/// The API view of a stored snapshot.
-pub fn health(s: &Snapshot) -> pb::HealthScore {
-    let d = &s.detail;
-    pb::HealthScore {
-        customer_id: s.customer_id.clone(),
-        score: s.score,
-        band: convert::band(s.band).into(),
-        tier: convert::tier(s.tier).into(),
-        measures: s
-            .measures
-            .iter()
-            .map(|m| pb::MeasureScore {
-                measure: m.measure.clone(),
-                value: m.value,
-                score: m.score,
-                contribution: m.contribution,
-                weight: m.weight,
-                group: m.group.clone(),
-                shortfall: m.shortfall,
-                band: m
-                    .band
-                    .as_deref()
-                    .and_then(Band::from_name)
-                    .map_or(0, |b| convert::band(b).into()),
-            })
-            .collect(),
-        groups: d
-            .groups
-            .iter()
-            .map(|g| pb::GroupScore {
-                group: g.group.clone(),
-                score: g.score,
-                weight: g.weight,
-                contribution: g.contribution,
-            })
-            .collect(),
-        scorecard_version: s.scorecard_version.clone(),
-        computed_at: Some(convert::timestamp(s.computed_at)),
-        p_alive: s.outlook.map(|o| o.p_alive),
-        expected_purchases_90d: s.outlook.map(|o| o.expected_purchases_90d),
-        clv_12m: s.outlook.map(|o| o.clv),
-        trend_7d: d.trend_7d,
-        trend_30d: d.trend_30d,
-        computed_score: d.computed_score.unwrap_or(s.score),
-        overrides: d
-            .overrides
-            .iter()
-            .map(|o| pb::Override {
-                target: match o.target {
-                    evaluate::OverrideTarget::Score => pb::OverrideTarget::Score,
-                    evaluate::OverrideTarget::Sentiment => pb::OverrideTarget::Sentiment,
-                }
-                .into(),
-                value: o.value,
-                author: o.author.clone(),
-                reason: o.reason.clone(),
-                set_at: Some(convert::timestamp(o.set_at)),
-                expires_at: Some(convert::timestamp(o.expires_at)),
-            })
-            .collect(),
-        frozen: d.churned_at.is_some(),
-        churned_at: d.churned_at.map(convert::timestamp),
-        stage: d.stage.map(|s| s.name().to_owned()).unwrap_or_default(),
-    }
 }
 
 /// The snapshot of an evaluation.
@@ -857,6 +792,7 @@ fn rescore(
         return (rescored, e.computed);
     }
     let snapshot = snapshot_of(&customer_id, &state, &e, &ctx.version, computed_at);
+    let body = health(&snapshot).encode_to_vec();
     state.fingerprint = Some(e.fingerprint);
     state.score = Some(e.score);
     state.band = Some(e.band);
@@ -865,7 +801,7 @@ fn rescore(
     let rescored = Rescored {
         customer_id,
         state,
-        snapshot: Some(snapshot),
+        snapshot: Some(NewSnapshot { snapshot, body }),
         notification: Some(change),
     };
     (rescored, e.computed)
@@ -895,7 +831,7 @@ impl Writer {
         let entries: Vec<(String, Vec<u8>)> = rescored
             .iter()
             .filter_map(|r| r.snapshot.as_ref())
-            .map(|s| (cache_key(tenant, &s.customer_id), health(s).encode_to_vec()))
+            .map(|s| (cache_key(tenant, &s.snapshot.customer_id), s.body.clone()))
             .collect();
         if let Err(error) = self.cache.set_many(entries).await {
             tracing::warn!(%error, "cache write failed; reads fall back to the database");

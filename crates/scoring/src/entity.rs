@@ -53,14 +53,17 @@ pub mod snapshot {
         pub band: String,
         pub tier: Option<String>,
         pub scorecard_version: String,
-        /// Each measure's value, normalised score, weight and contribution, as JSON.
+        /// Each measure's value, normalised score, weight and contribution, as JSON, in
+        /// snapshots stored before `body`; empty in those that have one.
         pub measures: String,
         pub computed_at: i64,
         pub p_alive: Option<f64>,
         pub expected_purchases_90d: Option<f64>,
         pub clv_12m: Option<f64>,
-        /// Groups, trends, overrides, freeze and stage, as JSON.
+        /// Groups, trends, overrides, freeze and stage, as JSON, beside `measures`.
         pub detail: Option<String>,
+        /// The whole snapshot as the API's `HealthScore` (the cached value, byte for byte).
+        pub body: Option<Vec<u8>>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

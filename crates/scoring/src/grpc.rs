@@ -1,8 +1,9 @@
 //! The gRPC adapter of scoring: authorises, converts, and maps errors to status once.
 
-use crate::engine::{Engine, ScoringError, health};
+use crate::engine::{Engine, ScoringError};
 use crate::evaluate::OverrideTarget;
 use crate::store::{FitRecord, OverrideChange, Snapshot, StoreError};
+use crate::view::health;
 use chrono::{DateTime, Utc};
 use rapport_domain::lifecycle::Stage;
 use rapport_domain::metrics::{External, Indicator, past_due_bucket};

@@ -9,6 +9,7 @@ pub mod migration;
 pub mod params;
 mod relay;
 pub mod store;
+pub mod view;
 
 use rapport_cache::{AnyCache, MemoryCache, RedisCache};
 use rapport_domain::scorecard::DEFAULT_TOML;

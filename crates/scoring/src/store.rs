@@ -139,12 +139,20 @@ pub struct Snapshot {
     pub detail: SnapshotDetail,
 }
 
+/// A new snapshot with its body: the API's `HealthScore`, encoded once to be stored and
+/// cached.
+#[derive(Debug, Clone)]
+pub struct NewSnapshot {
+    pub snapshot: Snapshot,
+    pub body: Vec<u8>,
+}
+
 /// A customer's new state and, when its score changed, its new snapshot, ready to store.
 #[derive(Debug, Clone)]
 pub struct Rescored {
     pub customer_id: String,
     pub state: CustomerState,
-    pub snapshot: Option<Snapshot>,
+    pub snapshot: Option<NewSnapshot>,
     /// What alerting is to hear of the change (with the snapshot).
     pub notification: Option<ScoreChange>,
 }
@@ -272,6 +280,17 @@ fn to_json<T: Serialize>(customer_id: &str, value: &T) -> Result<String, StoreEr
 
 /// The snapshot of a stored row, with the customer's current tier.
 fn snapshot_of(row: snapshot::Model, tier: Option<Tier>) -> Result<Snapshot, StoreError> {
+    use prost::Message;
+    if let Some(body) = &row.body {
+        let health =
+            rapport_proto::scoring::v1::HealthScore::decode(body.as_slice()).map_err(|e| {
+                StoreError::Corrupt {
+                    customer_id: row.customer_id.clone(),
+                    reason: format!("snapshot body: {e}"),
+                }
+            })?;
+        return crate::view::snapshot(health, tier);
+    }
     let id = row.customer_id.as_str();
     let measures = json(id, &row.measures)?;
     let detail = optional_json(id, row.detail.as_deref())?;
@@ -1067,21 +1086,23 @@ fn insert_snapshots(
     rescored: &[Rescored],
 ) -> Result<Option<Statement>, StoreError> {
     let mut list = ValuesList::new(backend, Vec::new(), rescored.len());
-    for s in rescored.iter().filter_map(|r| r.snapshot.as_ref()) {
-        let id = s.customer_id.as_str();
+    for new in rescored.iter().filter_map(|r| r.snapshot.as_ref()) {
+        let s = &new.snapshot;
         list.push([
             tenant.into(),
-            id.into(),
+            s.customer_id.as_str().into(),
             s.score.into(),
             s.band.name().into(),
             s.tier.map(|t| t.name().to_owned()).into(),
             s.scorecard_version.as_str().into(),
-            to_json(id, &s.measures)?.into(),
+            // The legacy JSON columns: the body holds all of it.
+            "".into(),
             s.computed_at.into(),
             s.outlook.map(|o| o.p_alive).into(),
             s.outlook.map(|o| o.expected_purchases_90d).into(),
             s.outlook.map(|o| o.clv).into(),
-            Some(to_json(id, &s.detail)?).into(),
+            Option::<String>::None.into(),
+            new.body.clone().into(),
         ]);
     }
     if list.is_empty() {
@@ -1090,7 +1111,7 @@ fn insert_snapshots(
     let sql = format!(
         "INSERT INTO scoring_snapshots (tenant_id, customer_id, score, band, tier, \
          scorecard_version, measures, computed_at, p_alive, expected_purchases_90d, clv_12m, \
-         detail) VALUES {}",
+         detail, body) VALUES {}",
         list.text
     );
     let values = list.values;

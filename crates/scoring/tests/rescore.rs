@@ -270,3 +270,58 @@ async fn percentile_measures_rank_customers_within_the_tenant() {
     let (low, high) = (low.expect("ranked"), high.expect("ranked"));
     assert!(low < 5.0 && high > 95.0, "{low} {high}");
 }
+
+/// Snapshots stored before bodies existed (their measures and detail as two JSON texts) read
+/// back exactly as snapshots stored as a body do.
+#[tokio::test]
+async fn a_snapshot_stored_as_json_reads_as_one_stored_as_a_body() {
+    use sea_orm::{ConnectionTrait, DbBackend, Statement};
+    let dir = tempfile::tempdir().unwrap();
+    let engine = engine(dir.path(), Clock::fixed(start())).await;
+    let t0 = start();
+    seed(
+        &engine,
+        &[(
+            "older",
+            vec![
+                order("older", t0 - Duration::days(40), 25.0),
+                order("older", t0 - Duration::days(3), 70.0),
+            ],
+        )],
+    )
+    .await;
+    run_once(&engine, Work::Rescore).await;
+    let from_body = engine.store.latest(TENANT, "older").await.unwrap().unwrap();
+    assert!(!from_body.measures.is_empty());
+
+    let url = format!("sqlite://{}", dir.path().join("scoring.db").display());
+    let db = sea_orm::Database::connect(url).await.unwrap();
+    let later = from_body.computed_at + 1;
+    db.execute_raw(Statement::from_sql_and_values(
+        DbBackend::Sqlite,
+        "INSERT INTO scoring_snapshots (tenant_id, customer_id, score, band, \
+         scorecard_version, measures, computed_at, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            TENANT.into(),
+            "older".into(),
+            from_body.score.into(),
+            from_body.band.name().into(),
+            from_body.scorecard_version.clone().into(),
+            serde_json::to_string(&from_body.measures).unwrap().into(),
+            later.into(),
+            serde_json::to_string(&from_body.detail).unwrap().into(),
+        ],
+    ))
+    .await
+    .unwrap();
+
+    let from_json = engine.store.latest(TENANT, "older").await.unwrap().unwrap();
+    assert_eq!(from_json.computed_at, later, "the JSON row is the latest");
+    assert_eq!(
+        from_json,
+        rapport_scoring::store::Snapshot {
+            computed_at: later,
+            ..from_body
+        }
+    );
+}
