@@ -77,19 +77,27 @@ async fn distributed_platform_on_postgres_and_redis() {
         ),
         "detail=l,measures=l"
     );
-    // Ids of the customers and snapshots compare as bytes, whatever the database's locale.
-    assert_eq!(
-        pg.query(
-            "SELECT string_agg(c.relname || '.' || a.attname || '=' || co.collname, ',' \
-             ORDER BY c.relname, a.attname) \
-             FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid \
-             JOIN pg_collation co ON co.oid = a.attcollation \
-             WHERE c.relname IN ('scoring_customers', 'scoring_snapshots') \
-             AND a.attname IN ('tenant_id', 'customer_id')"
-        ),
-        "scoring_customers.customer_id=C,scoring_customers.tenant_id=C,\
-         scoring_snapshots.customer_id=C,scoring_snapshots.tenant_id=C"
-    );
+    // Ids of the large per-customer tables compare as bytes, whatever the database's locale.
+    let tables = [
+        "scoring_customers",
+        "scoring_snapshots",
+        "segmentation_customers",
+        "segmentation_stage_changes",
+        "segmentation_tier_changes",
+    ];
+    let collations = pg.query(&format!(
+        "SELECT string_agg(c.relname || '.' || a.attname || '=' || co.collname, ',' \
+         ORDER BY c.relname, a.attname) \
+         FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid \
+         JOIN pg_collation co ON co.oid = a.attcollation \
+         WHERE c.relname IN ('{}') AND a.attname IN ('tenant_id', 'customer_id')",
+        tables.join("', '")
+    ));
+    let expected: Vec<String> = tables
+        .iter()
+        .flat_map(|t| [format!("{t}.customer_id=C"), format!("{t}.tenant_id=C")])
+        .collect();
+    assert_eq!(collations, expected.join(","));
     let alice = scenario::health(&clients, "alice").await.expect("alice");
     let spend = alice.measures.iter().find(|m| m.measure == "spend_365d");
     assert!(

@@ -320,32 +320,19 @@ mod m20261125_000001_snapshot_compression {
 
 mod m20261126_000001_ids_compare_as_bytes {
     use super::*;
-    use sea_orm::{ConnectionTrait, DbBackend};
 
     rapport_storage::migration_name!("m20261126_000001_ids_compare_as_bytes");
 
-    /// On PostgreSQL, tenant and customer ids of the customers and snapshots compare as bytes
-    /// (the "C" collation) instead of by the database's locale. Ids are opaque, so a
-    /// linguistic order buys nothing, while it makes every index comparison a locale
-    /// comparison (a whole-tenant re-score compares ids in three indexes per customer) and
-    /// ties the indexes to the C library's collation version. SQLite compares bytes already.
+    /// Ids of the customers and snapshots compare as bytes on PostgreSQL: a whole-tenant
+    /// re-score compares ids in three indexes per customer.
     #[async_trait::async_trait]
     impl MigrationTrait for Migration {
         async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-            if manager.get_database_backend() != DbBackend::Postgres {
-                return Ok(());
-            }
-            for table in ["scoring_customers", "scoring_snapshots"] {
-                manager
-                    .get_connection()
-                    .execute_unprepared(&format!(
-                        "ALTER TABLE {table} \
-                         ALTER COLUMN tenant_id TYPE varchar COLLATE \"C\", \
-                         ALTER COLUMN customer_id TYPE varchar(100) COLLATE \"C\""
-                    ))
-                    .await?;
-            }
-            Ok(())
+            rapport_storage::schema::ids_compare_as_bytes(
+                manager,
+                &["scoring_customers", "scoring_snapshots"],
+            )
+            .await
         }
     }
 }

@@ -14,7 +14,8 @@ rapport_storage::migrator!(
         m20261124_000001_rfm_segments_and_pending_tiers::Migration,
         m20261124_000002_stages::Migration,
         m20261124_000003_custom_segments::Migration,
-        m20261125_000001_clv::Migration
+        m20261125_000001_clv::Migration,
+        m20261126_000001_ids_compare_as_bytes::Migration
     ]
 );
 
@@ -211,6 +212,29 @@ mod m20261125_000001_clv {
                 manager,
                 "segmentation_customers",
                 vec![col("clv").double().null().to_owned()],
+            )
+            .await
+        }
+    }
+}
+
+mod m20261126_000001_ids_compare_as_bytes {
+    use super::*;
+
+    rapport_storage::migration_name!("m20261126_000001_ids_compare_as_bytes");
+
+    /// Ids of the grades and their histories compare as bytes on PostgreSQL: a first run
+    /// writes a grade, a stage change and a tier change per customer.
+    #[async_trait::async_trait]
+    impl MigrationTrait for Migration {
+        async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+            rapport_storage::schema::ids_compare_as_bytes(
+                manager,
+                &[
+                    "segmentation_customers",
+                    "segmentation_tier_changes",
+                    "segmentation_stage_changes",
+                ],
             )
             .await
         }

@@ -26,6 +26,31 @@ pub async fn add_columns(
     Ok(())
 }
 
+/// Makes the `tenant_id` and `customer_id` columns of `tables` compare as bytes on
+/// PostgreSQL (the "C" collation; SQLite compares bytes already). Ids are opaque: a
+/// linguistic order buys nothing, costs a locale comparison in every index step, and ties
+/// the indexes to the C library's collation version. The indexes are rebuilt.
+pub async fn ids_compare_as_bytes(
+    manager: &sea_orm_migration::SchemaManager<'_>,
+    tables: &[&str],
+) -> Result<(), sea_orm::DbErr> {
+    use sea_orm::ConnectionTrait;
+    if manager.get_database_backend() != sea_orm::DbBackend::Postgres {
+        return Ok(());
+    }
+    for table in tables {
+        manager
+            .get_connection()
+            .execute_unprepared(&format!(
+                "ALTER TABLE {table} \
+                 ALTER COLUMN tenant_id TYPE varchar COLLATE \"C\", \
+                 ALTER COLUMN customer_id TYPE varchar(100) COLLATE \"C\""
+            ))
+            .await?;
+    }
+    Ok(())
+}
+
 /// `CREATE INDEX IF NOT EXISTS name ON table (columns…)`.
 pub fn index(table: &str, name: &str, columns: &[&str]) -> IndexCreateStatement {
     let mut index = Index::create();
