@@ -68,7 +68,8 @@ async fn distributed_platform_on_postgres_and_redis() {
         (3, 0),
         "{second:?}"
     );
-    // Snapshots' JSON is compressed with lz4, not pglz (the scoring migrations' choice).
+    // Snapshots' JSON (of rows stored before bodies) is compressed with lz4, not pglz (the
+    // scoring migrations' choice).
     assert_eq!(
         pg.query(
             "SELECT string_agg(attname || '=' || attcompression::text, ',' ORDER BY attname) \

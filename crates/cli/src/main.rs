@@ -19,7 +19,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 use tonic::transport::Channel;
 
-/// mimalloc rather than the system allocator: a whole-tenant re-score spent about a seventh of
+/// mimalloc rather than the system allocator: a whole-tenant re-score spent about 15 % of
 /// the machine in glibc's malloc and free.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;

@@ -275,9 +275,10 @@ impl Engine {
             .into_iter()
             .map(|(customer_id, state)| rescore(customer_id, state, &ctx, now).0)
             .collect();
-        self.persist(tenant, &rescored, Columns::All).await?;
-        tracing::info!(tenant, customers = rescored.len(), "rescored");
-        Ok(rescored.len())
+        let customers = rescored.len();
+        self.persist(tenant, rescored, Columns::All).await?;
+        tracing::info!(tenant, customers, "rescored");
+        Ok(customers)
     }
 
     /// Stores new states and snapshots with their outbox rows, then writes the new
@@ -285,7 +286,7 @@ impl Engine {
     async fn persist(
         &self,
         tenant: &str,
-        rescored: &[Rescored],
+        rescored: Vec<Rescored>,
         columns: Columns,
     ) -> Result<(), ScoringError> {
         self.writer()
@@ -522,7 +523,7 @@ impl Engine {
 
             let (writer, t, trace) = (self.writer(), tenant.to_owned(), traceparent.clone());
             writing.push_back(tokio::spawn(async move {
-                writer.persist(&t, &changed, Columns::Score, trace).await
+                writer.persist(&t, changed, Columns::Score, trace).await
             }));
             progress(p);
         }
@@ -560,7 +561,7 @@ impl Engine {
             .map(|(id, state)| rescore(id, state, &ctx, now).0)
             .filter(|r| r.notification.is_some())
             .collect();
-        self.persist(tenant, &rescored, Columns::Score).await
+        self.persist(tenant, rescored, Columns::Score).await
     }
 
     async fn fetch(
@@ -792,7 +793,6 @@ fn rescore(
         return (rescored, e.computed);
     }
     let snapshot = snapshot_of(&customer_id, &state, &e, &ctx.version, computed_at);
-    let body = health(&snapshot).encode_to_vec();
     state.fingerprint = Some(e.fingerprint);
     state.score = Some(e.score);
     state.band = Some(e.band);
@@ -801,7 +801,7 @@ fn rescore(
     let rescored = Rescored {
         customer_id,
         state,
-        snapshot: Some(NewSnapshot { snapshot, body }),
+        snapshot: Some(NewSnapshot::of(snapshot)),
         notification: Some(change),
     };
     (rescored, e.computed)
@@ -820,18 +820,18 @@ impl Writer {
     async fn persist(
         &self,
         tenant: &str,
-        rescored: &[Rescored],
+        rescored: Vec<Rescored>,
         columns: Columns,
         traceparent: Option<String>,
     ) -> Result<(), ScoringError> {
         self.store
-            .save(tenant, rescored, columns, traceparent)
+            .save(tenant, &rescored, columns, traceparent)
             .await?;
         self.waker.wake();
+        // The stored bodies are the cached values: moved here, not copied.
         let entries: Vec<(String, Vec<u8>)> = rescored
-            .iter()
-            .filter_map(|r| r.snapshot.as_ref())
-            .map(|s| (cache_key(tenant, &s.snapshot.customer_id), s.body.clone()))
+            .into_iter()
+            .filter_map(|r| Some((cache_key(tenant, &r.customer_id), r.snapshot?.body)))
             .collect();
         if let Err(error) = self.cache.set_many(entries).await {
             tracing::warn!(%error, "cache write failed; reads fall back to the database");

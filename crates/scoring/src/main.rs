@@ -2,7 +2,7 @@
 
 use clap::Parser;
 
-/// mimalloc rather than the system allocator: a whole-tenant re-score spent about a seventh of
+/// mimalloc rather than the system allocator: a whole-tenant re-score spent about 15 % of
 /// the machine in glibc's malloc and free.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;

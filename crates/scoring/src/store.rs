@@ -139,12 +139,36 @@ pub struct Snapshot {
     pub detail: SnapshotDetail,
 }
 
-/// A new snapshot with its body: the API's `HealthScore`, encoded once to be stored and
-/// cached.
+/// A new snapshot, ready to store and cache: the columns its rows are found and filtered
+/// by, and its body, the API's `HealthScore` encoded once for both. Its customer is the
+/// [`Rescored`]'s.
 #[derive(Debug, Clone)]
 pub struct NewSnapshot {
-    pub snapshot: Snapshot,
+    pub score: f64,
+    pub band: Band,
+    pub tier: Option<Tier>,
+    pub scorecard_version: String,
+    pub computed_at: i64,
+    pub outlook: Option<Outlook>,
     pub body: Vec<u8>,
+}
+
+impl NewSnapshot {
+    /// The columns and body of a snapshot; its measures and detail live on in the body
+    /// alone.
+    pub fn of(s: Snapshot) -> NewSnapshot {
+        use prost::Message;
+        let body = crate::view::health(&s).encode_to_vec();
+        NewSnapshot {
+            score: s.score,
+            band: s.band,
+            tier: s.tier,
+            scorecard_version: s.scorecard_version,
+            computed_at: s.computed_at,
+            outlook: s.outlook,
+            body,
+        }
+    }
 }
 
 /// A customer's new state and, when its score changed, its new snapshot, ready to store.
@@ -1019,17 +1043,22 @@ fn customer_row(tenant: &str, r: &Rescored) -> Result<customer::ActiveModel, Sto
     })
 }
 
-/// Placeholder `n` (from 1), numbered in both dialects so the values keep one order.
-fn mark(backend: DbBackend, n: usize) -> String {
+/// The sigil of a numbered placeholder (`$3`, `?3`): numbered in both dialects, so the
+/// values keep one order.
+fn sigil(backend: DbBackend) -> char {
     match backend {
-        DbBackend::Postgres => format!("${n}"),
-        _ => format!("?{n}"),
+        DbBackend::Postgres => '$',
+        _ => '?',
     }
 }
 
-/// The tuples of a multi-row `VALUES` list as statement text, with their values moved in
-/// (a query builder would copy every value). The text is written into one string: a page
-/// has tens of thousands of placeholders.
+/// Placeholder `n` (from 1).
+fn mark(backend: DbBackend, n: usize) -> String {
+    format!("{}{n}", sigil(backend))
+}
+
+/// The tuples of a multi-row `VALUES` list as statement text, and their values. The text is
+/// written into one string, not a string per placeholder: a page has tens of thousands.
 struct ValuesList {
     backend: DbBackend,
     rows: usize,
@@ -1051,10 +1080,7 @@ impl ValuesList {
 
     fn push<const N: usize>(&mut self, row: [sea_orm::Value; N]) {
         use std::fmt::Write;
-        let sigil = match self.backend {
-            DbBackend::Postgres => '$',
-            _ => '?',
-        };
+        let sigil = sigil(self.backend);
         if self.text.is_empty() {
             self.values.reserve(self.rows * N);
         } else {
@@ -1077,20 +1103,18 @@ impl ValuesList {
     }
 }
 
-/// One multi-row INSERT of the snapshots among `rescored`, written as text with its values
-/// moved in (a query builder would copy every value, the measures' JSON included); `None`
-/// when none has one.
+/// One multi-row INSERT of the snapshots among `rescored`; `None` when none has one.
 fn insert_snapshots(
     backend: DbBackend,
     tenant: &str,
     rescored: &[Rescored],
 ) -> Result<Option<Statement>, StoreError> {
     let mut list = ValuesList::new(backend, Vec::new(), rescored.len());
-    for new in rescored.iter().filter_map(|r| r.snapshot.as_ref()) {
-        let s = &new.snapshot;
+    for r in rescored {
+        let Some(s) = &r.snapshot else { continue };
         list.push([
             tenant.into(),
-            s.customer_id.as_str().into(),
+            r.customer_id.as_str().into(),
             s.score.into(),
             s.band.name().into(),
             s.tier.map(|t| t.name().to_owned()).into(),
@@ -1102,7 +1126,7 @@ fn insert_snapshots(
             s.outlook.map(|o| o.expected_purchases_90d).into(),
             s.outlook.map(|o| o.clv).into(),
             Option::<String>::None.into(),
-            new.body.clone().into(),
+            s.body.clone().into(),
         ]);
     }
     if list.is_empty() {
