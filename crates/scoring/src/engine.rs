@@ -47,6 +47,10 @@ const PAGE: u64 = 5_000;
 /// Pages a whole-tenant walk writes at once, each in its own transaction: on two cores one
 /// write waits on the database while the other encodes.
 const WRITERS: usize = 2;
+/// About how many customers a percentile pre-pass reads: the tables of a larger tenant are
+/// estimated from a sample of this size, whose quantiles are within a fraction of a
+/// percentile of the population's (the tables keep whole percentiles).
+const POPULATION_SAMPLE: u64 = 100_000;
 /// How long a tenant's loaded scorecard, percentiles and models are reused before they are
 /// read again (other replicas may have changed them).
 const CONTEXT_TTL: Duration = Duration::from_secs(60);
@@ -345,11 +349,12 @@ impl Engine {
         self.contexts.write().await.remove(tenant);
     }
 
-    /// Reads the tenant's customers page by page in a task of its own, a page ahead of
-    /// whoever receives them.
+    /// Reads the tenant's customers (about one in `one_in` of them) page by page in a task of
+    /// its own, a page ahead of whoever receives them.
     fn read_ahead(
         &self,
         tenant: &str,
+        one_in: u64,
     ) -> (
         tokio::task::JoinHandle<()>,
         tokio::sync::mpsc::Receiver<Result<Vec<FeatureRow>, StoreError>>,
@@ -357,7 +362,7 @@ impl Engine {
         let (pages_tx, pages_rx) = tokio::sync::mpsc::channel(2);
         let (store, tenant) = (self.store.clone(), tenant.to_owned());
         let reader = tokio::spawn(async move {
-            let mut pages = store.pages(&tenant, PAGE);
+            let mut pages = store.sample(&tenant, PAGE, one_in);
             loop {
                 let page = pages.next().await.transpose();
                 let end = !matches!(page, Some(Ok(_)));
@@ -374,16 +379,19 @@ impl Engine {
         (reader, pages_rx)
     }
 
-    /// Computes and stores the tenant's percentile tables from every customer's values.
+    /// Computes and stores the tenant's percentile tables from the values of its `customers`
+    /// (of a sample of them, in a large tenant).
     async fn refresh_population(
         &self,
         tenant: &str,
         ctx: &Arc<TenantContext>,
-    ) -> Result<(Population, u64), ScoringError> {
+        customers: u64,
+    ) -> Result<Population, ScoringError> {
         let now = self.clock.now();
         let mut values = Values::new(ctx);
         let mut walked = 0u64;
-        let (reader, mut pages) = self.read_ahead(tenant);
+        let one_in = customers / POPULATION_SAMPLE;
+        let (reader, mut pages) = self.read_ahead(tenant, one_in);
         while let Some(page) = pages.recv().await {
             let page = page?;
             walked += page.len() as u64;
@@ -401,8 +409,10 @@ impl Engine {
         reader
             .await
             .map_err(|e| ScoringError::Internal(format!("read task: {e}")))?;
-        let tables = values.save(self, tenant, walked, now).await?;
-        Ok((tables, walked))
+        tracing::debug!(tenant, customers, walked, "percentile tables estimated");
+        // A sample's tables stand for the customers it was drawn from.
+        let represented = if one_in > 1 { customers } else { walked };
+        values.save(self, tenant, represented, now).await
     }
 
     /// The tenant's fitted models, from their latest converged fits.
@@ -481,17 +491,17 @@ impl Engine {
         // ranks by the last tables and refreshes them from the values it sees.
         let percentiles = !ctx.percentile_keys().is_empty();
         if percentiles && ctx.population_of * 10 < p.total * 9 {
-            let (population, population_of) = self.refresh_population(tenant, &ctx).await?;
+            let population = self.refresh_population(tenant, &ctx, p.total).await?;
             ctx = Arc::new(TenantContext {
                 population,
-                population_of,
+                population_of: p.total,
                 ..(*ctx).clone()
             });
         }
         let mut values = Values::new(&ctx);
         // Three stages overlap: the next page is read while this one is evaluated (on a
         // blocking thread) and the previous ones are written.
-        let (reader, mut pages_rx) = self.read_ahead(tenant);
+        let (reader, mut pages_rx) = self.read_ahead(tenant, 1);
         let mut writing = VecDeque::<tokio::task::JoinHandle<Result<(), ScoringError>>>::new();
         let traceparent = rapport_telemetry::current_traceparent();
         while let Some(page) = pages_rx.recv().await {

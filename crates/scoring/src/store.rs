@@ -236,6 +236,7 @@ pub struct Pages<'a> {
     store: &'a Store,
     tenant: &'a str,
     size: u64,
+    one_in: u64,
     after: Option<String>,
 }
 
@@ -247,7 +248,7 @@ impl Pages<'_> {
         };
         let page = self
             .store
-            .features_page(self.tenant, &after, self.size)
+            .sampled_page(self.tenant, &after, self.size, self.one_in)
             .await?;
         if page.len() as u64 == self.size {
             self.after = page.last().map(|r| r.customer_id.clone());
@@ -708,10 +709,18 @@ impl Store {
 
     /// Walks all of a tenant's customers, `size` at a time.
     pub fn pages<'a>(&'a self, tenant: &'a str, size: u64) -> Pages<'a> {
+        self.sample(tenant, size, 1)
+    }
+
+    /// Walks about one in `one_in` of a tenant's customers (all of them when 1), `size` at a
+    /// time. The choice is fixed by each customer's id (PostgreSQL) or row (SQLite), not by
+    /// chance, so walks of unchanged customers sample the same ones.
+    pub fn sample<'a>(&'a self, tenant: &'a str, size: u64, one_in: u64) -> Pages<'a> {
         Pages {
             store: self,
             tenant,
             size,
+            one_in: one_in.max(1),
             after: Some(String::new()),
         }
     }
@@ -723,9 +732,29 @@ impl Store {
         after: &str,
         limit: u64,
     ) -> Result<Vec<FeatureRow>, StoreError> {
-        let rows = customer::Entity::find()
+        self.sampled_page(tenant, after, limit, 1).await
+    }
+
+    /// A page of about one in `one_in` customers in id order, after `after`.
+    async fn sampled_page(
+        &self,
+        tenant: &str,
+        after: &str,
+        limit: u64,
+        one_in: u64,
+    ) -> Result<Vec<FeatureRow>, StoreError> {
+        let mut query = customer::Entity::find()
             .filter(customer::Column::TenantId.eq(tenant))
-            .filter(customer::Column::CustomerId.gt(after))
+            .filter(customer::Column::CustomerId.gt(after));
+        if one_in > 1 {
+            // The filter stands before the limit, so a short page still means the last one.
+            let chosen = match self.db.get_database_backend() {
+                DbBackend::Postgres => "(hashtext(customer_id) & 2147483647) % $1 = 0",
+                _ => "rowid % ? = 0",
+            };
+            query = query.filter(Expr::cust_with_values(chosen, [one_in as i64]));
+        }
+        let rows = query
             .order_by_asc(customer::Column::CustomerId)
             .limit(limit)
             .all(&self.db)
