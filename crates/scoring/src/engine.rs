@@ -509,7 +509,7 @@ impl Engine {
             p.done += page.len() as u64;
             let evaluating = ctx.clone();
             let (changed, gathered) = tokio::task::spawn_blocking(move || {
-                let mut changed = Vec::new();
+                let mut changed = Vec::with_capacity(page.len());
                 for row in page {
                     let (r, scored) = rescore(row.customer_id, row.state, &evaluating, now);
                     values.add_scored(&scored);

@@ -759,14 +759,15 @@ impl Store {
             .limit(limit)
             .all(&self.db)
             .await?;
-        rows.into_iter()
-            .map(|m| {
-                Ok(FeatureRow {
-                    state: state_of(&m)?,
-                    customer_id: m.customer_id,
-                })
-            })
-            .collect()
+        // Filled in place: collecting into a vector of another element size reallocates.
+        let mut page = Vec::with_capacity(rows.len());
+        for m in rows {
+            page.push(FeatureRow {
+                state: state_of(&m)?,
+                customer_id: m.customer_id,
+            });
+        }
+        Ok(page)
     }
 
     /// Records new tiers (and stages, when given) of existing customers.
