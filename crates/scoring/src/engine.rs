@@ -487,8 +487,9 @@ impl Engine {
         let mut ctx = self.context(tenant).await?;
         let now = self.clock.now();
         // Percentiles rank a customer among the tenant. Tables made over fewer than 90 % of
-        // today's customers are rebuilt first, in a pass that only reads; otherwise this walk
-        // ranks by the last tables and refreshes them from the values it sees.
+        // today's customers are rebuilt first, in a pass that only reads (a sample, in a large
+        // tenant); otherwise this walk ranks by the last tables. Either way it refreshes them
+        // from the values of everyone it walks.
         let percentiles = !ctx.percentile_keys().is_empty();
         if percentiles && ctx.population_of * 10 < p.total * 9 {
             let population = self.refresh_population(tenant, &ctx, p.total).await?;

@@ -17,7 +17,8 @@ rapport_storage::migrator!(
         m20261124_000003_alert_signals::Migration,
         m20261125_000001_snapshot_compression::Migration,
         m20261126_000001_ids_compare_as_bytes::Migration,
-        m20261126_000002_snapshot_body::Migration
+        m20261126_000002_snapshot_body::Migration,
+        m20261127_000001_score_steps::Migration
     ]
 );
 
@@ -356,6 +357,64 @@ mod m20261126_000002_snapshot_body {
                 vec![col("body").binary().null().to_owned()],
             )
             .await
+        }
+    }
+}
+
+mod m20261127_000001_score_steps {
+    use super::*;
+
+    rapport_storage::migration_name!("m20261127_000001_score_steps");
+
+    /// The lowest-scores index holds the score's step of five points instead of the score.
+    /// PostgreSQL updates a row without touching its indexes only when no indexed column
+    /// changed; with the score itself indexed, every re-score that moved a score added an
+    /// entry to every index of the row, and a day's re-score moves most scores by less than
+    /// a step.
+    #[async_trait::async_trait]
+    impl MigrationTrait for Migration {
+        async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+            add_columns(
+                manager,
+                "scoring_customers",
+                vec![col("score_step").integer().null().to_owned()],
+            )
+            .await?;
+            // Truncated, as the service computes it (PostgreSQL's cast alone would round).
+            let step = match manager.get_database_backend() {
+                sea_orm::DbBackend::Postgres => "CAST(trunc(score / 5) AS integer)",
+                _ => "CAST(score / 5 AS INTEGER)",
+            };
+            manager
+                .get_connection()
+                .execute_unprepared(&format!(
+                    "UPDATE scoring_customers SET score_step = {step} WHERE score IS NOT NULL"
+                ))
+                .await?;
+            manager
+                .drop_index(
+                    Index::drop()
+                        .name("scoring_customers_by_score")
+                        .table(Alias::new("scoring_customers"))
+                        .to_owned(),
+                )
+                .await?;
+            manager
+                .create_index(index(
+                    "scoring_customers",
+                    "scoring_customers_by_score_step",
+                    &["tenant_id", "score_step"],
+                ))
+                .await?;
+            // Room on each page for a row's next version, which an update without index
+            // changes must find on the row's own page.
+            if manager.get_database_backend() == sea_orm::DbBackend::Postgres {
+                manager
+                    .get_connection()
+                    .execute_unprepared("ALTER TABLE scoring_customers SET (fillfactor = 80)")
+                    .await?;
+            }
+            Ok(())
         }
     }
 }

@@ -368,6 +368,16 @@ pub struct StoredScorecard {
     pub created_at: i64,
 }
 
+/// Points per step of the lowest-scores index (fixed by the migration that made it).
+pub const SCORE_STEP: f64 = 5.0;
+
+/// The step of the lowest-scores index a score falls in: truncated, so it never decreases as
+/// the score grows, and ordering by step then score is ordering by score.
+pub fn score_step(score: f64) -> i32 {
+    // `as` saturates; scores lie between 0 and 100.
+    (score / SCORE_STEP).trunc() as i32
+}
+
 /// Scoring's tables.
 #[derive(Clone)]
 pub struct Store {
@@ -432,6 +442,7 @@ impl Store {
                                 customer::Column::Metrics,
                                 customer::Column::LastEventSeq,
                                 customer::Column::Score,
+                                customer::Column::ScoreStep,
                                 customer::Column::Band,
                                 customer::Column::UpdatedAt,
                                 customer::Column::Fingerprint,
@@ -698,7 +709,9 @@ impl Store {
         if let Some(band) = band {
             query = query.filter(customer::Column::Band.eq(band.name()));
         }
+        // The index holds steps; rows of a step are sorted by their scores.
         Ok(query
+            .order_by_asc(customer::Column::ScoreStep)
             .order_by_asc(customer::Column::Score)
             .order_by_asc(customer::Column::CustomerId)
             .limit(limit)
@@ -752,7 +765,10 @@ impl Store {
                 DbBackend::Postgres => "(hashtext(customer_id) & 2147483647) % $1 = 0",
                 _ => "rowid % ? = 0",
             };
-            query = query.filter(Expr::cust_with_values(chosen, [one_in as i64]));
+            query = query.filter(Expr::cust_with_values(
+                chosen,
+                [i64::try_from(one_in).unwrap_or(i64::MAX)],
+            ));
         }
         let rows = query
             .order_by_asc(customer::Column::CustomerId)
@@ -1030,6 +1046,7 @@ async fn update_scores<C: ConnectionTrait>(
         list.push([
             id.into(),
             s.score.into(),
+            s.score.map(score_step).into(),
             s.band.map(|b| b.name().to_owned()).into(),
             s.fingerprint.into(),
             Some(to_json(id, &s.recent)?).into(),
@@ -1038,8 +1055,9 @@ async fn update_scores<C: ConnectionTrait>(
         ]);
     }
     let sql = format!(
-        "WITH v(customer_id, score, band, fingerprint, recent, signals, updated_at) AS \
-         (VALUES {}) UPDATE scoring_customers AS c SET score = v.score, band = v.band, \
+        "WITH v(customer_id, score, score_step, band, fingerprint, recent, signals, \
+         updated_at) AS (VALUES {}) UPDATE scoring_customers AS c SET score = v.score, \
+         score_step = v.score_step, band = v.band, \
          fingerprint = v.fingerprint, recent = v.recent, signals = v.signals, \
          updated_at = v.updated_at \
          FROM v WHERE c.tenant_id = {} AND c.customer_id = v.customer_id",
@@ -1062,6 +1080,7 @@ fn customer_row(tenant: &str, r: &Rescored) -> Result<customer::ActiveModel, Sto
         last_event_seq: Set(s.last_event_seq),
         tier: Set(s.tier.map(|t| t.name().to_owned())),
         score: Set(s.score),
+        score_step: Set(s.score.map(score_step)),
         band: Set(s.band.map(|b| b.name().to_owned())),
         updated_at: Set(rapport_storage::now_millis()),
         stage: Set(s.stage.map(|st| st.name().to_owned())),

@@ -1,0 +1,126 @@
+//! The store's walks and rankings, on both databases: a percentile pre-pass over a large
+//! tenant reads a sample of its customers (about the share asked for, in id order, the same
+//! customers on every walk), and the lowest scores come first whatever their index holds.
+
+use rapport_scoring::evaluate::CustomerState;
+use rapport_scoring::migration::Migrator;
+use rapport_scoring::store::{Columns, Rescored, Store, score_step};
+
+const CUSTOMERS: usize = 2_000;
+
+async fn seed(store: &Store, tenant: &str, n: usize) {
+    let rows: Vec<Rescored> = (0..n)
+        .map(|i| Rescored {
+            customer_id: format!("c{i:05}"),
+            state: CustomerState::default(),
+            snapshot: None,
+            notification: None,
+        })
+        .collect();
+    store.save(tenant, &rows, Columns::All, None).await.unwrap();
+}
+
+async fn walk(store: &Store, one_in: u64) -> Vec<String> {
+    let mut pages = store.sample("t", 100, one_in);
+    let mut ids = Vec::new();
+    while let Some(page) = pages.next().await.unwrap() {
+        ids.extend(page.into_iter().map(|row| row.customer_id));
+    }
+    ids
+}
+
+async fn a_sample_is_a_stable_ordered_share_of_the_tenant(store: Store) {
+    seed(&store, "t", CUSTOMERS).await;
+    seed(&store, "other", 500).await;
+
+    let all = walk(&store, 1).await;
+    assert_eq!(
+        all.len(),
+        CUSTOMERS,
+        "one in one is every customer of the tenant"
+    );
+
+    for (one_in, around) in [(4, 500), (10, 200)] {
+        let sample = walk(&store, one_in).await;
+        let share = around as f64;
+        assert!(
+            (sample.len() as f64 - share).abs() < share * 0.25,
+            "one in {one_in} of {CUSTOMERS} chose {}",
+            sample.len()
+        );
+        assert!(
+            sample.windows(2).all(|w| w[0] < w[1]),
+            "a sample is walked in id order"
+        );
+        assert!(
+            sample.iter().all(|id| all.binary_search(id).is_ok()),
+            "a sample holds only the tenant's customers"
+        );
+        assert_eq!(
+            walk(&store, one_in).await,
+            sample,
+            "a second walk chooses the same"
+        );
+    }
+}
+
+/// Scores on both sides of step boundaries, with ties.
+const SCORES: [f64; 10] = [72.0, 4.999, 5.0, 99.9, 0.0, 50.5, 49.99, 5.0, 100.0, 4.2];
+
+async fn the_lowest_scores_come_first_in_score_then_id_order(store: Store) {
+    let rows: Vec<Rescored> = SCORES
+        .iter()
+        .enumerate()
+        .map(|(i, score)| Rescored {
+            customer_id: format!("r{i:02}"),
+            state: CustomerState {
+                score: Some(*score),
+                ..CustomerState::default()
+            },
+            snapshot: None,
+            notification: None,
+        })
+        .collect();
+    store.save("r", &rows, Columns::All, None).await.unwrap();
+    let mut expected: Vec<(f64, String)> = rows
+        .iter()
+        .map(|r| (r.state.score.unwrap_or_default(), r.customer_id.clone()))
+        .collect();
+    expected.sort_by(|a, b| a.0.total_cmp(&b.0).then_with(|| a.1.cmp(&b.1)));
+    let expected: Vec<String> = expected.into_iter().map(|(_, id)| id).collect();
+    assert_eq!(store.lowest("r", None, None, 100).await.unwrap(), expected);
+    assert_eq!(
+        store.lowest("r", None, None, 4).await.unwrap(),
+        expected[..4],
+        "a limit keeps the lowest"
+    );
+}
+
+#[test]
+fn a_step_never_falls_as_the_score_grows() {
+    let mut scores = SCORES.to_vec();
+    scores.sort_by(f64::total_cmp);
+    let steps: Vec<i32> = scores.iter().map(|s| score_step(*s)).collect();
+    assert!(steps.windows(2).all(|w| w[0] <= w[1]), "{steps:?}");
+    assert_eq!(
+        (score_step(4.999), score_step(5.0), score_step(100.0)),
+        (0, 1, 20)
+    );
+}
+
+#[tokio::test]
+async fn on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}?mode=rwc", dir.path().join("s.db").display());
+    let db = rapport_storage::open::<Migrator>(&url).await.unwrap();
+    a_sample_is_a_stable_ordered_share_of_the_tenant(Store::new(db.clone())).await;
+    the_lowest_scores_come_first_in_score_then_id_order(Store::new(db)).await;
+}
+
+#[tokio::test]
+async fn on_postgres() {
+    let pg = rapport_tests::Postgres::start();
+    let db = rapport_storage::open::<Migrator>(&pg.url()).await.unwrap();
+    a_sample_is_a_stable_ordered_share_of_the_tenant(Store::new(db.clone())).await;
+    the_lowest_scores_come_first_in_score_then_id_order(Store::new(db)).await;
+}
