@@ -410,9 +410,8 @@ impl Engine {
             .await
             .map_err(|e| ScoringError::Internal(format!("read task: {e}")))?;
         tracing::debug!(tenant, customers, walked, "percentile tables estimated");
-        // A sample's tables stand for the customers it was drawn from.
-        let represented = if one_in > 1 { customers } else { walked };
-        values.save(self, tenant, represented, now).await
+        // The tables stand for every customer, whether or not all of them were read.
+        values.save(self, tenant, customers, now).await
     }
 
     /// The tenant's fitted models, from their latest converged fits.

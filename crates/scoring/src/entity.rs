@@ -30,9 +30,9 @@ pub mod customer {
         pub overrides: Option<String>,
         /// Digest of the alert signals last sent to alerting.
         pub signals: Option<i64>,
-        /// The score's step of [`crate::store::SCORE_STEP`] points (its floor divided by the
-        /// step): what the lowest-scores index holds, so a re-score that moves a score within
-        /// its step leaves every index alone.
+        /// The score in steps of [`crate::store::SCORE_STEP`] points ([`crate::store::score_step`]):
+        /// what the lowest-scores index holds, so a re-score that moves a score within its
+        /// step changes no indexed column.
         pub score_step: Option<i32>,
     }
 

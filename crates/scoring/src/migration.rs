@@ -368,9 +368,9 @@ mod m20261127_000001_score_steps {
 
     /// The lowest-scores index holds the score's step of five points instead of the score.
     /// PostgreSQL updates a row without touching its indexes only when no indexed column
-    /// changed; with the score itself indexed, every re-score that moved a score added an
-    /// entry to every index of the row, and a day's re-score moves most scores by less than
-    /// a step.
+    /// changed (and its page has room); with the score itself indexed, every re-score that
+    /// moved a score added an entry to every index of the row. Now only one that moves it
+    /// into another step does.
     #[async_trait::async_trait]
     impl MigrationTrait for Migration {
         async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {

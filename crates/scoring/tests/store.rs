@@ -67,8 +67,9 @@ async fn a_sample_is_a_stable_ordered_share_of_the_tenant(store: Store) {
 /// Scores on both sides of step boundaries, with ties.
 const SCORES: [f64; 10] = [72.0, 4.999, 5.0, 99.9, 0.0, 50.5, 49.99, 5.0, 100.0, 4.2];
 
-async fn the_lowest_scores_come_first_in_score_then_id_order(store: Store) {
-    let rows: Vec<Rescored> = SCORES
+/// Customers `r00`, `r01`… with these scores.
+fn scored(scores: &[f64]) -> Vec<Rescored> {
+    scores
         .iter()
         .enumerate()
         .map(|(i, score)| Rescored {
@@ -80,19 +81,41 @@ async fn the_lowest_scores_come_first_in_score_then_id_order(store: Store) {
             snapshot: None,
             notification: None,
         })
-        .collect();
-    store.save("r", &rows, Columns::All, None).await.unwrap();
-    let mut expected: Vec<(f64, String)> = rows
+        .collect()
+}
+
+/// The ids of `rows` by score, then id.
+fn by_score(rows: &[Rescored]) -> Vec<String> {
+    let mut order: Vec<(f64, String)> = rows
         .iter()
         .map(|r| (r.state.score.unwrap_or_default(), r.customer_id.clone()))
         .collect();
-    expected.sort_by(|a, b| a.0.total_cmp(&b.0).then_with(|| a.1.cmp(&b.1)));
-    let expected: Vec<String> = expected.into_iter().map(|(_, id)| id).collect();
+    order.sort_by(|a, b| a.0.total_cmp(&b.0).then_with(|| a.1.cmp(&b.1)));
+    order.into_iter().map(|(_, id)| id).collect()
+}
+
+async fn the_lowest_scores_come_first_in_score_then_id_order(store: Store) {
+    let rows = scored(&SCORES);
+    store.save("r", &rows, Columns::All, None).await.unwrap();
+    let expected = by_score(&rows);
     assert_eq!(store.lowest("r", None, None, 100).await.unwrap(), expected);
     assert_eq!(
         store.lowest("r", None, None, 4).await.unwrap(),
         expected[..4],
         "a limit keeps the lowest"
+    );
+
+    // A re-score writes only the score columns: the steps move with the scores, across
+    // steps and within one.
+    let mut moved = SCORES;
+    moved.reverse();
+    moved[0] += 0.5;
+    let rows = scored(&moved);
+    store.save("r", &rows, Columns::Score, None).await.unwrap();
+    assert_eq!(
+        store.lowest("r", None, None, 100).await.unwrap(),
+        by_score(&rows),
+        "after a re-score"
     );
 }
 
