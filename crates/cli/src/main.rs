@@ -19,11 +19,6 @@ use std::path::PathBuf;
 use std::time::Duration;
 use tonic::transport::Channel;
 
-/// mimalloc rather than the system allocator: a whole-tenant re-score spent about 15 % of
-/// the machine in glibc's malloc and free.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 /// Deadline of every CLI call.
 const DEADLINE: Duration = Duration::from_secs(60);
 
@@ -240,6 +235,7 @@ fn band_name(b: i32) -> &'static str {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    rapport_allocator::configure();
     let cli = Cli::parse();
     let command = match cli.command {
         Command::Up(args) => return up::up(args).await,

@@ -2,13 +2,9 @@
 
 use clap::Parser;
 
-/// mimalloc rather than the system allocator: a whole-tenant re-score spent about 15 % of
-/// the machine in glibc's malloc and free.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    rapport_allocator::configure();
     let config = rapport_ingestion::Config::parse();
     let metrics = config.common.metrics_listen;
     rapport_server::run_process(

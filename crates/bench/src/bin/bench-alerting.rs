@@ -15,10 +15,6 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// The services' allocator, so the figures are the deployed ones.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 /// Probes per phase.
 const PROBES: usize = 100;
 /// Time between probes.
@@ -122,6 +118,8 @@ async fn load(c: Clients, per_sec: usize, stop: tokio_util::sync::CancellationTo
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    // The services' allocator, set up as they set it, so the figures are the deployed ones.
+    rapport_allocator::configure();
     let pg = Postgres::start();
     let redis = Redis::start();
     let logs = tempfile::tempdir()?;

@@ -14,10 +14,6 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
 
-/// The services' allocator, so the figures are the deployed ones.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 const EVENTS: usize = 100_000;
 const BATCH: usize = 2_500;
 const ROWS_PER_INSERT: usize = 500;
@@ -241,6 +237,8 @@ async fn bench(store: &str, database_url: String) -> anyhow::Result<()> {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    // The services' allocator, set up as they set it, so the figures are the deployed ones.
+    rapport_allocator::configure();
     println!(
         "{EVENTS} order events per run, batches of {BATCH}, durable commits; 2 cores shared by client and server"
     );

@@ -9,10 +9,6 @@ use rapport_domain::models::pareto_nbd::ParetoNbd;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-/// The services' allocator, so the figures are the deployed ones.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 const RUNS: usize = 9;
 
 fn lifetimes_times(python: &str) -> anyhow::Result<(Duration, Duration)> {
@@ -39,6 +35,8 @@ fn lifetimes_times(python: &str) -> anyhow::Result<(Duration, Duration)> {
 }
 
 fn main() -> anyhow::Result<()> {
+    // The services' allocator, set up as they set it, so the figures are the deployed ones.
+    rapport_allocator::configure();
     let python = std::env::var("RAPPORT_PYTHON").unwrap_or_else(|_| ".venv/bin/python".to_owned());
     let summaries = cdnow_sample_summaries()?;
     let customers: Vec<Customer> = summaries.iter().map(|s| s.customer).collect();

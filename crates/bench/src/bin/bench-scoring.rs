@@ -25,10 +25,6 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
 
-/// The services' allocator, so the figures are the deployed ones.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 const TENANT: &str = "dev";
 /// Customers the read benchmark reads among.
 const READ_CUSTOMERS: usize = 10_000;
@@ -314,6 +310,8 @@ async fn bench_rescore() -> anyhow::Result<()> {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    // The services' allocator, set up as they set it, so the figures are the deployed ones.
+    rapport_allocator::configure();
     let only = std::env::var("RAPPORT_BENCH_ONLY").ok();
     if only.as_deref().is_none_or(|o| o == "reads") {
         bench_reads().await?;

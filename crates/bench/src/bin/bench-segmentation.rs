@@ -25,10 +25,6 @@ use std::io::Write;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
-/// The services' allocator, so the figures are the deployed ones.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 const AS_OF: &str = "1998-07-01";
 const TENANT: &str = "dev";
 
@@ -205,6 +201,8 @@ fn line(name: &str, ours: Duration, baseline: Duration) -> String {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    // The services' allocator, set up as they set it, so the figures are the deployed ones.
+    rapport_allocator::configure();
     let copies: usize = std::env::var("RAPPORT_BENCH_COPIES")
         .ok()
         .and_then(|v| v.parse().ok())
