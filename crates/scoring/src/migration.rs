@@ -1,6 +1,6 @@
 //! Scoring's schema, versioned in its own migration table.
 
-use rapport_storage::schema::{add_columns, col, id_col, index, tenant_col};
+use rapport_storage::schema::{add_columns, col, drop_index, id_col, index, tenant_col};
 use sea_orm_migration::prelude::*;
 
 /// The outbox of new scores for alerting.
@@ -257,13 +257,10 @@ mod m20261124_000002_one_snapshot_index {
     impl MigrationTrait for Migration {
         async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
             manager
-                .drop_index(
-                    Index::drop()
-                        .name("scoring_snapshots_customer")
-                        .table(Alias::new("scoring_snapshots"))
-                        .if_exists()
-                        .to_owned(),
-                )
+                .drop_index(drop_index(
+                    "scoring_snapshots",
+                    "scoring_snapshots_customer",
+                ))
                 .await
         }
     }
@@ -361,6 +358,16 @@ mod m20261126_000002_snapshot_body {
     }
 }
 
+/// `crate::store::score_step` of the column `score` in SQL, with which the migration that
+/// made `score_step` filled it from stored scores: truncated, as the service computes it
+/// (PostgreSQL's cast alone would round).
+pub fn score_step_sql(backend: sea_orm::DbBackend) -> &'static str {
+    match backend {
+        sea_orm::DbBackend::Postgres => "CAST(trunc(score / 5) AS integer)",
+        _ => "CAST(score / 5 AS INTEGER)",
+    }
+}
+
 mod m20261127_000001_score_steps {
     use super::*;
 
@@ -380,11 +387,7 @@ mod m20261127_000001_score_steps {
                 vec![col("score_step").integer().null().to_owned()],
             )
             .await?;
-            // Truncated, as the service computes it (PostgreSQL's cast alone would round).
-            let step = match manager.get_database_backend() {
-                sea_orm::DbBackend::Postgres => "CAST(trunc(score / 5) AS integer)",
-                _ => "CAST(score / 5 AS INTEGER)",
-            };
+            let step = score_step_sql(manager.get_database_backend());
             manager
                 .get_connection()
                 .execute_unprepared(&format!(

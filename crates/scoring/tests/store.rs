@@ -1,10 +1,12 @@
 //! The store's walks and rankings, on both databases: a percentile pre-pass over a large
 //! tenant reads a sample of its customers (about the share asked for, in id order, the same
-//! customers on every walk), and the lowest scores come first whatever their index holds.
+//! customers on every walk), the lowest scores come first whatever their index holds, and
+//! the migration filled the steps as the service computes them.
 
 use rapport_scoring::evaluate::CustomerState;
-use rapport_scoring::migration::Migrator;
+use rapport_scoring::migration::{Migrator, score_step_sql};
 use rapport_scoring::store::{Columns, Rescored, Store, score_step};
+use sea_orm::{ConnectionTrait, DatabaseConnection, Statement};
 
 const CUSTOMERS: usize = 2_000;
 
@@ -119,6 +121,31 @@ async fn the_lowest_scores_come_first_in_score_then_id_order(store: Store) {
     );
 }
 
+/// The migration that made `score_step` filled it from stored scores in SQL: the same steps
+/// as the service's.
+async fn the_migrations_steps_are_the_services(db: DatabaseConnection) {
+    let store = Store::new(db.clone());
+    store
+        .save("q", &scored(&SCORES), Columns::All, None)
+        .await
+        .unwrap();
+    let backend = db.get_database_backend();
+    let sql = format!(
+        "SELECT score, {} AS step FROM scoring_customers WHERE tenant_id = 'q'",
+        score_step_sql(backend)
+    );
+    let rows = db
+        .query_all_raw(Statement::from_string(backend, sql))
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), SCORES.len());
+    for row in rows {
+        let score: f64 = row.try_get("", "score").unwrap();
+        let step: i32 = row.try_get("", "step").unwrap();
+        assert_eq!(step, score_step(score), "the step of {score}");
+    }
+}
+
 #[test]
 fn a_step_never_falls_as_the_score_grows() {
     let mut scores = SCORES.to_vec();
@@ -134,10 +161,11 @@ fn a_step_never_falls_as_the_score_grows() {
 #[tokio::test]
 async fn on_sqlite() {
     let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}?mode=rwc", dir.path().join("s.db").display());
+    let url = rapport_storage::sqlite_url(dir.path(), "scoring");
     let db = rapport_storage::open::<Migrator>(&url).await.unwrap();
     a_sample_is_a_stable_ordered_share_of_the_tenant(Store::new(db.clone())).await;
-    the_lowest_scores_come_first_in_score_then_id_order(Store::new(db)).await;
+    the_lowest_scores_come_first_in_score_then_id_order(Store::new(db.clone())).await;
+    the_migrations_steps_are_the_services(db).await;
 }
 
 #[tokio::test]
@@ -145,5 +173,6 @@ async fn on_postgres() {
     let pg = rapport_tests::Postgres::start();
     let db = rapport_storage::open::<Migrator>(&pg.url()).await.unwrap();
     a_sample_is_a_stable_ordered_share_of_the_tenant(Store::new(db.clone())).await;
-    the_lowest_scores_come_first_in_score_then_id_order(Store::new(db)).await;
+    the_lowest_scores_come_first_in_score_then_id_order(Store::new(db.clone())).await;
+    the_migrations_steps_are_the_services(db).await;
 }

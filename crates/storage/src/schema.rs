@@ -1,6 +1,6 @@
 //! Helpers for the services' migrations: short column and index builders, and [`migrator!`].
 
-use sea_orm::sea_query::{Alias, ColumnDef, Index, IndexCreateStatement};
+use sea_orm::sea_query::{Alias, ColumnDef, Index, IndexCreateStatement, IndexDropStatement};
 
 /// A column definition named `name`.
 pub fn col(name: &str) -> ColumnDef {
@@ -59,6 +59,15 @@ pub fn index(table: &str, name: &str, columns: &[&str]) -> IndexCreateStatement 
         index.col(Alias::new(*c));
     }
     index.to_owned()
+}
+
+/// `DROP INDEX IF EXISTS name` (on `table`, which MySQL-style dialects need).
+pub fn drop_index(table: &str, name: &str) -> IndexDropStatement {
+    Index::drop()
+        .if_exists()
+        .name(name)
+        .table(Alias::new(table))
+        .to_owned()
 }
 
 /// Declares a service's `Migrator`, keeping its applied migrations in a table of its own, so
