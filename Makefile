@@ -62,6 +62,7 @@ bench-alerting: test-deps
 
 # RAPPORT_BENCH_COPIES sets how many copies of the CDNOW log are graded (default 100).
 bench-segmentation: test-deps
+	$(CARGO) build --release -q --bin rapport-segmentation
 	$(CARGO) run --release -q -p rapport-bench --bin bench-segmentation
 
 fmt:

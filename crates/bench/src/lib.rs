@@ -36,6 +36,11 @@ pub fn report(name: &str, ours: Duration, baseline_name: &str, baseline: Duratio
     )
 }
 
+/// Bytes as mebibytes, for reports.
+pub fn mib(bytes: u64) -> f64 {
+    bytes as f64 / (1024.0 * 1024.0)
+}
+
 /// The CDNOW data directory (`RAPPORT_CDNOW_DIR`, else `shared/data/cdnow` beside the repository).
 pub fn cdnow_dir() -> PathBuf {
     std::env::var("RAPPORT_CDNOW_DIR").map_or_else(

@@ -30,6 +30,11 @@ impl IdRanks {
         IdRanks(ranks)
     }
 
+    /// The ranks of `n` customers already listed in id order: each one's rank is its position.
+    pub fn sequential(n: usize) -> IdRanks {
+        IdRanks((0..n as u32).collect())
+    }
+
     /// Customers ranked.
     pub fn len(&self) -> usize {
         self.0.len()
@@ -84,6 +89,15 @@ mod tests {
         assert_eq!(ids.order_by(|_| 0), [1, 2, 0]);
         let values = [2.0, 1.0, 2.0];
         assert_eq!(ids.order_by(|i| ordered(values[i])), [1, 2, 0]);
+    }
+
+    #[test]
+    fn ids_listed_in_order_rank_as_listed() {
+        let listed = ["a", "b", "b\0", "c"];
+        assert_eq!(
+            IdRanks::sequential(listed.len()),
+            IdRanks::of(listed.into_iter())
+        );
     }
 
     #[test]

@@ -1,33 +1,20 @@
-//! The gRPC adapter of segmentation, and the run itself: pull features from scoring, grade,
-//! store, announce.
+//! The gRPC adapter of segmentation: its API over the store and the run (`crate::run`).
 
 use crate::TierMeasure;
-use crate::grading::{Grading, grade};
-use crate::store::{Announced, Grade, GradeColumn, Run, Store, StoreError};
-use prost::Message;
-use rapport_domain::lifecycle::{Stage, StageRules};
-use rapport_domain::rfm::RfmSegment;
-use rapport_domain::segment::{Segment, SegmentError, SegmentInput};
+use crate::run::largest_first;
+use crate::store::{GradeColumn, Store, StoreError};
+use rapport_domain::lifecycle::StageRules;
+use rapport_domain::segment::{Segment, SegmentError};
 use rapport_domain::tier::{Tier, TierCutoffs};
 use rapport_proto::convert;
 use rapport_proto::ingestion::v1::ingestion_service_client::IngestionServiceClient;
 use rapport_proto::scoring::v1::scoring_service_client::ScoringServiceClient;
-use rapport_proto::scoring::v1::{
-    ApplyTiersRequest, CustomerFeatures, ListCustomerFeaturesRequest, TierUpdate,
-};
 use rapport_proto::segmentation::v1 as pb;
-use rapport_server::args::time;
-use rapport_server::{PeerChannel, Principal, Role, peer_request};
+use rapport_server::{PeerChannel, Principal, Role};
 use rapport_storage::outbox::RelayWaker;
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
 use tonic::{Request, Response, Status};
-
-/// Customers per page pulled from scoring.
-const PAGE: u32 = 5_000;
-/// Deadline of one page request.
-const PAGE_DEADLINE: Duration = Duration::from_secs(30);
 
 impl From<StoreError> for Status {
     fn from(e: StoreError) -> Self {
@@ -38,47 +25,6 @@ impl From<StoreError> for Status {
             }
         }
     }
-}
-
-/// What a custom segment's expression sees of a customer: scoring's features, its RFM grade
-/// and the tier and stage the run left it in.
-fn segment_input(
-    f: &CustomerFeatures,
-    grade: &Grade,
-    (tier, stage): (Option<Tier>, Option<Stage>),
-) -> SegmentInput {
-    SegmentInput {
-        recency_days: f.recency_days,
-        frequency: f.frequency,
-        monetary: f.monetary,
-        purchase_days: f.purchase_days,
-        spend: f.spend,
-        tenure_days: f.first_purchase_days,
-        clv: f.clv_12m,
-        p_alive: f.p_alive,
-        score: f.score,
-        tier,
-        stage,
-        rfm: grade.rfm,
-        nps_category: f.nps_category.clone(),
-        cancelled: f.cancelled,
-    }
-}
-
-/// Named counts, largest first (then by name).
-fn largest_first<'a>(counts: impl Iterator<Item = (&'a str, u64)>) -> Vec<pb::SegmentCount> {
-    let mut out: Vec<pb::SegmentCount> = counts
-        .map(|(name, customers)| pb::SegmentCount {
-            segment: name.to_owned(),
-            customers,
-        })
-        .collect();
-    out.sort_by(|a, b| {
-        b.customers
-            .cmp(&a.customers)
-            .then(a.segment.cmp(&b.segment))
-    });
-    out
 }
 
 /// The segmentation gRPC service.
@@ -100,179 +46,6 @@ pub struct SegmentationApi {
 
 /// Most members in one `ListSegmentMembers` page.
 const MEMBERS_PAGE: u32 = 10_000;
-
-impl SegmentationApi {
-    /// Grades every customer of `tenant` as of `as_of` (default now): RFM, tiers with
-    /// hysteresis, stages, custom segments; stores it all and announces the changes.
-    pub async fn run_for(
-        &self,
-        tenant: &str,
-        as_of: Option<prost_types::Timestamp>,
-    ) -> Result<pb::RunSegmentationResponse, Status> {
-        let _running = self.running.lock().await;
-        let started_at = chrono::Utc::now().timestamp_millis();
-        let as_of_ms = time(as_of.as_ref(), "as_of")?.map_or(started_at, |t| t.timestamp_millis());
-        let features = self.features(tenant, as_of).await?;
-
-        let Grading { grades, reason } = grade(&features, self.measure, &self.cutoffs);
-
-        let encode = |changes: &[Announced]| {
-            ApplyTiersRequest {
-                tiers: changes
-                    .iter()
-                    .map(|(id, t, stage)| TierUpdate {
-                        customer_id: id.clone(),
-                        tier: convert::tier(Some(*t)).into(),
-                        stage: stage.map(|s| s.name().to_owned()).unwrap_or_default(),
-                    })
-                    .collect(),
-            }
-            .encode_to_vec()
-        };
-        let summary = self
-            .store
-            .save_run(
-                tenant,
-                &Run {
-                    grades: &grades,
-                    reason: &reason,
-                    started_at,
-                    finished_at: chrono::Utc::now().timestamp_millis(),
-                    as_of: as_of_ms,
-                    stage_rules: self.stage_rules,
-                    traceparent: rapport_telemetry::current_traceparent(),
-                },
-                encode,
-            )
-            .await?;
-        self.waker.wake();
-        let custom_segments = self
-            .evaluate_segments(tenant, &features, &grades, &summary.standings)
-            .await?;
-
-        let counts = &summary.tiers;
-        let mut segments: HashMap<RfmSegment, u64> = HashMap::new();
-        for g in &grades {
-            *segments.entry(RfmSegment::of(g.rfm)).or_default() += 1;
-        }
-        let rfm_segments = largest_first(segments.into_iter().map(|(s, n)| (s.name(), n)));
-        let stages = largest_first(summary.stages.iter().map(|(s, n)| (s.name(), *n)));
-        let tiers = Tier::DESCENDING
-            .iter()
-            .map(|t| pb::TierCount {
-                tier: convert::tier(Some(*t)).into(),
-                customers: counts.get(t).copied().unwrap_or(0),
-            })
-            .collect();
-        tracing::info!(
-            tenant,
-            customers = summary.customers,
-            tier_changes = summary.tier_changes,
-            stage_changes = summary.stage_changes,
-            "segmentation run"
-        );
-        Ok(pb::RunSegmentationResponse {
-            customers: summary.customers,
-            tier_changes: summary.tier_changes,
-            tiers,
-            rfm_segments,
-            stage_changes: summary.stage_changes,
-            stages,
-            custom_segments,
-        })
-    }
-
-    /// Evaluates the tenant's custom segments on every customer of a run (with the tiers and
-    /// stages the run just stored), stores their members, and counts them.
-    async fn evaluate_segments(
-        &self,
-        tenant: &str,
-        features: &[CustomerFeatures],
-        grades: &[Grade],
-        standings: &[(Option<Tier>, Option<Stage>)],
-    ) -> Result<Vec<pb::SegmentCount>, Status> {
-        let defined = self.store.definitions(tenant).await?;
-        if defined.is_empty() {
-            return Ok(Vec::new());
-        }
-        // Stored definitions were checked when defined; one that no longer compiles (a
-        // variable since renamed) is skipped rather than failing the run.
-        let segments: Vec<Segment> = defined
-            .iter()
-            .filter_map(|d| match Segment::compile(&d.name, &d.expression) {
-                Ok(s) => Some(s),
-                Err(e) => {
-                    tracing::warn!(tenant, segment = d.name, error = %e, "segment skipped");
-                    None
-                }
-            })
-            .collect();
-        let inputs: Vec<(String, SegmentInput)> = features
-            .iter()
-            .zip(grades)
-            .zip(standings)
-            .map(|((f, g), standing)| (f.customer_id.clone(), segment_input(f, g, *standing)))
-            .collect();
-        let members = tokio::task::spawn_blocking(move || {
-            let mut members: Vec<(String, Vec<String>)> = segments
-                .iter()
-                .map(|s| (s.name.clone(), Vec::new()))
-                .collect();
-            for (customer_id, input) in &inputs {
-                let bindings = input.bindings();
-                for (s, (_, ids)) in segments.iter().zip(members.iter_mut()) {
-                    if s.selects(&bindings) {
-                        ids.push(customer_id.clone());
-                    }
-                }
-            }
-            members
-        })
-        .await
-        .map_err(|e| Status::internal(format!("segment evaluation: {e}")))?;
-        self.store.replace_members(tenant, &members).await?;
-        Ok(members
-            .iter()
-            .map(|(name, ids)| pb::SegmentCount {
-                segment: name.clone(),
-                customers: ids.len() as u64,
-            })
-            .collect())
-    }
-
-    async fn features(
-        &self,
-        tenant: &str,
-        as_of: Option<prost_types::Timestamp>,
-    ) -> Result<Vec<CustomerFeatures>, Status> {
-        let mut all = Vec::new();
-        let mut after = String::new();
-        loop {
-            let req = peer_request(
-                ListCustomerFeaturesRequest {
-                    after_customer_id: after,
-                    page_size: PAGE,
-                    observation_end: as_of,
-                },
-                tenant,
-                &self.service_key,
-                PAGE_DEADLINE,
-            );
-            let page = self
-                .scoring
-                .clone()
-                .list_customer_features(req)
-                .await
-                .map_err(|s| Status::unavailable(format!("scoring: {}", s.message())))?
-                .into_inner();
-            all.extend(page.customers);
-            if page.next_after_customer_id.is_empty() {
-                return Ok(all);
-            }
-            after = page.next_after_customer_id;
-        }
-    }
-}
 
 #[tonic::async_trait]
 impl pb::segmentation_service_server::SegmentationService for SegmentationApi {

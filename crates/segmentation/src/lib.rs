@@ -8,6 +8,8 @@ pub mod grpc;
 mod kpis;
 pub mod migration;
 mod relay;
+mod run;
+mod spill;
 pub mod store;
 
 use rapport_domain::lifecycle::StageRules;

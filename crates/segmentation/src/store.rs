@@ -12,8 +12,8 @@ use sea_orm::sea_query::OnConflict;
 use sea_orm::{
     ActiveModelTrait,
     ActiveValue::{NotSet, Set},
-    ColumnTrait, DatabaseConnection, DbErr, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
-    QuerySelect,
+    ColumnTrait, DatabaseConnection, DatabaseTransaction, DbErr, EntityTrait, PaginatorTrait,
+    QueryFilter, QueryOrder, QuerySelect,
 };
 use std::collections::HashMap;
 
@@ -45,23 +45,23 @@ pub struct Grade {
 /// A customer's tier and stage changes announced to scoring.
 pub type Announced = (String, Tier, Option<Stage>);
 
-/// A finished run to store.
+/// How a run grades, fixed when it starts.
 #[derive(Debug, Clone)]
-pub struct Run<'a> {
-    pub grades: &'a [Grade],
-    /// Why tiers changed, recorded with each change.
-    pub reason: &'a str,
+pub struct RunStart {
     pub started_at: i64,
-    pub finished_at: i64,
+    /// When its grades are recorded as given (milliseconds): the time of its changes.
+    pub graded_at: i64,
     /// The time graded as (milliseconds): stage durations are counted to it.
     pub as_of: i64,
+    /// Why tiers changed, recorded with each change.
+    pub reason: String,
     pub stage_rules: StageRules,
     /// Trace context the announcements continue.
     pub traceparent: Option<String>,
 }
 
 /// What a run changed.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RunSummary {
     pub customers: u64,
     pub tier_changes: u64,
@@ -69,13 +69,14 @@ pub struct RunSummary {
     pub tiers: HashMap<Tier, u64>,
     pub stage_changes: u64,
     pub stages: HashMap<Stage, u64>,
-    /// Each graded customer's tier and stage after the run, in the order of the grades.
-    pub standings: Vec<(Option<Tier>, Option<Stage>)>,
 }
+
+/// A customer's tier and stage after a run.
+pub type Standing = (Option<Tier>, Option<Stage>);
 
 /// A customer's grading state between runs.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
-struct Standing {
+struct Kept {
     tier: TierState,
     stage: Option<(Stage, i64)>,
 }
@@ -83,7 +84,7 @@ struct Standing {
 /// A customer's stored grade, to tell whether a run changes it.
 #[derive(Debug, Clone, Copy)]
 struct Stored {
-    standing: Standing,
+    kept: Kept,
     rfm: RfmScore,
     clv: Option<f64>,
     /// The named RFM segment is stored (rows graded before it existed have none).
@@ -123,93 +124,74 @@ impl Store {
         Store { db }
     }
 
-    /// Stores a run: grades, tier changes with their reason, and outbox messages (encoded by
-    /// `encode`) announcing the changes.
-    pub async fn save_run(
+    /// Starts storing a run for `tenant`: its pages of grades go to the returned writer, and
+    /// its tier and stage changes leave in outbox messages encoded by `encode`. Nothing of it
+    /// is visible, and nothing announced, until the writer finishes.
+    pub async fn begin_run<E: Fn(&[Announced]) -> Vec<u8>>(
         &self,
         tenant: &str,
-        run: &Run<'_>,
-        encode: impl Fn(&[Announced]) -> Vec<u8>,
-    ) -> Result<RunSummary, StoreError> {
-        let Run {
-            grades,
-            reason,
-            started_at,
-            finished_at: now,
-            as_of,
-            stage_rules,
-            ref traceparent,
-        } = *run;
-        let current: HashMap<String, Stored> = customer::Entity::find()
-            .select_only()
-            .columns([
-                customer::Column::CustomerId,
-                customer::Column::Tier,
-                customer::Column::PendingTier,
-                customer::Column::PendingRuns,
-                customer::Column::Stage,
-                customer::Column::StageSince,
-                customer::Column::RecencyScore,
-                customer::Column::FrequencyScore,
-                customer::Column::MonetaryScore,
-                customer::Column::Clv,
-                customer::Column::RfmSegment,
-            ])
-            .filter(customer::Column::TenantId.eq(tenant))
-            .into_tuple::<StoredRow>()
-            .all(&self.db)
-            .await?
-            .into_iter()
-            .map(
-                |(id, tier, pending, runs, stage, since, r, f, m, clv, segment)| {
-                    let tier = TierState {
-                        tier: Tier::from_name(&tier),
-                        pending: pending
-                            .as_deref()
-                            .and_then(Tier::from_name)
-                            .map(|t| (t, u32::try_from(runs).unwrap_or(0))),
-                    };
-                    let stage = stage
-                        .as_deref()
-                        .and_then(Stage::from_name)
-                        .map(|s| (s, since.unwrap_or(as_of)));
-                    let score = |v: i32| u8::try_from(v).unwrap_or(0);
-                    let stored = Stored {
-                        standing: Standing { tier, stage },
-                        rfm: RfmScore {
-                            r: score(r),
-                            f: score(f),
-                            m: score(m),
-                        },
-                        clv,
-                        named: segment.is_some(),
-                    };
-                    (id, stored)
-                },
-            )
-            .collect();
+        start: RunStart,
+        encode: E,
+    ) -> Result<RunWriter<E>, StoreError> {
         let txn = rapport_storage::begin_bulk_write(&self.db).await?;
         let run = run::ActiveModel {
             id: NotSet,
             tenant_id: Set(tenant.to_owned()),
-            started_at: Set(started_at),
-            finished_at: Set(now),
-            customers: Set(grades.len() as i64),
+            started_at: Set(start.started_at),
+            finished_at: Set(start.graded_at),
+            customers: Set(0),
             tier_changes: Set(0),
         }
         .insert(&txn)
         .await?;
+        Ok(RunWriter {
+            txn,
+            tenant: tenant.to_owned(),
+            run,
+            start,
+            encode,
+            announce: Vec::new(),
+            summary: RunSummary::default(),
+        })
+    }
+}
 
-        let mut changes: Vec<Announced> = Vec::new();
+/// A run being stored, a page at a time, in one transaction.
+pub struct RunWriter<E> {
+    txn: DatabaseTransaction,
+    tenant: String,
+    run: run::Model,
+    start: RunStart,
+    encode: E,
+    /// Changes not yet in an outbox message (fewer than a message holds).
+    announce: Vec<Announced>,
+    summary: RunSummary,
+}
+
+impl<E: Fn(&[Announced]) -> Vec<u8>> RunWriter<E> {
+    /// Stores a page of grades (customers not in an earlier page), with the tier and stage
+    /// changes they make; returns each customer's tier and stage after the run, in the order
+    /// of `grades`.
+    pub async fn page(&mut self, grades: &[Grade]) -> Result<Vec<Standing>, StoreError> {
+        let tenant = self.tenant.as_str();
+        let RunStart {
+            graded_at: now,
+            as_of,
+            stage_rules,
+            ref reason,
+            ..
+        } = self.start;
+        let current = self.stored(grades).await?;
+        let run_id = self.run.id;
         let mut change_rows = Vec::new();
         let mut stage_rows = Vec::new();
-        let mut kept: Vec<Standing> = Vec::with_capacity(grades.len());
+        let mut kept: Vec<Kept> = Vec::with_capacity(grades.len());
         // Only customers whose stored grade changes are written; those without one are new.
         let mut changed: Vec<usize> = Vec::new();
         let mut added: Vec<usize> = Vec::new();
         for (i, g) in grades.iter().enumerate() {
             let stored = current.get(&g.customer_id).copied();
-            let standing = stored.map(|s| s.standing).unwrap_or_default();
+            let standing = stored.map(|s| s.kept).unwrap_or_default();
             let before = standing.tier;
             let after = next_tier(before, g.tier, DEFAULT_CONFIRM_DOWNGRADE_RUNS);
             let in_stage = standing
@@ -222,14 +204,14 @@ impl Store {
                 Some((_, since)) if !stage_changed => since,
                 _ => as_of,
             };
-            let now_standing = Standing {
+            let now_kept = Kept {
                 tier: after,
                 stage: Some((stage, since)),
             };
-            kept.push(now_standing);
+            kept.push(now_kept);
             let unchanged = stored.is_some_and(|s| {
                 s.named
-                    && s.standing == now_standing
+                    && s.kept == now_kept
                     && s.rfm == g.rfm
                     && s.clv.map(f64::to_bits) == g.clv.map(f64::to_bits)
             });
@@ -245,14 +227,15 @@ impl Store {
                     customer_id: Set(g.customer_id.clone()),
                     old_stage: Set(old_stage.map(|s| s.name().to_owned())),
                     new_stage: Set(stage.name().to_owned()),
-                    run_id: Set(run.id),
+                    run_id: Set(run_id),
                     at: Set(now),
                 });
             }
             let Some(tier) = after.tier else { continue };
             let tier_changed = before.tier != Some(tier);
             if tier_changed || stage_changed {
-                changes.push((g.customer_id.clone(), tier, stage_changed.then_some(stage)));
+                self.announce
+                    .push((g.customer_id.clone(), tier, stage_changed.then_some(stage)));
             }
             if tier_changed {
                 let reason = if before.tier.is_some_and(|b| tier < b) {
@@ -260,7 +243,7 @@ impl Store {
                         "{reason}; downgrade confirmed over {DEFAULT_CONFIRM_DOWNGRADE_RUNS} runs"
                     )
                 } else {
-                    reason.to_owned()
+                    reason.clone()
                 };
                 change_rows.push(tier_change::ActiveModel {
                     id: NotSet,
@@ -269,7 +252,7 @@ impl Store {
                     old_tier: Set(before.tier.map(|t| t.name().to_owned())),
                     new_tier: Set(tier.name().to_owned()),
                     reason: Set(reason),
-                    run_id: Set(run.id),
+                    run_id: Set(run_id),
                     at: Set(now),
                 });
             }
@@ -284,7 +267,7 @@ impl Store {
                 recency_score: Set(i32::from(g.rfm.r)),
                 frequency_score: Set(i32::from(g.rfm.f)),
                 monetary_score: Set(i32::from(g.rfm.m)),
-                run_id: Set(run.id),
+                run_id: Set(run_id),
                 rfm_segment: Set(Some(RfmSegment::of(g.rfm).name().to_owned())),
                 pending_tier: Set(state.pending.map(|(t, _)| t.name().to_owned())),
                 pending_runs: Set(state
@@ -295,13 +278,14 @@ impl Store {
                 clv: Set(g.clv),
             }
         };
+        let txn = &self.txn;
         // New customers are inserted outright: checking every row for a conflict was a fifth
         // of PostgreSQL's time in a first run. Runs take turns, so none stores them after
         // `current` was read; should another replica's run have, this one fails whole and
         // its retry sees them.
         for chunk in added.chunks(CHUNK) {
             customer::Entity::insert_many(chunk.iter().map(|&i| row(i)))
-                .exec_without_returning(&txn)
+                .exec_without_returning(txn)
                 .await?;
         }
         for chunk in changed.chunks(CHUNK) {
@@ -323,58 +307,162 @@ impl Store {
                         ])
                         .to_owned(),
                 )
-                .exec_without_returning(&txn)
+                .exec_without_returning(txn)
                 .await?;
         }
         for chunk in change_rows.chunks(CHUNK) {
             tier_change::Entity::insert_many(chunk.to_vec())
-                .exec_without_returning(&txn)
+                .exec_without_returning(txn)
                 .await?;
         }
         for chunk in stage_rows.chunks(CHUNK) {
             stage_change::Entity::insert_many(chunk.to_vec())
-                .exec_without_returning(&txn)
+                .exec_without_returning(txn)
                 .await?;
         }
-        for chunk in changes.chunks(CHANGES_PER_MESSAGE) {
-            OUTBOX
-                .push(
-                    &txn,
-                    tenant,
-                    "tiers_changed",
-                    encode(chunk),
-                    traceparent.clone(),
-                )
-                .await?;
+        while self.announce.len() >= CHANGES_PER_MESSAGE {
+            let rest = self.announce.split_off(CHANGES_PER_MESSAGE);
+            let full = std::mem::replace(&mut self.announce, rest);
+            self.push_announcement(&full).await?;
         }
-        let tier_changes = change_rows.len() as u64;
-        let mut run: run::ActiveModel = run.into();
-        run.tier_changes = Set(tier_changes as i64);
-        run.update(&txn).await?;
-        txn.commit().await?;
-        let mut tiers: HashMap<Tier, u64> = HashMap::new();
-        let mut stages: HashMap<Stage, u64> = HashMap::new();
-        for standing in &kept {
-            if let Some(t) = standing.tier.tier {
-                *tiers.entry(t).or_default() += 1;
+        let summary = &mut self.summary;
+        summary.customers += grades.len() as u64;
+        summary.tier_changes += change_rows.len() as u64;
+        summary.stage_changes += stage_rows.len() as u64;
+        for k in &kept {
+            if let Some(t) = k.tier.tier {
+                *summary.tiers.entry(t).or_default() += 1;
             }
-            if let Some((s, _)) = standing.stage {
-                *stages.entry(s).or_default() += 1;
+            if let Some((s, _)) = k.stage {
+                *summary.stages.entry(s).or_default() += 1;
             }
         }
-        Ok(RunSummary {
-            customers: grades.len() as u64,
-            tier_changes,
-            tiers,
-            stage_changes: stage_rows.len() as u64,
-            stages,
-            standings: kept
-                .iter()
-                .map(|s| (s.tier.tier, s.stage.map(|(stage, _)| stage)))
-                .collect(),
-        })
+        Ok(kept
+            .iter()
+            .map(|k| (k.tier.tier, k.stage.map(|(stage, _)| stage)))
+            .collect())
     }
 
+    /// The stored grades of a page's customers, read in one range of the key.
+    async fn stored(&self, grades: &[Grade]) -> Result<HashMap<String, Stored>, StoreError> {
+        let ids = grades.iter().map(|g| g.customer_id.as_str());
+        let (Some(first), Some(last)) = (ids.clone().min(), ids.max()) else {
+            return Ok(HashMap::new());
+        };
+        let as_of = self.start.as_of;
+        let rows = customer::Entity::find()
+            .select_only()
+            .columns([
+                customer::Column::CustomerId,
+                customer::Column::Tier,
+                customer::Column::PendingTier,
+                customer::Column::PendingRuns,
+                customer::Column::Stage,
+                customer::Column::StageSince,
+                customer::Column::RecencyScore,
+                customer::Column::FrequencyScore,
+                customer::Column::MonetaryScore,
+                customer::Column::Clv,
+                customer::Column::RfmSegment,
+            ])
+            .filter(customer::Column::TenantId.eq(self.tenant.as_str()))
+            .filter(customer::Column::CustomerId.gte(first))
+            .filter(customer::Column::CustomerId.lte(last))
+            .into_tuple::<StoredRow>()
+            .all(&self.txn)
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(
+                |(id, tier, pending, runs, stage, since, r, f, m, clv, segment)| {
+                    let tier = TierState {
+                        tier: Tier::from_name(&tier),
+                        pending: pending
+                            .as_deref()
+                            .and_then(Tier::from_name)
+                            .map(|t| (t, u32::try_from(runs).unwrap_or(0))),
+                    };
+                    let stage = stage
+                        .as_deref()
+                        .and_then(Stage::from_name)
+                        .map(|s| (s, since.unwrap_or(as_of)));
+                    let score = |v: i32| u8::try_from(v).unwrap_or(0);
+                    let stored = Stored {
+                        kept: Kept { tier, stage },
+                        rfm: RfmScore {
+                            r: score(r),
+                            f: score(f),
+                            m: score(m),
+                        },
+                        clv,
+                        named: segment.is_some(),
+                    };
+                    (id, stored)
+                },
+            )
+            .collect())
+    }
+
+    async fn push_announcement(&self, changes: &[Announced]) -> Result<(), StoreError> {
+        OUTBOX
+            .push(
+                &self.txn,
+                &self.tenant,
+                "tiers_changed",
+                (self.encode)(changes),
+                self.start.traceparent.clone(),
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Empties the named custom segments, whose members this run stores anew
+    /// ([`add_members`](Self::add_members)).
+    pub async fn clear_members(&self, segments: &[String]) -> Result<(), StoreError> {
+        segment_member::Entity::delete_many()
+            .filter(segment_member::Column::TenantId.eq(self.tenant.as_str()))
+            .filter(segment_member::Column::Segment.is_in(segments.iter().map(String::as_str)))
+            .exec(&self.txn)
+            .await?;
+        Ok(())
+    }
+
+    /// Adds members to custom segments: (segment, customers) pairs.
+    pub async fn add_members(&self, members: &[(String, Vec<String>)]) -> Result<(), StoreError> {
+        let rows = members.iter().flat_map(|(segment, customers)| {
+            customers.iter().map(|c| segment_member::ActiveModel {
+                tenant_id: Set(self.tenant.clone()),
+                segment: Set(segment.clone()),
+                customer_id: Set(c.clone()),
+            })
+        });
+        let rows: Vec<segment_member::ActiveModel> = rows.collect();
+        for chunk in rows.chunks(CHUNK) {
+            segment_member::Entity::insert_many(chunk.to_vec())
+                .exec_without_returning(&self.txn)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Announces the changes not yet announced, records the run's totals and commits it;
+    /// returns what it changed.
+    pub async fn finish(mut self, finished_at: i64) -> Result<RunSummary, StoreError> {
+        let rest = std::mem::take(&mut self.announce);
+        if !rest.is_empty() {
+            self.push_announcement(&rest).await?;
+        }
+        let mut run: run::ActiveModel = self.run.into();
+        run.finished_at = Set(finished_at);
+        run.customers = Set(self.summary.customers as i64);
+        run.tier_changes = Set(self.summary.tier_changes as i64);
+        run.update(&self.txn).await?;
+        self.txn.commit().await?;
+        Ok(self.summary)
+    }
+}
+
+impl Store {
     /// How many customers have each value of `column` (absent values left out).
     pub async fn count_by(
         &self,
@@ -474,34 +562,6 @@ impl Store {
                 (d, n)
             })
             .collect())
-    }
-
-    /// Replaces the members of each given segment, in one transaction.
-    pub async fn replace_members(
-        &self,
-        tenant: &str,
-        members: &[(String, Vec<String>)],
-    ) -> Result<(), StoreError> {
-        let txn = rapport_storage::begin_write(&self.db).await?;
-        for (segment, customers) in members {
-            segment_member::Entity::delete_many()
-                .filter(segment_member::Column::TenantId.eq(tenant))
-                .filter(segment_member::Column::Segment.eq(segment.as_str()))
-                .exec(&txn)
-                .await?;
-            for chunk in customers.chunks(CHUNK) {
-                let rows = chunk.iter().map(|c| segment_member::ActiveModel {
-                    tenant_id: Set(tenant.to_owned()),
-                    segment: Set(segment.clone()),
-                    customer_id: Set(c.clone()),
-                });
-                segment_member::Entity::insert_many(rows)
-                    .exec_without_returning(&txn)
-                    .await?;
-            }
-        }
-        txn.commit().await?;
-        Ok(())
     }
 
     /// Up to `limit` members of a segment after `after`, and how many it has; `None` when the
@@ -613,6 +673,11 @@ mod tests {
     /// One run over a hundred customers valued 1 to 100 and one more, `hover`, valued `value`:
     /// tiers by the default shares, as the service grades them.
     async fn run(store: &Store, hover: f64, run: i64) -> RunSummary {
+        run_in_pages(store, hover, run, 101).await
+    }
+
+    /// [`run`], stored in pages of `page` customers.
+    async fn run_in_pages(store: &Store, hover: f64, run: i64, page: usize) -> RunSummary {
         let ids: Vec<String> = (1..=100)
             .map(|i| format!("c{i:03}"))
             .chain(["hover".to_owned()])
@@ -642,22 +707,28 @@ mod tests {
                 clv: None,
             })
             .collect();
-        store
-            .save_run(
-                "t",
-                &Run {
-                    grades: &grades,
-                    reason: "share of 12-month spend",
-                    started_at: run,
-                    finished_at: run,
-                    as_of: run,
-                    stage_rules: StageRules::default(),
-                    traceparent: None,
-                },
-                |_| Vec::new(),
-            )
+        save(store, &grades, run, page).await
+    }
+
+    /// Stores `grades` as run `run` (its time too), in pages of `page` customers.
+    async fn save(store: &Store, grades: &[Grade], run: i64, page: usize) -> RunSummary {
+        let start = RunStart {
+            started_at: run,
+            graded_at: run,
+            as_of: run,
+            reason: "share of 12-month spend".to_owned(),
+            stage_rules: StageRules::default(),
+            traceparent: None,
+        };
+        let mut writer = store
+            .begin_run("t", start, |_| Vec::new())
             .await
-            .expect("a stored run")
+            .expect("a run begun");
+        for chunk in grades.chunks(page) {
+            let standings = writer.page(chunk).await.expect("a page stored");
+            assert_eq!(standings.len(), chunk.len());
+        }
+        writer.finish(run).await.expect("a stored run")
     }
 
     /// Of 101 customers ranked from 0, ranks 2–5 are Gold and 6–20 Silver: `hover` at 95.5
@@ -693,5 +764,40 @@ mod tests {
                 .collect();
             assert_eq!(moved.len(), 1, "{moved:?}");
         }
+    }
+
+    /// Pages are a run's unit of work, not of meaning: a run stored in pages (of sizes that do
+    /// and do not divide the population) stores and reports what it does in one.
+    #[tokio::test]
+    async fn a_run_stored_in_pages_equals_one_stored_whole() {
+        let ids: Vec<String> = (1..=100)
+            .map(|i| format!("c{i:03}"))
+            .chain(["hover".to_owned()])
+            .collect();
+        let mut outcomes = Vec::new();
+        for page in [101, 7, 50] {
+            let dir = tempfile::tempdir().expect("a temp dir");
+            let store = store(&dir).await;
+            // Hover climbs to VIP, then sinks to Regular: an upgrade and a confirmed downgrade.
+            let mut summaries = Vec::new();
+            for (i, hover) in [0.5, 100.5, 100.5, 0.5, 0.5, 0.5].into_iter().enumerate() {
+                summaries.push(run_in_pages(&store, hover, i as i64, page).await);
+            }
+            let mut grades = store.grades("t", &ids).await.expect("stored grades");
+            grades.sort_by(|a, b| a.customer_id.cmp(&b.customer_id));
+            let mut history: Vec<(String, usize)> = store
+                .tier_histories("t")
+                .await
+                .expect("tier history")
+                .into_iter()
+                .map(|(id, h)| (id, h.len()))
+                .collect();
+            history.sort();
+            outcomes.push((summaries, grades, history));
+        }
+        assert_eq!(outcomes[0].1.len(), 101);
+        assert!(outcomes[0].0.iter().any(|s| s.tier_changes > 0));
+        assert_eq!(outcomes[1], outcomes[0], "pages of 7");
+        assert_eq!(outcomes[2], outcomes[0], "pages of 50");
     }
 }

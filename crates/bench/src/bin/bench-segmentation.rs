@@ -6,27 +6,29 @@
 //! Three figures against DuckDB's RFM query (its CSV load not counted):
 //! - the grading in memory: purchases aggregated per customer, RFM quintiles, tiers, stages
 //!   (what DuckDB's query does, plus tiers and stages);
-//! - the service's run on SQLite and on PostgreSQL: customer features paged over gRPC from a
-//!   scoring stand-in (so the figure is segmentation's alone), graded, and every grade, tier
-//!   change, stage change and outbox message stored in one transaction; first run (every
-//!   customer new) and a re-run (nothing changes).
+//! - the service's run on SQLite and on PostgreSQL: `RunSegmentation` called on the
+//!   `rapport-segmentation` binary, which pages customer features over gRPC from a scoring
+//!   stand-in (so the figure is segmentation's alone), grades them, and stores every grade,
+//!   tier change, stage change and outbox message in one transaction; first run (every
+//!   customer new) and a re-run (nothing changes), each by a fresh process, whose peak
+//!   resident memory is reported beside the size of the population's encoded features.
 //!
 //! The RFM scores are checked equal to DuckDB's (the count of customers per R, F, M triple).
 
 use chrono::NaiveDate;
+use prost::Message;
 use rapport_domain::lifecycle::{Stage, StageRules};
 use rapport_domain::tier::TierCutoffs;
 use rapport_proto::scoring::v1::CustomerFeatures;
+use rapport_proto::segmentation::v1 as pb;
+use rapport_proto::segmentation::v1::segmentation_service_client::SegmentationServiceClient;
 use rapport_segmentation::TierMeasure;
 use rapport_segmentation::grading::grade;
-use rapport_server::CommonArgs;
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 use std::time::{Duration, Instant};
-use tokio_util::sync::CancellationToken;
 
 const AS_OF: &str = "1998-07-01";
-const TENANT: &str = "dev";
 
 /// One purchase of the replicated log.
 struct Purchase {
@@ -146,48 +148,90 @@ fn duckdb(purchases: &[Purchase]) -> anyhow::Result<DuckDb> {
     })
 }
 
-/// The service's first run and re-run on `database_url`, with features served by a stand-in.
-async fn service_runs(
-    database_url: String,
-    features: Vec<CustomerFeatures>,
-) -> anyhow::Result<(Duration, Duration, u64)> {
-    let scoring = rapport_bench::standin::start_with_features(features).await?;
-    let dir = tempfile::tempdir()?;
-    let mut common = CommonArgs::embedded(dir.path().to_owned());
-    common.database_url = Some(database_url);
-    let mut config = rapport_segmentation::Config::new(
-        "127.0.0.1:0".parse()?,
-        scoring.to_string(),
-        // KPIs are not asked for: no ingestion is needed.
-        "127.0.0.1:1".to_owned(),
-        common,
+/// The service's first run and re-run: time, and the service process's peak resident memory.
+struct ServiceRuns {
+    first: Duration,
+    again: Duration,
+    first_peak: u64,
+    again_peak: u64,
+    customers: u64,
+}
+
+/// A process's peak resident memory (`VmHWM`), in bytes.
+fn peak_resident(pid: u32) -> anyhow::Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let kb = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .ok_or_else(|| anyhow::anyhow!("no VmHWM for process {pid}"))?;
+    Ok(kb * 1024)
+}
+
+/// One run by a fresh `rapport-segmentation` process on `database_url`: its time, what it
+/// reported, and the process's peak resident memory.
+async fn service_run(
+    database_url: &str,
+    scoring: &str,
+) -> anyhow::Result<(Duration, pb::RunSegmentationResponse, u64)> {
+    let logs = tempfile::tempdir()?;
+    let mut addrs = rapport_tests::Addrs::free();
+    addrs.scoring = scoring.to_owned();
+    let backing = rapport_tests::Backing {
+        database_url,
+        redis_url: None,
+        otlp: None,
+    };
+    let mut service = rapport_tests::start_service_with(
+        "segmentation",
+        &addrs,
+        &backing,
+        logs.path(),
+        &[("RAPPORT_SEGMENTATION_INTERVAL_SECS", "0")],
     );
-    config.interval_secs = 0;
-    let stop = CancellationToken::new();
-    let keys = config.common.api_keys()?;
-    let (api, relay) = rapport_segmentation::api(&config, &keys, stop.clone()).await?;
+    let pid = service
+        .pid()
+        .ok_or_else(|| anyhow::anyhow!("segmentation is not running"))?;
+    let mut client = SegmentationServiceClient::new(rapport_tests::channel(&addrs.segmentation));
     let as_of = rapport_proto::convert::timestamp(
         NaiveDate::parse_from_str(AS_OF, "%Y-%m-%d")?
             .and_time(chrono::NaiveTime::MIN)
             .and_utc()
             .timestamp_millis(),
     );
+    let mut req = rapport_tests::req(pb::RunSegmentationRequest { as_of: Some(as_of) });
+    req.set_timeout(Duration::from_secs(1_800));
     let started = Instant::now();
-    let first = api
-        .run_for(TENANT, Some(as_of))
-        .await
-        .map_err(|s| anyhow::anyhow!("first run: {}", s.message()))?;
-    let first_time = started.elapsed();
-    let started = Instant::now();
-    let again = api
-        .run_for(TENANT, Some(as_of))
-        .await
-        .map_err(|s| anyhow::anyhow!("re-run: {}", s.message()))?;
-    let again_time = started.elapsed();
-    anyhow::ensure!(again.tier_changes == 0, "a re-run changed tiers: {again:?}");
-    stop.cancel();
-    relay.await?;
-    Ok((first_time, again_time, first.customers))
+    let answer = client.run_segmentation(req).await;
+    let time = started.elapsed();
+    let peak = peak_resident(pid);
+    service.terminate();
+    let answer = answer.map_err(|s| {
+        anyhow::anyhow!(
+            "run: {}; the service's log:\n{}",
+            s.message(),
+            service.log_text()
+        )
+    })?;
+    Ok((time, answer.into_inner(), peak?))
+}
+
+/// The service's first run and re-run on `database_url`, each by a process of its own, with
+/// features served by the stand-in at `scoring`.
+async fn service_runs(database_url: &str, scoring: &str) -> anyhow::Result<ServiceRuns> {
+    let (first, answer, first_peak) = service_run(database_url, scoring).await?;
+    let (again, unchanged, again_peak) = service_run(database_url, scoring).await?;
+    anyhow::ensure!(
+        unchanged.tier_changes == 0,
+        "a re-run changed tiers: {unchanged:?}"
+    );
+    Ok(ServiceRuns {
+        first,
+        again,
+        first_peak,
+        again_peak,
+        customers: answer.customers,
+    })
 }
 
 fn line(name: &str, ours: Duration, baseline: Duration) -> String {
@@ -250,28 +294,41 @@ async fn main() -> anyhow::Result<()> {
     );
     drop(grading);
 
+    // A run that held the population would hold at least its features, whose encoding is
+    // their smallest form.
+    let encoded: u64 = features.iter().map(|f| f.encoded_len() as u64).sum();
+    let customers = features.len() as u64;
+    let scoring = rapport_bench::standin::start_with_features(features).await?;
+    let scoring = scoring.to_string();
     let sqlite_dir = tempfile::tempdir()?;
     let sqlite = rapport_storage::sqlite_url(sqlite_dir.path(), "segmentation");
-    let (first, again, customers) = service_runs(sqlite, features.clone()).await?;
+    let runs = service_runs(&sqlite, &scoring).await?;
     anyhow::ensure!(
-        customers == features.len() as u64,
-        "the run graded {customers}"
+        runs.customers == customers,
+        "the run graded {}",
+        runs.customers
     );
-    println!("{}", line("segmentation-run-sqlite first", first, base.rfm));
-    println!(
-        "{}",
-        line("segmentation-run-sqlite unchanged", again, base.rfm)
-    );
-
+    report_runs("sqlite", &runs, base.rfm, encoded);
     let pg = rapport_tests::Postgres::start_durable();
-    let (first, again, _) = service_runs(pg.url(), features).await?;
-    println!(
-        "{}",
-        line("segmentation-run-postgres first", first, base.rfm)
-    );
-    println!(
-        "{}",
-        line("segmentation-run-postgres unchanged", again, base.rfm)
-    );
+    let runs = service_runs(&pg.url(), &scoring).await?;
+    report_runs("postgres", &runs, base.rfm, encoded);
     Ok(())
+}
+
+/// The lines of the service's runs on `database`: times against DuckDB's, the process's
+/// peak memory against the population's encoded features (`encoded` bytes).
+fn report_runs(database: &str, runs: &ServiceRuns, duckdb: Duration, encoded: u64) {
+    let name = format!("segmentation-run-{database}");
+    println!("{}", line(&format!("{name} first"), runs.first, duckdb));
+    println!("{}", line(&format!("{name} unchanged"), runs.again, duckdb));
+    println!(
+        "bench {name} memory: the service process peaked at {:.0} MiB resident in the first \
+         run, {:.0} MiB in the unchanged, vs the population's features encoded {:.0} MiB \
+         ({:.2}x, {:.2}x)",
+        rapport_bench::mib(runs.first_peak),
+        rapport_bench::mib(runs.again_peak),
+        rapport_bench::mib(encoded),
+        runs.first_peak as f64 / encoded as f64,
+        runs.again_peak as f64 / encoded as f64,
+    );
 }
