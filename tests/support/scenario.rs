@@ -119,17 +119,35 @@ pub async fn ingest(c: &Clients, events: Vec<ingestion::Event>) -> ingestion::In
         .into_inner()
 }
 
-/// Runs segmentation (as of `as_of`, default now) and returns what the run reports.
+/// Runs segmentation (as of `as_of`, default now) to the end and returns its summary, checking
+/// that its progress only grows.
 pub async fn segment(
     c: &Clients,
     as_of: Option<prost_types::Timestamp>,
-) -> segmentation::RunSegmentationResponse {
-    c.segmentation
+) -> segmentation::SegmentationSummary {
+    let mut progress = c
+        .segmentation
         .clone()
         .run_segmentation(req(segmentation::RunSegmentationRequest { as_of }))
         .await
         .expect("segmentation")
-        .into_inner()
+        .into_inner();
+    let mut last = (0, 0);
+    let mut summary = None;
+    while let Some(p) = progress.message().await.expect("segmentation progress") {
+        assert!(summary.is_none(), "progress after the summary: {p:?}");
+        assert!(
+            p.customers_read >= last.0
+                && p.customers_graded >= last.1
+                && p.customers_graded <= p.customers_read,
+            "progress {p:?} after {last:?}"
+        );
+        last = (p.customers_read, p.customers_graded);
+        summary = p.summary;
+    }
+    let summary = summary.expect("the run's summary");
+    assert_eq!(last, (summary.customers, summary.customers));
+    summary
 }
 
 /// Runs `RescoreAll` to the end and returns its last progress message.

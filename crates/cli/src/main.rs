@@ -415,12 +415,7 @@ async fn main() -> anyhow::Result<()> {
                     d.rfm_segments,
                 )
             } else {
-                let run = client
-                    .run_segmentation(
-                        target.request(segmentation::RunSegmentationRequest { as_of: None })?,
-                    )
-                    .await?
-                    .into_inner();
+                let run = segments::run_segmentation(&target, client).await?;
                 (
                     format!(
                         "graded {} customers: {} changed tier, {} changed stage",

@@ -1,4 +1,5 @@
-//! `rapport segments`: custom CEL segments — define, list with member counts, list members.
+//! `rapport segment`'s run, and `rapport segments`: custom CEL segments — define, list with
+//! member counts, list members.
 
 use crate::Target;
 use rapport_proto::segmentation::v1 as pb;
@@ -20,6 +21,26 @@ pub enum SegmentsCommand {
     },
     /// The customers of a segment, one per line.
     Members { name: String },
+}
+
+/// `rapport segment`: runs segmentation, showing its progress; returns the run's summary.
+pub async fn run_segmentation(
+    target: &Target,
+    mut client: Client,
+) -> anyhow::Result<pb::SegmentationSummary> {
+    let mut stream = client
+        .run_segmentation(target.request(pb::RunSegmentationRequest { as_of: None })?)
+        .await?
+        .into_inner();
+    let bar = indicatif::ProgressBar::new(0);
+    let mut summary = None;
+    while let Some(p) = stream.message().await? {
+        bar.set_length(p.customers_read);
+        bar.set_position(p.customers_graded);
+        summary = p.summary.or(summary);
+    }
+    bar.finish_and_clear();
+    summary.ok_or_else(|| anyhow::anyhow!("the run ended without its summary"))
 }
 
 /// Runs one `rapport segments` command.

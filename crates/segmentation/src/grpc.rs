@@ -1,7 +1,7 @@
 //! The gRPC adapter of segmentation: its API over the store and the run (`crate::run`).
 
 use crate::TierMeasure;
-use crate::run::largest_first;
+use crate::run::{Progress, largest_first};
 use crate::store::{GradeColumn, Store, StoreError};
 use rapport_domain::lifecycle::StageRules;
 use rapport_domain::segment::{Segment, SegmentError};
@@ -13,7 +13,9 @@ use rapport_proto::segmentation::v1 as pb;
 use rapport_server::{PeerChannel, Principal, Role};
 use rapport_storage::outbox::RelayWaker;
 use std::collections::HashMap;
+use std::pin::Pin;
 use std::sync::Arc;
+use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
 impl From<StoreError> for Status {
@@ -49,20 +51,38 @@ const MEMBERS_PAGE: u32 = 10_000;
 
 #[tonic::async_trait]
 impl pb::segmentation_service_server::SegmentationService for SegmentationApi {
+    type RunSegmentationStream =
+        Pin<Box<dyn Stream<Item = Result<pb::RunSegmentationProgress, Status>> + Send + 'static>>;
+
     async fn run_segmentation(
         &self,
         req: Request<pb::RunSegmentationRequest>,
-    ) -> Result<Response<pb::RunSegmentationResponse>, Status> {
+    ) -> Result<Response<Self::RunSegmentationStream>, Status> {
         let tenant = Principal::of(&req)?.require(&[Role::Admin])?.to_owned();
         let as_of = req.into_inner().as_of;
-        // A run over millions of customers may outlast the call's deadline: it runs on its own
-        // task, so a caller that gives up does not roll back a run that is nearly done.
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        // A run over millions of customers outlasts any one call's deadline: it runs on its
+        // own task, streaming progress, and a caller that leaves does not stop it.
         let api = self.clone();
-        let run = tokio::spawn(async move { api.run_for(&tenant, as_of).await });
-        let answer = run
-            .await
-            .map_err(|e| Status::internal(format!("segmentation run: {e}")))??;
-        Ok(Response::new(answer))
+        tokio::spawn(async move {
+            let sent = tx.clone();
+            let progress = move |p: Progress| {
+                let _ = sent.send(Ok(pb::RunSegmentationProgress {
+                    customers_read: p.read,
+                    customers_graded: p.graded,
+                    summary: None,
+                }));
+            };
+            let outcome = api.run_for(&tenant, as_of, &progress).await;
+            let _ = tx.send(outcome.map(|summary| pb::RunSegmentationProgress {
+                customers_read: summary.customers,
+                customers_graded: summary.customers,
+                summary: Some(summary),
+            }));
+        });
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::UnboundedReceiverStream::new(rx),
+        )))
     }
 
     async fn define_segment(

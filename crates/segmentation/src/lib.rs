@@ -8,7 +8,7 @@ pub mod grpc;
 mod kpis;
 pub mod migration;
 mod relay;
-mod run;
+pub mod run;
 mod spill;
 pub mod store;
 
@@ -220,7 +220,7 @@ async fn schedule(api: Arc<grpc::SegmentationApi>, every: Duration, stop: Cancel
             if stop.is_cancelled() {
                 return;
             }
-            match api.run_for(&tenant, None).await {
+            match api.run_for(&tenant, None, &|_| {}).await {
                 Ok(run) => tracing::info!(
                     tenant,
                     customers = run.customers,

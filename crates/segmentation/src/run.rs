@@ -41,6 +41,18 @@ const PAGE_DEADLINE: Duration = Duration::from_secs(30);
 /// Pages in flight between a pass's reader and its consumer.
 const PAGES_AHEAD: usize = 2;
 
+/// How far a run has got.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Progress {
+    /// Customers read from scoring (the first pass).
+    pub read: u64,
+    /// Customers graded and stored (the second pass).
+    pub graded: u64,
+}
+
+/// Told of a run's progress after each page.
+pub type OnProgress<'a> = &'a (dyn Fn(Progress) + Send + Sync);
+
 /// Why a run stopped.
 #[derive(Debug, thiserror::Error)]
 enum RunError {
@@ -120,16 +132,18 @@ fn announcement(changes: &[Announced]) -> Vec<u8> {
 
 impl SegmentationApi {
     /// Grades every customer of `tenant` as of `as_of` (default now): RFM, tiers with
-    /// hysteresis, stages, custom segments; stores it all and announces the changes.
+    /// hysteresis, stages, custom segments; stores it all and announces the changes, telling
+    /// `progress` after each page.
     pub async fn run_for(
         &self,
         tenant: &str,
         as_of: Option<prost_types::Timestamp>,
-    ) -> Result<pb::RunSegmentationResponse, Status> {
+        progress: OnProgress<'_>,
+    ) -> Result<pb::SegmentationSummary, Status> {
         let _running = self.running.lock().await;
         let started_at = chrono::Utc::now().timestamp_millis();
         let as_of_ms = time(as_of.as_ref(), "as_of")?.map_or(started_at, |t| t.timestamp_millis());
-        let (ranking, spill) = self.first_pass(tenant, as_of).await?;
+        let (ranking, spill) = self.first_pass(tenant, as_of, progress).await?;
         let segments = Arc::new(self.custom_segments(tenant).await?);
 
         let start = RunStart {
@@ -163,6 +177,10 @@ impl SegmentationApi {
                 *rfm_segments.entry(RfmSegment::of(g.rfm)).or_default() += 1;
             }
             let standings = writer.page(&grades).await?;
+            progress(Progress {
+                read: ranking.len() as u64,
+                graded: position as u64,
+            });
             if !segments.is_empty() {
                 let segments = segments.clone();
                 let page_members = tokio::task::spawn_blocking(move || {
@@ -201,7 +219,7 @@ impl SegmentationApi {
             stage_changes = summary.stage_changes,
             "segmentation run"
         );
-        Ok(pb::RunSegmentationResponse {
+        Ok(pb::SegmentationSummary {
             customers: summary.customers,
             tier_changes: summary.tier_changes,
             tiers,
@@ -222,6 +240,7 @@ impl SegmentationApi {
         &self,
         tenant: &str,
         as_of: Option<prost_types::Timestamp>,
+        progress: OnProgress<'_>,
     ) -> Result<(Ranking, SpillReader), Status> {
         let (send, mut pages) = mpsc::channel::<Vec<CustomerFeatures>>(PAGES_AHEAD);
         let (measure, cutoffs) = (self.measure, self.cutoffs.clone());
@@ -246,7 +265,7 @@ impl SegmentationApi {
             let ids = IdRanks::sequential(population.len());
             Ok((population.rank(&ids, &cutoffs), spill.into_reader()?))
         });
-        let fetched = self.fetch(tenant, as_of, send).await;
+        let fetched = self.fetch(tenant, as_of, send, progress).await;
         let kept = keeper.await.map_err(joined)?;
         fetched?;
         Ok(kept?)
@@ -258,8 +277,10 @@ impl SegmentationApi {
         tenant: &str,
         as_of: Option<prost_types::Timestamp>,
         pages: mpsc::Sender<Vec<CustomerFeatures>>,
+        progress: OnProgress<'_>,
     ) -> Result<(), Status> {
         let mut after = String::new();
+        let mut read = 0;
         loop {
             let req = peer_request(
                 ListCustomerFeaturesRequest {
@@ -278,6 +299,8 @@ impl SegmentationApi {
                 .await
                 .map_err(|s| Status::unavailable(format!("scoring: {}", s.message())))?
                 .into_inner();
+            read += page.customers.len() as u64;
+            progress(Progress { read, graded: 0 });
             // A closed receiver failed; its error is the run's.
             if pages.send(page.customers).await.is_err() || page.next_after_customer_id.is_empty() {
                 return Ok(());

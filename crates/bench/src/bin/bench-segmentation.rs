@@ -173,7 +173,7 @@ fn peak_resident(pid: u32) -> anyhow::Result<u64> {
 async fn service_run(
     database_url: &str,
     scoring: &str,
-) -> anyhow::Result<(Duration, pb::RunSegmentationResponse, u64)> {
+) -> anyhow::Result<(Duration, pb::SegmentationSummary, u64)> {
     let logs = tempfile::tempdir()?;
     let mut addrs = rapport_tests::Addrs::free();
     addrs.scoring = scoring.to_owned();
@@ -202,18 +202,30 @@ async fn service_run(
     let mut req = rapport_tests::req(pb::RunSegmentationRequest { as_of: Some(as_of) });
     req.set_timeout(Duration::from_secs(1_800));
     let started = Instant::now();
-    let answer = client.run_segmentation(req).await;
+    let summary = summary(client.run_segmentation(req).await).await;
     let time = started.elapsed();
     let peak = peak_resident(pid);
     service.terminate();
-    let answer = answer.map_err(|s| {
+    let summary = summary.map_err(|s| {
         anyhow::anyhow!(
             "run: {}; the service's log:\n{}",
             s.message(),
             service.log_text()
         )
     })?;
-    Ok((time, answer.into_inner(), peak?))
+    Ok((time, summary, peak?))
+}
+
+/// The summary that ends a run's progress.
+async fn summary(
+    call: Result<tonic::Response<tonic::Streaming<pb::RunSegmentationProgress>>, tonic::Status>,
+) -> Result<pb::SegmentationSummary, tonic::Status> {
+    let mut progress = call?.into_inner();
+    let mut summary = None;
+    while let Some(p) = progress.message().await? {
+        summary = p.summary.or(summary);
+    }
+    summary.ok_or_else(|| tonic::Status::internal("the run ended without its summary"))
 }
 
 /// The service's first run and re-run on `database_url`, each by a process of its own, with
