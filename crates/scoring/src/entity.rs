@@ -49,6 +49,8 @@ pub mod snapshot {
     #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
     #[sea_orm(table_name = "scoring_snapshots")]
     pub struct Model {
+        /// Unique (from a sequence) and the order of a customer's snapshots, but not indexed
+        /// on PostgreSQL: rows are found by customer and time.
         #[sea_orm(primary_key)]
         pub id: i64,
         pub tenant_id: String,

@@ -628,6 +628,7 @@ impl Store {
         let mut out = HashMap::with_capacity(ids.len());
         for chunk in ids.chunks(ROWS_PER_INSERT) {
             let latest = sea_orm::sea_query::Query::select()
+                .column(snapshot::Column::CustomerId)
                 .expr(sea_orm::sea_query::Func::max(Expr::col(
                     snapshot::Column::Id,
                 )))
@@ -636,8 +637,18 @@ impl Store {
                 .and_where(snapshot::Column::CustomerId.is_in(chunk.iter().cloned()))
                 .group_by_col(snapshot::Column::CustomerId)
                 .to_owned();
+            // Found through the customers' index, then matched by id: `id` has no index of
+            // its own (see the migration `snapshot_ids_unindexed`).
             let rows = snapshot::Entity::find()
-                .filter(snapshot::Column::Id.in_subquery(latest))
+                .filter(snapshot::Column::TenantId.eq(tenant))
+                .filter(snapshot::Column::CustomerId.is_in(chunk.iter().cloned()))
+                .filter(sea_orm::sea_query::ExprTrait::in_subquery(
+                    Expr::tuple([
+                        Expr::col(snapshot::Column::CustomerId),
+                        Expr::col(snapshot::Column::Id),
+                    ]),
+                    latest,
+                ))
                 .all(&self.db)
                 .await?;
             let tiers: HashMap<String, Option<String>> = customer::Entity::find()

@@ -1,11 +1,13 @@
 //! The store's walks and rankings, on both databases: a percentile pre-pass over a large
 //! tenant reads a sample of its customers (about the share asked for, in id order, the same
-//! customers on every walk), the lowest scores come first whatever their index holds, and
-//! the migration filled the steps as the service computes them.
+//! customers on every walk), the lowest scores come first whatever their index holds, the
+//! latest snapshot is the last stored, and the migration filled the steps as the service
+//! computes them.
 
+use rapport_domain::scorecard::Band;
 use rapport_scoring::evaluate::CustomerState;
 use rapport_scoring::migration::{Migrator, score_step_sql};
-use rapport_scoring::store::{Columns, Rescored, Store, score_step};
+use rapport_scoring::store::{Columns, NewSnapshot, Rescored, Snapshot, Store, score_step};
 use sea_orm::{ConnectionTrait, DatabaseConnection, Statement};
 
 const CUSTOMERS: usize = 2_000;
@@ -121,6 +123,67 @@ async fn the_lowest_scores_come_first_in_score_then_id_order(store: Store) {
     );
 }
 
+/// Rows of `customers`, each with a snapshot of `score` computed at `at`.
+fn snapshots(customers: &[&str], score: f64, at: i64) -> Vec<Rescored> {
+    customers
+        .iter()
+        .map(|id| Rescored {
+            customer_id: (*id).to_owned(),
+            state: CustomerState::default(),
+            snapshot: Some(NewSnapshot::of(Snapshot {
+                customer_id: (*id).to_owned(),
+                score,
+                band: Band::Red,
+                tier: None,
+                scorecard_version: "v".to_owned(),
+                measures: Vec::new(),
+                computed_at: at,
+                outlook: None,
+                detail: Default::default(),
+            })),
+            notification: None,
+        })
+        .collect()
+}
+
+/// A customer's latest snapshot is the last stored, one at a time or many at once, also
+/// when two share their time; a customer without one is left out.
+async fn the_latest_snapshot_is_the_last_stored(store: Store) {
+    let all = ["a", "b", "c"];
+    store
+        .save("s", &snapshots(&all, 10.0, 1_000), Columns::All, None)
+        .await
+        .unwrap();
+    store
+        .save(
+            "s",
+            &snapshots(&["a", "b"], 20.0, 2_000),
+            Columns::All,
+            None,
+        )
+        .await
+        .unwrap();
+    // The same time as the last: stored after it, so later.
+    store
+        .save("s", &snapshots(&["a"], 30.0, 2_000), Columns::All, None)
+        .await
+        .unwrap();
+    // Another tenant's later snapshot of the same customer is not this tenant's.
+    store
+        .save("other", &snapshots(&["a"], 40.0, 3_000), Columns::All, None)
+        .await
+        .unwrap();
+    let ids: Vec<String> = ["a", "b", "c", "never"].map(str::to_owned).to_vec();
+    let many = store.latest_many("s", &ids).await.unwrap();
+    let mut scores: Vec<(&str, f64)> = many.iter().map(|(id, s)| (id.as_str(), s.score)).collect();
+    scores.sort_by(|x, y| x.0.cmp(y.0));
+    assert_eq!(scores, [("a", 30.0), ("b", 20.0), ("c", 10.0)]);
+    for (id, score) in scores {
+        let one = store.latest("s", id).await.unwrap().map(|s| s.score);
+        assert_eq!(one, Some(score), "{id}");
+    }
+}
+
 /// The migration that made `score_step` filled it from stored scores in SQL: the same steps
 /// as the service's.
 async fn the_migrations_steps_are_the_services(db: DatabaseConnection) {
@@ -165,6 +228,7 @@ async fn on_sqlite() {
     let db = rapport_storage::open::<Migrator>(&url).await.unwrap();
     a_sample_is_a_stable_ordered_share_of_the_tenant(Store::new(db.clone())).await;
     the_lowest_scores_come_first_in_score_then_id_order(Store::new(db.clone())).await;
+    the_latest_snapshot_is_the_last_stored(Store::new(db.clone())).await;
     the_migrations_steps_are_the_services(db).await;
 }
 
@@ -172,7 +236,20 @@ async fn on_sqlite() {
 async fn on_postgres() {
     let pg = rapport_tests::Postgres::start();
     let db = rapport_storage::open::<Migrator>(&pg.url()).await.unwrap();
+    // A snapshot's insert maintains one index: the customers' history, not `id`.
+    let indexes: Vec<String> = db
+        .query_all_raw(Statement::from_string(
+            db.get_database_backend(),
+            "SELECT indexname FROM pg_indexes WHERE tablename = 'scoring_snapshots'",
+        ))
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.try_get("", "indexname").unwrap())
+        .collect();
+    assert_eq!(indexes, ["scoring_snapshots_history"]);
     a_sample_is_a_stable_ordered_share_of_the_tenant(Store::new(db.clone())).await;
     the_lowest_scores_come_first_in_score_then_id_order(Store::new(db.clone())).await;
+    the_latest_snapshot_is_the_last_stored(Store::new(db.clone())).await;
     the_migrations_steps_are_the_services(db).await;
 }
