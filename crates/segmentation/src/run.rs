@@ -141,10 +141,12 @@ impl SegmentationApi {
         progress: OnProgress<'_>,
     ) -> Result<pb::SegmentationSummary, Status> {
         let _running = self.running.lock().await;
+        let clock = std::time::Instant::now();
         let started_at = chrono::Utc::now().timestamp_millis();
         let as_of_ms = time(as_of.as_ref(), "as_of")?.map_or(started_at, |t| t.timestamp_millis());
         let (ranking, spill) = self.first_pass(tenant, as_of, progress).await?;
         let segments = Arc::new(self.custom_segments(tenant).await?);
+        let ranked_in = clock.elapsed();
 
         let start = RunStart {
             started_at,
@@ -217,6 +219,8 @@ impl SegmentationApi {
             customers = summary.customers,
             tier_changes = summary.tier_changes,
             stage_changes = summary.stage_changes,
+            read_and_ranked_ms = ranked_in.as_millis() as u64,
+            graded_and_stored_ms = (clock.elapsed() - ranked_in).as_millis() as u64,
             "segmentation run"
         );
         Ok(pb::SegmentationSummary {

@@ -206,6 +206,17 @@ async fn service_run(
     let time = started.elapsed();
     let peak = peak_resident(pid);
     service.terminate();
+    // Where the run's time went, as the service logged it.
+    let log = service.log_text();
+    if let Some(line) = log.lines().find(|l| l.contains("segmentation run")) {
+        // Without the colour codes (ESC [ … m).
+        let mut parts = line.split('\u{1b}');
+        let mut plain = parts.next().unwrap_or_default().to_owned();
+        for part in parts {
+            plain.push_str(part.split_once('m').map_or(part, |(_, rest)| rest));
+        }
+        println!("  {}", plain.trim());
+    }
     let summary = summary.map_err(|s| {
         anyhow::anyhow!(
             "run: {}; the service's log:\n{}",
@@ -312,18 +323,29 @@ async fn main() -> anyhow::Result<()> {
     let customers = features.len() as u64;
     let scoring = rapport_bench::standin::start_with_features(features).await?;
     let scoring = scoring.to_string();
-    let sqlite_dir = tempfile::tempdir()?;
-    let sqlite = rapport_storage::sqlite_url(sqlite_dir.path(), "segmentation");
-    let runs = service_runs(&sqlite, &scoring).await?;
-    anyhow::ensure!(
-        runs.customers == customers,
-        "the run graded {}",
-        runs.customers
-    );
-    report_runs("sqlite", &runs, base.rfm, encoded);
-    let pg = rapport_tests::Postgres::start_durable();
-    let runs = service_runs(&pg.url(), &scoring).await?;
-    report_runs("postgres", &runs, base.rfm, encoded);
+    // RAPPORT_BENCH_STORE=sqlite or =postgres runs the service on one store only.
+    let only = std::env::var("RAPPORT_BENCH_STORE").ok();
+    if only.as_deref().is_none_or(|s| s == "sqlite") {
+        let sqlite_dir = tempfile::tempdir()?;
+        let sqlite = rapport_storage::sqlite_url(sqlite_dir.path(), "segmentation");
+        let runs = service_runs(&sqlite, &scoring).await?;
+        anyhow::ensure!(
+            runs.customers == customers,
+            "the run graded {}",
+            runs.customers
+        );
+        report_runs("sqlite", &runs, base.rfm, encoded);
+    }
+    if only.as_deref().is_none_or(|s| s == "postgres") {
+        let pg = rapport_tests::Postgres::start_durable();
+        let runs = service_runs(&pg.url(), &scoring).await?;
+        anyhow::ensure!(
+            runs.customers == customers,
+            "the run graded {}",
+            runs.customers
+        );
+        report_runs("postgres", &runs, base.rfm, encoded);
+    }
     Ok(())
 }
 
