@@ -1,6 +1,8 @@
 //! Scoring's schema, versioned in its own migration table.
 
-use rapport_storage::schema::{add_columns, col, drop_index, id_col, index, tenant_col};
+use rapport_storage::schema::{
+    add_columns, col, drop_index, id_col, index, on_postgres, tenant_col,
+};
 use sea_orm_migration::prelude::*;
 
 /// The outbox of new scores for alerting.
@@ -289,7 +291,6 @@ mod m20261124_000003_alert_signals {
 
 mod m20261125_000001_snapshot_compression {
     use super::*;
-    use sea_orm::{ConnectionTrait, DbBackend};
 
     rapport_storage::migration_name!("m20261125_000001_snapshot_compression");
 
@@ -300,19 +301,14 @@ mod m20261125_000001_snapshot_compression {
     #[async_trait::async_trait]
     impl MigrationTrait for Migration {
         async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-            if manager.get_database_backend() != DbBackend::Postgres {
-                return Ok(());
-            }
-            manager
-                .get_connection()
-                .execute_unprepared(
-                    "DO $$ BEGIN \
-                     ALTER TABLE scoring_snapshots ALTER COLUMN measures SET COMPRESSION lz4, \
-                     ALTER COLUMN detail SET COMPRESSION lz4; \
-                     EXCEPTION WHEN feature_not_supported THEN NULL; END $$",
-                )
-                .await?;
-            Ok(())
+            on_postgres(
+                manager,
+                "DO $$ BEGIN \
+                 ALTER TABLE scoring_snapshots ALTER COLUMN measures SET COMPRESSION lz4, \
+                 ALTER COLUMN detail SET COMPRESSION lz4; \
+                 EXCEPTION WHEN feature_not_supported THEN NULL; END $$",
+            )
+            .await
         }
     }
 }
@@ -412,20 +408,17 @@ mod m20261127_000001_score_steps {
                 .await?;
             // Room on each page for a row's next version, which an update without index
             // changes must find on the row's own page.
-            if manager.get_database_backend() == sea_orm::DbBackend::Postgres {
-                manager
-                    .get_connection()
-                    .execute_unprepared("ALTER TABLE scoring_customers SET (fillfactor = 80)")
-                    .await?;
-            }
-            Ok(())
+            on_postgres(
+                manager,
+                "ALTER TABLE scoring_customers SET (fillfactor = 80)",
+            )
+            .await
         }
     }
 }
 
 mod m20261128_000001_snapshot_ids_unindexed {
     use super::*;
-    use sea_orm::{ConnectionTrait, DbBackend};
 
     rapport_storage::migration_name!("m20261128_000001_snapshot_ids_unindexed");
 
@@ -437,16 +430,11 @@ mod m20261128_000001_snapshot_ids_unindexed {
     #[async_trait::async_trait]
     impl MigrationTrait for Migration {
         async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-            if manager.get_database_backend() != DbBackend::Postgres {
-                return Ok(());
-            }
-            manager
-                .get_connection()
-                .execute_unprepared(
-                    "ALTER TABLE scoring_snapshots DROP CONSTRAINT IF EXISTS scoring_snapshots_pkey",
-                )
-                .await?;
-            Ok(())
+            on_postgres(
+                manager,
+                "ALTER TABLE scoring_snapshots DROP CONSTRAINT IF EXISTS scoring_snapshots_pkey",
+            )
+            .await
         }
     }
 }

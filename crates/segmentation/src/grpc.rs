@@ -1,7 +1,7 @@
 //! The gRPC adapter of segmentation: its API over the store and the run (`crate::run`).
 
 use crate::TierMeasure;
-use crate::run::{Progress, largest_first};
+use crate::run::{Progress, largest_first, tier_counts};
 use crate::store::{GradeColumn, Store, StoreError};
 use rapport_domain::lifecycle::StageRules;
 use rapport_domain::segment::{Segment, SegmentError};
@@ -198,13 +198,7 @@ impl pb::segmentation_service_server::SegmentationService for SegmentationApi {
             .await?
             .into_iter()
             .collect();
-        let tiers = Tier::DESCENDING
-            .iter()
-            .map(|t| pb::TierCount {
-                tier: convert::tier(Some(*t)).into(),
-                customers: by_tier.get(t.name()).copied().unwrap_or(0),
-            })
-            .collect();
+        let tiers = tier_counts(|t| by_tier.get(t.name()).copied().unwrap_or(0));
         Ok(Response::new(pb::Distribution {
             customers: by_tier.values().sum(),
             tiers,

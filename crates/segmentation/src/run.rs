@@ -115,6 +115,17 @@ pub(crate) fn largest_first<'a>(
     out
 }
 
+/// Customers per tier, best tier first (`count` tells a tier's).
+pub(crate) fn tier_counts(count: impl Fn(Tier) -> u64) -> Vec<pb::TierCount> {
+    Tier::DESCENDING
+        .iter()
+        .map(|t| pb::TierCount {
+            tier: convert::tier(Some(*t)).into(),
+            customers: count(*t),
+        })
+        .collect()
+}
+
 /// The outbox message announcing tier and stage changes to scoring.
 fn announcement(changes: &[Announced]) -> Vec<u8> {
     ApplyTiersRequest {
@@ -158,7 +169,9 @@ impl SegmentationApi {
         };
         let mut writer = self.store.begin_run(tenant, start, announcement).await?;
         let names: Vec<String> = segments.iter().map(|s| s.name.clone()).collect();
-        writer.clear_members(&names).await?;
+        if !names.is_empty() {
+            writer.clear_members(&names).await?;
+        }
         let mut members = vec![0u64; segments.len()];
         let mut rfm_segments: HashMap<RfmSegment, u64> = HashMap::new();
         let mut position = 0;
@@ -207,13 +220,6 @@ impl SegmentationApi {
         let summary = writer.finish(chrono::Utc::now().timestamp_millis()).await?;
         self.waker.wake();
 
-        let tiers = Tier::DESCENDING
-            .iter()
-            .map(|t| pb::TierCount {
-                tier: convert::tier(Some(*t)).into(),
-                customers: summary.tiers.get(t).copied().unwrap_or(0),
-            })
-            .collect();
         tracing::info!(
             tenant,
             customers = summary.customers,
@@ -226,7 +232,7 @@ impl SegmentationApi {
         Ok(pb::SegmentationSummary {
             customers: summary.customers,
             tier_changes: summary.tier_changes,
-            tiers,
+            tiers: tier_counts(|t| summary.tiers.get(&t).copied().unwrap_or(0)),
             rfm_segments: largest_first(rfm_segments.iter().map(|(s, n)| (s.name(), *n))),
             stage_changes: summary.stage_changes,
             stages: largest_first(summary.stages.iter().map(|(s, n)| (s.name(), *n))),

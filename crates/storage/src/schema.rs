@@ -26,6 +26,18 @@ pub async fn add_columns(
     Ok(())
 }
 
+/// Runs `sql` on PostgreSQL; nothing on SQLite (for PostgreSQL's storage settings).
+pub async fn on_postgres(
+    manager: &sea_orm_migration::SchemaManager<'_>,
+    sql: &str,
+) -> Result<(), sea_orm::DbErr> {
+    use sea_orm::ConnectionTrait;
+    if manager.get_database_backend() == sea_orm::DbBackend::Postgres {
+        manager.get_connection().execute_unprepared(sql).await?;
+    }
+    Ok(())
+}
+
 /// Makes the `tenant_id` and `customer_id` columns of `tables` compare as bytes on
 /// PostgreSQL (the "C" collation; SQLite compares bytes already). Ids are opaque: a
 /// linguistic order buys nothing, costs a locale comparison in every index step, and ties
