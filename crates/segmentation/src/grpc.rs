@@ -25,6 +25,10 @@ impl From<StoreError> for Status {
                 tracing::error!(error = %db, "segmentation storage failed");
                 Status::unavailable("segment store unavailable, retry")
             }
+            StoreError::Writer(reason) => {
+                tracing::error!(reason, "segmentation run's writer failed");
+                Status::internal("segmentation run's writer failed")
+            }
         }
     }
 }
