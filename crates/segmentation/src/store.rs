@@ -766,18 +766,22 @@ mod tests {
         save(store, &grades, run, page).await
     }
 
-    /// Stores `grades` as run `run` (its time too), in pages of `page` customers.
-    async fn save(store: &Store, grades: &[Grade], run: i64, page: usize) -> RunSummary {
-        let start = RunStart {
+    /// How run `run` grades: at time `run`, by the default rules.
+    fn start(run: i64) -> RunStart {
+        RunStart {
             started_at: run,
             graded_at: run,
             as_of: run,
             reason: "share of 12-month spend".to_owned(),
             stage_rules: StageRules::default(),
             traceparent: None,
-        };
+        }
+    }
+
+    /// Stores `grades` as run `run` (its time too), in pages of `page` customers.
+    async fn save(store: &Store, grades: &[Grade], run: i64, page: usize) -> RunSummary {
         let mut writer = store
-            .begin_run("t", start, |_| Vec::new())
+            .begin_run("t", start(run), |_| Vec::new())
             .await
             .expect("a run begun");
         for chunk in grades.chunks(page) {
@@ -874,16 +878,8 @@ mod tests {
                 clv: None,
             })
             .collect();
-        let start = RunStart {
-            started_at: 0,
-            graded_at: 0,
-            as_of: 0,
-            reason: "test".to_owned(),
-            stage_rules: StageRules::default(),
-            traceparent: None,
-        };
         let mut writer = store
-            .begin_run("t", start, |_| Vec::new())
+            .begin_run("t", start(0), |_| Vec::new())
             .await
             .expect("a run begun");
         writer.page(&grades).await.expect("the first page queued");
