@@ -4,9 +4,10 @@
 //!    values customers are ranked on ([`Population`], about 50 bytes a customer) and parks
 //!    each page in a spill file; it then ranks the population: RFM quintiles and tier
 //!    cut-offs need everyone.
-//! 2. The spill is read back a page at a time: each page is graded from the ranking, stored
+//! 2. The spill is read back a page at a time: each page is graded from the ranking, set
 //!    beside the page's stored grades (hysteresis, stages, changes, outbox), and its custom
-//!    segments evaluated, all in one transaction that commits at the end.
+//!    segments evaluated. The writes go to a task that owns the run's one transaction, which
+//!    commits at the end, so the next page is prepared while the database writes this one.
 //!
 //! Memory holds a few pages of features and the ranked values, never every customer's
 //! features, grades or stored grades. The spill also fixes the population: customers scoring
@@ -46,7 +47,7 @@ const PAGES_AHEAD: usize = 2;
 pub struct Progress {
     /// Customers read from scoring (the first pass).
     pub read: u64,
-    /// Customers graded and stored (the second pass).
+    /// Customers graded (the second pass; their writes commit with the run).
     pub graded: u64,
 }
 
