@@ -772,14 +772,20 @@ impl Store {
             .filter(customer::Column::CustomerId.gt(after));
         if one_in > 1 {
             // The filter stands before the limit, so a short page still means the last one.
-            let chosen = match self.db.get_database_backend() {
-                DbBackend::Postgres => "(hashtext(customer_id) & 2147483647) % $1 = 0",
-                _ => "rowid % ? = 0",
+            let one_in = i64::try_from(one_in).unwrap_or(i64::MAX);
+            let (chosen, bound) = match self.db.get_database_backend() {
+                // The ids whose hash falls in the lowest `1 / one_in` of its range. A bound,
+                // not a remainder: PostgreSQL guesses that `expr = value` keeps one row in
+                // 200, expects a page to need every row, and sorts the whole table in
+                // parallel for each page; for `expr < value` it guesses a third, and reads
+                // the key in order until the page is full.
+                DbBackend::Postgres => (
+                    "(hashtext(customer_id) & 2147483647) < $1",
+                    (1i64 << 31) / one_in,
+                ),
+                _ => ("rowid % ? = 0", one_in),
             };
-            query = query.filter(Expr::cust_with_values(
-                chosen,
-                [i64::try_from(one_in).unwrap_or(i64::MAX)],
-            ));
+            query = query.filter(Expr::cust_with_values(chosen, [bound]));
         }
         let rows = query
             .order_by_asc(customer::Column::CustomerId)
