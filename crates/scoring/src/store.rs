@@ -637,11 +637,11 @@ impl Store {
                 .and_where(snapshot::Column::CustomerId.is_in(chunk.iter().cloned()))
                 .group_by_col(snapshot::Column::CustomerId)
                 .to_owned();
-            // Found through the customers' index, then matched by id: `id` has no index of
-            // its own (see the migration `snapshot_ids_unindexed`).
+            // Matched by (customer, id): `id` has no index of its own on PostgreSQL (see the
+            // migration `snapshot_ids_unindexed`), which finds each latest row through the
+            // customers' index; SQLite by its row id.
             let rows = snapshot::Entity::find()
                 .filter(snapshot::Column::TenantId.eq(tenant))
-                .filter(snapshot::Column::CustomerId.is_in(chunk.iter().cloned()))
                 .filter(sea_orm::sea_query::ExprTrait::in_subquery(
                     Expr::tuple([
                         Expr::col(snapshot::Column::CustomerId),

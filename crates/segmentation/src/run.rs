@@ -258,18 +258,19 @@ impl SegmentationApi {
         let keeper = tokio::task::spawn_blocking(move || {
             let mut population = Population::new(measure);
             let mut spill = SpillWriter::new()?;
-            let mut last: Option<String> = None;
+            let mut last = String::new();
             while let Some(page) = pages.blocking_recv() {
+                // Ranking by position stands for ranking by id only in id order.
+                let mut previous = last.as_str();
                 for f in &page {
-                    // Ranking by position stands for ranking by id only in id order.
-                    if last
-                        .as_ref()
-                        .is_some_and(|l| l.as_str() >= f.customer_id.as_str())
-                    {
+                    if !previous.is_empty() && previous >= f.customer_id.as_str() {
                         return Err(RunError::OutOfOrder(f.customer_id.clone()));
                     }
-                    last = Some(f.customer_id.clone());
+                    previous = &f.customer_id;
                     population.push(f);
+                }
+                if let Some(f) = page.last() {
+                    last.clone_from(&f.customer_id);
                 }
                 spill.push(page)?;
             }

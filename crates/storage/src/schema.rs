@@ -46,19 +46,16 @@ pub async fn ids_compare_as_bytes(
     manager: &sea_orm_migration::SchemaManager<'_>,
     tables: &[&str],
 ) -> Result<(), sea_orm::DbErr> {
-    use sea_orm::ConnectionTrait;
-    if manager.get_database_backend() != sea_orm::DbBackend::Postgres {
-        return Ok(());
-    }
     for table in tables {
-        manager
-            .get_connection()
-            .execute_unprepared(&format!(
+        on_postgres(
+            manager,
+            &format!(
                 "ALTER TABLE {table} \
                  ALTER COLUMN tenant_id TYPE varchar COLLATE \"C\", \
                  ALTER COLUMN customer_id TYPE varchar(100) COLLATE \"C\""
-            ))
-            .await?;
+            ),
+        )
+        .await?;
     }
     Ok(())
 }

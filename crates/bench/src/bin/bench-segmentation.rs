@@ -187,7 +187,10 @@ async fn service_run(
         &addrs,
         &backing,
         logs.path(),
-        &[("RAPPORT_SEGMENTATION_INTERVAL_SECS", "0")],
+        &[
+            ("RAPPORT_SEGMENTATION_INTERVAL_SECS", "0"),
+            ("RAPPORT_LOG_JSON", "1"),
+        ],
     );
     let pid = service
         .pid()
@@ -206,16 +209,18 @@ async fn service_run(
     let time = started.elapsed();
     let peak = peak_resident(pid);
     service.terminate();
-    // Where the run's time went, as the service logged it.
+    // Where the run's time went, as the service logged it (in JSON, one event a line).
     let log = service.log_text();
-    if let Some(line) = log.lines().find(|l| l.contains("segmentation run")) {
-        // Without the colour codes (ESC [ … m).
-        let mut parts = line.split('\u{1b}');
-        let mut plain = parts.next().unwrap_or_default().to_owned();
-        for part in parts {
-            plain.push_str(part.split_once('m').map_or(part, |(_, rest)| rest));
-        }
-        println!("  {}", plain.trim());
+    let run = log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|event| event["fields"]["message"] == "segmentation run");
+    if let Some(event) = run {
+        let fields = &event["fields"];
+        println!(
+            "  the service: read and ranked in {} ms, graded and stored in {} ms",
+            fields["read_and_ranked_ms"], fields["graded_and_stored_ms"]
+        );
     }
     let summary = summary.map_err(|s| {
         anyhow::anyhow!(
