@@ -81,6 +81,7 @@ async fn distributed_platform_on_postgres_and_redis() {
     // Ids of the large per-customer tables compare as bytes, whatever the database's locale.
     let tables = [
         "scoring_customers",
+        "scoring_scores",
         "scoring_snapshots",
         "segmentation_customers",
         "segmentation_stage_changes",

@@ -1,7 +1,7 @@
-//! Scoring's tables: customers (metrics, cursor, current score and tier), score snapshots,
-//! model fits, scorecards, overrides and the tenants' percentile tables.
+//! Scoring's tables: customers (metrics, cursor, tier and stage), their current scores,
+//! score snapshots, model fits, scorecards, overrides and the tenants' percentile tables.
 
-/// One row per customer: incrementally maintained metrics and the latest score.
+/// One row per customer: incrementally maintained metrics, tier, stage and overrides.
 pub mod customer {
     use sea_orm::entity::prelude::*;
 
@@ -17,23 +17,45 @@ pub mod customer {
         /// Ingestion sequence number of the last event folded into the metrics.
         pub last_event_seq: i64,
         pub tier: Option<String>,
-        pub score: Option<f64>,
+        /// When the metrics were last written (milliseconds).
         pub updated_at: i64,
-        pub band: Option<String>,
         pub stage: Option<String>,
         pub stage_since: Option<i64>,
-        /// Fingerprint of the latest snapshot: a re-score that gives the same stores nothing.
-        pub fingerprint: Option<i64>,
-        /// Daily closing scores of the last month, as JSON (for trends).
-        pub recent: Option<String>,
         /// Overrides in force, as JSON.
         pub overrides: Option<String>,
-        /// Digest of the alert signals last sent to alerting.
-        pub signals: Option<i64>,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// One row per scored customer: the latest score and what derives from it, apart from the
+/// metrics, so a re-score writes a narrow row.
+pub mod score {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+    #[sea_orm(table_name = "scoring_scores")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub tenant_id: String,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub customer_id: String,
+        pub score: Option<f64>,
         /// The score in steps of [`crate::store::SCORE_STEP`] points ([`crate::store::score_step`]):
         /// what the lowest-scores index holds, so a re-score that moves a score within its
         /// step changes no indexed column.
         pub score_step: Option<i32>,
+        pub band: Option<String>,
+        /// Fingerprint of the latest snapshot: a re-score that gives the same stores nothing.
+        pub fingerprint: Option<i64>,
+        /// Digest of the alert signals last sent to alerting.
+        pub signals: Option<i64>,
+        /// Daily closing scores of the last month ([`crate::store::recent_bytes`], for trends).
+        pub recent: Option<Vec<u8>>,
+        pub updated_at: i64,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

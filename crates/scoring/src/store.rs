@@ -2,7 +2,7 @@
 //! outbox to alerting, written together; scorecard versions, overrides, percentile tables
 //! and model fits.
 
-use crate::entity::{customer, model_fit, population, score_override, scorecard, snapshot};
+use crate::entity::{customer, model_fit, population, score, score_override, scorecard, snapshot};
 use crate::evaluate::{ActiveOverride, CustomerState, DayScore, OverrideTarget};
 use crate::migration::OUTBOX;
 use crate::params::NamedParams;
@@ -278,8 +278,8 @@ fn optional_json<T: serde::de::DeserializeOwned + Default>(
     text.map_or(Ok(T::default()), |t| json(customer_id, t))
 }
 
-/// A customer's state from its row.
-fn state_of(m: &customer::Model) -> Result<CustomerState, StoreError> {
+/// A customer's state from its row and its score's (none until first scored).
+fn state_of(m: &customer::Model, s: Option<&score::Model>) -> Result<CustomerState, StoreError> {
     let id = m.customer_id.as_str();
     Ok(CustomerState {
         metrics: json::<CustomerMetrics>(id, &m.metrics)?,
@@ -287,13 +287,67 @@ fn state_of(m: &customer::Model) -> Result<CustomerState, StoreError> {
         tier: m.tier.as_deref().and_then(Tier::from_name),
         stage: m.stage.as_deref().and_then(Stage::from_name),
         stage_since: m.stage_since,
-        fingerprint: m.fingerprint,
-        score: m.score,
-        band: m.band.as_deref().and_then(Band::from_name),
-        recent: optional_json::<Vec<DayScore>>(id, m.recent.as_deref())?,
+        fingerprint: s.and_then(|s| s.fingerprint),
+        score: s.and_then(|s| s.score),
+        band: s.and_then(|s| s.band.as_deref()).and_then(Band::from_name),
+        recent: match s.and_then(|s| s.recent.as_deref()) {
+            Some(bytes) => recent_of(id, bytes)?,
+            None => Vec::new(),
+        },
         overrides: optional_json::<Vec<ActiveOverride>>(id, m.overrides.as_deref())?,
-        signals: m.signals,
+        signals: s.and_then(|s| s.signals),
     })
+}
+
+/// The first byte of [`recent_bytes`]; JSON, as older rows hold, starts with `[`.
+const RECENT_FORMAT: u8 = 1;
+/// Bytes per day in [`recent_bytes`]: the day (from the common era) and the score.
+const RECENT_DAY_BYTES: usize = 4 + 8;
+
+/// The stored form of a customer's daily closing scores: a format byte, then per day its
+/// number and score, little-endian (12 bytes a day; JSON took about 40).
+pub fn recent_bytes(recent: &[DayScore]) -> Vec<u8> {
+    use chrono::Datelike;
+    let mut out = Vec::with_capacity(1 + recent.len() * RECENT_DAY_BYTES);
+    out.push(RECENT_FORMAT);
+    for d in recent {
+        out.extend(d.day.num_days_from_ce().to_le_bytes());
+        out.extend(d.score.to_le_bytes());
+    }
+    out
+}
+
+/// A customer's daily closing scores from their stored form: [`recent_bytes`], or the JSON
+/// rows kept from before it.
+pub fn recent_of(customer_id: &str, bytes: &[u8]) -> Result<Vec<DayScore>, StoreError> {
+    let corrupt = |reason: String| StoreError::Corrupt {
+        customer_id: customer_id.to_owned(),
+        reason: format!("recent scores: {reason}"),
+    };
+    match bytes.split_first() {
+        None => Ok(Vec::new()),
+        Some((b'[', _)) => {
+            let text = std::str::from_utf8(bytes).map_err(|e| corrupt(e.to_string()))?;
+            json(customer_id, text)
+        }
+        Some((&RECENT_FORMAT, days)) => {
+            let chunks = days.chunks_exact(RECENT_DAY_BYTES);
+            if !chunks.remainder().is_empty() {
+                return Err(corrupt(format!("{} bytes of days", days.len())));
+            }
+            chunks
+                .map(|c| {
+                    let (day, score) = c.split_at(4);
+                    let day = i32::from_le_bytes(day.try_into().unwrap_or_default());
+                    let score = f64::from_le_bytes(score.try_into().unwrap_or_default());
+                    let day = chrono::NaiveDate::from_num_days_from_ce_opt(day)
+                        .ok_or_else(|| corrupt(format!("day {day} out of range")))?;
+                    Ok(DayScore { day, score })
+                })
+                .collect()
+        }
+        Some((other, _)) => Err(corrupt(format!("unknown format {other}"))),
+    }
 }
 
 fn to_json<T: Serialize>(customer_id: &str, value: &T) -> Result<String, StoreError> {
@@ -403,17 +457,43 @@ impl Store {
                 .filter(customer::Column::CustomerId.is_in(chunk.iter().cloned()))
                 .all(&self.db)
                 .await?;
+            let scores = self
+                .scores(
+                    tenant,
+                    score::Column::CustomerId.is_in(chunk.iter().cloned()),
+                )
+                .await?;
             for m in rows {
-                out.insert(m.customer_id.clone(), state_of(&m)?);
+                out.insert(
+                    m.customer_id.clone(),
+                    state_of(&m, scores.get(&m.customer_id))?,
+                );
             }
         }
         Ok(out)
     }
 
+    /// The tenant's score rows that match `which`, by customer.
+    async fn scores(
+        &self,
+        tenant: &str,
+        which: impl sea_orm::sea_query::IntoCondition,
+    ) -> Result<HashMap<String, score::Model>, StoreError> {
+        Ok(score::Entity::find()
+            .filter(score::Column::TenantId.eq(tenant))
+            .filter(which)
+            .all(&self.db)
+            .await?
+            .into_iter()
+            .map(|s| (s.customer_id.clone(), s))
+            .collect())
+    }
+
     /// Stores customers' new states (`Columns::All`, after folding events) or only their new
     /// scores (`Columns::Score`, a re-score that must not overwrite metrics folded meanwhile),
     /// their new snapshots and the outbox rows to alerting, in one transaction, with
-    /// multi-row statements.
+    /// multi-row statements. The metrics and the score are rows of two tables: a re-score
+    /// writes only the narrow one.
     pub async fn save(
         &self,
         tenant: &str,
@@ -441,22 +521,20 @@ impl Store {
                             .update_columns([
                                 customer::Column::Metrics,
                                 customer::Column::LastEventSeq,
-                                customer::Column::Score,
-                                customer::Column::ScoreStep,
-                                customer::Column::Band,
                                 customer::Column::UpdatedAt,
-                                customer::Column::Fingerprint,
-                                customer::Column::Recent,
-                                customer::Column::Signals,
                             ])
                             .to_owned(),
                         )
                         .exec_without_returning(&txn)
                         .await?;
                 }
-                Columns::Score => update_scores(&txn, tenant, chunk).await?,
+                Columns::Score => {}
             }
-            if let Some(insert) = insert_snapshots(txn.get_database_backend(), tenant, chunk)? {
+            let backend = txn.get_database_backend();
+            if let Some(upsert) = upsert_scores(backend, tenant, chunk)? {
+                txn.execute_raw(upsert).await?;
+            }
+            if let Some(insert) = insert_snapshots(backend, tenant, chunk)? {
                 txn.execute_raw(insert).await?;
             }
         }
@@ -709,26 +787,43 @@ impl Store {
         band: Option<Band>,
         limit: u64,
     ) -> Result<Vec<String>, StoreError> {
-        let mut query = customer::Entity::find()
-            .select_only()
-            .column(customer::Column::CustomerId)
-            .filter(customer::Column::TenantId.eq(tenant))
-            .filter(customer::Column::Score.is_not_null());
+        use sea_orm::sea_query::{ExprTrait, Order, Query};
+        let (s, c) = (score::Entity, customer::Entity);
+        let mut query = Query::select();
+        query
+            .column((s, score::Column::CustomerId))
+            .from(s)
+            .and_where(Expr::col((s, score::Column::TenantId)).eq(tenant))
+            .and_where(Expr::col((s, score::Column::Score)).is_not_null());
         if let Some(tier) = tier {
-            query = query.filter(customer::Column::Tier.eq(tier.name()));
+            query
+                .inner_join(
+                    c,
+                    Expr::col((c, customer::Column::TenantId))
+                        .equals((s, score::Column::TenantId))
+                        .and(
+                            Expr::col((c, customer::Column::CustomerId))
+                                .equals((s, score::Column::CustomerId)),
+                        ),
+                )
+                .and_where(Expr::col((c, customer::Column::Tier)).eq(tier.name()));
         }
         if let Some(band) = band {
-            query = query.filter(customer::Column::Band.eq(band.name()));
+            query.and_where(Expr::col((s, score::Column::Band)).eq(band.name()));
         }
         // The index holds steps; rows of a step are sorted by their scores.
-        Ok(query
-            .order_by_asc(customer::Column::ScoreStep)
-            .order_by_asc(customer::Column::Score)
-            .order_by_asc(customer::Column::CustomerId)
-            .limit(limit)
-            .into_tuple()
-            .all(&self.db)
-            .await?)
+        query
+            .order_by((s, score::Column::ScoreStep), Order::Asc)
+            .order_by((s, score::Column::Score), Order::Asc)
+            .order_by((s, score::Column::CustomerId), Order::Asc)
+            .limit(limit);
+        let statement = self.db.get_database_backend().build(&query);
+        self.db
+            .query_all_raw(statement)
+            .await?
+            .iter()
+            .map(|row| Ok(row.try_get::<String>("", "customer_id")?))
+            .collect()
     }
 
     /// Walks all of a tenant's customers, `size` at a time.
@@ -792,11 +887,29 @@ impl Store {
             .limit(limit)
             .all(&self.db)
             .await?;
+        let Some(last) = rows.last().map(|m| m.customer_id.clone()) else {
+            return Ok(Vec::new());
+        };
+        // A whole page's scores are a range of the key; a sample's, a list of its ids.
+        let scores = if one_in == 1 {
+            self.scores(
+                tenant,
+                sea_orm::sea_query::ExprTrait::and(
+                    score::Column::CustomerId.gt(after),
+                    score::Column::CustomerId.lte(last),
+                ),
+            )
+            .await?
+        } else {
+            let ids = rows.iter().map(|m| m.customer_id.clone());
+            self.scores(tenant, score::Column::CustomerId.is_in(ids))
+                .await?
+        };
         // Filled in place: collecting into a vector of another element size reallocates.
         let mut page = Vec::with_capacity(rows.len());
         for m in rows {
             page.push(FeatureRow {
-                state: state_of(&m)?,
+                state: state_of(&m, scores.get(&m.customer_id))?,
                 customer_id: m.customer_id,
             });
         }
@@ -1044,47 +1157,46 @@ impl Store {
     }
 }
 
-/// Updates the score columns of existing customers in one statement: only those columns
-/// travel, not the metrics a re-score did not change.
-async fn update_scores<C: ConnectionTrait>(
-    conn: &C,
+/// One multi-row upsert of the score rows among `rescored` (those ever scored); `None` when
+/// none is.
+fn upsert_scores(
+    backend: DbBackend,
     tenant: &str,
-    rows: &[Rescored],
-) -> Result<(), StoreError> {
-    if rows.is_empty() {
-        return Ok(());
-    }
-    let backend = conn.get_database_backend();
-    let mut list = ValuesList::new(backend, vec![tenant.into()], rows.len());
+    rescored: &[Rescored],
+) -> Result<Option<Statement>, StoreError> {
+    let mut list = ValuesList::new(backend, rescored.len());
     let now = rapport_storage::now_millis();
-    for r in rows {
-        let id = r.customer_id.as_str();
+    for r in rescored {
         let s = &r.state;
+        if s.score.is_none() && s.fingerprint.is_none() && s.signals.is_none() {
+            continue;
+        }
         list.push([
-            id.into(),
+            tenant.into(),
+            r.customer_id.as_str().into(),
             s.score.into(),
             s.score.map(score_step).into(),
             s.band.map(|b| b.name().to_owned()).into(),
             s.fingerprint.into(),
-            Some(to_json(id, &s.recent)?).into(),
             s.signals.into(),
+            Some(recent_bytes(&s.recent)).into(),
             now.into(),
         ]);
     }
+    if list.is_empty() {
+        return Ok(None);
+    }
     let sql = format!(
-        "WITH v(customer_id, score, score_step, band, fingerprint, recent, signals, \
-         updated_at) AS (VALUES {}) UPDATE scoring_customers AS c SET score = v.score, \
-         score_step = v.score_step, band = v.band, \
-         fingerprint = v.fingerprint, recent = v.recent, signals = v.signals, \
-         updated_at = v.updated_at \
-         FROM v WHERE c.tenant_id = {} AND c.customer_id = v.customer_id",
-        list.text,
-        mark(backend, 1)
+        "INSERT INTO scoring_scores (tenant_id, customer_id, score, score_step, band, \
+         fingerprint, signals, recent, updated_at) VALUES {} \
+         ON CONFLICT (tenant_id, customer_id) DO UPDATE SET score = excluded.score, \
+         score_step = excluded.score_step, band = excluded.band, \
+         fingerprint = excluded.fingerprint, signals = excluded.signals, \
+         recent = excluded.recent, updated_at = excluded.updated_at",
+        list.text
     );
     let values = list.values;
-    conn.execute_raw(Statement::from_sql_and_values(backend, sql, values))
-        .await?;
-    Ok(())
+    Ok(Some(Statement::from_sql_and_values(backend, sql, values)))
 }
 
 fn customer_row(tenant: &str, r: &Rescored) -> Result<customer::ActiveModel, StoreError> {
@@ -1096,16 +1208,10 @@ fn customer_row(tenant: &str, r: &Rescored) -> Result<customer::ActiveModel, Sto
         metrics: Set(to_json(id, &s.metrics)?),
         last_event_seq: Set(s.last_event_seq),
         tier: Set(s.tier.map(|t| t.name().to_owned())),
-        score: Set(s.score),
-        score_step: Set(s.score.map(score_step)),
-        band: Set(s.band.map(|b| b.name().to_owned())),
         updated_at: Set(rapport_storage::now_millis()),
         stage: Set(s.stage.map(|st| st.name().to_owned())),
         stage_since: Set(s.stage_since),
-        fingerprint: Set(s.fingerprint),
-        recent: Set(Some(to_json(id, &s.recent)?)),
         overrides: Set(Some(to_json(id, &s.overrides)?)),
-        signals: Set(s.signals),
     })
 }
 
@@ -1118,11 +1224,6 @@ fn sigil(backend: DbBackend) -> char {
     }
 }
 
-/// Placeholder `n` (from 1).
-fn mark(backend: DbBackend, n: usize) -> String {
-    format!("{}{n}", sigil(backend))
-}
-
 /// The tuples of a multi-row `VALUES` list as statement text, and their values. The text is
 /// written into one string, not a string per placeholder: a page has tens of thousands.
 struct ValuesList {
@@ -1133,14 +1234,13 @@ struct ValuesList {
 }
 
 impl ValuesList {
-    /// A list after `leading` values (placeholders the statement uses elsewhere), with room
-    /// for `rows` tuples.
-    fn new(backend: DbBackend, leading: Vec<sea_orm::Value>, rows: usize) -> ValuesList {
+    /// An empty list with room for `rows` tuples.
+    fn new(backend: DbBackend, rows: usize) -> ValuesList {
         ValuesList {
             backend,
             rows,
             text: String::with_capacity(rows * 64),
-            values: leading,
+            values: Vec::new(),
         }
     }
 
@@ -1175,7 +1275,7 @@ fn insert_snapshots(
     tenant: &str,
     rescored: &[Rescored],
 ) -> Result<Option<Statement>, StoreError> {
-    let mut list = ValuesList::new(backend, Vec::new(), rescored.len());
+    let mut list = ValuesList::new(backend, rescored.len());
     for r in rescored {
         let Some(s) = &r.snapshot else { continue };
         list.push([
@@ -1206,4 +1306,64 @@ fn insert_snapshots(
     );
     let values = list.values;
     Ok(Some(Statement::from_sql_and_values(backend, sql, values)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::{Datelike, NaiveDate};
+    use proptest::prelude::*;
+
+    fn day_score() -> impl Strategy<Value = DayScore> {
+        // Every day chrono represents, and any score (NaN compares unequal, so not that).
+        (
+            NaiveDate::MIN.num_days_from_ce()..=NaiveDate::MAX.num_days_from_ce(),
+            any::<f64>().prop_filter("comparable", |s| !s.is_nan()),
+        )
+            .prop_map(|(day, score)| DayScore {
+                day: NaiveDate::from_num_days_from_ce_opt(day).unwrap_or_default(),
+                score,
+            })
+    }
+
+    proptest! {
+        #[test]
+        fn recent_days_read_back_as_written(days in prop::collection::vec(day_score(), 0..40)) {
+            prop_assert_eq!(recent_of("c", &recent_bytes(&days)).unwrap(), days);
+        }
+
+        /// Stored bytes are read or refused with the reason, never a panic.
+        #[test]
+        fn any_stored_bytes_read_or_fail_cleanly(bytes in prop::collection::vec(any::<u8>(), 0..64)) {
+            if let Err(e) = recent_of("c", &bytes) {
+                prop_assert!(e.to_string().contains("customer c"), "{}", e);
+            }
+        }
+    }
+
+    #[test]
+    fn days_stored_as_json_before_read_the_same() {
+        let json = r#"[{"day":"2026-06-01","score":60.0},{"day":"2026-06-02","score":63.5}]"#;
+        let days = recent_of("c", json.as_bytes()).unwrap();
+        assert_eq!(recent_bytes(&days).len(), 1 + 2 * RECENT_DAY_BYTES);
+        assert_eq!(recent_of("c", &recent_bytes(&days)).unwrap(), days);
+    }
+
+    #[test]
+    fn a_truncated_or_unknown_form_is_an_error_naming_the_customer() {
+        let days = [DayScore {
+            day: NaiveDate::from_ymd_opt(2026, 6, 1).unwrap_or_default(),
+            score: 1.0,
+        }];
+        let bytes = recent_bytes(&days);
+        let short = recent_of("c9", &bytes[..bytes.len() - 1]).unwrap_err();
+        assert!(short.to_string().contains("c9"), "{short}");
+        assert!(short.to_string().contains("11 bytes"), "{short}");
+        let unknown = recent_of("c9", &[7, 0]).unwrap_err();
+        assert!(
+            unknown.to_string().contains("unknown format 7"),
+            "{unknown}"
+        );
+        assert_eq!(recent_of("c9", &[]).unwrap(), []);
+    }
 }

@@ -1,11 +1,14 @@
 //! The store's walks and rankings, on both databases: a percentile pre-pass over a large
 //! tenant reads a sample of its customers (about the share asked for, in id order, the same
 //! customers on every walk), the lowest scores come first whatever their index holds, the
-//! latest snapshot is the last stored, and the migration filled the steps as the service
-//! computes them.
+//! latest snapshot is the last stored, the migration filled the steps as the service
+//! computes them, and scores stored before they moved to a table of their own read the same.
 
+use chrono::NaiveDate;
+use rapport_domain::metrics::CustomerMetrics;
 use rapport_domain::scorecard::Band;
-use rapport_scoring::evaluate::CustomerState;
+use rapport_domain::tier::Tier;
+use rapport_scoring::evaluate::{CustomerState, DayScore};
 use rapport_scoring::migration::{Migrator, score_step_sql};
 use rapport_scoring::store::{Columns, NewSnapshot, Rescored, Snapshot, Store, score_step};
 use sea_orm::{ConnectionTrait, DatabaseConnection, Statement};
@@ -121,6 +124,37 @@ async fn the_lowest_scores_come_first_in_score_then_id_order(store: Store) {
         by_score(&rows),
         "after a re-score"
     );
+
+    // A tier (the customers' rows) and a band (the scores') narrow the list, in its order.
+    let gold: Vec<String> = by_score(&rows).into_iter().step_by(3).collect();
+    let tiers: Vec<_> = gold
+        .iter()
+        .map(|id| (id.clone(), Tier::Gold, None))
+        .collect();
+    store.apply_tiers("r", &tiers, 1).await.unwrap();
+    assert_eq!(
+        store
+            .lowest("r", Some(Tier::Gold), None, 100)
+            .await
+            .unwrap(),
+        gold
+    );
+    let mut red = rows.clone();
+    for (i, r) in red.iter_mut().enumerate() {
+        r.state.band = Some(if i % 2 == 0 { Band::Red } else { Band::Green });
+    }
+    store.save("r", &red, Columns::Score, None).await.unwrap();
+    let red_ids: Vec<String> = by_score(&rows)
+        .into_iter()
+        .filter(|id| {
+            red.iter()
+                .any(|r| &r.customer_id == id && r.state.band == Some(Band::Red))
+        })
+        .collect();
+    assert_eq!(
+        store.lowest("r", None, Some(Band::Red), 100).await.unwrap(),
+        red_ids
+    );
 }
 
 /// Rows of `customers`, each with a snapshot of `score` computed at `at`.
@@ -194,7 +228,7 @@ async fn the_migrations_steps_are_the_services(db: DatabaseConnection) {
         .unwrap();
     let backend = db.get_database_backend();
     let sql = format!(
-        "SELECT score, {} AS step FROM scoring_customers WHERE tenant_id = 'q'",
+        "SELECT score, {} AS step FROM scoring_scores WHERE tenant_id = 'q'",
         score_step_sql(backend)
     );
     let rows = db
@@ -221,6 +255,98 @@ fn a_step_never_falls_as_the_score_grows() {
     );
 }
 
+/// Migrations before scores moved to a table of their own.
+const BEFORE_SCORES_APART: u32 = 10;
+
+/// A customer scored before scores moved out of the customers' rows keeps its score, band,
+/// fingerprint, signals and daily scores (stored as JSON then), and is listed by score; one
+/// never scored has none. Its next re-score stores the days as bytes, read back the same.
+async fn scores_move_out_of_the_customers_rows(url: &str) {
+    use sea_orm_migration::MigratorTrait;
+    let db = rapport_storage::connect(url).await.unwrap();
+    Migrator::up(&db, Some(BEFORE_SCORES_APART)).await.unwrap();
+    let metrics = serde_json::to_string(&CustomerMetrics::default()).unwrap();
+    db.execute_unprepared(&format!(
+        "INSERT INTO scoring_customers (tenant_id, customer_id, metrics, last_event_seq, tier, \
+         score, score_step, band, fingerprint, signals, recent, updated_at) VALUES \
+         ('m', 'a', '{metrics}', 7, 'gold', 63.5, 12, 'yellow', 42, 9, \
+         '[{{\"day\":\"2026-06-01\",\"score\":60.0}},{{\"day\":\"2026-06-02\",\"score\":63.5}}]', 1), \
+         ('m', 'b', '{metrics}', 3, NULL, NULL, NULL, NULL, NULL, NULL, NULL, 1)"
+    ))
+    .await
+    .unwrap();
+    Migrator::up(&db, None).await.unwrap();
+
+    let store = Store::new(db);
+    let ids = ["a".to_owned(), "b".to_owned()];
+    let states = store.states("m", &ids).await.unwrap();
+    let a = &states["a"];
+    let day = |d: u32| NaiveDate::from_ymd_opt(2026, 6, d).unwrap();
+    assert_eq!(
+        (
+            a.score,
+            a.band,
+            a.fingerprint,
+            a.signals,
+            a.tier,
+            a.last_event_seq
+        ),
+        (
+            Some(63.5),
+            Some(Band::Yellow),
+            Some(42),
+            Some(9),
+            Some(Tier::Gold),
+            7
+        )
+    );
+    assert_eq!(
+        a.recent,
+        [
+            DayScore {
+                day: day(1),
+                score: 60.0
+            },
+            DayScore {
+                day: day(2),
+                score: 63.5
+            }
+        ]
+    );
+    let b = &states["b"];
+    assert_eq!(
+        (b.score, b.fingerprint, b.recent.len(), b.last_event_seq),
+        (None, None, 0, 3)
+    );
+    assert_eq!(store.lowest("m", None, None, 10).await.unwrap(), ["a"]);
+
+    let mut next = a.clone();
+    next.recent.push(DayScore {
+        day: day(3),
+        score: 61.25,
+    });
+    next.score = Some(61.25);
+    let rescored = Rescored {
+        customer_id: "a".into(),
+        state: next.clone(),
+        snapshot: None,
+        notification: None,
+    };
+    store
+        .save("m", &[rescored], Columns::Score, None)
+        .await
+        .unwrap();
+    let again = store.states("m", &ids).await.unwrap();
+    assert_eq!(again["a"].recent, next.recent);
+    assert_eq!(again["a"].score, Some(61.25));
+    let page = store.features_page("m", "", 10).await.unwrap();
+    assert_eq!(
+        page[0].state.recent, next.recent,
+        "a page reads the same state"
+    );
+    assert_eq!(page[1].state.score, None);
+}
+
 #[tokio::test]
 async fn on_sqlite() {
     let dir = tempfile::tempdir().unwrap();
@@ -230,6 +356,8 @@ async fn on_sqlite() {
     the_lowest_scores_come_first_in_score_then_id_order(Store::new(db.clone())).await;
     the_latest_snapshot_is_the_last_stored(Store::new(db.clone())).await;
     the_migrations_steps_are_the_services(db).await;
+    let url = rapport_storage::sqlite_url(dir.path(), "upgraded");
+    scores_move_out_of_the_customers_rows(&url).await;
 }
 
 #[tokio::test]
@@ -252,4 +380,7 @@ async fn on_postgres() {
     the_lowest_scores_come_first_in_score_then_id_order(Store::new(db.clone())).await;
     the_latest_snapshot_is_the_last_stored(Store::new(db.clone())).await;
     the_migrations_steps_are_the_services(db).await;
+    pg.query("CREATE DATABASE upgraded");
+    let url = pg.url().replace("/rapport", "/upgraded");
+    scores_move_out_of_the_customers_rows(&url).await;
 }
