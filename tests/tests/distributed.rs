@@ -1,7 +1,6 @@
 //! The flow against the four service binaries as separate processes, on a throwaway
 //! PostgreSQL and redis-server.
 
-use prost::Message;
 use rapport_proto::scoring::v1 as scoring;
 use rapport_tests::{Clients, Distributed, Postgres, Redis, channel, scenario};
 use tonic_health::pb::health_check_response::ServingStatus;
@@ -54,7 +53,7 @@ async fn distributed_platform_on_postgres_and_redis() {
             .query_async(&mut conn)
             .await
             .unwrap();
-        let cached = scoring::HealthScore::decode(bytes.expect("cached score").as_slice()).unwrap();
+        let cached = rapport_scoring::body::decode(&bytes.expect("cached score")).unwrap();
         assert_eq!(&cached, h, "the cached copy is what GetHealth answers");
     }
 

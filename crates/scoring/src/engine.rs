@@ -12,7 +12,6 @@ use crate::store::{
 };
 use crate::view::health;
 use chrono::{DateTime, Utc};
-use prost::Message;
 use rapport_cache::{AnyCache, Cache};
 use rapport_domain::event::{ValidationPolicy, validate};
 use rapport_domain::lifecycle::Stage;
@@ -620,7 +619,7 @@ impl Engine {
         };
         let decoded: Vec<Option<pb::HealthScore>> = cached
             .into_iter()
-            .map(|b| b.and_then(|b| pb::HealthScore::decode(b.as_slice()).ok()))
+            .map(|b| b.and_then(|b| crate::body::decode(&b).ok()))
             .collect();
         let misses: Vec<String> = customer_ids
             .iter()
@@ -649,7 +648,7 @@ impl Engine {
             } else if let Some(snapshot) = stored.get(id) {
                 let h = health(snapshot);
                 if cache_up {
-                    refill.push((key, h.encode_to_vec()));
+                    refill.push((key, crate::body::encode(&h)));
                 }
                 out.push(h);
             }

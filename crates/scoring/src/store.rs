@@ -157,8 +157,7 @@ impl NewSnapshot {
     /// The columns and body of a snapshot; its measures and detail live on in the body
     /// alone.
     pub fn of(s: Snapshot) -> NewSnapshot {
-        use prost::Message;
-        let body = crate::view::health(&s).encode_to_vec();
+        let body = crate::body::encode(&crate::view::health(&s));
         NewSnapshot {
             score: s.score,
             band: s.band,
@@ -359,15 +358,11 @@ fn to_json<T: Serialize>(customer_id: &str, value: &T) -> Result<String, StoreEr
 
 /// The snapshot of a stored row, with the customer's current tier.
 fn snapshot_of(row: snapshot::Model, tier: Option<Tier>) -> Result<Snapshot, StoreError> {
-    use prost::Message;
     if let Some(body) = &row.body {
-        let health =
-            rapport_proto::scoring::v1::HealthScore::decode(body.as_slice()).map_err(|e| {
-                StoreError::Corrupt {
-                    customer_id: row.customer_id.clone(),
-                    reason: format!("snapshot body: {e}"),
-                }
-            })?;
+        let health = crate::body::decode(body).map_err(|e| StoreError::Corrupt {
+            customer_id: row.customer_id.clone(),
+            reason: format!("snapshot body: {e}"),
+        })?;
         return crate::view::snapshot(health, tier);
     }
     let id = row.customer_id.as_str();

@@ -229,10 +229,9 @@ mod tests {
 
     #[test]
     fn a_body_reads_back_as_the_snapshot_it_was_made_from() {
-        use prost::Message;
         let s = everything();
-        let body = health(&s).encode_to_vec();
-        let read = snapshot(pb::HealthScore::decode(body.as_slice()).unwrap(), s.tier).unwrap();
+        let body = crate::body::encode(&health(&s));
+        let read = snapshot(crate::body::decode(&body).unwrap(), s.tier).unwrap();
         assert_eq!(read, s);
 
         let bare = Snapshot {
