@@ -1,7 +1,8 @@
 //! `make bench-scoring`: the read path and the whole-tenant re-score.
 //!
 //! - `GetHealth` served from Redis by the scoring service, under a concurrent client, next to
-//!   a bare tonic service answering the same message with no work, in the same process.
+//!   a bare tonic service answering the same message with no work, in the same process; the
+//!   two are loaded in turns, in short rounds, so a slow spell of the machine falls on both.
 //! - `RescoreAll` of `RAPPORT_BENCH_CUSTOMERS` (default 1,000,000) synthetic customers on
 //!   PostgreSQL: the first run (every score new), a run a day later (scores moved by time),
 //!   and an unchanged re-run, next to a bare read of the same rows.
@@ -32,8 +33,10 @@ const READ_CUSTOMERS: usize = 10_000;
 /// moderately loaded service, not a saturated one).
 const CONCURRENCY: usize = 32;
 const LATENCY_CONCURRENCY: usize = 4;
-/// How long each read measurement runs.
-const READ_FOR: Duration = Duration::from_secs(5);
+/// Rounds of each read measurement: in each, the service and the bare one are loaded in turn
+/// for [`ROUND`] (in alternating order), so the machine's slow spells fall on both.
+const ROUNDS: u32 = 6;
+const ROUND: Duration = Duration::from_millis(800);
 
 fn t0() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 6, 1, 12, 0, 0)
@@ -125,19 +128,40 @@ fn request<T>(message: T) -> tonic::Request<T> {
     r
 }
 
-/// Requests/s and latencies of `GetHealth` at `addr` under `concurrency` callers.
+/// Requests/s and latencies of `GetHealth` at one address under some callers.
+#[derive(Default)]
 struct Load {
-    rps: f64,
-    p50: Duration,
-    p99: Duration,
+    latencies: Vec<Duration>,
     errors: u64,
+    took: Duration,
 }
 
-async fn load(addr: std::net::SocketAddr, concurrency: usize) -> anyhow::Result<Load> {
+impl Load {
+    fn rps(&self) -> f64 {
+        self.latencies.len() as f64 / self.took.as_secs_f64().max(1e-9)
+    }
+
+    /// The latency at quantile `q`.
+    fn at(&mut self, q: f64) -> Duration {
+        self.latencies.sort_unstable();
+        let last = self.latencies.len().saturating_sub(1);
+        let i = ((self.latencies.len() as f64 * q) as usize).min(last);
+        self.latencies.get(i).copied().unwrap_or_default()
+    }
+}
+
+/// Loads `GetHealth` at `addr` under `concurrency` callers for `time`, adding to `into`.
+async fn load(
+    addr: std::net::SocketAddr,
+    concurrency: usize,
+    time: Duration,
+    into: &mut Load,
+) -> anyhow::Result<()> {
     let channel = Channel::from_shared(format!("http://{addr}"))?
         .connect()
         .await?;
-    let until = Instant::now() + READ_FOR;
+    let started = Instant::now();
+    let until = started + time;
     let mut tasks = Vec::new();
     for w in 0..concurrency {
         let mut client = ScoringServiceClient::new(channel.clone());
@@ -158,20 +182,13 @@ async fn load(addr: std::net::SocketAddr, concurrency: usize) -> anyhow::Result<
             (latencies, errors)
         }));
     }
-    let (mut all, mut errors) = (Vec::new(), 0);
     for t in tasks {
         let (l, e) = t.await?;
-        all.extend(l);
-        errors += e;
+        into.latencies.extend(l);
+        into.errors += e;
     }
-    all.sort();
-    let at = |q: f64| all.get(((all.len() as f64 * q) as usize).min(all.len().saturating_sub(1)));
-    Ok(Load {
-        rps: all.len() as f64 / READ_FOR.as_secs_f64(),
-        p50: at(0.50).copied().unwrap_or_default(),
-        p99: at(0.99).copied().unwrap_or_default(),
-        errors,
-    })
+    into.took += started.elapsed();
+    Ok(())
 }
 
 async fn bench_reads() -> anyhow::Result<()> {
@@ -218,24 +235,34 @@ async fn bench_reads() -> anyhow::Result<()> {
     tokio::spawn(rapport_scoring::run(config, listener, stop.clone()));
     let echo = rapport_bench::standin::start(sample).await?;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    // Warm both up, then measure each alone.
-    load(addr, CONCURRENCY).await?;
+    // Warm both up, then measure them in turns.
+    for warm in [addr, echo] {
+        load(warm, CONCURRENCY, ROUND, &mut Load::default()).await?;
+    }
     for (label, concurrency) in [
         ("throughput", CONCURRENCY),
         ("latency", LATENCY_CONCURRENCY),
     ] {
-        let ours = load(addr, concurrency).await?;
-        let bare = load(echo, concurrency).await?;
+        let (mut ours, mut bare) = (Load::default(), Load::default());
+        for round in 0..ROUNDS {
+            if round % 2 == 0 {
+                load(addr, concurrency, ROUND, &mut ours).await?;
+                load(echo, concurrency, ROUND, &mut bare).await?;
+            } else {
+                load(echo, concurrency, ROUND, &mut bare).await?;
+                load(addr, concurrency, ROUND, &mut ours).await?;
+            }
+        }
         println!(
             "bench gethealth-redis-{label}: {concurrency} in flight: {:.0} req/s (p50 {:.2} ms, p99 {:.2} ms, {} errors) vs bare tonic {:.0} req/s (p50 {:.2} ms, p99 {:.2} ms) = {:.2}x of bare",
-            ours.rps,
-            rapport_bench::ms(ours.p50),
-            rapport_bench::ms(ours.p99),
+            ours.rps(),
+            rapport_bench::ms(ours.at(0.50)),
+            rapport_bench::ms(ours.at(0.99)),
             ours.errors,
-            bare.rps,
-            rapport_bench::ms(bare.p50),
-            rapport_bench::ms(bare.p99),
-            ours.rps / bare.rps
+            bare.rps(),
+            rapport_bench::ms(bare.at(0.50)),
+            rapport_bench::ms(bare.at(0.99)),
+            ours.rps() / bare.rps()
         );
     }
     stop.cancel();
