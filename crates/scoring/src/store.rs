@@ -336,9 +336,10 @@ pub fn recent_of(customer_id: &str, bytes: &[u8]) -> Result<Vec<DayScore>, Store
             }
             chunks
                 .map(|c| {
-                    let (day, score) = c.split_at(4);
-                    let day = i32::from_le_bytes(day.try_into().unwrap_or_default());
-                    let score = f64::from_le_bytes(score.try_into().unwrap_or_default());
+                    let cut = || corrupt("a day cut short".into());
+                    let (day, score) = c.split_first_chunk::<4>().ok_or_else(cut)?;
+                    let score = <[u8; 8]>::try_from(score).map_err(|_| cut())?;
+                    let (day, score) = (i32::from_le_bytes(*day), f64::from_le_bytes(score));
                     let day = chrono::NaiveDate::from_num_days_from_ce_opt(day)
                         .ok_or_else(|| corrupt(format!("day {day} out of range")))?;
                     Ok(DayScore { day, score })
@@ -501,29 +502,26 @@ impl Store {
         }
         let txn = rapport_storage::begin_bulk_write(&self.db).await?;
         for chunk in rescored.chunks(ROWS_PER_INSERT) {
-            match columns {
-                Columns::All => {
-                    let rows = chunk
-                        .iter()
-                        .map(|r| customer_row(tenant, r))
-                        .collect::<Result<Vec<_>, _>>()?;
-                    customer::Entity::insert_many(rows)
-                        .on_conflict(
-                            OnConflict::columns([
-                                customer::Column::TenantId,
-                                customer::Column::CustomerId,
-                            ])
-                            .update_columns([
-                                customer::Column::Metrics,
-                                customer::Column::LastEventSeq,
-                                customer::Column::UpdatedAt,
-                            ])
-                            .to_owned(),
-                        )
-                        .exec_without_returning(&txn)
-                        .await?;
-                }
-                Columns::Score => {}
+            if columns == Columns::All {
+                let rows = chunk
+                    .iter()
+                    .map(|r| customer_row(tenant, r))
+                    .collect::<Result<Vec<_>, _>>()?;
+                customer::Entity::insert_many(rows)
+                    .on_conflict(
+                        OnConflict::columns([
+                            customer::Column::TenantId,
+                            customer::Column::CustomerId,
+                        ])
+                        .update_columns([
+                            customer::Column::Metrics,
+                            customer::Column::LastEventSeq,
+                            customer::Column::UpdatedAt,
+                        ])
+                        .to_owned(),
+                    )
+                    .exec_without_returning(&txn)
+                    .await?;
             }
             let backend = txn.get_database_backend();
             if let Some(upsert) = upsert_scores(backend, tenant, chunk)? {
