@@ -21,8 +21,9 @@ const LZ4_WITH_DICTIONARY: u8 = 0;
 /// would take a new marker beside [`LZ4_WITH_DICTIONARY`].
 static DICTIONARY: &[u8] = include_bytes!("body-dictionary.bin");
 
-/// The largest body read: a score with every measure, group and override is a few KB, and a
-/// corrupt length must not allocate gigabytes.
+/// The largest body compressed: a score with every measure, group and override is a few KB.
+/// A larger one is stored as the message itself, and a corrupt length read never allocates
+/// more.
 const MAX_BODY: usize = 1 << 20;
 
 /// Why stored or cached bytes are not a body.
@@ -32,6 +33,8 @@ pub enum BodyError {
     Truncated(usize),
     #[error("a body of {0} bytes is over the limit of {MAX_BODY}")]
     TooLarge(usize),
+    #[error("the body decompressed to {got} bytes, not {expected}")]
+    WrongLength { got: usize, expected: usize },
     #[error("lz4: {0}")]
     Lz4(String),
     #[error("protobuf: {0}")]
@@ -41,10 +44,15 @@ pub enum BodyError {
 /// The stored and cached form of a score.
 pub fn encode(health: &HealthScore) -> Vec<u8> {
     let raw = health.encode_to_vec();
+    let Some(length) = u32::try_from(raw.len())
+        .ok()
+        .filter(|_| raw.len() <= MAX_BODY)
+    else {
+        return raw;
+    };
     let mut out = Vec::with_capacity(5 + lz4_flex::block::get_maximum_output_size(raw.len()));
     out.push(LZ4_WITH_DICTIONARY);
-    // A body is far below 4 GiB (see MAX_BODY); the cast cannot truncate one.
-    out.extend((raw.len() as u32).to_le_bytes());
+    out.extend(length.to_le_bytes());
     out.extend(lz4_flex::block::compress_with_dict(&raw, DICTIONARY));
     out
 }
@@ -63,6 +71,13 @@ pub fn decode(bytes: &[u8]) -> Result<HealthScore, BodyError> {
             }
             let raw = lz4_flex::block::decompress_with_dict(block, length, DICTIONARY)
                 .map_err(|e| BodyError::Lz4(e.to_string()))?;
+            // The length is a floor to lz4: a block that decompresses short is corrupt.
+            if raw.len() != length {
+                return Err(BodyError::WrongLength {
+                    got: raw.len(),
+                    expected: length,
+                });
+            }
             Ok(HealthScore::decode(raw.as_slice())?)
         }
         _ => Ok(HealthScore::decode(bytes)?),
@@ -132,6 +147,26 @@ mod tests {
         bytes[1..5].copy_from_slice(&u32::MAX.to_le_bytes());
         assert_eq!(decode(&bytes), Err(BodyError::TooLarge(u32::MAX as usize)));
         assert_eq!(decode(&[0, 1, 2]), Err(BodyError::Truncated(3)));
+        let mut longer = encode(&score("c3", 1.0));
+        let claimed = u32::from_le_bytes([longer[1], longer[2], longer[3], longer[4]]) + 9;
+        longer[1..5].copy_from_slice(&claimed.to_le_bytes());
+        assert!(
+            matches!(
+                decode(&longer),
+                Err(BodyError::WrongLength { .. } | BodyError::Lz4(_))
+            ),
+            "{:?}",
+            decode(&longer)
+        );
+    }
+
+    #[test]
+    fn a_body_too_large_to_compress_is_stored_as_the_message() {
+        let mut h = score("c4", 2.0);
+        h.scorecard_version = "v".repeat(MAX_BODY + 1);
+        let bytes = encode(&h);
+        assert_eq!(bytes, h.encode_to_vec());
+        assert_eq!(decode(&bytes), Ok(h));
     }
 
     proptest! {

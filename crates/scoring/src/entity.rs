@@ -90,7 +90,8 @@ pub mod snapshot {
         pub clv_12m: Option<f64>,
         /// Groups, trends, overrides, freeze and stage, as JSON, beside `measures`.
         pub detail: Option<String>,
-        /// The whole snapshot as the API's `HealthScore` (the cached value, byte for byte).
+        /// The whole snapshot as the API's `HealthScore`, compressed (`crate::body`): the
+        /// cached value, byte for byte.
         pub body: Option<Vec<u8>>,
     }
 

@@ -464,6 +464,12 @@ mod m20261129_000001_scores_apart {
     /// rows moved here keep their JSON, which reads as before.
     #[async_trait::async_trait]
     impl MigrationTrait for Migration {
+        /// All or nothing on SQLite too (PostgreSQL's migrations always are): a copy committed
+        /// without the columns' drop would fail the next start on its own rows.
+        fn use_transaction(&self) -> Option<bool> {
+            Some(true)
+        }
+
         async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
             manager
                 .create_table(

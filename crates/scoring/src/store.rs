@@ -140,8 +140,8 @@ pub struct Snapshot {
 }
 
 /// A new snapshot, ready to store and cache: the columns its rows are found and filtered
-/// by, and its body, the API's `HealthScore` encoded once for both. Its customer is the
-/// [`Rescored`]'s.
+/// by, and its body, the API's `HealthScore` encoded and compressed once for both
+/// ([`crate::body`]). Its customer is the [`Rescored`]'s.
 #[derive(Debug, Clone)]
 pub struct NewSnapshot {
     pub score: f64,
@@ -327,7 +327,7 @@ pub fn recent_of(customer_id: &str, bytes: &[u8]) -> Result<Vec<DayScore>, Store
         None => Ok(Vec::new()),
         Some((b'[', _)) => {
             let text = std::str::from_utf8(bytes).map_err(|e| corrupt(e.to_string()))?;
-            json(customer_id, text)
+            serde_json::from_str(text).map_err(|e| corrupt(e.to_string()))
         }
         Some((&RECENT_FORMAT, days)) => {
             let chunks = days.chunks_exact(RECENT_DAY_BYTES);
@@ -389,13 +389,15 @@ fn snapshot_of(row: snapshot::Model, tier: Option<Tier>) -> Result<Snapshot, Sto
     })
 }
 
-/// Which columns of an existing customer a save writes. Tier, stage and overrides are never
-/// among them: their own writers (ApplyTiers, SetOverride) own them.
+/// What of a customer a save writes. Tier, stage and overrides are never among them: their
+/// own writers (ApplyTiers, SetOverride) own them. The score's row is written (inserted the
+/// first time) for every customer that has been scored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Columns {
     /// Metrics, event cursor and score: after folding new events.
     All,
-    /// Only the score and what derives from it: a re-score from stored metrics.
+    /// Only the score and what derives from it: a re-score from stored metrics, of
+    /// customers read from the store.
     Score,
 }
 
@@ -448,17 +450,20 @@ impl Store {
     ) -> Result<HashMap<String, CustomerState>, StoreError> {
         let mut out = HashMap::with_capacity(ids.len());
         for chunk in ids.chunks(ROWS_PER_INSERT) {
+            // The customers' rows and their scores' as of one moment.
+            let txn = rapport_storage::begin_read(&self.db).await?;
             let rows = customer::Entity::find()
                 .filter(customer::Column::TenantId.eq(tenant))
                 .filter(customer::Column::CustomerId.is_in(chunk.iter().cloned()))
-                .all(&self.db)
+                .all(&txn)
                 .await?;
-            let scores = self
-                .scores(
-                    tenant,
-                    score::Column::CustomerId.is_in(chunk.iter().cloned()),
-                )
-                .await?;
+            let scores = scores(
+                &txn,
+                tenant,
+                score::Column::CustomerId.is_in(chunk.iter().cloned()),
+            )
+            .await?;
+            txn.commit().await?;
             for m in rows {
                 out.insert(
                     m.customer_id.clone(),
@@ -467,22 +472,6 @@ impl Store {
             }
         }
         Ok(out)
-    }
-
-    /// The tenant's score rows that match `which`, by customer.
-    async fn scores(
-        &self,
-        tenant: &str,
-        which: impl sea_orm::sea_query::IntoCondition,
-    ) -> Result<HashMap<String, score::Model>, StoreError> {
-        Ok(score::Entity::find()
-            .filter(score::Column::TenantId.eq(tenant))
-            .filter(which)
-            .all(&self.db)
-            .await?
-            .into_iter()
-            .map(|s| (s.customer_id.clone(), s))
-            .collect())
     }
 
     /// Stores customers' new states (`Columns::All`, after folding events) or only their new
@@ -875,29 +864,28 @@ impl Store {
             };
             query = query.filter(Expr::cust_with_values(chosen, [bound]));
         }
+        // The customers' rows and their scores' as of one moment.
+        let txn = rapport_storage::begin_read(&self.db).await?;
         let rows = query
             .order_by_asc(customer::Column::CustomerId)
             .limit(limit)
-            .all(&self.db)
+            .all(&txn)
             .await?;
         let Some(last) = rows.last().map(|m| m.customer_id.clone()) else {
             return Ok(Vec::new());
         };
         // A whole page's scores are a range of the key; a sample's, a list of its ids.
         let scores = if one_in == 1 {
-            self.scores(
-                tenant,
-                sea_orm::sea_query::ExprTrait::and(
-                    score::Column::CustomerId.gt(after),
-                    score::Column::CustomerId.lte(last),
-                ),
-            )
-            .await?
+            let range = sea_orm::sea_query::ExprTrait::and(
+                score::Column::CustomerId.gt(after),
+                score::Column::CustomerId.lte(last),
+            );
+            scores(&txn, tenant, range).await?
         } else {
             let ids = rows.iter().map(|m| m.customer_id.clone());
-            self.scores(tenant, score::Column::CustomerId.is_in(ids))
-                .await?
+            scores(&txn, tenant, score::Column::CustomerId.is_in(ids)).await?
         };
+        txn.commit().await?;
         // Filled in place: collecting into a vector of another element size reallocates.
         let mut page = Vec::with_capacity(rows.len());
         for m in rows {
@@ -1148,6 +1136,22 @@ impl Store {
         txn.commit().await?;
         Ok(())
     }
+}
+
+/// The tenant's score rows that match `which`, by customer.
+async fn scores<C: ConnectionTrait>(
+    conn: &C,
+    tenant: &str,
+    which: impl sea_orm::sea_query::IntoCondition,
+) -> Result<HashMap<String, score::Model>, StoreError> {
+    Ok(score::Entity::find()
+        .filter(score::Column::TenantId.eq(tenant))
+        .filter(which)
+        .all(conn)
+        .await?
+        .into_iter()
+        .map(|s| (s.customer_id.clone(), s))
+        .collect())
 }
 
 /// One multi-row upsert of the score rows among `rescored` (those ever scored); `None` when

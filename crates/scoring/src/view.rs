@@ -1,5 +1,5 @@
-//! A snapshot as the API's `HealthScore`: what `GetHealth` answers, what the cache holds, and
-//! the stored body of every snapshot, encoded once for all three.
+//! A snapshot as the API's `HealthScore`: what `GetHealth` answers and, compressed by
+//! [`crate::body`], what the cache holds and every snapshot's stored body.
 
 use crate::evaluate::{ActiveOverride, OverrideTarget};
 use crate::store::{Snapshot, SnapshotDetail, StoreError, StoredGroup, StoredMeasure};

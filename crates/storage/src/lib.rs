@@ -105,6 +105,23 @@ pub async fn begin_write(db: &DatabaseConnection) -> Result<sea_orm::DatabaseTra
     }
 }
 
+/// Begins a transaction whose reads all see the database as of one moment: on PostgreSQL a
+/// read-only repeatable-read one; on SQLite a deferred one, which reads one snapshot of its
+/// write-ahead log until it ends.
+pub async fn begin_read(db: &DatabaseConnection) -> Result<sea_orm::DatabaseTransaction, DbErr> {
+    use sea_orm::{AccessMode, DbBackend, IsolationLevel, TransactionTrait};
+    match db.get_database_backend() {
+        DbBackend::Postgres => {
+            db.begin_with_config(
+                Some(IsolationLevel::RepeatableRead),
+                Some(AccessMode::ReadOnly),
+            )
+            .await
+        }
+        _ => db.begin().await,
+    }
+}
+
 /// Begins a transaction that writes many rows through multi-row statements of thousands of
 /// parameters. On PostgreSQL those statements run on generic plans for the transaction: a
 /// custom plan is made anew at every execution, walking every parameter, and in a

@@ -352,7 +352,7 @@ async fn bench_rescore() -> anyhow::Result<()> {
             row_bytes.unwrap_or(0.0)
         ));
     }
-    eprintln!("tables with their indexes: {}", sizes.join(", "));
+    println!("tables with their indexes: {}", sizes.join(", "));
     println!(
         "bench rescore-1m-goal: first full re-score of {rows} customers {:.1} s (goal < 60 s for 1,000,000)",
         first.as_secs_f64()
