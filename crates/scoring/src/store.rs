@@ -513,10 +513,10 @@ impl Store {
                     .await?;
             }
             let backend = txn.get_database_backend();
-            if let Some(upsert) = upsert_scores(backend, tenant, chunk)? {
+            if let Some(upsert) = upsert_scores(backend, tenant, chunk) {
                 txn.execute_raw(upsert).await?;
             }
-            if let Some(insert) = insert_snapshots(backend, tenant, chunk)? {
+            if let Some(insert) = insert_snapshots(backend, tenant, chunk) {
                 txn.execute_raw(insert).await?;
             }
         }
@@ -1156,11 +1156,7 @@ async fn scores<C: ConnectionTrait>(
 
 /// One multi-row upsert of the score rows among `rescored` (those ever scored); `None` when
 /// none is.
-fn upsert_scores(
-    backend: DbBackend,
-    tenant: &str,
-    rescored: &[Rescored],
-) -> Result<Option<Statement>, StoreError> {
+fn upsert_scores(backend: DbBackend, tenant: &str, rescored: &[Rescored]) -> Option<Statement> {
     let mut list = ValuesList::new(backend, rescored.len());
     let now = rapport_storage::now_millis();
     for r in rescored {
@@ -1180,20 +1176,14 @@ fn upsert_scores(
             now.into(),
         ]);
     }
-    if list.is_empty() {
-        return Ok(None);
-    }
-    let sql = format!(
+    list.statement(
         "INSERT INTO scoring_scores (tenant_id, customer_id, score, score_step, band, \
-         fingerprint, signals, recent, updated_at) VALUES {} \
-         ON CONFLICT (tenant_id, customer_id) DO UPDATE SET score = excluded.score, \
+         fingerprint, signals, recent, updated_at)",
+        "ON CONFLICT (tenant_id, customer_id) DO UPDATE SET score = excluded.score, \
          score_step = excluded.score_step, band = excluded.band, \
          fingerprint = excluded.fingerprint, signals = excluded.signals, \
          recent = excluded.recent, updated_at = excluded.updated_at",
-        list.text
-    );
-    let values = list.values;
-    Ok(Some(Statement::from_sql_and_values(backend, sql, values)))
+    )
 }
 
 fn customer_row(tenant: &str, r: &Rescored) -> Result<customer::ActiveModel, StoreError> {
@@ -1261,17 +1251,22 @@ impl ValuesList {
         self.values.extend(row);
     }
 
-    fn is_empty(&self) -> bool {
-        self.text.is_empty()
+    /// `head VALUES (…), (…) tail` with the list's values; `None` when it has no tuple.
+    fn statement(self, head: &str, tail: &str) -> Option<Statement> {
+        if self.text.is_empty() {
+            return None;
+        }
+        let sql = format!("{head} VALUES {} {tail}", self.text);
+        Some(Statement::from_sql_and_values(
+            self.backend,
+            sql,
+            self.values,
+        ))
     }
 }
 
 /// One multi-row INSERT of the snapshots among `rescored`; `None` when none has one.
-fn insert_snapshots(
-    backend: DbBackend,
-    tenant: &str,
-    rescored: &[Rescored],
-) -> Result<Option<Statement>, StoreError> {
+fn insert_snapshots(backend: DbBackend, tenant: &str, rescored: &[Rescored]) -> Option<Statement> {
     let mut list = ValuesList::new(backend, rescored.len());
     for r in rescored {
         let Some(s) = &r.snapshot else { continue };
@@ -1292,17 +1287,12 @@ fn insert_snapshots(
             s.body.clone().into(),
         ]);
     }
-    if list.is_empty() {
-        return Ok(None);
-    }
-    let sql = format!(
+    list.statement(
         "INSERT INTO scoring_snapshots (tenant_id, customer_id, score, band, tier, \
          scorecard_version, measures, computed_at, p_alive, expected_purchases_90d, clv_12m, \
-         detail, body) VALUES {}",
-        list.text
-    );
-    let values = list.values;
-    Ok(Some(Statement::from_sql_and_values(backend, sql, values)))
+         detail, body)",
+        "",
+    )
 }
 
 #[cfg(test)]
