@@ -133,6 +133,8 @@ pub async fn segment(
         .expect("segmentation")
         .into_inner();
     let mut last = (0, 0);
+    // What the run itself last reported, before the message that carries its summary.
+    let mut reported = (0, 0);
     let mut summary = None;
     while let Some(p) = progress.message().await.expect("segmentation progress") {
         assert!(summary.is_none(), "progress after the summary: {p:?}");
@@ -143,10 +145,17 @@ pub async fn segment(
             "progress {p:?} after {last:?}"
         );
         last = (p.customers_read, p.customers_graded);
+        if p.summary.is_none() {
+            reported = last;
+        }
         summary = p.summary;
     }
     let summary = summary.expect("the run's summary");
-    assert_eq!(last, (summary.customers, summary.customers));
+    assert_eq!(
+        reported,
+        (summary.customers, summary.customers),
+        "the run's progress ends at every customer read and graded"
+    );
     summary
 }
 

@@ -1,6 +1,8 @@
 //! Alerting's schema, versioned in its own migration table.
 
-use rapport_storage::schema::{add_columns, col, id_col, index, tenant_col};
+use rapport_storage::schema::{
+    add_columns, col, customer_col, customer_key, id_col, index, tenant_col,
+};
 use sea_orm_migration::prelude::*;
 
 rapport_storage::migrator!(
@@ -27,7 +29,7 @@ mod m20261123_000001_alerts {
                         .col(id_col())
                         .col(tenant_col())
                         .col(col("rule").string().not_null())
-                        .col(col("customer_id").string_len(100).not_null())
+                        .col(customer_col())
                         .col(col("dedup_key").text().not_null())
                         .col(col("open_key").text().null())
                         .col(col("state").string().not_null())
@@ -132,14 +134,10 @@ mod m20261124_000001_lifecycle {
                         .table(Alias::new("alerting_customers"))
                         .if_not_exists()
                         .col(tenant_col())
-                        .col(col("customer_id").string_len(100).not_null())
+                        .col(customer_col())
                         .col(col("state").text().not_null())
                         .col(col("next_check_at").big_integer().null())
-                        .primary_key(
-                            Index::create()
-                                .col(Alias::new("tenant_id"))
-                                .col(Alias::new("customer_id")),
-                        )
+                        .primary_key(&mut customer_key())
                         .to_owned(),
                 )
                 .await?;

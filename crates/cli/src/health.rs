@@ -237,18 +237,13 @@ pub async fn scorecard(
 
 /// `rapport rescore`: re-score every customer now, showing progress.
 pub async fn rescore(target: &Target, mut client: Client, json: bool) -> anyhow::Result<()> {
-    let mut stream = client
+    let stream = client
         .rescore_all(target.request(scoring::RescoreAllRequest {})?)
         .await?
         .into_inner();
-    let bar = indicatif::ProgressBar::new(0);
-    let mut last = scoring::RescoreProgress::default();
-    while let Some(p) = stream.message().await? {
-        bar.set_length(p.customers_total);
-        bar.set_position(p.customers_done);
-        last = p;
-    }
-    bar.finish_and_clear();
+    let last = crate::follow(stream, |p| (p.customers_total, p.customers_done))
+        .await?
+        .unwrap_or_default();
     if json {
         println!(
             "{}",

@@ -214,6 +214,24 @@ impl Target {
     }
 }
 
+/// Follows a stream of progress with a bar (`at`: a message's total and position) and
+/// returns its last message.
+async fn follow<T>(
+    mut stream: tonic::Streaming<T>,
+    at: impl Fn(&T) -> (u64, u64),
+) -> anyhow::Result<Option<T>> {
+    let bar = indicatif::ProgressBar::new(0);
+    let mut last = None;
+    while let Some(p) = stream.message().await? {
+        let (total, position) = at(&p);
+        bar.set_length(total);
+        bar.set_position(position);
+        last = Some(p);
+    }
+    bar.finish_and_clear();
+    Ok(last)
+}
+
 /// A timestamp for people, `-` when absent.
 fn when(t: Option<&prost_types::Timestamp>) -> String {
     t.and_then(|t| chrono::DateTime::from_timestamp(t.seconds, t.nanos.max(0) as u32))

@@ -28,19 +28,14 @@ pub async fn run_segmentation(
     target: &Target,
     mut client: Client,
 ) -> anyhow::Result<pb::SegmentationSummary> {
-    let mut stream = client
+    let stream = client
         .run_segmentation(target.request(pb::RunSegmentationRequest { as_of: None })?)
         .await?
         .into_inner();
-    let bar = indicatif::ProgressBar::new(0);
-    let mut summary = None;
-    while let Some(p) = stream.message().await? {
-        bar.set_length(p.customers_read);
-        bar.set_position(p.customers_graded);
-        summary = p.summary.or(summary);
-    }
-    bar.finish_and_clear();
-    summary.ok_or_else(|| anyhow::anyhow!("the run ended without its summary"))
+    crate::follow(stream, |p| (p.customers_read, p.customers_graded))
+        .await?
+        .and_then(|last| last.summary)
+        .ok_or_else(|| anyhow::anyhow!("the run ended without its summary"))
 }
 
 /// Runs one `rapport segments` command.

@@ -1,6 +1,6 @@
 //! Ingestion's schema, versioned in its own migration table.
 
-use rapport_storage::schema::{col, id_col, index, tenant_col};
+use rapport_storage::schema::{col, customer_col, id_col, index, tenant_col};
 use sea_orm_migration::prelude::*;
 
 /// The outbox of "these customers changed" notifications to scoring.
@@ -37,7 +37,7 @@ mod m20261123_000001_events {
                         )
                         .col(tenant_col())
                         .col(col("event_id").string_len(100).not_null())
-                        .col(col("customer_id").string_len(100).not_null())
+                        .col(customer_col())
                         .col(col("event_type").string().not_null())
                         .col(col("occurred_at").big_integer().not_null())
                         .col(col("sent_at").big_integer().null())

@@ -14,10 +14,9 @@ use rapport_proto::convert;
 use rapport_proto::scoring::v1 as pb;
 use rapport_server::args::{invalid, time};
 use rapport_server::{Principal, Role};
+use rapport_server::{ProgressStream, progress_stream};
 use std::collections::BTreeMap;
-use std::pin::Pin;
 use std::sync::Arc;
-use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
 /// Most customers in one `BatchGetHealth` call.
@@ -95,7 +94,7 @@ impl From<ScoringError> for Status {
                 Status::data_loss(corrupt.to_string())
             }
             ScoringError::Upstream(status) => {
-                Status::unavailable(format!("ingestion: {}", status.message()))
+                rapport_server::peer_unavailable("ingestion", &status)
             }
             stored @ ScoringError::StoredScorecard(_) => {
                 tracing::error!(error = %stored, "stored scorecard unreadable");
@@ -551,35 +550,26 @@ impl pb::scoring_service_server::ScoringService for ScoringApi {
             .ok_or_else(|| not_scored(&req.customer_id))
     }
 
-    type RescoreAllStream =
-        Pin<Box<dyn Stream<Item = Result<pb::RescoreProgress, Status>> + Send + 'static>>;
+    type RescoreAllStream = ProgressStream<pb::RescoreProgress>;
 
     async fn rescore_all(
         &self,
         req: Request<pb::RescoreAllRequest>,
     ) -> Result<Response<Self::RescoreAllStream>, Status> {
         let tenant = Principal::of(&req)?.require(&[Role::Admin])?.to_owned();
-        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         let engine = self.0.clone();
-        tokio::spawn(async move {
+        Ok(Response::new(progress_stream(|report| async move {
             let progress = |p: crate::engine::Progress, done| pb::RescoreProgress {
                 customers_done: p.done,
                 customers_total: p.total,
                 changed: p.changed,
                 done,
             };
-            let sent = tx.clone();
-            let outcome = engine
-                .rescore_all(&tenant, |p| {
-                    let _ = sent.send(Ok(progress(p, false)));
-                })
-                .await;
-            // A client that went away does not stop the work; its result is only logged.
-            let _ = tx.send(outcome.map(|p| progress(p, true)).map_err(Status::from));
-        });
-        Ok(Response::new(Box::pin(
-            tokio_stream::wrappers::UnboundedReceiverStream::new(rx),
-        )))
+            let p = engine
+                .rescore_all(&tenant, |p| report.send(progress(p, false)))
+                .await?;
+            Ok(progress(p, true))
+        })))
     }
 }
 

@@ -1,7 +1,8 @@
 //! Scoring's schema, versioned in its own migration table.
 
 use rapport_storage::schema::{
-    add_columns, col, drop_index, id_col, index, on_postgres, tenant_col,
+    add_columns, col, customer_col, customer_key, drop_index, id_col, index, on_postgres,
+    tenant_col,
 };
 use sea_orm_migration::prelude::*;
 
@@ -40,17 +41,13 @@ mod m20261123_000001_scores {
                         .table(Alias::new("scoring_customers"))
                         .if_not_exists()
                         .col(tenant_col())
-                        .col(col("customer_id").string_len(100).not_null())
+                        .col(customer_col())
                         .col(col("metrics").text().not_null())
                         .col(col("last_event_seq").big_integer().not_null())
                         .col(col("tier").string().null())
                         .col(col("score").double().null())
                         .col(col("updated_at").big_integer().not_null())
-                        .primary_key(
-                            Index::create()
-                                .col(Alias::new("tenant_id"))
-                                .col(Alias::new("customer_id")),
-                        )
+                        .primary_key(&mut customer_key())
                         .to_owned(),
                 )
                 .await?;
@@ -61,7 +58,7 @@ mod m20261123_000001_scores {
                         .if_not_exists()
                         .col(id_col())
                         .col(tenant_col())
-                        .col(col("customer_id").string_len(100).not_null())
+                        .col(customer_col())
                         .col(col("score").double().not_null())
                         .col(col("band").string().not_null())
                         .col(col("tier").string().null())
@@ -206,7 +203,7 @@ mod m20261124_000001_health {
                         .if_not_exists()
                         .col(id_col())
                         .col(tenant_col())
-                        .col(col("customer_id").string_len(100).not_null())
+                        .col(customer_col())
                         .col(col("target").string().not_null())
                         .col(col("value").double().not_null())
                         .col(col("author").string().not_null())
@@ -477,7 +474,7 @@ mod m20261129_000001_scores_apart {
                         .table(Alias::new("scoring_scores"))
                         .if_not_exists()
                         .col(tenant_col())
-                        .col(col("customer_id").string_len(100).not_null())
+                        .col(customer_col())
                         .col(col("score").double().null())
                         .col(col("score_step").integer().null())
                         .col(col("band").string().null())
@@ -485,11 +482,7 @@ mod m20261129_000001_scores_apart {
                         .col(col("signals").big_integer().null())
                         .col(col("recent").binary().null())
                         .col(col("updated_at").big_integer().not_null())
-                        .primary_key(
-                            Index::create()
-                                .col(Alias::new("tenant_id"))
-                                .col(Alias::new("customer_id")),
-                        )
+                        .primary_key(&mut customer_key())
                         .to_owned(),
                 )
                 .await?;

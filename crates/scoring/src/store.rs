@@ -325,21 +325,18 @@ pub fn recent_of(customer_id: &str, bytes: &[u8]) -> Result<Vec<DayScore>, Store
     };
     match bytes.split_first() {
         None => Ok(Vec::new()),
-        Some((b'[', _)) => {
-            let text = std::str::from_utf8(bytes).map_err(|e| corrupt(e.to_string()))?;
-            serde_json::from_str(text).map_err(|e| corrupt(e.to_string()))
-        }
+        Some((b'[', _)) => serde_json::from_slice(bytes).map_err(|e| corrupt(e.to_string())),
         Some((&RECENT_FORMAT, days)) => {
-            let chunks = days.chunks_exact(RECENT_DAY_BYTES);
-            if !chunks.remainder().is_empty() {
+            let (whole, rest) = days.as_chunks::<RECENT_DAY_BYTES>();
+            if !rest.is_empty() {
                 return Err(corrupt(format!("{} bytes of days", days.len())));
             }
-            chunks
+            whole
+                .iter()
                 .map(|c| {
-                    let cut = || corrupt("a day cut short".into());
-                    let (day, score) = c.split_first_chunk::<4>().ok_or_else(cut)?;
-                    let score = <[u8; 8]>::try_from(score).map_err(|_| cut())?;
-                    let (day, score) = (i32::from_le_bytes(*day), f64::from_le_bytes(score));
+                    let day = i32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+                    let score =
+                        f64::from_le_bytes([c[4], c[5], c[6], c[7], c[8], c[9], c[10], c[11]]);
                     let day = chrono::NaiveDate::from_num_days_from_ce_opt(day)
                         .ok_or_else(|| corrupt(format!("day {day} out of range")))?;
                     Ok(DayScore { day, score })
@@ -464,11 +461,9 @@ impl Store {
             )
             .await?;
             txn.commit().await?;
-            for m in rows {
-                out.insert(
-                    m.customer_id.clone(),
-                    state_of(&m, scores.get(&m.customer_id))?,
-                );
+            for row in with_scores(rows, &scores) {
+                let row = row?;
+                out.insert(row.customer_id, row.state);
             }
         }
         Ok(out)
@@ -886,15 +881,7 @@ impl Store {
             scores(&txn, tenant, score::Column::CustomerId.is_in(ids)).await?
         };
         txn.commit().await?;
-        // Filled in place: collecting into a vector of another element size reallocates.
-        let mut page = Vec::with_capacity(rows.len());
-        for m in rows {
-            page.push(FeatureRow {
-                state: state_of(&m, scores.get(&m.customer_id))?,
-                customer_id: m.customer_id,
-            });
-        }
-        Ok(page)
+        with_scores(rows, &scores).collect()
     }
 
     /// Records new tiers (and stages, when given) of existing customers.
@@ -1138,6 +1125,19 @@ impl Store {
     }
 }
 
+/// Customers' states from their rows and their score rows.
+fn with_scores(
+    rows: Vec<customer::Model>,
+    scores: &HashMap<String, score::Model>,
+) -> impl Iterator<Item = Result<FeatureRow, StoreError>> + '_ {
+    rows.into_iter().map(|m| {
+        Ok(FeatureRow {
+            state: state_of(&m, scores.get(&m.customer_id))?,
+            customer_id: m.customer_id,
+        })
+    })
+}
+
 /// The tenant's score rows that match `which`, by customer.
 async fn scores<C: ConnectionTrait>(
     conn: &C,
@@ -1332,6 +1332,20 @@ mod tests {
     fn days_stored_as_json_before_read_the_same() {
         let json = r#"[{"day":"2026-06-01","score":60.0},{"day":"2026-06-02","score":63.5}]"#;
         let days = recent_of("c", json.as_bytes()).unwrap();
+        let day = |d| NaiveDate::from_ymd_opt(2026, 6, d).unwrap_or_default();
+        assert_eq!(
+            days,
+            [
+                DayScore {
+                    day: day(1),
+                    score: 60.0
+                },
+                DayScore {
+                    day: day(2),
+                    score: 63.5
+                }
+            ]
+        );
         assert_eq!(recent_bytes(&days).len(), 1 + 2 * RECENT_DAY_BYTES);
         assert_eq!(recent_of("c", &recent_bytes(&days)).unwrap(), days);
     }

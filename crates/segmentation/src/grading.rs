@@ -16,7 +16,7 @@ use rapport_proto::scoring::v1::CustomerFeatures;
 
 /// The values a run ranks customers on, in the order they were added.
 #[derive(Debug, Clone)]
-pub struct Population {
+pub(crate) struct Population {
     measure: TierMeasure,
     rfm: Vec<RfmInput>,
     /// The tier measure's value without CLV (trailing spend, or net value).
@@ -61,11 +61,6 @@ impl Population {
         self.rfm.len()
     }
 
-    /// Whether no customer was added.
-    pub fn is_empty(&self) -> bool {
-        self.rfm.is_empty()
-    }
-
     /// Ranks the population (`ids` ranks the same customers by id, to break ties) under
     /// `cutoffs`.
     pub fn rank(self, ids: &IdRanks, cutoffs: &TierCutoffs) -> Ranking {
@@ -90,7 +85,7 @@ impl Population {
 
 /// A ranked population: each customer's RFM scores and value tier, by position.
 #[derive(Debug, Clone)]
-pub struct Ranking {
+pub(crate) struct Ranking {
     rfm: Vec<RfmScore>,
     tiers: Vec<Tier>,
     /// Recorded with each tier change, e.g. "share of 12-month spend".
@@ -101,11 +96,6 @@ impl Ranking {
     /// Customers ranked.
     pub fn len(&self) -> usize {
         self.rfm.len()
-    }
-
-    /// Whether no customer was ranked.
-    pub fn is_empty(&self) -> bool {
-        self.rfm.is_empty()
     }
 
     /// The grade of the customer added at `position`, whose features are `f`; `None` past the

@@ -11,11 +11,10 @@ use rapport_proto::ingestion::v1::ingestion_service_client::IngestionServiceClie
 use rapport_proto::scoring::v1::scoring_service_client::ScoringServiceClient;
 use rapport_proto::segmentation::v1 as pb;
 use rapport_server::{PeerChannel, Principal, Role};
+use rapport_server::{ProgressStream, progress_stream};
 use rapport_storage::outbox::RelayWaker;
 use std::collections::HashMap;
-use std::pin::Pin;
 use std::sync::Arc;
-use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
 impl From<StoreError> for Status {
@@ -55,8 +54,7 @@ const MEMBERS_PAGE: u32 = 10_000;
 
 #[tonic::async_trait]
 impl pb::segmentation_service_server::SegmentationService for SegmentationApi {
-    type RunSegmentationStream =
-        Pin<Box<dyn Stream<Item = Result<pb::RunSegmentationProgress, Status>> + Send + 'static>>;
+    type RunSegmentationStream = ProgressStream<pb::RunSegmentationProgress>;
 
     async fn run_segmentation(
         &self,
@@ -64,29 +62,22 @@ impl pb::segmentation_service_server::SegmentationService for SegmentationApi {
     ) -> Result<Response<Self::RunSegmentationStream>, Status> {
         let tenant = Principal::of(&req)?.require(&[Role::Admin])?.to_owned();
         let as_of = req.into_inner().as_of;
-        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-        // A run over millions of customers outlasts any one call's deadline: it runs on its
-        // own task, streaming progress, and a caller that leaves does not stop it.
         let api = self.clone();
-        tokio::spawn(async move {
-            let sent = tx.clone();
-            let progress = move |p: Progress| {
-                let _ = sent.send(Ok(pb::RunSegmentationProgress {
+        Ok(Response::new(progress_stream(|report| async move {
+            let progress = |p: Progress| {
+                report.send(pb::RunSegmentationProgress {
                     customers_read: p.read,
                     customers_graded: p.graded,
                     summary: None,
-                }));
+                })
             };
-            let outcome = api.run_for(&tenant, as_of, &progress).await;
-            let _ = tx.send(outcome.map(|summary| pb::RunSegmentationProgress {
+            let summary = api.run_for(&tenant, as_of, &progress).await?;
+            Ok(pb::RunSegmentationProgress {
                 customers_read: summary.customers,
                 customers_graded: summary.customers,
                 summary: Some(summary),
-            }));
-        });
-        Ok(Response::new(Box::pin(
-            tokio_stream::wrappers::UnboundedReceiverStream::new(rx),
-        )))
+            })
+        })))
     }
 
     async fn define_segment(

@@ -1,6 +1,7 @@
 //! The KPI report: ingestion's event log folded into a ledger, read with the stored tier
 //! history and CLV (the arithmetic is `rapport_domain::kpi`).
 
+use crate::PAGE_DEADLINE;
 use crate::grpc::SegmentationApi;
 use chrono::{DateTime, NaiveDate, Utc};
 use rapport_domain::event::{ValidationPolicy, validate};
@@ -12,15 +13,12 @@ use rapport_proto::ingestion::v1::ListEventsRequest;
 use rapport_proto::segmentation::v1 as pb;
 use rapport_server::args::{invalid, time};
 use rapport_server::peer_request;
-use std::time::Duration;
 use tonic::Status;
 
 /// Most periods in one report (ten years of months).
 const MAX_PERIODS: i64 = 120;
 /// Events per page read from ingestion.
 const EVENTS_PAGE: u32 = 10_000;
-/// Deadline of one page request.
-const PAGE_DEADLINE: Duration = Duration::from_secs(30);
 
 /// The report's periods, checked: `from` not after `to`, at most [`MAX_PERIODS`].
 fn report_periods(
@@ -150,7 +148,7 @@ impl SegmentationApi {
                 .clone()
                 .list_events(req)
                 .await
-                .map_err(|s| Status::unavailable(format!("ingestion: {}", s.message())))?
+                .map_err(|s| rapport_server::peer_unavailable("ingestion", &s))?
                 .into_inner();
             for stored in page.events {
                 let Some(event) = stored.event else { continue };

@@ -8,7 +8,7 @@ pub mod grpc;
 mod kpis;
 pub mod migration;
 mod relay;
-pub mod run;
+mod run;
 mod spill;
 pub mod store;
 
@@ -29,6 +29,8 @@ use tokio_util::sync::CancellationToken;
 use tonic::service::Routes;
 use tonic::service::interceptor::InterceptedService;
 
+/// Deadline of one page requested from a peer (scoring's features, ingestion's events).
+const PAGE_DEADLINE: Duration = Duration::from_secs(30);
 /// Seconds between scheduled runs unless configured: daily.
 const DEFAULT_INTERVAL_SECS: u64 = 86_400;
 
@@ -145,8 +147,8 @@ impl Config {
 }
 
 /// The service's API on its migrated database, with its outbox relay running until `stop`
-/// (await the handle to let it flush): what `run` serves, and what a benchmark calls directly.
-pub async fn api(
+/// (await the handle to let it flush): what `run` serves.
+async fn api(
     config: &Config,
     keys: &ApiKeys,
     stop: CancellationToken,

@@ -1,6 +1,8 @@
 //! Segmentation's schema, versioned in its own migration table.
 
-use rapport_storage::schema::{add_columns, col, id_col, index, tenant_col};
+use rapport_storage::schema::{
+    add_columns, col, customer_col, customer_key, id_col, index, tenant_col,
+};
 use sea_orm_migration::prelude::*;
 
 /// The outbox of tier changes for scoring.
@@ -33,17 +35,13 @@ mod m20261123_000001_tiers {
                         .table(Alias::new("segmentation_customers"))
                         .if_not_exists()
                         .col(tenant_col())
-                        .col(col("customer_id").string_len(100).not_null())
+                        .col(customer_col())
                         .col(col("tier").string().not_null())
                         .col(col("recency_score").integer().not_null())
                         .col(col("frequency_score").integer().not_null())
                         .col(col("monetary_score").integer().not_null())
                         .col(col("run_id").big_integer().not_null())
-                        .primary_key(
-                            Index::create()
-                                .col(Alias::new("tenant_id"))
-                                .col(Alias::new("customer_id")),
-                        )
+                        .primary_key(&mut customer_key())
                         .to_owned(),
                 )
                 .await?;
@@ -54,7 +52,7 @@ mod m20261123_000001_tiers {
                         .if_not_exists()
                         .col(id_col())
                         .col(tenant_col())
-                        .col(col("customer_id").string_len(100).not_null())
+                        .col(customer_col())
                         .col(col("old_tier").string().null())
                         .col(col("new_tier").string().not_null())
                         .col(col("reason").text().not_null())
@@ -133,7 +131,7 @@ mod m20261124_000002_stages {
                         .if_not_exists()
                         .col(id_col())
                         .col(tenant_col())
-                        .col(col("customer_id").string_len(100).not_null())
+                        .col(customer_col())
                         .col(col("old_stage").string().null())
                         .col(col("new_stage").string().not_null())
                         .col(col("run_id").big_integer().not_null())
@@ -185,7 +183,7 @@ mod m20261124_000003_custom_segments {
                         .if_not_exists()
                         .col(tenant_col())
                         .col(col("segment").string_len(100).not_null())
-                        .col(col("customer_id").string_len(100).not_null())
+                        .col(customer_col())
                         .primary_key(
                             Index::create()
                                 .col(Alias::new("tenant_id"))

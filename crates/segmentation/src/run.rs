@@ -13,13 +13,13 @@
 //! features, grades or stored grades. The spill also fixes the population: customers scoring
 //! adds while the run writes are graded by the next one.
 
+use crate::PAGE_DEADLINE;
 use crate::grading::{Population, Ranking};
 use crate::grpc::SegmentationApi;
 use crate::spill::{SpillError, SpillReader, SpillWriter};
 use crate::store::{Announced, Grade, RunStart, Standing};
 use prost::Message;
 use rapport_domain::rank::IdRanks;
-use rapport_domain::rfm::RfmSegment;
 use rapport_domain::segment::{Segment, SegmentInput};
 use rapport_domain::tier::Tier;
 use rapport_proto::convert;
@@ -29,16 +29,12 @@ use rapport_proto::scoring::v1::{
 use rapport_proto::segmentation::v1 as pb;
 use rapport_server::args::time;
 use rapport_server::peer_request;
-use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
 use tokio::sync::mpsc;
 use tonic::Status;
 
 /// Customers per page pulled from scoring.
 const PAGE: u32 = 5_000;
-/// Deadline of one page request.
-const PAGE_DEADLINE: Duration = Duration::from_secs(30);
 /// Pages in flight between a pass's reader and its consumer.
 const PAGES_AHEAD: usize = 2;
 
@@ -146,7 +142,7 @@ impl SegmentationApi {
     /// Grades every customer of `tenant` as of `as_of` (default now): RFM, tiers with
     /// hysteresis, stages, custom segments; stores it all and announces the changes, telling
     /// `progress` after each page.
-    pub async fn run_for(
+    pub(crate) async fn run_for(
         &self,
         tenant: &str,
         as_of: Option<prost_types::Timestamp>,
@@ -170,11 +166,8 @@ impl SegmentationApi {
         };
         let mut writer = self.store.begin_run(tenant, start, announcement).await?;
         let names: Vec<String> = segments.iter().map(|s| s.name.clone()).collect();
-        if !names.is_empty() {
-            writer.clear_members(&names).await?;
-        }
+        writer.clear_members(&names).await?;
         let mut members = vec![0u64; segments.len()];
-        let mut rfm_segments: HashMap<RfmSegment, u64> = HashMap::new();
         let mut position = 0;
         let (mut pages, reader) = read_back(spill);
         while let Some(page) = pages.recv().await {
@@ -189,9 +182,6 @@ impl SegmentationApi {
                     ranked: ranking.len(),
                 })?;
             position += page.len();
-            for g in &grades {
-                *rfm_segments.entry(RfmSegment::of(g.rfm)).or_default() += 1;
-            }
             let standings = writer.page(&grades).await?;
             progress(Progress {
                 read: ranking.len() as u64,
@@ -207,7 +197,7 @@ impl SegmentationApi {
                 for (n, (_, ids)) in members.iter_mut().zip(&page_members) {
                     *n += ids.len() as u64;
                 }
-                writer.add_members(&page_members).await?;
+                writer.add_members(page_members).await?;
             }
         }
         reader.await.map_err(joined)?;
@@ -234,7 +224,7 @@ impl SegmentationApi {
             customers: summary.customers,
             tier_changes: summary.tier_changes,
             tiers: tier_counts(|t| summary.tiers.get(&t).copied().unwrap_or(0)),
-            rfm_segments: largest_first(rfm_segments.iter().map(|(s, n)| (s.name(), *n))),
+            rfm_segments: largest_first(summary.rfm_segments.iter().map(|(s, n)| (s.name(), *n))),
             stage_changes: summary.stage_changes,
             stages: largest_first(summary.stages.iter().map(|(s, n)| (s.name(), *n))),
             custom_segments: names
@@ -274,13 +264,20 @@ impl SegmentationApi {
                 }
                 spill.push(page)?;
             }
-            let ids = IdRanks::sequential(population.len());
-            Ok((population.rank(&ids, &cutoffs), spill.into_reader()?))
+            Ok::<_, RunError>((population, spill.into_reader()?))
         });
         let fetched = self.fetch(tenant, as_of, send, progress).await;
         let kept = keeper.await.map_err(joined)?;
+        // Ranked only once every page arrived: a failed fetch ends the run at once.
         fetched?;
-        Ok(kept?)
+        let (population, spill) = kept?;
+        let ranking = tokio::task::spawn_blocking(move || {
+            let ids = IdRanks::sequential(population.len());
+            population.rank(&ids, &cutoffs)
+        })
+        .await
+        .map_err(joined)?;
+        Ok((ranking, spill))
     }
 
     /// Sends every page of the tenant's features to `pages`, until the receiver stops.
@@ -309,7 +306,7 @@ impl SegmentationApi {
                 .clone()
                 .list_customer_features(req)
                 .await
-                .map_err(|s| Status::unavailable(format!("scoring: {}", s.message())))?
+                .map_err(|s| rapport_server::peer_unavailable("scoring", &s))?
                 .into_inner();
             read += page.customers.len() as u64;
             progress(Progress { read, graded: 0 });

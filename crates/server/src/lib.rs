@@ -7,10 +7,12 @@ pub mod auth;
 pub mod config;
 pub mod peer;
 pub mod process;
+pub mod progress;
 pub mod serve;
 
 pub use auth::{ApiKeys, Authenticator, Principal, Role};
 pub use config::CommonArgs;
-pub use peer::{PeerChannel, peer_channel, peer_request};
+pub use peer::{PeerChannel, peer_channel, peer_request, peer_unavailable};
 pub use process::run_process;
+pub use progress::{ProgressStream, Reporter, progress_stream};
 pub use serve::{ServeError, incoming, serve, shutdown_signal};

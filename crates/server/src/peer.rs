@@ -56,6 +56,12 @@ pub fn peer_request<T>(
     req
 }
 
+/// A failed call to `peer` as this service's answer: UNAVAILABLE (the caller may retry),
+/// naming the peer and keeping its message.
+pub fn peer_unavailable(peer: &str, status: &tonic::Status) -> tonic::Status {
+    tonic::Status::unavailable(format!("{peer}: {}", status.message()))
+}
+
 /// The outbox error of a failed call to `peer`, keeping the status code for the logs.
 pub fn delivery_error(
     peer: &str,

@@ -116,6 +116,19 @@ pub fn tenant_col() -> ColumnDef {
     col("tenant_id").string().not_null().to_owned()
 }
 
+/// The `customer_id` column of the per-customer tables.
+pub fn customer_col() -> ColumnDef {
+    col("customer_id").string_len(100).not_null().to_owned()
+}
+
+/// The primary key of a per-customer table: (`tenant_id`, `customer_id`).
+pub fn customer_key() -> IndexCreateStatement {
+    Index::create()
+        .col(Alias::new("tenant_id"))
+        .col(Alias::new("customer_id"))
+        .to_owned()
+}
+
 /// Declares a migration module's `Migration` with its name (`mYYYYMMDD_HHMMSS_<what>`).
 #[macro_export]
 macro_rules! migration_name {

@@ -5,7 +5,7 @@
 //!   two are loaded in turns, in short rounds, so a slow spell of the machine falls on both.
 //! - `RescoreAll` of `RAPPORT_BENCH_CUSTOMERS` (default 1,000,000) synthetic customers on
 //!   PostgreSQL: the first run (every score new), a run a day later (scores moved by time),
-//!   and an unchanged re-run, next to a bare read of the same rows.
+//!   and an unchanged re-run, next to a bare read of the customers' rows.
 //!
 //! `RAPPORT_BENCH_ONLY=reads` or `=rescore` measures one of the two.
 
@@ -316,7 +316,7 @@ async fn bench_rescore() -> anyhow::Result<()> {
             let took = started.elapsed();
             let wal = wal_bytes(&db).await? - wal;
             println!(
-                "bench rescore-{label}-postgres: {} customers in {:.1} s ({} changed, {:.0}/s, WAL {:.2} KB a customer) vs bare read of the rows {:.1} s",
+                "bench rescore-{label}-postgres: {} customers in {:.1} s ({} changed, {:.0}/s, WAL {:.2} KB a customer) vs bare read of the customers' rows {:.1} s",
                 p.done,
                 took.as_secs_f64(),
                 p.changed,

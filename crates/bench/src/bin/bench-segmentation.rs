@@ -222,13 +222,8 @@ async fn service_run(
             fields["read_and_ranked_ms"], fields["graded_and_stored_ms"]
         );
     }
-    let summary = summary.map_err(|s| {
-        anyhow::anyhow!(
-            "run: {}; the service's log:\n{}",
-            s.message(),
-            service.log_text()
-        )
-    })?;
+    let summary =
+        summary.map_err(|s| anyhow::anyhow!("run: {}; the service's log:\n{log}", s.message()))?;
     Ok((time, summary, peak?))
 }
 
@@ -330,26 +325,25 @@ async fn main() -> anyhow::Result<()> {
     let scoring = scoring.to_string();
     // RAPPORT_BENCH_STORE=sqlite or =postgres runs the service on one store only.
     let only = std::env::var("RAPPORT_BENCH_STORE").ok();
-    if only.as_deref().is_none_or(|s| s == "sqlite") {
-        let sqlite_dir = tempfile::tempdir()?;
-        let sqlite = rapport_storage::sqlite_url(sqlite_dir.path(), "segmentation");
-        let runs = service_runs(&sqlite, &scoring).await?;
+    for store in ["sqlite", "postgres"] {
+        if only.as_deref().is_some_and(|s| s != store) {
+            continue;
+        }
+        // Each database lives as long as its runs.
+        let runs = if store == "sqlite" {
+            let dir = tempfile::tempdir()?;
+            let url = rapport_storage::sqlite_url(dir.path(), "segmentation");
+            service_runs(&url, &scoring).await?
+        } else {
+            let pg = rapport_tests::Postgres::start_durable();
+            service_runs(&pg.url(), &scoring).await?
+        };
         anyhow::ensure!(
             runs.customers == customers,
             "the run graded {}",
             runs.customers
         );
-        report_runs("sqlite", &runs, base.rfm, encoded);
-    }
-    if only.as_deref().is_none_or(|s| s == "postgres") {
-        let pg = rapport_tests::Postgres::start_durable();
-        let runs = service_runs(&pg.url(), &scoring).await?;
-        anyhow::ensure!(
-            runs.customers == customers,
-            "the run graded {}",
-            runs.customers
-        );
-        report_runs("postgres", &runs, base.rfm, encoded);
+        report_runs(store, &runs, base.rfm, encoded);
     }
     Ok(())
 }
