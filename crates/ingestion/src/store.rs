@@ -16,6 +16,9 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 
 /// Rows per multi-row INSERT; keeps every statement under the databases' parameter limits.
 const INSERT_CHUNK: usize = 500;
+/// The lock scope of a tenant's event log: its writers commit in the order of their
+/// sequence numbers.
+const EVENT_LOG: &str = "ingestion_events";
 
 /// Errors of ingestion's storage.
 #[derive(Debug, thiserror::Error)]
@@ -122,6 +125,11 @@ impl Store {
         }
 
         let txn = rapport_storage::begin_write(&self.db).await?;
+        // Sequence numbers are drawn at insert and become visible at commit; readers take
+        // "a customer's events after my cursor", so a number must not become visible after
+        // a higher one of the same tenant, or a reader that saw the higher one skips it for
+        // good. A tenant's batches therefore insert and commit one after another.
+        rapport_storage::coordination::lock_until_commit(&txn, EVENT_LOG, tenant).await?;
         let inserted = insert_new(&txn, tenant, &new_rows, received_at).await?;
         let held: Vec<&str> = first
             .keys()

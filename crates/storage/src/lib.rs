@@ -3,6 +3,7 @@
 //! Each service owns its tables and its migrations; this crate only knows how to reach a
 //! database (PostgreSQL in production, SQLite embedded) and how an outbox works.
 
+pub mod coordination;
 pub mod outbox;
 pub mod schema;
 
@@ -74,12 +75,13 @@ pub async fn connect(url: &str) -> Result<DatabaseConnection, StorageError> {
     Ok(Database::connect(options).await?)
 }
 
-/// Connects to `url` and applies the migrations of `M` that are not applied yet.
+/// Connects to `url` and applies the migrations of `M` that are not applied yet. Replicas
+/// starting at once take turns (one lock per database), so each migration runs once.
 pub async fn open<M: sea_orm_migration::MigratorTrait>(
     url: &str,
 ) -> Result<DatabaseConnection, StorageError> {
     let db = connect(url).await?;
-    M::up(&db, None).await?;
+    coordination::exclusively(&db, "migrations", async || M::up(&db, None).await).await?;
     Ok(db)
 }
 

@@ -1,0 +1,209 @@
+//! Coordination between replicas of a service sharing one database: transaction-scoped locks
+//! that serialise writers of one key, schedules that run once per period across replicas, and
+//! the lock that lets one replica at a time migrate.
+//!
+//! Everything here goes through the database the replicas already share, so a replica needs
+//! no other peer to coordinate. On SQLite (one process, one writer at a time) the locks are
+//! no-ops: `begin_write` already holds the database's write lock.
+
+use sea_orm::sea_query::{Alias, ColumnDef, Expr, ExprTrait, OnConflict, Query, Table};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, DbErr, Statement};
+use sea_orm_migration::SchemaManager;
+use std::time::Duration;
+
+/// Holds PostgreSQL's advisory lock on (`scope`, `key`) until the transaction `txn` ends;
+/// waits for a transaction holding it. Writers that take it before their first write to
+/// something keyed by `key` commit one after another in the order they took it.
+pub async fn lock_until_commit<C: ConnectionTrait>(
+    txn: &C,
+    scope: &str,
+    key: &str,
+) -> Result<(), DbErr> {
+    if txn.get_database_backend() != DbBackend::Postgres {
+        return Ok(());
+    }
+    txn.execute_raw(Statement::from_sql_and_values(
+        DbBackend::Postgres,
+        "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
+        [format!("{scope}\u{1f}{key}").into()],
+    ))
+    .await?;
+    Ok(())
+}
+
+/// Runs `work` while holding a session-level advisory lock named `name` on a connection of
+/// its own, so that of several replicas starting at once one runs it (for example the
+/// migrations) and the others wait, then find it done. Plain `work` on SQLite.
+pub async fn exclusively<T, E, F>(db: &DatabaseConnection, name: &str, work: F) -> Result<T, E>
+where
+    F: AsyncFnOnce() -> Result<T, E>,
+    E: From<DbErr>,
+{
+    if db.get_database_backend() != DbBackend::Postgres {
+        return work().await;
+    }
+    // A transaction pins one pooled connection for the lock's lifetime; the lock is taken
+    // at transaction level, so it is released even if this task is dropped mid-way.
+    use sea_orm::TransactionTrait;
+    let holder = db.begin().await?;
+    holder
+        .execute_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
+            [format!("exclusively\u{1f}{name}").into()],
+        ))
+        .await?;
+    let result = work().await;
+    holder.commit().await?;
+    result
+}
+
+/// Creates a service's table of schedule runs named `table` (call from its migration): one
+/// row per (schedule, tenant) with the start of the last period claimed.
+pub async fn create_schedule_table(manager: &SchemaManager<'_>, table: &str) -> Result<(), DbErr> {
+    let col = |name: &str| ColumnDef::new(Alias::new(name));
+    manager
+        .create_table(
+            Table::create()
+                .table(Alias::new(table))
+                .if_not_exists()
+                .col(col("schedule").string().not_null())
+                .col(col("tenant_id").string().not_null())
+                .col(col("claimed_at").big_integer().not_null())
+                .col(col("claimed_by").string().not_null())
+                .primary_key(
+                    sea_orm::sea_query::Index::create()
+                        .col(Alias::new("schedule"))
+                        .col(Alias::new("tenant_id")),
+                )
+                .to_owned(),
+        )
+        .await
+}
+
+/// A service's schedules: each (schedule, tenant) runs once per period across all replicas.
+#[derive(Debug, Clone)]
+pub struct Schedules {
+    table: &'static str,
+    db: DatabaseConnection,
+    /// Who claims, for the record (host and process).
+    replica: String,
+}
+
+impl Schedules {
+    /// The schedules recorded in `table` (made by [`create_schedule_table`]).
+    pub fn new(table: &'static str, db: DatabaseConnection) -> Schedules {
+        Schedules {
+            table,
+            db,
+            replica: replica_name(),
+        }
+    }
+
+    /// Claims the period of `schedule` for `tenant` starting `now_ms` if the last claim is at
+    /// least `period` old (or there is none): `true` for the one replica that gets it. The
+    /// claim is one conditional write, so replicas asking at once cannot both get it; a
+    /// replica that dies after claiming leaves the period done, and the next period goes to
+    /// whichever replica asks first.
+    pub async fn claim(
+        &self,
+        schedule: &str,
+        tenant: &str,
+        period: Duration,
+        now_ms: i64,
+    ) -> Result<bool, DbErr> {
+        let due_before = now_ms - period.as_millis() as i64;
+        // Margin for replicas' clocks and ticks that drift: a claim up to a twentieth of the
+        // period early is still the same period's.
+        let due_before = due_before + (period.as_millis() as i64) / 20;
+        let table = Alias::new(self.table);
+        let mut insert = Query::insert();
+        insert
+            .into_table(table.clone())
+            .columns(["schedule", "tenant_id", "claimed_at", "claimed_by"].map(Alias::new))
+            .values_panic([
+                schedule.into(),
+                tenant.into(),
+                now_ms.into(),
+                self.replica.as_str().into(),
+            ])
+            .on_conflict(
+                OnConflict::columns([Alias::new("schedule"), Alias::new("tenant_id")])
+                    .update_columns([Alias::new("claimed_at"), Alias::new("claimed_by")])
+                    .action_and_where(Expr::col((table, Alias::new("claimed_at"))).lte(due_before))
+                    .to_owned(),
+            );
+        Ok(self.db.execute(&insert).await?.rows_affected() == 1)
+    }
+
+    /// When the last period of `schedule` for `tenant` was claimed (ms), if ever.
+    pub async fn last_claimed(&self, schedule: &str, tenant: &str) -> Result<Option<i64>, DbErr> {
+        let select = Query::select()
+            .column(Alias::new("claimed_at"))
+            .from(Alias::new(self.table))
+            .and_where(Expr::col(Alias::new("schedule")).eq(schedule))
+            .and_where(Expr::col(Alias::new("tenant_id")).eq(tenant))
+            .to_owned();
+        match self.db.query_one(&select).await? {
+            Some(row) => Ok(Some(row.try_get("", "claimed_at")?)),
+            None => Ok(None),
+        }
+    }
+}
+
+/// This replica's name in claims: the host (a pod's name on Kubernetes) and the process id.
+pub fn replica_name() -> String {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .filter(|h| !h.is_empty())
+        .or_else(|| {
+            std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .ok()
+                .map(|h| h.trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown".to_owned());
+    format!("{host}/{}", std::process::id())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn sqlite() -> (tempfile::TempDir, DatabaseConnection) {
+        let dir = tempfile::tempdir().unwrap();
+        let db = crate::connect(&crate::sqlite_url(dir.path(), "coordination"))
+            .await
+            .unwrap();
+        create_schedule_table(&SchemaManager::new(&db), "test_schedules")
+            .await
+            .unwrap();
+        (dir, db)
+    }
+
+    #[tokio::test]
+    async fn a_period_is_claimed_once_and_the_next_after_it() {
+        let (_dir, db) = sqlite().await;
+        let (a, b) = (
+            Schedules::new("test_schedules", db.clone()),
+            Schedules::new("test_schedules", db),
+        );
+        let hour = Duration::from_secs(3600);
+        let t0 = 1_000_000_000;
+        assert!(a.claim("rescore", "t", hour, t0).await.unwrap());
+        assert!(!b.claim("rescore", "t", hour, t0 + 1).await.unwrap());
+        assert!(
+            b.claim("rescore", "u", hour, t0 + 1).await.unwrap(),
+            "tenants are claimed apart"
+        );
+        assert!(
+            b.claim("fit", "t", hour, t0 + 1).await.unwrap(),
+            "schedules are claimed apart"
+        );
+        assert!(!a.claim("rescore", "t", hour, t0 + 1_800_000).await.unwrap());
+        assert!(b.claim("rescore", "t", hour, t0 + 3_600_000).await.unwrap());
+        assert_eq!(
+            a.last_claimed("rescore", "t").await.unwrap(),
+            Some(t0 + 3_600_000)
+        );
+    }
+}
