@@ -1,10 +1,11 @@
 //! Many producers at once on PostgreSQL: every acknowledged event reaches its customer's
-//! metrics exactly once, however the producers' transactions interleave.
+//! metrics exactly once, however the producers' transactions interleave and however many
+//! replicas of ingestion and scoring share the database.
 
 use rapport_proto::ingestion::v1 as ingestion;
 use rapport_proto::scoring::v1 as scoring;
 use rapport_tests::scenario::order;
-use rapport_tests::{Backing, Clients, Distributed, Postgres, req};
+use rapport_tests::{Addrs, Backing, Clients, Distributed, Postgres, req, start_service};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
@@ -52,6 +53,19 @@ async fn stored(clients: &Clients) -> Folded {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_producers_on_postgres_fold_every_accepted_event_exactly_once() {
+    produce_and_check(1).await;
+}
+
+/// Two ingestion replicas, each relaying to its own scoring replica: one customer's events
+/// are folded by both scoring replicas at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn replicas_of_ingestion_and_scoring_fold_every_accepted_event_exactly_once() {
+    produce_and_check(2).await;
+}
+
+/// Runs the producers against `replicas` ingestion and scoring pairs (producer `p` sends to
+/// pair `p % replicas`) and checks what scoring folded against what was accepted.
+async fn produce_and_check(replicas: usize) {
     let pg = Postgres::start();
     let logs = tempfile::tempdir().unwrap();
     let db = pg.url();
@@ -60,12 +74,24 @@ async fn concurrent_producers_on_postgres_fold_every_accepted_event_exactly_once
         redis_url: None,
         otlp: None,
     };
-    let platform = Distributed::start(&backing, logs.path());
-    let clients = Clients::new(&platform.addrs);
+    let mut platform = Distributed::start(&backing, logs.path());
+    let mut pairs = vec![Clients::new(&platform.addrs)];
+    for _ in 1..replicas {
+        let mut addrs = platform.addrs.clone();
+        let fresh = Addrs::free();
+        (addrs.ingestion, addrs.scoring) = (fresh.ingestion, fresh.scoring);
+        addrs.metrics.clear();
+        for service in ["scoring", "ingestion"] {
+            let replica = start_service(service, &addrs, &backing, logs.path());
+            platform.procs.push(replica);
+        }
+        pairs.push(Clients::new(&addrs));
+    }
+    let clients = pairs[0].clone();
 
     let producers: Vec<_> = (0..PRODUCERS)
         .map(|p| {
-            let clients = clients.clone();
+            let clients = pairs[p % pairs.len()].clone();
             tokio::spawn(async move {
                 let mut accepted = Folded::new();
                 for events in batches(p) {
@@ -135,4 +161,61 @@ async fn concurrent_producers_on_postgres_fold_every_accepted_event_exactly_once
         short.len(),
         accepted.len()
     );
+}
+
+/// Relays of several replicas claim one outbox at once on PostgreSQL: each message is
+/// claimed by one of them, and none is left behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn relays_claiming_one_outbox_at_once_take_each_message_once() {
+    use rapport_storage::outbox::{Outbox, create_table};
+    let pg = Postgres::start();
+    let db = rapport_storage::connect(&pg.url()).await.unwrap();
+    create_table(
+        &rapport_storage::sea_orm_migration::SchemaManager::new(&db),
+        "claims_outbox",
+    )
+    .await
+    .unwrap();
+    let outbox = Outbox::new("claims_outbox");
+    const MESSAGES: u32 = 4_000;
+    let payloads = (0..MESSAGES).map(|i| i.to_le_bytes().to_vec()).collect();
+    outbox
+        .push_many(&db, "t", "x", payloads, None)
+        .await
+        .unwrap();
+
+    let relays: Vec<_> = (0..6)
+        .map(|_| {
+            let db = db.clone();
+            tokio::spawn(async move {
+                let mut taken = Vec::new();
+                loop {
+                    let claimed = outbox
+                        .claim(&db, 50, Duration::from_secs(60))
+                        .await
+                        .unwrap();
+                    if claimed.is_empty() {
+                        return taken;
+                    }
+                    let ids: Vec<i64> = claimed.iter().map(|m| m.id).collect();
+                    outbox.delivered(&db, &ids).await.unwrap();
+                    taken.extend(ids);
+                }
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    let mut busy = 0;
+    for relay in relays {
+        let taken = relay.await.unwrap();
+        busy += usize::from(!taken.is_empty());
+        all.extend(taken);
+    }
+    let claimed = all.len();
+    all.sort_unstable();
+    all.dedup();
+    assert_eq!(claimed, all.len(), "no message claimed twice");
+    assert_eq!(all.len(), MESSAGES as usize, "every message claimed");
+    assert!(busy > 1, "the relays shared the work");
+    assert_eq!(outbox.depth(&db).await.unwrap().0, 0);
 }

@@ -161,17 +161,19 @@ pub async fn run(
         wakers.deliver.clone(),
     );
     let delivering = tokio::spawn(worker.run(stop.clone()));
-    let sweeping = tokio::spawn(sweep(
-        store.clone(),
-        wakers.clone(),
+    let (swept, sweep_wakers) = (store.clone(), wakers.clone());
+    let sweeping = tokio::spawn(store.schedules().periodically(
+        "sweep",
         Duration::from_millis(config.sweep_ms.max(10)),
         stop.clone(),
+        move || sweep(swept.clone(), sweep_wakers.clone()),
     ));
-    let compacting = tokio::spawn(compact(
-        store.clone(),
+    let (compacted, keep) = (store.clone(), config.watch_keep_revisions);
+    let compacting = tokio::spawn(store.schedules().periodically(
+        "compact_watch_log",
         Duration::from_secs(config.watch_compact_secs.max(1)),
-        config.watch_keep_revisions,
         stop.clone(),
+        move || compact(compacted.clone(), keep),
     ));
 
     let api = grpc::AlertingApi {
@@ -193,38 +195,27 @@ pub async fn run(
     Ok(())
 }
 
-/// Every `every`: time-driven rule changes and snooze ends.
-async fn sweep(store: store::Store, wakers: Wakers, every: Duration, stop: CancellationToken) {
-    loop {
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            _ = tokio::time::sleep(every) => {}
+/// Time-driven rule changes and snooze ends (one period of the sweep).
+async fn sweep(store: store::Store, wakers: Wakers) {
+    match store.sweep(rapport_storage::now_millis()).await {
+        Ok(applied) if applied != store::Applied::default() => {
+            tracing::info!(
+                opened = applied.opened,
+                updated = applied.updated,
+                resolved = applied.resolved,
+                "sweep changed alerts"
+            );
+            wakers.changed();
         }
-        match store.sweep(rapport_storage::now_millis()).await {
-            Ok(applied) if applied != store::Applied::default() => {
-                tracing::info!(
-                    opened = applied.opened,
-                    updated = applied.updated,
-                    resolved = applied.resolved,
-                    "sweep changed alerts"
-                );
-                wakers.changed();
-            }
-            Ok(_) => {}
-            Err(e) => tracing::warn!(error = %e, "alert sweep failed"),
-        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "alert sweep failed"),
     }
 }
 
-/// Every `every`: each tenant's watch log trimmed to its latest `keep` revisions.
-async fn compact(store: store::Store, every: Duration, keep: i64, stop: CancellationToken) {
-    loop {
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            _ = tokio::time::sleep(every) => {}
-        }
-        if let Err(e) = store.compact(keep).await {
-            tracing::warn!(error = %e, "watch log compaction failed");
-        }
+/// Each tenant's watch log trimmed to its latest `keep` revisions (one period of the
+/// compaction).
+async fn compact(store: store::Store, keep: i64) {
+    if let Err(e) = store.compact(keep).await {
+        tracing::warn!(error = %e, "watch log compaction failed");
     }
 }

@@ -9,7 +9,8 @@ rapport_storage::migrator!(
     "alerting_migrations",
     [
         m20261123_000001_alerts::Migration,
-        m20261124_000001_lifecycle::Migration
+        m20261124_000001_lifecycle::Migration,
+        m20261204_000001_schedules::Migration
     ]
 );
 
@@ -265,6 +266,21 @@ mod m20261124_000001_lifecycle {
                 ))
                 .await?;
             Ok(())
+        }
+    }
+}
+
+mod m20261204_000001_schedules {
+    use super::*;
+
+    rapport_storage::migration_name!("m20261204_000001_schedules");
+
+    /// The periods of the sweeps and compactions, claimed by one replica each.
+    #[async_trait::async_trait]
+    impl MigrationTrait for Migration {
+        async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+            rapport_storage::coordination::create_schedule_table(manager, "alerting_schedules")
+                .await
         }
     }
 }

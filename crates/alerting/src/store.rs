@@ -189,6 +189,11 @@ pub struct Store {
 type ConfigCache = HashMap<String, (Instant, Arc<LoadedConfig>)>;
 
 impl Store {
+    /// Alerting's schedules, recorded with its tables.
+    pub fn schedules(&self) -> rapport_storage::coordination::Schedules {
+        rapport_storage::coordination::Schedules::new("alerting_schedules", self.db.clone())
+    }
+
     /// The store on an already migrated database, with the configuration of tenants that
     /// never set their own.
     pub fn new(db: DatabaseConnection, builtin: LoadedConfig) -> Self {

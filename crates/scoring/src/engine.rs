@@ -8,13 +8,12 @@ use crate::evaluate::{
 use crate::params::NamedParams;
 use crate::store::{
     Columns, FeatureRow, FitRecord, NewSnapshot, OverrideChange, Rescored, Snapshot,
-    SnapshotDetail, Store, StoreError, StoredScorecard,
+    SnapshotDetail, Store, StoreError, StoredScorecard, TierChange,
 };
 use crate::view::health;
 use chrono::{DateTime, Utc};
 use rapport_cache::{AnyCache, Cache};
 use rapport_domain::event::{ValidationPolicy, validate};
-use rapport_domain::lifecycle::Stage;
 use rapport_domain::models::bgnbd::BgNbd;
 use rapport_domain::models::gamma_gamma::{GammaGamma, Spend};
 use rapport_domain::models::outlook::{FittedModels, twelve_months_in_days};
@@ -23,7 +22,6 @@ use rapport_domain::models::{Customer, check_population};
 use rapport_domain::scorecard::{
     HealthScore, PercentileTable, Population, ScorecardError, ScorecardSet,
 };
-use rapport_domain::tier::Tier;
 use rapport_proto::convert;
 use rapport_proto::ingestion::v1::{
     CustomerCursor, ListCustomerEventsRequest, StoredEvent,
@@ -41,6 +39,9 @@ use std::time::{Duration, Instant};
 const FETCH_DEADLINE: Duration = Duration::from_secs(10);
 /// Most events fetched per customer and call.
 const EVENTS_PER_FETCH: u32 = 5_000;
+/// Times a fold is tried again for customers written meanwhile before the notification is
+/// left to its sender's retry.
+const FOLD_ATTEMPTS: usize = 8;
 /// Customers per page when walking a whole tenant.
 const PAGE: u64 = 5_000;
 /// Pages a whole-tenant walk writes at once, each in its own transaction: on two cores one
@@ -67,6 +68,8 @@ pub enum ScoringError {
     Scorecard(ScorecardError),
     #[error("customer {0:?} is unknown")]
     UnknownCustomer(String),
+    #[error("{0} customers kept being written by others while being folded; try again")]
+    Contended(usize),
     #[error("internal: {0}")]
     Internal(String),
 }
@@ -223,12 +226,40 @@ impl Engine {
     }
 
     /// Fetches the new events of `customer_ids`, folds them in, rescoring each customer;
-    /// idempotent: events at or below a customer's cursor are never applied twice.
+    /// idempotent: events at or below a customer's cursor are never applied twice. A
+    /// customer written meanwhile by someone else (another replica, another call) is read
+    /// and folded again.
     pub async fn customers_changed(
         &self,
         tenant: &str,
         customer_ids: Vec<String>,
     ) -> Result<usize, ScoringError> {
+        let mut customers = 0;
+        let mut pending = customer_ids;
+        for _ in 0..FOLD_ATTEMPTS {
+            let (folded, stale) = self.fold(tenant, pending).await?;
+            customers += folded;
+            if stale.is_empty() {
+                tracing::info!(tenant, customers, "rescored");
+                return Ok(customers);
+            }
+            tracing::debug!(
+                tenant,
+                stale = stale.len(),
+                "customers written meanwhile; folding again"
+            );
+            pending = stale;
+        }
+        Err(ScoringError::Contended(pending.len()))
+    }
+
+    /// One attempt of [`Engine::customers_changed`]: answers how many customers were stored
+    /// and those found written meanwhile (nothing of theirs stored).
+    async fn fold(
+        &self,
+        tenant: &str,
+        customer_ids: Vec<String>,
+    ) -> Result<(usize, Vec<String>), ScoringError> {
         let mut states = self.store.states(tenant, &customer_ids).await?;
         let now = self.clock.now();
         let lenient = ValidationPolicy::stored();
@@ -279,19 +310,18 @@ impl Engine {
             .map(|(customer_id, state)| rescore(customer_id, state, &ctx, now).0)
             .collect();
         let customers = rescored.len();
-        self.persist(tenant, rescored, Columns::All).await?;
-        tracing::info!(tenant, customers, "rescored");
-        Ok(customers)
+        let stale = self.persist(tenant, rescored, Columns::All).await?;
+        Ok((customers - stale.len(), stale))
     }
 
     /// Stores new states and snapshots with their outbox rows, then writes the new
-    /// snapshots through to the cache.
+    /// snapshots through to the cache; answers the customers found written meanwhile.
     async fn persist(
         &self,
         tenant: &str,
         rescored: Vec<Rescored>,
         columns: Columns,
-    ) -> Result<(), ScoringError> {
+    ) -> Result<Vec<String>, ScoringError> {
         self.writer()
             .persist(
                 tenant,
@@ -476,7 +506,13 @@ impl Engine {
         tenant: &str,
         mut progress: impl FnMut(Progress),
     ) -> Result<Progress, ScoringError> {
+        // One at a time in this process, and across replicas: two walks of one tenant would
+        // each do all the work, and the second store nothing new.
         let _one_at_a_time = self.rescoring.lock().await;
+        let across_replicas = self
+            .store
+            .exclusive(&format!("scoring_rescore\u{1f}{tenant}"))
+            .await?;
         let mut p = Progress {
             total: self.store.customer_count(tenant).await?,
             ..Progress::default()
@@ -531,8 +567,12 @@ impl Engine {
             }
 
             let (writer, t, trace) = (self.writer(), tenant.to_owned(), traceparent.clone());
+            // A customer written meanwhile was scored by whoever wrote it.
             writing.push_back(tokio::spawn(async move {
-                writer.persist(&t, changed, Columns::Score, trace).await
+                writer
+                    .persist(&t, changed, Columns::Score, trace)
+                    .await
+                    .map(drop)
             }));
             progress(p);
         }
@@ -547,6 +587,7 @@ impl Engine {
             values.save(self, tenant, p.done, now).await?;
         }
         self.forget_context(tenant).await;
+        across_replicas.release().await.map_err(StoreError::from)?;
         tracing::info!(
             tenant,
             customers = p.done,
@@ -570,7 +611,10 @@ impl Engine {
             .map(|(id, state)| rescore(id, state, &ctx, now).0)
             .filter(|r| r.notification.is_some())
             .collect();
-        self.persist(tenant, rescored, Columns::Score).await
+        // A customer written meanwhile was scored by whoever wrote it, on a newer state.
+        self.persist(tenant, rescored, Columns::Score)
+            .await
+            .map(drop)
     }
 
     async fn fetch(
@@ -676,13 +720,12 @@ impl Engine {
     pub async fn apply_tiers(
         &self,
         tenant: &str,
-        tiers: Vec<(String, Tier, Option<Stage>)>,
+        tiers: Vec<TierChange>,
     ) -> Result<(), ScoringError> {
         let now = self.clock.now().timestamp_millis();
-        self.store.apply_tiers(tenant, &tiers, now).await?;
-        // The tier and stage are part of what a snapshot shows, so every customer here gets a
-        // new snapshot, written through to the cache.
-        let ids: Vec<String> = tiers.into_iter().map(|(id, _, _)| id).collect();
+        let ids = self.store.apply_tiers(tenant, &tiers, now).await?;
+        // The tier and stage are part of what a snapshot shows, so every customer whose tier
+        // moved here gets a new snapshot, written through to the cache.
         self.rescore_customers(tenant, &ids).await
     }
 
@@ -825,27 +868,30 @@ struct Writer {
 
 impl Writer {
     /// Stores new states and snapshots with their outbox rows, then writes the new
-    /// snapshots through to the cache.
+    /// snapshots through to the cache; answers the customers found written meanwhile (by
+    /// another replica or call), of whom nothing was stored or cached.
     async fn persist(
         &self,
         tenant: &str,
         rescored: Vec<Rescored>,
         columns: Columns,
         traceparent: Option<String>,
-    ) -> Result<(), ScoringError> {
-        self.store
+    ) -> Result<Vec<String>, ScoringError> {
+        let saved = self
+            .store
             .save(tenant, &rescored, columns, traceparent)
             .await?;
         self.waker.wake();
         // The stored bodies are the cached values: moved here, not copied.
         let entries: Vec<(String, Vec<u8>)> = rescored
             .into_iter()
+            .filter(|r| saved.stored.contains(&r.customer_id))
             .filter_map(|r| Some((cache_key(tenant, &r.customer_id), r.snapshot?.body)))
             .collect();
         if let Err(error) = self.cache.set_many(entries).await {
             tracing::warn!(%error, "cache write failed; reads fall back to the database");
         }
-        Ok(())
+        Ok(saved.stale)
     }
 }
 

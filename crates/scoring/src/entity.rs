@@ -23,6 +23,11 @@ pub mod customer {
         pub stage_since: Option<i64>,
         /// Overrides in force, as JSON.
         pub overrides: Option<String>,
+        /// Moves with every change of the row: a write computed from an older revision is
+        /// refused (`crate::store`).
+        pub revision: i64,
+        /// The time of the grading run that set the tier and stage (milliseconds).
+        pub graded_at: Option<i64>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -56,6 +61,8 @@ pub mod score {
         /// Daily closing scores of the last month ([`crate::store::recent_bytes`], for trends).
         pub recent: Option<Vec<u8>>,
         pub updated_at: i64,
+        /// The customer's revision the score was computed from.
+        pub revision: i64,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

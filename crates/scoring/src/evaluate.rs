@@ -59,6 +59,9 @@ pub struct DayScore {
 pub struct CustomerState {
     pub metrics: CustomerMetrics,
     pub last_event_seq: i64,
+    /// The revision of the customer's stored row this state was read at (0 for a new one):
+    /// what a write of it must still find, or it is refused as stale.
+    pub revision: i64,
     pub tier: Option<Tier>,
     pub stage: Option<Stage>,
     /// When the stage was last set (milliseconds).

@@ -2,7 +2,7 @@
 
 use crate::engine::{Engine, ScoringError};
 use crate::evaluate::OverrideTarget;
-use crate::store::{FitRecord, OverrideChange, Snapshot, StoreError};
+use crate::store::{FitRecord, OverrideChange, Snapshot, StoreError, TierChange};
 use crate::view::health;
 use chrono::{DateTime, Utc};
 use rapport_domain::lifecycle::Stage;
@@ -111,6 +111,7 @@ impl From<ScoringError> for Status {
             ScoringError::UnknownCustomer(id) => {
                 Status::not_found(format!("customer {id:?} is unknown"))
             }
+            contended @ ScoringError::Contended(_) => Status::aborted(contended.to_string()),
             ScoringError::Internal(reason) => {
                 tracing::error!(reason, "scoring failed");
                 Status::internal("scoring failed; see the service log")
@@ -303,7 +304,12 @@ impl pb::scoring_service_server::ScoringService for ScoringApi {
                         invalid("tiers[].stage", format!("unknown stage {name:?}"))
                     })?),
                 };
-                Ok((t.customer_id, tier, stage))
+                Ok(TierChange {
+                    customer_id: t.customer_id,
+                    tier,
+                    stage,
+                    graded_at: convert::millis(t.graded_at.as_ref()),
+                })
             })
             .collect::<Result<Vec<_>, Status>>()?;
         self.0.apply_tiers(&tenant, tiers).await?;

@@ -18,6 +18,7 @@ use rapport_proto::alerting::v1::alerting_service_client::AlertingServiceClient;
 use rapport_proto::ingestion::v1::ingestion_service_client::IngestionServiceClient;
 use rapport_proto::scoring::v1::scoring_service_server::{SERVICE_NAME, ScoringServiceServer};
 use rapport_server::{Authenticator, CommonArgs, peer_channel};
+use rapport_storage::coordination::Schedules;
 use rapport_storage::outbox::Relay;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -110,7 +111,7 @@ pub async fn run(
         None => engine::Builtin::new(DEFAULT_TOML)?,
     };
     let engine = engine::Engine::new(
-        store::Store::new(db),
+        store::Store::new(db.clone()),
         cache,
         IngestionServiceClient::new(peer_channel(&config.ingestion_addr)?)
             .max_decoding_message_size(256 * 1024 * 1024),
@@ -121,29 +122,24 @@ pub async fn run(
     );
     let engine = Arc::new(engine);
     let every = |secs: u64| (secs > 0).then(|| Duration::from_secs(secs));
-    if let Some(interval) = every(config.model_fit_interval_secs) {
-        tokio::spawn(on_schedule(
-            engine.clone(),
-            interval,
-            stop.clone(),
-            Work::FitModels,
-        ));
-    }
-    if let Some(interval) = every(config.rescore_interval_secs) {
-        tokio::spawn(on_schedule(
-            engine.clone(),
-            interval,
-            stop.clone(),
-            Work::Rescore,
-        ));
-    }
-    if let Some(interval) = every(config.override_sweep_secs) {
-        tokio::spawn(on_schedule(
-            engine.clone(),
-            interval,
-            stop.clone(),
-            Work::Overrides,
-        ));
+    let schedules = Schedules::new("scoring_schedules", db);
+    for (work, interval) in [
+        (Work::FitModels, config.model_fit_interval_secs),
+        (Work::Rescore, config.rescore_interval_secs),
+        (Work::Overrides, config.override_sweep_secs),
+    ] {
+        if let Some(interval) = every(interval) {
+            let engine = engine.clone();
+            tokio::spawn(schedules.clone().periodically(
+                work.name(),
+                interval,
+                stop.clone(),
+                move || {
+                    let engine = engine.clone();
+                    async move { run_once(&engine, work).await }
+                },
+            ));
+        }
     }
     let server = ScoringServiceServer::new(grpc::ScoringApi(engine));
     let routes = Routes::new(InterceptedService::new(server, Authenticator(keys)));
@@ -161,6 +157,17 @@ pub enum Work {
     Rescore,
     /// Re-score customers whose overrides expired.
     Overrides,
+}
+
+impl Work {
+    /// The schedule's name, as its periods are recorded.
+    pub fn name(self) -> &'static str {
+        match self {
+            Work::FitModels => "fit_models",
+            Work::Rescore => "rescore",
+            Work::Overrides => "expired_overrides",
+        }
+    }
 }
 
 /// Does one round of `work` for every tenant; failures are logged and retried next round.
@@ -189,22 +196,5 @@ pub async fn run_once(engine: &engine::Engine, work: Work) {
         if let Err(error) = outcome {
             tracing::warn!(%error, tenant, ?work, "scheduled work failed");
         }
-    }
-}
-
-/// Runs `work` every `interval` until `stop`. The first round waits one interval: a restart
-/// does not redo population-level work at once.
-async fn on_schedule(
-    engine: Arc<engine::Engine>,
-    interval: Duration,
-    stop: CancellationToken,
-    work: Work,
-) {
-    loop {
-        tokio::select! {
-            _ = tokio::time::sleep(interval) => {}
-            _ = stop.cancelled() => return,
-        }
-        run_once(&engine, work).await;
     }
 }

@@ -23,7 +23,8 @@ rapport_storage::migrator!(
         m20261126_000002_snapshot_body::Migration,
         m20261127_000001_score_steps::Migration,
         m20261128_000001_snapshot_ids_unindexed::Migration,
-        m20261129_000001_scores_apart::Migration
+        m20261129_000001_scores_apart::Migration,
+        m20261204_000001_replicas::Migration
     ]
 );
 
@@ -529,6 +530,50 @@ mod m20261129_000001_scores_apart {
                     .await?;
             }
             Ok(())
+        }
+    }
+}
+
+mod m20261204_000001_replicas {
+    use super::*;
+
+    rapport_storage::migration_name!("m20261204_000001_replicas");
+
+    /// What lets replicas write one customer safely: a revision on the customer's row, moved
+    /// by every change of its state (events folded, tier or stage, overrides), and on its
+    /// score row, the revision the score was computed from. A write computed from a revision
+    /// that is no longer the customer's stores nothing (`crate::store`). Tier updates carry
+    /// their grading run's time, so a late one cannot undo a newer run's. The schedules'
+    /// claims make each periodic job run on one replica a period.
+    #[async_trait::async_trait]
+    impl MigrationTrait for Migration {
+        async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+            add_columns(
+                manager,
+                "scoring_customers",
+                vec![
+                    col("revision")
+                        .big_integer()
+                        .not_null()
+                        .default(0)
+                        .to_owned(),
+                    col("graded_at").big_integer().null().to_owned(),
+                ],
+            )
+            .await?;
+            add_columns(
+                manager,
+                "scoring_scores",
+                vec![
+                    col("revision")
+                        .big_integer()
+                        .not_null()
+                        .default(0)
+                        .to_owned(),
+                ],
+            )
+            .await?;
+            rapport_storage::coordination::create_schedule_table(manager, "scoring_schedules").await
         }
     }
 }

@@ -14,14 +14,15 @@ use rapport_domain::models::{Fit, ModelError};
 use rapport_domain::scorecard::{Band, HealthScore, PercentileTable, Population};
 use rapport_domain::tier::Tier;
 use rapport_proto::alerting::v1::ScoreChange;
-use sea_orm::sea_query::{Expr, OnConflict};
+use rapport_storage::coordination::Exclusive;
+use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveValue::{NotSet, Set},
     ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, DbErr, EntityTrait,
     PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Statement, TransactionTrait,
 };
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 /// Rows per multi-row INSERT: well under PostgreSQL's 65,535 bind parameters.
 const ROWS_PER_INSERT: usize = 1_000;
@@ -170,6 +171,26 @@ impl NewSnapshot {
     }
 }
 
+/// A customer's tier (and stage) as a grading run decided them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TierChange {
+    pub customer_id: String,
+    pub tier: Tier,
+    pub stage: Option<Stage>,
+    /// When the run began grading (ms); `None` applies whatever set the tier before.
+    pub graded_at: Option<i64>,
+}
+
+/// What [`Store::save`] stored.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Saved {
+    /// Customers whose state changed since it was read: nothing of theirs was stored.
+    pub stale: Vec<String>,
+    /// Customers whose new state or score was stored (with their snapshots and
+    /// notifications).
+    pub stored: HashSet<String>,
+}
+
 /// A customer's new state and, when its score changed, its new snapshot, ready to store.
 #[derive(Debug, Clone)]
 pub struct Rescored {
@@ -283,6 +304,7 @@ fn state_of(m: &customer::Model, s: Option<&score::Model>) -> Result<CustomerSta
     Ok(CustomerState {
         metrics: json::<CustomerMetrics>(id, &m.metrics)?,
         last_event_seq: m.last_event_seq,
+        revision: m.revision,
         tier: m.tier.as_deref().and_then(Tier::from_name),
         stage: m.stage.as_deref().and_then(Stage::from_name),
         stage_since: m.stage_since,
@@ -439,6 +461,11 @@ impl Store {
         Store { db }
     }
 
+    /// Holds the lock `name` across scoring's replicas until the answer is released.
+    pub async fn exclusive(&self, name: &str) -> Result<Exclusive, StoreError> {
+        Ok(Exclusive::take(&self.db, name).await?)
+    }
+
     /// The stored state of some customers (absent ones are new).
     pub async fn states(
         &self,
@@ -474,49 +501,57 @@ impl Store {
     /// their new snapshots and the outbox rows to alerting, in one transaction, with
     /// multi-row statements. The metrics and the score are rows of two tables: a re-score
     /// writes only the narrow one.
+    ///
+    /// Each state is stored only if the customer's row is still at the revision it was read
+    /// at (`CustomerState::revision`); the others are answered as stale, to be read and
+    /// computed again. So replicas (or two calls of one) writing a customer at once never
+    /// lose an update nor put an older state over a newer one. A fold moves the revision;
+    /// a re-score records the revision its score was computed from.
     pub async fn save(
         &self,
         tenant: &str,
         rescored: &[Rescored],
         columns: Columns,
         traceparent: Option<String>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<Saved, StoreError> {
+        let mut saved = Saved::default();
         if rescored.is_empty() {
-            return Ok(());
+            return Ok(saved);
         }
         let txn = rapport_storage::begin_bulk_write(&self.db).await?;
+        let backend = txn.get_database_backend();
         for chunk in rescored.chunks(ROWS_PER_INSERT) {
-            if columns == Columns::All {
-                let rows = chunk
-                    .iter()
-                    .map(|r| customer_row(tenant, r))
-                    .collect::<Result<Vec<_>, _>>()?;
-                customer::Entity::insert_many(rows)
-                    .on_conflict(
-                        OnConflict::columns([
-                            customer::Column::TenantId,
-                            customer::Column::CustomerId,
-                        ])
-                        .update_columns([
-                            customer::Column::Metrics,
-                            customer::Column::LastEventSeq,
-                            customer::Column::UpdatedAt,
-                        ])
-                        .to_owned(),
-                    )
-                    .exec_without_returning(&txn)
-                    .await?;
-            }
-            let backend = txn.get_database_backend();
-            if let Some(upsert) = upsert_scores(backend, tenant, chunk) {
-                txn.execute_raw(upsert).await?;
-            }
-            if let Some(insert) = insert_snapshots(backend, tenant, chunk) {
+            let mut current: Vec<&Rescored> = match columns {
+                Columns::All => {
+                    let won = returned_ids(&txn, upsert_customers(backend, tenant, chunk)?).await?;
+                    let (current, stale): (Vec<&Rescored>, Vec<&Rescored>) = chunk
+                        .iter()
+                        .partition(|r| won.contains(r.customer_id.as_str()));
+                    saved
+                        .stale
+                        .extend(stale.into_iter().map(|r| r.customer_id.clone()));
+                    current
+                }
+                Columns::Score => chunk.iter().collect(),
+            };
+            let won = returned_ids(&txn, upsert_scores(backend, tenant, &current, columns)).await?;
+            current.retain(|r| {
+                // A state without a score row has only its snapshot, if anything, to store.
+                let stored = !has_score_row(&r.state) || won.contains(r.customer_id.as_str());
+                if stored {
+                    saved.stored.insert(r.customer_id.clone());
+                } else if columns == Columns::Score {
+                    saved.stale.push(r.customer_id.clone());
+                }
+                stored
+            });
+            if let Some(insert) = insert_snapshots(backend, tenant, &current) {
                 txn.execute_raw(insert).await?;
             }
         }
         let scores: Vec<ScoreChange> = rescored
             .iter()
+            .filter(|r| saved.stored.contains(&r.customer_id))
             .filter_map(|r| r.notification.clone())
             .collect();
         if !scores.is_empty() {
@@ -531,7 +566,7 @@ impl Store {
                 .await?;
         }
         txn.commit().await?;
-        Ok(())
+        Ok(saved)
     }
 
     /// The tenants that have customers.
@@ -884,20 +919,37 @@ impl Store {
         with_scores(rows, &scores).collect()
     }
 
-    /// Records new tiers (and stages, when given) of existing customers.
+    /// Records new tiers (and stages, when given) of existing customers, each unless a newer
+    /// grading run already set the customer's; answers the customers updated. Each update
+    /// moves the customer's revision, so a score computed before it is not stored after it.
     pub async fn apply_tiers(
         &self,
         tenant: &str,
-        tiers: &[(String, Tier, Option<Stage>)],
+        tiers: &[TierChange],
         now: i64,
-    ) -> Result<(), StoreError> {
+    ) -> Result<Vec<String>, StoreError> {
+        use sea_orm::sea_query::ExprTrait as _;
         let txn = rapport_storage::begin_write(&self.db).await?;
-        for (customer_id, tier, stage) in tiers {
+        let mut updated = Vec::with_capacity(tiers.len());
+        for change in tiers {
             let mut update = customer::Entity::update_many()
-                .col_expr(customer::Column::Tier, Expr::value(tier.name()))
+                .col_expr(customer::Column::Tier, Expr::value(change.tier.name()))
+                .col_expr(
+                    customer::Column::Revision,
+                    Expr::col(customer::Column::Revision).add(1),
+                )
                 .filter(customer::Column::TenantId.eq(tenant))
-                .filter(customer::Column::CustomerId.eq(customer_id.as_str()));
-            if let Some(stage) = stage {
+                .filter(customer::Column::CustomerId.eq(change.customer_id.as_str()));
+            if let Some(graded_at) = change.graded_at {
+                update = update
+                    .col_expr(customer::Column::GradedAt, Expr::value(graded_at))
+                    .filter(
+                        customer::Column::GradedAt
+                            .is_null()
+                            .or(customer::Column::GradedAt.lte(graded_at)),
+                    );
+            }
+            if let Some(stage) = change.stage {
                 // The stage's start moves only when the stage changes.
                 update = update
                     .col_expr(
@@ -911,10 +963,12 @@ impl Store {
                     )
                     .col_expr(customer::Column::Stage, Expr::value(stage.name()));
             }
-            update.exec(&txn).await?;
+            if update.exec(&txn).await?.rows_affected > 0 {
+                updated.push(change.customer_id.clone());
+            }
         }
         txn.commit().await?;
-        Ok(())
+        Ok(updated)
     }
 
     /// The tenant's latest scorecard, if it set one.
@@ -970,10 +1024,14 @@ impl Store {
         change: &OverrideChange,
         now: i64,
     ) -> Result<bool, StoreError> {
+        use sea_orm::sea_query::ExprTrait as _;
         let txn = rapport_storage::begin_write(&self.db).await?;
+        // Locked until commit: two changes of one customer's overrides at once must not
+        // each keep only its own.
         let Some(row) = customer::Entity::find()
             .filter(customer::Column::TenantId.eq(tenant))
             .filter(customer::Column::CustomerId.eq(change.customer_id.as_str()))
+            .lock_exclusive()
             .one(&txn)
             .await?
         else {
@@ -1033,6 +1091,10 @@ impl Store {
             .col_expr(
                 customer::Column::Overrides,
                 Expr::value(to_json(id, &active)?),
+            )
+            .col_expr(
+                customer::Column::Revision,
+                Expr::col(customer::Column::Revision).add(1),
             )
             .filter(customer::Column::TenantId.eq(tenant))
             .filter(customer::Column::CustomerId.eq(id))
@@ -1154,16 +1216,85 @@ async fn scores<C: ConnectionTrait>(
         .collect())
 }
 
-/// One multi-row upsert of the score rows among `rescored` (those ever scored); `None` when
-/// none is.
-fn upsert_scores(backend: DbBackend, tenant: &str, rescored: &[Rescored]) -> Option<Statement> {
+/// Whether a state has anything for a score row (it was ever scored).
+fn has_score_row(s: &CustomerState) -> bool {
+    s.score.is_some() || s.fingerprint.is_some() || s.signals.is_some()
+}
+
+/// The customer ids a statement ending in `RETURNING customer_id` wrote.
+async fn returned_ids<C: ConnectionTrait>(
+    conn: &C,
+    statement: Option<Statement>,
+) -> Result<HashSet<String>, DbErr> {
+    let Some(statement) = statement else {
+        return Ok(HashSet::new());
+    };
+    conn.query_all_raw(statement)
+        .await?
+        .iter()
+        .map(|row| row.try_get::<String>("", "customer_id"))
+        .collect()
+}
+
+/// One multi-row upsert of the customers' rows after a fold, each at the revision after
+/// the one it was read at, written only where the stored row is still at that one (a new
+/// customer's row only if none was stored meanwhile); answers the customers written.
+fn upsert_customers(
+    backend: DbBackend,
+    tenant: &str,
+    rescored: &[Rescored],
+) -> Result<Option<Statement>, StoreError> {
     let mut list = ValuesList::new(backend, rescored.len());
     let now = rapport_storage::now_millis();
     for r in rescored {
         let s = &r.state;
-        if s.score.is_none() && s.fingerprint.is_none() && s.signals.is_none() {
+        let id = r.customer_id.as_str();
+        let overrides = to_json(id, &s.overrides)?;
+        list.push([
+            tenant.into(),
+            id.into(),
+            to_json(id, &s.metrics)?.into(),
+            s.last_event_seq.into(),
+            s.tier.map(|t| t.name().to_owned()).into(),
+            now.into(),
+            s.stage.map(|st| st.name().to_owned()).into(),
+            s.stage_since.into(),
+            Some(overrides).into(),
+            (s.revision + 1).into(),
+        ]);
+    }
+    Ok(list.statement(
+        "INSERT INTO scoring_customers (tenant_id, customer_id, metrics, last_event_seq, tier, \
+         updated_at, stage, stage_since, overrides, revision)",
+        "ON CONFLICT (tenant_id, customer_id) DO UPDATE SET metrics = excluded.metrics, \
+         last_event_seq = excluded.last_event_seq, updated_at = excluded.updated_at, \
+         revision = excluded.revision \
+         WHERE scoring_customers.revision = excluded.revision - 1 \
+         RETURNING customer_id",
+    ))
+}
+
+/// One multi-row upsert of the score rows among `rescored` (those ever scored); `None` when
+/// none is. A score row records the customer's revision it was computed from and never goes
+/// back to an older one; a re-score's (`Columns::Score`) is written only while the customer
+/// is still at that revision. Answers the customers written.
+fn upsert_scores(
+    backend: DbBackend,
+    tenant: &str,
+    rescored: &[&Rescored],
+    columns: Columns,
+) -> Option<Statement> {
+    let mut list = ValuesList::new(backend, rescored.len());
+    let now = rapport_storage::now_millis();
+    for r in rescored {
+        let s = &r.state;
+        if !has_score_row(s) {
             continue;
         }
+        let revision = match columns {
+            Columns::All => s.revision + 1,
+            Columns::Score => s.revision,
+        };
         list.push([
             tenant.into(),
             r.customer_id.as_str().into(),
@@ -1174,32 +1305,29 @@ fn upsert_scores(backend: DbBackend, tenant: &str, rescored: &[Rescored]) -> Opt
             s.signals.into(),
             Some(recent_bytes(&s.recent)).into(),
             now.into(),
+            revision.into(),
         ]);
     }
+    let current = match columns {
+        Columns::All => "",
+        Columns::Score => {
+            " AND excluded.revision = (SELECT c.revision FROM scoring_customers c \
+             WHERE c.tenant_id = excluded.tenant_id AND c.customer_id = excluded.customer_id)"
+        }
+    };
     list.statement(
         "INSERT INTO scoring_scores (tenant_id, customer_id, score, score_step, band, \
-         fingerprint, signals, recent, updated_at)",
-        "ON CONFLICT (tenant_id, customer_id) DO UPDATE SET score = excluded.score, \
-         score_step = excluded.score_step, band = excluded.band, \
-         fingerprint = excluded.fingerprint, signals = excluded.signals, \
-         recent = excluded.recent, updated_at = excluded.updated_at",
+         fingerprint, signals, recent, updated_at, revision)",
+        &format!(
+            "ON CONFLICT (tenant_id, customer_id) DO UPDATE SET score = excluded.score, \
+             score_step = excluded.score_step, band = excluded.band, \
+             fingerprint = excluded.fingerprint, signals = excluded.signals, \
+             recent = excluded.recent, updated_at = excluded.updated_at, \
+             revision = excluded.revision \
+             WHERE scoring_scores.revision <= excluded.revision{current} \
+             RETURNING customer_id"
+        ),
     )
-}
-
-fn customer_row(tenant: &str, r: &Rescored) -> Result<customer::ActiveModel, StoreError> {
-    let id = r.customer_id.as_str();
-    let s = &r.state;
-    Ok(customer::ActiveModel {
-        tenant_id: Set(tenant.to_owned()),
-        customer_id: Set(id.to_owned()),
-        metrics: Set(to_json(id, &s.metrics)?),
-        last_event_seq: Set(s.last_event_seq),
-        tier: Set(s.tier.map(|t| t.name().to_owned())),
-        updated_at: Set(rapport_storage::now_millis()),
-        stage: Set(s.stage.map(|st| st.name().to_owned())),
-        stage_since: Set(s.stage_since),
-        overrides: Set(Some(to_json(id, &s.overrides)?)),
-    })
 }
 
 /// The sigil of a numbered placeholder (`$3`, `?3`): numbered in both dialects, so the
@@ -1266,7 +1394,7 @@ impl ValuesList {
 }
 
 /// One multi-row INSERT of the snapshots among `rescored`; `None` when none has one.
-fn insert_snapshots(backend: DbBackend, tenant: &str, rescored: &[Rescored]) -> Option<Statement> {
+fn insert_snapshots(backend: DbBackend, tenant: &str, rescored: &[&Rescored]) -> Option<Statement> {
     let mut list = ValuesList::new(backend, rescored.len());
     for r in rescored {
         let Some(s) = &r.snapshot else { continue };

@@ -10,7 +10,9 @@ use rapport_domain::scorecard::Band;
 use rapport_domain::tier::Tier;
 use rapport_scoring::evaluate::{CustomerState, DayScore};
 use rapport_scoring::migration::{Migrator, score_step_sql};
-use rapport_scoring::store::{Columns, NewSnapshot, Rescored, Snapshot, Store, score_step};
+use rapport_scoring::store::{
+    Columns, NewSnapshot, Rescored, Snapshot, Store, TierChange, score_step,
+};
 use sea_orm::{ConnectionTrait, DatabaseConnection, Statement};
 
 const CUSTOMERS: usize = 2_000;
@@ -91,6 +93,121 @@ fn scored(scores: &[f64]) -> Vec<Rescored> {
         .collect()
 }
 
+/// `rows` as if computed from the customers' stored states: at their stored revisions.
+async fn at_stored_revisions(
+    store: &Store,
+    tenant: &str,
+    mut rows: Vec<Rescored>,
+) -> Vec<Rescored> {
+    let ids: Vec<String> = rows.iter().map(|r| r.customer_id.clone()).collect();
+    let stored = store.states(tenant, &ids).await.unwrap();
+    for r in &mut rows {
+        r.state.revision = stored[&r.customer_id].revision;
+    }
+    rows
+}
+
+/// Two writers of one customer: a fold or a re-score computed from a state that another
+/// write replaced meanwhile is refused, and the newer state stays, in both tables; a tier
+/// from an older grading run does not replace a newer run's.
+async fn a_write_from_a_replaced_state_is_refused(store: Store) {
+    let ids = ["w".to_owned()];
+    let scored_at = |seq: i64, score: f64, revision: i64| Rescored {
+        customer_id: "w".to_owned(),
+        state: CustomerState {
+            last_event_seq: seq,
+            score: Some(score),
+            revision,
+            ..CustomerState::default()
+        },
+        snapshot: None,
+        notification: None,
+    };
+    store
+        .save("w", &[scored_at(5, 50.0, 0)], Columns::All, None)
+        .await
+        .unwrap();
+    let read = store.states("w", &ids).await.unwrap()["w"].revision;
+
+    // Two folds from the same read: the first stores, the second is stale.
+    let first = store
+        .save("w", &[scored_at(20, 70.0, read)], Columns::All, None)
+        .await
+        .unwrap();
+    assert!(first.stale.is_empty() && first.stored.contains("w"));
+    let second = store
+        .save("w", &[scored_at(10, 60.0, read)], Columns::All, None)
+        .await
+        .unwrap();
+    assert_eq!(second.stale, ["w"], "a fold of a replaced state is refused");
+    assert!(second.stored.is_empty());
+    let now = &store.states("w", &ids).await.unwrap()["w"];
+    assert_eq!(
+        (now.last_event_seq, now.score),
+        (20, Some(70.0)),
+        "the newer fold stays"
+    );
+
+    // A re-score computed before the fold is refused; one computed after it is stored.
+    let late = store
+        .save("w", &[scored_at(5, 10.0, read)], Columns::Score, None)
+        .await
+        .unwrap();
+    assert_eq!(
+        late.stale,
+        ["w"],
+        "a re-score of a replaced state is refused"
+    );
+    let fresh = store
+        .save(
+            "w",
+            &[scored_at(20, 75.0, now.revision)],
+            Columns::Score,
+            None,
+        )
+        .await
+        .unwrap();
+    assert!(fresh.stale.is_empty() && fresh.stored.contains("w"));
+    let now = &store.states("w", &ids).await.unwrap()["w"];
+    assert_eq!((now.last_event_seq, now.score), (20, Some(75.0)));
+
+    // A tier update moves the revision: a re-score from before it is refused.
+    let tier = |t: Tier, graded_at: i64| TierChange {
+        customer_id: "w".to_owned(),
+        tier: t,
+        stage: None,
+        graded_at: Some(graded_at),
+    };
+    let before_tier = now.revision;
+    assert_eq!(
+        store
+            .apply_tiers("w", &[tier(Tier::Gold, 200)], 1)
+            .await
+            .unwrap(),
+        ["w"]
+    );
+    let late = store
+        .save(
+            "w",
+            &[scored_at(20, 10.0, before_tier)],
+            Columns::Score,
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(late.stale, ["w"]);
+    // An older run's tier arrives late: ignored.
+    assert!(
+        store
+            .apply_tiers("w", &[tier(Tier::Bronze, 100)], 1)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let now = &store.states("w", &ids).await.unwrap()["w"];
+    assert_eq!((now.tier, now.score), (Some(Tier::Gold), Some(75.0)));
+}
+
 /// The ids of `rows` by score, then id.
 fn by_score(rows: &[Rescored]) -> Vec<String> {
     let mut order: Vec<(f64, String)> = rows
@@ -117,7 +234,7 @@ async fn the_lowest_scores_come_first_in_score_then_id_order(store: Store) {
     let mut moved = SCORES;
     moved.reverse();
     moved[0] += 0.5;
-    let rows = scored(&moved);
+    let rows = at_stored_revisions(&store, "r", scored(&moved)).await;
     store.save("r", &rows, Columns::Score, None).await.unwrap();
     assert_eq!(
         store.lowest("r", None, None, 100).await.unwrap(),
@@ -129,7 +246,12 @@ async fn the_lowest_scores_come_first_in_score_then_id_order(store: Store) {
     let gold: Vec<String> = by_score(&rows).into_iter().step_by(3).collect();
     let tiers: Vec<_> = gold
         .iter()
-        .map(|id| (id.clone(), Tier::Gold, None))
+        .map(|id| TierChange {
+            customer_id: id.clone(),
+            tier: Tier::Gold,
+            stage: None,
+            graded_at: Some(1),
+        })
         .collect();
     store.apply_tiers("r", &tiers, 1).await.unwrap();
     assert_eq!(
@@ -139,7 +261,7 @@ async fn the_lowest_scores_come_first_in_score_then_id_order(store: Store) {
             .unwrap(),
         gold
     );
-    let mut red = rows.clone();
+    let mut red = at_stored_revisions(&store, "r", rows.clone()).await;
     for (i, r) in red.iter_mut().enumerate() {
         r.state.band = Some(if i % 2 == 0 { Band::Red } else { Band::Green });
     }
@@ -188,18 +310,12 @@ async fn the_latest_snapshot_is_the_last_stored(store: Store) {
         .save("s", &snapshots(&all, 10.0, 1_000), Columns::All, None)
         .await
         .unwrap();
-    store
-        .save(
-            "s",
-            &snapshots(&["a", "b"], 20.0, 2_000),
-            Columns::All,
-            None,
-        )
-        .await
-        .unwrap();
+    let later = at_stored_revisions(&store, "s", snapshots(&["a", "b"], 20.0, 2_000)).await;
+    store.save("s", &later, Columns::All, None).await.unwrap();
     // The same time as the last: stored after it, so later.
+    let same_time = at_stored_revisions(&store, "s", snapshots(&["a"], 30.0, 2_000)).await;
     store
-        .save("s", &snapshots(&["a"], 30.0, 2_000), Columns::All, None)
+        .save("s", &same_time, Columns::All, None)
         .await
         .unwrap();
     // Another tenant's later snapshot of the same customer is not this tenant's.
@@ -355,6 +471,7 @@ async fn on_sqlite() {
     a_sample_is_a_stable_ordered_share_of_the_tenant(Store::new(db.clone())).await;
     the_lowest_scores_come_first_in_score_then_id_order(Store::new(db.clone())).await;
     the_latest_snapshot_is_the_last_stored(Store::new(db.clone())).await;
+    a_write_from_a_replaced_state_is_refused(Store::new(db.clone())).await;
     the_migrations_steps_are_the_services(db).await;
     let url = rapport_storage::sqlite_url(dir.path(), "upgraded");
     scores_move_out_of_the_customers_rows(&url).await;
@@ -379,6 +496,7 @@ async fn on_postgres() {
     a_sample_is_a_stable_ordered_share_of_the_tenant(Store::new(db.clone())).await;
     the_lowest_scores_come_first_in_score_then_id_order(Store::new(db.clone())).await;
     the_latest_snapshot_is_the_last_stored(Store::new(db.clone())).await;
+    a_write_from_a_replaced_state_is_refused(Store::new(db.clone())).await;
     the_migrations_steps_are_the_services(db).await;
     pg.query("CREATE DATABASE upgraded");
     let url = pg.url().replace("/rapport", "/upgraded");

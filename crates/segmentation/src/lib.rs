@@ -186,10 +186,12 @@ pub async fn run(
     let keys = Arc::new(config.common.api_keys()?);
     let (api, relay) = api(&config, &keys, stop.clone()).await?;
     let scheduled = (config.interval_secs > 0).then(|| {
-        tokio::spawn(schedule(
-            api.clone(),
+        let (runs, stopping) = (api.clone(), stop.clone());
+        tokio::spawn(api.store.schedules().periodically(
+            "segmentation",
             Duration::from_secs(config.interval_secs),
             stop.clone(),
+            move || scheduled_runs(runs.clone(), stopping.clone()),
         ))
     });
     let routes = Routes::new(InterceptedService::new(
@@ -204,34 +206,28 @@ pub async fn run(
     Ok(())
 }
 
-/// Every `every`, a run for each tenant segmentation has graded before.
-async fn schedule(api: Arc<grpc::SegmentationApi>, every: Duration, stop: CancellationToken) {
-    loop {
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            _ = tokio::time::sleep(every) => {}
+/// A run for each tenant segmentation has graded before (one period of the schedule).
+async fn scheduled_runs(api: Arc<grpc::SegmentationApi>, stop: CancellationToken) {
+    let tenants = match api.store.tenants().await {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::warn!(error = %e, "scheduled segmentation: no tenant list");
+            return;
         }
-        let tenants = match api.store.tenants().await {
-            Ok(t) => t,
-            Err(e) => {
-                tracing::warn!(error = %e, "scheduled segmentation: no tenant list");
-                continue;
-            }
-        };
-        for tenant in tenants {
-            if stop.is_cancelled() {
-                return;
-            }
-            match api.run_for(&tenant, None, &|_| {}).await {
-                Ok(run) => tracing::info!(
-                    tenant,
-                    customers = run.customers,
-                    tier_changes = run.tier_changes,
-                    "scheduled segmentation run"
-                ),
-                Err(status) => {
-                    tracing::warn!(tenant, error = %status.message(), "scheduled segmentation failed")
-                }
+    };
+    for tenant in tenants {
+        if stop.is_cancelled() {
+            return;
+        }
+        match api.run_for(&tenant, None, &|_| {}).await {
+            Ok(run) => tracing::info!(
+                tenant,
+                customers = run.customers,
+                tier_changes = run.tier_changes,
+                "scheduled segmentation run"
+            ),
+            Err(status) => {
+                tracing::warn!(tenant, error = %status.message(), "scheduled segmentation failed")
             }
         }
     }

@@ -17,7 +17,8 @@ rapport_storage::migrator!(
         m20261124_000002_stages::Migration,
         m20261124_000003_custom_segments::Migration,
         m20261125_000001_clv::Migration,
-        m20261126_000001_ids_compare_as_bytes::Migration
+        m20261126_000001_ids_compare_as_bytes::Migration,
+        m20261204_000001_schedules::Migration
     ]
 );
 
@@ -235,6 +236,21 @@ mod m20261126_000001_ids_compare_as_bytes {
                 ],
             )
             .await
+        }
+    }
+}
+
+mod m20261204_000001_schedules {
+    use super::*;
+
+    rapport_storage::migration_name!("m20261204_000001_schedules");
+
+    /// The periods of the scheduled runs, claimed by one replica each.
+    #[async_trait::async_trait]
+    impl MigrationTrait for Migration {
+        async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+            rapport_storage::coordination::create_schedule_table(manager, "segmentation_schedules")
+                .await
         }
     }
 }

@@ -123,8 +123,10 @@ pub(crate) fn tier_counts(count: impl Fn(Tier) -> u64) -> Vec<pb::TierCount> {
         .collect()
 }
 
-/// The outbox message announcing tier and stage changes to scoring.
-fn announcement(changes: &[Announced]) -> Vec<u8> {
+/// The outbox message announcing tier and stage changes to scoring, graded by the run
+/// that began grading at `graded_at` (ms).
+fn announcement(changes: &[Announced], graded_at: i64) -> Vec<u8> {
+    let graded_at = Some(convert::timestamp(graded_at));
     ApplyTiersRequest {
         tiers: changes
             .iter()
@@ -132,6 +134,7 @@ fn announcement(changes: &[Announced]) -> Vec<u8> {
                 customer_id: id.clone(),
                 tier: convert::tier(Some(*t)).into(),
                 stage: stage.map(|s| s.name().to_owned()).unwrap_or_default(),
+                graded_at,
             })
             .collect(),
     }
@@ -149,6 +152,11 @@ impl SegmentationApi {
         progress: OnProgress<'_>,
     ) -> Result<pb::SegmentationSummary, Status> {
         let _running = self.running.lock().await;
+        // And across replicas: each run reads the grades the last one stored.
+        let across_replicas = self
+            .store
+            .exclusive(&format!("segmentation_run\u{1f}{tenant}"))
+            .await?;
         let clock = std::time::Instant::now();
         let started_at = chrono::Utc::now().timestamp_millis();
         let as_of_ms = time(as_of.as_ref(), "as_of")?.map_or(started_at, |t| t.timestamp_millis());
@@ -164,7 +172,13 @@ impl SegmentationApi {
             stage_rules: self.stage_rules,
             traceparent: rapport_telemetry::current_traceparent(),
         };
-        let mut writer = self.store.begin_run(tenant, start, announcement).await?;
+        let graded_at = start.graded_at;
+        let mut writer = self
+            .store
+            .begin_run(tenant, start, move |changes| {
+                announcement(changes, graded_at)
+            })
+            .await?;
         let names: Vec<String> = segments.iter().map(|s| s.name.clone()).collect();
         writer.clear_members(&names).await?;
         let mut members = vec![0u64; segments.len()];
@@ -209,6 +223,10 @@ impl SegmentationApi {
             .into());
         }
         let summary = writer.finish(chrono::Utc::now().timestamp_millis()).await?;
+        across_replicas
+            .release()
+            .await
+            .map_err(crate::store::StoreError::from)?;
         self.waker.wake();
 
         tracing::info!(

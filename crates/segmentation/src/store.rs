@@ -124,6 +124,19 @@ pub struct Store {
 }
 
 impl Store {
+    /// The segmentation's schedules, recorded with its tables.
+    pub fn schedules(&self) -> rapport_storage::coordination::Schedules {
+        rapport_storage::coordination::Schedules::new("segmentation_schedules", self.db.clone())
+    }
+
+    /// Holds the lock `name` across segmentation's replicas until the answer is released.
+    pub async fn exclusive(
+        &self,
+        name: &str,
+    ) -> Result<rapport_storage::coordination::Exclusive, StoreError> {
+        Ok(rapport_storage::coordination::Exclusive::take(&self.db, name).await?)
+    }
+
     /// The store on an already migrated database.
     pub fn new(db: DatabaseConnection) -> Self {
         Store { db }

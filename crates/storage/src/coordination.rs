@@ -10,6 +10,7 @@ use sea_orm::sea_query::{Alias, ColumnDef, Expr, ExprTrait, OnConflict, Query, T
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, DbErr, Statement};
 use sea_orm_migration::SchemaManager;
 use std::time::Duration;
+use tokio_util::sync::CancellationToken;
 
 /// Holds PostgreSQL's advisory lock on (`scope`, `key`) until the transaction `txn` ends;
 /// waits for a transaction holding it. Writers that take it before their first write to
@@ -31,30 +32,48 @@ pub async fn lock_until_commit<C: ConnectionTrait>(
     Ok(())
 }
 
-/// Runs `work` while holding a session-level advisory lock named `name` on a connection of
-/// its own, so that of several replicas starting at once one runs it (for example the
-/// migrations) and the others wait, then find it done. Plain `work` on SQLite.
+/// An advisory lock held across replicas until released or dropped (see [`Exclusive::take`]).
+pub struct Exclusive {
+    /// The transaction that pins the lock's connection; `None` on SQLite.
+    holder: Option<sea_orm::DatabaseTransaction>,
+}
+
+impl Exclusive {
+    /// Waits for, then holds, the lock named `name` on PostgreSQL, so that of several
+    /// replicas doing the same whole-tenant work (a migration, a re-score, a grading run) one
+    /// does it at a time. On SQLite there is one process, whose own locks suffice.
+    pub async fn take(db: &DatabaseConnection, name: &str) -> Result<Exclusive, DbErr> {
+        if db.get_database_backend() != DbBackend::Postgres {
+            return Ok(Exclusive { holder: None });
+        }
+        // A transaction pins one pooled connection for the lock's lifetime; the lock is a
+        // transaction's, so it ends with it, even if the holder is dropped mid-way.
+        use sea_orm::TransactionTrait;
+        let holder = db.begin().await?;
+        lock_until_commit(&holder, "exclusive", name).await?;
+        Ok(Exclusive {
+            holder: Some(holder),
+        })
+    }
+
+    /// Lets the next waiter in.
+    pub async fn release(self) -> Result<(), DbErr> {
+        match self.holder {
+            Some(holder) => holder.commit().await,
+            None => Ok(()),
+        }
+    }
+}
+
+/// Runs `work` holding the [`Exclusive`] lock `name`.
 pub async fn exclusively<T, E, F>(db: &DatabaseConnection, name: &str, work: F) -> Result<T, E>
 where
     F: AsyncFnOnce() -> Result<T, E>,
     E: From<DbErr>,
 {
-    if db.get_database_backend() != DbBackend::Postgres {
-        return work().await;
-    }
-    // A transaction pins one pooled connection for the lock's lifetime; the lock is taken
-    // at transaction level, so it is released even if this task is dropped mid-way.
-    use sea_orm::TransactionTrait;
-    let holder = db.begin().await?;
-    holder
-        .execute_raw(Statement::from_sql_and_values(
-            DbBackend::Postgres,
-            "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
-            [format!("exclusively\u{1f}{name}").into()],
-        ))
-        .await?;
+    let held = Exclusive::take(db, name).await?;
     let result = work().await;
-    holder.commit().await?;
+    held.release().await?;
     result
 }
 
@@ -134,6 +153,64 @@ impl Schedules {
                     .to_owned(),
             );
         Ok(self.db.execute(&insert).await?.rows_affected() == 1)
+    }
+
+    /// Records `now_ms` as the start of the current period of `schedule` for `tenant` unless
+    /// a period was ever claimed: the first period ends one period after the first replica
+    /// started, not at once.
+    pub async fn begin(&self, schedule: &str, tenant: &str, now_ms: i64) -> Result<(), DbErr> {
+        let mut insert = Query::insert();
+        insert
+            .into_table(Alias::new(self.table))
+            .columns(["schedule", "tenant_id", "claimed_at", "claimed_by"].map(Alias::new))
+            .values_panic([
+                schedule.into(),
+                tenant.into(),
+                now_ms.into(),
+                self.replica.as_str().into(),
+            ])
+            .on_conflict(
+                OnConflict::columns([Alias::new("schedule"), Alias::new("tenant_id")])
+                    .do_nothing()
+                    .to_owned(),
+            );
+        self.db.execute(&insert).await?;
+        Ok(())
+    }
+
+    /// Runs `round` once per `period` across every replica sharing this table, until `stop`:
+    /// each replica looks a few times a period whether the period is over, and the one that
+    /// claims the next runs it. A replica that dies leaves the schedule to the others. The
+    /// first round comes one period after the schedule was first begun.
+    pub async fn periodically<F, Fut>(
+        self,
+        schedule: &'static str,
+        period: Duration,
+        stop: CancellationToken,
+        mut round: F,
+    ) where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = ()>,
+    {
+        const EVERYONE: &str = "";
+        let tick = (period / 8).clamp(Duration::from_millis(50), Duration::from_secs(30));
+        if let Err(error) = self.begin(schedule, EVERYONE, crate::now_millis()).await {
+            tracing::warn!(%error, schedule, "schedule: cannot record its start");
+        }
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(tick) => {}
+                _ = stop.cancelled() => return,
+            }
+            match self
+                .claim(schedule, EVERYONE, period, crate::now_millis())
+                .await
+            {
+                Ok(true) => round().await,
+                Ok(false) => {}
+                Err(error) => tracing::warn!(%error, schedule, "schedule: cannot claim a period"),
+            }
+        }
     }
 
     /// When the last period of `schedule` for `tenant` was claimed (ms), if ever.

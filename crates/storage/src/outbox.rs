@@ -5,8 +5,8 @@
 //! at least once; receivers are idempotent.
 
 use rand::Rng;
-use sea_orm::sea_query::{Alias, ColumnDef, Expr, ExprTrait, Func, Index, Order, Query, Table};
-use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr};
+use sea_orm::sea_query::{Alias, ColumnDef, Expr, ExprTrait, Func, Index, Query, Table};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, DbErr, Statement};
 use sea_orm_migration::SchemaManager;
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -181,30 +181,46 @@ impl Outbox {
         Ok(())
     }
 
-    /// Up to `limit` messages whose next attempt is due, oldest first.
-    pub async fn due<C: ConnectionTrait>(
+    /// Claims up to `limit` messages whose next attempt is due, oldest first, for `lease`:
+    /// their next attempt moves that far ahead, so no other relay (another replica's) takes
+    /// them meanwhile. The claimer answers each one by [`Outbox::delivered`] or
+    /// [`Outbox::failed`]; a claimer that dies answers nothing and the messages come due
+    /// again when the lease ends. On PostgreSQL relays claiming at once skip each other's
+    /// rows (`SKIP LOCKED`) rather than wait for them.
+    pub async fn claim<C: ConnectionTrait>(
         &self,
         conn: &C,
         limit: u64,
+        lease: Duration,
     ) -> Result<Vec<OutboxMessage>, DbErr> {
-        let select = Query::select()
-            .columns(
-                [
-                    "id",
-                    "tenant_id",
-                    "topic",
-                    "payload",
-                    "traceparent",
-                    "attempts",
-                ]
-                .map(col),
-            )
-            .from(col(self.table))
-            .and_where(Expr::col(col("next_attempt_at")).lte(crate::now_millis()))
-            .order_by(col("id"), Order::Asc)
-            .limit(limit)
-            .to_owned();
-        conn.query_all(&select)
+        let backend = conn.get_database_backend();
+        let now = crate::now_millis();
+        let skip_locked = match backend {
+            DbBackend::Postgres => " FOR UPDATE SKIP LOCKED",
+            _ => "",
+        };
+        let p = |i: usize| match backend {
+            DbBackend::Postgres => format!("${i}"),
+            _ => format!("?{i}"),
+        };
+        let sql = format!(
+            "UPDATE {table} SET next_attempt_at = {until} WHERE id IN \
+             (SELECT id FROM {table} WHERE next_attempt_at <= {now} ORDER BY id \
+             LIMIT {limit}{skip_locked}) \
+             RETURNING id, tenant_id, topic, payload, traceparent, attempts",
+            table = self.table,
+            until = p(1),
+            now = p(2),
+            limit = p(3),
+        );
+        let until = now + lease.as_millis() as i64;
+        let statement = Statement::from_sql_and_values(
+            backend,
+            sql,
+            [until.into(), now.into(), (limit as i64).into()],
+        );
+        let mut claimed = conn
+            .query_all_raw(statement)
             .await?
             .into_iter()
             .map(|row| {
@@ -217,7 +233,10 @@ impl Outbox {
                     attempts: row.try_get("", "attempts")?,
                 })
             })
-            .collect()
+            .collect::<Result<Vec<_>, DbErr>>()?;
+        // RETURNING keeps no order.
+        claimed.sort_by_key(|m| m.id);
+        Ok(claimed)
     }
 
     /// Number of messages not yet delivered (the outbox depth) and the creation time
@@ -322,6 +341,10 @@ pub struct Relay<D> {
     /// How often to look for due messages when nobody wakes the relay.
     pub poll: Duration,
     pub batch: u64,
+    /// How long claimed messages are this relay's alone: longer than a pass's deliveries
+    /// take, or another replica's relay may send them again (harmless, receivers are
+    /// idempotent, but wasted).
+    pub lease: Duration,
 }
 
 impl<D: Deliver> Relay<D> {
@@ -334,6 +357,7 @@ impl<D: Deliver> Relay<D> {
             backoff: Backoff::default(),
             poll: Duration::from_millis(500),
             batch: 1_000,
+            lease: Duration::from_secs(120),
         }
     }
 
@@ -424,9 +448,9 @@ impl<D: Deliver> Relay<D> {
         }
     }
 
-    /// Delivers what is due once.
+    /// Claims what is due and delivers it, once.
     pub async fn pass(&self) -> Result<Pass, DbErr> {
-        let due = self.outbox.due(&self.db, self.batch).await?;
+        let due = self.outbox.claim(&self.db, self.batch, self.lease).await?;
         let mut groups: BTreeMap<(&str, &str), Vec<OutboxMessage>> = BTreeMap::new();
         for m in &due {
             groups
@@ -571,7 +595,11 @@ mod tests {
         );
         assert_eq!(outbox.depth(&db).await.unwrap().0, 3);
         assert!(
-            outbox.due(&db, 10).await.unwrap().is_empty(),
+            outbox
+                .claim(&db, 10, Duration::from_secs(60))
+                .await
+                .unwrap()
+                .is_empty(),
             "failed messages wait for their backoff"
         );
         let attempts: Vec<i32> = {
@@ -603,6 +631,45 @@ mod tests {
             seen,
             vec![("a".to_owned(), 2), ("b".to_owned(), 1)],
             "one call per tenant with all its messages"
+        );
+    }
+
+    #[tokio::test]
+    async fn claimed_messages_are_nobody_elses_until_their_lease_ends() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = crate::connect(&crate::sqlite_url(dir.path(), "outbox"))
+            .await
+            .unwrap();
+        create_table(&SchemaManager::new(&db), "test_outbox")
+            .await
+            .unwrap();
+        let outbox = Outbox::new("test_outbox");
+        let payloads = (0..5u8).map(|i| vec![i]).collect();
+        outbox
+            .push_many(&db, "t", "x", payloads, None)
+            .await
+            .unwrap();
+
+        let lease = Duration::from_millis(300);
+        let first = outbox.claim(&db, 3, lease).await.unwrap();
+        let second = outbox.claim(&db, 3, lease).await.unwrap();
+        let ids = |ms: &[OutboxMessage]| ms.iter().map(|m| m.id).collect::<Vec<_>>();
+        assert_eq!(ids(&first), [1, 2, 3], "the oldest first");
+        assert_eq!(
+            ids(&second),
+            [4, 5],
+            "what the first claim took is not offered again"
+        );
+        assert!(outbox.claim(&db, 3, lease).await.unwrap().is_empty());
+
+        // The first claimer answers; the second dies without answering.
+        outbox.delivered(&db, &ids(&first)).await.unwrap();
+        tokio::time::sleep(lease + Duration::from_millis(50)).await;
+        let again = outbox.claim(&db, 10, lease).await.unwrap();
+        assert_eq!(
+            ids(&again),
+            [4, 5],
+            "an unanswered claim comes due after its lease"
         );
     }
 
