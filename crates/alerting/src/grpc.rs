@@ -47,6 +47,9 @@ pub struct AlertingApi {
     pub store: Store,
     pub wakers: Wakers,
     pub watch: WatchSettings,
+    /// Cancelled when the replica drains: watch streams end then, with UNAVAILABLE, and
+    /// their clients resume from their last revision on another replica.
+    pub draining: tokio_util::sync::CancellationToken,
 }
 
 fn parse_id(id: &str, field: &str) -> Result<i64, Status> {
@@ -309,7 +312,10 @@ impl pb::alerting_service_server::AlertingService for AlertingApi {
         let aborted =
             futures_util::stream::once(abort_rx).filter_map(|r| async { r.ok().map(Err) });
         let stream = tokio_stream::wrappers::ReceiverStream::new(rx).chain(aborted);
-        Ok(Response::new(Box::pin(stream)))
+        Ok(Response::new(Box::pin(rapport_server::until_draining(
+            Box::pin(stream),
+            &self.draining,
+        ))))
     }
 
     async fn get_alert_config(

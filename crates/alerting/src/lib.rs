@@ -176,7 +176,9 @@ pub async fn run(
         move || compact(compacted.clone(), keep),
     ));
 
+    let drain = config.common.drain();
     let api = grpc::AlertingApi {
+        draining: drain.draining(&stop),
         store,
         wakers,
         watch: WatchSettings {
@@ -190,7 +192,7 @@ pub async fn run(
         AlertingServiceServer::new(api),
         Authenticator(keys),
     ));
-    rapport_server::serve(listener, routes, &[SERVICE_NAME], stop).await?;
+    rapport_server::serve(listener, routes, &[SERVICE_NAME], stop, drain).await?;
     let _ = tokio::join!(delivering, sweeping, compacting);
     Ok(())
 }

@@ -175,7 +175,7 @@ pub struct Observation {
 
 /// How long a tenant's loaded configuration is reused before it is read again (another
 /// replica may have changed it).
-const CONFIG_TTL: std::time::Duration = std::time::Duration::from_secs(10);
+const CONFIG_TTL: std::time::Duration = rapport_storage::coordination::CONFIG_REFRESH;
 
 /// Alerting's tables.
 #[derive(Clone)]

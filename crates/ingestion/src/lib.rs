@@ -61,7 +61,9 @@ pub async fn run(
     let mut relay = Relay::new(migration::OUTBOX, db.clone(), notifier);
     // A message names a whole batch's customers (up to 2,500), so a pass takes fewer.
     relay.batch = 100;
-    let (waker, relay) = relay.spawn(stop.clone());
+    // The relay outlives the server: what the last calls wrote is delivered before exit.
+    let served = CancellationToken::new();
+    let (waker, relay) = relay.spawn(served.clone());
 
     let api = grpc::IngestionApi {
         store: store::Store::new(db),
@@ -74,7 +76,9 @@ pub async fn run(
         .max_decoding_message_size(grpc::MAX_REQUEST_BYTES)
         .max_encoding_message_size(usize::MAX);
     let routes = Routes::new(InterceptedService::new(server, Authenticator(keys)));
-    rapport_server::serve(listener, routes, &[SERVICE_NAME], stop).await?;
+    let drain = config.common.drain();
+    rapport_server::serve(listener, routes, &[SERVICE_NAME], stop, drain).await?;
+    served.cancel();
     relay.await?;
     Ok(())
 }

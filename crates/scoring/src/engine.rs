@@ -52,8 +52,8 @@ const WRITERS: usize = 2;
 /// percentile of the population's (the tables keep whole percentiles).
 const POPULATION_SAMPLE: u64 = 100_000;
 /// How long a tenant's loaded scorecard, percentiles and models are reused before they are
-/// read again (other replicas may have changed them).
-const CONTEXT_TTL: Duration = Duration::from_secs(60);
+/// read again: another replica may have changed them. Reading them is four small queries.
+const CONTEXT_TTL: Duration = rapport_storage::coordination::CONFIG_REFRESH;
 
 /// Errors of scoring's work.
 #[derive(Debug, thiserror::Error)]

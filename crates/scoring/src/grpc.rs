@@ -133,8 +133,9 @@ fn model_fit(r: &FitRecord) -> pb::ModelFit {
     }
 }
 
-/// The scoring gRPC service.
-pub struct ScoringApi(pub Arc<Engine>);
+/// The scoring gRPC service: the engine, and the token cancelled when the replica drains
+/// (progress streams end then).
+pub struct ScoringApi(pub Arc<Engine>, pub tokio_util::sync::CancellationToken);
 
 impl ScoringApi {
     /// The customer's latest snapshot at or before `at` (now when `None`), or NotFound naming
@@ -564,18 +565,21 @@ impl pb::scoring_service_server::ScoringService for ScoringApi {
     ) -> Result<Response<Self::RescoreAllStream>, Status> {
         let tenant = Principal::of(&req)?.require(&[Role::Admin])?.to_owned();
         let engine = self.0.clone();
-        Ok(Response::new(progress_stream(|report| async move {
-            let progress = |p: crate::engine::Progress, done| pb::RescoreProgress {
-                customers_done: p.done,
-                customers_total: p.total,
-                changed: p.changed,
-                done,
-            };
-            let p = engine
-                .rescore_all(&tenant, |p| report.send(progress(p, false)))
-                .await?;
-            Ok(progress(p, true))
-        })))
+        Ok(Response::new(progress_stream(
+            &self.1,
+            |report| async move {
+                let progress = |p: crate::engine::Progress, done| pb::RescoreProgress {
+                    customers_done: p.done,
+                    customers_total: p.total,
+                    changed: p.changed,
+                    done,
+                };
+                let p = engine
+                    .rescore_all(&tenant, |p| report.send(progress(p, false)))
+                    .await?;
+                Ok(progress(p, true))
+            },
+        )))
     }
 }
 

@@ -99,7 +99,9 @@ pub async fn run(
     // A message carries a whole write's score changes (up to a re-score page), so a pass
     // takes fewer.
     relay.batch = 20;
-    let (waker, relay) = relay.spawn(stop.clone());
+    // The relay outlives the server: what the last calls wrote is delivered before exit.
+    let served = CancellationToken::new();
+    let (waker, relay) = relay.spawn(served.clone());
 
     let builtin = match &config.scorecard {
         Some(path) => {
@@ -141,9 +143,11 @@ pub async fn run(
             ));
         }
     }
-    let server = ScoringServiceServer::new(grpc::ScoringApi(engine));
+    let drain = config.common.drain();
+    let server = ScoringServiceServer::new(grpc::ScoringApi(engine, drain.draining(&stop)));
     let routes = Routes::new(InterceptedService::new(server, Authenticator(keys)));
-    rapport_server::serve(listener, routes, &[SERVICE_NAME], stop).await?;
+    rapport_server::serve(listener, routes, &[SERVICE_NAME], stop, drain).await?;
+    served.cancel();
     relay.await?;
     Ok(())
 }

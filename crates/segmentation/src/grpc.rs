@@ -47,6 +47,8 @@ pub struct SegmentationApi {
     /// two at once (a schedule and a caller, or a caller retrying a run that outlived its
     /// deadline) would record the same changes twice.
     pub running: Arc<tokio::sync::Mutex<()>>,
+    /// Cancelled when the replica drains: progress streams end then.
+    pub draining: tokio_util::sync::CancellationToken,
 }
 
 /// Most members in one `ListSegmentMembers` page.
@@ -63,21 +65,24 @@ impl pb::segmentation_service_server::SegmentationService for SegmentationApi {
         let tenant = Principal::of(&req)?.require(&[Role::Admin])?.to_owned();
         let as_of = req.into_inner().as_of;
         let api = self.clone();
-        Ok(Response::new(progress_stream(|report| async move {
-            let progress = |p: Progress| {
-                report.send(pb::RunSegmentationProgress {
-                    customers_read: p.read,
-                    customers_graded: p.graded,
-                    summary: None,
+        Ok(Response::new(progress_stream(
+            &self.draining,
+            |report| async move {
+                let progress = |p: Progress| {
+                    report.send(pb::RunSegmentationProgress {
+                        customers_read: p.read,
+                        customers_graded: p.graded,
+                        summary: None,
+                    })
+                };
+                let summary = api.run_for(&tenant, as_of, &progress).await?;
+                Ok(pb::RunSegmentationProgress {
+                    customers_read: summary.customers,
+                    customers_graded: summary.customers,
+                    summary: Some(summary),
                 })
-            };
-            let summary = api.run_for(&tenant, as_of, &progress).await?;
-            Ok(pb::RunSegmentationProgress {
-                customers_read: summary.customers,
-                customers_graded: summary.customers,
-                summary: Some(summary),
-            })
-        })))
+            },
+        )))
     }
 
     async fn define_segment(

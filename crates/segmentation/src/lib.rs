@@ -147,11 +147,13 @@ impl Config {
 }
 
 /// The service's API on its migrated database, with its outbox relay running until `stop`
-/// (await the handle to let it flush): what `run` serves.
+/// (await the handle to let it flush): what `run` serves. Its progress streams end when
+/// `draining` is cancelled.
 async fn api(
     config: &Config,
     keys: &ApiKeys,
     stop: CancellationToken,
+    draining: CancellationToken,
 ) -> anyhow::Result<(Arc<grpc::SegmentationApi>, tokio::task::JoinHandle<()>)> {
     let db =
         rapport_storage::open::<migration::Migrator>(&config.common.database_url("segmentation"))
@@ -173,6 +175,7 @@ async fn api(
         stage_rules: config.stage_rules(),
         waker,
         running: Arc::default(),
+        draining,
     });
     Ok((api, relay))
 }
@@ -184,24 +187,26 @@ pub async fn run(
     stop: CancellationToken,
 ) -> anyhow::Result<()> {
     let keys = Arc::new(config.common.api_keys()?);
-    let (api, relay) = api(&config, &keys, stop.clone()).await?;
-    let scheduled = (config.interval_secs > 0).then(|| {
+    // The relay outlives the server: what the last calls wrote is delivered before exit.
+    let served = CancellationToken::new();
+    let drain = config.common.drain();
+    let (api, relay) = api(&config, &keys, served.clone(), drain.draining(&stop)).await?;
+    if config.interval_secs > 0 {
+        // A scheduled run cut short by the exit stores nothing: its writes commit at its end.
         let (runs, stopping) = (api.clone(), stop.clone());
         tokio::spawn(api.store.schedules().periodically(
             "segmentation",
             Duration::from_secs(config.interval_secs),
             stop.clone(),
             move || scheduled_runs(runs.clone(), stopping.clone()),
-        ))
-    });
+        ));
+    }
     let routes = Routes::new(InterceptedService::new(
         SegmentationServiceServer::from_arc(api),
         Authenticator(keys),
     ));
-    rapport_server::serve(listener, routes, &[SERVICE_NAME], stop).await?;
-    if let Some(task) = scheduled {
-        task.await?;
-    }
+    rapport_server::serve(listener, routes, &[SERVICE_NAME], stop, drain).await?;
+    served.cancel();
     relay.await?;
     Ok(())
 }

@@ -21,7 +21,20 @@ pub struct CommonArgs {
     /// Address to serve Prometheus metrics on (`GET /metrics`); none when unset.
     #[arg(long, env = "RAPPORT_METRICS_LISTEN")]
     pub metrics_listen: Option<std::net::SocketAddr>,
+    /// Seconds a replica keeps serving after SIGTERM, reporting NOT_SERVING, so that load
+    /// balancers stop sending it calls (a few seconds on Kubernetes).
+    #[arg(long, env = "RAPPORT_DRAIN_PAUSE_SECS", default_value_t = DEFAULT_DRAIN_PAUSE_SECS)]
+    pub drain_pause_secs: u64,
+    /// Seconds in-flight calls get to finish once a replica stops accepting calls. A replica
+    /// exits at most pause + timeout + 5 s after SIGTERM.
+    #[arg(long, env = "RAPPORT_DRAIN_TIMEOUT_SECS", default_value_t = DEFAULT_DRAIN_TIMEOUT_SECS)]
+    pub drain_timeout_secs: u64,
 }
+
+/// Default of `--drain-pause-secs`: none, for a replica no load balancer knows of.
+pub const DEFAULT_DRAIN_PAUSE_SECS: u64 = 0;
+/// Default of `--drain-timeout-secs`.
+pub const DEFAULT_DRAIN_TIMEOUT_SECS: u64 = 20;
 
 impl CommonArgs {
     /// Defaults: SQLite under `data_dir`, development keys.
@@ -32,6 +45,16 @@ impl CommonArgs {
             api_keys: None,
             service_key: DEV_SERVICE_KEY.to_owned(),
             metrics_listen: None,
+            drain_pause_secs: DEFAULT_DRAIN_PAUSE_SECS,
+            drain_timeout_secs: DEFAULT_DRAIN_TIMEOUT_SECS,
+        }
+    }
+
+    /// How this replica drains when asked to stop.
+    pub fn drain(&self) -> crate::drain::Drain {
+        crate::drain::Drain {
+            pause: std::time::Duration::from_secs(self.drain_pause_secs),
+            timeout: std::time::Duration::from_secs(self.drain_timeout_secs),
         }
     }
 

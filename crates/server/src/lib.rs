@@ -5,6 +5,7 @@
 pub mod args;
 pub mod auth;
 pub mod config;
+pub mod drain;
 pub mod peer;
 pub mod process;
 pub mod progress;
@@ -12,6 +13,7 @@ pub mod serve;
 
 pub use auth::{ApiKeys, Authenticator, Principal, Role};
 pub use config::CommonArgs;
+pub use drain::{Drain, until_draining};
 pub use peer::{PeerChannel, peer_channel, peer_request, peer_unavailable};
 pub use process::run_process;
 pub use progress::{ProgressStream, Reporter, progress_stream};

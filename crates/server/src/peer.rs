@@ -4,37 +4,166 @@
 use crate::auth::TENANT_HEADER;
 use std::task::{Context, Poll};
 use std::time::Duration;
+use tonic::transport::channel::Change;
 use tonic::transport::{Channel, Endpoint};
 
 /// A channel to a peer whose requests carry the current trace context.
 pub type PeerChannel = InjectTraceContext<Channel>;
 
+/// How often peers named by DNS are looked up again: replicas behind a headless Service
+/// come and go, and a new one should get calls within seconds.
+const RESOLVE_EVERY: Duration = Duration::from_secs(5);
+
 /// Errors in a peer address.
 #[derive(Debug, thiserror::Error)]
-#[error("invalid peer address {addr:?}: {source}")]
-pub struct PeerAddrError {
-    addr: String,
-    source: tonic::transport::Error,
+pub enum PeerAddrError {
+    #[error("invalid peer address {addr:?}: {source}")]
+    Endpoint {
+        addr: String,
+        source: tonic::transport::Error,
+    },
+    #[error("invalid peer address {addr:?}: {reason}")]
+    Address { addr: String, reason: String },
 }
 
-/// A lazily connected channel to `addr` (`host:port` or a URL); a peer that is down delays
-/// calls, it does not stop this process from starting.
-pub fn peer_channel(addr: &str) -> Result<PeerChannel, PeerAddrError> {
-    let uri = if addr.contains("://") {
-        addr.to_owned()
-    } else {
-        format!("http://{addr}")
-    };
-    let endpoint = Endpoint::from_shared(uri).map_err(|source| PeerAddrError {
-        addr: addr.to_owned(),
-        source,
-    })?;
-    let channel = endpoint
+/// One address of a peer: a scheme, and a host (a name or an IP) with its port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Target {
+    scheme: String,
+    host: String,
+    port: u16,
+}
+
+impl Target {
+    /// `host:port` or a URL with a port.
+    fn parse(addr: &str) -> Result<Target, PeerAddrError> {
+        let invalid = |reason: &str| PeerAddrError::Address {
+            addr: addr.to_owned(),
+            reason: reason.to_owned(),
+        };
+        let url = if addr.contains("://") {
+            addr.to_owned()
+        } else {
+            format!("http://{addr}")
+        };
+        let uri: http::Uri = url.parse().map_err(|_| invalid("not host:port or a URL"))?;
+        let host = uri.host().ok_or_else(|| invalid("no host"))?;
+        let port = uri.port_u16().ok_or_else(|| invalid("no port"))?;
+        Ok(Target {
+            scheme: uri.scheme_str().unwrap_or("http").to_owned(),
+            host: host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_owned(),
+            port,
+        })
+    }
+
+    /// Whether the host is an IP address, which needs no lookup.
+    fn is_ip(&self) -> bool {
+        self.host.parse::<std::net::IpAddr>().is_ok()
+    }
+}
+
+/// The endpoint of one resolved address of a peer.
+fn endpoint(scheme: &str, addr: std::net::SocketAddr) -> Result<Endpoint, PeerAddrError> {
+    let uri = format!("{scheme}://{addr}");
+    let endpoint = Endpoint::from_shared(uri.clone())
+        .map_err(|source| PeerAddrError::Endpoint { addr: uri, source })?;
+    Ok(endpoint
         .connect_timeout(Duration::from_secs(2))
         .tcp_nodelay(true)
-        .http2_keep_alive_interval(Duration::from_secs(30))
-        .connect_lazy();
-    Ok(InjectTraceContext(channel))
+        .http2_keep_alive_interval(Duration::from_secs(30)))
+}
+
+/// A lazily connected channel to a peer; a peer that is down delays calls, it does not stop
+/// this process from starting. `spec` is one address (`host:port` or a URL) or several
+/// separated by commas. One IP address is one connection; otherwise calls are balanced over
+/// every address the names resolve to, looked up again every few seconds, so replicas behind
+/// a DNS name (a Kubernetes headless Service) all get calls, new ones within seconds.
+/// Needs a Tokio runtime when given names or several addresses (the lookups run on it).
+pub fn peer_channel(spec: &str) -> Result<PeerChannel, PeerAddrError> {
+    let targets = spec
+        .split(',')
+        .map(str::trim)
+        .filter(|a| !a.is_empty())
+        .map(Target::parse)
+        .collect::<Result<Vec<_>, _>>()?;
+    match targets.as_slice() {
+        [] => Err(PeerAddrError::Address {
+            addr: spec.to_owned(),
+            reason: "empty".to_owned(),
+        }),
+        [one] if one.is_ip() => {
+            let ip: std::net::IpAddr = one.host.parse().map_err(|_| PeerAddrError::Address {
+                addr: spec.to_owned(),
+                reason: "not an IP address".to_owned(),
+            })?;
+            let addr = std::net::SocketAddr::new(ip, one.port);
+            Ok(InjectTraceContext(
+                endpoint(&one.scheme, addr)?.connect_lazy(),
+            ))
+        }
+        _ => {
+            let (channel, changes) = Channel::balance_channel(64);
+            tokio::spawn(follow(targets, changes));
+            Ok(InjectTraceContext(channel))
+        }
+    }
+}
+
+/// Keeps a balanced channel's endpoints those `targets` resolve to, until the channel is
+/// dropped. A lookup that fails keeps the addresses it had: a DNS hiccup must not empty
+/// the channel.
+async fn follow(
+    targets: Vec<Target>,
+    changes: tokio::sync::mpsc::Sender<Change<std::net::SocketAddr, Endpoint>>,
+) {
+    use std::collections::BTreeMap;
+    use std::net::SocketAddr;
+    // Each target's addresses as last resolved.
+    let mut known: Vec<Vec<SocketAddr>> = vec![Vec::new(); targets.len()];
+    let mut current: BTreeMap<SocketAddr, &str> = BTreeMap::new();
+    loop {
+        for (target, addrs) in targets.iter().zip(known.iter_mut()) {
+            match tokio::net::lookup_host((target.host.as_str(), target.port)).await {
+                Ok(found) => *addrs = found.collect(),
+                Err(error) => tracing::warn!(
+                    %error,
+                    host = target.host,
+                    "peer lookup failed; keeping its last addresses"
+                ),
+            }
+        }
+        let next: BTreeMap<SocketAddr, &str> = targets
+            .iter()
+            .zip(&known)
+            .flat_map(|(t, addrs)| addrs.iter().map(|a| (*a, t.scheme.as_str())))
+            .collect();
+        for gone in current.keys().filter(|a| !next.contains_key(a)) {
+            if changes.send(Change::Remove(*gone)).await.is_err() {
+                return;
+            }
+        }
+        for (new, scheme) in next.iter().filter(|(a, _)| !current.contains_key(a)) {
+            match endpoint(scheme, *new) {
+                Ok(e) => {
+                    if changes.send(Change::Insert(*new, e)).await.is_err() {
+                        return;
+                    }
+                }
+                Err(error) => tracing::warn!(%error, "peer address skipped"),
+            }
+        }
+        if current != next {
+            tracing::info!(addresses = next.len(), "peer addresses changed");
+        }
+        current = next;
+        tokio::select! {
+            _ = tokio::time::sleep(RESOLVE_EVERY) => {}
+            _ = changes.closed() => return,
+        }
+    }
 }
 
 /// A request to a peer on behalf of `tenant`, authenticated with `service_key`, with a deadline.
@@ -93,5 +222,35 @@ where
     fn call(&mut self, mut req: http::Request<B>) -> Self::Future {
         rapport_telemetry::inject_current(req.headers_mut());
         self.0.call(req)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_are_read_with_their_port() {
+        let t = Target::parse("scoring.rapport.svc:7402").unwrap();
+        assert_eq!(
+            (t.host.as_str(), t.port, t.is_ip()),
+            ("scoring.rapport.svc", 7402, false)
+        );
+        let t = Target::parse("https://[::1]:9").unwrap();
+        assert_eq!(
+            (t.scheme.as_str(), t.host.as_str(), t.is_ip()),
+            ("https", "::1", true)
+        );
+        for bad in ["scoring", "http://scoring", "", "a b:1"] {
+            assert!(Target::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn names_and_lists_make_balanced_channels() {
+        assert!(peer_channel("127.0.0.1:1").is_ok());
+        assert!(peer_channel("localhost:1").is_ok());
+        assert!(peer_channel("127.0.0.1:1, 127.0.0.1:2").is_ok());
+        assert!(peer_channel(" , ").is_err());
     }
 }

@@ -5,6 +5,7 @@ use std::future::Future;
 use std::pin::Pin;
 use tokio::sync::mpsc;
 use tokio_stream::Stream;
+use tokio_util::sync::CancellationToken;
 use tonic::Status;
 
 /// A stream of progress messages, as a tonic service method returns it.
@@ -22,8 +23,12 @@ impl<T> Reporter<T> {
 
 /// Starts `task` on its own tokio task and streams what it reports, then the message or
 /// error it ends with. Work over millions of customers outlasts any one call's deadline, so
-/// the task is not tied to the call: a caller that leaves does not stop it.
-pub fn progress_stream<T, F>(task: impl FnOnce(Reporter<T>) -> F) -> ProgressStream<T>
+/// the task is not tied to the call: a caller that leaves does not stop it. The stream ends
+/// with UNAVAILABLE when the replica drains (`draining`, see [`crate::drain`]).
+pub fn progress_stream<T, F>(
+    draining: &CancellationToken,
+    task: impl FnOnce(Reporter<T>) -> F,
+) -> ProgressStream<T>
 where
     T: Send + 'static,
     F: Future<Output = Result<T, Status>> + Send + 'static,
@@ -33,7 +38,10 @@ where
     tokio::spawn(async move {
         let _ = tx.send(work.await);
     });
-    Box::pin(tokio_stream::wrappers::UnboundedReceiverStream::new(rx))
+    Box::pin(crate::until_draining(
+        tokio_stream::wrappers::UnboundedReceiverStream::new(rx),
+        draining,
+    ))
 }
 
 #[cfg(test)]
@@ -43,7 +51,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_stream_carries_the_reports_then_the_end() {
-        let stream = progress_stream(|report| async move {
+        let stream = progress_stream(&CancellationToken::new(), |report| async move {
             report.send(1);
             report.send(2);
             Ok(3)
@@ -54,7 +62,7 @@ mod tests {
             .await;
         assert_eq!(got, [Ok(1), Ok(2), Ok(3)]);
 
-        let failed = progress_stream(|report| async move {
+        let failed = progress_stream(&CancellationToken::new(), |report| async move {
             report.send(1);
             Err::<i32, _>(Status::internal("broke"))
         });
@@ -68,7 +76,7 @@ mod tests {
     #[tokio::test]
     async fn the_task_finishes_when_the_caller_leaves() {
         let (done, finished) = tokio::sync::oneshot::channel();
-        let stream = progress_stream(|report| async move {
+        let stream = progress_stream(&CancellationToken::new(), |report| async move {
             tokio::task::yield_now().await;
             report.send(1);
             let _ = done.send(());

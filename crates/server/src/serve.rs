@@ -21,12 +21,14 @@ pub enum ServeError {
 }
 
 /// Serves `routes` (the service's own gRPC services, already authenticated) on `listener`,
-/// with health reporting SERVING for `service_names` until `stop` is cancelled.
+/// with health reporting SERVING for `service_names` until `stop` is cancelled; then drains
+/// as `drain` says (see [`crate::drain`]) and returns.
 pub async fn serve(
     listener: TcpListener,
     routes: Routes,
     service_names: &[&'static str],
     stop: CancellationToken,
+    drain: crate::Drain,
 ) -> Result<(), ServeError> {
     let (health, health_service) = tonic_health::server::health_reporter();
     for name in service_names {
@@ -66,9 +68,11 @@ pub async fn serve(
     });
 
     let names: Vec<&'static str> = service_names.to_vec();
+    let stopped = stop.clone();
     let signal = async move {
-        stop.cancelled().await;
-        // Tell load balancers and probes first, then stop accepting and drain.
+        stopped.cancelled().await;
+        // Tell load balancers and probes first, serve on while they forget this replica,
+        // then stop accepting and drain.
         for name in names {
             health
                 .set_service_status(name, ServingStatus::NotServing)
@@ -77,14 +81,26 @@ pub async fn serve(
         health
             .set_service_status("", ServingStatus::NotServing)
             .await;
+        tracing::info!(pause = ?drain.pause, "not serving; draining after the pause");
+        tokio::time::sleep(drain.pause).await;
     };
-    Server::builder()
+    let serving = Server::builder()
         .timeout(Duration::from_secs(60))
         .layer(trace)
         .layer(RecordLayer)
         .add_routes(routes)
-        .serve_with_incoming_shutdown(incoming(listener), signal)
-        .await?;
+        .serve_with_incoming_shutdown(incoming(listener), signal);
+    let deadline = async {
+        stop.cancelled().await;
+        tokio::time::sleep(drain.pause + drain.timeout).await;
+    };
+    tokio::select! {
+        served = serving => served?,
+        _ = deadline => tracing::warn!(
+            timeout = ?drain.timeout,
+            "calls still in flight at the drain deadline were cut off"
+        ),
+    }
     Ok(())
 }
 

@@ -12,6 +12,10 @@ use sea_orm_migration::SchemaManager;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
+/// The longest a replica goes on using a tenant's configuration (scorecards, alert rules)
+/// after another replica changed it: each replica reads it again at most this old.
+pub const CONFIG_REFRESH: Duration = Duration::from_secs(2);
+
 /// Holds PostgreSQL's advisory lock on (`scope`, `key`) until the transaction `txn` ends;
 /// waits for a transaction holding it. Writers that take it before their first write to
 /// something keyed by `key` commit one after another in the order they took it.
