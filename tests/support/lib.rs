@@ -113,23 +113,24 @@ impl Proc {
         }
     }
 
-    /// Stops the process with SIGTERM and waits for it (graceful shutdown).
-    pub fn terminate(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = Command::new("kill")
-                .arg("-TERM")
-                .arg(child.id().to_string())
-                .status();
-            let deadline = Instant::now() + Duration::from_secs(20);
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = child.try_wait() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(50));
+    /// Stops the process with SIGTERM and waits for it (graceful shutdown); answers how long
+    /// it took to exit, or `None` when it had to be killed after 30 s.
+    pub fn terminate(&mut self) -> Option<Duration> {
+        let mut child = self.child.take()?;
+        let asked = Instant::now();
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status();
+        while asked.elapsed() < Duration::from_secs(30) {
+            if let Ok(Some(_)) = child.try_wait() {
+                return Some(asked.elapsed());
             }
-            let _ = child.kill();
-            let _ = child.wait();
+            std::thread::sleep(Duration::from_millis(20));
         }
+        let _ = child.kill();
+        let _ = child.wait();
+        None
     }
 
     /// Kills the process with SIGKILL.
@@ -298,6 +299,19 @@ pub fn start_service_with(
     log_dir: &Path,
     env: &[(&str, &str)],
 ) -> Proc {
+    start_replica(service, service, addrs, backing, log_dir, env)
+}
+
+/// One replica of `service`, named `name` (its log is `name.log`): it listens on its own
+/// field of `addrs` and calls the peers the other fields name (one address or a list).
+pub fn start_replica(
+    name: &str,
+    service: &str,
+    addrs: &Addrs,
+    backing: &Backing<'_>,
+    log_dir: &Path,
+    env: &[(&str, &str)],
+) -> Proc {
     let mut cmd = Command::new(bin(&format!("rapport-{service}")));
     let listen = match service {
         "ingestion" => &addrs.ingestion,
@@ -339,7 +353,7 @@ pub fn start_service_with(
             .env("OTEL_BSP_SCHEDULE_DELAY", "100");
     }
     cmd.envs(env.iter().copied());
-    Proc::spawn(service, cmd, log_dir, "listening on")
+    Proc::spawn(name, cmd, log_dir, "listening on")
 }
 
 /// The four services as separate processes.

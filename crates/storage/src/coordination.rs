@@ -210,7 +210,11 @@ impl Schedules {
                 .claim(schedule, EVERYONE, period, crate::now_millis())
                 .await
             {
-                Ok(true) => round().await,
+                Ok(true) => {
+                    // Debug: the sweeps claim a round a second.
+                    tracing::debug!(schedule, "scheduled round");
+                    round().await
+                }
                 Ok(false) => {}
                 Err(error) => tracing::warn!(%error, schedule, "schedule: cannot claim a period"),
             }
