@@ -5,7 +5,10 @@
 use rapport_proto::ingestion::v1 as ingestion;
 use rapport_proto::scoring::v1 as scoring;
 use rapport_tests::scenario::order;
-use rapport_tests::{Addrs, Backing, Clients, Distributed, Postgres, req, start_service};
+use rapport_tests::{
+    Addrs, Backing, Clients, Distributed, Postgres, Proc, channel, eventually, req, start_replica,
+    start_service,
+};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
@@ -218,4 +221,73 @@ async fn relays_claiming_one_outbox_at_once_take_each_message_once() {
     assert_eq!(all.len(), MESSAGES as usize, "every message claimed");
     assert!(busy > 1, "the relays shared the work");
     assert_eq!(outbox.depth(&db).await.unwrap().0, 0);
+}
+
+/// Replicas of every service starting at once on a new database: the migrations run once,
+/// under a lock, and every replica comes up and serves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn replicas_starting_at_once_migrate_once_and_all_serve() {
+    use tonic_health::pb::health_check_response::ServingStatus;
+    use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+    let pg = Postgres::start();
+    let logs = tempfile::tempdir().unwrap();
+    let db = pg.url();
+    let services = ["ingestion", "scoring", "segmentation", "alerting"];
+    let replicas: Vec<(Addrs, Proc)> = tokio::task::block_in_place(|| {
+        let backing = Backing {
+            database_url: &db,
+            redis_url: None,
+            otlp: None,
+        };
+        std::thread::scope(|s| {
+            let starting: Vec<_> = services
+                .iter()
+                .flat_map(|service| (0..3).map(move |i| (*service, i)))
+                .map(|(service, i)| {
+                    let (backing, logs) = (&backing, logs.path());
+                    s.spawn(move || {
+                        let mut addrs = Addrs::free();
+                        addrs.metrics.clear();
+                        let name = format!("{service}-{i}");
+                        let proc = start_replica(&name, service, &addrs, backing, logs, &[]);
+                        (addrs, proc)
+                    })
+                })
+                .collect();
+            starting.into_iter().map(|t| t.join().unwrap()).collect()
+        })
+    });
+    for (i, (addrs, _)) in replicas.iter().enumerate() {
+        let service = services[i / 3];
+        let addr = match service {
+            "ingestion" => &addrs.ingestion,
+            "scoring" => &addrs.scoring,
+            "segmentation" => &addrs.segmentation,
+            _ => &addrs.alerting,
+        };
+        eventually(
+            &format!("{service} replica {i} serving"),
+            Duration::from_secs(60),
+            || async {
+                let status = HealthClient::new(channel(addr))
+                    .check(HealthCheckRequest {
+                        service: String::new(),
+                    })
+                    .await
+                    .ok()?
+                    .into_inner()
+                    .status;
+                (status == ServingStatus::Serving as i32).then_some(())
+            },
+        )
+        .await;
+    }
+    for service in services {
+        let applied = pg.query(&format!("SELECT count(*) FROM {service}_migrations"));
+        let distinct = pg.query(&format!(
+            "SELECT count(DISTINCT version) FROM {service}_migrations"
+        ));
+        assert_eq!(applied, distinct, "{service}: each migration recorded once");
+        assert_ne!(applied, "0");
+    }
 }

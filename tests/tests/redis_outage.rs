@@ -1,6 +1,7 @@
 //! The read path never fails for Redis: with a real redis-server stopped in the middle of a
 //! read loop, every GetHealth and BatchGetHealth is still answered (from the database), and
-//! once Redis is back the reads refill it and hit it again.
+//! once Redis is back the reads refill it and hit it again. And Redis keeps the newest of
+//! writes that reach it out of order.
 
 use rapport_proto::scoring::v1 as scoring;
 use rapport_tests::scenario::{SETTLE, order, wait_all_scored};
@@ -117,4 +118,19 @@ async fn reads_survive_a_redis_outage_and_use_redis_again_after_it() {
         hits > hits_at_restart + 20,
         "cache hits resume after the restart: {hits_at_restart} -> {hits}"
     );
+}
+
+/// Replicas' writes of one score reach Redis in any order: the newest stays, and a refill
+/// from the database never replaces a written score.
+#[tokio::test]
+async fn redis_keeps_the_newest_of_writes_arriving_out_of_order() {
+    let redis = Redis::start();
+    let cache = rapport_cache::RedisCache::connect(
+        &redis.url(),
+        Duration::from_secs(60),
+        Duration::from_secs(1),
+    )
+    .unwrap();
+    assert!(cache.wait_connected(Duration::from_secs(10)).await);
+    rapport_cache::conformance::newest_wins(&cache).await;
 }

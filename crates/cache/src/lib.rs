@@ -1,5 +1,9 @@
 //! The hot-score cache: one [`Cache`] trait, a Redis implementation for production and an
 //! in-process one for the embedded mode. Values are opaque bytes; callers own the key scheme.
+//!
+//! Writers of one key may be several replicas at once, and their writes may arrive in any
+//! order: a write names the [`Version`] of what it stores and never replaces a newer one,
+//! and a refill from the database (a read-through) stores only where nothing is cached.
 
 use moka::sync::Cache as Moka;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -21,6 +25,18 @@ pub enum CacheError {
     Url(redis::RedisError),
 }
 
+/// What a cached value was computed from, compared as a pair: a newer one has a higher first
+/// number (a revision), or the same first and a higher or equal second (a time).
+pub type Version = (i64, i64);
+
+/// A value to cache, with its key and version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Versioned {
+    pub key: String,
+    pub version: Version,
+    pub value: Vec<u8>,
+}
+
 /// A key-value cache of hot scores with a fixed time to live.
 pub trait Cache: Send + Sync {
     /// The value under `key`, if cached.
@@ -30,11 +46,14 @@ pub trait Cache: Send + Sync {
         &self,
         keys: &[String],
     ) -> impl Future<Output = Result<Vec<Option<Vec<u8>>>, CacheError>> + Send;
-    /// Stores `value` under `key` with the cache's time to live.
-    fn set(&self, key: &str, value: Vec<u8>)
-    -> impl Future<Output = Result<(), CacheError>> + Send;
-    /// Stores several values in one round trip.
-    fn set_many(
+    /// Stores each entry unless its key holds a newer version, in one round trip.
+    fn put_many(
+        &self,
+        entries: Vec<Versioned>,
+    ) -> impl Future<Output = Result<(), CacheError>> + Send;
+    /// Stores each value only where its key holds nothing (a refill from the database, which
+    /// a concurrent [`Cache::put_many`] of a newer value must win over), in one round trip.
+    fn fill_many(
         &self,
         entries: Vec<(String, Vec<u8>)>,
     ) -> impl Future<Output = Result<(), CacheError>> + Send;
@@ -112,20 +131,27 @@ impl Cache for RedisCache {
         self.run(redis::cmd("MGET").arg(keys).to_owned()).await
     }
 
-    async fn set(&self, key: &str, value: Vec<u8>) -> Result<(), CacheError> {
-        let ttl = self.ttl.as_millis().max(1) as u64;
-        self.run(
-            redis::cmd("SET")
-                .arg(key)
-                .arg(value)
-                .arg("PX")
-                .arg(ttl)
-                .to_owned(),
-        )
-        .await
+    async fn put_many(&self, entries: Vec<Versioned>) -> Result<(), CacheError> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let mut call = PUT_NEWER.prepare_invoke();
+        call.arg(self.ttl.as_millis().max(1) as u64);
+        for e in entries {
+            call.key(&e.key)
+                .key(format!("{}{VERSION_SUFFIX}", e.key))
+                .arg(e.version.0)
+                .arg(e.version.1)
+                .arg(e.value);
+        }
+        let mut conn = self.conn.get().cloned().ok_or(CacheError::Unavailable)?;
+        tokio::time::timeout(self.timeout * 10, call.invoke_async::<()>(&mut conn))
+            .await
+            .map_err(|_| CacheError::Timeout(self.timeout * 10))?
+            .map_err(CacheError::from)
     }
 
-    async fn set_many(&self, entries: Vec<(String, Vec<u8>)>) -> Result<(), CacheError> {
+    async fn fill_many(&self, entries: Vec<(String, Vec<u8>)>) -> Result<(), CacheError> {
         if entries.is_empty() {
             return Ok(());
         }
@@ -135,6 +161,7 @@ impl Cache for RedisCache {
             pipe.cmd("SET")
                 .arg(key)
                 .arg(value)
+                .arg("NX")
                 .arg("PX")
                 .arg(ttl)
                 .ignore();
@@ -147,10 +174,40 @@ impl Cache for RedisCache {
     }
 }
 
+/// Where Redis keeps a key's version: beside it, with the same time to live.
+const VERSION_SUFFIX: &str = "#version";
+
+/// Stores each (value key, version key) pair's value unless the version key holds a newer
+/// version, atomically. ARGV: the time to live (ms), then per pair its version's two numbers
+/// and its value.
+static PUT_NEWER: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
+    redis::Script::new(
+        r#"
+local ttl = ARGV[1]
+for i = 1, #KEYS, 2 do
+  local a = 2 + (i - 1) / 2 * 3
+  local rev, at = tonumber(ARGV[a]), tonumber(ARGV[a + 1])
+  local newer = true
+  local held = redis.call('GET', KEYS[i + 1])
+  if held then
+    local sep = string.find(held, ':', 1, true)
+    local hrev, hat = tonumber(string.sub(held, 1, sep - 1)), tonumber(string.sub(held, sep + 1))
+    newer = rev > hrev or (rev == hrev and at >= hat)
+  end
+  if newer then
+    redis.call('SET', KEYS[i], ARGV[a + 2], 'PX', ttl)
+    redis.call('SET', KEYS[i + 1], ARGV[a] .. ':' .. ARGV[a + 1], 'PX', ttl)
+  end
+end
+return 0
+"#,
+    )
+});
+
 /// In-process cache for the embedded mode (one process, no Redis).
 #[derive(Clone)]
 pub struct MemoryCache {
-    inner: Moka<String, Vec<u8>>,
+    inner: Moka<String, (Version, Vec<u8>)>,
 }
 
 impl MemoryCache {
@@ -165,23 +222,35 @@ impl MemoryCache {
     }
 }
 
+/// The version a refill stores under: older than any written version.
+const FILLED: Version = (i64::MIN, i64::MIN);
+
 impl Cache for MemoryCache {
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, CacheError> {
-        Ok(self.inner.get(key))
+        Ok(self.inner.get(key).map(|(_, v)| v))
     }
 
     async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, CacheError> {
-        Ok(keys.iter().map(|k| self.inner.get(k)).collect())
+        Ok(keys
+            .iter()
+            .map(|k| self.inner.get(k).map(|(_, v)| v))
+            .collect())
     }
 
-    async fn set(&self, key: &str, value: Vec<u8>) -> Result<(), CacheError> {
-        self.inner.insert(key.to_owned(), value);
+    async fn put_many(&self, entries: Vec<Versioned>) -> Result<(), CacheError> {
+        use moka::ops::compute::Op;
+        for e in entries {
+            self.inner.entry(e.key).and_compute_with(|held| match held {
+                Some(held) if held.value().0 > e.version => Op::Nop,
+                _ => Op::Put((e.version, e.value)),
+            });
+        }
         Ok(())
     }
 
-    async fn set_many(&self, entries: Vec<(String, Vec<u8>)>) -> Result<(), CacheError> {
+    async fn fill_many(&self, entries: Vec<(String, Vec<u8>)>) -> Result<(), CacheError> {
         for (key, value) in entries {
-            self.inner.insert(key, value);
+            self.inner.entry(key).or_insert((FILLED, value));
         }
         Ok(())
     }
@@ -209,18 +278,77 @@ impl Cache for AnyCache {
         }
     }
 
-    async fn set(&self, key: &str, value: Vec<u8>) -> Result<(), CacheError> {
+    async fn put_many(&self, entries: Vec<Versioned>) -> Result<(), CacheError> {
         match self {
-            AnyCache::Redis(c) => c.set(key, value).await,
-            AnyCache::Memory(c) => c.set(key, value).await,
+            AnyCache::Redis(c) => c.put_many(entries).await,
+            AnyCache::Memory(c) => c.put_many(entries).await,
         }
     }
 
-    async fn set_many(&self, entries: Vec<(String, Vec<u8>)>) -> Result<(), CacheError> {
+    async fn fill_many(&self, entries: Vec<(String, Vec<u8>)>) -> Result<(), CacheError> {
         match self {
-            AnyCache::Redis(c) => c.set_many(entries).await,
-            AnyCache::Memory(c) => c.set_many(entries).await,
+            AnyCache::Redis(c) => c.fill_many(entries).await,
+            AnyCache::Memory(c) => c.fill_many(entries).await,
         }
+    }
+}
+
+/// The contract every [`Cache`] keeps, as a check each implementation's tests run.
+pub mod conformance {
+    use super::*;
+
+    fn put(key: &str, version: Version, value: &[u8]) -> Versioned {
+        Versioned {
+            key: key.to_owned(),
+            version,
+            value: value.to_vec(),
+        }
+    }
+
+    /// Writes arriving out of order keep the newest; a refill never replaces a value (fails
+    /// the caller's test otherwise).
+    pub async fn newest_wins(cache: &impl Cache) {
+        cache.put_many(vec![put("a", (2, 10), b"2")]).await.unwrap();
+        cache
+            .put_many(vec![put("a", (1, 99), b"1"), put("b", (1, 1), b"b")])
+            .await
+            .unwrap();
+        assert_eq!(cache.get("a").await.unwrap(), Some(b"2".to_vec()));
+        cache
+            .put_many(vec![put("a", (2, 11), b"2'")])
+            .await
+            .unwrap();
+        cache
+            .put_many(vec![put("a", (2, 9), b"old")])
+            .await
+            .unwrap();
+        assert_eq!(cache.get("a").await.unwrap(), Some(b"2'".to_vec()));
+        cache
+            .fill_many(vec![
+                ("a".into(), b"db".to_vec()),
+                ("c".into(), b"c".to_vec()),
+            ])
+            .await
+            .unwrap();
+        let many = cache
+            .get_many(&["a".into(), "b".into(), "c".into(), "d".into()])
+            .await
+            .unwrap();
+        assert_eq!(
+            many,
+            vec![
+                Some(b"2'".to_vec()),
+                Some(b"b".to_vec()),
+                Some(b"c".to_vec()),
+                None
+            ]
+        );
+        cache.put_many(vec![put("c", (0, 0), b"c'")]).await.unwrap();
+        assert_eq!(
+            cache.get("c").await.unwrap(),
+            Some(b"c'".to_vec()),
+            "a write replaces a refill"
+        );
     }
 }
 
@@ -229,21 +357,8 @@ mod tests {
     use super::*;
 
     #[tokio::test]
-    async fn memory_cache_round_trip() {
-        let cache = MemoryCache::new(100, Duration::from_secs(60));
-        cache.set("a", b"1".to_vec()).await.unwrap();
-        assert_eq!(cache.get("a").await.unwrap(), Some(b"1".to_vec()));
-        let many = cache.get_many(&["a".into(), "b".into()]).await.unwrap();
-        assert_eq!(many, vec![Some(b"1".to_vec()), None]);
-        cache
-            .set_many(vec![
-                ("b".into(), b"2".to_vec()),
-                ("c".into(), b"3".to_vec()),
-            ])
-            .await
-            .unwrap();
-        let many = cache.get_many(&["b".into(), "c".into()]).await.unwrap();
-        assert_eq!(many, vec![Some(b"2".to_vec()), Some(b"3".to_vec())]);
+    async fn memory_cache_keeps_the_newest() {
+        conformance::newest_wins(&MemoryCache::new(100, Duration::from_secs(60))).await;
     }
 
     #[tokio::test]

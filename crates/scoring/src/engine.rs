@@ -12,7 +12,7 @@ use crate::store::{
 };
 use crate::view::health;
 use chrono::{DateTime, Utc};
-use rapport_cache::{AnyCache, Cache};
+use rapport_cache::{AnyCache, Cache, Versioned};
 use rapport_domain::event::{ValidationPolicy, validate};
 use rapport_domain::models::bgnbd::BgNbd;
 use rapport_domain::models::gamma_gamma::{GammaGamma, Spend};
@@ -697,7 +697,8 @@ impl Engine {
                 out.push(h);
             }
         }
-        if let Err(error) = self.cache.set_many(refill).await {
+        // A write-through of a newer score since the database was read wins over the refill.
+        if let Err(error) = self.cache.fill_many(refill).await {
             tracing::warn!(%error, "cache refill failed; reads fall back to the database");
         }
         Ok(out)
@@ -882,13 +883,26 @@ impl Writer {
             .save(tenant, &rescored, columns, traceparent)
             .await?;
         self.waker.wake();
-        // The stored bodies are the cached values: moved here, not copied.
-        let entries: Vec<(String, Vec<u8>)> = rescored
+        // The stored bodies are the cached values: moved here, not copied. Another replica's
+        // write of the same customer may reach the cache first: the version (the revision the
+        // score was computed from, then its time) keeps the newer.
+        let entries: Vec<Versioned> = rescored
             .into_iter()
             .filter(|r| saved.stored.contains(&r.customer_id))
-            .filter_map(|r| Some((cache_key(tenant, &r.customer_id), r.snapshot?.body)))
+            .filter_map(|r| {
+                let revision = match columns {
+                    Columns::All => r.state.revision + 1,
+                    Columns::Score => r.state.revision,
+                };
+                let snapshot = r.snapshot?;
+                Some(Versioned {
+                    key: cache_key(tenant, &r.customer_id),
+                    version: (revision, snapshot.computed_at),
+                    value: snapshot.body,
+                })
+            })
             .collect();
-        if let Err(error) = self.cache.set_many(entries).await {
+        if let Err(error) = self.cache.put_many(entries).await {
             tracing::warn!(%error, "cache write failed; reads fall back to the database");
         }
         Ok(saved.stale)
