@@ -10,6 +10,7 @@ use rapport_domain::tier::Tier;
 use rapport_proto::alerting::v1 as pb;
 use rapport_proto::common::v1::Ack;
 use rapport_proto::convert;
+use rapport_server::Failure;
 use rapport_server::{Principal, Role};
 use std::pin::Pin;
 use tokio::sync::mpsc;
@@ -23,22 +24,21 @@ const WATCH_PAGE: u64 = 500;
 impl From<StoreError> for Status {
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::Db(db) => {
-                tracing::error!(error = %db, "alerting storage failed");
-                Status::unavailable("alert store unavailable, retry")
-            }
-            StoreError::NotFound(what) => Status::not_found(format!("{what} not found")),
-            StoreError::Invalid { field, reason } => {
-                Status::invalid_argument(format!("{field}: {reason}"))
-            }
-            StoreError::Precondition(why) => Status::failed_precondition(why),
-            StoreError::Config(e) => Status::invalid_argument(e.to_string()),
-            e @ StoreError::Compacted { .. } => Status::out_of_range(e.to_string()),
-            e @ StoreError::Corrupt { .. } => {
-                tracing::error!(error = %e, "alerting state unreadable");
-                Status::internal(e.to_string())
-            }
+            StoreError::Db(db) => rapport_server::failure::database(&db, "alert store"),
+            StoreError::NotFound(what) => Failure::NotFound(format!("{what} not found")),
+            StoreError::Invalid { field, reason } => Failure::Invalid {
+                field: field.to_string(),
+                reason: reason.to_string(),
+            },
+            StoreError::Precondition(why) => Failure::Precondition(why.to_string()),
+            StoreError::Config(e) => Failure::Invalid {
+                field: "toml".to_owned(),
+                reason: e.to_string(),
+            },
+            e @ StoreError::Compacted { .. } => Failure::OutOfRange(e.to_string()),
+            e @ StoreError::Corrupt { .. } => Failure::Corrupt(e.to_string()),
         }
+        .into()
     }
 }
 

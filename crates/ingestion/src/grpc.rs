@@ -5,6 +5,7 @@ use prost::Message as _;
 use rapport_domain::event::{RejectReason, Rejection, ValidationPolicy, validate};
 use rapport_proto::convert;
 use rapport_proto::ingestion::v1 as pb;
+use rapport_server::Failure;
 use rapport_server::args::time;
 use rapport_server::{Principal, Role};
 use rapport_storage::outbox::RelayWaker;
@@ -37,17 +38,12 @@ const MAX_EVENTS_PER_PAGE: u32 = 10_000;
 impl From<StoreError> for Status {
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::Db(db) => {
-                tracing::error!(error = %db, "ingestion storage failed");
-                Status::unavailable(
-                    "event store unavailable; nothing from this request was stored, retry",
-                )
-            }
-            e @ StoreError::Vanished(_) => {
-                tracing::error!(error = %e, "ingestion storage inconsistent");
-                Status::internal("event store inconsistent; nothing from this request was stored")
-            }
+            StoreError::Db(db) => rapport_server::failure::database(&db, "event store"),
+            e @ StoreError::Vanished(_) => Failure::Internal(format!(
+                "event store inconsistent; nothing from this request was stored: {e}"
+            )),
         }
+        .into()
     }
 }
 

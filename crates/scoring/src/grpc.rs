@@ -12,6 +12,7 @@ use rapport_domain::scorecard::Band;
 use rapport_proto::common::v1::Ack;
 use rapport_proto::convert;
 use rapport_proto::scoring::v1 as pb;
+use rapport_server::Failure;
 use rapport_server::args::{invalid, time};
 use rapport_server::{Principal, Role};
 use rapport_server::{ProgressStream, progress_stream};
@@ -87,36 +88,32 @@ impl From<ScoringError> for Status {
     fn from(e: ScoringError) -> Self {
         match e {
             ScoringError::Store(StoreError::Db(db)) => {
-                tracing::error!(error = %db, "scoring storage failed");
-                Status::unavailable("score store unavailable, retry")
+                rapport_server::failure::database(&db, "score store")
             }
             ScoringError::Store(corrupt @ StoreError::Corrupt { .. }) => {
-                Status::data_loss(corrupt.to_string())
+                Failure::Corrupt(corrupt.to_string())
             }
             ScoringError::Upstream(status) => {
-                rapport_server::peer_unavailable("ingestion", &status)
+                return rapport_server::peer_unavailable("ingestion", &status);
             }
-            stored @ ScoringError::StoredScorecard(_) => {
-                tracing::error!(error = %stored, "stored scorecard unreadable");
-                Status::data_loss(stored.to_string())
-            }
-            ScoringError::Scorecard(e) => {
-                let field = if e.path.is_empty() {
+            stored @ ScoringError::StoredScorecard(_) => Failure::Corrupt(stored.to_string()),
+            ScoringError::Scorecard(e) => Failure::Invalid {
+                field: if e.path.is_empty() {
                     "toml".to_owned()
                 } else {
                     format!("toml.{}", e.path)
-                };
-                invalid(&field, e.reason)
-            }
+                },
+                reason: e.reason,
+            },
             ScoringError::UnknownCustomer(id) => {
-                Status::not_found(format!("customer {id:?} is unknown"))
+                Failure::NotFound(format!("customer {id:?} is unknown"))
             }
-            contended @ ScoringError::Contended(_) => Status::aborted(contended.to_string()),
+            contended @ ScoringError::Contended(_) => Failure::Contended(contended.to_string()),
             ScoringError::Internal(reason) => {
-                tracing::error!(reason, "scoring failed");
-                Status::internal("scoring failed; see the service log")
+                Failure::Internal(format!("scoring failed: {reason}"))
             }
         }
+        .into()
     }
 }
 

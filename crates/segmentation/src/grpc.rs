@@ -10,6 +10,7 @@ use rapport_proto::convert;
 use rapport_proto::ingestion::v1::ingestion_service_client::IngestionServiceClient;
 use rapport_proto::scoring::v1::scoring_service_client::ScoringServiceClient;
 use rapport_proto::segmentation::v1 as pb;
+use rapport_server::Failure;
 use rapport_server::{PeerChannel, Principal, Role};
 use rapport_server::{ProgressStream, progress_stream};
 use rapport_storage::outbox::RelayWaker;
@@ -20,15 +21,12 @@ use tonic::{Request, Response, Status};
 impl From<StoreError> for Status {
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::Db(db) => {
-                tracing::error!(error = %db, "segmentation storage failed");
-                Status::unavailable("segment store unavailable, retry")
-            }
+            StoreError::Db(db) => rapport_server::failure::database(&db, "segment store"),
             StoreError::Writer(reason) => {
-                tracing::error!(reason, "segmentation run's writer failed");
-                Status::internal("segmentation run's writer failed")
+                Failure::Internal(format!("segmentation run's writer failed: {reason}"))
             }
         }
+        .into()
     }
 }
 

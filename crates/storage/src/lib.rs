@@ -107,6 +107,21 @@ pub async fn begin_write(db: &DatabaseConnection) -> Result<sea_orm::DatabaseTra
     }
 }
 
+/// Begins a transaction whose commit does not wait for the disk on PostgreSQL
+/// (`synchronous_commit = off`, for this transaction alone): for bookkeeping that a crash may
+/// lose without harm, such as an outbox claim. It is still atomic, and durable a moment later.
+pub async fn begin_unsynced(
+    db: &DatabaseConnection,
+) -> Result<sea_orm::DatabaseTransaction, DbErr> {
+    use sea_orm::{ConnectionTrait, DbBackend, TransactionTrait};
+    let txn = db.begin().await?;
+    if txn.get_database_backend() == DbBackend::Postgres {
+        txn.execute_unprepared("SET LOCAL synchronous_commit = off")
+            .await?;
+    }
+    Ok(txn)
+}
+
 /// Begins a transaction whose reads all see the database as of one moment: on PostgreSQL a
 /// read-only repeatable-read one; on SQLite a deferred one, which reads one snapshot of its
 /// write-ahead log until it ends.
