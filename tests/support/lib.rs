@@ -164,6 +164,23 @@ impl Drop for Proc {
     }
 }
 
+/// The Python webhook receiver (`tests/python/webhook_receiver.py`) in `dir`, answering each
+/// path with its scripted statuses (JSON, `{"/path": [500, 200]}`; 200 otherwise): its
+/// process, its base URL and its request log (one JSON line a request).
+pub fn webhook_receiver(dir: &Path, script: &str) -> (Proc, String, PathBuf) {
+    let port_file = dir.join("port");
+    let log = dir.join("requests.jsonl");
+    let mut cmd = Command::new(python());
+    cmd.arg(repo_root().join("tests/python/webhook_receiver.py"))
+        .arg("serve")
+        .arg(&port_file)
+        .arg(&log)
+        .arg(script);
+    let proc = Proc::spawn("receiver", cmd, dir, "listening");
+    let port = std::fs::read_to_string(&port_file).expect("the receiver wrote its port");
+    (proc, format!("http://127.0.0.1:{}", port.trim()), log)
+}
+
 /// Addresses of the four services.
 #[derive(Debug, Clone)]
 pub struct Addrs {

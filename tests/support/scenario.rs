@@ -438,6 +438,31 @@ pub async fn run(c: &Clients) -> Vec<scoring::HealthScore> {
     vec![alice, bob, carol]
 }
 
+/// Orders counted and their summed value, by customer.
+pub type Folded = std::collections::BTreeMap<String, (u64, f64)>;
+
+/// What `scoring` holds for every customer (up to 10,000): orders counted and their value;
+/// empty when it does not answer.
+pub async fn folded(
+    scoring: &rapport_proto::scoring::v1::scoring_service_client::ScoringServiceClient<
+        tonic::transport::Channel,
+    >,
+) -> Folded {
+    let page = scoring
+        .clone()
+        .list_customer_features(req(scoring::ListCustomerFeaturesRequest {
+            after_customer_id: String::new(),
+            page_size: 10_000,
+            observation_end: None,
+        }))
+        .await
+        .map(|r| r.into_inner().customers)
+        .unwrap_or_default();
+    page.into_iter()
+        .map(|f| (f.customer_id, (f.frequency, f.monetary)))
+        .collect()
+}
+
 /// Waits until scoring knows exactly `customers` customers with `orders` orders between them,
 /// that is, every event reached its score.
 pub async fn wait_all_scored(c: &Clients, customers: usize, orders: u64, within: Duration) {
@@ -445,19 +470,9 @@ pub async fn wait_all_scored(c: &Clients, customers: usize, orders: u64, within:
         "every customer scored on all its events",
         within,
         || async {
-            let page = c
-                .scoring
-                .clone()
-                .list_customer_features(req(scoring::ListCustomerFeaturesRequest {
-                    after_customer_id: String::new(),
-                    page_size: 10_000,
-                    observation_end: None,
-                }))
-                .await
-                .ok()?
-                .into_inner();
-            let counted: u64 = page.customers.iter().map(|f| f.frequency).sum();
-            (page.customers.len() == customers && counted == orders).then_some(())
+            let now = folded(&c.scoring).await;
+            let counted: u64 = now.values().map(|(n, _)| n).sum();
+            (now.len() == customers && counted == orders).then_some(())
         },
     )
     .await;

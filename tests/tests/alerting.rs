@@ -7,8 +7,9 @@ use rapport_proto::alerting::v1::{self as pb, alerting_service_client::AlertingS
 use rapport_proto::common::v1::Tier;
 use rapport_tests::{
     Proc, bin, channel, eventually, free_port, python, repo_root, req, service_req,
+    webhook_receiver,
 };
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 use tonic::transport::Channel;
@@ -313,21 +314,6 @@ fn logged(log: &Path, path: &str) -> Vec<serde_json::Value> {
         .collect()
 }
 
-/// The Python receiver, serving the scripted statuses.
-fn receiver(dir: &Path, script: &str) -> (Proc, String, PathBuf) {
-    let port_file = dir.join("port");
-    let log = dir.join("requests.jsonl");
-    let mut cmd = Command::new(python());
-    cmd.arg(repo_root().join("tests/python/webhook_receiver.py"))
-        .arg("serve")
-        .arg(&port_file)
-        .arg(&log)
-        .arg(script);
-    let proc = Proc::spawn("receiver", cmd, dir, "listening");
-    let port = std::fs::read_to_string(&port_file).unwrap();
-    (proc, format!("http://127.0.0.1:{}", port.trim()), log)
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn webhooks_are_signed_retried_once_delivered_and_disabled_by_410() {
     let rules =
@@ -340,7 +326,7 @@ async fn webhooks_are_signed_retried_once_delivered_and_disabled_by_410() {
         ],
     );
     let dir = tempfile::tempdir().unwrap();
-    let (_receiver, base, log) = receiver(
+    let (_receiver, base, log) = webhook_receiver(
         dir.path(),
         r#"{"/flaky": [500, 500, 200], "/gone": [410], "/down": [500], "/busy": [429, 200]}"#,
     );

@@ -3,13 +3,11 @@
 //! replicas of ingestion and scoring share the database.
 
 use rapport_proto::ingestion::v1 as ingestion;
-use rapport_proto::scoring::v1 as scoring;
-use rapport_tests::scenario::order;
+use rapport_tests::scenario::{Folded, folded, order};
 use rapport_tests::{
     Addrs, Backing, Clients, Distributed, Postgres, Proc, channel, eventually, req, start_replica,
     start_service,
 };
-use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 const PRODUCERS: usize = 8;
@@ -17,9 +15,6 @@ const BATCHES: usize = 8;
 const BATCH: usize = 1_000;
 /// Every batch touches every one of these customers, so producers' batches overlap.
 const CUSTOMERS: usize = 40;
-
-/// Orders and their summed amounts, by customer.
-type Folded = BTreeMap<String, (u64, f64)>;
 
 /// One producer's batches; amounts are whole numbers, so sums compare exactly.
 fn batches(producer: usize) -> Vec<Vec<ingestion::Event>> {
@@ -33,24 +28,6 @@ fn batches(producer: usize) -> Vec<Vec<ingestion::Event>> {
                 })
                 .collect()
         })
-        .collect()
-}
-
-/// What scoring holds for every customer: orders counted and their value.
-async fn stored(clients: &Clients) -> Folded {
-    let page = clients
-        .scoring
-        .clone()
-        .list_customer_features(req(scoring::ListCustomerFeaturesRequest {
-            after_customer_id: String::new(),
-            page_size: 10_000,
-            observation_end: None,
-        }))
-        .await
-        .map(|r| r.into_inner().customers)
-        .unwrap_or_default();
-    page.into_iter()
-        .map(|f| (f.customer_id, (f.frequency, f.monetary)))
         .collect()
 }
 
@@ -141,7 +118,7 @@ async fn produce_and_check(replicas: usize) {
     let (mut last, mut since) = (Folded::new(), Instant::now());
     let deadline = Instant::now() + Duration::from_secs(120);
     let folded = loop {
-        let now = stored(&clients).await;
+        let now = folded(&clients.scoring).await;
         if now == accepted || Instant::now() > deadline {
             break now;
         }

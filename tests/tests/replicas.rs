@@ -12,14 +12,13 @@ use rapport_proto::scoring::v1 as scoring;
 use rapport_proto::scoring::v1::scoring_service_client::ScoringServiceClient;
 use rapport_proto::segmentation::v1 as segmentation;
 use rapport_proto::segmentation::v1::segmentation_service_client::SegmentationServiceClient;
-use rapport_tests::scenario::{nps, order};
+use rapport_tests::scenario::{Folded, folded, nps, order};
 use rapport_tests::{
-    Addrs, Backing, Postgres, Proc, Redis, channel, free_port, python, repo_root, req, scrape,
-    service_req, start_replica,
+    Addrs, Backing, Postgres, Proc, Redis, channel, free_port, req, scrape, service_req,
+    start_replica, webhook_receiver,
 };
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
-use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -36,7 +35,7 @@ const DRAIN_PAUSE_SECS: u64 = 1;
 const DRAIN_TIMEOUT_SECS: u64 = 10;
 
 /// Orders acknowledged, and their summed amounts, by customer.
-type Ledger = BTreeMap<String, (u64, f64)>;
+type Ledger = Folded;
 
 fn loopback() -> String {
     format!("127.0.0.1:{}", free_port())
@@ -225,36 +224,26 @@ async fn watch(
     (seen, ended)
 }
 
-/// What `scoring` holds for every customer: orders counted and their value.
-async fn folded(scoring: &ScoringServiceClient<Channel>) -> Ledger {
-    let page = scoring
-        .clone()
-        .list_customer_features(req(scoring::ListCustomerFeaturesRequest {
-            after_customer_id: String::new(),
-            page_size: 10_000,
-            observation_end: None,
-        }))
-        .await
-        .map(|r| r.into_inner().customers)
-        .unwrap_or_default();
-    page.into_iter()
-        .map(|f| (f.customer_id, (f.frequency, f.monetary)))
-        .collect()
+/// Reads a progress stream to its end; its error, if it ends with one.
+async fn to_the_end<T>(mut progress: tonic::Streaming<T>) -> Result<(), tonic::Status> {
+    while let Some(p) = progress.next().await {
+        p?;
+    }
+    Ok(())
 }
 
 /// Re-scores every customer twice (the second walk ranks by the tables the first made from
 /// everyone's final metrics), then reads every customer's score.
 async fn settled_scores(scoring: &ScoringServiceClient<Channel>) -> BTreeMap<String, f64> {
     for _ in 0..2 {
-        let mut progress = scoring
+        let progress = scoring
             .clone()
             .rescore_all(req(scoring::RescoreAllRequest {}))
             .await
-            .expect("rescore")
-            .into_inner();
-        while let Some(p) = progress.next().await {
-            p.expect("rescore progress");
-        }
+            .expect("rescore");
+        to_the_end(progress.into_inner())
+            .await
+            .expect("rescore progress");
     }
     let ids: Vec<String> = (0..CUSTOMERS).map(|i| format!("c-{i:02}")).collect();
     scoring
@@ -294,21 +283,6 @@ fn rounds(dir: &Path, service: &str, schedule: &str) -> Vec<f64> {
     at
 }
 
-/// The webhook receiver (every request answered 200), its URL and its request log.
-fn receiver(dir: &Path) -> (Proc, String, std::path::PathBuf) {
-    let port_file = dir.join("port");
-    let log = dir.join("requests.jsonl");
-    let mut cmd = Command::new(python());
-    cmd.arg(repo_root().join("tests/python/webhook_receiver.py"))
-        .arg("serve")
-        .arg(&port_file)
-        .arg(&log)
-        .arg("{}");
-    let proc = Proc::spawn("receiver", cmd, dir, "listening");
-    let port = std::fs::read_to_string(&port_file).unwrap();
-    (proc, format!("http://127.0.0.1:{}/hook", port.trim()), log)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_cluster_of_replicas_loses_nothing_through_restarts_crashes_and_schedules() {
     let pg = Postgres::start();
@@ -338,29 +312,27 @@ async fn a_cluster_of_replicas_loses_nothing_through_restarts_crashes_and_schedu
             cluster.start(service, i, &backing, logs.path());
         }
     }
-    let ingestion: Vec<_> = cluster
-        .ingestion
-        .iter()
-        .map(|a| IngestionServiceClient::new(channel(a)))
+    let clients = |addrs: &[String]| addrs.iter().map(|a| channel(a)).collect::<Vec<_>>();
+    let ingestion: Vec<_> = clients(&cluster.ingestion)
+        .into_iter()
+        .map(IngestionServiceClient::new)
         .collect();
-    let scoring: Vec<_> = cluster
-        .scoring
-        .iter()
-        .map(|a| ScoringServiceClient::new(channel(a)))
+    let scoring: Vec<_> = clients(&cluster.scoring)
+        .into_iter()
+        .map(ScoringServiceClient::new)
         .collect();
-    let segmentation: Vec<_> = cluster
-        .segmentation
-        .iter()
-        .map(|a| SegmentationServiceClient::new(channel(a)))
+    let segmentation: Vec<_> = clients(&cluster.segmentation)
+        .into_iter()
+        .map(SegmentationServiceClient::new)
         .collect();
-    let alerting: Vec<_> = cluster
-        .alerting
-        .iter()
-        .map(|a| AlertingServiceClient::new(channel(a)))
+    let alerting: Vec<_> = clients(&cluster.alerting)
+        .into_iter()
+        .map(AlertingServiceClient::new)
         .collect();
 
     let hooks = tempfile::tempdir().unwrap();
-    let (_receiver, hook_url, hook_log) = receiver(hooks.path());
+    let (_receiver, base, hook_log) = webhook_receiver(hooks.path(), "{}");
+    let hook_url = format!("{base}/hook");
     alerting[0]
         .clone()
         .create_webhook(req(alerting::CreateWebhookRequest { url: hook_url }))
@@ -407,14 +379,8 @@ async fn a_cluster_of_replicas_loses_nothing_through_restarts_crashes_and_schedu
         .map(|s| {
             let mut s = s.clone();
             tokio::spawn(async move {
-                let mut progress = s
-                    .rescore_all(req(scoring::RescoreAllRequest {}))
-                    .await?
-                    .into_inner();
-                while let Some(p) = progress.next().await {
-                    p?;
-                }
-                Ok::<_, tonic::Status>(())
+                let progress = s.rescore_all(req(scoring::RescoreAllRequest {})).await?;
+                to_the_end(progress.into_inner()).await
             })
         })
         .collect();
@@ -423,14 +389,9 @@ async fn a_cluster_of_replicas_loses_nothing_through_restarts_crashes_and_schedu
         .map(|s| {
             let mut s = s.clone();
             tokio::spawn(async move {
-                let mut progress = s
-                    .run_segmentation(req(segmentation::RunSegmentationRequest { as_of: None }))
-                    .await?
-                    .into_inner();
-                while let Some(p) = progress.next().await {
-                    p?;
-                }
-                Ok::<_, tonic::Status>(())
+                let run = segmentation::RunSegmentationRequest { as_of: None };
+                let progress = s.run_segmentation(req(run)).await?;
+                to_the_end(progress.into_inner()).await
             })
         })
         .collect();

@@ -123,6 +123,25 @@ impl Schedules {
         }
     }
 
+    /// The INSERT of this replica's claim of (`schedule`, `tenant`) at `now_ms`.
+    fn row(
+        &self,
+        schedule: &str,
+        tenant: &str,
+        now_ms: i64,
+    ) -> sea_orm::sea_query::InsertStatement {
+        Query::insert()
+            .into_table(Alias::new(self.table))
+            .columns(["schedule", "tenant_id", "claimed_at", "claimed_by"].map(Alias::new))
+            .values_panic([
+                schedule.into(),
+                tenant.into(),
+                now_ms.into(),
+                self.replica.as_str().into(),
+            ])
+            .to_owned()
+    }
+
     /// Claims the period of `schedule` for `tenant` starting `now_ms` if the last claim is at
     /// least `period` old (or there is none): `true` for the one replica that gets it. The
     /// claim is one conditional write, so replicas asking at once cannot both get it; a
@@ -140,22 +159,13 @@ impl Schedules {
         // period early is still the same period's.
         let due_before = due_before + (period.as_millis() as i64) / 20;
         let table = Alias::new(self.table);
-        let mut insert = Query::insert();
-        insert
-            .into_table(table.clone())
-            .columns(["schedule", "tenant_id", "claimed_at", "claimed_by"].map(Alias::new))
-            .values_panic([
-                schedule.into(),
-                tenant.into(),
-                now_ms.into(),
-                self.replica.as_str().into(),
-            ])
-            .on_conflict(
-                OnConflict::columns([Alias::new("schedule"), Alias::new("tenant_id")])
-                    .update_columns([Alias::new("claimed_at"), Alias::new("claimed_by")])
-                    .action_and_where(Expr::col((table, Alias::new("claimed_at"))).lte(due_before))
-                    .to_owned(),
-            );
+        let mut insert = self.row(schedule, tenant, now_ms);
+        insert.on_conflict(
+            OnConflict::columns([Alias::new("schedule"), Alias::new("tenant_id")])
+                .update_columns([Alias::new("claimed_at"), Alias::new("claimed_by")])
+                .action_and_where(Expr::col((table, Alias::new("claimed_at"))).lte(due_before))
+                .to_owned(),
+        );
         Ok(self.db.execute(&insert).await?.rows_affected() == 1)
     }
 
@@ -163,21 +173,12 @@ impl Schedules {
     /// a period was ever claimed: the first period ends one period after the first replica
     /// started, not at once.
     pub async fn begin(&self, schedule: &str, tenant: &str, now_ms: i64) -> Result<(), DbErr> {
-        let mut insert = Query::insert();
-        insert
-            .into_table(Alias::new(self.table))
-            .columns(["schedule", "tenant_id", "claimed_at", "claimed_by"].map(Alias::new))
-            .values_panic([
-                schedule.into(),
-                tenant.into(),
-                now_ms.into(),
-                self.replica.as_str().into(),
-            ])
-            .on_conflict(
-                OnConflict::columns([Alias::new("schedule"), Alias::new("tenant_id")])
-                    .do_nothing()
-                    .to_owned(),
-            );
+        let mut insert = self.row(schedule, tenant, now_ms);
+        insert.on_conflict(
+            OnConflict::columns([Alias::new("schedule"), Alias::new("tenant_id")])
+                .do_nothing()
+                .to_owned(),
+        );
         self.db.execute(&insert).await?;
         Ok(())
     }

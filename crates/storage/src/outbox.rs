@@ -540,6 +540,18 @@ mod tests {
         }
     }
 
+    /// An outbox table in a new SQLite database (kept while the directory lives).
+    async fn sqlite_outbox() -> (tempfile::TempDir, DatabaseConnection, Outbox) {
+        let dir = tempfile::tempdir().unwrap();
+        let db = crate::connect(&crate::sqlite_url(dir.path(), "outbox"))
+            .await
+            .unwrap();
+        create_table(&SchemaManager::new(&db), "test_outbox")
+            .await
+            .unwrap();
+        (dir, db, Outbox::new("test_outbox"))
+    }
+
     fn message(id: i64, payload: &[u8]) -> OutboxMessage {
         OutboxMessage {
             id,
@@ -563,14 +575,7 @@ mod tests {
 
     #[tokio::test]
     async fn messages_stay_until_delivered_and_are_retried_later() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = crate::connect(&crate::sqlite_url(dir.path(), "outbox"))
-            .await
-            .unwrap();
-        create_table(&SchemaManager::new(&db), "test_outbox")
-            .await
-            .unwrap();
-        let outbox = Outbox::new("test_outbox");
+        let (_dir, db, outbox) = sqlite_outbox().await;
         for (tenant, n) in [("a", 2), ("b", 1)] {
             for i in 0..n {
                 outbox
@@ -646,14 +651,7 @@ mod tests {
 
     #[tokio::test]
     async fn claimed_messages_are_nobody_elses_until_their_lease_ends() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = crate::connect(&crate::sqlite_url(dir.path(), "outbox"))
-            .await
-            .unwrap();
-        create_table(&SchemaManager::new(&db), "test_outbox")
-            .await
-            .unwrap();
-        let outbox = Outbox::new("test_outbox");
+        let (_dir, db, outbox) = sqlite_outbox().await;
         let payloads = (0..5u8).map(|i| vec![i]).collect();
         outbox
             .push_many(&db, "t", "x", payloads, None)
