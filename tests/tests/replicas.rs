@@ -41,6 +41,17 @@ fn loopback() -> String {
     format!("127.0.0.1:{}", free_port())
 }
 
+/// `n` loopback addresses, all different: each port is held until all are drawn (a port
+/// drawn and released may otherwise be drawn again before its replica binds it).
+fn loopbacks(n: usize) -> Vec<String> {
+    let held: Vec<std::net::TcpListener> = (0..n)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("a free loopback port"))
+        .collect();
+    held.iter()
+        .map(|l| l.local_addr().expect("bound").to_string())
+        .collect()
+}
+
 /// The platform: every replica's address, its process, its metrics address.
 struct Cluster {
     ingestion: Vec<String>,
@@ -84,7 +95,6 @@ impl Cluster {
         }[index]
             .clone();
         let name = format!("{service}-{index}");
-        self.metrics.entry(name.clone()).or_insert_with(loopback);
         let addrs = self.addrs(service, &own, &name);
         // A restarted replica logs to a file of its own.
         let log_name = match self.procs.contains_key(&name) {
@@ -295,13 +305,33 @@ async fn a_cluster_of_replicas_loses_nothing_through_restarts_crashes_and_schedu
         otlp: None,
     };
     let mut cluster = Cluster {
-        ingestion: (0..2).map(|_| loopback()).collect(),
-        scoring: (0..3).map(|_| loopback()).collect(),
-        segmentation: (0..2).map(|_| loopback()).collect(),
-        alerting: (0..2).map(|_| loopback()).collect(),
+        ingestion: Vec::new(),
+        scoring: Vec::new(),
+        segmentation: Vec::new(),
+        alerting: Vec::new(),
         procs: BTreeMap::new(),
         metrics: BTreeMap::new(),
     };
+    // Every replica's address and metrics address, drawn at once.
+    let mut addrs = loopbacks(18).into_iter();
+    for (service, n) in [
+        ("ingestion", 2),
+        ("scoring", 3),
+        ("segmentation", 2),
+        ("alerting", 2),
+    ] {
+        for i in 0..n {
+            let own = addrs.next().expect("drawn");
+            match service {
+                "ingestion" => cluster.ingestion.push(own),
+                "scoring" => cluster.scoring.push(own),
+                "segmentation" => cluster.segmentation.push(own),
+                _ => cluster.alerting.push(own),
+            }
+            let metrics = addrs.next().expect("drawn");
+            cluster.metrics.insert(format!("{service}-{i}"), metrics);
+        }
+    }
     for (service, n) in [
         ("alerting", 2),
         ("scoring", 3),

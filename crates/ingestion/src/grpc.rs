@@ -10,6 +10,8 @@ use rapport_server::args::time;
 use rapport_server::{Principal, Role};
 use rapport_storage::outbox::RelayWaker;
 use sha2::{Digest, Sha256};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Streaming;
@@ -53,6 +55,9 @@ pub struct IngestionApi {
     pub store: Store,
     pub policy: ValidationPolicy,
     pub waker: RelayWaker,
+    /// Cancelled when the replica drains: an ingest stream stops reading, answers what it
+    /// read, and ends with UNAVAILABLE so its producer sends the rest elsewhere.
+    pub draining: tokio_util::sync::CancellationToken,
 }
 
 impl IngestionApi {
@@ -199,6 +204,9 @@ impl pb::ingestion_service_server::IngestionService for IngestionApi {
         // The next batch is gathered while the previous one commits: decoding and storing
         // overlap instead of taking turns.
         let (batches_tx, mut batches_rx) = mpsc::channel::<Vec<pb::Event>>(1);
+        let draining = self.draining.clone();
+        let cut_short = Arc::new(AtomicBool::new(false));
+        let cut = cut_short.clone();
         let gather = async move {
             let mut open = true;
             while open {
@@ -210,7 +218,15 @@ impl pb::ingestion_service_server::IngestionService for IngestionApi {
                     } else {
                         STREAM_LINGER
                     };
-                    match tokio::time::timeout(wait, incoming.message()).await {
+                    let next = tokio::select! {
+                        next = tokio::time::timeout(wait, incoming.message()) => next,
+                        _ = draining.cancelled() => {
+                            cut.store(true, Ordering::SeqCst);
+                            open = false;
+                            break;
+                        }
+                    };
+                    match next {
                         Ok(Ok(Some(event))) => batch.push(event),
                         Ok(Ok(None)) => {
                             open = false;
@@ -242,6 +258,10 @@ impl pb::ingestion_service_server::IngestionService for IngestionApi {
                 if tx.send(answer).await.is_err() || failed {
                     return;
                 }
+            }
+            // Everything read was answered; what the producer sent after is not taken.
+            if cut_short.load(Ordering::SeqCst) {
+                let _ = tx.send(Err(rapport_server::drain::shutting_down())).await;
             }
         };
         tokio::spawn(gather.instrument(tracing::Span::current()));

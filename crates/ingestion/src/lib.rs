@@ -71,6 +71,7 @@ pub async fn run(
             future_skew: chrono::Duration::seconds(config.max_future_skew_secs),
         },
         waker,
+        draining: config.common.drain().draining(&stop),
     };
     let server = IngestionServiceServer::new(api)
         .max_decoding_message_size(grpc::MAX_REQUEST_BYTES)

@@ -39,8 +39,8 @@ use std::time::{Duration, Instant};
 const FETCH_DEADLINE: Duration = Duration::from_secs(10);
 /// Most events fetched per customer and call.
 const EVENTS_PER_FETCH: u32 = 5_000;
-/// Times a fold is tried again for customers written meanwhile before the notification is
-/// left to its sender's retry.
+/// Times a fold (or a re-score of a few customers) is tried again for customers written
+/// meanwhile before the caller is answered ABORTED (a relay retries later).
 const FOLD_ATTEMPTS: usize = 8;
 /// Customers per page when walking a whole tenant.
 const PAGE: u64 = 5_000;
@@ -513,6 +513,9 @@ impl Engine {
             .store
             .exclusive(&format!("scoring_rescore\u{1f}{tenant}"))
             .await?;
+        // What the walk scores with is read now, not taken from a copy up to
+        // `CONTEXT_TTL` old: a scorecard set through another replica just before counts.
+        self.forget_context(tenant).await;
         let mut p = Progress {
             total: self.store.customer_count(tenant).await?,
             ..Progress::default()
@@ -597,24 +600,29 @@ impl Engine {
         Ok(p)
     }
 
-    /// Re-scores some customers from stored metrics (after an override or a stage change).
+    /// Re-scores some customers from stored metrics (after an override or a stage change);
+    /// a customer written meanwhile is read and re-scored again.
     pub async fn rescore_customers(
         &self,
         tenant: &str,
         ids: &[String],
     ) -> Result<(), ScoringError> {
-        let ctx = self.context(tenant).await?;
-        let now = self.clock.now();
-        let states = self.store.states(tenant, ids).await?;
-        let rescored: Vec<Rescored> = states
-            .into_iter()
-            .map(|(id, state)| rescore(id, state, &ctx, now).0)
-            .filter(|r| r.notification.is_some())
-            .collect();
-        // A customer written meanwhile was scored by whoever wrote it, on a newer state.
-        self.persist(tenant, rescored, Columns::Score)
-            .await
-            .map(drop)
+        let mut pending = ids.to_vec();
+        for _ in 0..FOLD_ATTEMPTS {
+            let ctx = self.context(tenant).await?;
+            let now = self.clock.now();
+            let states = self.store.states(tenant, &pending).await?;
+            let rescored: Vec<Rescored> = states
+                .into_iter()
+                .map(|(id, state)| rescore(id, state, &ctx, now).0)
+                .filter(|r| r.notification.is_some())
+                .collect();
+            pending = self.persist(tenant, rescored, Columns::Score).await?;
+            if pending.is_empty() {
+                return Ok(());
+            }
+        }
+        Err(ScoringError::Contended(pending.len()))
     }
 
     async fn fetch(

@@ -166,7 +166,10 @@ impl SegmentationApi {
 
         let start = RunStart {
             started_at,
-            graded_at: chrono::Utc::now().timestamp_millis(),
+            graded_at: self
+                .store
+                .next_graded_at(tenant, chrono::Utc::now().timestamp_millis())
+                .await?,
             as_of: as_of_ms,
             reason: ranking.reason.clone(),
             stage_rules: self.stage_rules,

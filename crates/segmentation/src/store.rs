@@ -137,6 +137,21 @@ impl Store {
         Ok(rapport_storage::coordination::Exclusive::take(&self.db, name).await?)
     }
 
+    /// The time a run of `tenant` beginning to grade at `now` (ms) stands for: later than
+    /// every run before it, whatever the clocks of the replicas that ran them (runs take
+    /// turns, and scoring keeps a tier from the later run).
+    pub async fn next_graded_at(&self, tenant: &str, now: i64) -> Result<i64, StoreError> {
+        let last: Option<i64> = run::Entity::find()
+            .select_only()
+            .column(run::Column::FinishedAt)
+            .filter(run::Column::TenantId.eq(tenant))
+            .order_by_desc(run::Column::Id)
+            .into_tuple()
+            .one(&self.db)
+            .await?;
+        Ok(last.map_or(now, |last| now.max(last + 1)))
+    }
+
     /// The store on an already migrated database.
     pub fn new(db: DatabaseConnection) -> Self {
         Store { db }

@@ -78,15 +78,19 @@ where
         if self.ended {
             return Poll::Ready(None);
         }
-        if self.draining.as_mut().poll(cx).is_ready() {
-            self.ended = true;
-            return Poll::Ready(Some(Err(shutting_down())));
+        // What the stream has ready goes first: a last message must not be lost to the drain.
+        match Pin::new(&mut self.inner).poll_next(cx) {
+            Poll::Ready(None) => {
+                self.ended = true;
+                Poll::Ready(None)
+            }
+            Poll::Ready(some) => Poll::Ready(some),
+            Poll::Pending if self.draining.as_mut().poll(cx).is_ready() => {
+                self.ended = true;
+                Poll::Ready(Some(Err(shutting_down())))
+            }
+            Poll::Pending => Poll::Pending,
         }
-        let next = Pin::new(&mut self.inner).poll_next(cx);
-        if let Poll::Ready(None) = next {
-            self.ended = true;
-        }
-        next
     }
 }
 
@@ -108,6 +112,20 @@ mod tests {
         let end = stream.next().await.unwrap().unwrap_err();
         assert_eq!(end.code(), tonic::Code::Unavailable);
         assert!(stream.next().await.is_none(), "nothing after the end");
+    }
+
+    #[tokio::test]
+    async fn what_is_ready_is_sent_before_the_drain_ends_the_stream() {
+        let draining = CancellationToken::new();
+        draining.cancel();
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<u32, Status>>(4);
+        tx.send(Ok(9)).await.unwrap();
+        let mut stream = until_draining(tokio_stream::wrappers::ReceiverStream::new(rx), &draining);
+        assert_eq!(stream.next().await.unwrap().unwrap(), 9);
+        assert_eq!(
+            stream.next().await.unwrap().unwrap_err().code(),
+            tonic::Code::Unavailable
+        );
     }
 
     #[tokio::test]

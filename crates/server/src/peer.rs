@@ -7,8 +7,9 @@ use std::time::Duration;
 use tonic::transport::channel::Change;
 use tonic::transport::{Channel, Endpoint};
 
-/// A channel to a peer whose requests carry the current trace context.
-pub type PeerChannel = InjectTraceContext<Channel>;
+/// A channel to a peer whose requests carry the current trace context and end at their
+/// deadline, wherever they wait (a balanced channel with no address yet waits for one).
+pub type PeerChannel = InjectTraceContext<Deadline<Channel>>;
 
 /// How often peers named by DNS are looked up again: replicas behind a headless Service
 /// come and go, and a new one should get calls within seconds.
@@ -100,14 +101,14 @@ pub fn peer_channel(spec: &str) -> Result<PeerChannel, PeerAddrError> {
                 reason: "not an IP address".to_owned(),
             })?;
             let addr = std::net::SocketAddr::new(ip, one.port);
-            Ok(InjectTraceContext(
+            Ok(InjectTraceContext(Deadline(
                 endpoint(&one.scheme, addr)?.connect_lazy(),
-            ))
+            )))
         }
         _ => {
             let (channel, changes) = Channel::balance_channel(64);
             tokio::spawn(follow(targets, changes));
-            Ok(InjectTraceContext(channel))
+            Ok(InjectTraceContext(Deadline(channel)))
         }
     }
 }
@@ -225,9 +226,98 @@ where
     }
 }
 
+/// Tower middleware that ends a call at the deadline its `grpc-timeout` header gives, as
+/// DEADLINE_EXCEEDED, whether it waits for an address, a connection or the answer: tonic
+/// enforces the deadline only once the call is on a connection.
+#[derive(Debug, Clone)]
+pub struct Deadline<S>(pub S);
+
+/// The duration a `grpc-timeout` value stands for (`10S`, `250m`: digits and a unit).
+fn grpc_timeout(value: &str) -> Option<Duration> {
+    let (digits, unit) = value.split_at(value.len().checked_sub(1)?);
+    let n: u64 = digits.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(n.saturating_mul(3600)),
+        "M" => Duration::from_secs(n.saturating_mul(60)),
+        "S" => Duration::from_secs(n),
+        "m" => Duration::from_millis(n),
+        "u" => Duration::from_micros(n),
+        "n" => Duration::from_nanos(n),
+        _ => return None,
+    })
+}
+
+impl<S, B> tower::Service<http::Request<B>> for Deadline<S>
+where
+    S: tower::Service<http::Request<B>>,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    S::Future: Send + 'static,
+    S::Response: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
+    type Future = std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<S::Response, Self::Error>> + Send>,
+    >;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.0.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        let deadline = req
+            .headers()
+            .get("grpc-timeout")
+            .and_then(|v| v.to_str().ok())
+            .and_then(grpc_timeout);
+        let call = self.0.call(req);
+        Box::pin(async move {
+            match deadline {
+                Some(d) => match tokio::time::timeout(d, call).await {
+                    Ok(answer) => answer.map_err(Into::into),
+                    Err(_) => Err(tonic::Status::deadline_exceeded(format!(
+                        "no answer from the peer within {d:?}"
+                    ))
+                    .into()),
+                },
+                None => call.await.map_err(Into::into),
+            }
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn grpc_timeouts_are_read_in_their_units() {
+        assert_eq!(grpc_timeout("10S"), Some(Duration::from_secs(10)));
+        assert_eq!(grpc_timeout("250m"), Some(Duration::from_millis(250)));
+        assert_eq!(grpc_timeout("2H"), Some(Duration::from_secs(7200)));
+        for bad in ["", "S", "10", "10x", "-1S"] {
+            assert_eq!(grpc_timeout(bad), None, "{bad:?}");
+        }
+    }
+
+    /// A peer whose name resolves to nothing: the call ends at its deadline.
+    #[tokio::test]
+    async fn a_call_to_a_peer_without_addresses_ends_at_its_deadline() {
+        use rapport_proto::scoring::v1::scoring_service_client::ScoringServiceClient;
+        let channel = peer_channel("no-such-peer.invalid:7402").unwrap();
+        let started = std::time::Instant::now();
+        let answer = ScoringServiceClient::new(channel)
+            .get_health(peer_request(
+                Default::default(),
+                "t",
+                "key",
+                Duration::from_millis(300),
+            ))
+            .await;
+        let status = answer.expect_err("no peer to answer");
+        assert_eq!(status.code(), tonic::Code::DeadlineExceeded, "{status:?}");
+        assert!(started.elapsed() < Duration::from_secs(5));
+    }
 
     #[test]
     fn addresses_are_read_with_their_port() {

@@ -104,7 +104,10 @@ pub async fn serve(
     Ok(())
 }
 
-/// Records each call's status code and latency in the process's metrics.
+/// Records each call's status code and latency in the process's metrics, when the call ends:
+/// with its response headers when the status is there (an error answered at once), else at
+/// the end of its body, from the trailers, so a stream that fails after some messages counts
+/// as failed and its latency runs to its end.
 #[derive(Debug, Clone, Copy)]
 struct RecordLayer;
 
@@ -120,12 +123,35 @@ impl<S> tower::Layer<S> for RecordLayer {
 #[derive(Debug, Clone)]
 struct Recorded<S>(S);
 
+/// A call being recorded: what it calls, and since when.
+#[derive(Debug)]
+struct Call {
+    path: String,
+    start: std::time::Instant,
+}
+
+impl Call {
+    fn record(self, code: &str) {
+        let (service, method) = self
+            .path
+            .trim_start_matches('/')
+            .split_once('/')
+            .unwrap_or((self.path.as_str(), ""));
+        rapport_telemetry::metrics::record_rpc(service, method, code, self.start.elapsed());
+    }
+}
+
+/// The `grpc-status` of headers or trailers, if they carry one.
+fn status_of(headers: &http::HeaderMap) -> Option<&str> {
+    headers.get("grpc-status").and_then(|v| v.to_str().ok())
+}
+
 impl<S, B, R> tower::Service<http::Request<B>> for Recorded<S>
 where
     S: tower::Service<http::Request<B>, Response = http::Response<R>>,
     S::Future: Send + 'static,
 {
-    type Response = S::Response;
+    type Response = http::Response<RecordedBody<R>>;
     type Error = S::Error;
     type Future = std::pin::Pin<
         Box<dyn std::future::Future<Output = Result<Self::Response, Self::Error>> + Send>,
@@ -139,29 +165,82 @@ where
     }
 
     fn call(&mut self, req: http::Request<B>) -> Self::Future {
-        let path = req.uri().path().to_owned();
-        let start = std::time::Instant::now();
-        let call = self.0.call(req);
+        let call = Call {
+            path: req.uri().path().to_owned(),
+            start: std::time::Instant::now(),
+        };
+        let responding = self.0.call(req);
         Box::pin(async move {
-            let result = call.await;
-            // A unary success carries its status in the trailers; an error answered at once
-            // carries it in the headers.
-            let code = match &result {
-                Ok(r) => r
-                    .headers()
-                    .get("grpc-status")
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or("0")
-                    .to_owned(),
-                Err(_) => "transport".to_owned(),
-            };
-            let (service, method) = path
-                .trim_start_matches('/')
-                .split_once('/')
-                .unwrap_or((path.as_str(), ""));
-            rapport_telemetry::metrics::record_rpc(service, method, &code, start.elapsed());
-            result
+            match responding.await {
+                Ok(response) => {
+                    let call = match status_of(response.headers()) {
+                        Some(code) => {
+                            call.record(code);
+                            None
+                        }
+                        None => Some(call),
+                    };
+                    Ok(response.map(|inner| RecordedBody { inner, call }))
+                }
+                Err(error) => {
+                    call.record("transport");
+                    Err(error)
+                }
+            }
         })
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A response body that records its call when its trailers pass (or it ends or is
+    /// dropped without them: a call the client left is CANCELLED).
+    pub struct RecordedBody<B> {
+        #[pin]
+        inner: B,
+        call: Option<Call>,
+    }
+
+    impl<B> PinnedDrop for RecordedBody<B> {
+        fn drop(this: Pin<&mut Self>) {
+            if let Some(call) = this.project().call.take() {
+                call.record("1");
+            }
+        }
+    }
+}
+
+impl<B: http_body::Body> http_body::Body for RecordedBody<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        let this = self.project();
+        let polled = std::task::ready!(this.inner.poll_frame(cx));
+        let code = match &polled {
+            Some(Ok(frame)) => frame
+                .trailers_ref()
+                .map(|t| status_of(t).unwrap_or("0").to_owned()),
+            Some(Err(_)) => Some("transport".to_owned()),
+            // The end without trailers: nothing said otherwise.
+            None => Some("0".to_owned()),
+        };
+        if let Some(code) = code
+            && let Some(call) = this.call.take()
+        {
+            call.record(&code);
+        }
+        std::task::Poll::Ready(polled)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
     }
 }
 
@@ -213,40 +292,98 @@ mod tests {
     use super::*;
     use tower::{Layer, Service, ServiceExt};
 
-    /// A service answering every call with `status` in the headers (None: in the trailers).
+    type Frame = Result<http_body::Frame<bytes::Bytes>, std::convert::Infallible>;
+    type Frames = Vec<Frame>;
+    type Streamed = http_body_util::StreamBody<tokio_stream::Iter<std::vec::IntoIter<Frame>>>;
+
+    /// A service answering every call with `status` in the headers, then a body of `frames`.
     fn answering(
         status: Option<&'static str>,
+        frames: impl Fn() -> Frames + Clone + Send + 'static,
     ) -> impl Service<
         http::Request<()>,
-        Response = http::Response<()>,
+        Response = http::Response<Streamed>,
         Error = std::convert::Infallible,
         Future = impl Send + 'static,
     > + Clone {
-        tower::service_fn(move |_req: http::Request<()>| async move {
-            let mut response = http::Response::new(());
-            if let Some(s) = status {
-                response
-                    .headers_mut()
-                    .insert("grpc-status", http::HeaderValue::from_static(s));
+        tower::service_fn(move |_req: http::Request<()>| {
+            let frames = frames();
+            async move {
+                let body = http_body_util::StreamBody::new(tokio_stream::iter(frames));
+                let mut response = http::Response::new(body);
+                if let Some(s) = status {
+                    response
+                        .headers_mut()
+                        .insert("grpc-status", http::HeaderValue::from_static(s));
+                }
+                Ok(response)
             }
-            Ok(response)
         })
     }
 
-    async fn call(status: Option<&'static str>, path: &str) {
+    /// A body of one message, then trailers with `status`.
+    fn streamed(status: &'static str) -> Frames {
+        let mut trailers = http::HeaderMap::new();
+        trailers.insert("grpc-status", http::HeaderValue::from_static(status));
+        vec![
+            Ok(http_body::Frame::data(bytes::Bytes::from_static(
+                b"message",
+            ))),
+            Ok(http_body::Frame::trailers(trailers)),
+        ]
+    }
+
+    /// Calls `path` and reads the whole answer.
+    async fn call(status: Option<&'static str>, path: &str, frames: fn() -> Frames) {
+        use http_body_util::BodyExt;
         let request = http::Request::builder().uri(path).body(()).unwrap();
-        RecordLayer
-            .layer(answering(status))
+        let response = RecordLayer
+            .layer(answering(status, frames))
             .oneshot(request)
             .await
             .unwrap();
+        let _ = response.into_body().collect().await;
+    }
+
+    fn metrics_text() -> String {
+        rapport_telemetry::metrics::metrics().encode()
+    }
+
+    #[tokio::test]
+    async fn a_stream_that_fails_in_its_trailers_counts_as_failed() {
+        call(None, "/rapport.test.v1.Stream/Fails", || streamed("13")).await;
+        call(None, "/rapport.test.v1.Stream/Ends", || streamed("0")).await;
+        let text = metrics_text();
+        for expected in [
+            r#"rapport_rpc_requests_total{service="rapport.test.v1.Stream",method="Fails",code="13"} 1"#,
+            r#"rapport_rpc_requests_total{service="rapport.test.v1.Stream",method="Ends",code="0"} 1"#,
+        ] {
+            assert!(text.contains(expected), "{expected} in:\n{text}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_call_left_before_its_end_counts_as_cancelled() {
+        let request = http::Request::builder()
+            .uri("/rapport.test.v1.Stream/Left")
+            .body(())
+            .unwrap();
+        let response = RecordLayer
+            .layer(answering(None, || streamed("0")))
+            .oneshot(request)
+            .await
+            .unwrap();
+        drop(response);
+        let text = metrics_text();
+        let expected = r#"rapport_rpc_requests_total{service="rapport.test.v1.Stream",method="Left",code="1"} 1"#;
+        assert!(text.contains(expected), "{expected} in:\n{text}");
     }
 
     #[tokio::test]
     async fn calls_are_counted_by_service_method_and_code() {
-        call(None, "/rapport.test.v1.Probe/Ok").await;
-        call(Some("16"), "/rapport.test.v1.Probe/Denied").await;
-        call(Some("16"), "/rapport.test.v1.Probe/Denied").await;
+        call(None, "/rapport.test.v1.Probe/Ok", || streamed("0")).await;
+        call(Some("16"), "/rapport.test.v1.Probe/Denied", Vec::new).await;
+        call(Some("16"), "/rapport.test.v1.Probe/Denied", Vec::new).await;
         let text = rapport_telemetry::metrics::metrics().encode();
         for expected in [
             r#"rapport_rpc_requests_total{service="rapport.test.v1.Probe",method="Ok",code="0"} 1"#,

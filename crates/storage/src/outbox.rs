@@ -239,6 +239,26 @@ impl Outbox {
         Ok(claimed)
     }
 
+    /// Extends the claim on `ids` to `lease` from now (before delivering the later groups of
+    /// a pass: the lease must outlast each delivery, not the whole pass).
+    pub async fn renew<C: ConnectionTrait>(
+        &self,
+        conn: &C,
+        ids: &[i64],
+        lease: Duration,
+    ) -> Result<(), DbErr> {
+        let update = Query::update()
+            .table(col(self.table))
+            .value(
+                col("next_attempt_at"),
+                crate::now_millis() + lease.as_millis() as i64,
+            )
+            .and_where(Expr::col(col("id")).is_in(ids.iter().copied()))
+            .to_owned();
+        conn.execute(&update).await?;
+        Ok(())
+    }
+
     /// Number of messages not yet delivered (the outbox depth) and the creation time
     /// (milliseconds) of the oldest (for its lag).
     pub async fn depth<C: ConnectionTrait>(&self, conn: &C) -> Result<(i64, Option<i64>), DbErr> {
@@ -342,9 +362,9 @@ pub struct Relay<D> {
     /// How often to look for due messages when nobody wakes the relay.
     pub poll: Duration,
     pub batch: u64,
-    /// How long claimed messages are this relay's alone: longer than a pass's deliveries
-    /// take, or another replica's relay may send them again (harmless, receivers are
-    /// idempotent, but wasted).
+    /// How long claimed messages are this relay's alone: longer than one group's delivery
+    /// takes (the claim is renewed before each later group of a pass), or another replica's
+    /// relay may send them again (harmless, receivers are idempotent, but wasted).
     pub lease: Duration,
 }
 
@@ -358,7 +378,7 @@ impl<D: Deliver> Relay<D> {
             backoff: Backoff::default(),
             poll: Duration::from_millis(500),
             batch: 1_000,
-            lease: Duration::from_secs(30),
+            lease: Duration::from_secs(60),
         }
     }
 
@@ -465,7 +485,15 @@ impl<D: Deliver> Relay<D> {
                 .push(m.clone());
         }
         let (mut delivered, mut failed) = (0, 0);
+        let claimed_at = tokio::time::Instant::now();
         for ((tenant, topic), messages) in groups {
+            let ids: Vec<i64> = messages.iter().map(|m| m.id).collect();
+            // A pass of many groups may outlast the lease taken at its start.
+            if claimed_at.elapsed() > self.lease / 4 {
+                let txn = crate::begin_unsynced(&self.db).await?;
+                self.outbox.renew(&txn, &ids, self.lease).await?;
+                txn.commit().await?;
+            }
             let span = tracing::info_span!(
                 "outbox.deliver",
                 table = self.outbox.table,
@@ -478,7 +506,6 @@ impl<D: Deliver> Relay<D> {
                 .filter_map(|m| m.traceparent.as_deref())
                 .collect();
             rapport_telemetry::link_remote_parents(&span, &parents);
-            let ids: Vec<i64> = messages.iter().map(|m| m.id).collect();
             match self
                 .deliver
                 .deliver(tenant, topic, &messages)

@@ -56,21 +56,26 @@ impl Store {
         if rescored.is_empty() {
             return Ok(saved);
         }
+        // Rows are written in id order, as every writer of them does (walks read in that
+        // order): two transactions locking rows in opposite orders would deadlock.
+        let mut ordered: Vec<&Rescored> = rescored.iter().collect();
+        ordered.sort_unstable_by(|a, b| a.customer_id.cmp(&b.customer_id));
         let txn = rapport_storage::begin_bulk_write(&self.db).await?;
         let backend = txn.get_database_backend();
-        for chunk in rescored.chunks(ROWS_PER_INSERT) {
+        for chunk in ordered.chunks(ROWS_PER_INSERT) {
             let mut current: Vec<&Rescored> = match columns {
                 Columns::All => {
                     let won = returned_ids(&txn, upsert_customers(backend, tenant, chunk)?).await?;
                     let (current, stale): (Vec<&Rescored>, Vec<&Rescored>) = chunk
                         .iter()
+                        .copied()
                         .partition(|r| won.contains(r.customer_id.as_str()));
                     saved
                         .stale
                         .extend(stale.into_iter().map(|r| r.customer_id.clone()));
                     current
                 }
-                Columns::Score => chunk.iter().collect(),
+                Columns::Score => chunk.to_vec(),
             };
             let won = returned_ids(&txn, upsert_scores(backend, tenant, &current, columns)).await?;
             current.retain(|r| {
@@ -119,7 +124,10 @@ impl Store {
         use sea_orm::sea_query::ExprTrait as _;
         let txn = rapport_storage::begin_write(&self.db).await?;
         let mut updated = Vec::with_capacity(tiers.len());
-        for change in tiers {
+        // In id order, as every writer of these rows locks them (see `save`).
+        let mut ordered: Vec<&TierChange> = tiers.iter().collect();
+        ordered.sort_unstable_by(|a, b| a.customer_id.cmp(&b.customer_id));
+        for change in ordered {
             let mut update = customer::Entity::update_many()
                 .col_expr(customer::Column::Tier, Expr::value(change.tier.name()))
                 .col_expr(

@@ -9,7 +9,7 @@ use super::*;
 pub(super) fn upsert_customers(
     backend: DbBackend,
     tenant: &str,
-    rescored: &[Rescored],
+    rescored: &[&Rescored],
 ) -> Result<Option<Statement>, StoreError> {
     let mut list = ValuesList::new(backend, rescored.len());
     let now = rapport_storage::now_millis();
