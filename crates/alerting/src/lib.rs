@@ -78,27 +78,6 @@ pub struct Config {
     pub common: CommonArgs,
 }
 
-impl Config {
-    /// The defaults, listening on `listen`, with `common` settings.
-    pub fn new(listen: SocketAddr, common: CommonArgs) -> Config {
-        Config {
-            listen,
-            alert_config: None,
-            sweep_ms: 1_000,
-            watch_keep_revisions: 100_000,
-            watch_compact_secs: 60,
-            watch_heartbeat_secs: 15,
-            watch_buffer: 1_024,
-            watch_slow_secs: 10,
-            webhook_max_attempts: 10,
-            webhook_backoff_ms: 1_000,
-            webhook_backoff_max_secs: 3_600,
-            webhook_timeout_secs: 10,
-            common,
-        }
-    }
-}
-
 /// How watches are fed.
 #[derive(Debug, Clone, Copy)]
 pub struct WatchSettings {

@@ -2,7 +2,6 @@
 //! other exactly as separate processes do, on SQLite and the in-process cache.
 
 use crate::local::LocalPlatform;
-use rapport_server::CommonArgs;
 use rapport_server::auth::DEV_API_KEY;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -34,6 +33,71 @@ async fn bind(host: std::net::IpAddr, port: u16) -> anyhow::Result<(TcpListener,
     Ok((listener, addr))
 }
 
+/// The four services' settings in `rapport up`: each binary's own defaults (one source:
+/// its flags' declarations), listening on the given addresses and calling each other there,
+/// with their data under `data_dir`.
+pub struct Configs {
+    pub ingestion: rapport_ingestion::Config,
+    pub scoring: rapport_scoring::Config,
+    pub segmentation: rapport_segmentation::Config,
+    pub alerting: rapport_alerting::Config,
+}
+
+impl Configs {
+    /// The settings of services listening on `addrs` (ingestion, scoring, segmentation,
+    /// alerting).
+    pub fn of(data_dir: &std::path::Path, addrs: [SocketAddr; 4]) -> anyhow::Result<Configs> {
+        let dir = data_dir
+            .to_str()
+            .ok_or_else(|| anyhow::anyhow!("the data directory {data_dir:?} is not UTF-8"))?;
+        let [ingestion, scoring, segmentation, alerting] = addrs.map(|a| a.to_string());
+        let common = ["--data-dir", dir];
+        let with = |bin: &'static str, flags: &[&str]| {
+            let mut all = vec![bin];
+            all.extend_from_slice(flags);
+            all.extend_from_slice(&common);
+            all.into_iter().map(str::to_owned).collect::<Vec<_>>()
+        };
+        Ok(Configs {
+            ingestion: settings(with(
+                "rapport-ingestion",
+                &["--listen", &ingestion, "--scoring-addr", &scoring],
+            ))?,
+            scoring: settings(with(
+                "rapport-scoring",
+                &[
+                    "--listen",
+                    &scoring,
+                    "--ingestion-addr",
+                    &ingestion,
+                    "--alerting-addr",
+                    &alerting,
+                ],
+            ))?,
+            segmentation: settings(with(
+                "rapport-segmentation",
+                &[
+                    "--listen",
+                    &segmentation,
+                    "--scoring-addr",
+                    &scoring,
+                    "--ingestion-addr",
+                    &ingestion,
+                ],
+            ))?,
+            alerting: settings(with("rapport-alerting", &["--listen", &alerting]))?,
+        })
+    }
+}
+
+/// A service's settings from its binary's arguments, with its defaults and not the
+/// environment (`rapport up` is the development shape, whatever the shell exports).
+fn settings<C: clap::Parser>(args: Vec<String>) -> anyhow::Result<C> {
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    rapport_server::config::defaults(&args)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", args.first().copied().unwrap_or_default()))
+}
+
 /// Runs the platform until SIGINT or SIGTERM.
 pub async fn up(args: UpArgs) -> anyhow::Result<()> {
     let mut telemetry = rapport_telemetry::init("rapport")?;
@@ -48,54 +112,16 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
     let (scoring_l, scoring) = bind(args.host, port(1)).await?;
     let (segmentation_l, segmentation) = bind(args.host, port(2)).await?;
     let (alerting_l, alerting) = bind(args.host, port(3)).await?;
-    let common = CommonArgs::embedded(args.data_dir.clone());
     let stop = rapport_server::shutdown_signal();
     if let Some(at) = args.metrics_listen {
         rapport_telemetry::metrics::spawn(at, stop.clone());
     }
-
-    let ingestion_run = rapport_ingestion::run(
-        rapport_ingestion::Config {
-            listen: ingestion,
-            scoring_addr: scoring.to_string(),
-            max_future_skew_secs: 300,
-            common: common.clone(),
-        },
-        ingestion_l,
-        stop.clone(),
-    );
-    let scoring_run = rapport_scoring::run(
-        rapport_scoring::Config {
-            listen: scoring,
-            ingestion_addr: ingestion.to_string(),
-            alerting_addr: alerting.to_string(),
-            redis_url: None,
-            cache_ttl_secs: 3_600,
-            cache_timeout_ms: 100,
-            model_fit_interval_secs: 86_400,
-            rescore_interval_secs: 3_600,
-            override_sweep_secs: 30,
-            scorecard: None,
-            common: common.clone(),
-        },
-        scoring_l,
-        stop.clone(),
-    );
-    let segmentation_run = rapport_segmentation::run(
-        rapport_segmentation::Config::new(
-            segmentation,
-            scoring.to_string(),
-            ingestion.to_string(),
-            common.clone(),
-        ),
-        segmentation_l,
-        stop.clone(),
-    );
-    let alerting_run = rapport_alerting::run(
-        rapport_alerting::Config::new(alerting, common),
-        alerting_l,
-        stop.clone(),
-    );
+    let configs = Configs::of(&args.data_dir, [ingestion, scoring, segmentation, alerting])?;
+    let ingestion_run = rapport_ingestion::run(configs.ingestion, ingestion_l, stop.clone());
+    let scoring_run = rapport_scoring::run(configs.scoring, scoring_l, stop.clone());
+    let segmentation_run =
+        rapport_segmentation::run(configs.segmentation, segmentation_l, stop.clone());
+    let alerting_run = rapport_alerting::run(configs.alerting, alerting_l, stop.clone());
 
     let local = LocalPlatform {
         ingestion: ingestion.to_string(),
@@ -132,4 +158,65 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
     let _ = std::fs::remove_file(LocalPlatform::path(&args.data_dir));
     tokio::task::spawn_blocking(move || telemetry.shutdown()).await?;
     result.map(|_| ())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_services_call_each_other_where_they_listen_with_their_binaries_defaults() {
+        let addr = |p: u16| SocketAddr::from(([127, 0, 0, 1], p));
+        let dir = std::path::Path::new("/tmp/rapport-up");
+        let c = Configs::of(dir, [addr(1), addr(2), addr(3), addr(4)]).unwrap();
+        assert_eq!(
+            (
+                c.ingestion.listen,
+                c.scoring.listen,
+                c.segmentation.listen,
+                c.alerting.listen
+            ),
+            (addr(1), addr(2), addr(3), addr(4))
+        );
+        assert_eq!(c.ingestion.scoring_addr, "127.0.0.1:2");
+        assert_eq!(
+            (
+                c.scoring.ingestion_addr.as_str(),
+                c.scoring.alerting_addr.as_str()
+            ),
+            ("127.0.0.1:1", "127.0.0.1:4")
+        );
+        assert_eq!(
+            (
+                c.segmentation.scoring_addr.as_str(),
+                c.segmentation.ingestion_addr.as_str()
+            ),
+            ("127.0.0.1:2", "127.0.0.1:1")
+        );
+        for common in [
+            &c.ingestion.common,
+            &c.scoring.common,
+            &c.segmentation.common,
+            &c.alerting.common,
+        ] {
+            assert_eq!(common.data_dir, dir);
+            assert_eq!(common.database_url, None, "SQLite under the data directory");
+        }
+        // Every other setting is the binary's own default, read from its flags.
+        let scoring: rapport_scoring::Config = rapport_server::config::defaults(&[
+            "rapport-scoring",
+            "--listen",
+            "127.0.0.1:2",
+            "--ingestion-addr",
+            "127.0.0.1:1",
+            "--alerting-addr",
+            "127.0.0.1:4",
+            "--data-dir",
+            "/tmp/rapport-up",
+        ])
+        .unwrap();
+        assert_eq!(format!("{scoring:?}"), format!("{:?}", c.scoring));
+        assert_eq!(c.scoring.rescore_interval_secs, 3_600);
+        assert!(c.scoring.redis_url.is_none(), "the in-process cache");
+    }
 }

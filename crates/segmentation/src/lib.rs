@@ -107,32 +107,6 @@ pub enum TierMeasure {
 }
 
 impl Config {
-    /// The defaults, listening on `listen`, calling scoring at `scoring_addr` and ingestion at
-    /// `ingestion_addr`.
-    pub fn new(
-        listen: SocketAddr,
-        scoring_addr: String,
-        ingestion_addr: String,
-        common: CommonArgs,
-    ) -> Config {
-        let stages = StageRules::default();
-        Config {
-            listen,
-            scoring_addr,
-            ingestion_addr,
-            stage_new_days: stages.new_days,
-            stage_active_days: stages.active_days,
-            stage_at_risk_days: stages.at_risk_days,
-            stage_dormant_days: stages.dormant_days,
-            stage_p_alive_floor: stages.p_alive_floor,
-            stage_reactivated_days: stages.reactivated_days,
-            interval_secs: DEFAULT_INTERVAL_SECS,
-            tier_measure: TierMeasure::Clv,
-            tier_cutoffs: TierCutoffs::default(),
-            common,
-        }
-    }
-
     /// The lifecycle rules of these settings.
     pub fn stage_rules(&self) -> StageRules {
         StageRules {

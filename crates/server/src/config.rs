@@ -31,6 +31,15 @@ pub struct CommonArgs {
     pub drain_timeout_secs: u64,
 }
 
+/// A service's settings from `args` (its binary's name first, then flags) and its flags'
+/// defaults, ignoring the environment: the one source of every default, for `rapport up` as
+/// for the binaries (which read the environment too).
+pub fn defaults<C: clap::Parser>(args: &[&str]) -> Result<C, clap::Error> {
+    let command = C::command().mut_args(|a| a.env(None::<&'static str>));
+    let matches = command.try_get_matches_from(args)?;
+    C::from_arg_matches(&matches)
+}
+
 /// Default of `--drain-pause-secs`: none, for a replica no load balancer knows of.
 pub const DEFAULT_DRAIN_PAUSE_SECS: u64 = 0;
 /// Default of `--drain-timeout-secs`.
