@@ -193,9 +193,10 @@ pub struct Addrs {
 }
 
 impl Addrs {
-    /// Four free loopback addresses, and four more for their metrics.
+    /// Four free loopback addresses, and four more for their metrics, all different.
     pub fn free() -> Addrs {
-        let a = || format!("127.0.0.1:{}", free_port());
+        let mut drawn = free_addrs(8).into_iter();
+        let mut a = || drawn.next().expect("eight drawn");
         Addrs {
             ingestion: a(),
             scoring: a(),
@@ -207,6 +208,17 @@ impl Addrs {
                 .collect(),
         }
     }
+}
+
+/// `n` free loopback addresses, all different: each port is held until all are drawn (a
+/// port drawn and released may otherwise be drawn again before its server binds it).
+pub fn free_addrs(n: usize) -> Vec<String> {
+    let held: Vec<std::net::TcpListener> = (0..n)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("a free loopback port"))
+        .collect();
+    held.iter()
+        .map(|l| l.local_addr().expect("bound").to_string())
+        .collect()
 }
 
 /// The text a service's `/metrics` endpoint serves.

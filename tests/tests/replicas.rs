@@ -14,8 +14,8 @@ use rapport_proto::segmentation::v1 as segmentation;
 use rapport_proto::segmentation::v1::segmentation_service_client::SegmentationServiceClient;
 use rapport_tests::scenario::{Folded, folded, nps, order};
 use rapport_tests::{
-    Addrs, Backing, Postgres, Proc, Redis, channel, free_port, req, scrape, service_req,
-    start_replica, webhook_receiver,
+    Addrs, Backing, Postgres, Proc, Redis, channel, free_addrs, free_port, req, scrape,
+    service_req, start_replica, webhook_receiver,
 };
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -39,17 +39,6 @@ type Ledger = Folded;
 
 fn loopback() -> String {
     format!("127.0.0.1:{}", free_port())
-}
-
-/// `n` loopback addresses, all different: each port is held until all are drawn (a port
-/// drawn and released may otherwise be drawn again before its replica binds it).
-fn loopbacks(n: usize) -> Vec<String> {
-    let held: Vec<std::net::TcpListener> = (0..n)
-        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("a free loopback port"))
-        .collect();
-    held.iter()
-        .map(|l| l.local_addr().expect("bound").to_string())
-        .collect()
 }
 
 /// The platform: every replica's address, its process, its metrics address.
@@ -313,7 +302,7 @@ async fn a_cluster_of_replicas_loses_nothing_through_restarts_crashes_and_schedu
         metrics: BTreeMap::new(),
     };
     // Every replica's address and metrics address, drawn at once.
-    let mut addrs = loopbacks(18).into_iter();
+    let mut addrs = free_addrs(18).into_iter();
     for (service, n) in [
         ("ingestion", 2),
         ("scoring", 3),

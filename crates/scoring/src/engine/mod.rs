@@ -1,5 +1,12 @@
 //! Scoring's work: fold new events into metrics, score, snapshot, cache, and announce; keep
 //! every tenant's scorecard, percentile tables and models at hand; answer explanations.
+//! Whole-tenant work (re-scores, model fits) is in `walk`, the clock in `clock`.
+
+mod clock;
+mod walk;
+
+pub use clock::Clock;
+pub use walk::{FitOutcome, Progress};
 
 use crate::evaluate::{
     CustomerState, Evaluation, TenantContext, alert_signals, evaluate, percentile_values, remember,
@@ -42,15 +49,6 @@ const EVENTS_PER_FETCH: u32 = 5_000;
 /// Times a fold (or a re-score of a few customers) is tried again for customers written
 /// meanwhile before the caller is answered ABORTED (a relay retries later).
 const FOLD_ATTEMPTS: usize = 8;
-/// Customers per page when walking a whole tenant.
-const PAGE: u64 = 5_000;
-/// Pages a whole-tenant walk writes at once, each in its own transaction: on two cores one
-/// write waits on the database while the other encodes.
-const WRITERS: usize = 2;
-/// About how many customers a percentile pre-pass reads: the tables of a larger tenant are
-/// estimated from a sample of this size, whose quantiles are within a fraction of a
-/// percentile of the population's (the tables keep whole percentiles).
-const POPULATION_SAMPLE: u64 = 100_000;
 /// How long a tenant's loaded scorecard, percentiles and models are reused before they are
 /// read again: another replica may have changed them. Reading them is four small queries.
 const CONTEXT_TTL: Duration = rapport_storage::coordination::CONFIG_REFRESH;
@@ -72,39 +70,6 @@ pub enum ScoringError {
     Contended(usize),
     #[error("internal: {0}")]
     Internal(String),
-}
-
-/// The time scoring works at: the system clock, or a settable one for tests and replays.
-#[derive(Debug, Clone, Default)]
-pub struct Clock(Option<Arc<AtomicI64>>);
-
-impl Clock {
-    /// The system clock.
-    pub fn system() -> Clock {
-        Clock(None)
-    }
-
-    /// A clock standing at `at` until set again.
-    pub fn fixed(at: DateTime<Utc>) -> Clock {
-        Clock(Some(Arc::new(AtomicI64::new(at.timestamp_millis()))))
-    }
-
-    /// Moves a fixed clock (does nothing to the system clock).
-    pub fn set(&self, at: DateTime<Utc>) {
-        if let Some(t) = &self.0 {
-            t.store(at.timestamp_millis(), Ordering::SeqCst);
-        }
-    }
-
-    /// The current time.
-    pub fn now(&self) -> DateTime<Utc> {
-        match &self.0 {
-            Some(t) => {
-                DateTime::from_timestamp_millis(t.load(Ordering::SeqCst)).unwrap_or_else(Utc::now)
-            }
-            None => Utc::now(),
-        }
-    }
 }
 
 /// The built-in scorecard, its text and its version.
@@ -140,22 +105,6 @@ pub struct Engine {
     pub contexts: tokio::sync::RwLock<HashMap<String, (Instant, Arc<TenantContext>)>>,
     /// Whole-tenant re-scores run one at a time.
     pub rescoring: tokio::sync::Mutex<()>,
-}
-
-/// What `fit_models` did.
-#[derive(Debug, Clone)]
-pub struct FitOutcome {
-    pub bgnbd: FitRecord,
-    pub gamma_gamma: FitRecord,
-    pub rescored: u64,
-}
-
-/// Progress of a whole-tenant re-score.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Progress {
-    pub done: u64,
-    pub total: u64,
-    pub changed: u64,
 }
 
 /// A scorecard as the API shows it.
@@ -378,71 +327,6 @@ impl Engine {
         self.contexts.write().await.remove(tenant);
     }
 
-    /// Reads the tenant's customers (about one in `one_in` of them) page by page in a task of
-    /// its own, a page ahead of whoever receives them.
-    fn read_ahead(
-        &self,
-        tenant: &str,
-        one_in: u64,
-    ) -> (
-        tokio::task::JoinHandle<()>,
-        tokio::sync::mpsc::Receiver<Result<Vec<FeatureRow>, StoreError>>,
-    ) {
-        let (pages_tx, pages_rx) = tokio::sync::mpsc::channel(2);
-        let (store, tenant) = (self.store.clone(), tenant.to_owned());
-        let reader = tokio::spawn(async move {
-            let mut pages = store.sample(&tenant, PAGE, one_in);
-            loop {
-                let page = pages.next().await.transpose();
-                let end = !matches!(page, Some(Ok(_)));
-                if let Some(page) = page
-                    && pages_tx.send(page).await.is_err()
-                {
-                    return;
-                }
-                if end {
-                    return;
-                }
-            }
-        });
-        (reader, pages_rx)
-    }
-
-    /// Computes and stores the tenant's percentile tables from the values of its `customers`
-    /// (of a sample of them, in a large tenant).
-    async fn refresh_population(
-        &self,
-        tenant: &str,
-        ctx: &Arc<TenantContext>,
-        customers: u64,
-    ) -> Result<Population, ScoringError> {
-        let now = self.clock.now();
-        let mut values = Values::new(ctx);
-        let mut walked = 0u64;
-        let one_in = customers / POPULATION_SAMPLE;
-        let (reader, mut pages) = self.read_ahead(tenant, one_in);
-        while let Some(page) = pages.recv().await {
-            let page = page?;
-            walked += page.len() as u64;
-            let evaluating = ctx.clone();
-            // The values travel to the evaluating thread and back: no copy of them per page.
-            values = tokio::task::spawn_blocking(move || {
-                for row in &page {
-                    values.add(percentile_values(&row.state, &evaluating, now));
-                }
-                values
-            })
-            .await
-            .map_err(|e| ScoringError::Internal(format!("evaluation task: {e}")))?;
-        }
-        reader
-            .await
-            .map_err(|e| ScoringError::Internal(format!("read task: {e}")))?;
-        tracing::debug!(tenant, customers, walked, "percentile tables estimated");
-        // The tables stand for every customer, whether or not all of them were read.
-        values.save(self, tenant, customers, now).await
-    }
-
     /// The tenant's fitted models, from their latest converged fits.
     async fn fitted(&self, tenant: &str) -> Result<Option<FittedModels>, ScoringError> {
         let bgnbd = self
@@ -460,144 +344,6 @@ impl Engine {
             gamma_gamma,
             clv: twelve_months_in_days(),
         }))
-    }
-
-    /// Fits BG/NBD and Gamma-Gamma on every customer's purchase days up to `end` (in days),
-    /// stores both fits, and re-scores every customer with them.
-    pub async fn fit_models(
-        &self,
-        tenant: &str,
-        end: DateTime<Utc>,
-    ) -> Result<FitOutcome, ScoringError> {
-        let mut summaries = Vec::new();
-        let mut pages = self.store.pages(tenant, PAGE);
-        while let Some(page) = pages.next().await? {
-            summaries.extend(page.iter().filter_map(|row| {
-                summarise_days(&row.state.metrics.purchase_days, end.date_naive(), 1.0)
-            }));
-        }
-        let customers: Vec<Customer> = summaries.iter().map(|s| s.customer).collect();
-        let spends: Vec<Spend> = summaries.iter().map(|s| s.spend()).collect();
-        // Too small a population fits nothing meaningful: both models report why.
-        let enough = check_population(&customers);
-        let bgnbd = enough.clone().and_then(|()| BgNbd::fit(&customers));
-        let gamma_gamma = enough.and_then(|()| GammaGamma::fit(&spends));
-        let (end_ms, fitted_at) = (end.timestamp_millis(), Utc::now().timestamp_millis());
-        let bg_record = FitRecord::of(&bgnbd, customers.len(), end_ms, fitted_at);
-        let gg_record = FitRecord::of(&gamma_gamma, customers.len(), end_ms, fitted_at);
-        self.store.save_fit(tenant, &bg_record).await?;
-        self.store.save_fit(tenant, &gg_record).await?;
-        // A failed fit keeps the tenant's previous models in use.
-        self.forget_context(tenant).await;
-        let rescored = self.rescore_all(tenant, |_| {}).await?.done;
-        tracing::info!(tenant, customers = customers.len(), bgnbd = ?bg_record.error, gamma_gamma = ?gg_record.error, rescored, "models fitted");
-        Ok(FitOutcome {
-            bgnbd: bg_record,
-            gamma_gamma: gg_record,
-            rescored,
-        })
-    }
-
-    /// Rebuilds the tenant's percentile tables, then re-scores every customer from stored
-    /// metrics at the clock's time, storing and caching only changed scores. `progress` hears
-    /// after every page.
-    pub async fn rescore_all(
-        &self,
-        tenant: &str,
-        mut progress: impl FnMut(Progress),
-    ) -> Result<Progress, ScoringError> {
-        // One at a time in this process, and across replicas: two walks of one tenant would
-        // each do all the work, and the second store nothing new.
-        let _one_at_a_time = self.rescoring.lock().await;
-        let across_replicas = self
-            .store
-            .exclusive(&format!("scoring_rescore\u{1f}{tenant}"))
-            .await?;
-        // What the walk scores with is read now, not taken from a copy up to
-        // `CONTEXT_TTL` old: a scorecard set through another replica just before counts.
-        self.forget_context(tenant).await;
-        let mut p = Progress {
-            total: self.store.customer_count(tenant).await?,
-            ..Progress::default()
-        };
-        self.store.refresh_statistics(p.total).await?;
-        let mut ctx = self.context(tenant).await?;
-        let now = self.clock.now();
-        // Percentiles rank a customer among the tenant. Tables made over fewer than 90 % of
-        // today's customers are rebuilt first, in a pass that only reads (a sample, in a large
-        // tenant); otherwise this walk ranks by the last tables. Either way it refreshes them
-        // from the values of everyone it walks.
-        let percentiles = !ctx.percentile_keys().is_empty();
-        if percentiles && ctx.population_of * 10 < p.total * 9 {
-            let population = self.refresh_population(tenant, &ctx, p.total).await?;
-            ctx = Arc::new(TenantContext {
-                population,
-                population_of: p.total,
-                ..(*ctx).clone()
-            });
-        }
-        let mut values = Values::new(&ctx);
-        // Three stages overlap: the next page is read while this one is evaluated (on a
-        // blocking thread) and the previous ones are written.
-        let (reader, mut pages_rx) = self.read_ahead(tenant, 1);
-        let mut writing = VecDeque::<tokio::task::JoinHandle<Result<(), ScoringError>>>::new();
-        let traceparent = rapport_telemetry::current_traceparent();
-        while let Some(page) = pages_rx.recv().await {
-            let page = page?;
-            p.done += page.len() as u64;
-            let evaluating = ctx.clone();
-            let (changed, gathered) = tokio::task::spawn_blocking(move || {
-                let mut changed = Vec::with_capacity(page.len());
-                for row in page {
-                    let (r, scored) = rescore(row.customer_id, row.state, &evaluating, now);
-                    values.add_scored(&scored);
-                    if r.notification.is_some() {
-                        changed.push(r);
-                    }
-                }
-                (changed, values)
-            })
-            .await
-            .map_err(|e| ScoringError::Internal(format!("evaluation task: {e}")))?;
-            values = gathered;
-            p.changed += changed.len() as u64;
-            if writing.len() >= WRITERS
-                && let Some(oldest) = writing.pop_front()
-            {
-                oldest
-                    .await
-                    .map_err(|e| ScoringError::Internal(format!("write task: {e}")))??;
-            }
-
-            let (writer, t, trace) = (self.writer(), tenant.to_owned(), traceparent.clone());
-            // A customer written meanwhile was scored by whoever wrote it.
-            writing.push_back(tokio::spawn(async move {
-                writer
-                    .persist(&t, changed, Columns::Score, trace)
-                    .await
-                    .map(drop)
-            }));
-            progress(p);
-        }
-        for last in writing {
-            last.await
-                .map_err(|e| ScoringError::Internal(format!("write task: {e}")))??;
-        }
-        reader
-            .await
-            .map_err(|e| ScoringError::Internal(format!("read task: {e}")))?;
-        if percentiles {
-            values.save(self, tenant, p.done, now).await?;
-        }
-        self.forget_context(tenant).await;
-        across_replicas.release().await.map_err(StoreError::from)?;
-        tracing::info!(
-            tenant,
-            customers = p.done,
-            changed = p.changed,
-            "rescored all"
-        );
-        Ok(p)
     }
 
     /// Re-scores some customers from stored metrics (after an override or a stage change);
@@ -914,67 +660,5 @@ impl Writer {
             tracing::warn!(%error, "cache write failed; reads fall back to the database");
         }
         Ok(saved.stale)
-    }
-}
-
-/// Raw values per percentile measure, gathered during a whole-tenant walk.
-struct Values {
-    by_key: BTreeMap<String, Vec<f64>>,
-}
-
-impl Values {
-    fn new(ctx: &TenantContext) -> Values {
-        Values {
-            by_key: ctx
-                .percentile_keys()
-                .into_iter()
-                .map(|k| (k, Vec::new()))
-                .collect(),
-        }
-    }
-
-    fn add<'k>(&mut self, found: impl IntoIterator<Item = (&'k str, f64)>) {
-        for (key, v) in found {
-            if let Some(values) = self.by_key.get_mut(key) {
-                values.push(v);
-            }
-        }
-    }
-
-    /// Adds the raw values of a scored customer.
-    fn add_scored(&mut self, scored: &HealthScore) {
-        self.add(
-            scored
-                .measures
-                .iter()
-                .filter_map(|m| Some((m.key.as_str(), m.value?))),
-        );
-    }
-
-    /// Stores the tables of the gathered values and returns them.
-    async fn save(
-        self,
-        engine: &Engine,
-        tenant: &str,
-        walked: u64,
-        now: DateTime<Utc>,
-    ) -> Result<Population, ScoringError> {
-        let tables: Vec<(String, PercentileTable, u64)> = self
-            .by_key
-            .into_iter()
-            .map(|(key, values)| {
-                let table = PercentileTable::from_values(values).unwrap_or_default();
-                (key, table, walked)
-            })
-            .collect();
-        // A tenant without customers yet keeps no tables: its first whole-tenant re-score
-        // makes them.
-        if walked > 0 {
-            engine
-                .store
-                .save_population(tenant, &tables, now.timestamp_millis())
-                .await?;
-        }
-        Ok(tables.into_iter().map(|(k, t, _)| (k, t)).collect())
     }
 }
