@@ -1,0 +1,21 @@
+//! End-to-end tests, one binary (one link of tonic and sea-orm, not one per file): each module
+//! runs real processes against throwaway PostgreSQL, Redis and OTLP receivers.
+
+mod alerting;
+mod bulk_write;
+mod cdnow_import;
+mod concurrency;
+mod crash;
+mod distributed;
+mod embedded;
+mod health;
+mod ingestion;
+mod kpis;
+mod lifetimes_cross_check;
+mod models;
+mod nothing_lost;
+mod python_client;
+mod redis_outage;
+mod replicas;
+mod segmentation_schedule;
+mod tracing;
