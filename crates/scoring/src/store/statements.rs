@@ -193,3 +193,66 @@ pub(super) fn insert_snapshots(
         "",
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::evaluate::CustomerState;
+
+    /// Every tuple of a statement has as many placeholders as its column list has columns,
+    /// numbered in order, and the statement carries one value per placeholder.
+    fn aligned(statement: Statement) {
+        let sql = statement.sql.as_str();
+        let open = sql.find('(').expect("a column list");
+        let close = open + sql[open..].find(')').expect("its end");
+        let columns = sql[open + 1..close].split(',').count();
+        let values = sql.find(" VALUES ").expect("a VALUES list") + " VALUES ".len();
+        let mut next = 1;
+        let mut rest = &sql[values..];
+        while let Some(tuple) = rest.strip_prefix('(') {
+            let end = tuple.find(')').expect("a tuple's end");
+            let placeholders: Vec<&str> = tuple[..end].split(", ").collect();
+            assert_eq!(placeholders.len(), columns, "{sql}");
+            for p in placeholders {
+                assert_eq!(p, format!("${next}"), "{sql}");
+                next += 1;
+            }
+            rest = tuple[end + 1..].trim_start_matches(", ");
+        }
+        let bound = statement.values.map_or(0, |v| v.0.len());
+        assert_eq!(bound, next - 1, "one value a placeholder: {sql}");
+    }
+
+    fn rescored(id: &str) -> Rescored {
+        Rescored {
+            customer_id: id.to_owned(),
+            state: CustomerState {
+                score: Some(50.0),
+                ..CustomerState::default()
+            },
+            snapshot: Some(NewSnapshot::of(Snapshot {
+                customer_id: id.to_owned(),
+                score: 50.0,
+                band: rapport_domain::scorecard::Band::Red,
+                tier: None,
+                scorecard_version: "v".to_owned(),
+                measures: Vec::new(),
+                computed_at: 1,
+                outlook: None,
+                detail: Default::default(),
+            })),
+            notification: None,
+        }
+    }
+
+    #[test]
+    fn every_row_lines_up_with_its_columns() {
+        let rows = [rescored("a"), rescored("b"), rescored("c")];
+        let rows: Vec<&Rescored> = rows.iter().collect();
+        let pg = DbBackend::Postgres;
+        aligned(upsert_customers(pg, "t", &rows).unwrap().unwrap());
+        aligned(upsert_scores(pg, "t", &rows, Columns::All).unwrap());
+        aligned(upsert_scores(pg, "t", &rows, Columns::Score).unwrap());
+        aligned(insert_snapshots(pg, "t", &rows).unwrap());
+    }
+}
