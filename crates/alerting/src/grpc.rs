@@ -23,22 +23,27 @@ const WATCH_PAGE: u64 = 500;
 
 impl From<StoreError> for Status {
     fn from(e: StoreError) -> Self {
-        match e {
-            StoreError::Db(db) => rapport_server::failure::database(&db, "alert store"),
-            StoreError::NotFound(what) => Failure::NotFound(format!("{what} not found")),
-            StoreError::Invalid { field, reason } => Failure::Invalid {
-                field: field.to_string(),
-                reason: reason.to_string(),
-            },
-            StoreError::Precondition(why) => Failure::Precondition(why.to_string()),
-            StoreError::Config(e) => Failure::Invalid {
-                field: "toml".to_owned(),
-                reason: e.to_string(),
-            },
-            e @ StoreError::Compacted { .. } => Failure::OutOfRange(e.to_string()),
-            e @ StoreError::Corrupt { .. } => Failure::Corrupt(e.to_string()),
-        }
-        .into()
+        failure(&e).into()
+    }
+}
+
+/// The failure a caller is answered with for an error of alerting's store.
+fn failure(e: &StoreError) -> Failure {
+    match e {
+        StoreError::Db(db) => rapport_server::failure::database(db, "alert store"),
+        StoreError::NotFound(what) => Failure::NotFound(format!("{what} not found")),
+        StoreError::Invalid { field, reason } => Failure::Invalid {
+            field: field.clone(),
+            reason: reason.clone(),
+        },
+        StoreError::Precondition(why) => Failure::Precondition(why.clone()),
+        StoreError::Config(e) => Failure::Invalid {
+            field: "toml".to_owned(),
+            reason: e.to_string(),
+        },
+        e @ StoreError::Compacted { .. } => Failure::OutOfRange(e.to_string()),
+        e @ StoreError::Corrupt { .. } => Failure::Corrupt(e.to_string()),
+        StoreError::Loading(inner) => failure(inner),
     }
 }
 

@@ -86,34 +86,38 @@ fn contributions(s: &Snapshot) -> BTreeMap<String, (String, Option<f64>, f64)> {
 
 impl From<ScoringError> for Status {
     fn from(e: ScoringError) -> Self {
-        match e {
-            ScoringError::Store(StoreError::Db(db)) => {
-                rapport_server::failure::database(&db, "score store")
-            }
-            ScoringError::Store(corrupt @ StoreError::Corrupt { .. }) => {
-                Failure::Corrupt(corrupt.to_string())
-            }
-            ScoringError::Upstream(status) => {
-                return rapport_server::peer_unavailable("ingestion", &status);
-            }
-            stored @ ScoringError::StoredScorecard(_) => Failure::Corrupt(stored.to_string()),
-            ScoringError::Scorecard(e) => Failure::Invalid {
-                field: if e.path.is_empty() {
-                    "toml".to_owned()
-                } else {
-                    format!("toml.{}", e.path)
-                },
-                reason: e.reason,
-            },
-            ScoringError::UnknownCustomer(id) => {
-                Failure::NotFound(format!("customer {id:?} is unknown"))
-            }
-            contended @ ScoringError::Contended(_) => Failure::Contended(contended.to_string()),
-            ScoringError::Internal(reason) => {
-                Failure::Internal(format!("scoring failed: {reason}"))
-            }
+        status_of(&e)
+    }
+}
+
+/// The answer to a failure of scoring's work.
+fn status_of(e: &ScoringError) -> Status {
+    match e {
+        ScoringError::Store(StoreError::Db(db)) => {
+            rapport_server::failure::database(db, "score store").into()
         }
-        .into()
+        ScoringError::Store(corrupt @ StoreError::Corrupt { .. }) => {
+            Failure::Corrupt(corrupt.to_string()).into()
+        }
+        ScoringError::Upstream(status) => rapport_server::peer_unavailable("ingestion", status),
+        stored @ ScoringError::StoredScorecard(_) => Failure::Corrupt(stored.to_string()).into(),
+        ScoringError::Scorecard(e) => Failure::Invalid {
+            field: if e.path.is_empty() {
+                "toml".to_owned()
+            } else {
+                format!("toml.{}", e.path)
+            },
+            reason: e.reason.clone(),
+        }
+        .into(),
+        ScoringError::UnknownCustomer(id) => {
+            Failure::NotFound(format!("customer {id:?} is unknown")).into()
+        }
+        contended @ ScoringError::Contended(_) => Failure::Contended(contended.to_string()).into(),
+        ScoringError::Internal(reason) => {
+            Failure::Internal(format!("scoring failed: {reason}")).into()
+        }
+        ScoringError::Loading(inner) => status_of(inner),
     }
 }
 

@@ -18,9 +18,8 @@ use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr, EntityTrait,
     QueryFilter, QueryOrder, QuerySelect,
 };
-use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 mod interventions;
 mod log;
@@ -45,6 +44,9 @@ pub enum StoreError {
     Compacted { after: i64, oldest: i64 },
     #[error("stored state of {what} is unreadable: {reason}")]
     Corrupt { what: String, reason: String },
+    /// Loading a tenant's configuration failed (for every caller waiting for that load).
+    #[error(transparent)]
+    Loading(Arc<StoreError>),
 }
 
 impl StoreError {
@@ -187,11 +189,9 @@ const CONFIG_TTL: std::time::Duration = rapport_storage::coordination::CONFIG_RE
 pub struct Store {
     db: DatabaseConnection,
     builtin: Arc<LoadedConfig>,
-    configs: Arc<Mutex<ConfigCache>>,
+    /// Loaded configurations per tenant, each reused for [`CONFIG_TTL`].
+    configs: moka::future::Cache<String, Arc<LoadedConfig>>,
 }
-
-/// Loaded configurations per tenant, with when they were loaded.
-type ConfigCache = HashMap<String, (Instant, Arc<LoadedConfig>)>;
 
 impl Store {
     /// Alerting's schedules, recorded with its tables.
@@ -205,26 +205,25 @@ impl Store {
         Store {
             db,
             builtin: Arc::new(builtin),
-            configs: Arc::default(),
+            configs: moka::future::Cache::builder()
+                .time_to_live(CONFIG_TTL)
+                .build(),
         }
     }
 
     /// The configuration in force for a tenant (cached for a few seconds).
     pub async fn current_config(&self, tenant: &str) -> Result<Arc<LoadedConfig>, StoreError> {
-        if let Ok(cache) = self.configs.lock()
-            && let Some((at, cfg)) = cache.get(tenant)
-            && at.elapsed() < CONFIG_TTL
-        {
-            return Ok(cfg.clone());
-        }
-        let cfg = match self.config(tenant).await? {
-            Some(c) => Arc::new(c),
-            None => self.builtin.clone(),
+        // Callers missing at once wait for one load.
+        let load = async {
+            Ok::<_, StoreError>(match self.config(tenant).await? {
+                Some(c) => Arc::new(c),
+                None => self.builtin.clone(),
+            })
         };
-        if let Ok(mut cache) = self.configs.lock() {
-            cache.insert(tenant.to_owned(), (Instant::now(), cfg.clone()));
-        }
-        Ok(cfg)
+        self.configs
+            .try_get_with(tenant.to_owned(), load)
+            .await
+            .map_err(StoreError::Loading)
     }
 
     /// The tenant's latest configuration, or `None` when it never set one.
@@ -272,9 +271,9 @@ impl Store {
             toml: toml.to_owned(),
             config: parsed,
         };
-        if let Ok(mut cache) = self.configs.lock() {
-            cache.insert(tenant.to_owned(), (Instant::now(), Arc::new(cfg.clone())));
-        }
+        self.configs
+            .insert(tenant.to_owned(), Arc::new(cfg.clone()))
+            .await;
         Ok(cfg)
     }
 

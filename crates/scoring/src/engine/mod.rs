@@ -40,7 +40,7 @@ use rapport_storage::outbox::RelayWaker;
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Deadline of a call to ingestion for new events.
 const FETCH_DEADLINE: Duration = Duration::from_secs(10);
@@ -70,6 +70,9 @@ pub enum ScoringError {
     Contended(usize),
     #[error("internal: {0}")]
     Internal(String),
+    /// Loading a tenant's context failed (for every caller waiting for that load).
+    #[error(transparent)]
+    Loading(Arc<ScoringError>),
 }
 
 /// The built-in scorecard, its text and its version.
@@ -102,7 +105,7 @@ pub struct Engine {
     pub waker: RelayWaker,
     pub clock: Clock,
     /// Each tenant's context, loaded on first use and reused for [`CONTEXT_TTL`].
-    pub contexts: tokio::sync::RwLock<HashMap<String, (Instant, Arc<TenantContext>)>>,
+    contexts: moka::future::Cache<String, Arc<TenantContext>>,
     /// Whole-tenant re-scores run one at a time.
     pub rescoring: tokio::sync::Mutex<()>,
 }
@@ -169,7 +172,9 @@ impl Engine {
             builtin,
             waker,
             clock,
-            contexts: Default::default(),
+            contexts: moka::future::Cache::builder()
+                .time_to_live(CONTEXT_TTL)
+                .build(),
             rescoring: Default::default(),
         }
     }
@@ -294,11 +299,15 @@ impl Engine {
     /// [`CONTEXT_TTL`]. Percentile tables are made only by whole-tenant re-scores, never on
     /// this path: until the first one, percentile measures are left out.
     pub async fn context(&self, tenant: &str) -> Result<Arc<TenantContext>, ScoringError> {
-        if let Some((loaded, ctx)) = self.contexts.read().await.get(tenant)
-            && loaded.elapsed() < CONTEXT_TTL
-        {
-            return Ok(ctx.clone());
-        }
+        // Callers missing at once wait for one load.
+        self.contexts
+            .try_get_with(tenant.to_owned(), self.load_context(tenant))
+            .await
+            .map_err(ScoringError::Loading)
+    }
+
+    /// Reads the tenant's scorecard, percentile tables and models.
+    async fn load_context(&self, tenant: &str) -> Result<Arc<TenantContext>, ScoringError> {
         let (cards, version) = match self.store.scorecard(tenant).await? {
             Some(stored) => (
                 ScorecardSet::from_toml(&stored.toml).map_err(ScoringError::StoredScorecard)?,
@@ -307,24 +316,18 @@ impl Engine {
             None => (self.builtin.cards.clone(), self.builtin.version.clone()),
         };
         let (population, population_of) = self.store.population(tenant).await?;
-        let ctx = TenantContext {
+        Ok(Arc::new(TenantContext {
             cards,
             version,
             population,
             population_of,
             models: self.fitted(tenant).await?,
-        };
-        let ctx = Arc::new(ctx);
-        self.contexts
-            .write()
-            .await
-            .insert(tenant.to_owned(), (Instant::now(), ctx.clone()));
-        Ok(ctx)
+        }))
     }
 
     /// Forgets the tenant's loaded context, so the next use reads it again.
     pub async fn forget_context(&self, tenant: &str) {
-        self.contexts.write().await.remove(tenant);
+        self.contexts.invalidate(tenant).await;
     }
 
     /// The tenant's fitted models, from their latest converged fits.
