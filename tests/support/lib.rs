@@ -1,6 +1,9 @@
 //! Test support: throwaway PostgreSQL and Redis servers, the services as real processes on
 //! free loopback ports, an OTLP trace receiver, and gRPC clients with the right credentials.
 
+// Tests date their events by the system clock, as producers do.
+#![allow(clippy::disallowed_methods)]
+
 pub mod otlp;
 pub mod scenario;
 pub mod servers;

@@ -58,6 +58,8 @@ pub struct IngestionApi {
     /// Cancelled when the replica drains: an ingest stream stops reading, answers what it
     /// read, and ends with UNAVAILABLE so its producer sends the rest elsewhere.
     pub draining: tokio_util::sync::CancellationToken,
+    /// The time events are received at.
+    pub clock: rapport_server::Clock,
 }
 
 impl IngestionApi {
@@ -68,7 +70,7 @@ impl IngestionApi {
         events: &[pb::Event],
         first_index: u32,
     ) -> Result<pb::IngestResponse, StoreError> {
-        let now = chrono::Utc::now();
+        let now = self.clock.now();
         let checked: Vec<Checked> = events.iter().map(|e| check(e, now, &self.policy)).collect();
         let outcomes = self
             .store
@@ -355,7 +357,7 @@ impl pb::ingestion_service_server::IngestionService for IngestionApi {
             .ok_or_else(|| Status::internal("no verdict for the event"))?;
         if result.verdict != pb::Verdict::Rejected as i32 {
             self.store
-                .mark_replayed(&tenant, entry.id, chrono::Utc::now().timestamp_millis())
+                .mark_replayed(&tenant, entry.id, self.clock.now().timestamp_millis())
                 .await?;
         }
         Ok(Response::new(result))
@@ -602,7 +604,7 @@ mod tests {
         #[test]
         fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
             if let Ok(event) = pb::Event::decode(bytes.as_slice()) {
-                let _ = check(&event, chrono::Utc::now(), &ValidationPolicy::default());
+                let _ = check(&event, rapport_server::Clock::system().now(), &ValidationPolicy::default());
             }
         }
     }

@@ -72,6 +72,7 @@ pub async fn run(
         },
         waker,
         draining: config.common.drain().draining(&stop),
+        clock: rapport_server::Clock::system(),
     };
     let server = IngestionServiceServer::new(api)
         .max_decoding_message_size(grpc::MAX_REQUEST_BYTES)

@@ -213,7 +213,7 @@ impl pb::scoring_service_server::ScoringService for ScoringApi {
             .features_page(&tenant, &req.after_customer_id, u64::from(limit))
             .await
             .map_err(ScoringError::from)?;
-        let now = chrono::Utc::now();
+        let now = self.0.clock.now();
         let end = time(req.observation_end.as_ref(), "observation_end")?.unwrap_or(now);
         let models = self.0.context(&tenant).await?.models;
         let next = if rows.len() == limit as usize {
@@ -279,7 +279,7 @@ impl pb::scoring_service_server::ScoringService for ScoringApi {
     ) -> Result<Response<pb::FitModelsResponse>, Status> {
         let tenant = Principal::of(&req)?.require(&[Role::Admin])?.to_owned();
         let end = time(req.into_inner().observation_end.as_ref(), "observation_end")?
-            .unwrap_or_else(chrono::Utc::now);
+            .unwrap_or_else(|| self.0.clock.now());
         let outcome = self.0.fit_models(&tenant, end).await?;
         Ok(Response::new(pb::FitModelsResponse {
             bgnbd: Some(model_fit(&outcome.bgnbd)),

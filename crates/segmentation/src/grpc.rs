@@ -47,6 +47,8 @@ pub struct SegmentationApi {
     pub running: Arc<tokio::sync::Mutex<()>>,
     /// Cancelled when the replica drains: progress streams end then.
     pub draining: tokio_util::sync::CancellationToken,
+    /// The time runs and KPI reports work at.
+    pub clock: rapport_server::Clock,
 }
 
 /// Most members in one `ListSegmentMembers` page.

@@ -97,7 +97,7 @@ impl SegmentationApi {
                 ));
             }
         };
-        let now = Utc::now();
+        let now = self.clock.now();
         let to = time(req.to.as_ref(), "to")?.unwrap_or(now);
         let periods = report_periods(granularity, time(req.from.as_ref(), "from")?, to)?;
         let Some(last) = periods.last() else {
@@ -129,7 +129,7 @@ impl SegmentationApi {
     /// The tenant's events that occurred before `end`, folded into a ledger.
     async fn ledger(&self, tenant: &str, end: DateTime<Utc>) -> Result<Ledger, Status> {
         let before = timestamp(end);
-        let now = Utc::now();
+        let now = self.clock.now();
         let mut ledger = Ledger::default();
         let mut after_seq = 0;
         loop {

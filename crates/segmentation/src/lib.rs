@@ -150,6 +150,7 @@ async fn api(
         waker,
         running: Arc::default(),
         draining,
+        clock: rapport_server::Clock::system(),
     });
     Ok((api, relay))
 }

@@ -158,7 +158,7 @@ impl SegmentationApi {
             .exclusive(&format!("segmentation_run\u{1f}{tenant}"))
             .await?;
         let clock = std::time::Instant::now();
-        let started_at = chrono::Utc::now().timestamp_millis();
+        let started_at = self.clock.now().timestamp_millis();
         let as_of_ms = time(as_of.as_ref(), "as_of")?.map_or(started_at, |t| t.timestamp_millis());
         let (ranking, spill) = self.first_pass(tenant, as_of, progress).await?;
         let segments = Arc::new(self.custom_segments(tenant).await?);
@@ -168,7 +168,7 @@ impl SegmentationApi {
             started_at,
             graded_at: self
                 .store
-                .next_graded_at(tenant, chrono::Utc::now().timestamp_millis())
+                .next_graded_at(tenant, self.clock.now().timestamp_millis())
                 .await?,
             as_of: as_of_ms,
             reason: ranking.reason.clone(),
@@ -225,7 +225,7 @@ impl SegmentationApi {
             }
             .into());
         }
-        let summary = writer.finish(chrono::Utc::now().timestamp_millis()).await?;
+        let summary = writer.finish(self.clock.now().timestamp_millis()).await?;
         across_replicas
             .release()
             .await

@@ -4,6 +4,7 @@
 
 pub mod args;
 pub mod auth;
+pub mod clock;
 pub mod config;
 pub mod drain;
 pub mod failure;
@@ -13,6 +14,7 @@ pub mod progress;
 pub mod serve;
 
 pub use auth::{ApiKeys, Authenticator, Principal, Role};
+pub use clock::Clock;
 pub use config::CommonArgs;
 pub use drain::{Drain, until_draining};
 pub use failure::Failure;

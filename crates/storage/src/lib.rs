@@ -86,6 +86,9 @@ pub async fn open<M: sea_orm_migration::MigratorTrait>(
 }
 
 /// Current time in milliseconds since the Unix epoch, as the outbox stores times.
+// Infrastructure time (outbox attempts, leases, schedule claims), not a service's business
+// time: those read an injected clock.
+#[allow(clippy::disallowed_methods)]
 pub fn now_millis() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }

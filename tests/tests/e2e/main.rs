@@ -1,6 +1,9 @@
 //! End-to-end tests, one binary (one link of tonic and sea-orm, not one per file): each module
 //! runs real processes against throwaway PostgreSQL, Redis and OTLP receivers.
 
+// Tests date their events by the system clock, as producers do.
+#![allow(clippy::disallowed_methods)]
+
 mod alerting;
 mod bulk_write;
 mod cdnow_import;

@@ -6,6 +6,9 @@
 //! moment the event is sent to the moment the detractor alert arrives on a `WatchAlerts`
 //! stream.
 
+// Benchmarks time themselves and date their synthetic events by the system clock.
+#![allow(clippy::disallowed_methods)]
+
 use rapport_proto::alerting::v1 as alerting;
 use rapport_proto::ingestion::v1 as ingestion;
 use rapport_tests::scenario::{nps, order};

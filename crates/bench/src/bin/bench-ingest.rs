@@ -2,6 +2,9 @@
 //! into SQLite (durable: each batch committed before it is acknowledged), next to a raw
 //! multi-row INSERT of the same rows by the same process into a table of the same shape.
 
+// Benchmarks time themselves and date their synthetic events by the system clock.
+#![allow(clippy::disallowed_methods)]
+
 use prost::Message;
 use rapport_proto::ingestion::v1 as pb;
 use rapport_proto::ingestion::v1::ingestion_service_client::IngestionServiceClient;

@@ -2,6 +2,9 @@
 //! Python `lifetimes` fitting the same data in the same run; then fit and predict at the
 //! scale of 2.36 M customers.
 
+// Benchmarks time themselves and date their synthetic events by the system clock.
+#![allow(clippy::disallowed_methods)]
+
 use rapport_bench::{cdnow_dir, cdnow_sample_summaries, median_time, ms, report};
 use rapport_domain::models::Customer;
 use rapport_domain::models::bgnbd::BgNbd;

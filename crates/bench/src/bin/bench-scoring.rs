@@ -9,6 +9,9 @@
 //!
 //! `RAPPORT_BENCH_ONLY=reads` or `=rescore` measures one of the two.
 
+// Benchmarks time themselves and date their synthetic events by the system clock.
+#![allow(clippy::disallowed_methods)]
+
 use chrono::{DateTime, Duration as Days, TimeZone, Utc};
 use rapport_cache::{AnyCache, RedisCache};
 use rapport_domain::event::{Event, Payload, SurveyKind};

@@ -1,11 +1,10 @@
 //! Scoring's work: fold new events into metrics, score, snapshot, cache, and announce; keep
 //! every tenant's scorecard, percentile tables and models at hand; answer explanations.
-//! Whole-tenant work (re-scores, model fits) is in `walk`, the clock in `clock`.
+//! Whole-tenant work (re-scores, model fits) is in `walk`.
 
-mod clock;
 mod walk;
 
-pub use clock::Clock;
+pub use rapport_server::Clock;
 pub use walk::{FitOutcome, Progress};
 
 use crate::evaluate::{
@@ -39,7 +38,6 @@ use rapport_server::{PeerChannel, peer_request};
 use rapport_storage::outbox::RelayWaker;
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 /// Deadline of a call to ingestion for new events.

@@ -117,7 +117,7 @@ impl Engine {
         let enough = check_population(&customers);
         let bgnbd = enough.clone().and_then(|()| BgNbd::fit(&customers));
         let gamma_gamma = enough.and_then(|()| GammaGamma::fit(&spends));
-        let (end_ms, fitted_at) = (end.timestamp_millis(), Utc::now().timestamp_millis());
+        let (end_ms, fitted_at) = (end.timestamp_millis(), self.clock.now().timestamp_millis());
         let bg_record = FitRecord::of(&bgnbd, customers.len(), end_ms, fitted_at);
         let gg_record = FitRecord::of(&gamma_gamma, customers.len(), end_ms, fitted_at);
         self.store.save_fit(tenant, &bg_record).await?;

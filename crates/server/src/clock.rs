@@ -1,8 +1,12 @@
-//! The time scoring works at: the system clock, or a settable one for tests and replays.
+//! The time a service works at: the system clock, or a settable one for tests, replays and
+//! as-of work. Services read the time only through a [`Clock`] (a lint forbids reading the
+//! system time elsewhere), so any of their work can be run as of another moment.
 
-use super::*;
+use chrono::{DateTime, Utc};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 
-/// The time scoring works at: the system clock, or a settable one for tests and replays.
+/// The time a service works at: the system clock, or a settable one.
 #[derive(Debug, Clone, Default)]
 pub struct Clock(Option<Arc<AtomicI64>>);
 
@@ -25,6 +29,8 @@ impl Clock {
     }
 
     /// The current time.
+    // The one place a service reads the system clock.
+    #[allow(clippy::disallowed_methods)]
     pub fn now(&self) -> DateTime<Utc> {
         match &self.0 {
             Some(t) => {
