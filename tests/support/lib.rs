@@ -196,6 +196,18 @@ pub struct Addrs {
 }
 
 impl Addrs {
+    /// The address of `service` ("ingestion", "scoring", "segmentation" or "alerting");
+    /// fails the test for any other name, rather than start the wrong service.
+    pub fn of(&self, service: &str) -> &String {
+        match service {
+            "ingestion" => &self.ingestion,
+            "scoring" => &self.scoring,
+            "segmentation" => &self.segmentation,
+            "alerting" => &self.alerting,
+            other => panic!("no service is called {other:?}"),
+        }
+    }
+
     /// Four free loopback addresses, and four more for their metrics, all different.
     pub fn free() -> Addrs {
         let mut drawn = free_addrs(8).into_iter();
@@ -345,13 +357,7 @@ pub fn start_replica(
     env: &[(&str, &str)],
 ) -> Proc {
     let mut cmd = Command::new(bin(&format!("rapport-{service}")));
-    let listen = match service {
-        "ingestion" => &addrs.ingestion,
-        "scoring" => &addrs.scoring,
-        "segmentation" => &addrs.segmentation,
-        _ => &addrs.alerting,
-    };
-    cmd.arg("--listen").arg(listen);
+    cmd.arg("--listen").arg(addrs.of(service));
     if let Some(metrics) = addrs.metrics.get(service) {
         cmd.arg("--metrics-listen").arg(metrics);
     }
@@ -374,7 +380,7 @@ pub fn start_replica(
                 cmd.arg("--redis-url").arg(redis);
             }
         }
-        _ => {}
+        _ => {} // alerting calls no peer
     }
     cmd.env("DATABASE_URL", backing.database_url)
         .env("RUST_LOG", "info")

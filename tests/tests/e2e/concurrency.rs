@@ -236,12 +236,7 @@ async fn replicas_starting_at_once_migrate_once_and_all_serve() {
     });
     for (i, (addrs, _)) in replicas.iter().enumerate() {
         let service = services[i / 3];
-        let addr = match service {
-            "ingestion" => &addrs.ingestion,
-            "scoring" => &addrs.scoring,
-            "segmentation" => &addrs.segmentation,
-            _ => &addrs.alerting,
-        };
+        let addr = addrs.of(service);
         eventually(
             &format!("{service} replica {i} serving"),
             Duration::from_secs(60),

@@ -66,7 +66,8 @@ impl Cluster {
             "ingestion" => addrs.ingestion = own.to_owned(),
             "scoring" => addrs.scoring = own.to_owned(),
             "segmentation" => addrs.segmentation = own.to_owned(),
-            _ => addrs.alerting = own.to_owned(),
+            "alerting" => addrs.alerting = own.to_owned(),
+            other => panic!("no service is called {other:?}"),
         }
         addrs
             .metrics
@@ -80,7 +81,8 @@ impl Cluster {
             "ingestion" => &self.ingestion,
             "scoring" => &self.scoring,
             "segmentation" => &self.segmentation,
-            _ => &self.alerting,
+            "alerting" => &self.alerting,
+            other => panic!("no service is called {other:?}"),
         }[index]
             .clone();
         let name = format!("{service}-{index}");
@@ -315,7 +317,8 @@ async fn a_cluster_of_replicas_loses_nothing_through_restarts_crashes_and_schedu
                 "ingestion" => cluster.ingestion.push(own),
                 "scoring" => cluster.scoring.push(own),
                 "segmentation" => cluster.segmentation.push(own),
-                _ => cluster.alerting.push(own),
+                "alerting" => cluster.alerting.push(own),
+                other => panic!("no service is called {other:?}"),
             }
             let metrics = addrs.next().expect("drawn");
             cluster.metrics.insert(format!("{service}-{i}"), metrics);
