@@ -330,6 +330,17 @@ pub struct Backing<'a> {
     pub otlp: Option<&'a str>,
 }
 
+impl<'a> Backing<'a> {
+    /// The database at `database_url` alone: no Redis, no trace export.
+    pub fn database(database_url: &'a str) -> Backing<'a> {
+        Backing {
+            database_url,
+            redis_url: None,
+            otlp: None,
+        }
+    }
+}
+
 /// Starts one service binary (`rapport-<service>`) with the peers of `addrs`.
 pub fn start_service(service: &str, addrs: &Addrs, backing: &Backing<'_>, log_dir: &Path) -> Proc {
     start_service_with(service, addrs, backing, log_dir, &[])

@@ -3,7 +3,7 @@
 //! `grpc.rs`; what the caller did wrong is logged at most as a warning, what broke here as an
 //! error.
 
-use tonic::{Code, Status};
+use tonic::Status;
 
 /// A failure as the caller sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -93,14 +93,15 @@ fn transient_code(code: &str) -> bool {
         || (code.len() < 5 && code.parse::<i32>().is_ok_and(|c| matches!(c & 0xff, 5 | 6)))
 }
 
-/// The code a [`Failure`] is answered with (for tests and logs).
-pub fn code(f: &Failure) -> Code {
-    Status::from(f.clone()).code()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tonic::Code;
+
+    /// The code a failure is answered with.
+    fn code(f: &Failure) -> Code {
+        Status::from(f.clone()).code()
+    }
 
     #[test]
     fn each_failure_has_its_code() {

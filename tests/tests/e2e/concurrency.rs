@@ -49,11 +49,7 @@ async fn produce_and_check(replicas: usize) {
     let pg = Postgres::start();
     let logs = tempfile::tempdir().unwrap();
     let db = pg.url();
-    let backing = Backing {
-        database_url: &db,
-        redis_url: None,
-        otlp: None,
-    };
+    let backing = Backing::database(&db);
     let mut platform = Distributed::start(&backing, logs.path());
     let mut pairs = vec![Clients::new(&platform.addrs)];
     for _ in 1..replicas {
@@ -211,11 +207,7 @@ async fn replicas_starting_at_once_migrate_once_and_all_serve() {
     let db = pg.url();
     let services = ["ingestion", "scoring", "segmentation", "alerting"];
     let replicas: Vec<(Addrs, Proc)> = tokio::task::block_in_place(|| {
-        let backing = Backing {
-            database_url: &db,
-            redis_url: None,
-            otlp: None,
-        };
+        let backing = Backing::database(&db);
         std::thread::scope(|s| {
             let starting: Vec<_> = services
                 .iter()

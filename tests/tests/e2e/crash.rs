@@ -62,11 +62,7 @@ async fn sigkill_in_the_middle_of_a_stream_loses_nothing_and_duplicates_nothing(
     let pg = Postgres::start();
     let logs = tempfile::tempdir().unwrap();
     let db = pg.url();
-    let backing = Backing {
-        database_url: &db,
-        redis_url: None,
-        otlp: None,
-    };
+    let backing = Backing::database(&db);
     let mut platform = Distributed::start(&backing, logs.path());
     let clients = Clients::new(&platform.addrs);
     let all = events();

@@ -276,11 +276,7 @@ async fn repeated_ids_are_judged_against_what_is_stored_on_sqlite_and_postgres()
     );
     for database_url in [sqlite, pg.url()] {
         let addrs = rapport_tests::Addrs::free();
-        let backing = rapport_tests::Backing {
-            database_url: &database_url,
-            redis_url: None,
-            otlp: None,
-        };
+        let backing = rapport_tests::Backing::database(&database_url);
         let _ingestion = rapport_tests::start_service("ingestion", &addrs, &backing, dir.path());
         let mut ingestion = Clients::new(&addrs).ingestion;
 

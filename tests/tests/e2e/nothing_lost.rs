@@ -11,11 +11,7 @@ async fn events_acknowledged_while_scoring_is_down_are_all_scored_later() {
     let pg = Postgres::start();
     let logs = tempfile::tempdir().unwrap();
     let db = pg.url();
-    let backing = Backing {
-        database_url: &db,
-        redis_url: None,
-        otlp: None,
-    };
+    let backing = Backing::database(&db);
     let mut platform = Distributed::start(&backing, logs.path());
     let clients = Clients::new(&platform.addrs);
 
@@ -68,11 +64,7 @@ async fn a_scoring_outage_under_load_delays_scores_and_loses_none() {
     let pg = Postgres::start();
     let logs = tempfile::tempdir().unwrap();
     let db = pg.url();
-    let backing = Backing {
-        database_url: &db,
-        redis_url: None,
-        otlp: None,
-    };
+    let backing = Backing::database(&db);
     let mut platform = Distributed::start(&backing, logs.path());
     let clients = Clients::new(&platform.addrs);
     let (batches, per_batch, customers) = (40usize, 500usize, 300usize);

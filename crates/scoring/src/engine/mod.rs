@@ -117,6 +117,27 @@ pub struct ScorecardView {
     pub updated_at: Option<i64>,
 }
 
+/// Runs `attempt` on `ids`, then again on the customers it answers were written meanwhile
+/// by someone else (read afresh each time), up to [`FOLD_ATTEMPTS`] times; then ABORTED.
+async fn until_stored<F, Fut>(ids: Vec<String>, mut attempt: F) -> Result<(), ScoringError>
+where
+    F: FnMut(Vec<String>) -> Fut,
+    Fut: std::future::Future<Output = Result<Vec<String>, ScoringError>>,
+{
+    let mut pending = ids;
+    for _ in 0..FOLD_ATTEMPTS {
+        pending = attempt(pending).await?;
+        if pending.is_empty() {
+            return Ok(());
+        }
+        tracing::debug!(
+            stale = pending.len(),
+            "customers written meanwhile; trying again"
+        );
+    }
+    Err(ScoringError::Contended(pending.len()))
+}
+
 /// The cache key of a customer's health; it carries the tenant.
 pub fn cache_key(tenant: &str, customer_id: &str) -> String {
     format!("rapport:{}:{tenant}:health:{customer_id}", tenant.len())
@@ -186,23 +207,19 @@ impl Engine {
         tenant: &str,
         customer_ids: Vec<String>,
     ) -> Result<usize, ScoringError> {
-        let mut customers = 0;
-        let mut pending = customer_ids;
-        for _ in 0..FOLD_ATTEMPTS {
-            let (folded, stale) = self.fold(tenant, pending).await?;
-            customers += folded;
-            if stale.is_empty() {
-                tracing::info!(tenant, customers, "rescored");
-                return Ok(customers);
+        let customers = std::sync::atomic::AtomicUsize::new(0);
+        until_stored(customer_ids, |ids| {
+            let customers = &customers;
+            async move {
+                let (folded, stale) = self.fold(tenant, ids).await?;
+                customers.fetch_add(folded, std::sync::atomic::Ordering::Relaxed);
+                Ok(stale)
             }
-            tracing::debug!(
-                tenant,
-                stale = stale.len(),
-                "customers written meanwhile; folding again"
-            );
-            pending = stale;
-        }
-        Err(ScoringError::Contended(pending.len()))
+        })
+        .await?;
+        let customers = customers.into_inner();
+        tracing::info!(tenant, customers, "rescored");
+        Ok(customers)
     }
 
     /// One attempt of [`Engine::customers_changed`]: answers how many customers were stored
@@ -354,8 +371,7 @@ impl Engine {
         tenant: &str,
         ids: &[String],
     ) -> Result<(), ScoringError> {
-        let mut pending = ids.to_vec();
-        for _ in 0..FOLD_ATTEMPTS {
+        until_stored(ids.to_vec(), |pending| async move {
             let ctx = self.context(tenant).await?;
             let now = self.clock.now();
             let states = self.store.states(tenant, &pending).await?;
@@ -364,12 +380,9 @@ impl Engine {
                 .map(|(id, state)| rescore(id, state, &ctx, now).0)
                 .filter(|r| r.notification.is_some())
                 .collect();
-            pending = self.persist(tenant, rescored, Columns::Score).await?;
-            if pending.is_empty() {
-                return Ok(());
-            }
-        }
-        Err(ScoringError::Contended(pending.len()))
+            self.persist(tenant, rescored, Columns::Score).await
+        })
+        .await
     }
 
     async fn fetch(
