@@ -255,3 +255,73 @@ async fn replicas_starting_at_once_migrate_once_and_all_serve() {
         assert_ne!(applied, "0");
     }
 }
+
+/// Configurations set at once through several replicas: each gets a version of its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn configurations_set_at_once_through_replicas_get_versions_of_their_own() {
+    use rapport_proto::alerting::v1 as alerting;
+    use rapport_proto::scoring::v1 as scoring;
+    const SETS: usize = 8;
+    let pg = Postgres::start();
+    let logs = tempfile::tempdir().unwrap();
+    let db = pg.url();
+    let backing = Backing::database(&db);
+    let replicas: Vec<(Addrs, Vec<Proc>)> = (0..2)
+        .map(|i| {
+            let mut addrs = Addrs::free();
+            addrs.metrics.clear();
+            let procs = ["scoring", "alerting"]
+                .iter()
+                .map(|s| start_replica(&format!("{s}-{i}"), s, &addrs, &backing, logs.path(), &[]))
+                .collect();
+            (addrs, procs)
+        })
+        .collect();
+    let clients: Vec<Clients> = replicas.iter().map(|(a, _)| Clients::new(a)).collect();
+    let card = clients[0]
+        .scoring
+        .clone()
+        .get_scorecard(req(scoring::GetScorecardRequest {}))
+        .await
+        .expect("the built-in scorecard")
+        .into_inner()
+        .toml;
+    let rules = clients[0]
+        .alerting
+        .clone()
+        .get_alert_config(req(alerting::GetAlertConfigRequest {}))
+        .await
+        .expect("the built-in rules")
+        .into_inner()
+        .toml;
+    let sets: Vec<_> = (0..SETS)
+        .map(|i| {
+            let c = clients[i % 2].clone();
+            let (card, rules) = (card.clone(), rules.clone());
+            tokio::spawn(async move {
+                let (mut scoring, mut alerting) = (c.scoring.clone(), c.alerting.clone());
+                let scored =
+                    scoring.set_scorecard(req(scoring::SetScorecardRequest { toml: card }));
+                let alerted =
+                    alerting.set_alert_config(req(alerting::SetAlertConfigRequest { toml: rules }));
+                let (scored, alerted) = tokio::join!(scored, alerted);
+                scored.expect("scorecard set");
+                alerted.expect("alert config set");
+            })
+        })
+        .collect();
+    for set in sets {
+        set.await.unwrap();
+    }
+    let distinct = |sql: &str| pg.query(sql).trim().parse::<usize>().unwrap();
+    assert_eq!(
+        distinct("SELECT count(DISTINCT revision) FROM scoring_scorecards"),
+        SETS,
+        "scorecard revisions"
+    );
+    assert_eq!(
+        distinct("SELECT count(DISTINCT version) FROM alerting_configs"),
+        SETS,
+        "alert configuration versions"
+    );
+}

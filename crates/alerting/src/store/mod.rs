@@ -251,6 +251,9 @@ impl Store {
     pub async fn set_config(&self, tenant: &str, toml: &str) -> Result<LoadedConfig, StoreError> {
         let parsed = AlertConfig::from_toml(toml)?;
         let txn = rapport_storage::begin_write(&self.db).await?;
+        // Replicas setting a tenant's configuration at once take turns: each counts the
+        // versions after the one before it committed.
+        rapport_storage::coordination::lock_until_commit(&txn, "alerting_configs", tenant).await?;
         let count = config::Entity::find()
             .filter(config::Column::TenantId.eq(tenant))
             .count(&txn)

@@ -63,6 +63,10 @@ impl Store {
         now: i64,
     ) -> Result<StoredScorecard, StoreError> {
         let txn = rapport_storage::begin_write(&self.db).await?;
+        // Replicas setting a tenant's scorecard at once take turns: each reads the last
+        // revision after the one before it committed.
+        rapport_storage::coordination::lock_until_commit(&txn, "scoring_scorecards", tenant)
+            .await?;
         let revision = scorecard::Entity::find()
             .filter(scorecard::Column::TenantId.eq(tenant))
             .order_by_desc(scorecard::Column::Revision)
