@@ -76,9 +76,12 @@ pub struct Receiver {
 impl Receiver {
     /// Serves OTLP/gRPC on a free loopback port.
     pub async fn start() -> Receiver {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
+        Receiver::start_on("127.0.0.1:0").await
+    }
+
+    /// Serves OTLP/gRPC on `addr`.
+    pub async fn start_on(addr: &str) -> Receiver {
+        let listener = tokio::net::TcpListener::bind(addr).await.expect("bind");
         let endpoint = format!("http://{}", listener.local_addr().expect("addr"));
         let sink = Sink::default();
         let spans = sink.0.clone();

@@ -8,6 +8,7 @@ mod health;
 mod import;
 mod kpis;
 mod local;
+mod probe;
 mod segments;
 mod up;
 
@@ -73,6 +74,9 @@ struct Connection {
 enum Command {
     /// Run all four services in this process on SQLite and an in-process cache.
     Up(up::UpArgs),
+    /// Check that a server answers SERVING on `grpc.health.v1` (exit 0), for container
+    /// health checks without a shell.
+    Probe(probe::ProbeArgs),
     #[command(flatten)]
     Client(ClientCommand),
 }
@@ -260,6 +264,7 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let command = match cli.command {
         Command::Up(args) => return up::up(args).await,
+        Command::Probe(args) => return probe::probe(args).await,
         Command::Client(command) => command,
     };
     let target = Target {

@@ -23,6 +23,8 @@ pub struct UpArgs {
     /// Address to serve the four services' Prometheus metrics on (`GET /metrics`).
     #[arg(long, env = "RAPPORT_METRICS_LISTEN")]
     pub metrics_listen: Option<SocketAddr>,
+    #[command(flatten)]
+    pub telemetry: rapport_telemetry::Settings,
 }
 
 async fn bind(host: std::net::IpAddr, port: u16) -> anyhow::Result<(TcpListener, SocketAddr)> {
@@ -100,7 +102,7 @@ fn settings<C: clap::Parser>(args: Vec<String>) -> anyhow::Result<C> {
 
 /// Runs the platform until SIGINT or SIGTERM.
 pub async fn up(args: UpArgs) -> anyhow::Result<()> {
-    let mut telemetry = rapport_telemetry::init("rapport")?;
+    let mut telemetry = rapport_telemetry::init("rapport", &args.telemetry)?;
     let port = |i: u16| {
         if args.port_base == 0 {
             0

@@ -6,11 +6,11 @@ use clap::Parser;
 async fn main() -> anyhow::Result<()> {
     rapport_allocator::configure();
     let config = rapport_segmentation::Config::parse();
-    let metrics = config.common.metrics_listen;
+    let common = config.common.clone();
     rapport_server::run_process(
         "rapport-segmentation",
         config.listen,
-        metrics,
+        &common,
         |listener, stop| rapport_segmentation::run(config, listener, stop),
     )
     .await

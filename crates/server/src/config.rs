@@ -29,6 +29,8 @@ pub struct CommonArgs {
     /// exits at most pause + timeout + 5 s after SIGTERM.
     #[arg(long, env = "RAPPORT_DRAIN_TIMEOUT_SECS", default_value_t = DEFAULT_DRAIN_TIMEOUT_SECS)]
     pub drain_timeout_secs: u64,
+    #[command(flatten)]
+    pub telemetry: rapport_telemetry::Settings,
 }
 
 /// A service's settings from `args` (its binary's name first, then flags) and its flags'
@@ -56,6 +58,7 @@ impl CommonArgs {
             metrics_listen: None,
             drain_pause_secs: DEFAULT_DRAIN_PAUSE_SECS,
             drain_timeout_secs: DEFAULT_DRAIN_TIMEOUT_SECS,
+            telemetry: rapport_telemetry::Settings::default(),
         }
     }
 

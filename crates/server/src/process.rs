@@ -1,24 +1,26 @@
 //! The shape of every service binary: parse, set up telemetry, bind, run until a signal.
 
+use crate::config::CommonArgs;
 use std::future::Future;
 use std::net::SocketAddr;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-/// Runs one service as its own process: telemetry named `service`, a listener on `listen`
-/// (its address printed as `listening on ADDR` for supervisors and tests), Prometheus
-/// metrics on `metrics` when given, and `run` until SIGINT or SIGTERM.
+/// Runs one service as its own process: telemetry named `service` as `common` says, a
+/// listener on `listen` (its address printed as `listening on ADDR` for supervisors and
+/// tests), Prometheus metrics when `common` asks, and `run` until SIGINT or SIGTERM.
 pub async fn run_process<F, Fut>(
     service: &str,
     listen: SocketAddr,
-    metrics: Option<SocketAddr>,
+    common: &CommonArgs,
     run: F,
 ) -> anyhow::Result<()>
 where
     F: FnOnce(TcpListener, CancellationToken) -> Fut,
     Fut: Future<Output = anyhow::Result<()>>,
 {
-    let mut telemetry = rapport_telemetry::init(service)?;
+    let mut telemetry = rapport_telemetry::init(service, &common.telemetry)?;
+    let metrics = common.metrics_listen;
     let listener = TcpListener::bind(listen).await?;
     let addr = listener.local_addr()?;
     let stop = crate::shutdown_signal();

@@ -9,6 +9,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::service::Routes;
 use tonic::transport::Server;
 use tonic_health::ServingStatus;
+use tower_http::classify::GrpcFailureClass;
 use tower_http::trace::TraceLayer;
 
 /// Errors of a running server.
@@ -56,16 +57,18 @@ pub async fn serve(
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha);
 
-    let trace = TraceLayer::new_for_grpc().make_span_with(|req: &http::Request<_>| {
-        let span = tracing::info_span!(
-            "grpc.server",
-            otel.name = %req.uri().path(),
-            otel.kind = "server",
-            rpc.system = "grpc",
-        );
-        set_remote_parent(&span, req.headers());
-        span
-    });
+    let trace = TraceLayer::new_for_grpc()
+        .make_span_with(|req: &http::Request<_>| {
+            let span = tracing::info_span!(
+                "grpc.server",
+                otel.name = %req.uri().path(),
+                otel.kind = "server",
+                rpc.system = "grpc",
+            );
+            set_remote_parent(&span, req.headers());
+            span
+        })
+        .on_failure(log_failure);
 
     let names: Vec<&'static str> = service_names.to_vec();
     let stopped = stop.clone();
@@ -102,6 +105,39 @@ pub async fn serve(
         ),
     }
     Ok(())
+}
+
+/// Logs a failed call: what the caller got wrong at debug level (the caller hears of it),
+/// anything else as a warning (the service logged its own errors where they happened).
+fn log_failure(class: GrpcFailureClass, latency: Duration, _span: &tracing::Span) {
+    match class {
+        GrpcFailureClass::Code(code) if callers_mistake(code.get()) => {
+            tracing::debug!(code = code.get(), ?latency, "call refused");
+        }
+        GrpcFailureClass::Code(code) => {
+            tracing::warn!(code = code.get(), ?latency, "call failed");
+        }
+        GrpcFailureClass::Error(error) => tracing::warn!(%error, ?latency, "call failed"),
+    }
+}
+
+/// Whether a status code answers a caller's own mistake or choice (a bad or stale request,
+/// no key, no right, a cancelled call) rather than a failure of this service.
+fn callers_mistake(code: i32) -> bool {
+    use tonic::Code;
+    matches!(
+        Code::from_i32(code),
+        Code::Cancelled
+            | Code::InvalidArgument
+            | Code::NotFound
+            | Code::AlreadyExists
+            | Code::PermissionDenied
+            | Code::ResourceExhausted
+            | Code::FailedPrecondition
+            | Code::Aborted
+            | Code::OutOfRange
+            | Code::Unauthenticated
+    )
 }
 
 /// Records each call's status code and latency in the process's metrics, when the call ends:

@@ -75,14 +75,39 @@ pub async fn connect(url: &str) -> Result<DatabaseConnection, StorageError> {
     Ok(Database::connect(options).await?)
 }
 
+/// How long a service starting waits for its database to take connections (one started
+/// beside it, or restarting) before it gives up.
+pub const CONNECT_PATIENCE: Duration = Duration::from_secs(60);
+
 /// Connects to `url` and applies the migrations of `M` that are not applied yet. Replicas
 /// starting at once take turns (one lock per database), so each migration runs once.
 pub async fn open<M: sea_orm_migration::MigratorTrait>(
     url: &str,
 ) -> Result<DatabaseConnection, StorageError> {
-    let db = connect(url).await?;
+    let db = connect_patiently(url, CONNECT_PATIENCE).await?;
     coordination::exclusively(&db, "migrations", async || M::up(&db, None).await).await?;
     Ok(db)
+}
+
+/// Connects to `url`, trying again with growing pauses while the database refuses for up to
+/// `patience`: containers and pods start in any order, and a service should not crash-loop
+/// because its database came up a few seconds after it.
+pub async fn connect_patiently(
+    url: &str,
+    patience: Duration,
+) -> Result<DatabaseConnection, StorageError> {
+    let start = tokio::time::Instant::now();
+    let mut pause = Duration::from_millis(250);
+    loop {
+        match connect(url).await {
+            Err(StorageError::Db(error)) if start.elapsed() + pause < patience => {
+                tracing::warn!(%error, retry_in = ?pause, "database not reachable yet");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(5));
+            }
+            other => return other,
+        }
+    }
 }
 
 /// Current time in milliseconds since the Unix epoch, as the outbox stores times.

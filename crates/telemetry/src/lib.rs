@@ -1,5 +1,5 @@
 //! Telemetry for every Rapport process: structured logs, OTLP export to Jaeger when
-//! `OTEL_EXPORTER_OTLP_ENDPOINT` is set, W3C trace-context propagation helpers, and
+//! asked (`OTEL_EXPORTER_OTLP_ENDPOINT`), W3C trace-context propagation helpers, and
 //! Prometheus metrics.
 
 pub mod metrics;
@@ -23,6 +23,38 @@ pub enum TelemetryError {
     Exporter(#[from] opentelemetry_otlp::ExporterBuildError),
     #[error("a global tracing subscriber is already installed")]
     AlreadyInstalled,
+    #[error("log filter (RUST_LOG) {filter:?}: {reason}")]
+    Filter { filter: String, reason: String },
+}
+
+/// The logs printed unless asked otherwise: information, without a line per migration
+/// applied (a first start would print a wall of them).
+pub const DEFAULT_LOG: &str = "info,sea_orm_migration=warn";
+
+/// Where a process's logs and traces go, from flags or the conventional environment
+/// variables (declared here so that `--help` lists every variable a binary reads).
+#[derive(Debug, Clone, clap::Args)]
+pub struct Settings {
+    /// Which logs to print: a tracing filter such as `info` or `info,rapport_scoring=debug`.
+    #[arg(long = "log", env = "RUST_LOG", default_value = DEFAULT_LOG)]
+    pub log: String,
+    /// Print logs as JSON lines (`RAPPORT_LOG_JSON=1`), for log collectors.
+    #[arg(long, env = "RAPPORT_LOG_JSON", value_parser = clap::builder::BoolishValueParser::new())]
+    pub log_json: bool,
+    /// Export traces over OTLP/gRPC to this collector (e.g. Jaeger on `http://jaeger:4317`);
+    /// none when unset.
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
+    pub otlp_endpoint: Option<String>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            log: DEFAULT_LOG.to_owned(),
+            log_json: false,
+            otlp_endpoint: None,
+        }
+    }
 }
 
 /// Keeps the exporter alive; flushes pending spans when dropped.
@@ -47,15 +79,17 @@ impl Drop for TelemetryGuard {
     }
 }
 
-/// Installs logging to stderr (filtered by `RUST_LOG`, default `info`; JSON when `RAPPORT_LOG_JSON=1`)
-/// and, when `OTEL_EXPORTER_OTLP_ENDPOINT` is set, OTLP span export named `service`.
+/// Installs logging to stderr as `settings` say and, when they name a collector, OTLP span
+/// export named `service`.
 ///
 /// Must be called inside a multi-thread tokio runtime when exporting.
-pub fn init(service: &str) -> Result<TelemetryGuard, TelemetryError> {
+pub fn init(service: &str, settings: &Settings) -> Result<TelemetryGuard, TelemetryError> {
     global::set_text_map_propagator(TraceContextPropagator::new());
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let json = std::env::var("RAPPORT_LOG_JSON").is_ok_and(|v| v == "1");
-    let fmt = if json {
+    let filter = EnvFilter::try_new(&settings.log).map_err(|e| TelemetryError::Filter {
+        filter: settings.log.clone(),
+        reason: e.to_string(),
+    })?;
+    let fmt = if settings.log_json {
         tracing_subscriber::fmt::layer()
             .json()
             .with_writer(std::io::stderr)
@@ -68,9 +102,7 @@ pub fn init(service: &str) -> Result<TelemetryGuard, TelemetryError> {
     }
     .with_filter(filter);
 
-    let endpoint = std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT")
-        .ok()
-        .filter(|e| !e.is_empty());
+    let endpoint = settings.otlp_endpoint.clone().filter(|e| !e.is_empty());
     let (otel, provider) = match endpoint {
         Some(endpoint) => {
             let exporter = opentelemetry_otlp::SpanExporter::builder()
