@@ -1,13 +1,14 @@
 # Rapport: two commands for a fresh machine.
 #   make run   builds and starts the whole platform (SQLite, in-process cache; nothing to install)
-#   make test  installs what the tests need (redis-server, a Python venv with grpcio) and runs them
+#   make test  installs what the tests need (redis-server, PostgreSQL, podman, kubectl, a Python
+#              venv) and runs them: the Rust tests, then the deployment checks (tests/deploy)
 
 SHELL := /bin/bash
 CARGO ?= cargo
 VENV  ?= .venv
 PY    := $(VENV)/bin/python
 
-.PHONY: run test test-deps lint build fmt clean bench bench-models bench-ingest bench-scoring bench-alerting bench-segmentation
+.PHONY: run test test-deps test-deploy image lint build fmt clean bench bench-models bench-ingest bench-scoring bench-alerting bench-segmentation
 
 run:
 	$(CARGO) run -p rapport -- up
@@ -19,6 +20,17 @@ test: test-deps lint build
 	@mkdir -p target
 	set -o pipefail; $(CARGO) test --workspace --all-targets 2>&1 | tee target/test.log
 	@awk '/^test result:/ {p += $$4; f += $$6} END {printf "tests: %d passed, %d failed\n", p, f}' target/test.log
+	$(MAKE) --no-print-directory test-deploy
+
+# The deployment files: overlays validated, settings checked against the binaries, the image
+# built from the debug binaries, the dev overlay played and the compose stack run (podman).
+test-deploy: test-deps build
+	$(PY) -m pytest tests/deploy -q -p no:cacheprovider
+
+# The image from release binaries: localhost/rapport:latest (deploy/image/build --help).
+image:
+	$(CARGO) build --release --bins
+	deploy/image/build
 
 lint:
 	$(CARGO) fmt --all -- --check
@@ -35,6 +47,11 @@ test-deps: $(PY)
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; \
 	  else echo "PostgreSQL server binaries are missing: install postgresql or set PG_BIN"; exit 1; fi; }
+	@for tool in podman:podman runc:runc kubectl:kubectl; do \
+	  command -v $${tool%%:*} >/dev/null 2>&1 && continue; \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $${tool##*:} >/dev/null; \
+	  else echo "$${tool%%:*} is missing: install it (the deployment checks need it)"; exit 1; fi; done
 
 $(PY): tests/python/requirements.txt
 	python3 -m venv $(VENV)

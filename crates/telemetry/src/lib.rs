@@ -28,8 +28,8 @@ pub enum TelemetryError {
 }
 
 /// The logs printed unless asked otherwise: information, without a line per migration
-/// applied (a first start would print a wall of them).
-pub const DEFAULT_LOG: &str = "info,sea_orm_migration=warn";
+/// applied or PostgreSQL's notices while migrating (a first start would print a wall of them).
+pub const DEFAULT_LOG: &str = "info,sea_orm_migration=warn,sqlx::postgres::notice=warn";
 
 /// Where a process's logs and traces go, from flags or the conventional environment
 /// variables (declared here so that `--help` lists every variable a binary reads).
