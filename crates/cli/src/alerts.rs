@@ -115,7 +115,7 @@ fn alert_json(a: &pb::Alert) -> serde_json::Value {
 }
 
 fn print_row(a: &pb::Alert) {
-    println!(
+    outln!(
         "{:<6} {:<18} {:<20} {:<12} {:<8} {:>6.1} {:<8} {:>3} {}",
         a.id,
         a.rule,
@@ -130,9 +130,16 @@ fn print_row(a: &pb::Alert) {
 }
 
 fn print_header() {
-    println!(
+    outln!(
         "{:<6} {:<18} {:<20} {:<12} {:<8} {:>6} {:<8} {:>3} OPENED",
-        "ID", "RULE", "CUSTOMER", "STATE", "SEVERITY", "SCORE", "TIER", "N"
+        "ID",
+        "RULE",
+        "CUSTOMER",
+        "STATE",
+        "SEVERITY",
+        "SCORE",
+        "TIER",
+        "N"
     );
 }
 
@@ -145,7 +152,7 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let print = |a: &pb::Alert| {
         if json {
-            println!("{}", alert_json(a));
+            outln!("{}", alert_json(a));
         } else {
             print_header();
             print_row(a);
@@ -171,7 +178,7 @@ pub async fn run(
                 .alerts;
             if json {
                 let out: Vec<_> = alerts.iter().map(alert_json).collect();
-                println!("{}", serde_json::to_string_pretty(&out)?);
+                outln!("{}", serde_json::to_string_pretty(&out)?);
             } else {
                 print_header();
                 alerts.iter().for_each(print_row);
@@ -190,26 +197,26 @@ pub async fn run(
                     .iter()
                     .map(|t| json!({"from": t.from_state, "to": t.to_state, "actor": t.actor, "reason": t.reason, "at": when(t.at.as_ref()), "config_version": t.config_version}))
                     .collect();
-                println!("{}", serde_json::to_string_pretty(&out)?);
+                outln!("{}", serde_json::to_string_pretty(&out)?);
                 return Ok(());
             }
             print_header();
             print_row(&a);
-            println!("\nevidence: {}", a.evidence);
+            outln!("\nevidence: {}", a.evidence);
             if a.holdout {
-                println!("control group: no recommendation");
+                outln!("control group: no recommendation");
             }
             for r in &a.recommendations {
-                println!("recommended: {:<22} {}", r.action, r.description);
+                outln!("recommended: {:<22} {}", r.action, r.description);
             }
-            println!();
+            outln!();
             for t in &r.transitions {
                 let from = if t.from_state.is_empty() {
                     "-"
                 } else {
                     &t.from_state
                 };
-                println!(
+                outln!(
                     "{}  {:>12} → {:<12} {:<10} {}",
                     when(t.at.as_ref()),
                     from,
@@ -270,12 +277,12 @@ pub async fn run(
                         .to_lowercase()
                 });
                 if json {
-                    println!(
+                    outln!(
                         "{}",
                         json!({"revision": m.revision, "change": change, "actor": m.actor, "reason": m.reason, "alert": alert_json(&a)})
                     );
                 } else {
-                    println!(
+                    outln!(
                         "#{:<6} {:<12} {:<6} {:<18} {:<20} {:<8} {}",
                         m.revision,
                         change,
@@ -315,13 +322,13 @@ pub async fn effect(
             .iter()
             .map(|row| json!({"action": row.action, "tier": row.tier, "treated": row.treated, "control": row.control, "health": est(&row.health), "retention": est(&row.retention), "spend": est(&row.spend), "cost": row.cost, "roi": row.roi}))
             .collect();
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(&json!({"window_days": r.window_days, "rows": rows}))?
         );
         return Ok(());
     }
-    println!(
+    outln!(
         "outcomes over the {} days after each alert opened; treated − control, 95 % interval",
         r.window_days
     );
@@ -335,12 +342,19 @@ pub async fn effect(
         ),
         None => "-".to_owned(),
     };
-    println!(
+    outln!(
         "{:<22} {:<8} {:>7} {:>7}  {:<26} {:<26} {:<26} {:>8}",
-        "ACTION", "TIER", "TREATED", "CONTROL", "HEALTH (points)", "RETENTION (pp)", "SPEND", "ROI"
+        "ACTION",
+        "TIER",
+        "TREATED",
+        "CONTROL",
+        "HEALTH (points)",
+        "RETENTION (pp)",
+        "SPEND",
+        "ROI"
     );
     for row in &r.rows {
-        println!(
+        outln!(
             "{:<22} {:<8} {:>7} {:>7}  {:<26} {:<26} {:<26} {:>8}",
             row.action,
             row.tier,

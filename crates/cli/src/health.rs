@@ -51,7 +51,7 @@ fn print(
 ) -> anyhow::Result<()> {
     if json {
         let out: Vec<_> = scores.iter().map(as_json).collect();
-        println!("{}", serde_json::to_string_pretty(&out)?);
+        outln!("{}", serde_json::to_string_pretty(&out)?);
         return Ok(());
     }
     header();
@@ -63,9 +63,16 @@ fn print(
 }
 
 fn header() {
-    println!(
+    outln!(
         "{:<24} {:>6}  {:<7} {:>6} {:>6}  {:<8} {:>7} {:>9}  COMPUTED",
-        "CUSTOMER", "SCORE", "BAND", "Δ7D", "Δ30D", "TIER", "P_ALIVE", "CLV_12M"
+        "CUSTOMER",
+        "SCORE",
+        "BAND",
+        "Δ7D",
+        "Δ30D",
+        "TIER",
+        "P_ALIVE",
+        "CLV_12M"
     );
 }
 
@@ -77,7 +84,7 @@ fn row(h: &scoring::HealthScore) {
     } else {
         ""
     };
-    println!(
+    outln!(
         "{:<24} {:>6.1}  {:<7} {:>6} {:>6}  {:<8} {:>7} {:>9}  {}{mark}",
         h.customer_id,
         h.score,
@@ -103,7 +110,7 @@ fn measures(h: &scoring::HealthScore, all: bool) {
     let ranked = ranked(h);
     let shown = if all { ranked.len() } else { TOP_MEASURES };
     for m in ranked.iter().take(shown) {
-        println!(
+        outln!(
             "    {:<28} {:<13} value {:>10}  score {:>5.1}  +{:>4.1}  -{:>4.1}",
             m.measure,
             m.group,
@@ -115,7 +122,7 @@ fn measures(h: &scoring::HealthScore, all: bool) {
     }
     if all {
         for o in &h.overrides {
-            println!(
+            outln!(
                 "    override by {}: {:.1} until {} ({})",
                 o.author,
                 o.value,
@@ -130,7 +137,7 @@ fn measures(h: &scoring::HealthScore, all: bool) {
             .map(|m| m.measure.as_str())
             .collect();
         if !missing.is_empty() {
-            println!("    no data: {}", missing.join(", "));
+            outln!("    no data: {}", missing.join(", "));
         }
     }
 }
@@ -158,7 +165,7 @@ pub async fn show(
         .iter()
         .filter(|c| !scores.iter().any(|h| &h.customer_id == *c))
     {
-        println!("{missing:<24} no score yet");
+        outln!("{missing:<24} no score yet");
     }
     Ok(())
 }
@@ -188,9 +195,10 @@ pub async fn top_risk(
         .scores;
     print(&scores, json, |h| {
         if let Some(worst) = ranked(h).first() {
-            println!(
+            outln!(
                 "    costs most: {} (-{:.1} points)",
-                worst.measure, worst.shortfall
+                worst.measure,
+                worst.shortfall
             );
         }
     })
@@ -219,18 +227,18 @@ pub async fn scorecard(
             .into_inner(),
     };
     if json {
-        println!(
+        outln!(
             "{}",
             json!({"version": card.version, "builtin": card.builtin, "updated_at": when(card.updated_at.as_ref()), "toml": card.toml})
         );
     } else if set.is_some() {
-        println!(
+        outln!(
             "scorecard {} in use; every customer is being re-scored",
             card.version
         );
     } else {
-        println!("# version {}", card.version);
-        print!("{}", card.toml);
+        outln!("# version {}", card.version);
+        out!("{}", card.toml);
     }
     Ok(())
 }
@@ -245,14 +253,15 @@ pub async fn rescore(target: &Target, mut client: Client, json: bool) -> anyhow:
         .await?
         .unwrap_or_default();
     if json {
-        println!(
+        outln!(
             "{}",
             json!({"customers": last.customers_done, "changed": last.changed})
         );
     } else {
-        println!(
+        outln!(
             "re-scored {} customers, {} changed",
-            last.customers_done, last.changed
+            last.customers_done,
+            last.changed
         );
     }
     Ok(())

@@ -482,6 +482,46 @@ pub fn lines<'a, R: BufRead + 'a>(reader: R, format: Format) -> Lines<'a> {
     }))
 }
 
+/// The events of `events` with every time in them moved by one whole number of days, so that
+/// the latest falls on `today`: a recorded file replayed as recent activity (a trial, a demo).
+/// Whole days keep a second import on the same day identical, so it finds only duplicates.
+/// Reads every event first.
+pub fn shifted_to<'a>(events: Lines<'a>, today: chrono::NaiveDate) -> Lines<'a> {
+    let all: Vec<_> = events.collect();
+    let latest = all
+        .iter()
+        .filter_map(|(_, e)| e.as_ref().ok()?.as_ref()?.occurred_at.as_ref())
+        .map(|t| t.seconds)
+        .max()
+        .and_then(|s| DateTime::from_timestamp(s, 0));
+    let Some(latest) = latest else {
+        return Box::new(all.into_iter());
+    };
+    let seconds = (today - latest.date_naive()).num_days() * 86_400;
+    Box::new(all.into_iter().map(move |(n, e)| {
+        (
+            n,
+            e.map(|e| {
+                e.map(|mut e| {
+                    shift(&mut e, seconds);
+                    e
+                })
+            }),
+        )
+    }))
+}
+
+/// Moves every time an event holds by `seconds` (the envelope's and a payment's).
+fn shift(e: &mut pb::Event, seconds: i64) {
+    let mut times = vec![&mut e.occurred_at, &mut e.sent_at];
+    if let Some(pb::event::Payload::Payment(p)) = &mut e.payload {
+        times.extend([&mut p.due_at, &mut p.paid_at]);
+    }
+    for t in times.into_iter().flatten() {
+        t.seconds += seconds;
+    }
+}
+
 /// The order events of a CSV file with a header row.
 pub fn csv_rows<'a, R: std::io::Read + 'a>(
     reader: R,
@@ -542,6 +582,35 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn shifting_to_today_moves_every_time_by_whole_days_keeping_the_gaps() {
+        let file = concat!(
+            r#"{"event_id":"a","customer_id":"c","occurred_at":"2026-11-02T09:00:00Z","order":{"order_id":"o","amount":1,"currency":"EUR"}}"#,
+            "\n",
+            r#"{"event_id":"b","customer_id":"c","occurred_at":"2026-11-15T08:30:00Z","sent_at":"2026-11-15T08:31:00Z","payment":{"invoice_id":"i","due_at":"2026-11-20T00:00:00Z","amount":1,"currency":"EUR"}}"#,
+            "\n",
+            "not json\n",
+        );
+        let today = chrono::NaiveDate::from_ymd_opt(2027, 1, 10).unwrap();
+        let events: Vec<_> = shifted_to(lines(file.as_bytes(), Format::Jsonl), today).collect();
+        let time = |t: &Option<prost_types::Timestamp>| {
+            DateTime::from_timestamp(t.as_ref().unwrap().seconds, 0)
+                .unwrap()
+                .to_rfc3339()
+        };
+        let first = events[0].1.as_ref().unwrap().as_ref().unwrap();
+        let second = events[1].1.as_ref().unwrap().as_ref().unwrap();
+        // 56 days: 2026-11-15 becomes 2027-01-10, at the same time of day.
+        assert_eq!(time(&second.occurred_at), "2027-01-10T08:30:00+00:00");
+        assert_eq!(time(&second.sent_at), "2027-01-10T08:31:00+00:00");
+        assert_eq!(time(&first.occurred_at), "2026-12-28T09:00:00+00:00");
+        let Some(pb::event::Payload::Payment(payment)) = &second.payload else {
+            panic!("a payment");
+        };
+        assert_eq!(time(&payment.due_at), "2027-01-15T00:00:00+00:00");
+        assert!(events[2].1.is_err(), "an unreadable line stays unreadable");
+    }
 
     #[test]
     fn each_payload_kind_parses() {

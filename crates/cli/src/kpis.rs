@@ -102,10 +102,10 @@ pub async fn run(
                 })
             })
             .collect();
-        println!("{}", serde_json::to_string_pretty(&out)?);
+        outln!("{}", serde_json::to_string_pretty(&out)?);
         return Ok(());
     }
-    println!(
+    outln!(
         "{:<8} {:<8} {:>9} {:>8} {:>6} {:>6} {:>7} {:>6} {:>8} {:>5} {:>5} {:>10} {:>12} {:>10} {:>9}",
         "PERIOD",
         "TIER",
@@ -124,7 +124,7 @@ pub async fn run(
         "1ST RESP"
     );
     for r in &rows {
-        println!(
+        outln!(
             "{:<8} {:<8} {:>9} {:>8} {:>6} {:>6} {:>7} {:>6} {:>8} {:>5} {:>5} {:>10} {:>12} {:>10} {:>9}",
             r.period,
             if by_tier { tier_name(r.tier) } else { "all" },

@@ -3,6 +3,9 @@
 // The command line is a client: it reads the time of the machine it runs on.
 #![allow(clippy::disallowed_methods)]
 
+#[macro_use]
+mod out;
+
 mod alerts;
 mod health;
 mod import;
@@ -99,6 +102,10 @@ enum ClientCommand {
         /// CSV: the currency of rows without a currency column.
         #[arg(long)]
         currency: Option<String>,
+        /// Move every event by the same whole number of days so that the file's latest
+        /// falls today: recorded events replayed as recent activity (for trials and demos).
+        #[arg(long)]
+        shift_to_today: bool,
     },
     /// Show the health of customers: score, band, trend, tier and what weighs most.
     Health {
@@ -278,6 +285,7 @@ async fn main() -> anyhow::Result<()> {
             format,
             map,
             currency,
+            shift_to_today,
         } => {
             let addr = target.addr(&target.cli.ingestion, |l| &l.ingestion, "ingestion")?;
             let client = ingestion::ingestion_service_client::IngestionServiceClient::new(
@@ -313,6 +321,11 @@ async fn main() -> anyhow::Result<()> {
                 }
                 other => import::lines(std::io::BufReader::new(input), *other),
             };
+            let events = if *shift_to_today {
+                import::shifted_to(events, chrono::Utc::now().date_naive())
+            } else {
+                events
+            };
             let summary = import::run(events, |events| {
                 let mut client = client.clone();
                 let req = target.request(ingestion::IngestRequest { events });
@@ -321,7 +334,7 @@ async fn main() -> anyhow::Result<()> {
             .await?;
             progress.finish_and_clear();
             if json {
-                println!(
+                outln!(
                     "{}",
                     json!({
                         "accepted": summary.accepted, "duplicates": summary.duplicates, "rejected": summary.rejected,
@@ -329,15 +342,17 @@ async fn main() -> anyhow::Result<()> {
                     })
                 );
             } else {
-                println!(
+                outln!(
                     "accepted {}  duplicate {}  rejected {}",
-                    summary.accepted, summary.duplicates, summary.rejected
+                    summary.accepted,
+                    summary.duplicates,
+                    summary.rejected
                 );
                 for (reason, n) in &summary.reasons {
-                    println!("  rejected {n:>6}  {reason}");
+                    outln!("  rejected {n:>6}  {reason}");
                 }
                 for (line, error) in &summary.unreadable {
-                    println!("  line {line}: {error}");
+                    outln!("  line {line}: {error}");
                 }
             }
         }
@@ -392,7 +407,7 @@ async fn main() -> anyhow::Result<()> {
                     .iter()
                     .map(|f| json!({"model": f.model, "params": f.params, "log_likelihood": f.log_likelihood, "iterations": f.iterations, "converged": f.converged, "customers": f.customers, "error": f.error}))
                     .collect();
-                println!(
+                outln!(
                     "{}",
                     json!({"fits": out, "customers_rescored": fit.customers_rescored})
                 );
@@ -404,7 +419,7 @@ async fn main() -> anyhow::Result<()> {
                             .iter()
                             .map(|(k, v)| format!("{k}={v:.4}"))
                             .collect();
-                        println!(
+                        outln!(
                             "{:<12} {}  LL {:.2}  {} customers, {} iterations{}",
                             f.model,
                             params.join(" "),
@@ -414,10 +429,10 @@ async fn main() -> anyhow::Result<()> {
                             if f.converged { "" } else { " (not converged)" }
                         );
                     } else {
-                        println!("{:<12} not fitted: {}", f.model, f.error);
+                        outln!("{:<12} not fitted: {}", f.model, f.error);
                     }
                 }
-                println!("re-scored {} customers", fit.customers_rescored);
+                outln!("re-scored {} customers", fit.customers_rescored);
             }
         }
         ClientCommand::Segments { command } => {
@@ -470,17 +485,17 @@ async fn main() -> anyhow::Result<()> {
                     out["tier_changes"] = json!(tier_changes);
                     out["stage_changes"] = json!(stage_changes);
                 }
-                println!("{out}");
+                outln!("{out}");
             } else {
-                println!("{headline}");
-                println!("tiers");
+                outln!("{headline}");
+                outln!("tiers");
                 for t in &tiers {
-                    println!("  {:<18} {:>8}", tier_name(t.tier), t.customers);
+                    outln!("  {:<18} {:>8}", tier_name(t.tier), t.customers);
                 }
                 for (title, counts) in [("stages", &stages), ("RFM segments", &rfm)] {
-                    println!("{title}");
+                    outln!("{title}");
                     for s in counts {
-                        println!("  {:<18} {:>8}", s.segment, s.customers);
+                        outln!("  {:<18} {:>8}", s.segment, s.customers);
                     }
                 }
             }

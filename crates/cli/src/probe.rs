@@ -42,7 +42,7 @@ pub async fn probe(args: ProbeArgs) -> anyhow::Result<()> {
         let answer = check(client.clone(), &args.service).await;
         match answer {
             Ok(()) => {
-                println!("{}: SERVING", args.addr);
+                outln!("{}: SERVING", args.addr);
                 return Ok(());
             }
             Err(why) if tokio::time::Instant::now() >= until => {

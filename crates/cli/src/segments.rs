@@ -57,11 +57,11 @@ pub async fn run(
                     .iter()
                     .map(|s| json!({"name": s.name, "expression": s.expression, "members": s.members}))
                     .collect();
-                println!("{}", serde_json::to_string_pretty(&out)?);
+                outln!("{}", serde_json::to_string_pretty(&out)?);
             } else {
-                println!("{:<24} {:>8}  EXPRESSION", "SEGMENT", "MEMBERS");
+                outln!("{:<24} {:>8}  EXPRESSION", "SEGMENT", "MEMBERS");
                 for s in &segments {
-                    println!("{:<24} {:>8}  {}", s.name, s.members, s.expression);
+                    outln!("{:<24} {:>8}  {}", s.name, s.members, s.expression);
                 }
             }
         }
@@ -71,9 +71,9 @@ pub async fn run(
                 .await?
                 .into_inner();
             if json {
-                println!("{}", json!({"name": s.name, "expression": s.expression}));
+                outln!("{}", json!({"name": s.name, "expression": s.expression}));
             } else {
-                println!("defined {}; `rapport segment` evaluates it", s.name);
+                outln!("defined {}; `rapport segment` evaluates it", s.name);
             }
         }
         SegmentsCommand::Members { name } => {
@@ -95,9 +95,9 @@ pub async fn run(
                 after = page.next_after_customer_id;
             }
             if json {
-                println!("{}", json!({"name": name, "members": all}));
+                outln!("{}", json!({"name": name, "members": all}));
             } else {
-                all.iter().for_each(|id| println!("{id}"));
+                all.iter().for_each(|id| outln!("{id}"));
             }
         }
     }

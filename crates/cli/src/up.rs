@@ -133,16 +133,16 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
         api_key: DEV_API_KEY.to_owned(),
     };
     local.save(&args.data_dir)?;
-    println!(
+    outln!(
         "Rapport is up (SQLite under {}, in-process cache)",
         args.data_dir.display()
     );
-    println!("  ingestion     {ingestion}");
-    println!("  scoring       {scoring}");
-    println!("  segmentation  {segmentation}");
-    println!("  alerting      {alerting}");
-    println!("  API key       {DEV_API_KEY}  (tenant \"dev\"; development only)");
-    println!("Stop with Ctrl-C. In another terminal, from this directory: rapport --help");
+    outln!("  ingestion     {ingestion}");
+    outln!("  scoring       {scoring}");
+    outln!("  segmentation  {segmentation}");
+    outln!("  alerting      {alerting}");
+    outln!("  API key       {DEV_API_KEY}  (tenant \"dev\"; development only)");
+    outln!("Stop with Ctrl-C. In another terminal, from this directory: rapport --help");
 
     let result = tokio::try_join!(
         async { ingestion_run.await.map_err(|e| e.context("ingestion")) },

@@ -22,3 +22,4 @@ mod redis_outage;
 mod replicas;
 mod segmentation_schedule;
 mod tracing;
+mod walkthrough;
