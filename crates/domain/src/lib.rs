@@ -14,5 +14,6 @@ pub mod rank;
 pub mod rfm;
 pub mod scorecard;
 pub mod segment;
+pub mod standing;
 pub mod tier;
 pub mod version;
