@@ -3,11 +3,9 @@
 use crate::engine::{Engine, ScoringError};
 use crate::evaluate::OverrideTarget;
 use crate::store::{FitRecord, OverrideChange, Snapshot, StoreError, TierChange};
-use crate::view::health;
+use crate::view;
 use chrono::{DateTime, Utc};
 use rapport_domain::lifecycle::Stage;
-use rapport_domain::metrics::{External, Indicator, past_due_bucket};
-use rapport_domain::models::summary::summarise_days;
 use rapport_domain::scorecard::Band;
 use rapport_proto::common::v1::Ack;
 use rapport_proto::convert;
@@ -16,7 +14,6 @@ use rapport_server::Failure;
 use rapport_server::args::{invalid, time};
 use rapport_server::{Principal, Role};
 use rapport_server::{ProgressStream, progress_stream};
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use tonic::{Request, Response, Status};
 
@@ -62,26 +59,6 @@ fn band_filter(value: i32) -> Result<Option<Band>, Status> {
 
 fn not_scored(id: &str) -> Status {
     Status::not_found(format!("customer {id:?} has no health score yet"))
-}
-
-/// The measures of a snapshot keyed by name, with the override as one more "measure".
-fn contributions(s: &Snapshot) -> BTreeMap<String, (String, Option<f64>, f64)> {
-    let mut out: BTreeMap<String, (String, Option<f64>, f64)> = s
-        .measures
-        .iter()
-        .map(|m| {
-            (
-                m.measure.clone(),
-                (m.group.clone(), m.value, m.contribution),
-            )
-        })
-        .collect();
-    let computed: f64 = s.measures.iter().map(|m| m.contribution).sum();
-    let adjustment = s.score - computed;
-    if adjustment.abs() > 1e-12 {
-        out.insert("override".to_owned(), (String::new(), None, adjustment));
-    }
-    out
 }
 
 impl From<ScoringError> for Status {
@@ -207,66 +184,11 @@ impl pb::scoring_service_server::ScoringService for ScoringApi {
         let tenant = Principal::of(&req)?.require(&[Role::Read])?.to_owned();
         let req = req.into_inner();
         let limit = req.page_size.clamp(1, MAX_PAGE);
-        let rows = self
+        let end = time(req.observation_end.as_ref(), "observation_end")?;
+        let (customers, next) = self
             .0
-            .store
-            .features_page(&tenant, &req.after_customer_id, u64::from(limit))
-            .await
-            .map_err(ScoringError::from)?;
-        let now = self.0.clock.now();
-        let end = time(req.observation_end.as_ref(), "observation_end")?.unwrap_or(now);
-        let models = self.0.context(&tenant).await?.models;
-        let next = if rows.len() == limit as usize {
-            rows.last()
-                .map(|r| r.customer_id.clone())
-                .unwrap_or_default()
-        } else {
-            String::new()
-        };
-        let customers = rows
-            .into_iter()
-            .map(|r| {
-                let outlook = models
-                    .and_then(|m| m.outlook(&r.state.metrics.purchase_days, now.date_naive()));
-                let m = &r.state.metrics;
-                let bought = m.purchases_until(end.date_naive());
-                let past_due = m.value(Indicator::DaysPastDue, 0, end, &External::default());
-                pb::CustomerFeatures {
-                    recency_days: bought.days_since_last,
-                    first_purchase_days: bought.days_since_first,
-                    purchase_days: bought.purchase_days,
-                    spend: bought.spend,
-                    cancelled: m.churned_at().is_some_and(|t| t <= end),
-                    p_alive: outlook.map(|o| o.p_alive),
-                    frequency: m.orders,
-                    monetary: m.net_monetary(),
-                    nps_category: m
-                        .nps_category()
-                        .map(|c| c.name().to_owned())
-                        .unwrap_or_default(),
-                    past_due_bucket: past_due
-                        .map(|d| past_due_bucket(d).to_owned())
-                        .unwrap_or_default(),
-                    customer_id: r.customer_id,
-                    clv_12m: outlook.map(|o| o.clv),
-                    score: r.state.score,
-                    spend_12m: m
-                        .value(Indicator::Spend, 365, end, &External::default())
-                        .unwrap_or(0.0),
-                    purchases: summarise_days(
-                        &r.state.metrics.purchase_days,
-                        end.date_naive(),
-                        1.0,
-                    )
-                    .map(|s| pb::PurchaseSummary {
-                        repeat_purchases: s.customer.x,
-                        first_to_last_days: s.customer.t_x,
-                        first_to_end_days: s.customer.t,
-                        mean_repeat_value: s.zbar,
-                    }),
-                }
-            })
-            .collect();
+            .features_page(&tenant, &req.after_customer_id, limit, end)
+            .await?;
         Ok(Response::new(pb::ListCustomerFeaturesResponse {
             customers,
             next_after_customer_id: next,
@@ -279,7 +201,7 @@ impl pb::scoring_service_server::ScoringService for ScoringApi {
     ) -> Result<Response<pb::FitModelsResponse>, Status> {
         let tenant = Principal::of(&req)?.require(&[Role::Admin])?.to_owned();
         let end = time(req.into_inner().observation_end.as_ref(), "observation_end")?
-            .unwrap_or_else(|| self.0.clock.now());
+            .unwrap_or_else(|| self.0.now());
         let outcome = self.0.fit_models(&tenant, end).await?;
         Ok(Response::new(pb::FitModelsResponse {
             bgnbd: Some(model_fit(&outcome.bgnbd)),
@@ -337,18 +259,7 @@ impl pb::scoring_service_server::ScoringService for ScoringApi {
         } else {
             req.limit.min(MAX_LIST)
         };
-        let ids = self
-            .0
-            .store
-            .lowest(&tenant, tier, band, u64::from(limit))
-            .await
-            .map_err(ScoringError::from)?;
-        let mut scores = self.0.health(&tenant, &ids).await?;
-        scores.sort_by(|a, b| {
-            a.score
-                .total_cmp(&b.score)
-                .then(a.customer_id.cmp(&b.customer_id))
-        });
+        let scores = self.0.lowest(&tenant, tier, band, limit).await?;
         Ok(Response::new(pb::ListHealthResponse { scores }))
     }
 
@@ -365,22 +276,7 @@ impl pb::scoring_service_server::ScoringService for ScoringApi {
             .snapshot_at(&tenant, &req.customer_id, at)
             .await?
             .ok_or_else(|| not_scored(&req.customer_id))?;
-        let health = health(&snapshot);
-        let (mut measures, missing): (Vec<_>, Vec<_>) = health
-            .measures
-            .iter()
-            .cloned()
-            .partition(|m| m.score.is_some());
-        measures.sort_by(|a, b| {
-            b.shortfall
-                .total_cmp(&a.shortfall)
-                .then(a.measure.cmp(&b.measure))
-        });
-        Ok(Response::new(pb::HealthExplanation {
-            health: Some(health),
-            measures,
-            missing: missing.into_iter().map(|m| m.measure).collect(),
-        }))
+        Ok(Response::new(view::explanation(&snapshot)))
     }
 
     async fn compare_health(
@@ -402,38 +298,7 @@ impl pb::scoring_service_server::ScoringService for ScoringApi {
         let new = self
             .snapshot_by(&tenant, &req.customer_id, to, "to")
             .await?;
-        let (a, b) = (contributions(&old), contributions(&new));
-        let mut keys: Vec<&String> = a.keys().chain(b.keys()).collect();
-        keys.sort();
-        keys.dedup();
-        let mut deltas: Vec<pb::MeasureDelta> = keys
-            .into_iter()
-            .map(|k| {
-                let (ga, va, ca) = a.get(k).cloned().unwrap_or_default();
-                let (gb, vb, cb) = b.get(k).cloned().unwrap_or_default();
-                pb::MeasureDelta {
-                    measure: k.clone(),
-                    group: if gb.is_empty() { ga } else { gb },
-                    from_value: va,
-                    to_value: vb,
-                    from_contribution: ca,
-                    to_contribution: cb,
-                    delta: cb - ca,
-                }
-            })
-            .collect();
-        deltas.sort_by(|x, y| {
-            y.delta
-                .abs()
-                .total_cmp(&x.delta.abs())
-                .then(x.measure.cmp(&y.measure))
-        });
-        Ok(Response::new(pb::HealthComparison {
-            score_change: new.score - old.score,
-            from: Some(health(&old)),
-            to: Some(health(&new)),
-            deltas,
-        }))
+        Ok(Response::new(view::comparison(&old, &new)))
     }
 
     async fn list_health_history(
@@ -452,10 +317,8 @@ impl pb::scoring_service_server::ScoringService for ScoringApi {
         };
         let points = self
             .0
-            .store
-            .history(&tenant, &req.customer_id, from, to, u64::from(limit))
-            .await
-            .map_err(ScoringError::from)?
+            .history(&tenant, &req.customer_id, from, to, limit)
+            .await?
             .into_iter()
             .map(|s| pb::HealthPoint {
                 score: s.score,
@@ -516,7 +379,7 @@ impl pb::scoring_service_server::ScoringService for ScoringApi {
         let (author, reason) = author_and_reason(&req.author, &req.reason)?;
         let expires = time(req.expires_at.as_ref(), "expires_at")?
             .ok_or_else(|| invalid("expires_at", "is required"))?;
-        let now = self.0.clock.now();
+        let now = self.0.now();
         if expires <= now {
             return Err(invalid("expires_at", "must be in the future"));
         }

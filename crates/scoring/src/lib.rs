@@ -5,6 +5,7 @@ pub mod body;
 pub mod engine;
 mod entity;
 pub mod evaluate;
+pub mod features;
 pub mod grpc;
 pub mod migration;
 pub mod params;
@@ -182,7 +183,7 @@ pub async fn run_once(engine: &engine::Engine, work: Work) {
         }
         return;
     }
-    let tenants = match engine.store.tenants().await {
+    let tenants = match engine.tenants().await {
         Ok(t) => t,
         Err(error) => {
             tracing::warn!(%error, ?work, "scheduled work: cannot list tenants");
@@ -191,10 +192,7 @@ pub async fn run_once(engine: &engine::Engine, work: Work) {
     };
     for tenant in tenants {
         let outcome = match work {
-            Work::FitModels => engine
-                .fit_models(&tenant, engine.clock.now())
-                .await
-                .map(|_| ()),
+            Work::FitModels => engine.fit_models(&tenant, engine.now()).await.map(|_| ()),
             _ => engine.rescore_all(&tenant, |_| {}).await.map(|_| ()),
         };
         if let Err(error) = outcome {

@@ -8,6 +8,7 @@ use rapport_domain::models::outlook::Outlook;
 use rapport_domain::tier::Tier;
 use rapport_proto::convert;
 use rapport_proto::scoring::v1 as pb;
+use std::collections::BTreeMap;
 
 /// The API view of a snapshot.
 pub fn health(s: &Snapshot) -> pb::HealthScore {
@@ -161,6 +162,85 @@ pub fn snapshot(h: pb::HealthScore, tier: Option<Tier>) -> Result<Snapshot, Stor
         },
         customer_id: h.customer_id,
     })
+}
+
+/// A snapshot explained: its health, its measures with a score by what they cost it (most
+/// first), and the measures without data.
+pub fn explanation(s: &Snapshot) -> pb::HealthExplanation {
+    let health = health(s);
+    let (mut measures, missing): (Vec<_>, Vec<_>) = health
+        .measures
+        .iter()
+        .cloned()
+        .partition(|m| m.score.is_some());
+    measures.sort_by(|a, b| {
+        b.shortfall
+            .total_cmp(&a.shortfall)
+            .then(a.measure.cmp(&b.measure))
+    });
+    pb::HealthExplanation {
+        health: Some(health),
+        measures,
+        missing: missing.into_iter().map(|m| m.measure).collect(),
+    }
+}
+
+/// What moved a customer's score from `old` to `new`: each measure's contribution before and
+/// after (an override counted as one more measure), the largest moves first.
+pub fn comparison(old: &Snapshot, new: &Snapshot) -> pb::HealthComparison {
+    let (a, b) = (contributions(old), contributions(new));
+    let mut keys: Vec<&String> = a.keys().chain(b.keys()).collect();
+    keys.sort();
+    keys.dedup();
+    let mut deltas: Vec<pb::MeasureDelta> = keys
+        .into_iter()
+        .map(|k| {
+            let (ga, va, ca) = a.get(k).cloned().unwrap_or_default();
+            let (gb, vb, cb) = b.get(k).cloned().unwrap_or_default();
+            pb::MeasureDelta {
+                measure: k.clone(),
+                group: if gb.is_empty() { ga } else { gb },
+                from_value: va,
+                to_value: vb,
+                from_contribution: ca,
+                to_contribution: cb,
+                delta: cb - ca,
+            }
+        })
+        .collect();
+    deltas.sort_by(|x, y| {
+        y.delta
+            .abs()
+            .total_cmp(&x.delta.abs())
+            .then(x.measure.cmp(&y.measure))
+    });
+    pb::HealthComparison {
+        score_change: new.score - old.score,
+        from: Some(health(old)),
+        to: Some(health(new)),
+        deltas,
+    }
+}
+
+/// The measures of a snapshot keyed by name (group, value, contribution), with the override
+/// as one more "measure".
+fn contributions(s: &Snapshot) -> BTreeMap<String, (String, Option<f64>, f64)> {
+    let mut out: BTreeMap<String, (String, Option<f64>, f64)> = s
+        .measures
+        .iter()
+        .map(|m| {
+            (
+                m.measure.clone(),
+                (m.group.clone(), m.value, m.contribution),
+            )
+        })
+        .collect();
+    let computed: f64 = s.measures.iter().map(|m| m.contribution).sum();
+    let adjustment = s.score - computed;
+    if adjustment.abs() > 1e-12 {
+        out.insert("override".to_owned(), (String::new(), None, adjustment));
+    }
+    out
 }
 
 #[cfg(test)]

@@ -32,26 +32,42 @@ fn order(customer: &str, at: DateTime<Utc>, amount: f64) -> Event {
     }
 }
 
-async fn engine(dir: &std::path::Path, clock: Clock) -> Engine {
+/// An engine and, beside it, its store, which the tests seed and read directly.
+struct Rig {
+    engine: Engine,
+    store: Store,
+}
+
+impl std::ops::Deref for Rig {
+    type Target = Engine;
+
+    fn deref(&self) -> &Engine {
+        &self.engine
+    }
+}
+
+async fn engine(dir: &std::path::Path, clock: Clock) -> Rig {
     let url = format!("sqlite://{}?mode=rwc", dir.join("scoring.db").display());
     let db = rapport_storage::open::<rapport_scoring::migration::Migrator>(&url)
         .await
         .unwrap();
     // Ingestion is never called here: customers are stored directly.
     let channel = rapport_server::peer_channel("127.0.0.1:1").unwrap();
-    Engine::new(
-        Store::new(db),
+    let store = Store::new(db);
+    let engine = Engine::new(
+        store.clone(),
         AnyCache::Memory(MemoryCache::new(1_000, std::time::Duration::from_secs(60))),
         IngestionServiceClient::new(channel),
         "test".into(),
         Builtin::new(DEFAULT_TOML).unwrap(),
         RelayWaker::default(),
         clock,
-    )
+    );
+    Rig { engine, store }
 }
 
 /// Stores customers with these events, as folding them would.
-async fn seed(engine: &Engine, customers: &[(&str, Vec<Event>)]) {
+async fn seed(engine: &Rig, customers: &[(&str, Vec<Event>)]) {
     let rows: Vec<Rescored> = customers
         .iter()
         .map(|(id, events)| {
@@ -72,7 +88,7 @@ async fn seed(engine: &Engine, customers: &[(&str, Vec<Event>)]) {
         .unwrap();
 }
 
-async fn history(engine: &Engine, customer: &str) -> Vec<f64> {
+async fn history(engine: &Rig, customer: &str) -> Vec<f64> {
     engine
         .store
         .history(TENANT, customer, 0, i64::MAX, 1_000)
@@ -216,7 +232,11 @@ async fn an_override_holds_until_it_expires_then_the_computed_score_returns() {
     );
     clock.set(t0 + Duration::days(3) + Duration::minutes(1));
     run_once(&engine, Work::Overrides).await;
-    let back = engine.store.latest(TENANT, "c").await.unwrap().unwrap();
+    let back = engine
+        .snapshot_at(TENANT, "c", None)
+        .await
+        .unwrap()
+        .unwrap();
     assert!(back.detail.overrides.is_empty());
     assert!(back.score > 15.0, "{}", back.score);
     assert_eq!(back.detail.computed_score, Some(back.score));
@@ -265,8 +285,20 @@ async fn percentile_measures_rank_customers_within_the_tenant() {
             .find(|m| m.measure == "spend_365d")
             .and_then(|m| m.score)
     };
-    let low = spend(engine.store.latest(TENANT, "c01").await.unwrap().unwrap());
-    let high = spend(engine.store.latest(TENANT, "c50").await.unwrap().unwrap());
+    let low = spend(
+        engine
+            .snapshot_at(TENANT, "c01", None)
+            .await
+            .unwrap()
+            .unwrap(),
+    );
+    let high = spend(
+        engine
+            .snapshot_at(TENANT, "c50", None)
+            .await
+            .unwrap()
+            .unwrap(),
+    );
     let (low, high) = (low.expect("ranked"), high.expect("ranked"));
     assert!(low < 5.0 && high > 95.0, "{low} {high}");
 }
@@ -291,7 +323,11 @@ async fn a_snapshot_stored_as_json_reads_as_one_stored_as_a_body() {
     )
     .await;
     run_once(&engine, Work::Rescore).await;
-    let from_body = engine.store.latest(TENANT, "older").await.unwrap().unwrap();
+    let from_body = engine
+        .snapshot_at(TENANT, "older", None)
+        .await
+        .unwrap()
+        .unwrap();
     assert!(!from_body.measures.is_empty());
 
     let url = format!("sqlite://{}", dir.path().join("scoring.db").display());
@@ -315,7 +351,11 @@ async fn a_snapshot_stored_as_json_reads_as_one_stored_as_a_body() {
     .await
     .unwrap();
 
-    let from_json = engine.store.latest(TENANT, "older").await.unwrap().unwrap();
+    let from_json = engine
+        .snapshot_at(TENANT, "older", None)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(from_json.computed_at, later, "the JSON row is the latest");
     assert_eq!(
         from_json,

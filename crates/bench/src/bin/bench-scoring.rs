@@ -208,8 +208,9 @@ async fn bench_reads() -> anyhow::Result<()> {
         Duration::from_millis(100),
     )?;
     cache.wait_connected(Duration::from_secs(10)).await;
-    let seeder = engine(Store::new(db), AnyCache::Redis(cache), Clock::system())?;
-    seed(&seeder.store, READ_CUSTOMERS).await?;
+    let store = Store::new(db);
+    let seeder = engine(store.clone(), AnyCache::Redis(cache), Clock::system())?;
+    seed(&store, READ_CUSTOMERS).await?;
     seeder.rescore_all(TENANT, |_| {}).await?;
     let sample = seeder
         .health(TENANT, &["c0000001".to_owned()])
@@ -288,13 +289,14 @@ async fn bench_rescore() -> anyhow::Result<()> {
     )?;
     cache.wait_connected(Duration::from_secs(10)).await;
     let clock = Clock::fixed(t0());
+    let store = Store::new(db.clone());
     let engine = Arc::new(engine(
-        Store::new(db.clone()),
+        store.clone(),
         AnyCache::Redis(cache),
         clock.clone(),
     )?);
     let started = Instant::now();
-    seed(&engine.store, n).await?;
+    seed(&store, n).await?;
     eprintln!(
         "seeded {n} customers in {:.1} s",
         started.elapsed().as_secs_f64()

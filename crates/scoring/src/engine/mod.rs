@@ -95,17 +95,17 @@ impl Builtin {
 
 /// Scoring's state and collaborators.
 pub struct Engine {
-    pub store: Store,
-    pub cache: AnyCache,
-    pub ingestion: IngestionServiceClient<PeerChannel>,
-    pub service_key: String,
-    pub builtin: Builtin,
-    pub waker: RelayWaker,
-    pub clock: Clock,
+    store: Store,
+    cache: AnyCache,
+    ingestion: IngestionServiceClient<PeerChannel>,
+    service_key: String,
+    builtin: Builtin,
+    waker: RelayWaker,
+    clock: Clock,
     /// Each tenant's context, loaded on first use and reused for [`CONTEXT_TTL`].
     contexts: moka::future::Cache<String, Arc<TenantContext>>,
     /// Whole-tenant re-scores run one at a time.
-    pub rescoring: tokio::sync::Mutex<()>,
+    rescoring: tokio::sync::Mutex<()>,
 }
 
 /// A scorecard as the API shows it.
@@ -473,6 +473,81 @@ impl Engine {
     }
 
     /// The latest snapshot at or before `at` (`None`: the current one).
+    /// The time now, as this engine's clock tells it.
+    pub fn now(&self) -> DateTime<Utc> {
+        self.clock.now()
+    }
+
+    /// Every tenant with customers.
+    pub async fn tenants(&self) -> Result<Vec<String>, ScoringError> {
+        Ok(self.store.tenants().await?)
+    }
+
+    /// A page of customers' features (ids after `after`, at most `limit`) as of `end` (now
+    /// when `None`), and the id to continue after (empty on the last page).
+    pub async fn features_page(
+        &self,
+        tenant: &str,
+        after: &str,
+        limit: u32,
+        end: Option<DateTime<Utc>>,
+    ) -> Result<(Vec<pb::CustomerFeatures>, String), ScoringError> {
+        let rows = self
+            .store
+            .features_page(tenant, after, u64::from(limit))
+            .await?;
+        let now = self.now();
+        let end = end.unwrap_or(now);
+        let models = self.context(tenant).await?.models;
+        let next = match rows.last() {
+            Some(last) if rows.len() == limit as usize => last.customer_id.clone(),
+            _ => String::new(),
+        };
+        let features = rows
+            .into_iter()
+            .map(|row| crate::features::features(row, models.as_ref(), now, end))
+            .collect();
+        Ok((features, next))
+    }
+
+    /// The `limit` lowest scores of a tenant (of one tier or band, when given), lowest first.
+    pub async fn lowest(
+        &self,
+        tenant: &str,
+        tier: Option<rapport_domain::tier::Tier>,
+        band: Option<rapport_domain::scorecard::Band>,
+        limit: u32,
+    ) -> Result<Vec<pb::HealthScore>, ScoringError> {
+        let ids = self
+            .store
+            .lowest(tenant, tier, band, u64::from(limit))
+            .await?;
+        let mut scores = self.health(tenant, &ids).await?;
+        scores.sort_by(|a, b| {
+            a.score
+                .total_cmp(&b.score)
+                .then(a.customer_id.cmp(&b.customer_id))
+        });
+        Ok(scores)
+    }
+
+    /// A customer's snapshots computed from `from` to `to` (milliseconds), oldest first, at
+    /// most `limit`.
+    pub async fn history(
+        &self,
+        tenant: &str,
+        customer_id: &str,
+        from: i64,
+        to: i64,
+        limit: u32,
+    ) -> Result<Vec<Snapshot>, ScoringError> {
+        Ok(self
+            .store
+            .history(tenant, customer_id, from, to, u64::from(limit))
+            .await?)
+    }
+
+    /// The customer's latest snapshot at or before `at` (the latest of all when `None`).
     pub async fn snapshot_at(
         &self,
         tenant: &str,
