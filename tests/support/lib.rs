@@ -21,9 +21,9 @@ use tonic::transport::Channel;
 pub use servers::{Postgres, Redis};
 
 /// The development API key every test platform accepts (tenant `dev`).
-pub const API_KEY: &str = "rapport-dev-key";
+pub const API_KEY: &str = rapport_server::auth::DEV_API_KEY;
 /// The key the services use with each other in the development set-up.
-pub const SERVICE_KEY: &str = "rapport-dev-service-key";
+pub const SERVICE_KEY: &str = rapport_server::auth::DEV_SERVICE_KEY;
 
 /// The Python of the tests' virtual environment (`make test` creates it), or
 /// `RAPPORT_PYTHON`.
@@ -184,6 +184,41 @@ pub fn webhook_receiver(dir: &Path, script: &str) -> (Proc, String, PathBuf) {
     (proc, format!("http://127.0.0.1:{}", port.trim()), log)
 }
 
+/// The four services, by which tests start, stop and address them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Service {
+    Ingestion,
+    Scoring,
+    Segmentation,
+    Alerting,
+}
+
+impl Service {
+    /// Every service, in the order data flows through them.
+    pub const ALL: [Service; 4] = [
+        Service::Ingestion,
+        Service::Scoring,
+        Service::Segmentation,
+        Service::Alerting,
+    ];
+
+    /// Its name: its binary is `rapport-<name>`, its process and log are named so.
+    pub fn name(self) -> &'static str {
+        match self {
+            Service::Ingestion => "ingestion",
+            Service::Scoring => "scoring",
+            Service::Segmentation => "segmentation",
+            Service::Alerting => "alerting",
+        }
+    }
+}
+
+impl std::fmt::Display for Service {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// Addresses of the four services.
 #[derive(Debug, Clone)]
 pub struct Addrs {
@@ -192,19 +227,27 @@ pub struct Addrs {
     pub segmentation: String,
     pub alerting: String,
     /// Where each service serves its Prometheus metrics, when it does.
-    pub metrics: std::collections::BTreeMap<String, String>,
+    pub metrics: std::collections::BTreeMap<Service, String>,
 }
 
 impl Addrs {
-    /// The address of `service` ("ingestion", "scoring", "segmentation" or "alerting");
-    /// fails the test for any other name, rather than start the wrong service.
-    pub fn of(&self, service: &str) -> &String {
+    /// The address of `service`.
+    pub fn of(&self, service: Service) -> &String {
         match service {
-            "ingestion" => &self.ingestion,
-            "scoring" => &self.scoring,
-            "segmentation" => &self.segmentation,
-            "alerting" => &self.alerting,
-            other => panic!("no service is called {other:?}"),
+            Service::Ingestion => &self.ingestion,
+            Service::Scoring => &self.scoring,
+            Service::Segmentation => &self.segmentation,
+            Service::Alerting => &self.alerting,
+        }
+    }
+
+    /// The address of `service`, to change.
+    pub fn of_mut(&mut self, service: Service) -> &mut String {
+        match service {
+            Service::Ingestion => &mut self.ingestion,
+            Service::Scoring => &mut self.scoring,
+            Service::Segmentation => &mut self.segmentation,
+            Service::Alerting => &mut self.alerting,
         }
     }
 
@@ -217,10 +260,7 @@ impl Addrs {
             scoring: a(),
             segmentation: a(),
             alerting: a(),
-            metrics: ["ingestion", "scoring", "segmentation", "alerting"]
-                .into_iter()
-                .map(|s| (s.to_owned(), a()))
-                .collect(),
+            metrics: Service::ALL.into_iter().map(|s| (s, a())).collect(),
         }
     }
 }
@@ -299,7 +339,10 @@ pub fn service_req<T>(message: T) -> tonic::Request<T> {
         "authorization",
         format!("Bearer {SERVICE_KEY}").parse().expect("ascii"),
     );
-    md.insert("x-rapport-tenant", "dev".parse().expect("ascii"));
+    md.insert(
+        rapport_server::auth::TENANT_HEADER,
+        rapport_server::auth::DEV_TENANT.parse().expect("ascii"),
+    );
     r
 }
 
@@ -342,26 +385,31 @@ impl<'a> Backing<'a> {
 }
 
 /// Starts one service binary (`rapport-<service>`) with the peers of `addrs`.
-pub fn start_service(service: &str, addrs: &Addrs, backing: &Backing<'_>, log_dir: &Path) -> Proc {
+pub fn start_service(
+    service: Service,
+    addrs: &Addrs,
+    backing: &Backing<'_>,
+    log_dir: &Path,
+) -> Proc {
     start_service_with(service, addrs, backing, log_dir, &[])
 }
 
 /// [`start_service`] with extra environment variables (the service's own settings).
 pub fn start_service_with(
-    service: &str,
+    service: Service,
     addrs: &Addrs,
     backing: &Backing<'_>,
     log_dir: &Path,
     env: &[(&str, &str)],
 ) -> Proc {
-    start_replica(service, service, addrs, backing, log_dir, env)
+    start_replica(service.name(), service, addrs, backing, log_dir, env)
 }
 
 /// One replica of `service`, named `name` (its log is `name.log`): it listens on its own
 /// field of `addrs` and calls the peers the other fields name (one address or a list).
 pub fn start_replica(
     name: &str,
-    service: &str,
+    service: Service,
     addrs: &Addrs,
     backing: &Backing<'_>,
     log_dir: &Path,
@@ -369,20 +417,20 @@ pub fn start_replica(
 ) -> Proc {
     let mut cmd = Command::new(bin(&format!("rapport-{service}")));
     cmd.arg("--listen").arg(addrs.of(service));
-    if let Some(metrics) = addrs.metrics.get(service) {
+    if let Some(metrics) = addrs.metrics.get(&service) {
         cmd.arg("--metrics-listen").arg(metrics);
     }
     match service {
-        "ingestion" => {
+        Service::Ingestion => {
             cmd.arg("--scoring-addr").arg(&addrs.scoring);
         }
-        "segmentation" => {
+        Service::Segmentation => {
             cmd.arg("--scoring-addr")
                 .arg(&addrs.scoring)
                 .arg("--ingestion-addr")
                 .arg(&addrs.ingestion);
         }
-        "scoring" => {
+        Service::Scoring => {
             cmd.arg("--ingestion-addr")
                 .arg(&addrs.ingestion)
                 .arg("--alerting-addr")
@@ -391,7 +439,7 @@ pub fn start_replica(
                 cmd.arg("--redis-url").arg(redis);
             }
         }
-        _ => {} // alerting calls no peer
+        Service::Alerting => {} // calls no peer
     }
     cmd.env("DATABASE_URL", backing.database_url)
         .env("RUST_LOG", "info")
@@ -415,10 +463,15 @@ impl Distributed {
     /// Starts alerting, scoring, segmentation and ingestion, in that order.
     pub fn start(backing: &Backing<'_>, log_dir: &Path) -> Distributed {
         let addrs = Addrs::free();
-        let procs = ["alerting", "scoring", "segmentation", "ingestion"]
-            .iter()
-            .map(|s| start_service(s, &addrs, backing, log_dir))
-            .collect();
+        let procs = [
+            Service::Alerting,
+            Service::Scoring,
+            Service::Segmentation,
+            Service::Ingestion,
+        ]
+        .into_iter()
+        .map(|s| start_service(s, &addrs, backing, log_dir))
+        .collect();
         Distributed { addrs, procs }
     }
 
@@ -436,10 +489,10 @@ impl Distributed {
     }
 
     /// The process of `service`.
-    pub fn proc(&mut self, service: &str) -> &mut Proc {
+    pub fn proc(&mut self, service: Service) -> &mut Proc {
         self.procs
             .iter_mut()
-            .find(|p| p.name == service)
+            .find(|p| p.name == service.name())
             .expect("known service")
     }
 }

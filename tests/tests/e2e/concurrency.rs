@@ -5,8 +5,8 @@
 use rapport_proto::ingestion::v1 as ingestion;
 use rapport_tests::scenario::{Folded, folded, order};
 use rapport_tests::{
-    Addrs, Backing, Clients, Distributed, Postgres, Proc, channel, eventually, req, start_replica,
-    start_service,
+    Addrs, Backing, Clients, Distributed, Postgres, Proc, Service, channel, eventually, req,
+    start_replica, start_service,
 };
 use std::time::{Duration, Instant};
 
@@ -57,7 +57,7 @@ async fn produce_and_check(replicas: usize) {
         let fresh = Addrs::free();
         (addrs.ingestion, addrs.scoring) = (fresh.ingestion, fresh.scoring);
         addrs.metrics.clear();
-        for service in ["scoring", "ingestion"] {
+        for service in [Service::Scoring, Service::Ingestion] {
             let replica = start_service(service, &addrs, &backing, logs.path());
             platform.procs.push(replica);
         }
@@ -205,7 +205,7 @@ async fn replicas_starting_at_once_migrate_once_and_all_serve() {
     let pg = Postgres::start();
     let logs = tempfile::tempdir().unwrap();
     let db = pg.url();
-    let services = ["ingestion", "scoring", "segmentation", "alerting"];
+    let services = Service::ALL;
     let replicas: Vec<(Addrs, Proc)> = tokio::task::block_in_place(|| {
         let backing = Backing::database(&db);
         std::thread::scope(|s| {
@@ -270,8 +270,8 @@ async fn configurations_set_at_once_through_replicas_get_versions_of_their_own()
         .map(|i| {
             let mut addrs = Addrs::free();
             addrs.metrics.clear();
-            let procs = ["scoring", "alerting"]
-                .iter()
+            let procs = [Service::Scoring, Service::Alerting]
+                .into_iter()
                 .map(|s| start_replica(&format!("{s}-{i}"), s, &addrs, &backing, logs.path(), &[]))
                 .collect();
             (addrs, procs)

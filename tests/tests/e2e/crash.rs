@@ -5,7 +5,9 @@
 
 use rapport_proto::ingestion::v1 as pb;
 use rapport_tests::scenario::{order, wait_all_scored};
-use rapport_tests::{Backing, Clients, Distributed, Postgres, eventually, req, start_service};
+use rapport_tests::{
+    Backing, Clients, Distributed, Postgres, Service, eventually, req, start_service,
+};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
@@ -68,7 +70,7 @@ async fn sigkill_in_the_middle_of_a_stream_loses_nothing_and_duplicates_nothing(
     let all = events();
 
     let pid = platform
-        .proc("ingestion")
+        .proc(Service::Ingestion)
         .pid()
         .expect("ingestion runs")
         .to_string();
@@ -85,10 +87,10 @@ async fn sigkill_in_the_middle_of_a_stream_loses_nothing_and_duplicates_nothing(
         first.len()
     );
 
-    platform.proc("ingestion").kill();
+    platform.proc(Service::Ingestion).kill();
     platform.procs.retain(|p| p.name != "ingestion");
     platform.procs.push(start_service(
-        "ingestion",
+        Service::Ingestion,
         &platform.addrs,
         &backing,
         logs.path(),

@@ -2,7 +2,7 @@
 //! PostgreSQL and redis-server.
 
 use rapport_proto::scoring::v1 as scoring;
-use rapport_tests::{Clients, Distributed, Postgres, Redis, channel, scenario};
+use rapport_tests::{Clients, Distributed, Postgres, Redis, Service, channel, scenario};
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
 
@@ -126,8 +126,8 @@ async fn distributed_platform_on_postgres_and_redis() {
     assert_eq!(err.code(), tonic::Code::Unauthenticated);
 
     // Each service serves Prometheus metrics of what it just did.
-    let scraped = |service: &str| rapport_tests::scrape(&platform.addrs.metrics[service]);
-    let ingestion = scraped("ingestion");
+    let scraped = |service: Service| rapport_tests::scrape(&platform.addrs.metrics[&service]);
+    let ingestion = scraped(Service::Ingestion);
     for expected in [
         r#"rapport_events_total{verdict="accepted"}"#,
         r#"rapport_events_total{verdict="rejected",reason="#,
@@ -138,7 +138,7 @@ async fn distributed_platform_on_postgres_and_redis() {
     ] {
         assert!(ingestion.contains(expected), "{expected} in:\n{ingestion}");
     }
-    let scoring = scraped("scoring");
+    let scoring = scraped(Service::Scoring);
     assert!(
         scoring.contains(r#"rapport_cache_reads_total{result="hit"}"#),
         "{scoring}"
@@ -147,7 +147,7 @@ async fn distributed_platform_on_postgres_and_redis() {
         scoring.contains(r#"code="16"}"#),
         "the unauthenticated call is counted: {scoring}"
     );
-    let alerting = scraped("alerting");
+    let alerting = scraped(Service::Alerting);
     assert!(
         alerting.contains(r#"rapport_alert_changes_total{rule="health_below",change="opened"} 1"#),
         "{alerting}"

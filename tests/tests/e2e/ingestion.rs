@@ -277,7 +277,12 @@ async fn repeated_ids_are_judged_against_what_is_stored_on_sqlite_and_postgres()
     for database_url in [sqlite, pg.url()] {
         let addrs = rapport_tests::Addrs::free();
         let backing = rapport_tests::Backing::database(&database_url);
-        let _ingestion = rapport_tests::start_service("ingestion", &addrs, &backing, dir.path());
+        let _ingestion = rapport_tests::start_service(
+            rapport_tests::Service::Ingestion,
+            &addrs,
+            &backing,
+            dir.path(),
+        );
         let mut ingestion = Clients::new(&addrs).ingestion;
 
         let with_amount = |e: &pb::Event, amount: f64| {

@@ -3,7 +3,9 @@
 
 use rapport_proto::ingestion::v1 as ingestion;
 use rapport_tests::scenario::{health, order, wait_all_scored};
-use rapport_tests::{Backing, Clients, Distributed, Postgres, eventually, req, start_service};
+use rapport_tests::{
+    Backing, Clients, Distributed, Postgres, Service, eventually, req, start_service,
+};
 use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread")]
@@ -15,7 +17,7 @@ async fn events_acknowledged_while_scoring_is_down_are_all_scored_later() {
     let mut platform = Distributed::start(&backing, logs.path());
     let clients = Clients::new(&platform.addrs);
 
-    platform.proc("scoring").kill();
+    platform.proc(Service::Scoring).kill();
     let customers: Vec<String> = (0..40).map(|i| format!("cust-{i:02}")).collect();
     for (batch, chunk) in customers.chunks(10).enumerate() {
         let events: Vec<_> = chunk
@@ -40,7 +42,7 @@ async fn events_acknowledged_while_scoring_is_down_are_all_scored_later() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert!(health(&clients, "cust-00").await.is_none());
 
-    let restarted = start_service("scoring", &platform.addrs, &backing, logs.path());
+    let restarted = start_service(Service::Scoring, &platform.addrs, &backing, logs.path());
     platform.procs.push(restarted);
     for c in &customers {
         let h = eventually(&format!("a score for {c}"), Duration::from_secs(60), || {
@@ -97,11 +99,11 @@ async fn a_scoring_outage_under_load_delays_scores_and_loses_none() {
         })
     };
     tokio::time::sleep(Duration::from_millis(300)).await;
-    platform.proc("scoring").kill();
+    platform.proc(Service::Scoring).kill();
     tokio::time::sleep(Duration::from_secs(2)).await;
     platform.procs.retain(|p| p.name != "scoring");
     platform.procs.push(start_service(
-        "scoring",
+        Service::Scoring,
         &platform.addrs,
         &backing,
         logs.path(),

@@ -14,7 +14,7 @@ use rapport_proto::segmentation::v1 as segmentation;
 use rapport_proto::segmentation::v1::segmentation_service_client::SegmentationServiceClient;
 use rapport_tests::scenario::{Folded, folded, nps, order};
 use rapport_tests::{
-    Addrs, Backing, Postgres, Proc, Redis, channel, free_addrs, free_port, req, scrape,
+    Addrs, Backing, Postgres, Proc, Redis, Service, channel, free_addrs, free_port, req, scrape,
     service_req, start_replica, webhook_receiver,
 };
 use std::collections::{BTreeMap, BTreeSet};
@@ -53,7 +53,7 @@ struct Cluster {
 
 impl Cluster {
     /// The addresses a replica of `service` named `name` listens on and calls.
-    fn addrs(&self, service: &str, own: &str, name: &str) -> Addrs {
+    fn addrs(&self, service: Service, own: &str, name: &str) -> Addrs {
         let list = |v: &[String]| v.join(",");
         let mut addrs = Addrs {
             ingestion: list(&self.ingestion),
@@ -62,29 +62,24 @@ impl Cluster {
             alerting: list(&self.alerting),
             metrics: BTreeMap::new(),
         };
-        match service {
-            "ingestion" => addrs.ingestion = own.to_owned(),
-            "scoring" => addrs.scoring = own.to_owned(),
-            "segmentation" => addrs.segmentation = own.to_owned(),
-            "alerting" => addrs.alerting = own.to_owned(),
-            other => panic!("no service is called {other:?}"),
-        }
-        addrs
-            .metrics
-            .insert(service.to_owned(), self.metrics[name].clone());
+        *addrs.of_mut(service) = own.to_owned();
+        addrs.metrics.insert(service, self.metrics[name].clone());
         addrs
     }
 
+    /// The addresses of every replica of `service`.
+    fn replicas(&mut self, service: Service) -> &mut Vec<String> {
+        match service {
+            Service::Ingestion => &mut self.ingestion,
+            Service::Scoring => &mut self.scoring,
+            Service::Segmentation => &mut self.segmentation,
+            Service::Alerting => &mut self.alerting,
+        }
+    }
+
     /// Starts (or restarts) replica `index` of `service`.
-    fn start(&mut self, service: &str, index: usize, backing: &Backing<'_>, logs: &Path) {
-        let own = match service {
-            "ingestion" => &self.ingestion,
-            "scoring" => &self.scoring,
-            "segmentation" => &self.segmentation,
-            "alerting" => &self.alerting,
-            other => panic!("no service is called {other:?}"),
-        }[index]
-            .clone();
+    fn start(&mut self, service: Service, index: usize, backing: &Backing<'_>, logs: &Path) {
+        let own = self.replicas(service)[index].clone();
         let name = format!("{service}-{index}");
         let addrs = self.addrs(service, &own, &name);
         // A restarted replica logs to a file of its own.
@@ -306,29 +301,23 @@ async fn a_cluster_of_replicas_loses_nothing_through_restarts_crashes_and_schedu
     // Every replica's address and metrics address, drawn at once.
     let mut addrs = free_addrs(18).into_iter();
     for (service, n) in [
-        ("ingestion", 2),
-        ("scoring", 3),
-        ("segmentation", 2),
-        ("alerting", 2),
+        (Service::Ingestion, 2),
+        (Service::Scoring, 3),
+        (Service::Segmentation, 2),
+        (Service::Alerting, 2),
     ] {
         for i in 0..n {
             let own = addrs.next().expect("drawn");
-            match service {
-                "ingestion" => cluster.ingestion.push(own),
-                "scoring" => cluster.scoring.push(own),
-                "segmentation" => cluster.segmentation.push(own),
-                "alerting" => cluster.alerting.push(own),
-                other => panic!("no service is called {other:?}"),
-            }
+            cluster.replicas(service).push(own);
             let metrics = addrs.next().expect("drawn");
             cluster.metrics.insert(format!("{service}-{i}"), metrics);
         }
     }
     for (service, n) in [
-        ("alerting", 2),
-        ("scoring", 3),
-        ("segmentation", 2),
-        ("ingestion", 2),
+        (Service::Alerting, 2),
+        (Service::Scoring, 3),
+        (Service::Segmentation, 2),
+        (Service::Ingestion, 2),
     ] {
         for i in 0..n {
             cluster.start(service, i, &backing, logs.path());
@@ -380,7 +369,7 @@ async fn a_cluster_of_replicas_loses_nothing_through_restarts_crashes_and_schedu
         exited <= Duration::from_secs(grace),
         "scoring-2 took {exited:?} to exit"
     );
-    cluster.start("scoring", 2, &backing, logs.path());
+    cluster.start(Service::Scoring, 2, &backing, logs.path());
 
     // Ingestion: one replica asked to stop under load (its failures must all be UNAVAILABLE:
     // nothing it acknowledged fails), the other crashes; both come back.
@@ -390,10 +379,10 @@ async fn a_cluster_of_replicas_loses_nothing_through_restarts_crashes_and_schedu
         exited.is_some_and(|t| t <= Duration::from_secs(grace)),
         "{exited:?}"
     );
-    cluster.start("ingestion", 0, &backing, logs.path());
+    cluster.start(Service::Ingestion, 0, &backing, logs.path());
     tokio::time::sleep(Duration::from_secs(1)).await;
     cluster.proc("ingestion-1").kill();
-    cluster.start("ingestion", 1, &backing, logs.path());
+    cluster.start(Service::Ingestion, 1, &backing, logs.path());
 
     // Whole-tenant work on two replicas at once.
     let rescores: Vec<_> = scoring[..2]
@@ -429,7 +418,7 @@ async fn a_cluster_of_replicas_loses_nothing_through_restarts_crashes_and_schedu
         exited.is_some_and(|t| t <= Duration::from_secs(grace)),
         "{exited:?}"
     );
-    cluster.start("alerting", 0, &backing, logs.path());
+    cluster.start(Service::Alerting, 0, &backing, logs.path());
 
     tokio::time::sleep(Duration::from_secs(2)).await;
     producing.store(true, Ordering::Relaxed);
@@ -466,10 +455,17 @@ async fn a_cluster_of_replicas_loses_nothing_through_restarts_crashes_and_schedu
     pg.query("CREATE DATABASE fresh");
     let fresh_db = db.replace("/rapport", "/fresh");
     let fresh_backing = Backing::database(&fresh_db);
-    let mut lone = cluster.addrs("scoring", &loopback(), "scoring-0");
+    let mut lone = cluster.addrs(Service::Scoring, &loopback(), "scoring-0");
     lone.metrics.clear();
     lone.alerting = format!("127.0.0.1:{}", free_port());
-    let _fresh = start_replica("fresh", "scoring", &lone, &fresh_backing, logs.path(), &[]);
+    let _fresh = start_replica(
+        "fresh",
+        Service::Scoring,
+        &lone,
+        &fresh_backing,
+        logs.path(),
+        &[],
+    );
     let fresh = ScoringServiceClient::new(channel(&lone.scoring));
     fresh
         .clone()

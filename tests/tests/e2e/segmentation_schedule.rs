@@ -4,7 +4,8 @@
 use rapport_proto::segmentation::v1 as segmentation;
 use rapport_tests::scenario::{SETTLE, ingest, order, segment, wait_all_scored};
 use rapport_tests::{
-    Addrs, Backing, Clients, Postgres, Redis, eventually, req, start_service, start_service_with,
+    Addrs, Backing, Clients, Postgres, Redis, Service, eventually, req, start_service,
+    start_service_with,
 };
 
 async fn graded(c: &Clients) -> Option<u64> {
@@ -27,11 +28,11 @@ async fn a_graded_tenant_is_graded_again_on_schedule() {
         otlp: None,
     };
     let addrs = Addrs::free();
-    let _services: Vec<_> = ["alerting", "scoring", "ingestion"]
-        .iter()
+    let _services: Vec<_> = [Service::Alerting, Service::Scoring, Service::Ingestion]
+        .into_iter()
         .map(|s| start_service(s, &addrs, &backing, logs.path()))
         .chain([start_service_with(
-            "segmentation",
+            Service::Segmentation,
             &addrs,
             &backing,
             logs.path(),

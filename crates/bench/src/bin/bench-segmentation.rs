@@ -186,7 +186,7 @@ async fn service_run(
         otlp: None,
     };
     let mut service = rapport_tests::start_service_with(
-        "segmentation",
+        rapport_tests::Service::Segmentation,
         &addrs,
         &backing,
         logs.path(),
