@@ -29,3 +29,14 @@ add_user() {
   echo "$name:x:$uid:$uid::/nonexistent:/sbin/nologin" >>"$root/etc/passwd"
   echo "$name:x:$uid:" >>"$root/etc/group"
 }
+
+# build_image TAG CONTEXT: builds CONTEXT/Containerfile as TAG and removes the image TAG named
+# before, so that rebuilding (every test run does) leaves no untagged images behind.
+build_image() {
+  local tag=$1 context=$2 old
+  old=$(podman image inspect --format '{{.Id}}' "$tag" 2>/dev/null || true)
+  podman build --quiet --tag "$tag" --file "$context/Containerfile" "$context" >/dev/null
+  if [ -n "$old" ] && [ "$old" != "$(podman image inspect --format '{{.Id}}' "$tag")" ]; then
+    podman rmi "$old" >/dev/null 2>&1 || true
+  fi
+}

@@ -368,9 +368,11 @@ def test_dev_overlay_plays_with_podman_and_passes_the_walk_through(images, tmp_p
                  [("ingestion", 7401), ("scoring", 7402), ("segmentation", 7403), ("alerting", 7404)]}
         walk_through(network, addrs)
         assert sum(1 for p, _, b in pods if b == "rapport-scoring") == 2
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 90
         while not any({"rapport-ingestion", "rapport-scoring"} <= s for s in traced(logs("jaeger-pod-0")).values()):
-            assert time.monotonic() < deadline, logs("jaeger-pod-0")[-2000:]
+            assert time.monotonic() < deadline, (
+                logs("jaeger-pod-0")[-2000:] + logs("rapport-ingestion-pod-0")[-4000:]
+            )
             time.sleep(1)
     finally:
         for file in played:
@@ -411,12 +413,13 @@ def test_compose_stack_comes_up_and_passes_the_walk_through(images):
         addrs = {s: f"{s}:{p}" for s, p in
                  [("ingestion", 7401), ("scoring", 7402), ("segmentation", 7403), ("alerting", 7404)]}
         walk_through(network, addrs)
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 90
         while True:
             jaeger = run("podman", "logs", f"{project}_jaeger_1", check=False).stdout
             if any({"rapport-ingestion", "rapport-scoring"} <= s for s in traced(jaeger).values()):
                 break
-            assert time.monotonic() < deadline, jaeger[-2000:]
+            ingestion = run("podman", "logs", f"{project}_ingestion_1", check=False)
+            assert time.monotonic() < deadline, jaeger[-2000:] + ingestion.stderr[-4000:]
             time.sleep(1)
         # SIGTERM: every service, PID 1 in its container, drains and exits 0 by itself
         # inside its grace period (podman would kill it at the end: exit 137).
