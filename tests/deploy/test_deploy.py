@@ -31,7 +31,9 @@ OVERLAYS = ["dev", "prod"]
 IMAGE = "localhost/rapport:dev"
 KUBERNETES_VERSIONS = ["1.37.0", "1.34.0"]
 ENV = {**os.environ, "CONTAINERS_CONF": str(Path(__file__).with_name("containers.conf"))}
-SERVICES = ["ingestion", "scoring", "segmentation", "alerting"]
+# The services and the ports the deployment files give them.
+PORTS = {"ingestion": 7401, "scoring": 7402, "segmentation": 7403, "alerting": 7404}
+SERVICES = list(PORTS)
 # The README walk-through's key (the development key of the dev overlay and compose.yaml).
 API_KEY = "rapport-dev-key"
 
@@ -64,7 +66,8 @@ class Accepted:
         self.flags = set(re.findall(r"^\s+(?:-\w, )?(--[a-z][a-z0-9-]*)", text, re.M))
         self.env = set(re.findall(r"\[env: ([A-Z0-9_]+)=", text))
         self.defaults = {}
-        for m in re.finditer(r"\[env: ([A-Z0-9_]+)=[^\]]*\] \[default: ([^\]]*)\]", text):
+        # `--help` puts both on one line, or (long help) each on its own.
+        for m in re.finditer(r"\[env: ([A-Z0-9_]+)=[^\]]*\]\s+\[default: ([^\]]*)\]", text):
             self.defaults[m.group(1)] = m.group(2)
 
 
@@ -283,6 +286,13 @@ class Network:
     def probe(self, addr, wait=120):
         return self.cli("probe", addr, "--wait-secs", wait, addrs={}, check=False)
 
+    @classmethod
+    def existing(cls, name):
+        """A network something else made (a compose project's)."""
+        network = cls.__new__(cls)
+        network.name = name
+        return network
+
     def remove(self):
         run("podman", "network", "rm", "-f", self.name, check=False)
 
@@ -314,9 +324,16 @@ def traced(container_logs):
     return traces
 
 
-def assert_one_event_is_one_trace(logs):
-    traces = traced(logs)
-    assert any({"rapport-ingestion", "rapport-scoring"} <= s for s in traces.values()), traces
+def wait_for_one_trace(jaeger, ingestion):
+    """Waits until the Jaeger stand-in (container `jaeger`) holds a trace with spans of both
+    ingestion and scoring; fails with both containers' logs after 90 s."""
+    deadline = time.monotonic() + 90
+    while True:
+        spans = run("podman", "logs", jaeger, check=False).stdout
+        if any({"rapport-ingestion", "rapport-scoring"} <= s for s in traced(spans).values()):
+            return
+        assert time.monotonic() < deadline, spans[-2000:] + container_log(ingestion)[-4000:]
+        time.sleep(1)
 
 
 def podman_secret(name, secret):
@@ -364,16 +381,9 @@ def test_dev_overlay_plays_with_podman_and_passes_the_walk_through(images, tmp_p
             if binary:
                 probe = network.probe(f"{pod}:{port}")
                 assert probe.returncode == 0, f"{pod} never served:\n{probe.stderr}\n{logs(pod)}"
-        addrs = {s: f"rapport-{s}:{p}" for s, p in
-                 [("ingestion", 7401), ("scoring", 7402), ("segmentation", 7403), ("alerting", 7404)]}
-        walk_through(network, addrs)
+        walk_through(network, {s: f"rapport-{s}:{p}" for s, p in PORTS.items()})
         assert sum(1 for p, _, b in pods if b == "rapport-scoring") == 2
-        deadline = time.monotonic() + 90
-        while not any({"rapport-ingestion", "rapport-scoring"} <= s for s in traced(logs("jaeger-pod-0")).values()):
-            assert time.monotonic() < deadline, (
-                logs("jaeger-pod-0")[-2000:] + logs("rapport-ingestion-pod-0")[-4000:]
-            )
-            time.sleep(1)
+        wait_for_one_trace("jaeger-pod-0-jaeger", "rapport-ingestion-pod-0-ingestion")
     finally:
         for file in played:
             run("podman", "kube", "down", file, check=False)
@@ -384,11 +394,16 @@ def test_dev_overlay_plays_with_podman_and_passes_the_walk_through(images, tmp_p
         network.remove()
 
 
+def container_log(name):
+    """What a container wrote, standard output and error."""
+    done = run("podman", "logs", name, check=False)
+    return done.stdout + done.stderr
+
+
 def logs(pod):
     """Everything the pod's containers wrote."""
     names = run("podman", "ps", "-a", "--filter", f"pod={pod}", "--format", "{{.Names}}", check=False).stdout.split()
-    return "".join(run("podman", "logs", n, check=False).stdout + run("podman", "logs", n, check=False).stderr
-                   for n in names if not n.endswith("-infra"))
+    return "".join(container_log(n) for n in names if not n.endswith("-infra"))
 
 
 def test_compose_stack_comes_up_and_passes_the_walk_through(images):
@@ -403,24 +418,14 @@ def test_compose_stack_comes_up_and_passes_the_walk_through(images):
     ENV.update(env)
     try:
         run(*compose_cmd, "up", "-d", timeout=600)
-        network = Network.__new__(Network)
-        network.name = f"{project}_default"
-        for service, port in [("ingestion", 7401), ("scoring", 7402), ("segmentation", 7403), ("alerting", 7404)]:
+        network = Network.existing(f"{project}_default")
+        for service, port in PORTS.items():
             probe = network.probe(f"{service}:{port}")
             assert probe.returncode == 0, f"{service} never served: {probe.stderr}"
         for replica in (1, 2):
             assert network.probe(f"{project}_scoring_{replica}:7402").returncode == 0
-        addrs = {s: f"{s}:{p}" for s, p in
-                 [("ingestion", 7401), ("scoring", 7402), ("segmentation", 7403), ("alerting", 7404)]}
-        walk_through(network, addrs)
-        deadline = time.monotonic() + 90
-        while True:
-            jaeger = run("podman", "logs", f"{project}_jaeger_1", check=False).stdout
-            if any({"rapport-ingestion", "rapport-scoring"} <= s for s in traced(jaeger).values()):
-                break
-            ingestion = run("podman", "logs", f"{project}_ingestion_1", check=False)
-            assert time.monotonic() < deadline, jaeger[-2000:] + ingestion.stderr[-4000:]
-            time.sleep(1)
+        walk_through(network, {s: f"{s}:{p}" for s, p in PORTS.items()})
+        wait_for_one_trace(f"{project}_jaeger_1", f"{project}_ingestion_1")
         # SIGTERM: every service, PID 1 in its container, drains and exits 0 by itself
         # inside its grace period (podman would kill it at the end: exit 137).
         run(*compose_cmd, "stop", "-t", "30", *SERVICES, timeout=300)

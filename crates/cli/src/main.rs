@@ -196,12 +196,7 @@ impl Target {
     }
 
     fn channel(&self, addr: &str) -> anyhow::Result<Channel> {
-        let uri = if addr.contains("://") {
-            addr.to_owned()
-        } else {
-            format!("http://{addr}")
-        };
-        Ok(Channel::from_shared(uri)?
+        Ok(Channel::from_shared(uri(addr))?
             .connect_timeout(Duration::from_secs(5))
             .connect_lazy())
     }
@@ -225,6 +220,15 @@ impl Target {
         req.metadata_mut()
             .insert("authorization", format!("Bearer {}", self.key()?).parse()?);
         Ok(req)
+    }
+}
+
+/// The URI of a server given as `HOST:PORT` or as a URI.
+fn uri(addr: &str) -> String {
+    if addr.contains("://") {
+        addr.to_owned()
+    } else {
+        format!("http://{addr}")
     }
 }
 

@@ -26,13 +26,8 @@ pub struct ProbeArgs {
 /// Succeeds when the server answers SERVING; otherwise fails with what it answered (the
 /// process then exits 1, which is what container health checks read).
 pub async fn probe(args: ProbeArgs) -> anyhow::Result<()> {
-    let uri = if args.addr.contains("://") {
-        args.addr.clone()
-    } else {
-        format!("http://{}", args.addr)
-    };
     let timeout = Duration::from_secs(args.timeout_secs.max(1));
-    let channel = tonic::transport::Endpoint::from_shared(uri)?
+    let channel = tonic::transport::Endpoint::from_shared(crate::uri(&args.addr))?
         .connect_timeout(timeout)
         .timeout(timeout)
         .connect_lazy();

@@ -194,7 +194,7 @@ async fn the_readme_walk_through_shows_what_it_says() {
     // again (a second import or acknowledgement would change what it prints, not how).
     for step in STEPS.iter().filter(|s| s.reads) {
         let args = words(step.command);
-        let child = Command::new(bin("rapport"))
+        let mut child = Command::new(bin("rapport"))
             .args(&args[1..])
             .current_dir(platform.dir.path())
             .env_remove("RAPPORT_API_KEY")
@@ -202,7 +202,6 @@ async fn the_readme_walk_through_shows_what_it_says() {
             .stderr(Stdio::piped())
             .spawn()
             .expect("run rapport");
-        let mut child = child;
         drop(child.stdout.take());
         let out = child.wait_with_output().expect("rapport ends");
         let stderr = String::from_utf8_lossy(&out.stderr);
