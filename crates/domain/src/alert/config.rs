@@ -2,6 +2,7 @@
 //! holdout share, written in TOML ([`DEFAULT_TOML`] is the built-in one) and validated whole,
 //! so an `AlertConfig` that exists is usable.
 
+use crate::alert::notify::Inhibition;
 use crate::alert::playbook::Playbook;
 use crate::tier::Tier;
 use serde::Deserialize;
@@ -184,6 +185,8 @@ pub struct AlertConfig {
     /// How long after opening an alert's outcome is measured.
     pub effect_window_days: u32,
     pub playbook: Playbook,
+    /// When one alert holds another's notifications back (`[[inhibit]]`).
+    pub inhibitions: Vec<Inhibition>,
 }
 
 fn tier_index(tier: Option<Tier>) -> usize {
@@ -249,6 +252,10 @@ impl AlertConfig {
             None => Playbook::default(),
             Some(v) => Playbook::from_value(v)?,
         };
+        let inhibitions = match doc.remove("inhibit") {
+            None => Vec::new(),
+            Some(v) => Inhibition::from_value(v)?,
+        };
         let mut rules = BTreeMap::new();
         for (name, value) in doc {
             let kind = RuleKind::from_name(&name).ok_or_else(|| {
@@ -257,7 +264,7 @@ impl AlertConfig {
                     &name,
                     format!(
                         "unknown setting or rule (rules: {}; settings: holdout_share, \
-                         effect_window_days, playbook)",
+                         effect_window_days, playbook, inhibit)",
                         known.join(", ")
                     ),
                 )
@@ -269,6 +276,7 @@ impl AlertConfig {
             holdout_share,
             effect_window_days,
             playbook,
+            inhibitions,
         })
     }
 }

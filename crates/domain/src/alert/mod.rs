@@ -1,8 +1,10 @@
 //! Risk alerts: the rules and their configuration, what alerting knows of a customer, the
-//! state machine of one alert, playbooks, and the identity of an alert.
+//! state machine of one alert, playbooks, who hears of alerts and when, and the identity of an
+//! alert.
 
 pub mod config;
 pub mod facts;
+pub mod notify;
 pub mod playbook;
 pub mod rules;
 
