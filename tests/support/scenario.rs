@@ -113,7 +113,10 @@ pub async fn health(c: &Clients, customer: &str) -> Option<scoring::HealthScore>
 pub async fn ingest(c: &Clients, events: Vec<ingestion::Event>) -> ingestion::IngestResponse {
     c.ingestion
         .clone()
-        .ingest(req(ingestion::IngestRequest { events }))
+        .ingest(req(ingestion::IngestRequest {
+            events,
+            ..Default::default()
+        }))
         .await
         .expect("ingest")
         .into_inner()

@@ -177,6 +177,9 @@ pub mod webhook {
         pub enabled: bool,
         pub disabled_reason: Option<String>,
         pub created_at: i64,
+        /// The endpoint's route as JSON (`rapport_domain::alert::notify::Route`); NULL for the
+        /// default route.
+        pub route: Option<String>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -231,6 +234,96 @@ pub mod intervention {
         pub at: i64,
         pub cost: f64,
         pub note: String,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// What each endpoint has yet to hear of each alert (pending), and the alerts it has heard
+/// of that still stand (announced): one row per (endpoint, alert).
+pub mod notice {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+    #[sea_orm(table_name = "alerting_notices")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub webhook_id: i64,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub alert_id: i64,
+        pub tenant_id: String,
+        pub group_key: String,
+        /// The alert's labels as JSON (`rapport_domain::alert::notify::Labels`).
+        pub labels: String,
+        /// The change the endpoint has yet to hear of (or heard last).
+        pub change: String,
+        /// The alert as the endpoint will read it, JSON.
+        pub item: String,
+        pub pending: bool,
+        /// The endpoint was told the alert opened (so it must hear that it resolved).
+        pub announced: bool,
+        /// The backfill that opened it, until the backfill's summary went out.
+        pub backfill: Option<String>,
+        pub changed_at: i64,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// Each endpoint's notification groups and when each is next due.
+pub mod group {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+    #[sea_orm(table_name = "alerting_groups")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub webhook_id: i64,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub group_key: String,
+        pub tenant_id: String,
+        /// The group's labels as JSON.
+        pub labels: String,
+        /// Set on a backfill's group: its one summary goes out when it is due.
+        pub backfill: Option<String>,
+        /// Since when changes wait (NULL when none do).
+        pub pending_since: Option<i64>,
+        pub last_sent_at: Option<i64>,
+        /// When the group next goes out or is looked at again (NULL: nothing to do).
+        pub due_at: Option<i64>,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// Silences: matchers whose alerts notify nobody between a start and an end.
+pub mod silence {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+    #[sea_orm(table_name = "alerting_silences")]
+    pub struct Model {
+        #[sea_orm(primary_key)]
+        pub id: i64,
+        pub tenant_id: String,
+        /// JSON (`rapport_domain::alert::notify::Matcher`).
+        pub matcher: String,
+        pub author: String,
+        pub reason: String,
+        pub starts_at: i64,
+        pub ends_at: i64,
+        pub created_at: i64,
+        /// Who ended it early, when someone did.
+        pub expired_by: Option<String>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -2,7 +2,7 @@
 
 use crate::store::webhooks::{Delivery, Endpoint};
 use crate::store::{Act, Alert, Change, Observation, Revision, Store, StoreError, state};
-use crate::{Wakers, WatchSettings};
+use crate::{Wakers, WatchSettings, wire};
 use futures_util::{Stream, StreamExt};
 use rapport_domain::alert::Severity;
 use rapport_domain::effect;
@@ -140,7 +140,9 @@ fn watch_message(r: Revision) -> Result<pb::WatchAlertsResponse, Status> {
 }
 
 fn webhook(w: Endpoint, secret: String) -> pb::Webhook {
+    let route = crate::store::webhooks::route_of(&w);
     pb::Webhook {
+        route: Some(wire::route_pb(route)),
         id: w.id.to_string(),
         url: w.url,
         enabled: w.enabled,
@@ -353,11 +355,67 @@ impl pb::alerting_service_server::AlertingService for AlertingApi {
         req: Request<pb::CreateWebhookRequest>,
     ) -> Result<Response<pb::Webhook>, Status> {
         let tenant = Principal::of(&req)?.require(&[Role::Admin])?.to_owned();
-        let (w, secret) = self
-            .store
-            .create_webhook(&tenant, &req.get_ref().url)
-            .await?;
+        let req = req.into_inner();
+        let route = wire::route(req.route)?;
+        let (w, secret) = self.store.create_webhook(&tenant, &req.url, &route).await?;
         Ok(Response::new(webhook(w, secret)))
+    }
+
+    async fn create_silence(
+        &self,
+        req: Request<pb::CreateSilenceRequest>,
+    ) -> Result<Response<pb::Silence>, Status> {
+        let principal = Principal::of(&req)?;
+        let tenant = principal.require(&[Role::Admin])?.to_owned();
+        let author = actor_of(req.get_ref().author.clone(), &principal);
+        let r = req.get_ref().clone();
+        let now = rapport_storage::now_millis();
+        let starts_at = convert::millis(r.starts_at.as_ref()).unwrap_or(now);
+        let ends_at = match (convert::millis(r.ends_at.as_ref()), wire::duration_ms(r.duration.as_ref(), "duration")?) {
+            (Some(end), None) => end,
+            (None, Some(ms)) => starts_at.max(now).saturating_add(ms),
+            _ => {
+                return Err(Status::invalid_argument(
+                    "ends_at: give either ends_at or duration",
+                ));
+            }
+        };
+        let matcher = wire::matcher(r.matcher);
+        let s = self
+            .store
+            .create_silence(&tenant, &matcher, &author, &r.reason, starts_at, ends_at, now)
+            .await?;
+        tracing::info!(tenant, silence = s.id, author, matcher = %matcher.describe(), "silence created");
+        Ok(Response::new(wire::silence(s, now)))
+    }
+
+    async fn list_silences(
+        &self,
+        req: Request<pb::ListSilencesRequest>,
+    ) -> Result<Response<pb::ListSilencesResponse>, Status> {
+        let tenant = Principal::of(&req)?.require(&[Role::Read])?.to_owned();
+        let now = rapport_storage::now_millis();
+        let silences = self
+            .store
+            .silences(&tenant, now)
+            .await?
+            .into_iter()
+            .map(|s| wire::silence(s, now))
+            .collect();
+        Ok(Response::new(pb::ListSilencesResponse { silences }))
+    }
+
+    async fn expire_silence(
+        &self,
+        req: Request<pb::ExpireSilenceRequest>,
+    ) -> Result<Response<pb::Silence>, Status> {
+        let principal = Principal::of(&req)?;
+        let tenant = principal.require(&[Role::Admin])?.to_owned();
+        let by = actor_of(req.get_ref().actor.clone(), &principal);
+        let id = parse_id(&req.get_ref().id, "id")?;
+        let now = rapport_storage::now_millis();
+        let s = self.store.expire_silence(&tenant, id, &by, now).await?;
+        Ok(Response::new(wire::silence(s, now)))
     }
 
     async fn list_webhooks(
@@ -508,6 +566,7 @@ impl pb::alerting_service_server::AlertingService for AlertingApi {
                     customer_id: c.customer_id.clone(),
                     signals,
                     at,
+                    backfill: Some(c.backfill.clone()).filter(|b| !b.is_empty()),
                 })
             })
             .collect();

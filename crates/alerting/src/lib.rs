@@ -7,6 +7,7 @@ pub mod grpc;
 pub mod migration;
 pub mod store;
 pub mod webhook;
+mod wire;
 
 use rapport_proto::alerting::v1::alerting_service_server::{AlertingServiceServer, SERVICE_NAME};
 use rapport_server::{Authenticator, CommonArgs};

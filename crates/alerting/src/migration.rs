@@ -10,7 +10,8 @@ rapport_storage::migrator!(
     [
         m20261123_000001_alerts::Migration,
         m20261124_000001_lifecycle::Migration,
-        m20261204_000001_schedules::Migration
+        m20261204_000001_schedules::Migration,
+        m20261206_000001_notifications::Migration
     ]
 );
 
@@ -281,6 +282,106 @@ mod m20261204_000001_schedules {
         async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
             rapport_storage::coordination::create_schedule_table(manager, "alerting_schedules")
                 .await
+        }
+    }
+}
+
+mod m20261206_000001_notifications {
+    use super::*;
+
+    rapport_storage::migration_name!("m20261206_000001_notifications");
+
+    /// Grouped notifications: each endpoint's route, what each endpoint has yet to hear (and
+    /// has heard) of each alert, its groups with when they are due, and silences.
+    #[async_trait::async_trait]
+    impl MigrationTrait for Migration {
+        async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+            add_columns(
+                manager,
+                "alerting_webhooks",
+                vec![col("route").text().null().to_owned()],
+            )
+            .await?;
+            manager
+                .create_table(
+                    Table::create()
+                        .table(Alias::new("alerting_notices"))
+                        .if_not_exists()
+                        .col(col("webhook_id").big_integer().not_null())
+                        .col(col("alert_id").big_integer().not_null())
+                        .col(tenant_col())
+                        .col(col("group_key").text().not_null())
+                        .col(col("labels").text().not_null())
+                        .col(col("change").string().not_null())
+                        .col(col("item").text().not_null())
+                        .col(col("pending").boolean().not_null())
+                        .col(col("announced").boolean().not_null())
+                        .col(col("backfill").text().null())
+                        .col(col("changed_at").big_integer().not_null())
+                        .primary_key(
+                            Index::create()
+                                .col(Alias::new("webhook_id"))
+                                .col(Alias::new("alert_id")),
+                        )
+                        .to_owned(),
+                )
+                .await?;
+            manager
+                .create_index(index(
+                    "alerting_notices",
+                    "alerting_notices_group",
+                    &["webhook_id", "group_key"],
+                ))
+                .await?;
+            manager
+                .create_table(
+                    Table::create()
+                        .table(Alias::new("alerting_groups"))
+                        .if_not_exists()
+                        .col(col("webhook_id").big_integer().not_null())
+                        .col(col("group_key").text().not_null())
+                        .col(tenant_col())
+                        .col(col("labels").text().not_null())
+                        .col(col("backfill").text().null())
+                        .col(col("pending_since").big_integer().null())
+                        .col(col("last_sent_at").big_integer().null())
+                        .col(col("due_at").big_integer().null())
+                        .primary_key(
+                            Index::create()
+                                .col(Alias::new("webhook_id"))
+                                .col(Alias::new("group_key")),
+                        )
+                        .to_owned(),
+                )
+                .await?;
+            manager
+                .create_index(index("alerting_groups", "alerting_groups_due", &["due_at"]))
+                .await?;
+            manager
+                .create_table(
+                    Table::create()
+                        .table(Alias::new("alerting_silences"))
+                        .if_not_exists()
+                        .col(id_col())
+                        .col(tenant_col())
+                        .col(col("matcher").text().not_null())
+                        .col(col("author").string().not_null())
+                        .col(col("reason").text().not_null())
+                        .col(col("starts_at").big_integer().not_null())
+                        .col(col("ends_at").big_integer().not_null())
+                        .col(col("created_at").big_integer().not_null())
+                        .col(col("expired_by").string().null())
+                        .to_owned(),
+                )
+                .await?;
+            manager
+                .create_index(index(
+                    "alerting_silences",
+                    "alerting_silences_tenant",
+                    &["tenant_id", "ends_at"],
+                ))
+                .await?;
+            Ok(())
         }
     }
 }

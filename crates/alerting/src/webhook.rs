@@ -1,6 +1,7 @@
-//! Delivers queued webhooks: signs each per Standard Webhooks, POSTs it, and retries with
-//! exponential backoff and jitter. 2xx delivers; 410 Gone disables the endpoint; 429 honours
-//! Retry-After; exhausted attempts go to the dead-letter list.
+//! Delivers queued webhooks: flushes the notification groups that are due into deliveries,
+//! signs each per Standard Webhooks, POSTs it, and retries with exponential backoff and
+//! jitter. 2xx delivers; 410 Gone disables the endpoint; 429 honours Retry-After; exhausted
+//! attempts go to the dead-letter list.
 
 use crate::store::Store;
 use crate::store::webhooks::{Attempt, Delivery, Endpoint, signing_keys};
@@ -98,9 +99,11 @@ impl Worker {
         }
     }
 
-    /// One pass: claims due deliveries and attempts each (concurrently); returns how many.
+    /// One pass: flushes due groups, then claims due deliveries and attempts each
+    /// (concurrently); returns how many.
     pub async fn pass(&self) -> Result<usize, crate::store::StoreError> {
         let now = rapport_storage::now_millis();
+        self.store.flush_due(now).await?;
         let due = self
             .store
             .claim_due(now, BATCH, LEASE.as_millis() as i64)

@@ -332,7 +332,10 @@ async fn main() -> anyhow::Result<()> {
             };
             let summary = import::run(events, |events| {
                 let mut client = client.clone();
-                let req = target.request(ingestion::IngestRequest { events });
+                let req = target.request(ingestion::IngestRequest {
+            events,
+            ..Default::default()
+        });
                 async move { Ok(client.ingest(req?).await?.into_inner()) }
             })
             .await?;

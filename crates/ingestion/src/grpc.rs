@@ -20,6 +20,8 @@ use tracing::Instrument;
 
 /// Most events in one `Ingest` request.
 pub const MAX_BATCH: usize = 2_500;
+/// Longest backfill label.
+pub const MAX_BACKFILL_CHARS: usize = 200;
 /// Most events committed together from a stream.
 const STREAM_BATCH: usize = 2_500;
 /// How long a stream may stay silent before the server checks again.
@@ -63,12 +65,14 @@ pub struct IngestionApi {
 }
 
 impl IngestionApi {
-    /// Checks and stores a batch; `first_index` numbers its results (for streams).
+    /// Checks and stores a batch; `first_index` numbers its results (for streams);
+    /// `backfill` names the import of history it belongs to (empty for live events).
     async fn process(
         &self,
         tenant: &str,
         events: &[pb::Event],
         first_index: u32,
+        backfill: &str,
     ) -> Result<pb::IngestResponse, StoreError> {
         let now = self.clock.now();
         let checked: Vec<Checked> = events.iter().map(|e| check(e, now, &self.policy)).collect();
@@ -79,6 +83,7 @@ impl IngestionApi {
                 checked,
                 now.timestamp_millis(),
                 rapport_telemetry::current_traceparent(),
+                backfill,
             )
             .await?;
         self.waker.wake();
@@ -168,14 +173,21 @@ impl pb::ingestion_service_server::IngestionService for IngestionApi {
         req: Request<pb::IngestRequest>,
     ) -> Result<Response<pb::IngestResponse>, Status> {
         let tenant = Principal::of(&req)?.require(&[Role::Ingest])?.to_owned();
-        let events = req.into_inner().events;
+        let pb::IngestRequest { events, backfill } = req.into_inner();
+        if backfill.chars().count() > MAX_BACKFILL_CHARS {
+            return Err(Status::invalid_argument(format!(
+                "backfill: at most {MAX_BACKFILL_CHARS} characters; nothing was stored"
+            )));
+        }
         if events.len() > MAX_BATCH {
             return Err(Status::invalid_argument(format!(
                 "events: at most {MAX_BATCH} events per request, got {}; nothing was stored",
                 events.len()
             )));
         }
-        Ok(Response::new(self.process(&tenant, &events, 0).await?))
+        Ok(Response::new(
+            self.process(&tenant, &events, 0, &backfill).await?,
+        ))
     }
 
     async fn ingest_one(
@@ -185,7 +197,7 @@ impl pb::ingestion_service_server::IngestionService for IngestionApi {
         let tenant = Principal::of(&req)?.require(&[Role::Ingest])?.to_owned();
         let event = req.into_inner();
         let mut answer = self
-            .process(&tenant, std::slice::from_ref(&event), 0)
+            .process(&tenant, std::slice::from_ref(&event), 0, "")
             .await?;
         answer
             .results
@@ -252,7 +264,7 @@ impl pb::ingestion_service_server::IngestionService for IngestionApi {
             let mut next_index = 0u32;
             while let Some(batch) = batches_rx.recv().await {
                 let answer = api
-                    .process(&tenant, &batch, next_index)
+                    .process(&tenant, &batch, next_index, "")
                     .await
                     .map_err(Status::from);
                 next_index = next_index.saturating_add(batch.len() as u32);
@@ -349,7 +361,7 @@ impl pb::ingestion_service_server::IngestionService for IngestionApi {
             })?,
         };
         let mut answer = self
-            .process(&tenant, std::slice::from_ref(&event), 0)
+            .process(&tenant, std::slice::from_ref(&event), 0, "")
             .await?;
         let result = answer
             .results

@@ -110,6 +110,7 @@ impl Store {
         batch: Vec<Checked>,
         received_at: i64,
         traceparent: Option<String>,
+        backfill: &str,
     ) -> Result<Vec<Outcome>, StoreError> {
         // The first occurrence of each id is the one stored; a later one in the same batch
         // is judged against whatever content ends up stored under the id.
@@ -196,7 +197,10 @@ impl Store {
                 .await?;
         }
         if !customers.is_empty() {
-            let payload = changed_customers(customers.into_iter().map(str::to_owned).collect());
+            let payload = changed_customers(
+                customers.into_iter().map(str::to_owned).collect(),
+                backfill,
+            );
             OUTBOX
                 .push(&txn, tenant, CHANGED_CUSTOMERS, payload, traceparent)
                 .await?;

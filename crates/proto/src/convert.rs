@@ -256,6 +256,8 @@ pub fn score_change(
                 opened_at: Some(timestamp(t.opened_at)),
             })
             .collect(),
+        // The fold that made the change names its backfill.
+        backfill: String::new(),
     }
 }
 

@@ -304,8 +304,17 @@ async fn one_alert_per_condition_through_flapping_restarts_and_people() {
     assert!(standing(&a, "pending-then-open").await.is_none());
 }
 
+/// A route that sends each change at once.
+pub(crate) fn immediate() -> pb::WebhookRoute {
+    pb::WebhookRoute {
+        group_wait: Some(prost_types::Duration::default()),
+        group_interval: Some(prost_types::Duration::default()),
+        ..Default::default()
+    }
+}
+
 /// The requests the receiver logged for `path`, oldest first.
-fn logged(log: &Path, path: &str) -> Vec<serde_json::Value> {
+pub(crate) fn logged(log: &Path, path: &str) -> Vec<serde_json::Value> {
     std::fs::read_to_string(log)
         .unwrap_or_default()
         .lines()
@@ -330,8 +339,11 @@ async fn webhooks_are_signed_retried_once_delivered_and_disabled_by_410() {
         dir.path(),
         r#"{"/flaky": [500, 500, 200], "/gone": [410], "/down": [500], "/busy": [429, 200]}"#,
     );
+    // No waiting and no interval: each change is its own delivery, as the retry checks
+    // below count them.
     let create = |path: &str| pb::CreateWebhookRequest {
         url: format!("{base}{path}"),
+        route: Some(immediate()),
     };
     let flaky = a
         .client()
@@ -360,6 +372,7 @@ async fn webhooks_are_signed_retried_once_delivered_and_disabled_by_410() {
         .client()
         .create_webhook(req(pb::CreateWebhookRequest {
             url: "ftp://x".into(),
+            ..Default::default()
         }))
         .await
         .unwrap_err();
@@ -402,7 +415,11 @@ async fn webhooks_are_signed_retried_once_delivered_and_disabled_by_410() {
         requests.iter().all(|r| r["id"] == requests[0]["id"]),
         "{requests:?}"
     );
-    assert_eq!(requests[0]["type"], "alert.opened");
+    assert_eq!(requests[0]["type"], "alert.group");
+    let body: serde_json::Value =
+        serde_json::from_str(logged(&log, "/flaky")[0]["body"].as_str().unwrap()).unwrap();
+    assert_eq!(body["data"]["alerts"][0]["change"], "opened", "{body}");
+    assert_eq!(body["data"]["alerts"][0]["customer_id"], "c1", "{body}");
 
     // 410 Gone disables the endpoint; its delivery is a dead letter.
     let hooks = eventually("the 410 endpoint disabled", WAIT, || async {

@@ -76,6 +76,7 @@ async fn produce_and_check(replicas: usize) {
                         .clone()
                         .ingest(req(ingestion::IngestRequest {
                             events: events.clone(),
+                            ..Default::default()
                         }))
                         .await
                         .expect("batch answered")

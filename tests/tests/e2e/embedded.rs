@@ -71,6 +71,7 @@ async fn a_customer_with_many_events_is_scored_on_all_of_them() {
             .clone()
             .ingest(req(IngestRequest {
                 events: chunk.to_vec(),
+                ..Default::default()
             }))
             .await
             .unwrap()

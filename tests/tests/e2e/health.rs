@@ -13,7 +13,10 @@ async fn ingest(c: &Clients, events: Vec<ingestion::Event>) {
     let answer = c
         .ingestion
         .clone()
-        .ingest(req(ingestion::IngestRequest { events }))
+        .ingest(req(ingestion::IngestRequest {
+            events,
+            ..Default::default()
+        }))
         .await
         .expect("ingest")
         .into_inner();

@@ -53,7 +53,10 @@ async fn unary_batch_limits_and_conflicts() {
         .map(|i| order(&format!("big-{i}"), "bob", 2, 1.0))
         .collect();
     let status = ingestion
-        .ingest(req(pb::IngestRequest { events: too_many }))
+        .ingest(req(pb::IngestRequest {
+            events: too_many,
+            ..Default::default()
+        }))
         .await
         .unwrap_err();
     assert_eq!(status.code(), tonic::Code::InvalidArgument);
@@ -69,7 +72,10 @@ async fn unary_batch_limits_and_conflicts() {
         })
         .collect();
     let status = ingestion
-        .ingest(req(pb::IngestRequest { events: padded }))
+        .ingest(req(pb::IngestRequest {
+            events: padded,
+            ..Default::default()
+        }))
         .await
         .unwrap_err();
     assert!(
@@ -162,6 +168,7 @@ async fn quarantined_events_can_be_listed_and_replayed_once_fixed() {
     let answer = ingestion
         .ingest(req(pb::IngestRequest {
             events: vec![bad.clone(), order("q2", "quinn", 1, 5.0)],
+            ..Default::default()
         }))
         .await
         .unwrap()
@@ -254,7 +261,10 @@ async fn verdicts(
     events: Vec<pb::Event>,
 ) -> Vec<(pb::Verdict, i32)> {
     ingestion
-        .ingest(req(pb::IngestRequest { events }))
+        .ingest(req(pb::IngestRequest {
+            events,
+            ..Default::default()
+        }))
         .await
         .unwrap()
         .into_inner()

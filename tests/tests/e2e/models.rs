@@ -25,7 +25,10 @@ async fn ingest(clients: &Clients, events: Vec<Event>) {
     let answer = clients
         .ingestion
         .clone()
-        .ingest(req(IngestRequest { events }))
+        .ingest(req(IngestRequest {
+            events,
+            ..Default::default()
+        }))
         .await
         .unwrap()
         .into_inner();

@@ -29,7 +29,10 @@ async fn events_acknowledged_while_scoring_is_down_are_all_scored_later() {
         let answer = clients
             .ingestion
             .clone()
-            .ingest(req(ingestion::IngestRequest { events }))
+            .ingest(req(ingestion::IngestRequest {
+            events,
+            ..Default::default()
+        }))
             .await
             .unwrap()
             .into_inner();
@@ -89,7 +92,10 @@ async fn a_scoring_outage_under_load_delays_scores_and_loses_none() {
                 let answer = clients
                     .ingestion
                     .clone()
-                    .ingest(req(ingestion::IngestRequest { events }))
+                    .ingest(req(ingestion::IngestRequest {
+            events,
+            ..Default::default()
+        }))
                     .await
                     .unwrap()
                     .into_inner();

@@ -43,7 +43,10 @@ async fn reads_survive_a_redis_outage_and_use_redis_again_after_it() {
         .collect();
     c.ingestion
         .clone()
-        .ingest(req(rapport_proto::ingestion::v1::IngestRequest { events }))
+        .ingest(req(rapport_proto::ingestion::v1::IngestRequest {
+            events,
+            ..Default::default()
+        }))
         .await
         .unwrap();
     wait_all_scored(&c, 20, 20, SETTLE).await;

@@ -142,6 +142,7 @@ async fn produce(
                 .clone()
                 .ingest(req(ingestion::IngestRequest {
                     events: events.clone(),
+                    ..Default::default()
                 }))
                 .await;
             match call {
@@ -346,7 +347,17 @@ async fn a_cluster_of_replicas_loses_nothing_through_restarts_crashes_and_schedu
     let hook_url = format!("{base}/hook");
     alerting[0]
         .clone()
-        .create_webhook(req(alerting::CreateWebhookRequest { url: hook_url }))
+        .create_webhook(req(alerting::CreateWebhookRequest {
+            url: hook_url,
+            route: Some(alerting::WebhookRoute {
+                group_wait: Some(prost_types::Duration::default()),
+                group_interval: Some(prost_types::Duration {
+                    seconds: 1,
+                    nanos: 0,
+                }),
+                ..Default::default()
+            }),
+        }))
         .await
         .expect("webhook");
 
@@ -471,6 +482,7 @@ async fn a_cluster_of_replicas_loses_nothing_through_restarts_crashes_and_schedu
         .clone()
         .notify_customers_changed(service_req(scoring::CustomersChanged {
             customer_ids: acked.keys().cloned().collect(),
+            ..Default::default()
         }))
         .await
         .expect("the fresh process folds every customer");
@@ -559,7 +571,12 @@ async fn a_cluster_of_replicas_loses_nothing_through_restarts_crashes_and_schedu
     }
 
     // 8. The webhook receiver got every delivery, none twice.
-    let pending = || pg.query("SELECT count(*) FROM alerting_deliveries");
+    let pending = || {
+        pg.query(
+            "SELECT (SELECT count(*) FROM alerting_deliveries) \
+             + (SELECT count(*) FROM alerting_notices WHERE pending)",
+        )
+    };
     let deadline = Instant::now() + Duration::from_secs(30);
     while pending().trim() != "0" && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(200)).await;

@@ -24,6 +24,7 @@ async fn one_event_is_one_trace_across_three_services() {
     let trace_id = format!("{:032x}", rand_id());
     let mut request = req(ingestion::IngestRequest {
         events: vec![nps("t1", "traced", 1, 3)],
+        ..Default::default()
     });
     request.metadata_mut().insert(
         "traceparent",

@@ -116,7 +116,12 @@ pub(super) struct Log<'a> {
     cfg: &'a LoadedConfig,
     start: i64,
     revision: i64,
-    webhooks: Option<Vec<webhook::Model>>,
+    /// Notifying changes, for the endpoints' notices at the end.
+    noted: Vec<notices::Noted>,
+    /// The stages of the customers stepped, as their facts say.
+    stages: BTreeMap<String, Option<Stage>>,
+    /// The backfill of the observation being applied, if it came from one.
+    backfill: Option<String>,
 }
 
 impl<'a> Log<'a> {
@@ -151,12 +156,15 @@ impl<'a> Log<'a> {
             cfg,
             start: revision,
             revision,
-            webhooks: None,
+            noted: Vec::new(),
+            stages: BTreeMap::new(),
+            backfill: None,
         })
     }
 
-    pub(super) async fn finish(self, txn: &DatabaseTransaction) -> Result<(), DbErr> {
+    pub(super) async fn finish(self, txn: &DatabaseTransaction, now: i64) -> Result<(), StoreError> {
         use crate::entity::tenant;
+        notices::record(txn, self.tenant, self.noted, &self.stages, now).await?;
         if self.revision != self.start {
             tenant::Entity::update_many()
                 .col_expr(tenant::Column::Revision, Expr::value(self.revision))
@@ -191,6 +199,7 @@ impl<'a> Log<'a> {
             let ca = known.entry(id.clone()).or_default();
             prepare(&id, ca);
             let mut next = None;
+            self.backfill = None;
             match observed.remove(&id) {
                 None => {
                     let (effects, due) = ca.evaluate(&self.cfg.config, now);
@@ -202,6 +211,7 @@ impl<'a> Log<'a> {
                         if !ca.facts.observe(o.signals, o.at) {
                             continue;
                         }
+                        self.backfill = o.backfill;
                         let (effects, due) = ca.evaluate(&self.cfg.config, now);
                         self.apply(txn, &id, ca, effects, now, &mut applied).await?;
                         record_outcome(txn, self.tenant, &id, ca, o.at, window_ms).await?;
@@ -209,6 +219,8 @@ impl<'a> Log<'a> {
                     }
                 }
             }
+            self.backfill = None;
+            self.stages.insert(id.clone(), ca.facts.signals.stage);
             if let Some(due) = next {
                 touched.insert(id, due);
             }
@@ -369,8 +381,8 @@ impl<'a> Log<'a> {
         Ok(())
     }
 
-    /// Records a change of alert `a`: a revision, an audit row, and (when `notify`) a delivery
-    /// per enabled webhook.
+    /// Records a change of alert `a`: a revision, an audit row, and (when `notify`) what it
+    /// means to the tenant's webhook endpoints.
     #[allow(clippy::too_many_arguments)]
     pub(super) async fn write(
         &mut self,
@@ -421,11 +433,12 @@ impl<'a> Log<'a> {
         .exec_without_returning(txn)
         .await?;
         if notify {
-            if self.webhooks.is_none() {
-                self.webhooks = Some(webhooks::enabled(txn, self.tenant).await?);
-            }
-            let endpoints = self.webhooks.as_deref().unwrap_or_default();
-            webhooks::enqueue(txn, self.tenant, endpoints, a, change, self.revision, now).await?;
+            self.noted.push(notices::Noted {
+                alert: a.clone(),
+                change,
+                revision: self.revision,
+                backfill: self.backfill.clone(),
+            });
         }
         Ok(())
     }

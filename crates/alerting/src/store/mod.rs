@@ -1,9 +1,11 @@
 //! Alerting's storage: applies the rules' steps to alerts, the lifecycle actions of people,
 //! and records every change as an audit row, a watch revision and webhook deliveries, all in
-//! the transaction that made it (`log`); interventions and their outcomes in
-//! `interventions`; webhook endpoints and deliveries in `webhooks`.
+//! the transaction that made it (`log`); what each change means to each webhook endpoint and
+//! the grouped deliveries it becomes (`notices`); silences (`silences`); interventions and
+//! their outcomes in `interventions`; webhook endpoints and deliveries in `webhooks`.
 
 use crate::entity::{alert, config, customer, intervention, revision, transition, webhook};
+use rapport_domain::alert::notify::Route;
 use rapport_domain::alert::playbook::Action;
 use rapport_domain::alert::{
     AlertConfig, ConfigError, CustomerAlerts, Effect, MAX_SNOOZE_SECS, Signals, Step, dedup_key,
@@ -23,6 +25,8 @@ use std::sync::Arc;
 
 mod interventions;
 mod log;
+mod notices;
+pub mod silences;
 pub mod webhooks;
 
 use log::*;
@@ -178,6 +182,8 @@ pub struct Observation {
     pub signals: Signals,
     /// When scoring computed it (milliseconds).
     pub at: i64,
+    /// The backfill (an import of history) whose events it reflects, if any.
+    pub backfill: Option<String>,
 }
 
 /// How long a tenant's loaded configuration is reused before it is read again (another
@@ -295,7 +301,7 @@ impl Store {
         let txn = rapport_storage::begin_write(&self.db).await?;
         let mut log = Log::lock(&txn, tenant, &cfg).await?;
         let applied = log.step(&txn, ids, batch, now, |_, _| {}).await?;
-        log.finish(&txn).await?;
+        log.finish(&txn, now).await?;
         txn.commit().await?;
         Ok(applied)
     }
@@ -321,7 +327,7 @@ impl Store {
             let txn = rapport_storage::begin_write(&self.db).await?;
             let mut log = Log::lock(&txn, &tenant, &cfg).await?;
             applied += log.step(&txn, ids, Vec::new(), now, |_, _| {}).await?;
-            log.finish(&txn).await?;
+            log.finish(&txn, now).await?;
             txn.commit().await?;
         }
         let woken: Vec<String> = alert::Entity::find()
@@ -365,7 +371,7 @@ impl Store {
                 .await?;
                 applied.updated += 1;
             }
-            log.finish(&txn).await?;
+            log.finish(&txn, now).await?;
             txn.commit().await?;
         }
         Ok(applied)
@@ -445,7 +451,7 @@ impl Store {
             })
             .await?;
         }
-        log.finish(&txn).await?;
+        log.finish(&txn, now).await?;
         txn.commit().await?;
         Ok(a)
     }

@@ -2,6 +2,7 @@
 //! them: pending deliveries are the outbox, dead ones the dead-letter list.
 
 use super::{Alert, Change, Store, StoreError};
+use rapport_domain::alert::notify::Route;
 use crate::entity::{delivery, webhook};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -71,37 +72,45 @@ fn check_url(url: &str) -> Result<(), StoreError> {
     }
 }
 
-/// The webhook body of an alert change (Standard Webhooks' `type` / `timestamp` / `data`).
-pub fn payload(a: &Alert, change: Change, revision: i64, now: i64) -> serde_json::Value {
-    let time = |ms: i64| {
-        chrono::DateTime::from_timestamp_millis(ms)
-            .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
-    };
+/// How an endpoint reads an alert after a change: its id, state, customer, evidence and
+/// recommended interventions, with the change's name.
+pub fn item(a: &Alert, change: Change, revision: i64) -> serde_json::Value {
     serde_json::json!({
-        "type": format!("alert.{}", change.name()),
-        "timestamp": time(now),
-        "data": {
-            "id": a.id.to_string(),
-            "revision": revision,
-            "rule": a.rule,
-            "customer_id": a.customer_id,
-            "discriminator": a.discriminator,
-            "dedup_key": a.dedup_key,
-            "state": a.state,
-            "severity": a.severity,
-            "score": a.score,
-            "tier": a.tier,
-            "evidence": a.evidence,
-            "trigger_count": a.trigger_count,
-            "opened_at": time(a.opened_at),
-            "updated_at": time(a.updated_at),
-            "resolved_at": a.resolved_at.and_then(time),
-            "snoozed_until": a.snoozed_until.and_then(time),
-            "holdout": a.holdout.unwrap_or(false),
-            "recommendations": a.actions(),
-            "config_version": a.config_version,
-        }
+        "change": change.name(),
+        "id": a.id.to_string(),
+        "revision": revision,
+        "rule": a.rule,
+        "customer_id": a.customer_id,
+        "discriminator": a.discriminator,
+        "dedup_key": a.dedup_key,
+        "state": a.state,
+        "severity": a.severity,
+        "score": a.score,
+        "tier": a.tier,
+        "evidence": a.evidence,
+        "trigger_count": a.trigger_count,
+        "opened_at": rfc3339(a.opened_at),
+        "updated_at": rfc3339(a.updated_at),
+        "resolved_at": a.resolved_at.and_then(rfc3339),
+        "snoozed_until": a.snoozed_until.and_then(rfc3339),
+        "holdout": a.holdout.unwrap_or(false),
+        "recommendations": a.actions(),
+        "config_version": a.config_version,
     })
+}
+
+/// Milliseconds since the epoch as RFC 3339 text.
+pub(crate) fn rfc3339(ms: i64) -> Option<String> {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+}
+
+/// The route an endpoint was created with (the default one when it named none).
+pub fn route_of(w: &Endpoint) -> Route {
+    w.route
+        .as_deref()
+        .and_then(|r| serde_json::from_str(r).ok())
+        .unwrap_or_default()
 }
 
 /// The tenant's enabled endpoints.
@@ -116,29 +125,32 @@ pub(crate) async fn enabled<C: ConnectionTrait>(
         .await
 }
 
-/// Queues one delivery of an alert change per endpoint, in the change's transaction.
-pub(crate) async fn enqueue<C: ConnectionTrait>(
+/// One signed message to send to an endpoint.
+pub(crate) struct Message {
+    pub webhook_id: i64,
+    /// The `webhook-id` header: unique per message, kept across retries and replays.
+    pub id: String,
+    pub event_type: String,
+    pub body: String,
+}
+
+/// Queues messages for the delivery worker (the endpoints' outbox), in the caller's
+/// transaction.
+pub(crate) async fn queue<C: ConnectionTrait>(
     conn: &C,
     tenant: &str,
-    endpoints: &[Endpoint],
-    a: &Alert,
-    change: Change,
-    revision: i64,
+    messages: Vec<Message>,
     now: i64,
-) -> Result<(), StoreError> {
-    if endpoints.is_empty() {
-        return Ok(());
-    }
-    let body = payload(a, change, revision, now).to_string();
-    let rows: Vec<delivery::ActiveModel> = endpoints
-        .iter()
-        .map(|w| delivery::ActiveModel {
+) -> Result<(), DbErr> {
+    let rows: Vec<delivery::ActiveModel> = messages
+        .into_iter()
+        .map(|m| delivery::ActiveModel {
             id: NotSet,
             tenant_id: Set(tenant.to_owned()),
-            webhook_id: Set(w.id),
-            message_id: Set(format!("msg_{}_{revision}_{}", a.id, w.id)),
-            event_type: Set(format!("alert.{}", change.name())),
-            payload: Set(body.clone()),
+            webhook_id: Set(m.webhook_id),
+            message_id: Set(m.id),
+            event_type: Set(m.event_type),
+            payload: Set(m.body),
             state: Set(state::PENDING.to_owned()),
             attempts: Set(0),
             next_attempt_at: Set(now),
@@ -147,9 +159,11 @@ pub(crate) async fn enqueue<C: ConnectionTrait>(
             updated_at: Set(now),
         })
         .collect();
-    delivery::Entity::insert_many(rows)
-        .exec_without_returning(conn)
-        .await?;
+    for chunk in rows.chunks(200) {
+        delivery::Entity::insert_many(chunk.to_vec())
+            .exec_without_returning(conn)
+            .await?;
+    }
     Ok(())
 }
 
@@ -159,8 +173,12 @@ impl Store {
         &self,
         tenant: &str,
         url: &str,
+        route: &Route,
     ) -> Result<(Endpoint, String), StoreError> {
         check_url(url)?;
+        route
+            .check()
+            .map_err(|e| StoreError::invalid(&format!("route.{}", e.path), e.reason))?;
         let key = new_key();
         let secrets = vec![Secret {
             key: key.clone(),
@@ -174,6 +192,7 @@ impl Store {
             enabled: Set(true),
             disabled_reason: Set(None),
             created_at: Set(rapport_storage::now_millis()),
+            route: Set(serde_json::to_string(route).ok()),
         }
         .insert(&self.db)
         .await?;

@@ -64,6 +64,7 @@ async fn probe(c: &Clients, phase: &str) -> anyhow::Result<Vec<Duration>> {
             .clone()
             .ingest(req(ingestion::IngestRequest {
                 events: vec![event],
+                ..Default::default()
             }))
             .await?;
         tokio::time::sleep(PROBE_EVERY).await;
@@ -110,7 +111,10 @@ async fn load(c: Clients, per_sec: usize, stop: tokio_util::sync::CancellationTo
         if let Ok(r) = c
             .ingestion
             .clone()
-            .ingest(req(ingestion::IngestRequest { events }))
+            .ingest(req(ingestion::IngestRequest {
+            events,
+            ..Default::default()
+        }))
             .await
         {
             accepted += u64::from(r.into_inner().accepted);

@@ -74,7 +74,10 @@ async fn start_ingestion(
     for _ in 0..200 {
         if client
             .clone()
-            .ingest(request(pb::IngestRequest { events: vec![] }))
+            .ingest(request(pb::IngestRequest {
+            events: vec![],
+            ..Default::default()
+        }))
             .await
             .is_ok()
         {
@@ -95,6 +98,7 @@ async fn via_batches(
             .clone()
             .ingest(request(pb::IngestRequest {
                 events: chunk.to_vec(),
+                ..Default::default()
             }))
             .await?
             .into_inner();

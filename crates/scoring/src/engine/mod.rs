@@ -206,12 +206,13 @@ impl Engine {
         &self,
         tenant: &str,
         customer_ids: Vec<String>,
+        backfill: &str,
     ) -> Result<usize, ScoringError> {
         let customers = std::sync::atomic::AtomicUsize::new(0);
         until_stored(customer_ids, |ids| {
             let customers = &customers;
             async move {
-                let (folded, stale) = self.fold(tenant, ids).await?;
+                let (folded, stale) = self.fold(tenant, ids, backfill).await?;
                 customers.fetch_add(folded, std::sync::atomic::Ordering::Relaxed);
                 Ok(stale)
             }
@@ -228,6 +229,7 @@ impl Engine {
         &self,
         tenant: &str,
         customer_ids: Vec<String>,
+        backfill: &str,
     ) -> Result<(usize, Vec<String>), ScoringError> {
         let mut states = self.store.states(tenant, &customer_ids).await?;
         let now = self.clock.now();
@@ -274,10 +276,14 @@ impl Engine {
         }
 
         let ctx = self.context(tenant).await?;
-        let rescored: Vec<Rescored> = touched
+        let mut rescored: Vec<Rescored> = touched
             .into_iter()
             .map(|(customer_id, state)| rescore(customer_id, state, &ctx, now).0)
             .collect();
+        // Alerting tells a backfill's alerts in one summary: the changes say whose they are.
+        for n in rescored.iter_mut().filter_map(|r| r.notification.as_mut()) {
+            n.backfill = backfill.to_owned();
+        }
         let customers = rescored.len();
         let stale = self.persist(tenant, rescored, Columns::All).await?;
         Ok((customers - stale.len(), stale))
