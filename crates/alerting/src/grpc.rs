@@ -371,7 +371,10 @@ impl pb::alerting_service_server::AlertingService for AlertingApi {
         let r = req.get_ref().clone();
         let now = rapport_storage::now_millis();
         let starts_at = convert::millis(r.starts_at.as_ref()).unwrap_or(now);
-        let ends_at = match (convert::millis(r.ends_at.as_ref()), wire::duration_ms(r.duration.as_ref(), "duration")?) {
+        let ends_at = match (
+            convert::millis(r.ends_at.as_ref()),
+            wire::duration_ms(r.duration.as_ref(), "duration")?,
+        ) {
             (Some(end), None) => end,
             (None, Some(ms)) => starts_at.max(now).saturating_add(ms),
             _ => {
@@ -383,7 +386,9 @@ impl pb::alerting_service_server::AlertingService for AlertingApi {
         let matcher = wire::matcher(r.matcher);
         let s = self
             .store
-            .create_silence(&tenant, &matcher, &author, &r.reason, starts_at, ends_at, now)
+            .create_silence(
+                &tenant, &matcher, &author, &r.reason, starts_at, ends_at, now,
+            )
             .await?;
         tracing::info!(tenant, silence = s.id, author, matcher = %matcher.describe(), "silence created");
         Ok(Response::new(wire::silence(s, now)))

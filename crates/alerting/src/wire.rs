@@ -75,7 +75,11 @@ pub fn route(r: Option<pb::WebhookRoute>) -> Result<Route, Status> {
     Ok(Route {
         matcher: matcher(r.matcher),
         group_by,
-        group_wait_ms: ms(r.group_wait.as_ref(), "route.group_wait", defaults.group_wait_ms)?,
+        group_wait_ms: ms(
+            r.group_wait.as_ref(),
+            "route.group_wait",
+            defaults.group_wait_ms,
+        )?,
         group_interval_ms: ms(
             r.group_interval.as_ref(),
             "route.group_interval",

@@ -60,7 +60,7 @@ pub struct ListArgs {
 }
 
 /// Parses `30m`, `4h`, `2d` (or plain seconds).
-fn parse_duration(s: &str) -> Result<chrono::Duration, String> {
+pub(crate) fn parse_duration(s: &str) -> Result<chrono::Duration, String> {
     let (number, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
     let n: i64 = number
         .parse()

@@ -579,6 +579,18 @@ where
     Ok(summary)
 }
 
+/// The name an import of `file` is known by in alert summaries: the file's name
+/// (`stdin` for `-`).
+pub fn backfill_label(file: &std::path::Path) -> String {
+    if file.as_os_str() == "-" {
+        return "stdin".to_owned();
+    }
+    file.file_name().map_or_else(
+        || file.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

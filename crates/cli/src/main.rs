@@ -11,6 +11,7 @@ mod health;
 mod import;
 mod kpis;
 mod local;
+mod notify;
 mod probe;
 mod segments;
 mod up;
@@ -106,6 +107,10 @@ enum ClientCommand {
         /// falls today: recorded events replayed as recent activity (for trials and demos).
         #[arg(long)]
         shift_to_today: bool,
+        /// Treat the events as live: the alerts they open notify one by one, instead of as
+        /// one summary of the import per webhook endpoint.
+        #[arg(long)]
+        live: bool,
     },
     /// Show the health of customers: score, band, trend, tier and what weighs most.
     Health {
@@ -157,6 +162,16 @@ enum ClientCommand {
         #[command(flatten)]
         list: alerts::ListArgs,
     },
+    /// Webhook endpoints and their routes: create, list.
+    Webhooks {
+        #[command(subcommand)]
+        command: notify::WebhooksCommand,
+    },
+    /// Silences that mute matching alerts' notifications: add, list (the default), expire.
+    Silences {
+        #[command(subcommand)]
+        command: Option<notify::SilencesCommand>,
+    },
     /// Did interventions work? Treated versus control per action and tier.
     Effect {
         /// Only alerts opened on or after this day (YYYY-MM-DD).
@@ -202,6 +217,13 @@ impl Target {
     }
 
     /// A client of the segmentation service.
+    fn alerting(
+        &self,
+    ) -> anyhow::Result<alerting::alerting_service_client::AlertingServiceClient<Channel>> {
+        let addr = self.addr(&self.cli.alerting, |l| &l.alerting, "alerting")?;
+        Ok(alerting::alerting_service_client::AlertingServiceClient::new(self.channel(&addr)?))
+    }
+
     fn segmentation(
         &self,
     ) -> anyhow::Result<segmentation::segmentation_service_client::SegmentationServiceClient<Channel>>
@@ -290,6 +312,7 @@ async fn main() -> anyhow::Result<()> {
             map,
             currency,
             shift_to_today,
+            live,
         } => {
             let addr = target.addr(&target.cli.ingestion, |l| &l.ingestion, "ingestion")?;
             let client = ingestion::ingestion_service_client::IngestionServiceClient::new(
@@ -330,12 +353,17 @@ async fn main() -> anyhow::Result<()> {
             } else {
                 events
             };
+            let backfill = if *live {
+                String::new()
+            } else {
+                import::backfill_label(file)
+            };
             let summary = import::run(events, |events| {
                 let mut client = client.clone();
                 let req = target.request(ingestion::IngestRequest {
-            events,
-            ..Default::default()
-        });
+                    events,
+                    backfill: backfill.clone(),
+                });
                 async move { Ok(client.ingest(req?).await?.into_inner()) }
             })
             .await?;
@@ -508,24 +536,27 @@ async fn main() -> anyhow::Result<()> {
             }
         }
         ClientCommand::Alerts { command, list } => {
-            let addr = target.addr(&target.cli.alerting, |l| &l.alerting, "alerting")?;
-            let client = alerting::alerting_service_client::AlertingServiceClient::new(
-                target.channel(&addr)?,
-            );
+            let client = target.alerting()?;
             let command = command
                 .clone()
                 .unwrap_or(alerts::AlertsCommand::List(list.clone()));
             alerts::run(&target, client, command, json).await?;
+        }
+        ClientCommand::Webhooks { command } => {
+            let client = target.alerting()?;
+            notify::webhooks(&target, client, command.clone(), json).await?;
+        }
+        ClientCommand::Silences { command } => {
+            let client = target.alerting()?;
+            let command = command.clone().unwrap_or(notify::SilencesCommand::List);
+            notify::silences(&target, client, command, json).await?;
         }
         ClientCommand::Kpis(args) => {
             let client = target.segmentation()?;
             kpis::run(&target, client, args, json).await?;
         }
         ClientCommand::Effect { since } => {
-            let addr = target.addr(&target.cli.alerting, |l| &l.alerting, "alerting")?;
-            let client = alerting::alerting_service_client::AlertingServiceClient::new(
-                target.channel(&addr)?,
-            );
+            let client = target.alerting()?;
             alerts::effect(&target, client, *since, json).await?;
         }
     }

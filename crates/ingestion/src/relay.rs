@@ -123,7 +123,10 @@ mod tests {
         let ids = vec!["c1".to_owned(), "c\n2".to_owned()];
         let batch = message(changed_customers(ids.clone(), "cdnow.txt"));
         let decoded = customers_of(CHANGED_CUSTOMERS, &batch).unwrap();
-        assert_eq!((decoded.customer_ids, decoded.backfill.as_str()), (ids, "cdnow.txt"));
+        assert_eq!(
+            (decoded.customer_ids, decoded.backfill.as_str()),
+            (ids, "cdnow.txt")
+        );
         let legacy = message(b"c9".to_vec());
         assert_eq!(
             customers_of(CUSTOMER_CHANGED_LEGACY, &legacy).map(|c| c.customer_ids),

@@ -197,10 +197,8 @@ impl Store {
                 .await?;
         }
         if !customers.is_empty() {
-            let payload = changed_customers(
-                customers.into_iter().map(str::to_owned).collect(),
-                backfill,
-            );
+            let payload =
+                changed_customers(customers.into_iter().map(str::to_owned).collect(), backfill);
             OUTBOX
                 .push(&txn, tenant, CHANGED_CUSTOMERS, payload, traceparent)
                 .await?;

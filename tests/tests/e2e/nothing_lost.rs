@@ -30,9 +30,9 @@ async fn events_acknowledged_while_scoring_is_down_are_all_scored_later() {
             .ingestion
             .clone()
             .ingest(req(ingestion::IngestRequest {
-            events,
-            ..Default::default()
-        }))
+                events,
+                ..Default::default()
+            }))
             .await
             .unwrap()
             .into_inner();
@@ -93,9 +93,9 @@ async fn a_scoring_outage_under_load_delays_scores_and_loses_none() {
                     .ingestion
                     .clone()
                     .ingest(req(ingestion::IngestRequest {
-            events,
-            ..Default::default()
-        }))
+                        events,
+                        ..Default::default()
+                    }))
                     .await
                     .unwrap()
                     .into_inner();

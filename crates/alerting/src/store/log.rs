@@ -162,7 +162,11 @@ impl<'a> Log<'a> {
         })
     }
 
-    pub(super) async fn finish(self, txn: &DatabaseTransaction, now: i64) -> Result<(), StoreError> {
+    pub(super) async fn finish(
+        self,
+        txn: &DatabaseTransaction,
+        now: i64,
+    ) -> Result<(), StoreError> {
         use crate::entity::tenant;
         notices::record(txn, self.tenant, self.noted, &self.stages, now).await?;
         if self.revision != self.start {

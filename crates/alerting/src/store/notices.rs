@@ -435,7 +435,8 @@ impl Store {
                     Some(mute) => {
                         plan.held += 1;
                         if let notify::Mute::Silenced { until, .. } = mute {
-                            plan.silence_ends = Some(plan.silence_ends.map_or(until, |s| s.min(until)));
+                            plan.silence_ends =
+                                Some(plan.silence_ends.map_or(until, |s| s.min(until)));
                         }
                     }
                     None => {
@@ -499,7 +500,11 @@ impl Store {
                 .exec(&txn)
                 .await?;
         }
-        let last_sent = if queued > 0 { Some(now) } else { g.last_sent_at };
+        let last_sent = if queued > 0 {
+            Some(now)
+        } else {
+            g.last_sent_at
+        };
         let remaining = in_group().count(&txn).await?;
         let next = if plan.held > 0 {
             let recheck = now + route.group_interval_ms.max(RECHECK_MS);

@@ -50,7 +50,10 @@ impl Store {
             ));
         }
         if ends_at - starts_at.max(now) > MAX_SILENCE_MS {
-            return Err(StoreError::invalid("ends_at", "a silence lasts 90 days at most"));
+            return Err(StoreError::invalid(
+                "ends_at",
+                "a silence lasts 90 days at most",
+            ));
         }
         let row = silence::ActiveModel {
             id: NotSet,

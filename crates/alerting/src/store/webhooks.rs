@@ -2,10 +2,10 @@
 //! them: pending deliveries are the outbox, dead ones the dead-letter list.
 
 use super::{Alert, Change, Store, StoreError};
-use rapport_domain::alert::notify::Route;
 use crate::entity::{delivery, webhook};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
+use rapport_domain::alert::notify::Route;
 use sea_orm::sea_query::{Expr, Order, Query};
 use sea_orm::{
     ActiveModelTrait,

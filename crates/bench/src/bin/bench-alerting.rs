@@ -112,9 +112,9 @@ async fn load(c: Clients, per_sec: usize, stop: tokio_util::sync::CancellationTo
             .ingestion
             .clone()
             .ingest(req(ingestion::IngestRequest {
-            events,
-            ..Default::default()
-        }))
+                events,
+                ..Default::default()
+            }))
             .await
         {
             accepted += u64::from(r.into_inner().accepted);

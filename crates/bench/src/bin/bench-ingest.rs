@@ -75,9 +75,9 @@ async fn start_ingestion(
         if client
             .clone()
             .ingest(request(pb::IngestRequest {
-            events: vec![],
-            ..Default::default()
-        }))
+                events: vec![],
+                ..Default::default()
+            }))
             .await
             .is_ok()
         {
