@@ -64,6 +64,10 @@ pub enum WebhooksCommand {
         /// Reminder of what still stands after this long (default 4h; 0 never).
         #[arg(long, value_parser = parse_duration)]
         repeat_interval: Option<chrono::Duration>,
+        /// An import's one summary goes out once it opened no alert for this long
+        /// (default 60s).
+        #[arg(long, value_parser = parse_duration)]
+        backfill_wait: Option<chrono::Duration>,
     },
     /// The endpoints with their routes.
     List,
@@ -180,6 +184,7 @@ pub async fn webhooks(
             group_wait,
             group_interval,
             repeat_interval,
+            backfill_wait,
         } => {
             let nothing = group_by.iter().any(|g| g == "none");
             let route = pb::WebhookRoute {
@@ -189,6 +194,7 @@ pub async fn webhooks(
                 group_wait: group_wait.map(duration),
                 group_interval: group_interval.map(duration),
                 repeat_interval: repeat_interval.map(duration),
+                backfill_wait: backfill_wait.map(duration),
                 ..Default::default()
             };
             let w = client

@@ -14,10 +14,10 @@ use std::process::Command;
 use std::time::Duration;
 use tonic::transport::Channel;
 
-const WAIT: Duration = Duration::from_secs(20);
+pub(crate) const WAIT: Duration = Duration::from_secs(20);
 
 /// One alerting process, restartable on the same database.
-struct Alerting {
+pub(crate) struct Alerting {
     dir: tempfile::TempDir,
     addr: String,
     env: Vec<(String, String)>,
@@ -25,7 +25,7 @@ struct Alerting {
 }
 
 impl Alerting {
-    fn start(config_toml: &str, env: &[(&str, &str)]) -> Alerting {
+    pub(crate) fn start(config_toml: &str, env: &[(&str, &str)]) -> Alerting {
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("alerting.toml");
         std::fs::write(&config, config_toml).unwrap();
@@ -71,17 +71,17 @@ impl Alerting {
         }
     }
 
-    fn client(&self) -> AlertingServiceClient<Channel> {
+    pub(crate) fn client(&self) -> AlertingServiceClient<Channel> {
         AlertingServiceClient::new(channel(&self.addr))
     }
 }
 
 /// Now, in milliseconds since the epoch.
-fn now_ms() -> i64 {
+pub(crate) fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
-fn change(customer: &str, score: f64) -> pb::ScoreChange {
+pub(crate) fn change(customer: &str, score: f64) -> pb::ScoreChange {
     // Distinct, increasing computation times, as scoring makes them.
     std::thread::sleep(Duration::from_millis(2));
     pb::ScoreChange {
@@ -93,20 +93,20 @@ fn change(customer: &str, score: f64) -> pb::ScoreChange {
     }
 }
 
-async fn notify(a: &Alerting, changes: Vec<pb::ScoreChange>) {
+pub(crate) async fn notify(a: &Alerting, changes: Vec<pb::ScoreChange>) {
     a.client()
         .notify_scores(service_req(pb::NotifyScoresRequest { scores: changes }))
         .await
         .expect("notify scores");
 }
 
-async fn score(a: &Alerting, customer: &str, score: f64) -> pb::ScoreChange {
+pub(crate) async fn score(a: &Alerting, customer: &str, score: f64) -> pb::ScoreChange {
     let c = change(customer, score);
     notify(a, vec![c.clone()]).await;
     c
 }
 
-async fn alerts_of(a: &Alerting, customer: &str) -> Vec<pb::Alert> {
+pub(crate) async fn alerts_of(a: &Alerting, customer: &str) -> Vec<pb::Alert> {
     a.client()
         .list_alerts(req(pb::ListAlertsRequest {
             customer_id: customer.to_owned(),
@@ -118,14 +118,14 @@ async fn alerts_of(a: &Alerting, customer: &str) -> Vec<pb::Alert> {
         .alerts
 }
 
-async fn standing(a: &Alerting, customer: &str) -> Option<pb::Alert> {
+pub(crate) async fn standing(a: &Alerting, customer: &str) -> Option<pb::Alert> {
     alerts_of(a, customer)
         .await
         .into_iter()
         .find(|x| x.state != pb::AlertState::Resolved as i32)
 }
 
-async fn until_standing(a: &Alerting, customer: &str) -> pb::Alert {
+pub(crate) async fn until_standing(a: &Alerting, customer: &str) -> pb::Alert {
     eventually(&format!("an alert for {customer}"), WAIT, || {
         standing(a, customer)
     })

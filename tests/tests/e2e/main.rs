@@ -17,6 +17,7 @@ mod kpis;
 mod lifetimes_cross_check;
 mod models;
 mod nothing_lost;
+mod notifications;
 mod python_client;
 mod redis_outage;
 mod replicas;
