@@ -260,6 +260,7 @@ pub async fn run(c: &Clients) -> Vec<scoring::HealthScore> {
                 state: alerting::AlertState::Open.into(),
                 customer_id: String::new(),
                 rule: "health_below".into(),
+                ..Default::default()
             }))
             .await
             .ok()?

@@ -41,6 +41,9 @@ pub mod alert {
         pub outcome_spend: Option<f64>,
         pub outcome_retained: Option<bool>,
         pub outcome_at: Option<i64>,
+        /// The work queue's order (`rapport_domain::alert::priority`); NULL on alerts older
+        /// than it.
+        pub priority: Option<f64>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

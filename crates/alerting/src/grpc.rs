@@ -111,6 +111,7 @@ pub fn alert(a: Alert) -> pb::Alert {
         discriminator: a.discriminator.unwrap_or_default(),
         evidence: a.evidence.unwrap_or_default(),
         config_version: a.config_version.unwrap_or_default(),
+        priority: a.priority.unwrap_or(0.0),
     }
 }
 
@@ -226,19 +227,54 @@ impl pb::alerting_service_server::AlertingService for AlertingApi {
                 )));
             }
         };
+        let by_priority = match pb::AlertOrder::try_from(req.order) {
+            Ok(pb::AlertOrder::Priority) => true,
+            Ok(_) => false,
+            Err(_) => {
+                return Err(Status::invalid_argument(format!(
+                    "order: unknown order {}",
+                    req.order
+                )));
+            }
+        };
         let filter = crate::store::AlertFilter {
             state,
             customer_id: Some(req.customer_id).filter(|c| !c.is_empty()),
             rule: Some(req.rule).filter(|r| !r.is_empty()),
+            by_priority,
+        };
+        let limit = match req.limit {
+            0 => LIST_LIMIT,
+            n => u64::from(n).min(LIST_LIMIT),
         };
         let alerts = self
             .store
-            .list(&tenant, &filter, LIST_LIMIT)
+            .list(&tenant, &filter, limit)
             .await?
             .into_iter()
             .map(alert)
             .collect();
-        Ok(Response::new(pb::ListAlertsResponse { alerts }))
+        let counts: Vec<pb::AlertCount> = if req.with_counts {
+            self.store
+                .counts(&tenant, &filter)
+                .await?
+                .into_iter()
+                .map(|c| pb::AlertCount {
+                    tier: convert::tier(c.tier.as_deref().and_then(Tier::from_name)).into(),
+                    severity: severity(c.severity.as_deref()).into(),
+                    rule: c.rule,
+                    count: c.count,
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let total = counts.iter().map(|c| c.count).sum();
+        Ok(Response::new(pb::ListAlertsResponse {
+            alerts,
+            counts,
+            total,
+        }))
     }
 
     async fn get_alert(

@@ -291,7 +291,7 @@ mod m20261206_000001_notifications {
 
     rapport_storage::migration_name!("m20261206_000001_notifications");
 
-    /// Grouped notifications: each endpoint's route, what each endpoint has yet to hear (and
+    /// The queue's priority, and grouped notifications: each endpoint's route, what each endpoint has yet to hear (and
     /// has heard) of each alert, its groups with when they are due, and silences.
     #[async_trait::async_trait]
     impl MigrationTrait for Migration {
@@ -302,6 +302,19 @@ mod m20261206_000001_notifications {
                 vec![col("route").text().null().to_owned()],
             )
             .await?;
+            add_columns(
+                manager,
+                "alerting_alerts",
+                vec![col("priority").double().null().to_owned()],
+            )
+            .await?;
+            manager
+                .create_index(index(
+                    "alerting_alerts",
+                    "alerting_alerts_priority",
+                    &["tenant_id", "priority"],
+                ))
+                .await?;
             manager
                 .create_table(
                     Table::create()

@@ -57,6 +57,13 @@ pub struct ListArgs {
     /// complaint_spike, p_alive_drop, first_response_sla).
     #[arg(long)]
     pub rule: Option<String>,
+    /// Highest priority first (severity × tier × how fast the score fell), or newest first.
+    #[arg(long, value_parser = ["priority", "newest"], default_value = "priority")]
+    pub sort: String,
+    /// How many alerts to show; when more pass the filters, their counts per rule, tier and
+    /// severity come first.
+    #[arg(long, default_value_t = 50)]
+    pub limit: u32,
 }
 
 /// Parses `30m`, `4h`, `2d` (or plain seconds).
@@ -102,6 +109,7 @@ fn alert_json(a: &pb::Alert) -> serde_json::Value {
         "discriminator": a.discriminator,
         "state": state_name(a.state),
         "severity": severity_name(a.severity),
+        "priority": a.priority,
         "score": a.score,
         "tier": tier_name(a.tier),
         "trigger_count": a.trigger_count,
@@ -116,8 +124,9 @@ fn alert_json(a: &pb::Alert) -> serde_json::Value {
 
 fn print_row(a: &pb::Alert) {
     outln!(
-        "{:<6} {:<18} {:<20} {:<12} {:<8} {:>6.1} {:<8} {:>3} {}",
+        "{:<6} {:>5.1} {:<18} {:<20} {:<12} {:<8} {:>6.1} {:<8} {:>3} {}",
         a.id,
+        a.priority,
         a.rule,
         a.customer_id,
         state_name(a.state),
@@ -131,8 +140,9 @@ fn print_row(a: &pb::Alert) {
 
 fn print_header() {
     outln!(
-        "{:<6} {:<18} {:<20} {:<12} {:<8} {:>6} {:<8} {:>3} OPENED",
+        "{:<6} {:>5} {:<18} {:<20} {:<12} {:<8} {:>6} {:<8} {:>3} OPENED",
         "ID",
+        "PRIO",
         "RULE",
         "CUSTOMER",
         "STATE",
@@ -141,6 +151,26 @@ fn print_header() {
         "TIER",
         "N"
     );
+}
+
+/// A large queue at a glance: how many alerts per rule, tier and severity (the largest
+/// groups first, at most 20 lines).
+fn print_counts(counts: &[pb::AlertCount], total: u64) {
+    outln!("{total} alerts; by rule, tier and severity:");
+    outln!("{:>8}  {:<18} {:<8} SEVERITY", "COUNT", "RULE", "TIER");
+    for c in counts.iter().take(20) {
+        outln!(
+            "{:>8}  {:<18} {:<8} {}",
+            c.count,
+            c.rule,
+            tier_name(c.tier),
+            severity_name(c.severity)
+        );
+    }
+    if counts.len() > 20 {
+        let rest: u64 = counts.iter().skip(20).map(|c| c.count).sum();
+        outln!("{rest:>8}  in {} smaller groups", counts.len() - 20);
+    }
 }
 
 /// Runs one `rapport alerts` command.
@@ -167,19 +197,34 @@ pub async fn run(
                 Some("resolved") => pb::AlertState::Resolved,
                 _ => pb::AlertState::Unspecified,
             };
-            let alerts = client
-                .list_alerts(target.request(pb::ListAlertsRequest {
-                    state: state.into(),
-                    customer_id: args.customer.unwrap_or_default(),
-                    rule: args.rule.unwrap_or_default(),
-                })?)
+            let answer = client
+                .list_alerts(
+                    target.request(pb::ListAlertsRequest {
+                        state: state.into(),
+                        customer_id: args.customer.unwrap_or_default(),
+                        rule: args.rule.unwrap_or_default(),
+                        order: if args.sort == "newest" {
+                            pb::AlertOrder::Newest
+                        } else {
+                            pb::AlertOrder::Priority
+                        }
+                        .into(),
+                        limit: if args.limit == 0 { 50 } else { args.limit },
+                        with_counts: true,
+                    })?,
+                )
                 .await?
-                .into_inner()
-                .alerts;
+                .into_inner();
+            let alerts = answer.alerts;
             if json {
                 let out: Vec<_> = alerts.iter().map(alert_json).collect();
                 outln!("{}", serde_json::to_string_pretty(&out)?);
             } else {
+                if answer.total > alerts.len() as u64 {
+                    print_counts(&answer.counts, answer.total);
+                    outln!();
+                    outln!("the first {} by {}:", alerts.len(), args.sort);
+                }
                 print_header();
                 alerts.iter().for_each(print_row);
             }

@@ -165,6 +165,33 @@ async fn changes_travel_in_groups_and_each_endpoint_hears_only_its_route() {
     assert_eq!(care, ["r1", "r2"]);
     assert_eq!(bodies(&log, "/automated-care").len(), 1);
 
+    // The queue: VIP before Gold before Regular (equal severities, no fall), counted per
+    // rule, tier and severity.
+    let queue = a
+        .client()
+        .list_alerts(req(pb::ListAlertsRequest {
+            order: pb::AlertOrder::Priority.into(),
+            limit: 4,
+            with_counts: true,
+            ..Default::default()
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    let first: Vec<&str> = queue.alerts.iter().map(|x| &x.customer_id[..1]).collect();
+    assert_eq!(first, ["v", "v", "v", "g"], "{:?}", queue.alerts);
+    assert_eq!(queue.total, 6);
+    let vip_count = queue
+        .counts
+        .iter()
+        .find(|c| c.tier == Tier::Vip as i32)
+        .expect("VIP counted");
+    assert_eq!(
+        (vip_count.count, vip_count.rule.as_str()),
+        (3, "health_below")
+    );
+    assert_eq!(queue.counts[0].count, 3, "largest group first");
+
     // A resolution is reported in its group, after the group's interval.
     score(&a, "v1", 80.0).await;
     let resolved = eventually("v1's resolution at the VIP desk", WAIT, || async {

@@ -3,6 +3,7 @@
 //! deliveries, in the transaction that made them.
 
 use super::*;
+use rapport_domain::alert::priority::{fall, priority};
 
 /// The track key of a stored alert.
 pub(super) fn track_key_of(a: &Alert) -> Option<String> {
@@ -288,6 +289,7 @@ impl<'a> Log<'a> {
                         outcome_spend: Set(None),
                         outcome_retained: Set(None),
                         outcome_at: Set(None),
+                        priority: Set(Some(priority(severity, s.tier, fall(&ca.facts, now)))),
                     }
                     .insert(txn)
                     .await?;
@@ -319,6 +321,7 @@ impl<'a> Log<'a> {
                     let mut m: alert::ActiveModel = a.into();
                     m.trigger_count = Set(count);
                     m.severity = Set(Some(severity.name().to_owned()));
+                    m.priority = Set(Some(priority(severity, s.tier, fall(&ca.facts, now))));
                     m.evidence = Set(evidence.clone());
                     m.score = Set(s.score.unwrap_or(0.0));
                     m.tier = Set(s.tier.map(|t| t.name().to_owned()));

@@ -148,6 +148,17 @@ pub struct AlertFilter {
     pub state: Option<&'static str>,
     pub customer_id: Option<String>,
     pub rule: Option<String>,
+    /// Highest priority first instead of newest first.
+    pub by_priority: bool,
+}
+
+/// How many alerts share a rule, tier and severity.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AlertCount {
+    pub rule: String,
+    pub tier: Option<String>,
+    pub severity: Option<String>,
+    pub count: u64,
 }
 
 /// What a person does to a standing alert.
@@ -456,28 +467,56 @@ impl Store {
         Ok(a)
     }
 
-    /// A tenant's alerts, newest first.
+    /// A tenant's alerts, newest first (or highest priority first).
     pub async fn list(
         &self,
         tenant: &str,
         filter: &AlertFilter,
         limit: u64,
     ) -> Result<Vec<Alert>, StoreError> {
-        let mut query = alert::Entity::find().filter(alert::Column::TenantId.eq(tenant));
-        if let Some(state) = filter.state {
-            query = query.filter(alert::Column::State.eq(state));
-        }
-        if let Some(customer) = &filter.customer_id {
-            query = query.filter(alert::Column::CustomerId.eq(customer.as_str()));
-        }
-        if let Some(rule) = &filter.rule {
-            query = query.filter(alert::Column::Rule.eq(rule.as_str()));
+        let mut query = filtered(tenant, filter);
+        if filter.by_priority {
+            query = query.order_by_desc(alert::Column::Priority);
         }
         Ok(query
             .order_by_desc(alert::Column::Id)
             .limit(limit)
             .all(&self.db)
             .await?)
+    }
+
+    /// How many of a tenant's alerts pass the filter, per rule, tier and severity (most
+    /// first).
+    pub async fn counts(
+        &self,
+        tenant: &str,
+        filter: &AlertFilter,
+    ) -> Result<Vec<AlertCount>, StoreError> {
+        let rows: Vec<(String, Option<String>, Option<String>, i64)> = filtered(tenant, filter)
+            .select_only()
+            .columns([
+                alert::Column::Rule,
+                alert::Column::Tier,
+                alert::Column::Severity,
+            ])
+            .column_as(alert::Column::Id.count(), "n")
+            .group_by(alert::Column::Rule)
+            .group_by(alert::Column::Tier)
+            .group_by(alert::Column::Severity)
+            .into_tuple()
+            .all(&self.db)
+            .await?;
+        let mut counts: Vec<AlertCount> = rows
+            .into_iter()
+            .map(|(rule, tier, severity, n)| AlertCount {
+                rule,
+                tier,
+                severity,
+                count: n.max(0) as u64,
+            })
+            .collect();
+        counts.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.rule.cmp(&b.rule)));
+        Ok(counts)
     }
 
     /// One alert and its transitions, oldest first.
@@ -538,6 +577,21 @@ impl Store {
         }
         Ok(deleted)
     }
+}
+
+/// The tenant's alerts that pass a filter.
+fn filtered(tenant: &str, filter: &AlertFilter) -> sea_orm::Select<alert::Entity> {
+    let mut query = alert::Entity::find().filter(alert::Column::TenantId.eq(tenant));
+    if let Some(state) = filter.state {
+        query = query.filter(alert::Column::State.eq(state));
+    }
+    if let Some(customer) = &filter.customer_id {
+        query = query.filter(alert::Column::CustomerId.eq(customer.as_str()));
+    }
+    if let Some(rule) = &filter.rule {
+        query = query.filter(alert::Column::Rule.eq(rule.as_str()));
+    }
+    query
 }
 
 impl alert::Model {

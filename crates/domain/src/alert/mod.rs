@@ -6,6 +6,7 @@ pub mod config;
 pub mod facts;
 pub mod notify;
 pub mod playbook;
+pub mod priority;
 pub mod rules;
 
 pub use config::{AlertConfig, ConfigError, MAX_SNOOZE_SECS, RuleKind, Severity};
