@@ -112,6 +112,21 @@ async fn cdnow_sample_imported_as_events_rebuilds_the_published_summaries() {
 async fn the_full_cdnow_log_arrives_whole_and_only_once() {
     let platform = Embedded::start();
     let clients = Clients::new(&platform.addrs);
+    let hooks = tempfile::tempdir().unwrap();
+    let (_receiver, base, log) = rapport_tests::webhook_receiver(hooks.path(), "{}");
+    let created = platform.cli(&[
+        "webhooks",
+        "create",
+        &format!("{base}/team"),
+        "--group-wait",
+        "1s",
+        "--backfill-wait",
+        "10s",
+    ]);
+    assert!(
+        created.contains("signing secret (shown once): whsec_"),
+        "{created}"
+    );
     let first = import(&platform, &cdnow("CDNOW_master.txt"));
     assert!(
         first.starts_with("accepted 69659  duplicate 0  rejected 0"),
@@ -134,6 +149,34 @@ async fn the_full_cdnow_log_arrives_whole_and_only_once() {
     .await;
     let dollars: f64 = features.iter().map(|c| c.monetary).sum();
     assert!((dollars - 2_500_315.63).abs() < 0.01, "total {dollars:.2}");
+
+    // The import's alerts make one summary for the endpoint, not one message each; they
+    // stand in the queue, counted first on a queue this long.
+    let summary = eventually("the import's summary", Duration::from_secs(120), || async {
+        crate::alerting::logged(&log, "/team").into_iter().next()
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let requests = crate::alerting::logged(&log, "/team");
+    assert_eq!(
+        requests.len(),
+        1,
+        "one message for the import: {requests:?}"
+    );
+    let body: serde_json::Value = serde_json::from_str(summary["body"].as_str().unwrap()).unwrap();
+    assert_eq!(body["type"], "alert.backfill", "{body}");
+    let alerts = body["data"]["alerts"].as_u64().unwrap();
+    assert!(alerts > 20_000, "{body}");
+    let text = body["data"]["text"].as_str().unwrap();
+    assert!(
+        text.ends_with("customers below 50 after the import of CDNOW_master.txt"),
+        "{text}"
+    );
+    let queue = platform.cli(&["alerts", "--state", "open"]);
+    assert!(
+        queue.starts_with(&format!("{alerts} alerts; by rule, tier and severity:")),
+        "{queue}"
+    );
 
     let second = import(&platform, &cdnow("CDNOW_master.txt"));
     assert!(
