@@ -300,6 +300,9 @@ pub mod group {
         pub last_sent_at: Option<i64>,
         /// When the group next goes out or is looked at again (NULL: nothing to do).
         pub due_at: Option<i64>,
+        /// The `webhook-id`s of its last flush, JSON: the next waits until they are
+        /// delivered (or dead), so an endpoint hears a group's changes in order.
+        pub in_flight: Option<String>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -359,6 +359,7 @@ mod m20261206_000001_notifications {
                         .col(col("pending_since").big_integer().null())
                         .col(col("last_sent_at").big_integer().null())
                         .col(col("due_at").big_integer().null())
+                        .col(col("in_flight").text().null())
                         .primary_key(
                             Index::create()
                                 .col(Alias::new("webhook_id"))
@@ -369,6 +370,13 @@ mod m20261206_000001_notifications {
                 .await?;
             manager
                 .create_index(index("alerting_groups", "alerting_groups_due", &["due_at"]))
+                .await?;
+            manager
+                .create_index(index(
+                    "alerting_deliveries",
+                    "alerting_deliveries_message",
+                    &["webhook_id", "message_id"],
+                ))
                 .await?;
             manager
                 .create_table(

@@ -422,3 +422,178 @@ async fn a_backfill_makes_one_summary_and_live_alerts_after_it_their_groups() {
         )]
     );
 }
+
+/// Two alerting replicas on one PostgreSQL, four producers flapping sixty customers' scores
+/// through both at once: every alert is told opened at most once, resolved at most once and
+/// only after it was told opened, and each alert standing at the end was told of.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn replicas_on_postgres_tell_each_alert_once() {
+    use rapport_tests::{Addrs, Backing, Postgres, Service, channel, start_replica};
+    use std::collections::{BTreeMap, BTreeSet};
+
+    let pg = Postgres::start();
+    let db = pg.url();
+    let backing = Backing::database(&db);
+    let logs = tempfile::tempdir().unwrap();
+    let config = logs.path().join("alerting.toml");
+    std::fs::write(&config, RULES).unwrap();
+    let config = config.display().to_string();
+    let env = [
+        ("RAPPORT_ALERT_CONFIG", config.as_str()),
+        ("RAPPORT_ALERT_SWEEP_MS", "100"),
+    ];
+    let (one, two) = (Addrs::free(), Addrs::free());
+    let _replicas = [
+        start_replica(
+            "alerting-1",
+            Service::Alerting,
+            &one,
+            &backing,
+            logs.path(),
+            &env,
+        ),
+        start_replica(
+            "alerting-2",
+            Service::Alerting,
+            &two,
+            &backing,
+            logs.path(),
+            &env,
+        ),
+    ];
+    let clients = [&one, &two]
+        .map(|a| pb::alerting_service_client::AlertingServiceClient::new(channel(&a.alerting)));
+    let (_receiver, base, log) = webhook_receiver(logs.path(), "{}");
+    clients[0]
+        .clone()
+        .create_webhook(req(pb::CreateWebhookRequest {
+            url: format!("{base}/hook"),
+            route: Some(pb::WebhookRoute {
+                group_by: vec!["customer".into()],
+                group_wait: secs(0.2),
+                group_interval: secs(0.3),
+                repeat_interval: secs(0.0),
+                ..Default::default()
+            }),
+        }))
+        .await
+        .expect("webhook");
+
+    let producers = (0..4).map(|p| {
+        let client = clients[p % 2].clone();
+        tokio::spawn(async move {
+            for round in 0..30 {
+                let changes = (0..20)
+                    .map(|i| {
+                        let score = if (round + i) % 3 == 0 { 80.0 } else { 30.0 };
+                        change(&format!("c{}", (p * 10 + i) % 60), score)
+                    })
+                    .collect();
+                client
+                    .clone()
+                    .notify_scores(rapport_tests::service_req(pb::NotifyScoresRequest {
+                        scores: changes,
+                    }))
+                    .await
+                    .expect("notify");
+            }
+        })
+    });
+    for p in producers {
+        p.await.unwrap();
+    }
+    // Everyone low at the end: sixty standing alerts.
+    notify_through(
+        &clients[1],
+        (0..60).map(|i| change(&format!("c{i}"), 30.0)).collect(),
+    )
+    .await;
+    let settled = || {
+        pg.query(
+            "SELECT (SELECT count(*) FROM alerting_deliveries) \
+             + (SELECT count(*) FROM alerting_notices WHERE pending)",
+        )
+    };
+    eventually("every notice delivered", WAIT, || async {
+        (settled().trim() == "0").then_some(())
+    })
+    .await;
+
+    // What the endpoint was told, per alert id, each message once (by webhook-id).
+    let mut seen = BTreeSet::new();
+    let mut told: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for r in logged(&log, "/hook") {
+        if !seen.insert(r["headers"]["webhook-id"].as_str().unwrap().to_owned()) {
+            continue;
+        }
+        let body: serde_json::Value = serde_json::from_str(r["body"].as_str().unwrap()).unwrap();
+        for a in body["data"]["alerts"].as_array().unwrap() {
+            told.entry(a["id"].as_str().unwrap().to_owned())
+                .or_default()
+                .push(a["change"].as_str().unwrap().to_owned());
+        }
+    }
+    assert!(
+        told.len() > 60,
+        "flapping made more than sixty alerts: {}",
+        told.len()
+    );
+    for (id, changes) in &told {
+        let count = |c: &str| changes.iter().filter(|x| *x == c).count();
+        assert!(
+            count("opened") <= 1,
+            "alert {id} told opened twice: {changes:?}"
+        );
+        assert!(
+            count("resolved") <= 1,
+            "alert {id} told resolved twice: {changes:?}"
+        );
+        if count("resolved") == 1 {
+            assert_eq!(
+                changes.first().map(String::as_str),
+                Some("opened"),
+                "{id}: {changes:?}"
+            );
+            assert_eq!(
+                changes.last().map(String::as_str),
+                Some("resolved"),
+                "{id}: {changes:?}"
+            );
+        }
+    }
+    let standing = clients[0]
+        .clone()
+        .list_alerts(req(pb::ListAlertsRequest {
+            state: pb::AlertState::Open.into(),
+            ..Default::default()
+        }))
+        .await
+        .unwrap()
+        .into_inner()
+        .alerts;
+    assert_eq!(standing.len(), 60);
+    for a in standing {
+        let changes = told.get(&a.id).cloned().unwrap_or_default();
+        assert_eq!(
+            changes.iter().filter(|c| *c == "opened").count(),
+            1,
+            "standing alert {} of {}: {changes:?}",
+            a.id,
+            a.customer_id
+        );
+        assert_ne!(changes.last().map(String::as_str), Some("resolved"));
+    }
+}
+
+async fn notify_through(
+    client: &pb::alerting_service_client::AlertingServiceClient<tonic::transport::Channel>,
+    scores: Vec<pb::ScoreChange>,
+) {
+    client
+        .clone()
+        .notify_scores(rapport_tests::service_req(pb::NotifyScoresRequest {
+            scores,
+        }))
+        .await
+        .expect("notify");
+}

@@ -205,6 +205,7 @@ async fn schedule(
             pending_since: Set(Some(pending_since)),
             last_sent_at: Set(last_sent),
             due_at: Set(Some(due)),
+            in_flight: Set(g.and_then(|g| g.in_flight.clone())),
         });
     }
     for chunk in rows.chunks(CHUNK) {
@@ -286,6 +287,31 @@ struct Plan {
     silence_ends: Option<i64>,
 }
 
+/// When a group whose last deliveries are still pending should be looked at again; `None`
+/// when they were delivered or given up on.
+async fn still_sending(
+    txn: &DatabaseTransaction,
+    g: &group::Model,
+    now: i64,
+) -> Result<Option<i64>, DbErr> {
+    use crate::entity::delivery;
+    let ids: Vec<String> = g
+        .in_flight
+        .as_deref()
+        .and_then(|text| serde_json::from_str(text).ok())
+        .unwrap_or_default();
+    if ids.is_empty() {
+        return Ok(None);
+    }
+    let pending = delivery::Entity::find()
+        .filter(delivery::Column::WebhookId.eq(g.webhook_id))
+        .filter(delivery::Column::MessageId.is_in(ids))
+        .filter(delivery::Column::State.eq(webhooks::state::PENDING))
+        .count(txn)
+        .await?;
+    Ok((pending > 0).then_some(now + RECHECK_MS / 4))
+}
+
 /// The body of one delivery of a group's items.
 fn envelope(kind: &str, now: i64, data: serde_json::Value) -> String {
     serde_json::json!({
@@ -340,6 +366,16 @@ impl Store {
             txn.commit().await?;
             return Ok(0);
         };
+        if let Some(wait) = still_sending(&txn, &g, now).await? {
+            group::Entity::update_many()
+                .col_expr(group::Column::DueAt, Expr::value(wait))
+                .filter(group::Column::WebhookId.eq(webhook_id))
+                .filter(group::Column::GroupKey.eq(key))
+                .exec(&txn)
+                .await?;
+            txn.commit().await?;
+            return Ok(0);
+        }
         let in_group = || {
             notice::Entity::find()
                 .filter(notice::Column::WebhookId.eq(webhook_id))
@@ -483,6 +519,10 @@ impl Store {
             }
         }
         let queued = messages.len();
+        let sent_ids: Vec<&str> = messages.iter().map(|m| m.id.as_str()).collect();
+        let in_flight = (!sent_ids.is_empty())
+            .then(|| serde_json::to_string(&sent_ids).unwrap_or_default())
+            .or(g.in_flight.clone());
         webhooks::queue(&txn, tenant, messages, now).await?;
         for chunk in plan.heard.chunks(CHUNK) {
             notice::Entity::update_many()
@@ -526,6 +566,7 @@ impl Store {
                     Expr::value((plan.held > 0).then_some(g.pending_since.unwrap_or(now))),
                 )
                 .col_expr(group::Column::DueAt, Expr::value(next))
+                .col_expr(group::Column::InFlight, Expr::value(in_flight))
                 .filter(group::Column::WebhookId.eq(webhook_id))
                 .filter(group::Column::GroupKey.eq(key))
                 .exec(&txn)
