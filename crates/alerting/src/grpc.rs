@@ -403,7 +403,7 @@ impl pb::alerting_service_server::AlertingService for AlertingApi {
     ) -> Result<Response<pb::Silence>, Status> {
         let principal = Principal::of(&req)?;
         let tenant = principal.require(&[Role::Admin])?.to_owned();
-        let author = actor_of(req.get_ref().author.clone(), &principal);
+        let author = actor_of(req.get_ref().author.clone(), principal);
         let r = req.get_ref().clone();
         let now = rapport_storage::now_millis();
         let starts_at = convert::millis(r.starts_at.as_ref()).unwrap_or(now);
@@ -420,13 +420,16 @@ impl pb::alerting_service_server::AlertingService for AlertingApi {
             }
         };
         let matcher = wire::matcher(r.matcher);
-        let s = self
-            .store
-            .create_silence(
-                &tenant, &matcher, &author, &r.reason, starts_at, ends_at, now,
-            )
-            .await?;
-        tracing::info!(tenant, silence = s.id, author, matcher = %matcher.describe(), "silence created");
+        let described = matcher.describe();
+        let new = crate::store::silences::NewSilence {
+            matcher,
+            author,
+            reason: r.reason,
+            starts_at,
+            ends_at,
+        };
+        let s = self.store.create_silence(&tenant, new, now).await?;
+        tracing::info!(tenant, silence = s.id, author = s.author, matcher = %described, "silence created");
         Ok(Response::new(wire::silence(s, now)))
     }
 
@@ -452,7 +455,7 @@ impl pb::alerting_service_server::AlertingService for AlertingApi {
     ) -> Result<Response<pb::Silence>, Status> {
         let principal = Principal::of(&req)?;
         let tenant = principal.require(&[Role::Admin])?.to_owned();
-        let by = actor_of(req.get_ref().actor.clone(), &principal);
+        let by = actor_of(req.get_ref().actor.clone(), principal);
         let id = parse_id(&req.get_ref().id, "id")?;
         let now = rapport_storage::now_millis();
         let s = self.store.expire_silence(&tenant, id, &by, now).await?;

@@ -43,6 +43,8 @@ impl MatcherArgs {
 }
 
 /// What to do with webhook endpoints.
+// Parsed once per process: the size of the larger variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, clap::Subcommand)]
 pub enum WebhooksCommand {
     /// Register an endpoint with its route; prints its signing secret (shown once).

@@ -18,6 +18,17 @@ pub(super) struct Noted {
     pub backfill: Option<String>,
 }
 
+/// A group a transaction's changes went to: its labels, the backfill it gathers (if one),
+/// and its endpoint's route.
+struct TouchedGroup {
+    labels: BTreeMap<String, String>,
+    backfill: Option<String>,
+    route: Route,
+}
+
+/// The groups touched, by (endpoint, group key).
+type Touched = BTreeMap<(i64, String), TouchedGroup>;
+
 /// Most notices read or written per statement.
 const CHUNK: usize = 500;
 /// Groups flushed per pass.
@@ -99,8 +110,7 @@ pub(super) async fn record(
         }
     }
     let mut written: BTreeMap<(i64, i64), notice::Model> = BTreeMap::new();
-    let mut touched: BTreeMap<(i64, String), (BTreeMap<String, String>, Option<String>, Route)> =
-        BTreeMap::new();
+    let mut touched: Touched = BTreeMap::new();
     for w in &endpoints {
         let route = route_of(w);
         for n in &noted {
@@ -137,7 +147,14 @@ pub(super) async fn record(
                 changed_at: now,
             };
             written.insert(key, model);
-            touched.insert((w.id, group_key), (group_labels, backfill, route.clone()));
+            touched.insert(
+                (w.id, group_key),
+                TouchedGroup {
+                    labels: group_labels,
+                    backfill,
+                    route: route.clone(),
+                },
+            );
         }
     }
     let rows: Vec<notice::ActiveModel> = written.into_values().map(Into::into).collect();
@@ -169,7 +186,7 @@ pub(super) async fn record(
 async fn schedule(
     txn: &DatabaseTransaction,
     tenant: &str,
-    touched: BTreeMap<(i64, String), (BTreeMap<String, String>, Option<String>, Route)>,
+    touched: Touched,
     now: i64,
 ) -> Result<(), StoreError> {
     let webhook_ids: BTreeSet<i64> = touched.keys().map(|(w, _)| *w).collect();
@@ -187,7 +204,12 @@ async fn schedule(
         }
     }
     let mut rows = Vec::with_capacity(touched.len());
-    for ((webhook_id, key), (labels, backfill, route)) in touched {
+    for ((webhook_id, key), t) in touched {
+        let TouchedGroup {
+            labels,
+            backfill,
+            route,
+        } = t;
         let g = groups.get(&(webhook_id, key.clone()));
         let pending_since = g.and_then(|g| g.pending_since).unwrap_or(now);
         let last_sent = g.and_then(|g| g.last_sent_at);

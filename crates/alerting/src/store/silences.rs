@@ -18,18 +18,33 @@ impl silence::Model {
     }
 }
 
+/// A silence to create.
+#[derive(Debug, Clone)]
+pub struct NewSilence {
+    pub matcher: Matcher,
+    pub author: String,
+    pub reason: String,
+    /// Milliseconds; a start in the past means now.
+    pub starts_at: i64,
+    pub ends_at: i64,
+}
+
 impl Store {
-    /// Creates a silence from `starts_at` (at the latest now) to `ends_at`.
+    /// Creates a silence, refusing one that would mute everything, has no reason, or does
+    /// not end in the future within 90 days.
     pub async fn create_silence(
         &self,
         tenant: &str,
-        matcher: &Matcher,
-        author: &str,
-        reason: &str,
-        starts_at: i64,
-        ends_at: i64,
+        new: NewSilence,
         now: i64,
     ) -> Result<StoredSilence, StoreError> {
+        let NewSilence {
+            matcher,
+            author,
+            reason,
+            starts_at,
+            ends_at,
+        } = new;
         matcher
             .check("matcher")
             .map_err(|e| StoreError::invalid(&e.path, e.reason))?;
@@ -58,9 +73,9 @@ impl Store {
         let row = silence::ActiveModel {
             id: NotSet,
             tenant_id: Set(tenant.to_owned()),
-            matcher: Set(serde_json::to_string(matcher).unwrap_or_default()),
-            author: Set(author.to_owned()),
-            reason: Set(reason.to_owned()),
+            matcher: Set(serde_json::to_string(&matcher).unwrap_or_default()),
+            author: Set(author),
+            reason: Set(reason),
             starts_at: Set(starts_at),
             ends_at: Set(ends_at),
             created_at: Set(now),

@@ -363,7 +363,7 @@ impl Inhibition {
         if !self.target.matches(target) {
             return None;
         }
-        if self.source_stages.iter().any(|s| *s == target.stage) {
+        if self.source_stages.contains(&target.stage) {
             return Some(format!("the customer is {}", target.stage));
         }
         let source = self.source.as_ref()?;
@@ -537,7 +537,7 @@ fn thousands(n: usize) -> String {
     let digits = n.to_string();
     let mut out = String::with_capacity(digits.len() + digits.len() / 3);
     for (i, ch) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(ch);

@@ -152,7 +152,10 @@ fn a_standing_detractor_or_a_churned_stage_holds_health_alerts_back() {
         })
     );
     // The detractor itself is not held back by the health alert.
-    assert_eq!(mute(&detractor, &[health.clone()], &rules, &[], 0), None);
+    assert_eq!(
+        mute(&detractor, std::slice::from_ref(&health), &rules, &[], 0),
+        None
+    );
     let churned = labels("health_below", "warning", "gold", "churned", "c1");
     assert_eq!(
         mute(&churned, &[], &rules, &[], 0),
