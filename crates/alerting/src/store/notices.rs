@@ -576,7 +576,9 @@ impl Store {
         } else {
             None
         };
-        if remaining == 0 && g.backfill.is_some() {
+        // A group with nothing left to tell or remind of ends, as in Alertmanager: the next
+        // change of its labels starts a new one (after group_wait).
+        if remaining == 0 {
             group::Entity::delete_by_id((webhook_id, key.to_owned()))
                 .exec(&txn)
                 .await?;
