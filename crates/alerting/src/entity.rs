@@ -303,6 +303,8 @@ pub mod group {
         /// The `webhook-id`s of its last flush, JSON: the next waits until they are
         /// delivered (or dead), so an endpoint hears a group's changes in order.
         pub in_flight: Option<String>,
+        /// How many of its notices its last flush held back (muted).
+        pub held: i64,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -412,6 +412,11 @@ impl pb::alerting_service_server::AlertingService for AlertingApi {
             wire::duration_ms(r.duration.as_ref(), "duration")?,
         ) {
             (Some(end), None) => end,
+            (None, Some(0)) => {
+                return Err(Status::invalid_argument(
+                    "duration: must be longer than zero",
+                ));
+            }
             (None, Some(ms)) => starts_at.max(now).saturating_add(ms),
             _ => {
                 return Err(Status::invalid_argument(

@@ -360,6 +360,7 @@ mod m20261206_000001_notifications {
                         .col(col("last_sent_at").big_integer().null())
                         .col(col("due_at").big_integer().null())
                         .col(col("in_flight").text().null())
+                        .col(col("held").big_integer().not_null().default(0))
                         .primary_key(
                             Index::create()
                                 .col(Alias::new("webhook_id"))

@@ -103,7 +103,10 @@ impl Worker {
     /// (concurrently); returns how many.
     pub async fn pass(&self) -> Result<usize, crate::store::StoreError> {
         let now = rapport_storage::now_millis();
-        self.store.flush_due(now).await?;
+        // Deliveries already queued go out even when groups cannot be flushed now.
+        if let Err(error) = self.store.flush_due(now).await {
+            tracing::warn!(%error, "notification groups not flushed");
+        }
         let due = self
             .store
             .claim_due(now, BATCH, LEASE.as_millis() as i64)

@@ -15,7 +15,7 @@ pub fn matcher(m: Option<pb::AlertMatcher>) -> Matcher {
         severities: m.severities,
         tiers: m.tiers,
         stages: m.stages,
-        customers: m.customer_ids,
+        customer_ids: m.customer_ids,
     }
 }
 
@@ -26,7 +26,7 @@ pub fn matcher_pb(m: Matcher) -> pb::AlertMatcher {
         severities: m.severities,
         tiers: m.tiers,
         stages: m.stages,
-        customer_ids: m.customers,
+        customer_ids: m.customer_ids,
     }
 }
 
@@ -34,7 +34,7 @@ pub fn matcher_pb(m: Matcher) -> pb::AlertMatcher {
 pub fn duration_ms(d: Option<&prost_types::Duration>, field: &str) -> Result<Option<i64>, Status> {
     let Some(d) = d else { return Ok(None) };
     let ms = std::time::Duration::try_from(*d)
-        .map_err(|_| Status::invalid_argument(format!("{field}: must be a positive duration")))?
+        .map_err(|_| Status::invalid_argument(format!("{field}: must not be negative")))?
         .as_millis();
     i64::try_from(ms)
         .map(Some)

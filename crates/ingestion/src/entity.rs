@@ -22,6 +22,8 @@ pub mod event {
         pub payload: Vec<u8>,
         /// Hash of the event's content, to tell a retry from a conflicting reuse of the id.
         pub content_hash: String,
+        /// The backfill (an import of history) the event came in with; NULL when live.
+        pub backfill: Option<String>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -447,6 +447,7 @@ fn stored_event(stored: StoredEvent) -> Result<pb::StoredEvent, Status> {
         seq: stored.seq,
         event: Some(event),
         received_at: Some(convert::timestamp(stored.received_at)),
+        backfill: stored.backfill.unwrap_or_default(),
     })
 }
 

@@ -11,7 +11,8 @@ rapport_storage::migrator!(
     "ingestion_migrations",
     [
         m20261123_000001_events::Migration,
-        m20261123_000002_quarantine_replay::Migration
+        m20261123_000002_quarantine_replay::Migration,
+        m20261206_000001_backfill::Migration
     ]
 );
 
@@ -106,6 +107,25 @@ mod m20261123_000002_quarantine_replay {
                     &["tenant_id", "id"],
                 ))
                 .await
+        }
+    }
+}
+
+mod m20261206_000001_backfill {
+    use super::*;
+
+    rapport_storage::migration_name!("m20261206_000001_backfill");
+
+    /// The backfill (an import of history) each event came in with, NULL for live events.
+    #[async_trait::async_trait]
+    impl MigrationTrait for Migration {
+        async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+            rapport_storage::schema::add_columns(
+                manager,
+                "ingestion_events",
+                vec![col("backfill").text().null().to_owned()],
+            )
+            .await
         }
     }
 }

@@ -6,7 +6,6 @@ use rapport_proto::scoring::v1::scoring_service_client::ScoringServiceClient;
 use rapport_server::peer::delivery_error;
 use rapport_server::{PeerChannel, peer_request};
 use rapport_storage::outbox::{Deliver, DeliveryError, OutboxMessage, readable};
-use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 /// Deadline of one notification; scoring fetches and scores the customers within it.
@@ -23,25 +22,18 @@ pub const CHANGED_CUSTOMERS: &str = "changed_customers";
 /// still delivered so messages written before an upgrade are not lost.
 const CUSTOMER_CHANGED_LEGACY: &str = "customers_changed";
 
-/// The outbox payload announcing that `customer_ids` changed, by a backfill when named.
-pub fn changed_customers(customer_ids: Vec<String>, backfill: &str) -> Vec<u8> {
-    CustomersChanged {
-        customer_ids,
-        backfill: backfill.to_owned(),
-    }
-    .encode_to_vec()
+/// The outbox payload announcing that `customer_ids` changed.
+pub fn changed_customers(customer_ids: Vec<String>) -> Vec<u8> {
+    CustomersChanged { customer_ids }.encode_to_vec()
 }
 
-/// The customers one outbox message names, with the backfill that changed them.
-fn customers_of(topic: &str, message: &OutboxMessage) -> Result<CustomersChanged, String> {
+/// The customers one outbox message names.
+fn customers_of(topic: &str, message: &OutboxMessage) -> Result<Vec<String>, String> {
     match topic {
-        CHANGED_CUSTOMERS => {
-            CustomersChanged::decode(message.payload.as_slice()).map_err(|e| e.to_string())
-        }
-        CUSTOMER_CHANGED_LEGACY => Ok(CustomersChanged {
-            customer_ids: vec![String::from_utf8_lossy(&message.payload).into_owned()],
-            backfill: String::new(),
-        }),
+        CHANGED_CUSTOMERS => CustomersChanged::decode(message.payload.as_slice())
+            .map(|c| c.customer_ids)
+            .map_err(|e| e.to_string()),
+        CUSTOMER_CHANGED_LEGACY => Ok(vec![String::from_utf8_lossy(&message.payload).into_owned()]),
         other => Err(format!("unknown topic {other:?}")),
     }
 }
@@ -69,35 +61,26 @@ impl Deliver for ScoringNotifier {
         topic: &str,
         messages: &[OutboxMessage],
     ) -> Result<(), DeliveryError> {
-        // Each customer once per backfill (live events under ""), however many of the
-        // messages name it.
-        let mut by_backfill: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-        for changed in readable(messages, |m| customers_of(topic, m).map(|c| vec![c])) {
-            by_backfill
-                .entry(changed.backfill)
-                .or_default()
-                .extend(changed.customer_ids);
-        }
+        // Each customer once, however many of the messages name it.
+        let mut customer_ids = readable(messages, |m| customers_of(topic, m));
+        customer_ids.sort_unstable();
+        customer_ids.dedup();
         // Receivers are idempotent: after a failed call, the retry re-sending the calls
         // that succeeded is harmless.
-        for (backfill, customers) in by_backfill {
-            let customers: Vec<String> = customers.into_iter().collect();
-            for chunk in customers.chunks(CUSTOMERS_PER_CALL) {
-                let req = peer_request(
-                    CustomersChanged {
-                        customer_ids: chunk.to_vec(),
-                        backfill: backfill.clone(),
-                    },
-                    tenant,
-                    &self.service_key,
-                    NOTIFY_DEADLINE,
-                );
-                self.client
-                    .clone()
-                    .notify_customers_changed(req)
-                    .await
-                    .map_err(|s| delivery_error("scoring", &s))?;
-            }
+        for chunk in customer_ids.chunks(CUSTOMERS_PER_CALL) {
+            let req = peer_request(
+                CustomersChanged {
+                    customer_ids: chunk.to_vec(),
+                },
+                tenant,
+                &self.service_key,
+                NOTIFY_DEADLINE,
+            );
+            self.client
+                .clone()
+                .notify_customers_changed(req)
+                .await
+                .map_err(|s| delivery_error("scoring", &s))?;
         }
         Ok(())
     }
@@ -121,16 +104,12 @@ mod tests {
     #[test]
     fn a_batch_message_names_its_customers_and_a_legacy_one_its_customer() {
         let ids = vec!["c1".to_owned(), "c\n2".to_owned()];
-        let batch = message(changed_customers(ids.clone(), "cdnow.txt"));
-        let decoded = customers_of(CHANGED_CUSTOMERS, &batch).unwrap();
-        assert_eq!(
-            (decoded.customer_ids, decoded.backfill.as_str()),
-            (ids, "cdnow.txt")
-        );
+        let batch = message(changed_customers(ids.clone()));
+        assert_eq!(customers_of(CHANGED_CUSTOMERS, &batch).ok(), Some(ids));
         let legacy = message(b"c9".to_vec());
         assert_eq!(
-            customers_of(CUSTOMER_CHANGED_LEGACY, &legacy).map(|c| c.customer_ids),
-            Ok(vec!["c9".to_owned()])
+            customers_of(CUSTOMER_CHANGED_LEGACY, &legacy).ok(),
+            Some(vec!["c9".to_owned()])
         );
         assert_eq!(
             customers_of("other", &legacy).err().as_deref(),

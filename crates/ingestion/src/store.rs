@@ -72,6 +72,8 @@ pub struct StoredEvent {
     pub occurred_at: i64,
     pub received_at: i64,
     pub raw: Vec<u8>,
+    /// The backfill it came in with; `None` when live.
+    pub backfill: Option<String>,
 }
 
 impl From<event::Model> for StoredEvent {
@@ -81,6 +83,7 @@ impl From<event::Model> for StoredEvent {
             occurred_at: m.occurred_at,
             received_at: m.received_at,
             raw: m.payload,
+            backfill: m.backfill,
         }
     }
 }
@@ -131,7 +134,8 @@ impl Store {
         // a higher one of the same tenant, or a reader that saw the higher one skips it for
         // good. A tenant's batches therefore insert and commit one after another.
         rapport_storage::coordination::lock_until_commit(&txn, EVENT_LOG, tenant).await?;
-        let inserted = insert_new(&txn, tenant, &new_rows, received_at).await?;
+        let backfill = Some(backfill).filter(|b| !b.is_empty());
+        let inserted = insert_new(&txn, tenant, &new_rows, received_at, backfill).await?;
         let held: Vec<&str> = first
             .keys()
             .copied()
@@ -197,8 +201,7 @@ impl Store {
                 .await?;
         }
         if !customers.is_empty() {
-            let payload =
-                changed_customers(customers.into_iter().map(str::to_owned).collect(), backfill);
+            let payload = changed_customers(customers.into_iter().map(str::to_owned).collect());
             OUTBOX
                 .push(&txn, tenant, CHANGED_CUSTOMERS, payload, traceparent)
                 .await?;
@@ -321,6 +324,7 @@ fn insert_events(
     tenant: &str,
     rows: &[&Checked],
     received_at: i64,
+    backfill: Option<&str>,
     returning: bool,
 ) -> InsertStatement {
     use event::Column as C;
@@ -335,6 +339,7 @@ fn insert_events(
         C::ReceivedAt,
         C::Payload,
         C::ContentHash,
+        C::Backfill,
     ]);
     for checked in rows {
         if let Checked::Valid {
@@ -354,6 +359,7 @@ fn insert_events(
                 received_at.into(),
                 raw.as_slice().into(),
                 content_hash.as_str().into(),
+                backfill.into(),
             ]);
         }
     }
@@ -396,11 +402,12 @@ async fn insert_new(
     tenant: &str,
     rows: &[&Checked],
     received_at: i64,
+    backfill: Option<&str>,
 ) -> Result<Inserted, DbErr> {
     if txn.get_database_backend() != DbBackend::Sqlite {
         let mut inserted = HashSet::with_capacity(rows.len());
         for chunk in rows.chunks(INSERT_CHUNK) {
-            let insert = insert_events(tenant, chunk, received_at, true);
+            let insert = insert_events(tenant, chunk, received_at, backfill, true);
             for row in txn.query_all(&insert).await? {
                 inserted.insert(row.try_get::<String>("", "event_id")?);
             }
@@ -417,7 +424,7 @@ async fn insert_new(
     };
     let mut count = 0;
     for chunk in rows.chunks(INSERT_CHUNK) {
-        let insert = insert_events(tenant, chunk, received_at, false);
+        let insert = insert_events(tenant, chunk, received_at, backfill, false);
         count += txn.execute(&insert).await?.rows_affected();
     }
     if count == rows.len() as u64 {

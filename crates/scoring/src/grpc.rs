@@ -171,9 +171,8 @@ impl pb::scoring_service_server::ScoringService for ScoringApi {
         req: Request<pb::CustomersChanged>,
     ) -> Result<Response<Ack>, Status> {
         let tenant = Principal::of(&req)?.require_service()?.to_owned();
-        let changed = req.into_inner();
         self.0
-            .customers_changed(&tenant, changed.customer_ids, &changed.backfill)
+            .customers_changed(&tenant, req.into_inner().customer_ids)
             .await?;
         Ok(Response::new(Ack {}))
     }

@@ -5,7 +5,6 @@
 //! their outcomes in `interventions`; webhook endpoints and deliveries in `webhooks`.
 
 use crate::entity::{alert, config, customer, intervention, revision, transition, webhook};
-use rapport_domain::alert::notify::Route;
 use rapport_domain::alert::playbook::Action;
 use rapport_domain::alert::{
     AlertConfig, ConfigError, CustomerAlerts, Effect, MAX_SNOOZE_SECS, Signals, Step, dedup_key,
@@ -476,7 +475,12 @@ impl Store {
     ) -> Result<Vec<Alert>, StoreError> {
         let mut query = filtered(tenant, filter);
         if filter.by_priority {
-            query = query.order_by_desc(alert::Column::Priority);
+            // Alerts older than priorities come last on either database.
+            query = query.order_by_with_nulls(
+                alert::Column::Priority,
+                sea_orm::Order::Desc,
+                sea_orm::sea_query::NullOrdering::Last,
+            );
         }
         Ok(query
             .order_by_desc(alert::Column::Id)

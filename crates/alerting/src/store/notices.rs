@@ -7,7 +7,7 @@
 use super::webhooks::{self, Message, route_of};
 use super::*;
 use crate::entity::{group, notice, silence};
-use rapport_domain::alert::notify::{self, BackfillSummary, Labels, Matcher, Silence};
+use rapport_domain::alert::notify::{self, BackfillSummary, Labels, Matcher, Route, Silence};
 
 /// One notifying change of an alert, as the log collects them.
 pub(super) struct Noted {
@@ -119,9 +119,9 @@ pub(super) async fn record(
             let key = (w.id, n.alert.id);
             let prev = written.get(&key).or_else(|| known.get(&key));
             let heard = prev.is_some_and(|p| p.announced);
-            // An alert the endpoint heard of is followed to its end, whatever its labels
-            // became.
-            if !heard && !route.matcher.matches(&labels) {
+            // An alert the endpoint has a notice of is followed to its end, whatever its
+            // labels became.
+            if prev.is_none() && !route.matcher.matches(&labels) {
                 continue;
             }
             let change = merged(prev, n.change);
@@ -228,6 +228,7 @@ async fn schedule(
             last_sent_at: Set(last_sent),
             due_at: Set(Some(due)),
             in_flight: Set(g.and_then(|g| g.in_flight.clone())),
+            held: Set(g.map_or(0, |g| g.held)),
         });
     }
     for chunk in rows.chunks(CHUNK) {
@@ -309,8 +310,71 @@ struct Plan {
     silence_ends: Option<i64>,
 }
 
+/// What mutes notices at one flush: the tenant's silences in force, its inhibitions, and
+/// for the customers concerned their standing alerts and current stages.
+struct Muting<'a> {
+    silences: Vec<Silence>,
+    inhibitions: &'a [notify::Inhibition],
+    standing: BTreeMap<String, Vec<(i64, Labels)>>,
+    stages: BTreeMap<String, Option<Stage>>,
+}
+
+impl<'a> Muting<'a> {
+    async fn load(
+        txn: &DatabaseTransaction,
+        tenant: &str,
+        inhibitions: &'a [notify::Inhibition],
+        customers: BTreeSet<String>,
+        now: i64,
+    ) -> Result<Muting<'a>, StoreError> {
+        let silences = silences_at(txn, tenant, now).await?;
+        let (mut standing, mut stages) = (BTreeMap::new(), BTreeMap::new());
+        if !inhibitions.is_empty() && !customers.is_empty() {
+            standing = standing_of(txn, tenant, customers.clone()).await?;
+            stages = load_customers(txn, tenant, customers)
+                .await?
+                .into_iter()
+                .map(|(id, ca)| (id, ca.facts.signals.stage))
+                .collect();
+        }
+        Ok(Muting {
+            silences,
+            inhibitions,
+            standing,
+            stages,
+        })
+    }
+
+    /// The labels of a customer's alert with its current stage, when known.
+    fn now_labels(&self, mut labels: Labels) -> Labels {
+        if let Some(stage) = self.stages.get(&labels.customer) {
+            labels.stage = stage.map(|s| s.name().to_owned()).unwrap_or_default();
+        }
+        labels
+    }
+
+    /// Whether, and by what, a notice is muted at `now`.
+    fn of(&self, n: &notice::Model, now: i64) -> Option<notify::Mute> {
+        let labels = self.now_labels(parse_labels(&n.labels));
+        let others: Vec<Labels> = self
+            .standing
+            .get(&labels.customer)
+            .map(|list| {
+                list.iter()
+                    .filter(|(id, _)| *id != n.alert_id)
+                    .map(|(_, l)| self.now_labels(l.clone()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        notify::mute(&labels, &others, self.inhibitions, &self.silences, now)
+    }
+}
+
+/// How long a group that could not be flushed waits before it is tried again.
+const RETRY_MS: i64 = 5_000;
+
 /// When a group whose last deliveries are still pending should be looked at again; `None`
-/// when they were delivered or given up on.
+/// when they were all delivered or given up on.
 async fn still_sending(
     txn: &DatabaseTransaction,
     g: &group::Model,
@@ -325,13 +389,19 @@ async fn still_sending(
     if ids.is_empty() {
         return Ok(None);
     }
-    let pending = delivery::Entity::find()
+    let next: Option<i64> = delivery::Entity::find()
+        .select_only()
+        .column_as(delivery::Column::NextAttemptAt.min(), "next")
         .filter(delivery::Column::WebhookId.eq(g.webhook_id))
         .filter(delivery::Column::MessageId.is_in(ids))
         .filter(delivery::Column::State.eq(webhooks::state::PENDING))
-        .count(txn)
-        .await?;
-    Ok((pending > 0).then_some(now + RECHECK_MS / 4))
+        .into_tuple::<Option<i64>>()
+        .one(txn)
+        .await?
+        .flatten();
+    // A delivery being sent shows its lease's end, one being retried its next attempt:
+    // look again then, but within a few seconds.
+    Ok(next.map(|at| at.clamp(now + RECHECK_MS / 4, now + RECHECK_MS * 5)))
 }
 
 /// The body of one delivery of a group's items.
@@ -351,8 +421,135 @@ fn message_id() -> String {
     format!("msg_{hex}")
 }
 
+fn customers_of(rows: &[notice::Model]) -> impl Iterator<Item = String> + '_ {
+    rows.iter().map(|n| parse_labels(&n.labels).customer)
+}
+
+/// Sets when a group is next due.
+async fn reschedule(
+    txn: &DatabaseTransaction,
+    g: &group::Model,
+    due: Option<i64>,
+) -> Result<(), DbErr> {
+    group::Entity::update_many()
+        .col_expr(group::Column::DueAt, Expr::value(due))
+        .filter(group::Column::WebhookId.eq(g.webhook_id))
+        .filter(group::Column::GroupKey.eq(g.group_key.as_str()))
+        .exec(txn)
+        .await?;
+    Ok(())
+}
+
+/// A backfill's one summary: what it opened, muted ones counted apart; every notice of
+/// the group is done with.
+fn summarise(
+    backfill: &str,
+    g: &group::Model,
+    pending: &[notice::Model],
+    muting: &Muting<'_>,
+    config: &AlertConfig,
+    now: i64,
+    plan: &mut Plan,
+) -> Option<Message> {
+    let (mut opened, mut muted) = (Vec::new(), 0);
+    for n in pending {
+        plan.dropped.push(n.alert_id);
+        if n.change == Change::Resolved.name() {
+            continue;
+        }
+        if muting.of(n, now).is_some() {
+            muted += 1;
+        } else {
+            opened.push(parse_labels(&n.labels));
+        }
+    }
+    if opened.is_empty() {
+        return None;
+    }
+    let summary = BackfillSummary::of(backfill, &opened, muted, config);
+    let mut data = serde_json::to_value(&summary).unwrap_or_default();
+    data["endpoint"] = g.webhook_id.to_string().into();
+    data["alerts"] = opened.len().into();
+    Some(Message {
+        webhook_id: g.webhook_id,
+        id: message_id(),
+        event_type: "alert.backfill".to_owned(),
+        body: envelope("alert.backfill", now, data),
+    })
+}
+
+/// The group's pending changes that nothing mutes (and the resolutions of alerts the
+/// endpoint was told of), in the order they changed.
+fn changes(pending: &[notice::Model], muting: &Muting<'_>, now: i64, plan: &mut Plan) {
+    let mut pending: Vec<&notice::Model> = pending.iter().collect();
+    pending.sort_by_key(|n| (n.changed_at, n.alert_id));
+    for n in pending {
+        if n.change == Change::Resolved.name() {
+            // An endpoint told of an alert hears that it ended, muted or not; one never told
+            // of it has nothing to hear.
+            if n.announced {
+                plan.items.push(n.item.clone());
+            }
+            plan.dropped.push(n.alert_id);
+            continue;
+        }
+        match muting.of(n, now) {
+            Some(mute) => {
+                plan.held += 1;
+                if let notify::Mute::Silenced { until, .. } = mute {
+                    plan.silence_ends = Some(plan.silence_ends.map_or(until, |s| s.min(until)));
+                }
+            }
+            None => {
+                plan.items.push(n.item.clone());
+                plan.heard.push(n.alert_id);
+            }
+        }
+    }
+}
+
+/// The deliveries of a group's items, in parts within the route's size.
+fn parts(
+    g: &group::Model,
+    route: &Route,
+    items: Vec<String>,
+    reason: &str,
+    now: i64,
+) -> Vec<Message> {
+    let group_labels: serde_json::Value =
+        serde_json::from_str(&g.labels).unwrap_or(serde_json::Value::Null);
+    let parts = notify::split(items, route.max_bytes, 512);
+    let count = parts.len();
+    parts
+        .into_iter()
+        .enumerate()
+        .map(|(i, part)| {
+            let alerts: Vec<serde_json::Value> = part
+                .iter()
+                .filter_map(|item| serde_json::from_str(item).ok())
+                .collect();
+            let data = serde_json::json!({
+                "endpoint": g.webhook_id.to_string(),
+                "group": group_labels,
+                "group_key": g.group_key,
+                "reason": reason,
+                "part": i + 1,
+                "parts": count,
+                "alerts": alerts,
+            });
+            Message {
+                webhook_id: g.webhook_id,
+                id: message_id(),
+                event_type: "alert.group".to_owned(),
+                body: envelope("alert.group", now, data),
+            }
+        })
+        .collect()
+}
+
 impl Store {
-    /// Flushes every group due at `now`; answers how many deliveries were queued.
+    /// Flushes every group due at `now`; answers how many deliveries were queued. A group
+    /// that cannot be flushed is logged and tried again later, after the others.
     pub async fn flush_due(&self, now: i64) -> Result<usize, StoreError> {
         let due = group::Entity::find()
             .filter(group::Column::DueAt.lte(now))
@@ -362,9 +559,28 @@ impl Store {
             .await?;
         let mut queued = 0;
         for g in due {
-            queued += self
+            match self
                 .flush(&g.tenant_id, g.webhook_id, &g.group_key, now)
-                .await?;
+                .await
+            {
+                Ok(n) => queued += n,
+                Err(error) => {
+                    tracing::warn!(
+                        tenant = g.tenant_id,
+                        webhook = g.webhook_id,
+                        group = g.group_key,
+                        %error,
+                        "notification group not flushed; trying again later"
+                    );
+                    group::Entity::update_many()
+                        .col_expr(group::Column::DueAt, Expr::value(now + RETRY_MS))
+                        .filter(group::Column::WebhookId.eq(g.webhook_id))
+                        .filter(group::Column::GroupKey.eq(g.group_key.as_str()))
+                        .filter(group::Column::DueAt.lte(now))
+                        .exec(&self.db)
+                        .await?;
+                }
+            }
         }
         Ok(queued)
     }
@@ -388,13 +604,9 @@ impl Store {
             txn.commit().await?;
             return Ok(0);
         };
+        // An endpoint hears a group's changes in order: the next flush waits for the last.
         if let Some(wait) = still_sending(&txn, &g, now).await? {
-            group::Entity::update_many()
-                .col_expr(group::Column::DueAt, Expr::value(wait))
-                .filter(group::Column::WebhookId.eq(webhook_id))
-                .filter(group::Column::GroupKey.eq(key))
-                .exec(&txn)
-                .await?;
+            reschedule(&txn, &g, Some(wait)).await?;
             txn.commit().await?;
             return Ok(0);
         }
@@ -421,130 +633,55 @@ impl Store {
             return Ok(0);
         };
         let route = route_of(&endpoint);
-        let rows = in_group().all(&txn).await?;
-        let silences = silences_at(&txn, tenant, now).await?;
-        let pending_customers: BTreeSet<String> = rows
-            .iter()
-            .filter(|n| n.pending)
-            .map(|n| parse_labels(&n.labels).customer)
-            .collect();
-        let standing = if cfg.config.inhibitions.is_empty() {
-            BTreeMap::new()
-        } else {
-            standing_of(&txn, tenant, pending_customers).await?
-        };
-        let muted = |n: &notice::Model| {
-            let labels = parse_labels(&n.labels);
-            let others: Vec<Labels> = standing
-                .get(&labels.customer)
-                .map(|list| {
-                    list.iter()
-                        .filter(|(id, _)| *id != n.alert_id)
-                        .map(|(_, l)| l.clone())
-                        .collect()
-                })
-                .unwrap_or_default();
-            notify::mute(&labels, &others, &cfg.config.inhibitions, &silences, now)
-        };
-        let group_labels: serde_json::Value =
-            serde_json::from_str(&g.labels).unwrap_or(serde_json::Value::Null);
-        let mut messages = Vec::new();
-        let mut plan = Plan::default();
-        if let Some(backfill) = &g.backfill {
-            let (mut opened, mut muted_count) = (Vec::new(), 0);
-            for n in &rows {
-                plan.dropped.push(n.alert_id);
-                if n.change == Change::Resolved.name() {
-                    continue;
-                }
-                if muted(n).is_some() {
-                    muted_count += 1;
-                } else {
-                    opened.push(parse_labels(&n.labels));
-                }
-            }
-            if !opened.is_empty() {
-                let summary = BackfillSummary::of(backfill, &opened, muted_count, &cfg.config);
-                let mut data = serde_json::to_value(&summary).unwrap_or_default();
-                data["endpoint"] = webhook_id.to_string().into();
-                data["alerts"] = opened.len().into();
-                messages.push(Message {
-                    webhook_id,
-                    id: message_id(),
-                    event_type: "alert.backfill".to_owned(),
-                    body: envelope("alert.backfill", now, data),
-                });
-            }
-        } else {
-            let mut pending: Vec<&notice::Model> = rows.iter().filter(|n| n.pending).collect();
-            pending.sort_by_key(|n| (n.changed_at, n.alert_id));
-            for n in pending {
-                let resolved = n.change == Change::Resolved.name();
-                if resolved {
-                    // An endpoint told of an alert hears that it ended, muted or not; one
-                    // never told of it has nothing to hear.
-                    if n.announced {
-                        plan.items.push(n.item.clone());
-                    }
-                    plan.dropped.push(n.alert_id);
-                    continue;
-                }
-                match muted(n) {
-                    Some(mute) => {
-                        plan.held += 1;
-                        if let notify::Mute::Silenced { until, .. } = mute {
-                            plan.silence_ends =
-                                Some(plan.silence_ends.map_or(until, |s| s.min(until)));
-                        }
-                    }
-                    None => {
-                        plan.items.push(n.item.clone());
-                        plan.heard.push(n.alert_id);
-                    }
-                }
-            }
-            let mut reason = "changes";
-            let reminder_due = g
-                .last_sent_at
+        let pending = in_group()
+            .filter(notice::Column::Pending.eq(true))
+            .all(&txn)
+            .await?;
+        let reminder_due = g.backfill.is_none()
+            && g.last_sent_at
                 .and_then(|t| route.repeat_at(t))
                 .is_some_and(|t| t <= now);
-            if plan.items.is_empty() && reminder_due {
-                reason = "repeat";
-                plan.items = rows
+        // What the endpoint was told of and still stands, read only for a reminder.
+        let told = if reminder_due {
+            in_group()
+                .filter(notice::Column::Pending.eq(false))
+                .all(&txn)
+                .await?
+        } else {
+            Vec::new()
+        };
+        let customers = customers_of(&pending).chain(customers_of(&told)).collect();
+        let muting = Muting::load(&txn, tenant, &cfg.config.inhibitions, customers, now).await?;
+        let mut plan = Plan::default();
+        let mut messages = Vec::new();
+        if let Some(backfill) = &g.backfill {
+            messages.extend(summarise(
+                backfill,
+                &g,
+                &pending,
+                &muting,
+                &cfg.config,
+                now,
+                &mut plan,
+            ));
+        } else {
+            changes(&pending, &muting, now, &mut plan);
+            let (items, reason) = if plan.items.is_empty() && reminder_due {
+                let still: Vec<String> = told
                     .iter()
-                    .filter(|n| !n.pending && n.announced && muted(n).is_none())
+                    .filter(|n| muting.of(n, now).is_none())
                     .map(|n| n.item.clone())
                     .collect();
-            }
-            let parts = notify::split(std::mem::take(&mut plan.items), route.max_bytes, 512);
-            let count = parts.len();
-            for (i, part) in parts.into_iter().enumerate() {
-                let alerts: Vec<serde_json::Value> = part
-                    .iter()
-                    .filter_map(|item| serde_json::from_str(item).ok())
-                    .collect();
-                let data = serde_json::json!({
-                    "endpoint": webhook_id.to_string(),
-                    "group": group_labels,
-                    "group_key": key,
-                    "reason": reason,
-                    "part": i + 1,
-                    "parts": count,
-                    "alerts": alerts,
-                });
-                messages.push(Message {
-                    webhook_id,
-                    id: message_id(),
-                    event_type: "alert.group".to_owned(),
-                    body: envelope("alert.group", now, data),
-                });
-            }
+                (still, "repeat")
+            } else {
+                (std::mem::take(&mut plan.items), "changes")
+            };
+            messages = parts(&g, &route, items, reason, now);
         }
         let queued = messages.len();
         let sent_ids: Vec<&str> = messages.iter().map(|m| m.id.as_str()).collect();
-        let in_flight = (!sent_ids.is_empty())
-            .then(|| serde_json::to_string(&sent_ids).unwrap_or_default())
-            .or(g.in_flight.clone());
+        let in_flight =
+            (!sent_ids.is_empty()).then(|| serde_json::to_string(&sent_ids).unwrap_or_default());
         webhooks::queue(&txn, tenant, messages, now).await?;
         for chunk in plan.heard.chunks(CHUNK) {
             notice::Entity::update_many()
@@ -572,13 +709,23 @@ impl Store {
             let recheck = now + route.group_interval_ms.max(RECHECK_MS);
             Some(plan.silence_ends.map_or(recheck, |s| s.min(recheck)))
         } else if remaining > 0 {
-            last_sent.and_then(|t| route.repeat_at(t))
+            // A reminder that found everything muted counts as made: the next is one
+            // interval on, not on every pass.
+            let base = if queued > 0 || reminder_due {
+                Some(now)
+            } else {
+                last_sent
+            };
+            base.and_then(|t| route.repeat_at(t))
+        } else if queued > 0 {
+            // Nothing left to tell: ended once what was just queued is delivered.
+            Some(now + RECHECK_MS)
         } else {
             None
         };
-        // A group with nothing left to tell or remind of ends, as in Alertmanager: the next
-        // change of its labels starts a new one (after group_wait).
-        if remaining == 0 {
+        // A group with nothing left to tell or remind of, and nothing on its way, ends, as
+        // in Alertmanager: the next change of its labels starts a new one.
+        if remaining == 0 && queued == 0 {
             group::Entity::delete_by_id((webhook_id, key.to_owned()))
                 .exec(&txn)
                 .await?;
@@ -591,6 +738,7 @@ impl Store {
                 )
                 .col_expr(group::Column::DueAt, Expr::value(next))
                 .col_expr(group::Column::InFlight, Expr::value(in_flight))
+                .col_expr(group::Column::Held, Expr::value(plan.held as i64))
                 .filter(group::Column::WebhookId.eq(webhook_id))
                 .filter(group::Column::GroupKey.eq(key))
                 .exec(&txn)

@@ -108,7 +108,11 @@ impl Store {
         by: &str,
         now: i64,
     ) -> Result<StoredSilence, StoreError> {
+        let cfg = self.current_config(tenant).await?;
         let txn = rapport_storage::begin_write(&self.db).await?;
+        // Under the tenant's lock, as every flush: a flush running now cannot overwrite
+        // the wake-up below.
+        Log::lock(&txn, tenant, &cfg).await?;
         let s = silence::Entity::find_by_id(id)
             .filter(silence::Column::TenantId.eq(tenant))
             .one(&txn)
@@ -125,7 +129,8 @@ impl Store {
         group::Entity::update_many()
             .col_expr(group::Column::DueAt, Expr::value(now))
             .filter(group::Column::TenantId.eq(tenant))
-            .filter(group::Column::PendingSince.is_not_null())
+            .filter(group::Column::Held.gt(0))
+            .filter(group::Column::Backfill.is_null())
             .exec(&txn)
             .await?;
         txn.commit().await?;

@@ -81,7 +81,7 @@ pub struct Matcher {
     pub severities: Vec<String>,
     pub tiers: Vec<String>,
     pub stages: Vec<String>,
-    pub customers: Vec<String>,
+    pub customer_ids: Vec<String>,
 }
 
 impl Matcher {
@@ -93,7 +93,7 @@ impl Matcher {
             && holds(&self.severities, &l.severity)
             && holds(&self.tiers, &l.tier)
             && holds(&self.stages, &l.stage)
-            && holds(&self.customers, &l.customer)
+            && holds(&self.customer_ids, &l.customer)
     }
 
     /// Whether it takes every alert.
@@ -102,7 +102,7 @@ impl Matcher {
             && self.severities.is_empty()
             && self.tiers.is_empty()
             && self.stages.is_empty()
-            && self.customers.is_empty()
+            && self.customer_ids.is_empty()
     }
 
     /// Refuses names the platform does not know, naming the list and the name (a typo in a
@@ -143,9 +143,9 @@ impl Matcher {
             &|v| Stage::from_name(v).is_some(),
             names(Stage::ALL.map(Stage::name)),
         )?;
-        if self.customers.iter().any(|c| c.trim().is_empty()) {
+        if self.customer_ids.iter().any(|c| c.trim().is_empty()) {
             return Err(ConfigError::at(
-                join(path, "customers"),
+                join(path, "customer_ids"),
                 "a customer id must not be empty",
             ));
         }
@@ -159,7 +159,7 @@ impl Matcher {
             ("severity", &self.severities),
             ("tier", &self.tiers),
             ("stage", &self.stages),
-            ("customer", &self.customers),
+            ("customer", &self.customer_ids),
         ]
         .into_iter()
         .filter(|(_, list)| !list.is_empty())

@@ -206,13 +206,12 @@ impl Engine {
         &self,
         tenant: &str,
         customer_ids: Vec<String>,
-        backfill: &str,
     ) -> Result<usize, ScoringError> {
         let customers = std::sync::atomic::AtomicUsize::new(0);
         until_stored(customer_ids, |ids| {
             let customers = &customers;
             async move {
-                let (folded, stale) = self.fold(tenant, ids, backfill).await?;
+                let (folded, stale) = self.fold(tenant, ids).await?;
                 customers.fetch_add(folded, std::sync::atomic::Ordering::Relaxed);
                 Ok(stale)
             }
@@ -229,12 +228,13 @@ impl Engine {
         &self,
         tenant: &str,
         customer_ids: Vec<String>,
-        backfill: &str,
     ) -> Result<(usize, Vec<String>), ScoringError> {
         let mut states = self.store.states(tenant, &customer_ids).await?;
         let now = self.clock.now();
         let lenient = ValidationPolicy::stored();
         let mut touched: BTreeMap<String, CustomerState> = BTreeMap::new();
+        // Per customer, the backfill of every event folded (None once one was live).
+        let mut backfills: BTreeMap<String, Option<String>> = BTreeMap::new();
         let mut pending = customer_ids;
         while !pending.is_empty() {
             let cursors = pending
@@ -259,6 +259,11 @@ impl Engine {
                 if stored.seq <= state.last_event_seq {
                     continue;
                 }
+                let from = Some(stored.backfill.clone()).filter(|b| !b.is_empty());
+                backfills
+                    .entry(id.clone())
+                    .and_modify(|b| *b = b.take().and(from.clone()))
+                    .or_insert(from);
                 match convert::draft(&event).and_then(|d| validate(d, now, &lenient)) {
                     Ok(valid) => state.metrics.apply(&valid),
                     Err(rejection) => {
@@ -280,9 +285,14 @@ impl Engine {
             .into_iter()
             .map(|(customer_id, state)| rescore(customer_id, state, &ctx, now).0)
             .collect();
-        // Alerting tells a backfill's alerts in one summary: the changes say whose they are.
-        for n in rescored.iter_mut().filter_map(|r| r.notification.as_mut()) {
-            n.backfill = backfill.to_owned();
+        // Alerting tells a backfill's alerts in one summary: a change is the backfill's when
+        // every event it folded came in with one; a single live event makes it live.
+        for r in &mut rescored {
+            if let (Some(n), Some(Some(b))) =
+                (r.notification.as_mut(), backfills.get(&r.customer_id))
+            {
+                n.backfill = b.clone();
+            }
         }
         let customers = rescored.len();
         let stale = self.persist(tenant, rescored, Columns::All).await?;

@@ -185,7 +185,7 @@ fn a_silence_mutes_what_it_matches_between_its_start_and_its_end() {
     let s = Silence {
         id: 7,
         matcher: Matcher {
-            customers: vec!["c1".into()],
+            customer_ids: vec!["c1".into()],
             ..Matcher::default()
         },
         starts_at: 100,
