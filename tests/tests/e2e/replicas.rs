@@ -482,7 +482,6 @@ async fn a_cluster_of_replicas_loses_nothing_through_restarts_crashes_and_schedu
         .clone()
         .notify_customers_changed(service_req(scoring::CustomersChanged {
             customer_ids: acked.keys().cloned().collect(),
-            ..Default::default()
         }))
         .await
         .expect("the fresh process folds every customer");
