@@ -259,11 +259,8 @@ impl Engine {
                 if stored.seq <= state.last_event_seq {
                     continue;
                 }
-                let from = Some(stored.backfill.clone()).filter(|b| !b.is_empty());
-                backfills
-                    .entry(id.clone())
-                    .and_modify(|b| *b = b.take().and(from.clone()))
-                    .or_insert(from);
+                let seen = backfills.remove(&id);
+                backfills.insert(id.clone(), backfill_after(seen, &stored.backfill));
                 match convert::draft(&event).and_then(|d| validate(d, now, &lenient)) {
                     Ok(valid) => state.metrics.apply(&valid),
                     Err(rejection) => {
@@ -765,5 +762,35 @@ impl Writer {
             tracing::warn!(%error, "cache write failed; reads fall back to the database");
         }
         Ok(saved.stale)
+    }
+}
+
+/// The backfill a customer's change belongs to after one more folded event (`seen`: what
+/// the events before it said, `None` before the first): the event's backfill while every
+/// event came with one, live (`None`) for good once one came live (an empty label).
+fn backfill_after(seen: Option<Option<String>>, event: &str) -> Option<String> {
+    let event = Some(event.to_owned()).filter(|b| !b.is_empty());
+    match seen {
+        None => event,
+        Some(before) => before.and(event),
+    }
+}
+
+#[cfg(test)]
+mod backfill_tests {
+    use super::backfill_after;
+
+    #[test]
+    fn a_change_is_a_backfills_only_when_every_event_it_folded_is() {
+        let fold = |events: &[&str]| {
+            events
+                .iter()
+                .fold(None, |seen, e| Some(backfill_after(seen, e)))
+        };
+        assert_eq!(fold(&["a.csv", "a.csv"]), Some(Some("a.csv".to_owned())));
+        assert_eq!(fold(&["a.csv", "", "a.csv"]), Some(None));
+        assert_eq!(fold(&["", "a.csv"]), Some(None));
+        assert_eq!(fold(&["a.csv", "b.csv"]), Some(Some("b.csv".to_owned())));
+        assert_eq!(fold(&[]), None);
     }
 }
