@@ -392,17 +392,7 @@ async fn a_backfill_makes_one_summary_and_live_alerts_after_it_their_groups() {
     );
     assert_eq!(summary["data"]["by_rule"]["health_below"]["alerts"], 600);
     // The alerts exist and can be worked.
-    let open = a
-        .client()
-        .list_alerts(req(pb::ListAlertsRequest {
-            state: pb::AlertState::Open.into(),
-            ..Default::default()
-        }))
-        .await
-        .unwrap()
-        .into_inner()
-        .alerts;
-    assert_eq!(open.len(), 600);
+    assert_eq!(open_alerts(a.client()).await.len(), 600);
 
     // A live alert after the import: its own group, and the summary was the only message.
     score(&a, "live", 30.0).await;
@@ -561,16 +551,7 @@ async fn replicas_on_postgres_tell_each_alert_once() {
             );
         }
     }
-    let standing = clients[0]
-        .clone()
-        .list_alerts(req(pb::ListAlertsRequest {
-            state: pb::AlertState::Open.into(),
-            ..Default::default()
-        }))
-        .await
-        .unwrap()
-        .into_inner()
-        .alerts;
+    let standing = open_alerts(clients[0].clone()).await;
     assert_eq!(standing.len(), 60);
     for a in standing {
         let changes = told.get(&a.id).cloned().unwrap_or_default();
@@ -583,6 +564,21 @@ async fn replicas_on_postgres_tell_each_alert_once() {
         );
         assert_ne!(changes.last().map(String::as_str), Some("resolved"));
     }
+}
+
+/// The open alerts (up to a thousand).
+async fn open_alerts(
+    mut client: pb::alerting_service_client::AlertingServiceClient<tonic::transport::Channel>,
+) -> Vec<pb::Alert> {
+    client
+        .list_alerts(req(pb::ListAlertsRequest {
+            state: pb::AlertState::Open.into(),
+            ..Default::default()
+        }))
+        .await
+        .expect("list alerts")
+        .into_inner()
+        .alerts
 }
 
 async fn notify_through(
