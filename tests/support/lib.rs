@@ -4,6 +4,7 @@
 // Tests date their events by the system clock, as producers do.
 #![allow(clippy::disallowed_methods)]
 
+pub mod certs;
 pub mod otlp;
 pub mod scenario;
 pub mod servers;

@@ -172,7 +172,8 @@ pub async fn run(
         AlertingServiceServer::new(api),
         Authenticator(keys),
     ));
-    rapport_server::serve(listener, routes, &[SERVICE_NAME], stop, drain).await?;
+    let tls = config.common.tls.acceptor()?;
+    rapport_server::serve(listener, routes, &[SERVICE_NAME], stop, drain, tls).await?;
     let _ = tokio::join!(delivering, sweeping, compacting);
     Ok(())
 }

@@ -72,6 +72,8 @@ struct Connection {
     /// Alerting address (default: the local platform's).
     #[arg(long, global = true, env = "RAPPORT_ALERTING_ADDR")]
     alerting: Option<String>,
+    #[command(flatten)]
+    tls: rapport_server::tls::ClientTlsArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -211,7 +213,10 @@ impl Target {
     }
 
     fn channel(&self, addr: &str) -> anyhow::Result<Channel> {
-        Ok(Channel::from_shared(uri(addr))?
+        Ok(self
+            .cli
+            .tls
+            .endpoint(addr)?
             .connect_timeout(Duration::from_secs(5))
             .connect_lazy())
     }
@@ -242,15 +247,6 @@ impl Target {
         req.metadata_mut()
             .insert("authorization", format!("Bearer {}", self.key()?).parse()?);
         Ok(req)
-    }
-}
-
-/// The URI of a server given as `HOST:PORT` or as a URI.
-fn uri(addr: &str) -> String {
-    if addr.contains("://") {
-        addr.to_owned()
-    } else {
-        format!("http://{addr}")
     }
 }
 
@@ -297,7 +293,7 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let command = match cli.command {
         Command::Up(args) => return up::up(args).await,
-        Command::Probe(args) => return probe::probe(args).await,
+        Command::Probe(args) => return probe::probe(args, &cli.conn.tls).await,
         Command::Client(command) => command,
     };
     let target = Target {

@@ -9,7 +9,7 @@ use tonic_health::pb::health_client::HealthClient;
 /// Options of `rapport probe`.
 #[derive(Debug, clap::Args)]
 pub struct ProbeArgs {
-    /// The server: `HOST:PORT` or `http://HOST:PORT`.
+    /// The server: `HOST:PORT` or `http://HOST:PORT` (https with --tls-ca).
     pub addr: String,
     /// The service to ask about (`rapport.scoring.v1.ScoringService`, …); empty asks about
     /// the server as a whole.
@@ -25,9 +25,13 @@ pub struct ProbeArgs {
 
 /// Succeeds when the server answers SERVING; otherwise fails with what it answered (the
 /// process then exits 1, which is what container health checks read).
-pub async fn probe(args: ProbeArgs) -> anyhow::Result<()> {
+pub async fn probe(
+    args: ProbeArgs,
+    tls: &rapport_server::tls::ClientTlsArgs,
+) -> anyhow::Result<()> {
     let timeout = Duration::from_secs(args.timeout_secs.max(1));
-    let channel = tonic::transport::Endpoint::from_shared(crate::uri(&args.addr))?
+    let channel = tls
+        .endpoint(&args.addr)?
         .connect_timeout(timeout)
         .timeout(timeout)
         .connect_lazy();

@@ -12,7 +12,7 @@ use rapport_proto::ingestion::v1::ingestion_service_server::{
     IngestionServiceServer, SERVICE_NAME,
 };
 use rapport_proto::scoring::v1::scoring_service_client::ScoringServiceClient;
-use rapport_server::{Authenticator, CommonArgs, peer_channel};
+use rapport_server::{Authenticator, CommonArgs};
 use rapport_storage::outbox::Relay;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -56,7 +56,7 @@ pub async fn run(
         .await?;
     let keys = Arc::new(config.common.api_keys()?);
 
-    let scoring = ScoringServiceClient::new(peer_channel(&config.scoring_addr)?);
+    let scoring = ScoringServiceClient::new(config.common.peer(&config.scoring_addr)?);
     let notifier = relay::ScoringNotifier::new(scoring, keys.service_key().to_owned());
     let mut relay = Relay::new(migration::OUTBOX, db.clone(), notifier);
     // A message names a whole batch's customers (up to 2,500), so a pass takes fewer.
@@ -79,7 +79,8 @@ pub async fn run(
         .max_encoding_message_size(usize::MAX);
     let routes = Routes::new(InterceptedService::new(server, Authenticator(keys)));
     let drain = config.common.drain();
-    rapport_server::serve(listener, routes, &[SERVICE_NAME], stop, drain).await?;
+    let tls = config.common.tls.acceptor()?;
+    rapport_server::serve(listener, routes, &[SERVICE_NAME], stop, drain, tls).await?;
     served.cancel();
     relay.await?;
     Ok(())

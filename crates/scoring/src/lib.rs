@@ -18,7 +18,7 @@ use rapport_domain::scorecard::DEFAULT_TOML;
 use rapport_proto::alerting::v1::alerting_service_client::AlertingServiceClient;
 use rapport_proto::ingestion::v1::ingestion_service_client::IngestionServiceClient;
 use rapport_proto::scoring::v1::scoring_service_server::{SERVICE_NAME, ScoringServiceServer};
-use rapport_server::{Authenticator, CommonArgs, peer_channel};
+use rapport_server::{Authenticator, CommonArgs};
 use rapport_storage::coordination::Schedules;
 use rapport_storage::outbox::Relay;
 use std::net::SocketAddr;
@@ -91,7 +91,7 @@ pub async fn run(
         None => AnyCache::Memory(MemoryCache::new(1_000_000, ttl)),
     };
 
-    let alerting = AlertingServiceClient::new(peer_channel(&config.alerting_addr)?);
+    let alerting = AlertingServiceClient::new(config.common.peer(&config.alerting_addr)?);
     let mut relay = Relay::new(
         migration::OUTBOX,
         db.clone(),
@@ -116,7 +116,7 @@ pub async fn run(
     let engine = engine::Engine::new(
         store::Store::new(db.clone()),
         cache,
-        IngestionServiceClient::new(peer_channel(&config.ingestion_addr)?)
+        IngestionServiceClient::new(config.common.peer(&config.ingestion_addr)?)
             .max_decoding_message_size(256 * 1024 * 1024),
         keys.service_key().to_owned(),
         builtin,
@@ -147,7 +147,8 @@ pub async fn run(
     let drain = config.common.drain();
     let server = ScoringServiceServer::new(grpc::ScoringApi(engine, drain.draining(&stop)));
     let routes = Routes::new(InterceptedService::new(server, Authenticator(keys)));
-    rapport_server::serve(listener, routes, &[SERVICE_NAME], stop, drain).await?;
+    let tls = config.common.tls.acceptor()?;
+    rapport_server::serve(listener, routes, &[SERVICE_NAME], stop, drain, tls).await?;
     served.cancel();
     relay.await?;
     Ok(())

@@ -19,7 +19,7 @@ use rapport_proto::scoring::v1::scoring_service_client::ScoringServiceClient;
 use rapport_proto::segmentation::v1::segmentation_service_server::{
     SERVICE_NAME, SegmentationServiceServer,
 };
-use rapport_server::{ApiKeys, Authenticator, CommonArgs, peer_channel};
+use rapport_server::{ApiKeys, Authenticator, CommonArgs};
 use rapport_storage::outbox::Relay;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -132,7 +132,7 @@ async fn api(
     let db =
         rapport_storage::open::<migration::Migrator>(&config.common.database_url("segmentation"))
             .await?;
-    let scoring = ScoringServiceClient::new(peer_channel(&config.scoring_addr)?);
+    let scoring = ScoringServiceClient::new(config.common.peer(&config.scoring_addr)?);
     let (waker, relay) = Relay::new(
         migration::OUTBOX,
         db.clone(),
@@ -142,7 +142,7 @@ async fn api(
     let api = Arc::new(grpc::SegmentationApi {
         store: store::Store::new(db),
         scoring,
-        ingestion: IngestionServiceClient::new(peer_channel(&config.ingestion_addr)?),
+        ingestion: IngestionServiceClient::new(config.common.peer(&config.ingestion_addr)?),
         service_key: keys.service_key().to_owned(),
         cutoffs: config.tier_cutoffs.clone(),
         measure: config.tier_measure,
@@ -180,7 +180,8 @@ pub async fn run(
         SegmentationServiceServer::from_arc(api),
         Authenticator(keys),
     ));
-    rapport_server::serve(listener, routes, &[SERVICE_NAME], stop, drain).await?;
+    let tls = config.common.tls.acceptor()?;
+    rapport_server::serve(listener, routes, &[SERVICE_NAME], stop, drain, tls).await?;
     served.cancel();
     relay.await?;
     Ok(())

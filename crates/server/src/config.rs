@@ -30,6 +30,8 @@ pub struct CommonArgs {
     #[arg(long, env = "RAPPORT_DRAIN_TIMEOUT_SECS", default_value_t = DEFAULT_DRAIN_TIMEOUT_SECS)]
     pub drain_timeout_secs: u64,
     #[command(flatten)]
+    pub tls: crate::tls::TlsArgs,
+    #[command(flatten)]
     pub telemetry: rapport_telemetry::Settings,
 }
 
@@ -58,6 +60,7 @@ impl CommonArgs {
             metrics_listen: None,
             drain_pause_secs: DEFAULT_DRAIN_PAUSE_SECS,
             drain_timeout_secs: DEFAULT_DRAIN_TIMEOUT_SECS,
+            tls: crate::tls::TlsArgs::default(),
             telemetry: rapport_telemetry::Settings::default(),
         }
     }
@@ -68,6 +71,11 @@ impl CommonArgs {
             pause: std::time::Duration::from_secs(self.drain_pause_secs),
             timeout: std::time::Duration::from_secs(self.drain_timeout_secs),
         }
+    }
+
+    /// A channel to the peer at `spec`, over TLS when this process has a CA to trust.
+    pub fn peer(&self, spec: &str) -> anyhow::Result<crate::PeerChannel> {
+        Ok(crate::peer::peer_channel_over(spec, self.tls.client()?)?)
     }
 
     /// The database URL for `service`.

@@ -1,4 +1,4 @@
-//! What every Rapport gRPC server and client shares: API-key authentication, server assembly
+//! What every Rapport gRPC server and client shares: API-key authentication, TLS, server assembly
 //! (trace-context layer, health, reflection, graceful shutdown) and channels to peer services.
 //! Business code never sees this crate; each service's `grpc.rs` adapter does.
 
@@ -12,13 +12,14 @@ pub mod peer;
 pub mod process;
 pub mod progress;
 pub mod serve;
+pub mod tls;
 
 pub use auth::{ApiKeys, Authenticator, Principal, Role};
 pub use clock::Clock;
 pub use config::CommonArgs;
 pub use drain::{Drain, until_draining};
 pub use failure::Failure;
-pub use peer::{PeerChannel, peer_channel, peer_request, peer_unavailable};
+pub use peer::{PeerChannel, peer_channel, peer_channel_over, peer_request, peer_unavailable};
 pub use process::run_process;
 pub use progress::{ProgressStream, Reporter, progress_stream};
 pub use serve::{ServeError, incoming, serve, shutdown_signal};

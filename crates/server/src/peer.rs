@@ -5,7 +5,7 @@ use crate::auth::TENANT_HEADER;
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tonic::transport::channel::Change;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 
 /// A channel to a peer whose requests carry the current trace context and end at their
 /// deadline, wherever they wait (a balanced channel with no address yet waits for one).
@@ -66,11 +66,30 @@ impl Target {
     }
 }
 
-/// The endpoint of one resolved address of a peer.
-fn endpoint(scheme: &str, addr: std::net::SocketAddr) -> Result<Endpoint, PeerAddrError> {
+/// The endpoint of one resolved address of a peer; over TLS when `tls` is given, checking
+/// the peer's certificate against the name it was addressed by (not the address it resolved
+/// to: certificates name services, not pods).
+fn endpoint(
+    target: &Target,
+    addr: std::net::SocketAddr,
+    tls: Option<&ClientTlsConfig>,
+) -> Result<Endpoint, PeerAddrError> {
+    let scheme = if tls.is_some() {
+        "https"
+    } else {
+        target.scheme.as_str()
+    };
     let uri = format!("{scheme}://{addr}");
-    let endpoint = Endpoint::from_shared(uri.clone())
-        .map_err(|source| PeerAddrError::Endpoint { addr: uri, source })?;
+    let mut endpoint =
+        Endpoint::from_shared(uri.clone()).map_err(|source| PeerAddrError::Endpoint {
+            addr: uri.clone(),
+            source,
+        })?;
+    if let Some(tls) = tls {
+        endpoint = endpoint
+            .tls_config(tls.clone().domain_name(target.host.clone()))
+            .map_err(|source| PeerAddrError::Endpoint { addr: uri, source })?;
+    }
     Ok(endpoint
         .connect_timeout(Duration::from_secs(2))
         .tcp_nodelay(true)
@@ -84,6 +103,14 @@ fn endpoint(scheme: &str, addr: std::net::SocketAddr) -> Result<Endpoint, PeerAd
 /// a DNS name (a Kubernetes headless Service) all get calls, new ones within seconds.
 /// Needs a Tokio runtime when given names or several addresses (the lookups run on it).
 pub fn peer_channel(spec: &str) -> Result<PeerChannel, PeerAddrError> {
+    peer_channel_over(spec, None)
+}
+
+/// [`peer_channel`], over TLS when `tls` is given (the peers' addresses then mean https).
+pub fn peer_channel_over(
+    spec: &str,
+    tls: Option<ClientTlsConfig>,
+) -> Result<PeerChannel, PeerAddrError> {
     let targets = spec
         .split(',')
         .map(str::trim)
@@ -102,12 +129,12 @@ pub fn peer_channel(spec: &str) -> Result<PeerChannel, PeerAddrError> {
             })?;
             let addr = std::net::SocketAddr::new(ip, one.port);
             Ok(InjectTraceContext(Deadline(
-                endpoint(&one.scheme, addr)?.connect_lazy(),
+                endpoint(one, addr, tls.as_ref())?.connect_lazy(),
             )))
         }
         _ => {
             let (channel, changes) = Channel::balance_channel(64);
-            tokio::spawn(follow(targets, changes));
+            tokio::spawn(follow(targets, changes, tls));
             Ok(InjectTraceContext(Deadline(channel)))
         }
     }
@@ -119,12 +146,13 @@ pub fn peer_channel(spec: &str) -> Result<PeerChannel, PeerAddrError> {
 async fn follow(
     targets: Vec<Target>,
     changes: tokio::sync::mpsc::Sender<Change<std::net::SocketAddr, Endpoint>>,
+    tls: Option<ClientTlsConfig>,
 ) {
     use std::collections::BTreeMap;
     use std::net::SocketAddr;
     // Each target's addresses as last resolved.
     let mut known: Vec<Vec<SocketAddr>> = vec![Vec::new(); targets.len()];
-    let mut current: BTreeMap<SocketAddr, &str> = BTreeMap::new();
+    let mut current: BTreeMap<SocketAddr, &Target> = BTreeMap::new();
     loop {
         for (target, addrs) in targets.iter().zip(known.iter_mut()) {
             match tokio::net::lookup_host((target.host.as_str(), target.port)).await {
@@ -136,18 +164,18 @@ async fn follow(
                 ),
             }
         }
-        let next: BTreeMap<SocketAddr, &str> = targets
+        let next: BTreeMap<SocketAddr, &Target> = targets
             .iter()
             .zip(&known)
-            .flat_map(|(t, addrs)| addrs.iter().map(|a| (*a, t.scheme.as_str())))
+            .flat_map(|(t, addrs)| addrs.iter().map(move |a| (*a, t)))
             .collect();
         for gone in current.keys().filter(|a| !next.contains_key(a)) {
             if changes.send(Change::Remove(*gone)).await.is_err() {
                 return;
             }
         }
-        for (new, scheme) in next.iter().filter(|(a, _)| !current.contains_key(a)) {
-            match endpoint(scheme, *new) {
+        for (new, target) in next.iter().filter(|(a, _)| !current.contains_key(a)) {
+            match endpoint(target, *new, tls.as_ref()) {
                 Ok(e) => {
                     if changes.send(Change::Insert(*new, e)).await.is_err() {
                         return;

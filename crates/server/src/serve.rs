@@ -21,15 +21,16 @@ pub enum ServeError {
     Reflection(#[from] tonic_reflection::server::Error),
 }
 
-/// Serves `routes` (the service's own gRPC services, already authenticated) on `listener`,
-/// with health reporting SERVING for `service_names` until `stop` is cancelled; then drains
-/// as `drain` says (see [`crate::drain`]) and returns.
+/// Serves `routes` (the service's own gRPC services, already authenticated) on `listener`
+/// (over TLS only when `tls` is given), with health reporting SERVING for `service_names`
+/// until `stop` is cancelled; then drains as `drain` says (see [`crate::drain`]) and returns.
 pub async fn serve(
     listener: TcpListener,
     routes: Routes,
     service_names: &[&'static str],
     stop: CancellationToken,
     drain: crate::Drain,
+    tls: Option<tokio_rustls::TlsAcceptor>,
 ) -> Result<(), ServeError> {
     let (health, health_service) = tonic_health::server::health_reporter();
     for name in service_names {
@@ -87,12 +88,19 @@ pub async fn serve(
         tracing::info!(pause = ?drain.pause, "not serving; draining after the pause");
         tokio::time::sleep(drain.pause).await;
     };
-    let serving = Server::builder()
+    let router = Server::builder()
         .timeout(Duration::from_secs(60))
         .layer(trace)
         .layer(RecordLayer)
-        .add_routes(routes)
-        .serve_with_incoming_shutdown(incoming(listener), signal);
+        .add_routes(routes);
+    let serving: std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<(), tonic::transport::Error>> + Send>,
+    > = match tls {
+        Some(acceptor) => Box::pin(
+            router.serve_with_incoming_shutdown(crate::tls::incoming(listener, acceptor), signal),
+        ),
+        None => Box::pin(router.serve_with_incoming_shutdown(incoming(listener), signal)),
+    };
     let deadline = async {
         stop.cancelled().await;
         tokio::time::sleep(drain.pause + drain.timeout).await;

@@ -22,5 +22,6 @@ mod python_client;
 mod redis_outage;
 mod replicas;
 mod segmentation_schedule;
+mod tls;
 mod tracing;
 mod walkthrough;

@@ -1,0 +1,260 @@
+//! TLS for every server and for the calls between services: a certificate and key in PEM
+//! files turn TLS on, and are read again when the files change (Kubernetes rotates a mounted
+//! secret in place), without a restart; a client CA makes the server require client
+//! certificates it signed (mTLS); a CA makes this process call its peers over TLS, showing
+//! its own certificate when it has one.
+
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
+use rustls::sign::CertifiedKey;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::server::TlsStream;
+
+/// How often the certificate files are read again for changes.
+const RELOAD_EVERY: Duration = Duration::from_secs(2);
+/// Longest a client may take over its handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Where this process's TLS material is, from flags or `RAPPORT_TLS_*` variables.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct TlsArgs {
+    /// Certificate chain (PEM) the server presents; with --tls-key, serves TLS only. It is
+    /// also the certificate this process shows the peers it calls.
+    #[arg(long, env = "RAPPORT_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// Private key (PEM) of --tls-cert.
+    #[arg(long, env = "RAPPORT_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// CA (PEM) that must have signed the certificates clients present: mTLS.
+    #[arg(long, env = "RAPPORT_TLS_CLIENT_CA", requires = "tls_cert")]
+    pub tls_client_ca: Option<PathBuf>,
+    /// CA (PEM) trusted when calling peers, which are then called over TLS.
+    #[arg(long, env = "RAPPORT_TLS_CA")]
+    pub tls_ca: Option<PathBuf>,
+}
+
+/// Why TLS could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("{path}: {reason}")]
+    File { path: String, reason: String },
+    #[error("TLS: {0}")]
+    Rustls(#[from] rustls::Error),
+    #[error("client CA: {0}")]
+    ClientCa(#[from] rustls::server::VerifierBuilderError),
+}
+
+fn file_error(path: &Path, reason: impl std::fmt::Display) -> TlsError {
+    TlsError::File {
+        path: path.display().to_string(),
+        reason: reason.to_string(),
+    }
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
+    std::fs::read(path).map_err(|e| file_error(path, e))
+}
+
+/// The certificates of a PEM file (at least one).
+fn certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let certs = CertificateDer::pem_slice_iter(&read(path)?)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| file_error(path, format!("not PEM certificates: {e}")))?;
+    if certs.is_empty() {
+        return Err(file_error(path, "no certificate in the file"));
+    }
+    Ok(certs)
+}
+
+/// The one cryptography provider, named rather than guessed: other crates in the process
+/// enable rustls with their own choice.
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// A certificate chain and its key, ready to sign handshakes.
+fn certified_key(cert: &Path, key: &Path) -> Result<CertifiedKey, TlsError> {
+    let chain = certificates(cert)?;
+    let der = PrivateKeyDer::from_pem_slice(&read(key)?)
+        .map_err(|e| file_error(key, format!("not a PEM private key: {e}")))?;
+    let signing = provider()
+        .key_provider
+        .load_private_key(der)
+        .map_err(|e| file_error(key, e))?;
+    let certified = CertifiedKey::new(chain, signing);
+    certified
+        .keys_match()
+        .map_err(|e| file_error(key, format!("does not match {}: {e}", cert.display())))?;
+    Ok(certified)
+}
+
+/// The server's certificate, replaced when its files change.
+#[derive(Debug)]
+struct Current(RwLock<Arc<CertifiedKey>>);
+
+impl ResolvesServerCert for Current {
+    fn resolve(&self, _: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        self.0.read().ok().map(|k| Arc::clone(&k))
+    }
+}
+
+/// Reads the certificate files every [`RELOAD_EVERY`] and serves their new content once
+/// it is whole and valid (a half-written pair keeps the previous one in use).
+async fn follow(cert: PathBuf, key: PathBuf, current: Arc<Current>) {
+    let contents = || (std::fs::read(&cert).ok(), std::fs::read(&key).ok());
+    let mut seen = contents();
+    loop {
+        tokio::time::sleep(RELOAD_EVERY).await;
+        let now = contents();
+        if now == seen {
+            continue;
+        }
+        match certified_key(&cert, &key) {
+            Ok(k) => {
+                if let Ok(mut slot) = current.0.write() {
+                    *slot = Arc::new(k);
+                }
+                tracing::info!(cert = %cert.display(), "TLS certificate reloaded");
+                seen = now;
+            }
+            Err(error) => {
+                tracing::warn!(%error, "TLS certificate files changed but do not load; serving the previous certificate")
+            }
+        }
+    }
+}
+
+impl TlsArgs {
+    /// The server's acceptor, or `None` when TLS is off. Starts following the certificate
+    /// files (on the current Tokio runtime).
+    pub fn acceptor(&self) -> Result<Option<TlsAcceptor>, TlsError> {
+        let (Some(cert), Some(key)) = (&self.tls_cert, &self.tls_key) else {
+            return Ok(None);
+        };
+        let current = Arc::new(Current(RwLock::new(Arc::new(certified_key(cert, key)?))));
+        let builder = rustls::ServerConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()?;
+        let builder = match &self.tls_client_ca {
+            Some(ca) => {
+                let mut roots = rustls::RootCertStore::empty();
+                for c in certificates(ca)? {
+                    roots.add(c).map_err(|e| file_error(ca, e))?;
+                }
+                let verifier =
+                    WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider())
+                        .build()?;
+                builder.with_client_cert_verifier(verifier)
+            }
+            None => builder.with_no_client_auth(),
+        };
+        let mut config = builder.with_cert_resolver(current.clone());
+        config.alpn_protocols = vec![b"h2".to_vec()];
+        tokio::spawn(follow(cert.clone(), key.clone(), current));
+        Ok(Some(TlsAcceptor::from(Arc::new(config))))
+    }
+
+    /// How this process calls its peers: over TLS trusting `--tls-ca` (showing its own
+    /// certificate when it has one), or `None` for plaintext.
+    pub fn client(&self) -> Result<Option<tonic::transport::ClientTlsConfig>, TlsError> {
+        match &self.tls_ca {
+            None => Ok(None),
+            Some(ca) => {
+                client_config(ca, self.tls_cert.as_deref(), self.tls_key.as_deref()).map(Some)
+            }
+        }
+    }
+}
+
+/// A client's TLS: trusting `ca`, showing `cert` with `key` when both are given (mTLS).
+pub fn client_config(
+    ca: &Path,
+    cert: Option<&Path>,
+    key: Option<&Path>,
+) -> Result<tonic::transport::ClientTlsConfig, TlsError> {
+    use tonic::transport::{Certificate, ClientTlsConfig, Identity};
+    certificates(ca)?;
+    let mut config = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(read(ca)?));
+    if let (Some(cert), Some(key)) = (cert, key) {
+        certified_key(cert, key)?;
+        config = config.identity(Identity::from_pem(read(cert)?, read(key)?));
+    }
+    Ok(config)
+}
+
+/// TLS of a command-line client, from flags or the `RAPPORT_TLS_*` variables a service's
+/// pod already has.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct ClientTlsArgs {
+    /// CA (PEM) to trust: call the servers over TLS.
+    #[arg(long, global = true, env = "RAPPORT_TLS_CA")]
+    pub tls_ca: Option<PathBuf>,
+    /// Client certificate (PEM) to show servers that require one (mTLS).
+    #[arg(long, global = true, env = "RAPPORT_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// Private key (PEM) of --tls-cert.
+    #[arg(long, global = true, env = "RAPPORT_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+}
+
+impl ClientTlsArgs {
+    /// An endpoint for `addr` (`host:port` or a URL): https with these settings when a CA
+    /// is given, the address as it is otherwise.
+    pub fn endpoint(&self, addr: &str) -> anyhow::Result<tonic::transport::Endpoint> {
+        let Some(ca) = &self.tls_ca else {
+            let uri = if addr.contains("://") {
+                addr.to_owned()
+            } else {
+                format!("http://{addr}")
+            };
+            return Ok(tonic::transport::Endpoint::from_shared(uri)?);
+        };
+        let rest = addr.split_once("://").map_or(addr, |(_, rest)| rest);
+        let endpoint = tonic::transport::Endpoint::from_shared(format!("https://{rest}"))?;
+        let config = client_config(ca, self.tls_cert.as_deref(), self.tls_key.as_deref())?;
+        Ok(endpoint.tls_config(config)?)
+    }
+}
+
+/// Connections accepted on `listener` once their TLS handshake succeeded; handshakes run
+/// side by side, so a slow or hostile client holds up no other. A failed handshake is the
+/// client's business (a plaintext client, an unknown certificate): logged at debug level.
+pub fn incoming(
+    listener: TcpListener,
+    acceptor: TlsAcceptor,
+) -> impl tokio_stream::Stream<Item = std::io::Result<TlsStream<TcpStream>>> {
+    let (tx, rx) = tokio::sync::mpsc::channel(64);
+    tokio::spawn(async move {
+        loop {
+            let accepted = tokio::select! {
+                accepted = listener.accept() => accepted,
+                _ = tx.closed() => return,
+            };
+            let tcp = match accepted {
+                Ok((tcp, _)) => tcp,
+                Err(error) => {
+                    // Out of descriptors, say: wait rather than spin.
+                    tracing::warn!(%error, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            };
+            let _ = tcp.set_nodelay(true);
+            let (acceptor, tx) = (acceptor.clone(), tx.clone());
+            tokio::spawn(async move {
+                match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                    Ok(Ok(tls)) => {
+                        let _ = tx.send(Ok(tls)).await;
+                    }
+                    Ok(Err(error)) => tracing::debug!(%error, "TLS handshake refused"),
+                    Err(_) => tracing::debug!("TLS handshake timed out"),
+                }
+            });
+        }
+    });
+    tokio_stream::wrappers::ReceiverStream::new(rx)
+}
