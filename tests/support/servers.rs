@@ -61,15 +61,20 @@ impl Postgres {
     /// Initialises and starts a cluster for tests (fsync off: a crash of the machine is not
     /// what tests simulate); the database `rapport` is ready when this returns.
     pub fn start() -> Postgres {
-        Self::start_with(false)
+        Self::start_with(false, None)
     }
 
     /// A cluster that syncs every commit to disk, as production does (for benchmarks).
     pub fn start_durable() -> Postgres {
-        Self::start_with(true)
+        Self::start_with(true, None)
     }
 
-    fn start_with(fsync: bool) -> Postgres {
+    /// A cluster that accepts TCP connections over TLS only, presenting `pair`.
+    pub fn start_tls(pair: &crate::certs::Pair) -> Postgres {
+        Self::start_with(false, Some(pair))
+    }
+
+    fn start_with(fsync: bool, tls: Option<&crate::certs::Pair>) -> Postgres {
         let bin = pg_bin();
         let dir = tempfile::Builder::new()
             .prefix("rapport-pg-")
@@ -108,6 +113,31 @@ impl Postgres {
             "initdb failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
+        let mut settings: Vec<String> = Vec::new();
+        if let Some(pair) = tls {
+            // The server reads its key only when the postgres user owns it, alone.
+            let (cert, key) = (dir.path().join("server.pem"), dir.path().join("server.key"));
+            std::fs::copy(&pair.cert, &cert).expect("copy the certificate");
+            std::fs::copy(&pair.key, &key).expect("copy the key");
+            std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+                .expect("chmod the key");
+            if root {
+                for f in [&cert, &key] {
+                    let status = Command::new("chown").arg("postgres:").arg(f).status();
+                    assert!(status.is_ok_and(|s| s.success()), "chown {}", f.display());
+                }
+            }
+            std::fs::write(
+                data.join("pg_hba.conf"),
+                "local all all trust\nhostssl all all 127.0.0.1/32 trust\n",
+            )
+            .expect("write pg_hba.conf");
+            settings.extend([
+                "ssl=on".to_owned(),
+                format!("ssl_cert_file={}", cert.display()),
+                format!("ssl_key_file={}", key.display()),
+            ]);
+        }
         let port = free_port();
         let mut child = as_owner(&bin.join("postgres"))
             .arg("-D")
@@ -124,6 +154,7 @@ impl Postgres {
                 "-c",
             ])
             .arg(if fsync { "fsync=on" } else { "fsync=off" })
+            .args(settings.iter().flat_map(|s| ["-c", s.as_str()]))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

@@ -209,3 +209,24 @@ async fn the_platform_runs_on_mutual_tls_end_to_end() {
     let (ok, text) = cli(&addrs, &ca, None, &["health", "bob"]);
     assert!(!ok, "{text}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_service_reaches_postgresql_over_tls_with_sslmode() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new(dir.path(), "db");
+    let pg = Postgres::start_tls(&ca.issue("postgres", "postgres"));
+    // The cluster takes TCP connections over TLS only; the service checks its certificate.
+    let db = format!(
+        "{}?sslmode=verify-full&sslrootcert={}",
+        pg.url(),
+        ca.cert.display()
+    );
+    let backing = Backing::database(&db);
+    let addrs = Addrs::free();
+    let _ingestion = start(Service::Ingestion, &addrs, &backing, dir.path(), &[]);
+    let encrypted = pg.query(
+        "SELECT count(*) FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) \
+         WHERE s.ssl AND a.datname = 'rapport'",
+    );
+    assert!(encrypted.trim().parse::<u32>().unwrap() >= 1, "{encrypted}");
+}
