@@ -1,7 +1,7 @@
 """A webhook receiver for the alerting tests, and an independent signature check.
 
-    webhook_receiver.py serve PORT_FILE LOG SCRIPT_JSON
-        Serves HTTP on a free loopback port (written to PORT_FILE). Each path answers with its
+    webhook_receiver.py serve PORT_FILE LOG SCRIPT_JSON [CERT KEY]
+        Serves HTTP (HTTPS with CERT and KEY) on a free loopback port (written to PORT_FILE). Each path answers with its
         scripted statuses in turn, the last one repeating ({"/flaky": [500, 500, 200]}); a 429
         says Retry-After: 1. Every request is appended to LOG as one JSON line.
 
@@ -15,12 +15,13 @@ import hashlib
 import hmac
 import http.server
 import json
+import ssl
 import sys
 import threading
 import time
 
 
-def serve(port_file, log_path, script):
+def serve(port_file, log_path, script, cert=None, key=None):
     lock = threading.Lock()
     served = {}
 
@@ -50,6 +51,10 @@ def serve(port_file, log_path, script):
             pass
 
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    if cert:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(cert, key)
+        server.socket = context.wrap_socket(server.socket, server_side=True)
     with open(port_file, "w") as f:
         f.write(str(server.server_address[1]))
     print("listening", flush=True)
@@ -79,6 +84,6 @@ def verify(log_path, path, secret):
 
 if __name__ == "__main__":
     if sys.argv[1] == "serve":
-        serve(sys.argv[2], sys.argv[3], json.loads(sys.argv[4]))
+        serve(sys.argv[2], sys.argv[3], json.loads(sys.argv[4]), *sys.argv[5:7])
     else:
         verify(sys.argv[2], sys.argv[3], sys.argv[4])

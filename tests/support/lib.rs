@@ -172,6 +172,19 @@ impl Drop for Proc {
 /// path with its scripted statuses (JSON, `{"/path": [500, 200]}`; 200 otherwise): its
 /// process, its base URL and its request log (one JSON line a request).
 pub fn webhook_receiver(dir: &Path, script: &str) -> (Proc, String, PathBuf) {
+    receiver(dir, script, None)
+}
+
+/// [`webhook_receiver`] over HTTPS, presenting `tls`.
+pub fn webhook_receiver_tls(
+    dir: &Path,
+    script: &str,
+    tls: &certs::Pair,
+) -> (Proc, String, PathBuf) {
+    receiver(dir, script, Some(tls))
+}
+
+fn receiver(dir: &Path, script: &str, tls: Option<&certs::Pair>) -> (Proc, String, PathBuf) {
     let port_file = dir.join("port");
     let log = dir.join("requests.jsonl");
     let mut cmd = Command::new(python());
@@ -180,9 +193,13 @@ pub fn webhook_receiver(dir: &Path, script: &str) -> (Proc, String, PathBuf) {
         .arg(&port_file)
         .arg(&log)
         .arg(script);
+    if let Some(pair) = tls {
+        cmd.arg(&pair.cert).arg(&pair.key);
+    }
     let proc = Proc::spawn("receiver", cmd, dir, "listening");
     let port = std::fs::read_to_string(&port_file).expect("the receiver wrote its port");
-    (proc, format!("http://127.0.0.1:{}", port.trim()), log)
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    (proc, format!("{scheme}://127.0.0.1:{}", port.trim()), log)
 }
 
 /// The four services, by which tests start, stop and address them.

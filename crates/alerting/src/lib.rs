@@ -139,6 +139,7 @@ pub async fn run(
             max_retry_after: Duration::from_secs(config.webhook_backoff_max_secs),
         },
         wakers.deliver.clone(),
+        rapport_server::tls::web_client_config(config.common.tls.tls_ca.as_deref())?,
     );
     let delivering = tokio::spawn(worker.run(stop.clone()));
     let (swept, sweep_wakers) = (store.clone(), wakers.clone());

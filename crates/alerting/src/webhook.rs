@@ -10,6 +10,7 @@ use base64::engine::general_purpose::STANDARD;
 use hmac::{KeyInit, Mac};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
@@ -53,7 +54,7 @@ pub struct Settings {
 pub struct Worker {
     store: Store,
     settings: Settings,
-    client: Client<HttpConnector, Full<Bytes>>,
+    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
     wake: Arc<Notify>,
 }
 
@@ -65,11 +66,23 @@ const LEASE: Duration = Duration::from_secs(60);
 const POLL: Duration = Duration::from_millis(500);
 
 impl Worker {
-    /// A worker over the store's deliveries.
-    pub fn new(store: Store, settings: Settings, wake: Arc<Notify>) -> Self {
+    /// A worker over the store's deliveries, reaching https endpoints with `tls`.
+    pub fn new(
+        store: Store,
+        settings: Settings,
+        wake: Arc<Notify>,
+        tls: rustls::ClientConfig,
+    ) -> Self {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(settings.timeout));
+        // http stays allowed: endpoints inside the cluster often have no certificate.
+        connector.enforce_http(false);
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(connector);
         Worker {
             store,
             settings,

@@ -186,6 +186,22 @@ pub fn client_config(
     Ok(config)
 }
 
+/// TLS of outgoing HTTPS calls (webhooks): the public roots every browser trusts, and
+/// `extra_ca` for endpoints inside the organisation.
+pub fn web_client_config(extra_ca: Option<&Path>) -> Result<rustls::ClientConfig, TlsError> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    if let Some(ca) = extra_ca {
+        for c in certificates(ca)? {
+            roots.add(c).map_err(|e| file_error(ca, e))?;
+        }
+    }
+    Ok(rustls::ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
+}
+
 /// TLS of a command-line client, from flags or the `RAPPORT_TLS_*` variables a service's
 /// pod already has.
 #[derive(Debug, Clone, Default, clap::Args)]

@@ -230,3 +230,39 @@ async fn a_service_reaches_postgresql_over_tls_with_sslmode() {
     );
     assert!(encrypted.trim().parse::<u32>().unwrap() >= 1, "{encrypted}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn webhooks_reach_https_endpoints_signed() {
+    use crate::alerting::{Alerting, immediate, logged, score};
+    use rapport_proto::alerting::v1 as pb;
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new(dir.path(), "receivers");
+    let (_receiver, base, log) =
+        rapport_tests::webhook_receiver_tls(dir.path(), "{}", &ca.issue("receiver", "receiver"));
+    assert!(base.starts_with("https://"));
+    let ca_path = ca.cert.display().to_string();
+    let a = Alerting::start(
+        "holdout_share = 0.0\n[health_below]\nenter_below = 50.0\nexit_at_or_above = 60.0\n",
+        &[("RAPPORT_TLS_CA", ca_path.as_str())],
+    );
+    a.client()
+        .create_webhook(rapport_tests::req(pb::CreateWebhookRequest {
+            url: format!("{base}/secure"),
+            route: Some(immediate()),
+        }))
+        .await
+        .expect("an https endpoint is accepted");
+    score(&a, "c1", 30.0).await;
+    let got = eventually("a delivery over https", Duration::from_secs(20), || async {
+        logged(&log, "/secure").into_iter().next()
+    })
+    .await;
+    assert!(
+        got["headers"]["webhook-signature"]
+            .as_str()
+            .unwrap()
+            .starts_with("v1,")
+    );
+    let body: serde_json::Value = serde_json::from_str(got["body"].as_str().unwrap()).unwrap();
+    assert_eq!(body["data"]["alerts"][0]["customer_id"], "c1", "{body}");
+}

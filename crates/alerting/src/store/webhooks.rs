@@ -60,14 +60,10 @@ fn check_url(url: &str) -> Result<(), StoreError> {
         .parse()
         .map_err(|e| StoreError::invalid("url", format!("not a URL: {e}")))?;
     match (uri.scheme_str(), uri.host()) {
-        (Some("http"), Some(_)) => Ok(()),
-        (Some("https"), Some(_)) => Err(StoreError::invalid(
-            "url",
-            "https endpoints are not supported yet; use http inside the cluster",
-        )),
+        (Some("http" | "https"), Some(_)) => Ok(()),
         _ => Err(StoreError::invalid(
             "url",
-            "must be an absolute http:// URL with a host",
+            "must be an absolute https:// or http:// URL with a host",
         )),
     }
 }
