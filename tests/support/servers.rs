@@ -238,36 +238,50 @@ pub struct Redis {
     child: Option<Child>,
     dir: tempfile::TempDir,
     pub port: u16,
+    /// Served over TLS only, with this certificate, when set.
+    tls: Option<crate::certs::Pair>,
 }
 
 impl Redis {
     /// Starts redis-server on a free port.
     pub fn start() -> Redis {
+        Self::start_with(None)
+    }
+
+    /// Starts redis-server taking TLS connections only (`rediss://`), presenting `pair`.
+    pub fn start_tls(pair: &crate::certs::Pair) -> Redis {
+        Self::start_with(Some(pair.clone()))
+    }
+
+    fn start_with(tls: Option<crate::certs::Pair>) -> Redis {
         let dir = tempfile::Builder::new()
             .prefix("rapport-redis-")
             .tempdir()
             .expect("temp dir");
         let port = free_port();
-        let child = Self::spawn(dir.path(), port);
+        let child = Self::spawn(dir.path(), port, tls.as_ref());
         Redis {
             child: Some(child),
             dir,
             port,
+            tls,
         }
     }
 
-    fn spawn(dir: &Path, port: u16) -> Child {
-        let mut child = Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
+    fn spawn(dir: &Path, port: u16, tls: Option<&crate::certs::Pair>) -> Child {
+        let mut cmd = Command::new("redis-server");
+        match tls {
+            None => cmd.arg("--port").arg(port.to_string()),
+            Some(pair) => cmd
+                .args(["--port", "0", "--tls-auth-clients", "no", "--tls-port"])
+                .arg(port.to_string())
+                .arg("--tls-cert-file")
+                .arg(&pair.cert)
+                .arg("--tls-key-file")
+                .arg(&pair.key),
+        };
+        let mut child = cmd
+            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
             .arg("--dir")
             .arg(dir)
             .stdout(Stdio::null())
@@ -280,7 +294,12 @@ impl Redis {
 
     /// URL of the server.
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        let scheme = if self.tls.is_some() {
+            "rediss"
+        } else {
+            "redis"
+        };
+        format!("{scheme}://127.0.0.1:{}", self.port)
     }
 
     /// Stops the server (to test a Redis outage).
@@ -294,7 +313,7 @@ impl Redis {
     /// Starts it again on the same port.
     pub fn restart(&mut self) {
         self.stop();
-        self.child = Some(Self::spawn(self.dir.path(), self.port));
+        self.child = Some(Self::spawn(self.dir.path(), self.port, self.tls.as_ref()));
     }
 }
 

@@ -68,10 +68,39 @@ pub struct RedisCache {
     timeout: Duration,
 }
 
+/// TLS towards Redis (`rediss://` URLs): the CA to trust instead of the system's, and a
+/// client certificate for a server that requires one; all PEM.
+#[derive(Debug, Clone, Default)]
+pub struct RedisTls {
+    pub ca: Option<Vec<u8>>,
+    pub client: Option<(Vec<u8>, Vec<u8>)>,
+}
+
 impl RedisCache {
-    /// Starts connecting to `url` in the background; until connected, calls fail fast.
-    pub fn connect(url: &str, ttl: Duration, timeout: Duration) -> Result<Self, CacheError> {
-        let client = redis::Client::open(url).map_err(CacheError::Url)?;
+    /// Starts connecting to `url` in the background; until connected, calls fail fast. A
+    /// `rediss://` URL connects over TLS, with `tls` when given.
+    pub fn connect(
+        url: &str,
+        ttl: Duration,
+        timeout: Duration,
+        tls: Option<RedisTls>,
+    ) -> Result<Self, CacheError> {
+        let client = match tls {
+            Some(tls) if url.starts_with("rediss://") => redis::Client::build_with_tls(
+                url,
+                redis::TlsCertificates {
+                    client_tls: tls.client.map(|(client_cert, client_key)| {
+                        redis::ClientTlsConfig {
+                            client_cert,
+                            client_key,
+                        }
+                    }),
+                    root_cert: tls.ca,
+                },
+            ),
+            _ => redis::Client::open(url),
+        }
+        .map_err(CacheError::Url)?;
         let conn = Arc::new(OnceCell::new());
         let cell = conn.clone();
         tokio::spawn(async move {
@@ -368,6 +397,7 @@ mod tests {
             "redis://127.0.0.1:1",
             Duration::from_secs(60),
             Duration::from_millis(50),
+            None,
         )
         .unwrap();
         let started = std::time::Instant::now();

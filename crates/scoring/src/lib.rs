@@ -87,6 +87,7 @@ pub async fn run(
             url,
             ttl,
             Duration::from_millis(config.cache_timeout_ms),
+            redis_tls(&config.common.tls)?,
         )?),
         None => AnyCache::Memory(MemoryCache::new(1_000_000, ttl)),
     };
@@ -200,4 +201,20 @@ pub async fn run_once(engine: &engine::Engine, work: Work) {
             tracing::warn!(%error, tenant, ?work, "scheduled work failed");
         }
     }
+}
+
+/// TLS towards Redis from this process's TLS settings: its CA, and its certificate as the
+/// client's; `None` when it has neither.
+fn redis_tls(
+    tls: &rapport_server::tls::TlsArgs,
+) -> anyhow::Result<Option<rapport_cache::RedisTls>> {
+    let read = |path: &std::path::Path| {
+        std::fs::read(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+    };
+    let ca = tls.tls_ca.as_deref().map(read).transpose()?;
+    let client = match (&tls.tls_cert, &tls.tls_key) {
+        (Some(cert), Some(key)) => Some((read(cert)?, read(key)?)),
+        _ => None,
+    };
+    Ok((ca.is_some() || client.is_some()).then_some(rapport_cache::RedisTls { ca, client }))
 }

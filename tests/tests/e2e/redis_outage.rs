@@ -132,6 +132,7 @@ async fn redis_keeps_the_newest_of_writes_arriving_out_of_order() {
         &redis.url(),
         Duration::from_secs(60),
         Duration::from_secs(1),
+        None,
     )
     .unwrap();
     assert!(cache.wait_connected(Duration::from_secs(10)).await);

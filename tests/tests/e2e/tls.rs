@@ -266,3 +266,31 @@ async fn webhooks_reach_https_endpoints_signed() {
     let body: serde_json::Value = serde_json::from_str(got["body"].as_str().unwrap()).unwrap();
     assert_eq!(body["data"]["alerts"][0]["customer_id"], "c1", "{body}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn scoring_caches_in_redis_over_tls() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new(dir.path(), "cache");
+    let redis = rapport_tests::Redis::start_tls(&ca.issue("redis", "redis"));
+    let url = redis.url();
+    assert!(url.starts_with("rediss://"));
+    let db = rapport_storage::sqlite_url(dir.path(), "scoring");
+    let backing = Backing {
+        redis_url: Some(&url),
+        ..Backing::database(&db)
+    };
+    let addrs = Addrs::free();
+    let env = [("RAPPORT_TLS_CA", ca.cert.display().to_string())];
+    let scoring = start(Service::Scoring, &addrs, &backing, dir.path(), &env);
+    eventually(
+        "scoring connected to redis",
+        Duration::from_secs(20),
+        || async {
+            scoring
+                .log_text()
+                .contains("connected to redis")
+                .then_some(())
+        },
+    )
+    .await;
+}

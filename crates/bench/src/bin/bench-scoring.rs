@@ -206,6 +206,7 @@ async fn bench_reads() -> anyhow::Result<()> {
         &redis.url(),
         Duration::from_secs(3_600),
         Duration::from_millis(100),
+        None,
     )?;
     cache.wait_connected(Duration::from_secs(10)).await;
     let store = Store::new(db);
@@ -286,6 +287,7 @@ async fn bench_rescore() -> anyhow::Result<()> {
         &redis.url(),
         Duration::from_secs(3_600),
         Duration::from_millis(500),
+        None,
     )?;
     cache.wait_connected(Duration::from_secs(10)).await;
     let clock = Clock::fixed(t0());
