@@ -1,6 +1,7 @@
 //! `make bench-ingest`: events/s through the batch and the streaming APIs into PostgreSQL and
 //! into SQLite (durable: each batch committed before it is acknowledged), next to a raw
-//! multi-row INSERT of the same rows by the same process into a table of the same shape.
+//! multi-row INSERT of the same rows by the same process into a table of the same shape; and
+//! the batch API over TLS next to plaintext, in turns, against the same database.
 
 // Benchmarks time themselves and date their synthetic events by the system clock.
 #![allow(clippy::disallowed_methods)]
@@ -51,16 +52,30 @@ fn request<T>(message: T) -> tonic::Request<T> {
     r
 }
 
-/// Starts the ingestion service in this process on `database_url`; returns its client.
+/// TLS material of the benchmark: a CA and the server's certificate.
+struct Tls {
+    ca: std::path::PathBuf,
+    server: rapport_tests::certs::Pair,
+}
+
+/// Starts the ingestion service in this process on `database_url` (serving TLS with `tls`);
+/// returns its client.
 async fn start_ingestion(
     database_url: String,
     stop: CancellationToken,
+    tls: Option<&Tls>,
 ) -> anyhow::Result<IngestionServiceClient<Channel>> {
     let scoring = rapport_bench::standin::start(scoring::HealthScore::default()).await?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     let mut common = CommonArgs::embedded(std::env::temp_dir());
     common.database_url = Some(database_url);
+    let mut client_tls = rapport_server::tls::ClientTlsArgs::default();
+    if let Some(t) = tls {
+        common.tls.tls_cert = Some(t.server.cert.clone());
+        common.tls.tls_key = Some(t.server.key.clone());
+        client_tls.tls_ca = Some(t.ca.clone());
+    }
     let config = rapport_ingestion::Config {
         listen: addr,
         scoring_addr: scoring.to_string(),
@@ -68,7 +83,7 @@ async fn start_ingestion(
         common,
     };
     tokio::spawn(rapport_ingestion::run(config, listener, stop));
-    let channel = Channel::from_shared(format!("http://{addr}"))?.connect_lazy();
+    let channel = client_tls.endpoint(&addr.to_string())?.connect_lazy();
     let client = IngestionServiceClient::new(channel).max_decoding_message_size(64 * 1024 * 1024);
     // Wait until it answers (migrations done).
     for _ in 0..200 {
@@ -228,16 +243,30 @@ fn report(name: &str, ours: Duration, raw: Duration) {
     );
 }
 
-async fn bench(store: &str, database_url: String) -> anyhow::Result<()> {
+async fn bench(store: &str, database_url: String, tls: &Tls) -> anyhow::Result<()> {
     let stop = CancellationToken::new();
-    let client = start_ingestion(database_url.clone(), stop.clone()).await?;
+    let client = start_ingestion(database_url.clone(), stop.clone(), None).await?;
+    let secure = start_ingestion(database_url.clone(), stop.clone(), Some(tls)).await?;
     // Warm up connections and caches, then measure.
     via_batches(&client, events("warm")[..BATCH].to_vec()).await?;
+    via_batches(&secure, events("warm-tls")[..BATCH].to_vec()).await?;
     let raw = raw_insert(&database_url, &events("raw")).await?;
     let batch = via_batches(&client, events("batch")).await?;
     let stream = via_stream(&client, events("stream")).await?;
     report(&format!("ingest-batch-{store}"), batch, raw);
     report(&format!("ingest-stream-{store}"), stream, raw);
+    // In turns, so the table's growth weighs on both alike; the best of two each.
+    let (mut plain, mut over_tls) = (Duration::MAX, Duration::MAX);
+    for round in 0..2 {
+        plain = plain.min(via_batches(&client, events(&format!("plain{round}"))).await?);
+        over_tls = over_tls.min(via_batches(&secure, events(&format!("tls{round}"))).await?);
+    }
+    println!(
+        "bench ingest-batch-tls-{store}: {:.0} events/s vs plaintext {:.0} events/s = {:.2}x of plaintext",
+        rate(over_tls),
+        rate(plain),
+        rate(over_tls) / rate(plain)
+    );
     stop.cancel();
     Ok(())
 }
@@ -251,13 +280,24 @@ async fn main() -> anyhow::Result<()> {
     );
     // RAPPORT_BENCH_STORE=postgres or =sqlite measures one store only.
     let only = std::env::var("RAPPORT_BENCH_STORE").ok();
+    let certs = tempfile::tempdir()?;
+    let ca = rapport_tests::certs::Ca::new(certs.path(), "bench");
+    let tls = Tls {
+        server: ca.issue("ingestion", "ingestion"),
+        ca: ca.cert.clone(),
+    };
     if only.as_deref().is_none_or(|s| s == "postgres") {
         let pg = rapport_tests::Postgres::start_durable();
-        bench("postgres", pg.url()).await?;
+        bench("postgres", pg.url(), &tls).await?;
     }
     if only.as_deref().is_none_or(|s| s == "sqlite") {
         let dir = tempfile::tempdir()?;
-        bench("sqlite", rapport_storage::sqlite_url(dir.path(), "bench")).await?;
+        bench(
+            "sqlite",
+            rapport_storage::sqlite_url(dir.path(), "bench"),
+            &tls,
+        )
+        .await?;
     }
     Ok(())
 }
