@@ -1,6 +1,6 @@
 //! The flow against `rapport up`: one process, four services on loopback, SQLite, no Redis.
 
-use rapport_tests::{Clients, Embedded, scenario};
+use rapport_tests::{Clients, Embedded, repo_root, scenario};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn embedded_platform_scores_grades_and_alerts() {
@@ -89,4 +89,48 @@ async fn a_customer_with_many_events_is_scored_on_all_of_them() {
     })
     .await;
     assert_eq!(frequency, total as f64, "each event applied exactly once");
+}
+
+/// Callers' mistakes (an empty request, bytes that are not protobuf, a key nobody issued)
+/// against every unary RPC of every service are answered, and none is an ERROR in the log:
+/// operators' ERROR lines are for what operators must act on.
+#[tokio::test(flavor = "multi_thread")]
+async fn callers_mistakes_are_answered_and_never_logged_as_errors() {
+    let platform = Embedded::start();
+    let out = std::process::Command::new(rapport_tests::python())
+        .arg(repo_root().join("tests/python/caller_mistakes.py"))
+        .arg(repo_root().join("proto"))
+        .arg(rapport_tests::API_KEY)
+        .args(rapport_tests::Service::ALL.map(|s| platform.addrs.of(s).clone()))
+        .output()
+        .expect("run caller_mistakes.py");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let codes: std::collections::BTreeMap<String, u64> =
+        serde_json::from_slice(&out.stdout).expect("codes as JSON");
+    let calls: u64 = codes.values().sum();
+    // Every unary RPC (over forty) three ways; each call with a key nobody issued refused.
+    assert!(calls >= 120, "{codes:?}");
+    assert_eq!(
+        codes.get("UNAUTHENTICATED").copied().unwrap_or(0) * 3,
+        calls,
+        "{codes:?}"
+    );
+    assert!(!codes.contains_key("UNKNOWN"), "{codes:?}");
+    // Bytes that are not protobuf are INTERNAL, as gRPC frameworks answer them; nothing else.
+    assert!(
+        codes.get("INTERNAL").copied().unwrap_or(0) * 3 <= calls,
+        "{codes:?}"
+    );
+    let log = platform.proc.log_text();
+    let errors: Vec<&str> = log.lines().filter(|l| l.contains("ERROR")).collect();
+    assert!(
+        errors.is_empty(),
+        "{} ERROR lines after {codes:?}:\n{}",
+        errors.len(),
+        errors.join("\n")
+    );
 }
