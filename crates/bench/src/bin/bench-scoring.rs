@@ -7,6 +7,8 @@
 //!   PostgreSQL: the first run (every score new), a run a day later (scores moved by time),
 //!   and an unchanged re-run, next to a bare read of the customers' rows.
 //!
+//! - The same `GetHealth` load over TLS next to plaintext, in turns.
+//!
 //! `RAPPORT_BENCH_ONLY=reads` or `=rescore` measures one of the two.
 
 // Benchmarks time themselves and date their synthetic events by the system clock.
@@ -153,16 +155,20 @@ impl Load {
     }
 }
 
-/// Loads `GetHealth` at `addr` under `concurrency` callers for `time`, adding to `into`.
+/// Loads `GetHealth` at `addr` (over TLS trusting `ca` when given) under `concurrency`
+/// callers for `time`, adding to `into`.
 async fn load(
     addr: std::net::SocketAddr,
+    ca: Option<&std::path::Path>,
     concurrency: usize,
     time: Duration,
     into: &mut Load,
 ) -> anyhow::Result<()> {
-    let channel = Channel::from_shared(format!("http://{addr}"))?
-        .connect()
-        .await?;
+    let tls = rapport_server::tls::ClientTlsArgs {
+        tls_ca: ca.map(std::path::Path::to_path_buf),
+        ..Default::default()
+    };
+    let channel: Channel = tls.endpoint(&addr.to_string())?.connect().await?;
     let started = Instant::now();
     let until = started + time;
     let mut tasks = Vec::new();
@@ -224,8 +230,8 @@ async fn bench_reads() -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
     let mut common = rapport_server::CommonArgs::embedded(dir.path().to_path_buf());
     common.database_url = Some(url);
-    let config = rapport_scoring::Config {
-        listen: addr,
+    let config = |listen, common| rapport_scoring::Config {
+        listen,
         ingestion_addr: "127.0.0.1:1".into(),
         alerting_addr: "127.0.0.1:1".into(),
         redis_url: Some(redis.url()),
@@ -237,12 +243,30 @@ async fn bench_reads() -> anyhow::Result<()> {
         cache_timeout_ms: 100,
         common,
     };
-    tokio::spawn(rapport_scoring::run(config, listener, stop.clone()));
+    // A second server on the same data, serving TLS.
+    let certs = tempfile::tempdir()?;
+    let ca = rapport_tests::certs::Ca::new(certs.path(), "bench");
+    let server = ca.issue("scoring", "scoring");
+    let tls_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let tls_addr = tls_listener.local_addr()?;
+    let mut tls_common = common.clone();
+    tls_common.tls.tls_cert = Some(server.cert.clone());
+    tls_common.tls.tls_key = Some(server.key.clone());
+    tokio::spawn(rapport_scoring::run(
+        config(addr, common),
+        listener,
+        stop.clone(),
+    ));
+    tokio::spawn(rapport_scoring::run(
+        config(tls_addr, tls_common),
+        tls_listener,
+        stop.clone(),
+    ));
     let echo = rapport_bench::standin::start(sample).await?;
     tokio::time::sleep(Duration::from_millis(500)).await;
     // Warm both up, then measure them in turns.
     for warm in [addr, echo] {
-        load(warm, CONCURRENCY, ROUND, &mut Load::default()).await?;
+        load(warm, None, CONCURRENCY, ROUND, &mut Load::default()).await?;
     }
     for (label, concurrency) in [
         ("throughput", CONCURRENCY),
@@ -251,11 +275,11 @@ async fn bench_reads() -> anyhow::Result<()> {
         let (mut ours, mut bare) = (Load::default(), Load::default());
         for round in 0..ROUNDS {
             if round % 2 == 0 {
-                load(addr, concurrency, ROUND, &mut ours).await?;
-                load(echo, concurrency, ROUND, &mut bare).await?;
+                load(addr, None, concurrency, ROUND, &mut ours).await?;
+                load(echo, None, concurrency, ROUND, &mut bare).await?;
             } else {
-                load(echo, concurrency, ROUND, &mut bare).await?;
-                load(addr, concurrency, ROUND, &mut ours).await?;
+                load(echo, None, concurrency, ROUND, &mut bare).await?;
+                load(addr, None, concurrency, ROUND, &mut ours).await?;
             }
         }
         println!(
@@ -270,6 +294,34 @@ async fn bench_reads() -> anyhow::Result<()> {
             ours.rps() / bare.rps()
         );
     }
+    let (mut plain, mut secure) = (Load::default(), Load::default());
+    load(
+        tls_addr,
+        Some(&ca.cert),
+        CONCURRENCY,
+        ROUND,
+        &mut Load::default(),
+    )
+    .await?;
+    for round in 0..ROUNDS {
+        let first_plain = round % 2 == 0;
+        for over_tls in [!first_plain, first_plain] {
+            if over_tls {
+                load(tls_addr, Some(&ca.cert), CONCURRENCY, ROUND, &mut secure).await?;
+            } else {
+                load(addr, None, CONCURRENCY, ROUND, &mut plain).await?;
+            }
+        }
+    }
+    println!(
+        "bench gethealth-redis-tls: {CONCURRENCY} in flight: {:.0} req/s (p99 {:.2} ms, {} errors) vs plaintext {:.0} req/s (p99 {:.2} ms) = {:.2}x of plaintext",
+        secure.rps(),
+        rapport_bench::ms(secure.at(0.99)),
+        secure.errors,
+        plain.rps(),
+        rapport_bench::ms(plain.at(0.99)),
+        secure.rps() / plain.rps()
+    );
     stop.cancel();
     Ok(())
 }
