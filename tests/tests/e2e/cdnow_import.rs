@@ -121,7 +121,7 @@ async fn the_full_cdnow_log_arrives_whole_and_only_once() {
         "--group-wait",
         "1s",
         "--backfill-wait",
-        "10s",
+        "20s",
     ]);
     assert!(
         created.contains("signing secret (shown once): whsec_"),

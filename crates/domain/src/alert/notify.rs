@@ -185,6 +185,11 @@ fn names<const N: usize>(all: [&str; N]) -> String {
     all.join(", ")
 }
 
+/// However long a backfill's alerts keep opening, its summary goes out after this (or ten
+/// `backfill_wait`s, the longer): a history large enough to take longer is summarised in
+/// parts.
+pub const BACKFILL_MAX_MS: i64 = 10 * 60_000;
+
 /// How long one timing may be, at most.
 const MAX_TIMING_MS: i64 = 7 * 86_400_000;
 /// Bounds of a delivery's size.
@@ -275,7 +280,8 @@ impl Route {
 
     /// When a group's pending changes go out: a new or long-quiet group after `group_wait`,
     /// one delivered lately no sooner than `group_interval` after that delivery; a backfill's
-    /// once it has been quiet for `backfill_wait` (ten of them at most after it began).
+    /// once it has been quiet for `backfill_wait` ([`BACKFILL_MAX_MS`] or ten waits, the
+    /// longer, at most after it began).
     pub fn due_at(
         &self,
         backfill: bool,
@@ -285,7 +291,8 @@ impl Route {
     ) -> i64 {
         if backfill {
             let quiet = now.saturating_add(self.backfill_wait_ms);
-            let cap = pending_since.saturating_add(self.backfill_wait_ms.saturating_mul(10));
+            let longest = self.backfill_wait_ms.saturating_mul(10).max(BACKFILL_MAX_MS);
+            let cap = pending_since.saturating_add(longest);
             return quiet.min(cap);
         }
         let waited = pending_since.saturating_add(self.group_wait_ms);

@@ -81,7 +81,11 @@ fn a_group_waits_then_keeps_its_interval() {
     assert_eq!(r.due_at(false, 9_000, Some(1_030), 9_000), 9_030);
     // A backfill waits until quiet, but not forever.
     assert_eq!(r.due_at(true, 1_000, None, 1_200), 1_260);
-    assert_eq!(r.due_at(true, 1_000, None, 1_590), 1_600);
+    assert_eq!(r.due_at(true, 1_000, None, 1_590), 1_650);
+    assert_eq!(
+        r.due_at(true, 1_000, None, BACKFILL_MAX_MS + 5_000),
+        1_000 + BACKFILL_MAX_MS
+    );
     assert_eq!(r.repeat_at(5), Some(5 + 4 * 3_600_000));
     let never = Route {
         repeat_interval_ms: 0,
