@@ -291,7 +291,10 @@ impl Route {
     ) -> i64 {
         if backfill {
             let quiet = now.saturating_add(self.backfill_wait_ms);
-            let longest = self.backfill_wait_ms.saturating_mul(10).max(BACKFILL_MAX_MS);
+            let longest = self
+                .backfill_wait_ms
+                .saturating_mul(10)
+                .max(BACKFILL_MAX_MS);
             let cap = pending_since.saturating_add(longest);
             return quiet.min(cap);
         }
