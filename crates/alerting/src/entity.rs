@@ -268,8 +268,6 @@ pub mod notice {
         pub pending: bool,
         /// The endpoint was told the alert opened (so it must hear that it resolved).
         pub announced: bool,
-        /// The backfill that opened it, until the backfill's summary went out.
-        pub backfill: Option<String>,
         pub changed_at: i64,
     }
 

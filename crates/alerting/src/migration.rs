@@ -329,7 +329,6 @@ mod m20261206_000001_notifications {
                         .col(col("item").text().not_null())
                         .col(col("pending").boolean().not_null())
                         .col(col("announced").boolean().not_null())
-                        .col(col("backfill").text().null())
                         .col(col("changed_at").big_integer().not_null())
                         .primary_key(
                             Index::create()

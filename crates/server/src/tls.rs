@@ -62,7 +62,12 @@ fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
 
 /// The certificates of a PEM file (at least one).
 fn certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
-    let certs = CertificateDer::pem_slice_iter(&read(path)?)
+    certificates_in(path, &read(path)?)
+}
+
+/// The certificates of the PEM text `pem`, read from `path`.
+fn certificates_in(path: &Path, pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let certs = CertificateDer::pem_slice_iter(pem)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| file_error(path, format!("not PEM certificates: {e}")))?;
     if certs.is_empty() {
@@ -79,8 +84,16 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
 
 /// A certificate chain and its key, ready to sign handshakes.
 fn certified_key(cert: &Path, key: &Path) -> Result<CertifiedKey, TlsError> {
-    let chain = certificates(cert)?;
-    let der = PrivateKeyDer::from_pem_slice(&read(key)?)
+    certified_key_in((cert, &read(cert)?), (key, &read(key)?))
+}
+
+/// [`certified_key`] of PEM texts already read (each with the path it came from).
+fn certified_key_in(
+    (cert, cert_pem): (&Path, &[u8]),
+    (key, key_pem): (&Path, &[u8]),
+) -> Result<CertifiedKey, TlsError> {
+    let chain = certificates_in(cert, cert_pem)?;
+    let der = PrivateKeyDer::from_pem_slice(key_pem)
         .map_err(|e| file_error(key, format!("not a PEM private key: {e}")))?;
     let signing = provider()
         .key_provider
@@ -114,7 +127,11 @@ async fn follow(cert: PathBuf, key: PathBuf, current: Arc<Current>) {
         if now == seen {
             continue;
         }
-        match certified_key(&cert, &key) {
+        let loaded = match &now {
+            (Some(c), Some(k)) => certified_key_in((&cert, c), (&key, k)),
+            _ => certified_key(&cert, &key),
+        };
+        match loaded {
             Ok(k) => {
                 if let Ok(mut slot) = current.0.write() {
                     *slot = Arc::new(k);
@@ -177,11 +194,15 @@ pub fn client_config(
     key: Option<&Path>,
 ) -> Result<tonic::transport::ClientTlsConfig, TlsError> {
     use tonic::transport::{Certificate, ClientTlsConfig, Identity};
-    certificates(ca)?;
-    let mut config = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(read(ca)?));
+    // Each file read once: checked here, so a bad one is named at start-up rather than
+    // failing every handshake later.
+    let ca_pem = read(ca)?;
+    certificates_in(ca, &ca_pem)?;
+    let mut config = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(ca_pem));
     if let (Some(cert), Some(key)) = (cert, key) {
-        certified_key(cert, key)?;
-        config = config.identity(Identity::from_pem(read(cert)?, read(key)?));
+        let (cert_pem, key_pem) = (read(cert)?, read(key)?);
+        certified_key_in((cert, &cert_pem), (key, &key_pem))?;
+        config = config.identity(Identity::from_pem(cert_pem, key_pem));
     }
     Ok(config)
 }

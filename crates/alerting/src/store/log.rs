@@ -125,33 +125,39 @@ pub(super) struct Log<'a> {
     backfill: Option<String>,
 }
 
+/// Takes the tenant's lock until the transaction ends (every writer of the tenant's alerts,
+/// notices and groups takes it first) and answers the tenant's revision.
+pub(super) async fn lock_tenant(txn: &DatabaseTransaction, tenant: &str) -> Result<i64, DbErr> {
+    use crate::entity::tenant;
+    // The no-op update takes the row lock on PostgreSQL; SQLite's write transaction already
+    // excludes other writers.
+    tenant::Entity::insert(tenant::ActiveModel {
+        tenant_id: Set(tenant.to_owned()),
+        revision: Set(0),
+    })
+    .on_conflict(
+        OnConflict::column(tenant::Column::TenantId)
+            .value(
+                tenant::Column::Revision,
+                Expr::col((tenant::Entity, tenant::Column::Revision)),
+            )
+            .to_owned(),
+    )
+    .exec_without_returning(txn)
+    .await?;
+    Ok(tenant::Entity::find_by_id(tenant.to_owned())
+        .one(txn)
+        .await?
+        .map_or(0, |t| t.revision))
+}
+
 impl<'a> Log<'a> {
     pub(super) async fn lock(
         txn: &DatabaseTransaction,
         tenant: &'a str,
         cfg: &'a LoadedConfig,
     ) -> Result<Log<'a>, StoreError> {
-        use crate::entity::tenant;
-        // The no-op update takes the row lock on PostgreSQL; SQLite's write transaction
-        // already excludes other writers.
-        tenant::Entity::insert(tenant::ActiveModel {
-            tenant_id: Set(tenant.to_owned()),
-            revision: Set(0),
-        })
-        .on_conflict(
-            OnConflict::column(tenant::Column::TenantId)
-                .value(
-                    tenant::Column::Revision,
-                    Expr::col((tenant::Entity, tenant::Column::Revision)),
-                )
-                .to_owned(),
-        )
-        .exec_without_returning(txn)
-        .await?;
-        let revision = tenant::Entity::find_by_id(tenant.to_owned())
-            .one(txn)
-            .await?
-            .map_or(0, |t| t.revision);
+        let revision = lock_tenant(txn, tenant).await?;
         Ok(Log {
             tenant,
             cfg,
@@ -224,7 +230,6 @@ impl<'a> Log<'a> {
                     }
                 }
             }
-            self.backfill = None;
             self.stages.insert(id.clone(), ca.facts.signals.stage);
             if let Some(due) = next {
                 touched.insert(id, due);

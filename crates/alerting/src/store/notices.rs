@@ -7,7 +7,7 @@
 use super::webhooks::{self, Message, route_of};
 use super::*;
 use crate::entity::{group, notice, silence};
-use rapport_domain::alert::notify::{self, BackfillSummary, Labels, Matcher, Route, Silence};
+use rapport_domain::alert::notify::{self, BackfillSummary, Labels, Route, Silence};
 
 /// One notifying change of an alert, as the log collects them.
 pub(super) struct Noted {
@@ -143,7 +143,6 @@ pub(super) async fn record(
                 item: webhooks::item(&n.alert, change, n.revision).to_string(),
                 pending: true,
                 announced: heard,
-                backfill: backfill.clone(),
                 changed_at: now,
             };
             written.insert(key, model);
@@ -170,7 +169,6 @@ pub(super) async fn record(
                         notice::Column::Item,
                         notice::Column::Pending,
                         notice::Column::Announced,
-                        notice::Column::Backfill,
                         notice::Column::ChangedAt,
                     ])
                     .to_owned(),
@@ -265,7 +263,7 @@ async fn silences_at(
         .into_iter()
         .map(|s| Silence {
             id: s.id,
-            matcher: serde_json::from_str::<Matcher>(&s.matcher).unwrap_or_default(),
+            matcher: s.matcher(),
             starts_at: s.starts_at,
             ends_at: s.ends_at,
         })
@@ -595,7 +593,7 @@ impl Store {
     ) -> Result<usize, StoreError> {
         let cfg = self.current_config(tenant).await?;
         let txn = rapport_storage::begin_write(&self.db).await?;
-        Log::lock(&txn, tenant, &cfg).await?;
+        lock_tenant(&txn, tenant).await?;
         let Some(g) = group::Entity::find_by_id((webhook_id, key.to_owned()))
             .one(&txn)
             .await?

@@ -108,11 +108,10 @@ impl Store {
         by: &str,
         now: i64,
     ) -> Result<StoredSilence, StoreError> {
-        let cfg = self.current_config(tenant).await?;
         let txn = rapport_storage::begin_write(&self.db).await?;
         // Under the tenant's lock, as every flush: a flush running now cannot overwrite
         // the wake-up below.
-        Log::lock(&txn, tenant, &cfg).await?;
+        lock_tenant(&txn, tenant).await?;
         let s = silence::Entity::find_by_id(id)
             .filter(silence::Column::TenantId.eq(tenant))
             .one(&txn)
