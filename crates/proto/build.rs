@@ -9,6 +9,7 @@ const PROTOS: &[&str] = &[
     "rapport/scoring/v1/scoring.proto",
     "rapport/segmentation/v1/segmentation.proto",
     "rapport/alerting/v1/alerting.proto",
+    "rapport/keys/v1/keys.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

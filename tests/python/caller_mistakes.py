@@ -3,7 +3,7 @@
     caller_mistakes.py PROTO_DIR API_KEY ADDR...
 
 For each unary RPC of the services the addresses serve (each address is tried for each
-service; UNIMPLEMENTED answers are skipped), sends an empty request, a request that is not
+service; a method answered UNIMPLEMENTED with the key is skipped), sends an empty request, a request that is not
 protobuf, and an empty request with a key nobody issued. Prints a JSON object: the number
 of calls per status code name.
 """
@@ -37,14 +37,19 @@ def main():
         channel = grpc.insecure_channel(addr)
         for method in unary_methods(proto_dir):
             call = channel.unary_unary(method)
+            answered = collections.Counter()
             for key, body in [(api_key, b""), (api_key, os.urandom(64) + b"\xff\xff"), ("not-a-key", b"")]:
                 try:
                     call(body, metadata=[("authorization", f"Bearer {key}")], timeout=20)
-                    codes["OK"] += 1
+                    answered["OK"] += 1
                 except grpc.RpcError as e:
                     if e.code() == grpc.StatusCode.UNIMPLEMENTED:
-                        continue
-                    codes[e.code().name] += 1
+                        # Not served at this address (a caller without a key hears only
+                        # UNAUTHENTICATED, whatever the method).
+                        answered.clear()
+                        break
+                    answered[e.code().name] += 1
+            codes.update(answered)
     print(json.dumps(codes))
 
 

@@ -457,9 +457,12 @@ pub fn start_replica(
                 cmd.arg("--redis-url").arg(redis);
             }
         }
-        Service::Alerting => {} // calls no peer
+        Service::Alerting => {
+            cmd.arg("--ingestion-addr").arg(&addrs.ingestion);
+        }
     }
     cmd.env("DATABASE_URL", backing.database_url)
+        .env("RAPPORT_ALLOW_DEV_KEYS", "true")
         .env("RUST_LOG", "info")
         .env_remove("REDIS_URL")
         .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT");

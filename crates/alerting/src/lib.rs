@@ -10,7 +10,7 @@ pub mod webhook;
 mod wire;
 
 use rapport_proto::alerting::v1::alerting_service_server::{AlertingServiceServer, SERVICE_NAME};
-use rapport_server::{Authenticator, CommonArgs};
+use rapport_server::CommonArgs;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -19,7 +19,6 @@ use tokio::net::TcpListener;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tonic::service::Routes;
-use tonic::service::interceptor::InterceptedService;
 
 /// Settings of the alerting service.
 #[derive(Debug, Clone, clap::Parser)]
@@ -36,6 +35,9 @@ pub struct Config {
         default_value = "127.0.0.1:7404"
     )]
     pub listen: SocketAddr,
+    /// Address of the ingestion service (which keeps the managed API keys).
+    #[arg(long, env = "RAPPORT_INGESTION_ADDR", default_value = "127.0.0.1:7401")]
+    pub ingestion_addr: String,
     /// TOML file replacing the built-in alerting configuration (rules, playbook, holdout)
     /// for tenants that did not set their own.
     #[arg(long, env = "RAPPORT_ALERT_CONFIG")]
@@ -124,6 +126,11 @@ pub async fn run(
     let db = rapport_storage::open::<migration::Migrator>(&config.common.database_url("alerting"))
         .await?;
     let keys = Arc::new(config.common.api_keys()?);
+    let following = rapport_server::keys::follow_peer(
+        keys.clone(),
+        config.common.peer(&config.ingestion_addr)?,
+        stop.clone(),
+    );
     let store = store::Store::new(db, builtin);
     let wakers = Wakers::default();
 
@@ -169,12 +176,11 @@ pub async fn run(
             poll: Duration::from_secs(1),
         },
     };
-    let routes = Routes::new(InterceptedService::new(
-        AlertingServiceServer::new(api),
-        Authenticator(keys),
-    ));
+    let routes = Routes::new(AlertingServiceServer::new(api));
     let tls = config.common.tls.acceptor()?;
-    rapport_server::serve(listener, routes, &[SERVICE_NAME], stop, drain, tls).await?;
+    let gate = config.common.gate(keys.clone())?;
+    rapport_server::serve(listener, routes, &[SERVICE_NAME], stop, drain, tls, gate).await?;
+    following.abort();
     let _ = tokio::join!(delivering, sweeping, compacting);
     Ok(())
 }

@@ -9,6 +9,7 @@ mod out;
 mod alerts;
 mod health;
 mod import;
+mod keys;
 mod kpis;
 mod local;
 mod notify;
@@ -168,6 +169,11 @@ enum ClientCommand {
     Webhooks {
         #[command(subcommand)]
         command: notify::WebhooksCommand,
+    },
+    /// API keys managed by the platform: create, list (the default), revoke, audit.
+    Keys {
+        #[command(subcommand)]
+        command: Option<keys::KeysCommand>,
     },
     /// Silences that mute matching alerts' notifications: add, list (the default), expire.
     Silences {
@@ -541,6 +547,17 @@ async fn main() -> anyhow::Result<()> {
         ClientCommand::Webhooks { command } => {
             let client = target.alerting()?;
             notify::webhooks(&target, client, command.clone(), json).await?;
+        }
+        ClientCommand::Keys { command } => {
+            let addr = target.addr(&target.cli.ingestion, |l| &l.ingestion, "ingestion")?;
+            let client = rapport_proto::keys::v1::key_service_client::KeyServiceClient::new(
+                target.channel(&addr)?,
+            );
+            let command = command.clone().unwrap_or(keys::KeysCommand::List {
+                all: false,
+                tenant: String::new(),
+            });
+            keys::keys(&target, client, command, json).await?;
         }
         ClientCommand::Silences { command } => {
             let client = target.alerting()?;

@@ -53,7 +53,7 @@ impl Configs {
             .to_str()
             .ok_or_else(|| anyhow::anyhow!("the data directory {data_dir:?} is not UTF-8"))?;
         let [ingestion, scoring, segmentation, alerting] = addrs.map(|a| a.to_string());
-        let common = ["--data-dir", dir];
+        let common = ["--data-dir", dir, "--allow-dev-keys"];
         let with = |bin: &'static str, flags: &[&str]| {
             let mut all = vec![bin];
             all.extend_from_slice(flags);
@@ -87,7 +87,10 @@ impl Configs {
                     &ingestion,
                 ],
             ))?,
-            alerting: settings(with("rapport-alerting", &["--listen", &alerting]))?,
+            alerting: settings(with(
+                "rapport-alerting",
+                &["--listen", &alerting, "--ingestion-addr", &ingestion],
+            ))?,
         })
     }
 }

@@ -7,7 +7,7 @@ use rapport_proto::convert;
 use rapport_proto::ingestion::v1 as pb;
 use rapport_server::Failure;
 use rapport_server::args::time;
-use rapport_server::{Principal, Role};
+use rapport_server::{Principal, Quota, Role};
 use rapport_storage::outbox::RelayWaker;
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
@@ -173,6 +173,7 @@ impl pb::ingestion_service_server::IngestionService for IngestionApi {
         req: Request<pb::IngestRequest>,
     ) -> Result<Response<pb::IngestResponse>, Status> {
         let tenant = Principal::of(&req)?.require(&[Role::Ingest])?.to_owned();
+        Quota::charge_events(&req, req.get_ref().events.len())?;
         let pb::IngestRequest { events, backfill } = req.into_inner();
         if backfill.chars().count() > MAX_BACKFILL_CHARS {
             return Err(Status::invalid_argument(format!(
@@ -195,6 +196,7 @@ impl pb::ingestion_service_server::IngestionService for IngestionApi {
         req: Request<pb::Event>,
     ) -> Result<Response<pb::EventResult>, Status> {
         let tenant = Principal::of(&req)?.require(&[Role::Ingest])?.to_owned();
+        Quota::charge_events(&req, 1)?;
         let event = req.into_inner();
         let mut answer = self
             .process(&tenant, std::slice::from_ref(&event), 0, "")
@@ -213,6 +215,7 @@ impl pb::ingestion_service_server::IngestionService for IngestionApi {
         req: Request<Streaming<pb::Event>>,
     ) -> Result<Response<Self::IngestStreamStream>, Status> {
         let tenant = Principal::of(&req)?.require(&[Role::Ingest])?.to_owned();
+        let quota = req.extensions().get::<Quota>().cloned();
         let mut incoming = req.into_inner();
         let (tx, rx) = mpsc::channel(16);
         // The next batch is gathered while the previous one commits: decoding and storing
@@ -263,10 +266,15 @@ impl pb::ingestion_service_server::IngestionService for IngestionApi {
         let store = async move {
             let mut next_index = 0u32;
             while let Some(batch) = batches_rx.recv().await {
-                let answer = api
-                    .process(&tenant, &batch, next_index, "")
-                    .await
-                    .map_err(Status::from);
+                // Over the tenant's rate, the stream ends with what was answered: the
+                // producer re-sends the rest after the pushback.
+                let answer = match Quota::charge(quota.as_ref(), batch.len()) {
+                    Ok(()) => api
+                        .process(&tenant, &batch, next_index, "")
+                        .await
+                        .map_err(Status::from),
+                    Err(exhausted) => Err(exhausted),
+                };
                 next_index = next_index.saturating_add(batch.len() as u32);
                 let failed = answer.is_err();
                 if tx.send(answer).await.is_err() || failed {
@@ -379,7 +387,9 @@ impl pb::ingestion_service_server::IngestionService for IngestionApi {
         &self,
         req: Request<pb::ListCustomerEventsRequest>,
     ) -> Result<Response<pb::ListCustomerEventsResponse>, Status> {
-        let tenant = Principal::of(&req)?.require(&[Role::Read])?.to_owned();
+        let tenant = Principal::of(&req)?
+            .require_or_service(&[Role::Read])?
+            .to_owned();
         let req = req.into_inner();
         let limit = match req.limit_per_customer {
             0 => MAX_EVENTS_PER_CUSTOMER,
@@ -407,7 +417,9 @@ impl pb::ingestion_service_server::IngestionService for IngestionApi {
         &self,
         req: Request<pb::ListEventsRequest>,
     ) -> Result<Response<pb::ListEventsResponse>, Status> {
-        let tenant = Principal::of(&req)?.require(&[Role::Read])?.to_owned();
+        let tenant = Principal::of(&req)?
+            .require_or_service(&[Role::Read])?
+            .to_owned();
         let req = req.into_inner();
         let limit = match req.limit {
             0 => MAX_EVENTS_PER_PAGE,

@@ -3,6 +3,7 @@
 
 mod entity;
 pub mod grpc;
+pub mod keys;
 pub mod migration;
 mod relay;
 pub mod store;
@@ -11,15 +12,17 @@ use rapport_domain::event::ValidationPolicy;
 use rapport_proto::ingestion::v1::ingestion_service_server::{
     IngestionServiceServer, SERVICE_NAME,
 };
+use rapport_proto::keys::v1::key_service_server::{
+    KeyServiceServer, SERVICE_NAME as KEY_SERVICE_NAME,
+};
 use rapport_proto::scoring::v1::scoring_service_client::ScoringServiceClient;
-use rapport_server::{Authenticator, CommonArgs};
+use rapport_server::CommonArgs;
 use rapport_storage::outbox::Relay;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tonic::service::Routes;
-use tonic::service::interceptor::InterceptedService;
 
 /// Settings of the ingestion service.
 #[derive(Debug, Clone, clap::Parser)]
@@ -55,6 +58,23 @@ pub async fn run(
     let db = rapport_storage::open::<migration::Migrator>(&config.common.database_url("ingestion"))
         .await?;
     let keys = Arc::new(config.common.api_keys()?);
+    let key_store = keys::KeyStore::new(db.clone());
+    let following = tokio::spawn(rapport_server::keys::follow(
+        keys.clone(),
+        {
+            let store = key_store.clone();
+            move || {
+                let store = store.clone();
+                async move {
+                    store
+                        .in_force(rapport_storage::now_millis())
+                        .await
+                        .map_err(|e| e.to_string())
+                }
+            }
+        },
+        stop.clone(),
+    ));
 
     let scoring = ScoringServiceClient::new(config.common.peer(&config.scoring_addr)?);
     let notifier = relay::ScoringNotifier::new(scoring, keys.service_key().to_owned());
@@ -77,11 +97,26 @@ pub async fn run(
     let server = IngestionServiceServer::new(api)
         .max_decoding_message_size(grpc::MAX_REQUEST_BYTES)
         .max_encoding_message_size(usize::MAX);
-    let routes = Routes::new(InterceptedService::new(server, Authenticator(keys)));
+    let key_api = keys::grpc::KeysApi {
+        store: key_store,
+        keys: keys.clone(),
+    };
+    let routes = Routes::new(server).add_service(KeyServiceServer::new(key_api));
     let drain = config.common.drain();
     let tls = config.common.tls.acceptor()?;
-    rapport_server::serve(listener, routes, &[SERVICE_NAME], stop, drain, tls).await?;
+    let gate = config.common.gate(keys)?;
+    rapport_server::serve(
+        listener,
+        routes,
+        &[SERVICE_NAME, KEY_SERVICE_NAME],
+        stop,
+        drain,
+        tls,
+        gate,
+    )
+    .await?;
     served.cancel();
+    following.abort();
     relay.await?;
     Ok(())
 }

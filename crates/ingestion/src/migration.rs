@@ -12,7 +12,8 @@ rapport_storage::migrator!(
     [
         m20261123_000001_events::Migration,
         m20261123_000002_quarantine_replay::Migration,
-        m20261206_000001_backfill::Migration
+        m20261206_000001_backfill::Migration,
+        m20261207_000001_keys::Migration
     ]
 );
 
@@ -126,6 +127,59 @@ mod m20261206_000001_backfill {
                 vec![col("backfill").text().null().to_owned()],
             )
             .await
+        }
+    }
+}
+
+mod m20261207_000001_keys {
+    use super::*;
+
+    rapport_storage::migration_name!("m20261207_000001_keys");
+
+    /// Managed API keys (their digests) and the audit of the key RPCs.
+    #[async_trait::async_trait]
+    impl MigrationTrait for Migration {
+        async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+            manager
+                .create_table(
+                    Table::create()
+                        .table(Alias::new("ingestion_keys"))
+                        .if_not_exists()
+                        .col(col("id").string_len(32).not_null().primary_key())
+                        .col(tenant_col())
+                        .col(col("role").string().not_null())
+                        .col(col("name").text().not_null())
+                        .col(col("sha256").blob().not_null())
+                        .col(col("created_at").big_integer().not_null())
+                        .col(col("created_by").string().not_null())
+                        .col(col("expires_at").big_integer().null())
+                        .col(col("revoked_at").big_integer().null())
+                        .col(col("revoked_by").string().null())
+                        .to_owned(),
+                )
+                .await?;
+            manager
+                .create_table(
+                    Table::create()
+                        .table(Alias::new("ingestion_key_audit"))
+                        .if_not_exists()
+                        .col(id_col())
+                        .col(col("at").big_integer().not_null())
+                        .col(col("actor").string().not_null())
+                        .col(tenant_col())
+                        .col(col("action").string().not_null())
+                        .col(col("key_id").string().null())
+                        .col(col("detail").text().not_null())
+                        .to_owned(),
+                )
+                .await?;
+            manager
+                .create_index(index(
+                    "ingestion_key_audit",
+                    "ingestion_key_audit_tenant",
+                    &["tenant_id", "id"],
+                ))
+                .await
         }
     }
 }

@@ -38,6 +38,14 @@ pub mod segmentation {
     }
 }
 
+/// API keys managed by the platform (served by ingestion).
+pub mod keys {
+    /// Version 1.
+    pub mod v1 {
+        tonic::include_proto!("rapport.keys.v1");
+    }
+}
+
 /// The alerting service.
 pub mod alerting {
     /// Version 1.

@@ -181,7 +181,9 @@ impl pb::scoring_service_server::ScoringService for ScoringApi {
         &self,
         req: Request<pb::ListCustomerFeaturesRequest>,
     ) -> Result<Response<pb::ListCustomerFeaturesResponse>, Status> {
-        let tenant = Principal::of(&req)?.require(&[Role::Read])?.to_owned();
+        let tenant = Principal::of(&req)?
+            .require_or_service(&[Role::Read])?
+            .to_owned();
         let req = req.into_inner();
         let limit = req.page_size.clamp(1, MAX_PAGE);
         let end = time(req.observation_end.as_ref(), "observation_end")?;

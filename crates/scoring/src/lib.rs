@@ -18,7 +18,7 @@ use rapport_domain::scorecard::DEFAULT_TOML;
 use rapport_proto::alerting::v1::alerting_service_client::AlertingServiceClient;
 use rapport_proto::ingestion::v1::ingestion_service_client::IngestionServiceClient;
 use rapport_proto::scoring::v1::scoring_service_server::{SERVICE_NAME, ScoringServiceServer};
-use rapport_server::{Authenticator, CommonArgs};
+use rapport_server::CommonArgs;
 use rapport_storage::coordination::Schedules;
 use rapport_storage::outbox::Relay;
 use std::net::SocketAddr;
@@ -27,7 +27,6 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tonic::service::Routes;
-use tonic::service::interceptor::InterceptedService;
 
 /// Settings of the scoring service.
 #[derive(Debug, Clone, clap::Parser)]
@@ -81,6 +80,11 @@ pub async fn run(
     let db = rapport_storage::open::<migration::Migrator>(&config.common.database_url("scoring"))
         .await?;
     let keys = Arc::new(config.common.api_keys()?);
+    let following = rapport_server::keys::follow_peer(
+        keys.clone(),
+        config.common.peer(&config.ingestion_addr)?,
+        stop.clone(),
+    );
     let ttl = Duration::from_secs(config.cache_ttl_secs);
     let cache = match &config.redis_url {
         Some(url) => AnyCache::Redis(RedisCache::connect(
@@ -147,9 +151,11 @@ pub async fn run(
     }
     let drain = config.common.drain();
     let server = ScoringServiceServer::new(grpc::ScoringApi(engine, drain.draining(&stop)));
-    let routes = Routes::new(InterceptedService::new(server, Authenticator(keys)));
+    let routes = Routes::new(server);
     let tls = config.common.tls.acceptor()?;
-    rapport_server::serve(listener, routes, &[SERVICE_NAME], stop, drain, tls).await?;
+    let gate = config.common.gate(keys.clone())?;
+    rapport_server::serve(listener, routes, &[SERVICE_NAME], stop, drain, tls, gate).await?;
+    following.abort();
     served.cancel();
     relay.await?;
     Ok(())

@@ -133,23 +133,25 @@ impl SegmentationApi {
         let mut ledger = Ledger::default();
         let mut after_seq = 0;
         loop {
-            let req = peer_request(
-                ListEventsRequest {
-                    after_seq,
-                    limit: EVENTS_PAGE,
-                    occurred_before: Some(before),
-                },
-                tenant,
-                &self.service_key,
-                PAGE_DEADLINE,
-            );
-            let page = self
-                .ingestion
-                .clone()
-                .list_events(req)
-                .await
-                .map_err(|s| rapport_server::peer_unavailable("ingestion", &s))?
-                .into_inner();
+            static RETRIES: std::sync::LazyLock<rapport_server::RetryBudget> =
+                std::sync::LazyLock::new(Default::default);
+            let page = rapport_server::with_retries(&RETRIES, || {
+                let req = peer_request(
+                    ListEventsRequest {
+                        after_seq,
+                        limit: EVENTS_PAGE,
+                        occurred_before: Some(before),
+                    },
+                    tenant,
+                    &self.service_key,
+                    PAGE_DEADLINE,
+                );
+                let mut ingestion = self.ingestion.clone();
+                async move { ingestion.list_events(req).await }
+            })
+            .await
+            .map_err(|s| rapport_server::peer_unavailable("ingestion", &s))?
+            .into_inner();
             for stored in page.events {
                 let Some(event) = stored.event else { continue };
                 match convert::draft(&event)

@@ -19,7 +19,7 @@ use rapport_proto::scoring::v1::scoring_service_client::ScoringServiceClient;
 use rapport_proto::segmentation::v1::segmentation_service_server::{
     SERVICE_NAME, SegmentationServiceServer,
 };
-use rapport_server::{ApiKeys, Authenticator, CommonArgs};
+use rapport_server::{ApiKeys, CommonArgs};
 use rapport_storage::outbox::Relay;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -27,7 +27,6 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tonic::service::Routes;
-use tonic::service::interceptor::InterceptedService;
 
 /// Deadline of one page requested from a peer (scoring's features, ingestion's events).
 const PAGE_DEADLINE: Duration = Duration::from_secs(30);
@@ -162,6 +161,11 @@ pub async fn run(
     stop: CancellationToken,
 ) -> anyhow::Result<()> {
     let keys = Arc::new(config.common.api_keys()?);
+    let following = rapport_server::keys::follow_peer(
+        keys.clone(),
+        config.common.peer(&config.ingestion_addr)?,
+        stop.clone(),
+    );
     // The relay outlives the server: what the last calls wrote is delivered before exit.
     let served = CancellationToken::new();
     let drain = config.common.drain();
@@ -176,12 +180,11 @@ pub async fn run(
             move || scheduled_runs(runs.clone(), stopping.clone()),
         ));
     }
-    let routes = Routes::new(InterceptedService::new(
-        SegmentationServiceServer::from_arc(api),
-        Authenticator(keys),
-    ));
+    let routes = Routes::new(SegmentationServiceServer::from_arc(api));
     let tls = config.common.tls.acceptor()?;
-    rapport_server::serve(listener, routes, &[SERVICE_NAME], stop, drain, tls).await?;
+    let gate = config.common.gate(keys.clone())?;
+    rapport_server::serve(listener, routes, &[SERVICE_NAME], stop, drain, tls, gate).await?;
+    following.abort();
     served.cancel();
     relay.await?;
     Ok(())

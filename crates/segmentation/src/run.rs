@@ -312,23 +312,25 @@ impl SegmentationApi {
         let mut after = String::new();
         let mut read = 0;
         loop {
-            let req = peer_request(
-                ListCustomerFeaturesRequest {
-                    after_customer_id: after,
-                    page_size: PAGE,
-                    observation_end: as_of,
-                },
-                tenant,
-                &self.service_key,
-                PAGE_DEADLINE,
-            );
-            let page = self
-                .scoring
-                .clone()
-                .list_customer_features(req)
-                .await
-                .map_err(|s| rapport_server::peer_unavailable("scoring", &s))?
-                .into_inner();
+            static RETRIES: std::sync::LazyLock<rapport_server::RetryBudget> =
+                std::sync::LazyLock::new(Default::default);
+            let page = rapport_server::with_retries(&RETRIES, || {
+                let req = peer_request(
+                    ListCustomerFeaturesRequest {
+                        after_customer_id: after.clone(),
+                        page_size: PAGE,
+                        observation_end: as_of,
+                    },
+                    tenant,
+                    &self.service_key,
+                    PAGE_DEADLINE,
+                );
+                let mut scoring = self.scoring.clone();
+                async move { scoring.list_customer_features(req).await }
+            })
+            .await
+            .map_err(|s| rapport_server::peer_unavailable("scoring", &s))?
+            .into_inner();
             read += page.customers.len() as u64;
             progress(Progress { read, graded: 0 });
             // A closed receiver failed; its error is the run's.

@@ -18,6 +18,16 @@ pub struct CommonArgs {
     /// Key the services use to call each other.
     #[arg(long, env = "RAPPORT_SERVICE_KEY", default_value = DEV_SERVICE_KEY)]
     pub service_key: String,
+    /// Accept the built-in development keys (refused otherwise, outside `rapport up`).
+    #[arg(long, env = "RAPPORT_ALLOW_DEV_KEYS")]
+    pub allow_dev_keys: bool,
+    /// Rate limits per tenant and replica as TENANT=EVENTS/REQUESTS,… per second (`*`: every
+    /// other tenant; 0: none): events for ingest, requests for every other call.
+    #[arg(long, env = "RAPPORT_TENANT_LIMITS", default_value = "")]
+    pub tenant_limits: String,
+    /// Calls a replica serves at once; more are answered RESOURCE_EXHAUSTED (0: no limit).
+    #[arg(long, env = "RAPPORT_MAX_CONCURRENT_CALLS", default_value_t = DEFAULT_MAX_CONCURRENT_CALLS)]
+    pub max_concurrent_calls: usize,
     /// Address to serve Prometheus metrics on (`GET /metrics`); none when unset.
     #[arg(long, env = "RAPPORT_METRICS_LISTEN")]
     pub metrics_listen: Option<std::net::SocketAddr>,
@@ -46,17 +56,22 @@ pub fn defaults<C: clap::Parser>(args: &[&str]) -> Result<C, clap::Error> {
 
 /// Default of `--drain-pause-secs`: none, for a replica no load balancer knows of.
 pub const DEFAULT_DRAIN_PAUSE_SECS: u64 = 0;
+/// Default of `--max-concurrent-calls`.
+pub const DEFAULT_MAX_CONCURRENT_CALLS: usize = 1_000;
 /// Default of `--drain-timeout-secs`.
 pub const DEFAULT_DRAIN_TIMEOUT_SECS: u64 = 20;
 
 impl CommonArgs {
-    /// Defaults: SQLite under `data_dir`, development keys.
+    /// Defaults: SQLite under `data_dir`, development keys (allowed).
     pub fn embedded(data_dir: PathBuf) -> Self {
         CommonArgs {
             data_dir,
             database_url: None,
             api_keys: None,
             service_key: DEV_SERVICE_KEY.to_owned(),
+            allow_dev_keys: true,
+            tenant_limits: String::new(),
+            max_concurrent_calls: DEFAULT_MAX_CONCURRENT_CALLS,
             metrics_listen: None,
             drain_pause_secs: DEFAULT_DRAIN_PAUSE_SECS,
             drain_timeout_secs: DEFAULT_DRAIN_TIMEOUT_SECS,
@@ -86,18 +101,41 @@ impl CommonArgs {
         }
     }
 
-    /// The API keys this server accepts.
+    /// The API keys this server accepts at start (managed keys join them once read): the
+    /// development keys only when allowed.
     pub fn api_keys(&self) -> Result<ApiKeys, KeySpecError> {
-        let spec = self
-            .api_keys
-            .clone()
-            .unwrap_or_else(|| format!("{DEV_API_KEY}={DEV_TENANT}:admin"));
+        let spec = match (&self.api_keys, self.allow_dev_keys) {
+            (Some(spec), _) => spec.clone(),
+            (None, true) => format!("{DEV_API_KEY}={DEV_TENANT}:admin"),
+            (None, false) => String::new(),
+        };
         let keys = ApiKeys::parse(&spec, &self.service_key)?;
-        if keys.is_dev() {
+        if !self.allow_dev_keys {
+            if self.service_key == DEV_SERVICE_KEY {
+                return Err(KeySpecError::DevKey {
+                    what: "RAPPORT_SERVICE_KEY",
+                });
+            }
+            if keys.is_dev() {
+                return Err(KeySpecError::DevKey {
+                    what: "a key of RAPPORT_API_KEYS",
+                });
+            }
+        } else if keys.is_dev() {
             tracing::warn!(
-                "using the built-in development API keys; set RAPPORT_API_KEYS and RAPPORT_SERVICE_KEY in production"
+                "the built-in development API keys are allowed; never on a shared installation"
             );
         }
         Ok(keys)
+    }
+
+    /// The guard of this replica's server: `keys`, the tenants' rate limits and the
+    /// concurrency limit.
+    pub fn gate(&self, keys: std::sync::Arc<ApiKeys>) -> anyhow::Result<crate::Gate> {
+        Ok(crate::Gate::new(
+            keys,
+            crate::limits::Limits::parse(&self.tenant_limits)?,
+            self.max_concurrent_calls,
+        ))
     }
 }

@@ -8,18 +8,26 @@ pub mod clock;
 pub mod config;
 pub mod drain;
 pub mod failure;
+pub mod guard;
+pub mod keys;
+pub mod limits;
 pub mod peer;
 pub mod process;
 pub mod progress;
 pub mod serve;
 pub mod tls;
 
-pub use auth::{ApiKeys, Authenticator, Principal, Role};
+pub use auth::{ApiKeys, Principal, Role};
 pub use clock::Clock;
 pub use config::CommonArgs;
 pub use drain::{Drain, until_draining};
 pub use failure::Failure;
-pub use peer::{PeerChannel, peer_channel, peer_channel_over, peer_request, peer_unavailable};
+pub use guard::Gate;
+pub use limits::Quota;
+pub use peer::{
+    PeerChannel, RetryBudget, peer_channel, peer_channel_over, peer_request, peer_unavailable,
+    with_retries,
+};
 pub use process::run_process;
 pub use progress::{ProgressStream, Reporter, progress_stream};
 pub use serve::{ServeError, incoming, serve, shutdown_signal};

@@ -195,7 +195,26 @@ async fn follow(
     }
 }
 
-/// A request to a peer on behalf of `tenant`, authenticated with `service_key`, with a deadline.
+tokio::task_local! {
+    /// When the call being served must be answered by (its caller's deadline).
+    static DEADLINE: std::time::Instant;
+}
+
+/// Runs `call` (a served call) with its deadline `at` in scope for [`remaining`].
+pub(crate) async fn within<F: std::future::Future>(at: std::time::Instant, call: F) -> F::Output {
+    DEADLINE.scope(at, call).await
+}
+
+/// What remains of the deadline of the call being served, if it has one.
+pub fn remaining() -> Option<Duration> {
+    DEADLINE
+        .try_with(|at| at.saturating_duration_since(std::time::Instant::now()))
+        .ok()
+}
+
+/// A request to a peer on behalf of `tenant`, authenticated with `service_key`, with a
+/// deadline: `deadline`, or what remains of the deadline of the call being served when that
+/// is sooner (a caller that gave up does not leave work running on its behalf downstream).
 pub fn peer_request<T>(
     message: T,
     tenant: &str,
@@ -203,6 +222,9 @@ pub fn peer_request<T>(
     deadline: Duration,
 ) -> tonic::Request<T> {
     let mut req = tonic::Request::new(message);
+    let deadline = remaining().map_or(deadline, |left| {
+        left.min(deadline).max(Duration::from_millis(1))
+    });
     req.set_timeout(deadline);
     let meta = req.metadata_mut();
     if let Ok(v) = format!("Bearer {service_key}").parse() {
@@ -212,6 +234,59 @@ pub fn peer_request<T>(
         meta.insert(TENANT_HEADER, v);
     }
     req
+}
+
+/// A budget of retries for calls to peers: a tenth of the calls of the last ten seconds, and
+/// at least one a second, so that retries cannot multiply the load on a peer that is
+/// already refusing it.
+#[derive(Debug, Clone)]
+pub struct RetryBudget(std::sync::Arc<tower::retry::budget::TpsBudget>);
+
+impl Default for RetryBudget {
+    fn default() -> Self {
+        RetryBudget(std::sync::Arc::new(tower::retry::budget::TpsBudget::new(
+            Duration::from_secs(10),
+            1,
+            0.1,
+        )))
+    }
+}
+
+/// How many times a call is tried at most.
+const MAX_ATTEMPTS: u32 = 3;
+
+/// Makes `call` and, when it fails with UNAVAILABLE or RESOURCE_EXHAUSTED, tries again (at
+/// most three times, after the wait the peer asked for or a short backoff) while `budget`
+/// allows. Only for calls that are safe to repeat (reads, idempotent writes).
+pub async fn with_retries<T, F, Fut>(budget: &RetryBudget, mut call: F) -> Result<T, tonic::Status>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, tonic::Status>>,
+{
+    use tower::retry::budget::Budget;
+    budget.0.deposit();
+    let mut attempt = 1;
+    loop {
+        let status = match call().await {
+            Ok(answer) => return Ok(answer),
+            Err(status) => status,
+        };
+        let retryable = matches!(
+            status.code(),
+            tonic::Code::Unavailable | tonic::Code::ResourceExhausted
+        );
+        if !retryable || attempt >= MAX_ATTEMPTS || !budget.0.withdraw() {
+            return Err(status);
+        }
+        let wait = crate::limits::pushback(&status)
+            .unwrap_or(Duration::from_millis(25 << attempt))
+            .min(Duration::from_secs(2));
+        if remaining().is_some_and(|left| left <= wait) {
+            return Err(status);
+        }
+        tokio::time::sleep(wait).await;
+        attempt += 1;
+    }
 }
 
 /// A failed call to `peer` as this service's answer: UNAVAILABLE (the caller may retry),
@@ -261,7 +336,7 @@ where
 pub struct Deadline<S>(pub S);
 
 /// The duration a `grpc-timeout` value stands for (`10S`, `250m`: digits and a unit).
-fn grpc_timeout(value: &str) -> Option<Duration> {
+pub(crate) fn grpc_timeout(value: &str) -> Option<Duration> {
     let (digits, unit) = value.split_at(value.len().checked_sub(1)?);
     let n: u64 = digits.parse().ok()?;
     Some(match unit {
@@ -345,6 +420,77 @@ mod tests {
         let status = answer.expect_err("no peer to answer");
         assert_eq!(status.code(), tonic::Code::DeadlineExceeded, "{status:?}");
         assert!(started.elapsed() < Duration::from_secs(5));
+    }
+
+    #[tokio::test]
+    async fn peer_calls_get_what_remains_of_the_served_calls_deadline() {
+        let outside = peer_request((), "t", "k", Duration::from_secs(30));
+        assert_eq!(outside.metadata().get("grpc-timeout").unwrap(), "30000000u");
+        let at = std::time::Instant::now() + Duration::from_millis(500);
+        let inside = within(at, async {
+            peer_request((), "t", "k", Duration::from_secs(30))
+        })
+        .await;
+        let left = grpc_timeout(
+            inside
+                .metadata()
+                .get("grpc-timeout")
+                .unwrap()
+                .to_str()
+                .unwrap(),
+        )
+        .unwrap();
+        assert!(
+            left <= Duration::from_millis(500) && left > Duration::from_millis(100),
+            "{left:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn retries_stop_at_the_budget_and_on_callers_mistakes() {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        let budget = RetryBudget::default();
+        let tries = AtomicU32::new(0);
+        let answer: Result<(), _> = with_retries(&budget, || {
+            tries.fetch_add(1, Ordering::SeqCst);
+            async { Err(tonic::Status::invalid_argument("no")) }
+        })
+        .await;
+        assert!(answer.is_err());
+        assert_eq!(
+            tries.load(Ordering::SeqCst),
+            1,
+            "a caller's mistake is not retried"
+        );
+        let tries = AtomicU32::new(0);
+        let answer = with_retries(&budget, || {
+            let n = tries.fetch_add(1, Ordering::SeqCst);
+            async move {
+                if n == 0 {
+                    Err(crate::limits::exhausted(
+                        "busy".into(),
+                        Duration::from_millis(5),
+                    ))
+                } else {
+                    Ok(n)
+                }
+            }
+        })
+        .await;
+        assert_eq!(answer.unwrap(), 1);
+        // An empty budget (one retry a second at least, spent above) stops the next retry.
+        let empty = RetryBudget(std::sync::Arc::new(tower::retry::budget::TpsBudget::new(
+            Duration::from_secs(10),
+            0,
+            0.0,
+        )));
+        let tries = AtomicU32::new(0);
+        let _ = with_retries(&empty, || {
+            tries.fetch_add(1, Ordering::SeqCst);
+            async { Err::<(), _>(tonic::Status::unavailable("down")) }
+        })
+        .await;
+        assert_eq!(tries.load(Ordering::SeqCst), 1);
     }
 
     #[test]

@@ -21,9 +21,10 @@ pub enum ServeError {
     Reflection(#[from] tonic_reflection::server::Error),
 }
 
-/// Serves `routes` (the service's own gRPC services, already authenticated) on `listener`
-/// (over TLS only when `tls` is given), with health reporting SERVING for `service_names`
-/// until `stop` is cancelled; then drains as `drain` says (see [`crate::drain`]) and returns.
+/// Serves `routes` (the service's own gRPC services) on `listener` behind `gate` (see
+/// [`crate::guard`]; health and reflection are open to all), over TLS only when `tls` is
+/// given, with health reporting SERVING for `service_names` until `stop` is cancelled; then
+/// drains as `drain` says (see [`crate::drain`]) and returns.
 pub async fn serve(
     listener: TcpListener,
     routes: Routes,
@@ -31,6 +32,7 @@ pub async fn serve(
     stop: CancellationToken,
     drain: crate::Drain,
     tls: Option<tokio_rustls::TlsAcceptor>,
+    gate: crate::Gate,
 ) -> Result<(), ServeError> {
     let (health, health_service) = tonic_health::server::health_reporter();
     for name in service_names {
@@ -92,6 +94,7 @@ pub async fn serve(
         .timeout(Duration::from_secs(60))
         .layer(trace)
         .layer(RecordLayer)
+        .layer(crate::guard::GuardLayer(std::sync::Arc::new(gate)))
         .add_routes(routes);
     let serving: std::pin::Pin<
         Box<dyn std::future::Future<Output = Result<(), tonic::transport::Error>> + Send>,

@@ -52,6 +52,7 @@ impl Alerting {
             .arg("--data-dir")
             .arg(self.dir.path())
             .env("RUST_LOG", "info")
+            .env("RAPPORT_ALLOW_DEV_KEYS", "true")
             .env_remove("DATABASE_URL")
             .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT");
         for (k, v) in &self.env {

@@ -403,23 +403,23 @@ impl Engine {
         tenant: &str,
         customers: Vec<CustomerCursor>,
     ) -> Result<Vec<StoredEvent>, ScoringError> {
-        let req = peer_request(
-            ListCustomerEventsRequest {
-                customers,
-                limit_per_customer: EVENTS_PER_FETCH,
-            },
-            tenant,
-            &self.service_key,
-            FETCH_DEADLINE,
-        );
-        Ok(self
-            .ingestion
-            .clone()
-            .list_customer_events(req)
-            .await
-            .map_err(ScoringError::Upstream)?
-            .into_inner()
-            .events)
+        static RETRIES: std::sync::LazyLock<rapport_server::RetryBudget> =
+            std::sync::LazyLock::new(Default::default);
+        let answer = rapport_server::with_retries(&RETRIES, || {
+            let req = peer_request(
+                ListCustomerEventsRequest {
+                    customers: customers.clone(),
+                    limit_per_customer: EVENTS_PER_FETCH,
+                },
+                tenant,
+                &self.service_key,
+                FETCH_DEADLINE,
+            );
+            let mut ingestion = self.ingestion.clone();
+            async move { ingestion.list_customer_events(req).await }
+        })
+        .await;
+        Ok(answer.map_err(ScoringError::Upstream)?.into_inner().events)
     }
 
     /// The current health of customers: from the cache in one round trip, then the
