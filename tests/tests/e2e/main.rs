@@ -16,6 +16,7 @@ mod ingestion;
 mod keys;
 mod kpis;
 mod lifetimes_cross_check;
+mod limits;
 mod models;
 mod nothing_lost;
 mod notifications;
