@@ -87,7 +87,7 @@ async fn flood(addrs: Addrs, stop: Arc<AtomicBool>, answers: Arc<Mutex<Answers>>
                     .list_health(keyed(scoring::ListHealthRequest::default(), KEY_A))
                     .await;
                 answers.lock().await.record(&answer);
-                if (n + lane) % 20 == 0 {
+                if (n + lane).is_multiple_of(20) {
                     let answer = ingest
                         .ingest(keyed(
                             ingestion::IngestRequest {
