@@ -13,6 +13,7 @@ mod distributed;
 mod embedded;
 mod health;
 mod ingestion;
+mod isolation;
 mod keys;
 mod kpis;
 mod lifetimes_cross_check;
