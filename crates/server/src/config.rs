@@ -90,7 +90,7 @@ impl CommonArgs {
 
     /// A channel to the peer at `spec`, over TLS when this process has a CA to trust.
     pub fn peer(&self, spec: &str) -> anyhow::Result<crate::PeerChannel> {
-        Ok(crate::peer::peer_channel_over(spec, self.tls.client()?)?)
+        Ok(crate::peer::peer_channel_over(spec, self.tls.client())?)
     }
 
     /// The database URL for `service`.

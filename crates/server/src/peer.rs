@@ -106,10 +106,12 @@ pub fn peer_channel(spec: &str) -> Result<PeerChannel, PeerAddrError> {
     peer_channel_over(spec, None)
 }
 
-/// [`peer_channel`], over TLS when `tls` is given (the peers' addresses then mean https).
+/// [`peer_channel`], over TLS when `tls` is given (the peers' addresses then mean https),
+/// with the TLS files read again when they change: connections made after a certificate
+/// was replaced on disk show the new one.
 pub fn peer_channel_over(
     spec: &str,
-    tls: Option<ClientTlsConfig>,
+    tls: Option<crate::tls::ClientTls>,
 ) -> Result<PeerChannel, PeerAddrError> {
     let targets = spec
         .split(',')
@@ -122,17 +124,28 @@ pub fn peer_channel_over(
             addr: spec.to_owned(),
             reason: "empty".to_owned(),
         }),
-        [one] if one.is_ip() => {
+        [one] if one.is_ip() && tls.is_none() => {
             let ip: std::net::IpAddr = one.host.parse().map_err(|_| PeerAddrError::Address {
                 addr: spec.to_owned(),
                 reason: "not an IP address".to_owned(),
             })?;
             let addr = std::net::SocketAddr::new(ip, one.port);
             Ok(InjectTraceContext(Deadline(
-                endpoint(one, addr, tls.as_ref())?.connect_lazy(),
+                endpoint(one, addr, None)?.connect_lazy(),
             )))
         }
         _ => {
+            let tls = match tls {
+                Some(files) => Some(Tls {
+                    config: files.load().map_err(|e| PeerAddrError::Address {
+                        addr: spec.to_owned(),
+                        reason: e.to_string(),
+                    })?,
+                    seen: files.contents(),
+                    files,
+                }),
+                None => None,
+            };
             let (channel, changes) = Channel::balance_channel(64);
             tokio::spawn(follow(targets, changes, tls));
             Ok(InjectTraceContext(Deadline(channel)))
@@ -140,13 +153,42 @@ pub fn peer_channel_over(
     }
 }
 
+/// A peer channel's TLS: the configuration in use, its files, and what they held when read.
+struct Tls {
+    config: ClientTlsConfig,
+    files: crate::tls::ClientTls,
+    seen: Vec<Option<Vec<u8>>>,
+}
+
+impl Tls {
+    /// Whether the files changed into a configuration that loads (then in use).
+    fn reloaded(&mut self) -> bool {
+        let now = self.files.contents();
+        if now == self.seen {
+            return false;
+        }
+        match self.files.load() {
+            Ok(config) => {
+                self.config = config;
+                self.seen = now;
+                tracing::info!("client TLS files changed; peers are called with the new ones");
+                true
+            }
+            Err(error) => {
+                tracing::warn!(%error, "client TLS files changed but do not load; keeping the previous ones");
+                false
+            }
+        }
+    }
+}
+
 /// Keeps a balanced channel's endpoints those `targets` resolve to, until the channel is
-/// dropped. A lookup that fails keeps the addresses it had: a DNS hiccup must not empty
-/// the channel.
+/// dropped, over the TLS files as they are now. A lookup that fails keeps the addresses it
+/// had: a DNS hiccup must not empty the channel.
 async fn follow(
     targets: Vec<Target>,
     changes: tokio::sync::mpsc::Sender<Change<std::net::SocketAddr, Endpoint>>,
-    tls: Option<ClientTlsConfig>,
+    mut tls: Option<Tls>,
 ) {
     use std::collections::BTreeMap;
     use std::net::SocketAddr;
@@ -174,8 +216,14 @@ async fn follow(
                 return;
             }
         }
-        for (new, target) in next.iter().filter(|(a, _)| !current.contains_key(a)) {
-            match endpoint(target, *new, tls.as_ref()) {
+        // New TLS files: every address gets an endpoint with them (an insert replaces).
+        let renew = tls.as_mut().is_some_and(Tls::reloaded);
+        let config = tls.as_ref().map(|t| &t.config);
+        for (new, target) in next
+            .iter()
+            .filter(|(a, _)| renew || !current.contains_key(a))
+        {
+            match endpoint(target, *new, config) {
                 Ok(e) => {
                     if changes.send(Change::Insert(*new, e)).await.is_err() {
                         return;

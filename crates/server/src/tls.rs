@@ -158,13 +158,8 @@ impl TlsArgs {
             .with_safe_default_protocol_versions()?;
         let builder = match &self.tls_client_ca {
             Some(ca) => {
-                let mut roots = rustls::RootCertStore::empty();
-                for c in certificates(ca)? {
-                    roots.add(c).map_err(|e| file_error(ca, e))?;
-                }
-                let verifier =
-                    WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider())
-                        .build()?;
+                let verifier = Arc::new(ClientCa(RwLock::new(client_verifier(ca, &read(ca)?)?)));
+                tokio::spawn(follow_client_ca(ca.clone(), verifier.clone()));
                 builder.with_client_cert_verifier(verifier)
             }
             None => builder.with_no_client_auth(),
@@ -177,11 +172,133 @@ impl TlsArgs {
 
     /// How this process calls its peers: over TLS trusting `--tls-ca` (showing its own
     /// certificate when it has one), or `None` for plaintext.
-    pub fn client(&self) -> Result<Option<tonic::transport::ClientTlsConfig>, TlsError> {
-        match &self.tls_ca {
-            None => Ok(None),
-            Some(ca) => {
-                client_config(ca, self.tls_cert.as_deref(), self.tls_key.as_deref()).map(Some)
+    pub fn client(&self) -> Option<ClientTls> {
+        self.tls_ca.as_ref().map(|ca| ClientTls {
+            ca: ca.clone(),
+            cert: self.tls_cert.clone(),
+            key: self.tls_key.clone(),
+        })
+    }
+}
+
+/// The files of a client's TLS, read again when they change: peers are called with the
+/// certificate on disk now, not the one of the start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientTls {
+    ca: PathBuf,
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+}
+
+impl ClientTls {
+    /// The configuration of the files as they are now.
+    pub fn load(&self) -> Result<tonic::transport::ClientTlsConfig, TlsError> {
+        client_config(&self.ca, self.cert.as_deref(), self.key.as_deref())
+    }
+
+    /// What the files hold now, to tell when they changed.
+    pub fn contents(&self) -> Vec<Option<Vec<u8>>> {
+        [Some(&self.ca), self.cert.as_ref(), self.key.as_ref()]
+            .into_iter()
+            .flatten()
+            .map(|p| std::fs::read(p).ok())
+            .collect()
+    }
+}
+
+/// The verifier of client certificates signed by the CA of `path` (PEM text `pem`).
+fn client_verifier(
+    path: &Path,
+    pem: &[u8],
+) -> Result<Arc<dyn rustls::server::danger::ClientCertVerifier>, TlsError> {
+    let mut roots = rustls::RootCertStore::empty();
+    for c in certificates_in(path, pem)? {
+        roots.add(c).map_err(|e| file_error(path, e))?;
+    }
+    Ok(WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider()).build()?)
+}
+
+/// The client CA's verifier, replaced when the CA file changes.
+#[derive(Debug)]
+struct ClientCa(RwLock<Arc<dyn rustls::server::danger::ClientCertVerifier>>);
+
+impl ClientCa {
+    fn current(
+        &self,
+    ) -> Result<Arc<dyn rustls::server::danger::ClientCertVerifier>, rustls::Error> {
+        self.0
+            .read()
+            .map(|v| Arc::clone(&v))
+            .map_err(|_| rustls::Error::General("client CA being replaced".into()))
+    }
+}
+
+impl rustls::server::danger::ClientCertVerifier for ClientCa {
+    fn root_hint_subjects(&self) -> &[rustls::DistinguishedName] {
+        // The hints live in the verifier being replaced; clients show the one certificate
+        // they have without them.
+        &[]
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::server::danger::ClientCertVerified, rustls::Error> {
+        self.current()?
+            .verify_client_cert(end_entity, intermediates, now)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.current()?.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.current()?.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.current()
+            .map(|v| v.supported_verify_schemes())
+            .unwrap_or_default()
+    }
+}
+
+/// Reads the client CA every [`RELOAD_EVERY`] and verifies with its new content once it
+/// loads (a half-written file keeps the previous CA in force).
+async fn follow_client_ca(path: PathBuf, current: Arc<ClientCa>) {
+    let mut seen = std::fs::read(&path).ok();
+    loop {
+        tokio::time::sleep(RELOAD_EVERY).await;
+        let now = std::fs::read(&path).ok();
+        if now == seen {
+            continue;
+        }
+        let loaded = match &now {
+            Some(pem) => client_verifier(&path, pem),
+            None => read(&path).and_then(|pem| client_verifier(&path, &pem)),
+        };
+        match loaded {
+            Ok(verifier) => {
+                if let Ok(mut slot) = current.0.write() {
+                    *slot = verifier;
+                }
+                tracing::info!(ca = %path.display(), "TLS client CA reloaded");
+                seen = now;
+            }
+            Err(error) => {
+                tracing::warn!(%error, "TLS client CA changed but does not load; verifying with the previous one")
             }
         }
     }

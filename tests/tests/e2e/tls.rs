@@ -294,3 +294,115 @@ async fn scoring_caches_in_redis_over_tls() {
     )
     .await;
 }
+
+/// Copies `ca`'s certificate and `pair` into the files every service reads (`dir`), as a
+/// rotated Kubernetes secret appears: in place, under the same names.
+fn mount(dir: &Path, ca: &Ca, pair: &Pair) {
+    // Key first: a reader that sees the new certificate with the old key keeps the old pair.
+    std::fs::copy(&pair.key, dir.join("tls.key")).unwrap();
+    std::fs::copy(&pair.cert, dir.join("tls.crt")).unwrap();
+    std::fs::copy(&ca.cert, dir.join("ca.crt")).unwrap();
+}
+
+/// Every service's certificates and CA replaced on disk by another CA's: the services that
+/// keep running verify clients with the new CA and call their peers (one restarted, which
+/// now accepts only the new material) with their new certificate, without a restart.
+#[tokio::test(flavor = "multi_thread")]
+async fn peers_follow_a_rotated_ca_and_client_certificate_without_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let (old, new) = (Ca::new(dir.path(), "old"), Ca::new(dir.path(), "new"));
+    let (old_server, new_server) = (
+        old.issue("rapport", "old-service"),
+        new.issue("rapport", "new-service"),
+    );
+    let (old_operator, new_operator) = (
+        old.issue("operator", "old-op"),
+        new.issue("operator", "new-op"),
+    );
+    let mounted = dir.path().join("mounted");
+    std::fs::create_dir(&mounted).unwrap();
+    mount(&mounted, &old, &old_server);
+    let env = vec![
+        (
+            "RAPPORT_TLS_CERT",
+            mounted.join("tls.crt").display().to_string(),
+        ),
+        (
+            "RAPPORT_TLS_KEY",
+            mounted.join("tls.key").display().to_string(),
+        ),
+        (
+            "RAPPORT_TLS_CLIENT_CA",
+            mounted.join("ca.crt").display().to_string(),
+        ),
+        (
+            "RAPPORT_TLS_CA",
+            mounted.join("ca.crt").display().to_string(),
+        ),
+    ];
+    let pg = Postgres::start();
+    let db = pg.url();
+    let backing = Backing::database(&db);
+    let addrs = Addrs::free();
+    let mut procs: Vec<_> = [Service::Alerting, Service::Scoring, Service::Ingestion]
+        .into_iter()
+        .map(|s| start(s, &addrs, &backing, dir.path(), &env))
+        .collect();
+    let first = repo_root().join("examples/events.jsonl");
+    let (ok, text) = cli(
+        &addrs,
+        &old,
+        Some(&old_operator),
+        &["import", &first.display().to_string(), "--shift-to-today"],
+    );
+    assert!(ok, "{text}");
+    eventually(
+        "bob scored on the old certificates",
+        Duration::from_secs(30),
+        || async {
+            let (ok, health) = cli(&addrs, &old, Some(&old_operator), &["health", "bob"]);
+            (ok && health.contains("bob")).then_some(())
+        },
+    )
+    .await;
+
+    mount(&mounted, &new, &new_server);
+    // Alerting restarts on the new material: scoring, still running, must reach it with its
+    // new client certificate and trust its new server certificate.
+    procs.remove(0).kill();
+    procs.push(start(Service::Alerting, &addrs, &backing, dir.path(), &env));
+    let later = dir.path().join("later.jsonl");
+    std::fs::write(
+        &later,
+        "{\"event_id\":\"rot-1\",\"customer_id\":\"rotated\",\"occurred_at\":\"2026-01-01T00:00:00Z\",\"survey\":{\"kind\":\"nps\",\"score\":0}}\n",
+    )
+    .unwrap();
+    // Ingestion, still running, serves its new certificate and takes the new CA's clients.
+    eventually(
+        "ingestion on the new material",
+        Duration::from_secs(20),
+        || async {
+            let later = later.display().to_string();
+            let (ok, _) = cli(
+                &addrs,
+                &new,
+                Some(&new_operator),
+                &["import", &later, "--shift-to-today"],
+            );
+            ok.then_some(())
+        },
+    )
+    .await;
+    eventually(
+        "the new detractor alerted through the rotated peers",
+        Duration::from_secs(40),
+        || async {
+            let (ok, alerts) = cli(&addrs, &new, Some(&new_operator), &["alerts"]);
+            (ok && alerts.contains("rotated")).then_some(())
+        },
+    )
+    .await;
+    // The old CA's clients are refused now.
+    let (ok, text) = cli(&addrs, &old, Some(&old_operator), &["health", "bob"]);
+    assert!(!ok, "{text}");
+}
