@@ -555,6 +555,10 @@ pub fn csv_rows<'a, R: std::io::Read + 'a>(
     )))
 }
 
+/// How many times one batch waits out a pushback (the tenant's rate limit) before the import
+/// gives up.
+pub const MAX_PUSHBACKS: u32 = 600;
+
 /// Sends events in batches, calling `send` for each, and totals the answers.
 pub async fn run<F, Fut>(events: Lines<'_>, mut send: F) -> anyhow::Result<Summary>
 where

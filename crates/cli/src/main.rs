@@ -362,11 +362,32 @@ async fn main() -> anyhow::Result<()> {
             };
             let summary = import::run(events, |events| {
                 let mut client = client.clone();
-                let req = target.request(ingestion::IngestRequest {
-                    events,
-                    backfill: backfill.clone(),
-                });
-                async move { Ok(client.ingest(req?).await?.into_inner()) }
+                let (target, backfill) = (&target, backfill.clone());
+                // Over the tenant's rate limit, a batch waits as long as the server asks and
+                // goes again (its events are idempotent): an import paces itself.
+                async move {
+                    let mut pushed_back = 0;
+                    loop {
+                        let req = target.request(ingestion::IngestRequest {
+                            events: events.clone(),
+                            backfill: backfill.clone(),
+                        })?;
+                        match client.ingest(req).await {
+                            Ok(answer) => return Ok(answer.into_inner()),
+                            Err(status)
+                                if status.code() == tonic::Code::ResourceExhausted
+                                    && pushed_back < import::MAX_PUSHBACKS =>
+                            {
+                                pushed_back += 1;
+                                let wait = rapport_server::limits::pushback(&status)
+                                    .unwrap_or(Duration::from_secs(1))
+                                    .min(Duration::from_secs(30));
+                                tokio::time::sleep(wait).await;
+                            }
+                            Err(status) => return Err(status.into()),
+                        }
+                    }
+                }
             })
             .await?;
             progress.finish_and_clear();
