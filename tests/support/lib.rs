@@ -347,6 +347,16 @@ pub fn req<T>(message: T) -> tonic::Request<T> {
     r
 }
 
+/// A request with `key` (another tenant's, a managed key…) and a deadline of 10 s.
+pub fn keyed<T>(message: T, key: &str) -> tonic::Request<T> {
+    let mut r = tonic::Request::new(message);
+    r.set_timeout(Duration::from_secs(10));
+    if let Ok(v) = format!("Bearer {key}").parse() {
+        r.metadata_mut().insert("authorization", v);
+    }
+    r
+}
+
 /// A request as the services make them of each other: the service key, acting for the dev
 /// tenant, with a deadline.
 pub fn service_req<T>(message: T) -> tonic::Request<T> {

@@ -81,6 +81,12 @@ impl ScoringService for StandInScoring {
     ) -> Result<tonic::Response<scoring::FitModelsResponse>, tonic::Status> {
         Err(tonic::Status::unimplemented("benchmark stand-in"))
     }
+    async fn backtest(
+        &self,
+        _: tonic::Request<scoring::BacktestRequest>,
+    ) -> Result<tonic::Response<scoring::BacktestReport>, tonic::Status> {
+        Err(tonic::Status::unimplemented("benchmark stand-in"))
+    }
     async fn list_health(
         &self,
         _: tonic::Request<scoring::ListHealthRequest>,

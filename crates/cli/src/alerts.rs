@@ -71,13 +71,14 @@ pub(crate) fn parse_duration(s: &str) -> Result<chrono::Duration, String> {
     let (number, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
     let n: i64 = number
         .parse()
-        .map_err(|_| format!("{s:?}: expected a number with s, m, h or d"))?;
+        .map_err(|_| format!("{s:?}: expected a number with s, m, h, d or w"))?;
     match unit {
         "" | "s" => Ok(chrono::Duration::seconds(n)),
         "m" => Ok(chrono::Duration::minutes(n)),
         "h" => Ok(chrono::Duration::hours(n)),
         "d" => Ok(chrono::Duration::days(n)),
-        _ => Err(format!("{s:?}: unknown unit {unit:?} (s, m, h or d)")),
+        "w" => Ok(chrono::Duration::weeks(n)),
+        _ => Err(format!("{s:?}: unknown unit {unit:?} (s, m, h, d or w)")),
     }
 }
 

@@ -7,6 +7,7 @@
 mod out;
 
 mod alerts;
+mod backtest;
 mod health;
 mod import;
 mod keys;
@@ -180,6 +181,9 @@ enum ClientCommand {
         #[command(subcommand)]
         command: Option<notify::SilencesCommand>,
     },
+    /// Does the score predict an outcome? Customers scored as of a past day, against what
+    /// they did after it: AUC, rates by band and decile, calibration, baselines.
+    Backtest(backtest::BacktestArgs),
     /// Did interventions work? Treated versus control per action and tier.
     Effect {
         /// Only alerts opened on or after this day (YYYY-MM-DD).
@@ -568,6 +572,13 @@ async fn main() -> anyhow::Result<()> {
         ClientCommand::Webhooks { command } => {
             let client = target.alerting()?;
             notify::webhooks(&target, client, command.clone(), json).await?;
+        }
+        ClientCommand::Backtest(args) => {
+            let addr = target.addr(&target.cli.scoring, |l| &l.scoring, "scoring")?;
+            let client =
+                scoring::scoring_service_client::ScoringServiceClient::new(target.channel(&addr)?)
+                    .max_decoding_message_size(256 * 1024 * 1024);
+            backtest::backtest(&target, client, args.clone(), json).await?;
         }
         ClientCommand::Keys { command } => {
             let addr = target.addr(&target.cli.ingestion, |l| &l.ingestion, "ingestion")?;

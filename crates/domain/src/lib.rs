@@ -4,6 +4,7 @@
 //! and from the types here and call these functions.
 
 pub mod alert;
+pub mod backtest;
 pub mod effect;
 pub mod event;
 pub mod kpi;

@@ -423,6 +423,28 @@ impl pb::scoring_service_server::ScoringService for ScoringApi {
             .ok_or_else(|| not_scored(&req.customer_id))
     }
 
+    async fn backtest(
+        &self,
+        req: Request<pb::BacktestRequest>,
+    ) -> Result<Response<pb::BacktestReport>, Status> {
+        let tenant = Principal::of(&req)?.require(&[Role::Read])?.to_owned();
+        let req = req.into_inner();
+        let as_of =
+            time(req.as_of.as_ref(), "as_of")?.ok_or_else(|| invalid("as_of", "is required"))?;
+        let horizon = req
+            .horizon
+            .filter(|h| h.seconds > 0 && h.seconds <= 10 * 366 * 86_400)
+            .ok_or_else(|| invalid("horizon", "more than 0 and at most ten years"))?;
+        let outcome = crate::backtest::Outcome::parse(&req.outcome)
+            .ok_or_else(|| invalid("outcome", "one of: no-purchase"))?;
+        let end = as_of + chrono::Duration::seconds(horizon.seconds);
+        let report = self
+            .0
+            .backtest(&tenant, as_of, end, outcome, req.with_customers)
+            .await?;
+        Ok(Response::new(report))
+    }
+
     type RescoreAllStream = ProgressStream<pb::RescoreProgress>;
 
     async fn rescore_all(

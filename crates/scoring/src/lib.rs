@@ -1,6 +1,7 @@
 //! The scoring service: keeps per-customer metrics and explainable health scores, serves them
 //! from the cache, and announces new scores to alerting through its outbox.
 
+pub mod backtest;
 pub mod body;
 pub mod engine;
 mod entity;

@@ -184,6 +184,93 @@ async fn the_full_cdnow_log_arrives_whole_and_only_once() {
         "{second}"
     );
     rfm_matches_pandas(&clients).await;
+    backtest_agrees_with_an_independent_computation(&platform);
+}
+
+/// The score as of 1997-10-01 against "no purchase in the next 39 weeks": every AUC the
+/// report gives equals scipy's on the per-customer values it exported, to 1e-9; the
+/// calibration table counts every customer once; the pictures are written.
+fn backtest_agrees_with_an_independent_computation(platform: &Embedded) {
+    let out = tempfile::tempdir().unwrap();
+    let (csv, roc, reliability) = (
+        out.path().join("customers.csv"),
+        out.path().join("roc.svg"),
+        out.path().join("reliability.svg"),
+    );
+    let text = platform.cli(&[
+        "backtest",
+        "--as-of",
+        "1997-10-01",
+        "--horizon",
+        "39w",
+        "--json",
+        "--customers",
+        &csv.display().to_string(),
+        "--roc",
+        &roc.display().to_string(),
+        "--reliability",
+        &reliability.display().to_string(),
+    ]);
+    let report: serde_json::Value = serde_json::from_str(&text).expect("a JSON report");
+    eprintln!("backtest: {report}");
+    let customers = report["customers"].as_u64().unwrap();
+    // Everyone who bought before the cut (CDNOW's cohort joined in 1997's first quarter).
+    assert_eq!(customers, 23_570, "{report}");
+    let binned: u64 = report["reliability"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["customers"].as_u64().unwrap())
+        .sum();
+    assert_eq!(binned, customers);
+    let banded: u64 = report["bands"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["customers"].as_u64().unwrap())
+        .sum();
+    assert_eq!(banded, customers);
+
+    let check = std::process::Command::new(rapport_tests::python())
+        .arg(rapport_tests::repo_root().join("tests/python/backtest_check.py"))
+        .arg(&csv)
+        .output()
+        .expect("run backtest_check.py");
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    let independent: serde_json::Value = serde_json::from_slice(&check.stdout).unwrap();
+    assert_eq!(independent["customers"].as_u64(), Some(customers));
+    assert_eq!(independent["outcomes"], report["outcomes"]);
+    let reported = |name: &str| -> f64 {
+        if name == "score" {
+            return report["score"]["auc"].as_f64().unwrap();
+        }
+        report["baselines"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|b| b["name"] == name)
+            .unwrap_or_else(|| panic!("no baseline {name}: {report}"))["auc"]
+            .as_f64()
+            .unwrap()
+    };
+    for (ours, theirs) in [
+        ("score", "score"),
+        ("expected_purchases", "expected_purchases"),
+        ("p_alive", "p_alive"),
+        ("recency", "recency_days"),
+        ("rfm", "rfm"),
+    ] {
+        let (a, b) = (reported(ours), independent[theirs].as_f64().unwrap());
+        assert!((a - b).abs() < 1e-9, "{ours}: {a} against {b}");
+    }
+    for picture in [&roc, &reliability] {
+        let svg = std::fs::read_to_string(picture).unwrap();
+        assert!(svg.starts_with("<svg") && svg.contains("<title>"), "{svg}");
+    }
 }
 
 /// Segmentation as of 1998-07-01 against `tests/python/rfm_reference.py`: every customer's

@@ -11,7 +11,9 @@ use rapport_proto::keys::v1::key_service_client::KeyServiceClient;
 use rapport_proto::segmentation::v1 as segmentation;
 use rapport_proto::segmentation::v1::segmentation_service_client::SegmentationServiceClient;
 use rapport_tests::scenario::{nps, order};
-use rapport_tests::{Addrs, Backing, Postgres, Proc, Service, channel, eventually, repo_root};
+use rapport_tests::{
+    Addrs, Backing, Postgres, Proc, Service, channel, eventually, keyed, repo_root,
+};
 use std::time::Duration;
 
 const KEY_A: &str = "acme-admin-key";
@@ -26,14 +28,6 @@ const A_DATA: [&str; 5] = [
 ];
 /// The prefix of A's customer ids.
 const A_CUSTOMER: &str = "acme-cust-";
-
-fn keyed<T>(message: T, key: &str) -> tonic::Request<T> {
-    let mut r = tonic::Request::new(message);
-    r.set_timeout(Duration::from_secs(20));
-    r.metadata_mut()
-        .insert("authorization", format!("Bearer {key}").parse().unwrap());
-    r
-}
 
 /// A's data: customers, a standing detractor alert, a webhook, a silence, a key, a segment.
 struct Acme {

@@ -8,7 +8,7 @@ use rapport_proto::alerting::v1 as alerting;
 use rapport_proto::ingestion::v1 as ingestion;
 use rapport_proto::scoring::v1 as scoring;
 use rapport_proto::segmentation::v1 as segmentation;
-use rapport_tests::{Addrs, Backing, Postgres, Proc, Service, bin, channel, free_port};
+use rapport_tests::{Addrs, Backing, Postgres, Proc, Service, bin, channel, free_port, keyed};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -77,14 +77,6 @@ impl Platform {
         }
         codes
     }
-}
-
-fn keyed<T>(message: T, key: &str) -> tonic::Request<T> {
-    let mut r = tonic::Request::new(message);
-    r.set_timeout(Duration::from_secs(10));
-    r.metadata_mut()
-        .insert("authorization", format!("Bearer {key}").parse().unwrap());
-    r
 }
 
 /// The code of one read call of `service` at `addr` with `key`.

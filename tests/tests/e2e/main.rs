@@ -5,6 +5,7 @@
 #![allow(clippy::disallowed_methods)]
 
 mod alerting;
+mod backtest;
 mod bulk_write;
 mod cdnow_import;
 mod concurrency;

@@ -2,6 +2,7 @@
 //! every tenant's scorecard, percentile tables and models at hand; answer explanations.
 //! Whole-tenant work (re-scores, model fits) is in `walk`.
 
+mod backtest;
 mod walk;
 
 pub use rapport_server::Clock;

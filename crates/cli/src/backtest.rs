@@ -1,0 +1,248 @@
+//! `rapport backtest`: does the score predict an outcome? The report as a table or JSON, the
+//! ROC curve and the reliability plot as SVG files, every customer's values as CSV.
+
+use crate::Target;
+use crate::alerts::parse_duration;
+use rapport_domain::backtest::svg;
+use rapport_proto::scoring::v1 as pb;
+use serde_json::json;
+use std::path::PathBuf;
+use tonic::transport::Channel;
+
+type Client = pb::scoring_service_client::ScoringServiceClient<Channel>;
+
+/// Options of `rapport backtest`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct BacktestArgs {
+    /// Score as of this day (YYYY-MM-DD), from the events that occurred before it.
+    #[arg(long)]
+    pub as_of: chrono::NaiveDate,
+    /// How long after it the outcome is looked for, e.g. 39w, 90d.
+    #[arg(long, value_parser = parse_duration)]
+    pub horizon: chrono::Duration,
+    /// The outcome: no-purchase (no order in the horizon).
+    #[arg(long, default_value = "no-purchase")]
+    pub outcome: String,
+    /// Write every customer's score, measures, baselines and outcome to this CSV file.
+    #[arg(long)]
+    pub customers: Option<PathBuf>,
+    /// Write the score's ROC curve to this SVG file.
+    #[arg(long)]
+    pub roc: Option<PathBuf>,
+    /// Write the calibrated score's reliability plot to this SVG file.
+    #[arg(long)]
+    pub reliability: Option<PathBuf>,
+}
+
+fn ranking_json(r: &pb::Ranking) -> serde_json::Value {
+    json!({"name": r.name, "auc": r.auc, "auc_low": r.auc_low, "auc_high": r.auc_high, "customers": r.customers})
+}
+
+fn rate_json(r: &pb::OutcomeRate) -> serde_json::Value {
+    json!({"label": r.label, "customers": r.customers, "outcomes": r.outcomes, "rate": r.rate, "lift": r.lift})
+}
+
+fn report_json(r: &pb::BacktestReport) -> serde_json::Value {
+    json!({
+        "as_of": crate::when(r.as_of.as_ref()),
+        "horizon_days": r.horizon.as_ref().map_or(0, |h| h.seconds / 86_400),
+        "outcome": r.outcome,
+        "customers": r.customers,
+        "outcomes": r.outcomes,
+        "outcome_rate": r.outcome_rate,
+        "score": r.score.as_ref().map(ranking_json),
+        "measures": r.measures.iter().map(ranking_json).collect::<Vec<_>>(),
+        "baselines": r.baselines.iter().map(ranking_json).collect::<Vec<_>>(),
+        "bands": r.bands.iter().map(rate_json).collect::<Vec<_>>(),
+        "deciles": r.deciles.iter().map(rate_json).collect::<Vec<_>>(),
+        "calibration": {"intercept": r.calibration_intercept, "slope": r.calibration_slope, "brier": r.brier},
+        "reliability": r.reliability.iter().map(|b| json!({
+            "from": b.from, "to": b.to, "customers": b.customers,
+            "mean_predicted": b.mean_predicted, "observed": b.observed,
+        })).collect::<Vec<_>>(),
+        "notes": r.notes,
+    })
+}
+
+fn print_rankings(title: &str, rankings: &[pb::Ranking]) {
+    for r in rankings {
+        outln!(
+            "{:<12} {:<28} {:.3}  {:.3}–{:.3}  {:>9}",
+            title,
+            r.name,
+            r.auc,
+            r.auc_low,
+            r.auc_high,
+            r.customers
+        );
+    }
+}
+
+fn print_rates(title: &str, rates: &[pb::OutcomeRate]) {
+    outln!(
+        "{:<8} {:>9} {:>9} {:>7} {:>6}",
+        title,
+        "CUSTOMERS",
+        "OUTCOMES",
+        "RATE",
+        "LIFT"
+    );
+    for r in rates {
+        outln!(
+            "{:<8} {:>9} {:>9} {:>6.1}% {:>6.2}",
+            r.label,
+            r.customers,
+            r.outcomes,
+            100.0 * r.rate,
+            r.lift
+        );
+    }
+}
+
+fn print_report(r: &pb::BacktestReport) {
+    outln!(
+        "backtest as of {}, outcome {} within {} days: {} customers, {} with it ({:.1} %)",
+        crate::when(r.as_of.as_ref()),
+        r.outcome,
+        r.horizon.as_ref().map_or(0, |h| h.seconds / 86_400),
+        r.customers,
+        r.outcomes,
+        100.0 * r.outcome_rate
+    );
+    outln!();
+    outln!(
+        "{:<12} {:<28} {:<5}  {:<11}  {:>9}",
+        "RANKING",
+        "BY",
+        "AUC",
+        "95 % CI",
+        "CUSTOMERS"
+    );
+    print_rankings("score", r.score.as_slice());
+    print_rankings("measure", &r.measures);
+    print_rankings("baseline", &r.baselines);
+    outln!();
+    print_rates("BAND", &r.bands);
+    outln!();
+    print_rates("DECILE", &r.deciles);
+    outln!();
+    outln!(
+        "calibrated: P(outcome) = 1 / (1 + exp(-({:.4} + {:.5} × score))), Brier score {:.4}",
+        r.calibration_intercept,
+        r.calibration_slope,
+        r.brier
+    );
+    outln!(
+        "{:<11} {:>9} {:>10} {:>9}",
+        "PREDICTED",
+        "CUSTOMERS",
+        "MEAN PRED",
+        "OBSERVED"
+    );
+    for b in &r.reliability {
+        outln!(
+            "{:.1}–{:.1}     {:>9} {:>10.3} {:>9.3}",
+            b.from,
+            b.to,
+            b.customers,
+            b.mean_predicted,
+            b.observed
+        );
+    }
+    for note in &r.notes {
+        outln!("note: {note}");
+    }
+}
+
+/// Every customer's row, as CSV: the values the report's figures were computed from.
+fn customers_csv(r: &pb::BacktestReport) -> String {
+    let keys: std::collections::BTreeSet<&String> = r
+        .customer_rows
+        .iter()
+        .flat_map(|c| c.measures.keys())
+        .collect();
+    let opt = |v: Option<f64>| v.map_or(String::new(), |v| format!("{v:?}"));
+    let mut out =
+        String::from("customer_id,score,band,outcome,p_alive,expected_purchases,recency_days,rfm");
+    for k in &keys {
+        out.push(',');
+        out.push_str(k);
+    }
+    out.push('\n');
+    for c in &r.customer_rows {
+        out.push_str(&format!(
+            "{},{:?},{},{},{},{},{},{}",
+            c.customer_id,
+            c.score,
+            c.band,
+            u8::from(c.outcome),
+            opt(c.p_alive),
+            opt(c.expected_purchases),
+            opt(c.recency_days),
+            c.rfm
+        ));
+        for k in &keys {
+            out.push(',');
+            out.push_str(&opt(c.measures.get(*k).copied()));
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// Runs `rapport backtest`.
+pub async fn backtest(
+    target: &Target,
+    mut client: Client,
+    args: BacktestArgs,
+    json: bool,
+) -> anyhow::Result<()> {
+    let as_of = args
+        .as_of
+        .and_hms_opt(0, 0, 0)
+        .map(|t| t.and_utc())
+        .ok_or_else(|| anyhow::anyhow!("--as-of: not a day"))?;
+    let mut req = target.request(pb::BacktestRequest {
+        as_of: Some(prost_types::Timestamp {
+            seconds: as_of.timestamp(),
+            nanos: 0,
+        }),
+        horizon: Some(prost_types::Duration {
+            seconds: args.horizon.num_seconds(),
+            nanos: 0,
+        }),
+        outcome: args.outcome.clone(),
+        with_customers: args.customers.is_some(),
+    })?;
+    // A backtest reads the tenant's whole history: longer than an ordinary call.
+    req.set_timeout(std::time::Duration::from_secs(600));
+    let report = client.backtest(req).await?.into_inner();
+    if let Some(path) = &args.customers {
+        std::fs::write(path, customers_csv(&report))
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    }
+    if let (Some(path), Some(score)) = (&args.roc, &report.score) {
+        let points: Vec<(f64, f64)> = report
+            .roc
+            .iter()
+            .map(|p| (p.false_positive_rate, p.true_positive_rate))
+            .collect();
+        std::fs::write(path, svg::roc(&points, score.auc, "the health score"))
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    }
+    if let Some(path) = &args.reliability {
+        let bins: Vec<(f64, f64, u64)> = report
+            .reliability
+            .iter()
+            .map(|b| (b.mean_predicted, b.observed, b.customers))
+            .collect();
+        std::fs::write(path, svg::reliability(&bins, report.brier))
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    }
+    if json {
+        outln!("{}", serde_json::to_string_pretty(&report_json(&report))?);
+    } else {
+        print_report(&report);
+    }
+    Ok(())
+}

@@ -1,0 +1,114 @@
+//! Backtests read the past as it was: events that occurred after the as-of time change no
+//! customer's score in the backtest (only the outcomes they are), and live scores are left
+//! as they are.
+
+use rapport_proto::ingestion::v1::IngestRequest;
+use rapport_proto::scoring::v1 as scoring;
+use rapport_tests::scenario::{complaint, nps, order};
+use rapport_tests::{Clients, Embedded, req};
+use std::collections::BTreeMap;
+
+const AS_OF_DAYS_AGO: i64 = 120;
+
+async fn ingest(clients: &mut Clients, events: Vec<rapport_proto::ingestion::v1::Event>) {
+    clients
+        .ingestion
+        .ingest(req(IngestRequest {
+            events,
+            backfill: String::new(),
+        }))
+        .await
+        .unwrap();
+}
+
+/// Each customer's score and measures in a backtest as of 120 days ago, with a 60-day
+/// horizon; and each one's outcome.
+async fn backtest(
+    clients: &mut Clients,
+) -> (
+    BTreeMap<String, (f64, Vec<(String, f64)>)>,
+    BTreeMap<String, bool>,
+) {
+    let as_of = chrono::Utc::now().date_naive() - chrono::Duration::days(AS_OF_DAYS_AGO);
+    let report = clients
+        .scoring
+        .backtest(req(scoring::BacktestRequest {
+            as_of: Some(prost_types::Timestamp {
+                seconds: as_of.and_hms_opt(0, 0, 0).unwrap().and_utc().timestamp(),
+                nanos: 0,
+            }),
+            horizon: Some(prost_types::Duration {
+                seconds: 60 * 86_400,
+                nanos: 0,
+            }),
+            outcome: String::new(),
+            with_customers: true,
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    let scores = report
+        .customer_rows
+        .iter()
+        .map(|c| {
+            let mut measures: Vec<(String, f64)> =
+                c.measures.iter().map(|(k, v)| (k.clone(), *v)).collect();
+            measures.sort_by(|a, b| a.0.cmp(&b.0));
+            (c.customer_id.clone(), (c.score, measures))
+        })
+        .collect();
+    let outcomes = report
+        .customer_rows
+        .iter()
+        .map(|c| (c.customer_id.clone(), c.outcome))
+        .collect();
+    (scores, outcomes)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn events_after_the_as_of_time_change_no_score_in_a_backtest() {
+    let platform = Embedded::start();
+    let mut clients = Clients::new(&platform.addrs);
+    // Forty customers with a history before the as-of time; half of them buy in the horizon.
+    let mut events = Vec::new();
+    for c in 0..40 {
+        let id = format!("c{c}");
+        for k in 0..(1 + c % 4) {
+            let days_ago = AS_OF_DAYS_AGO + 10 + 25 * k + c;
+            events.push(order(&format!("{id}-{k}"), &id, days_ago, 20.0 + c as f64));
+        }
+        if c % 2 == 0 {
+            events.push(order(&format!("{id}-h"), &id, AS_OF_DAYS_AGO - 30, 15.0));
+        }
+    }
+    ingest(&mut clients, events).await;
+    let (before, outcomes_before) = backtest(&mut clients).await;
+    assert_eq!(before.len(), 40);
+    assert_eq!(outcomes_before.values().filter(|o| **o).count(), 20);
+
+    // What happened after the as-of time: new orders in the horizon (outcomes change),
+    // detractors and complaints after it, and a customer who arrived after it.
+    let mut later = Vec::new();
+    for c in (1..40).step_by(2) {
+        let id = format!("c{c}");
+        later.push(order(
+            &format!("{id}-late"),
+            &id,
+            AS_OF_DAYS_AGO - 10,
+            999.0,
+        ));
+        later.push(nps(&format!("{id}-nps"), &id, 5, 0));
+        later.push(complaint(&format!("{id}-cmp"), &id, 3));
+    }
+    later.push(order("newcomer-1", "newcomer", 50, 100.0));
+    ingest(&mut clients, later).await;
+    let (after, outcomes_after) = backtest(&mut clients).await;
+
+    assert_eq!(after, before, "scores as of then moved with later events");
+    assert!(!after.contains_key("newcomer"));
+    assert_eq!(
+        outcomes_after.values().filter(|o| **o).count(),
+        0,
+        "everyone bought in the horizon now"
+    );
+}
