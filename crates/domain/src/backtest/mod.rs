@@ -182,7 +182,7 @@ pub fn deciles(cases: &[Case]) -> Vec<Rate> {
 
 /// The outcome's rate in each group, in the order of `groups` (labels of the cases'
 /// `group`; cases of no listed group are left out).
-pub fn by_group<'a>(cases: &[(Case, &'a str)], groups: &[&str]) -> Vec<Rate> {
+pub fn by_group(cases: &[(Case, &str)], groups: &[&str]) -> Vec<Rate> {
     let overall = overall_rate(&cases.iter().map(|(c, _)| *c).collect::<Vec<_>>());
     groups
         .iter()
