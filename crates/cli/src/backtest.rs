@@ -32,6 +32,64 @@ pub struct BacktestArgs {
     /// Write the calibrated score's reliability plot to this SVG file.
     #[arg(long)]
     pub reliability: Option<PathBuf>,
+    /// Fit a card to the outcome (on half the customers, judged on the other half) and
+    /// write it to this TOML file, for `rapport scorecard --set`.
+    #[arg(long)]
+    pub fit: Option<PathBuf>,
+}
+
+fn fit_json(f: &pb::CardFit) -> serde_json::Value {
+    json!({
+        "train_customers": f.train_customers,
+        "test_customers": f.test_customers,
+        "fitted_auc": f.fitted_auc,
+        "card_auc": f.card_auc,
+        "best_measure": f.best_measure,
+        "best_measure_auc": f.best_measure_auc,
+        "measures": f.measures.iter().map(|m| json!({"key": m.key, "group": m.group, "weight": m.weight, "auc": m.auc})).collect::<Vec<_>>(),
+        "dropped": f.dropped.iter().map(|d| json!({"key": d.key, "reason": d.reason})).collect::<Vec<_>>(),
+        "red": f.red,
+        "yellow": f.yellow,
+        "bands": f.bands.iter().map(rate_json).collect::<Vec<_>>(),
+    })
+}
+
+fn print_fit(f: &pb::CardFit) {
+    outln!();
+    outln!(
+        "fitted card: held-out AUC {:.3} (the card {:.3}; best single measure {} {:.3}); fitted on {}, judged on {} customers",
+        f.fitted_auc,
+        f.card_auc,
+        f.best_measure,
+        f.best_measure_auc,
+        f.train_customers,
+        f.test_customers
+    );
+    outln!(
+        "{:<28} {:<12} {:>7} {:>6}",
+        "MEASURE",
+        "GROUP",
+        "WEIGHT",
+        "AUC"
+    );
+    for m in &f.measures {
+        outln!(
+            "{:<28} {:<12} {:>7.2} {:>6.3}",
+            m.key,
+            m.group,
+            m.weight,
+            m.auc
+        );
+    }
+    for d in &f.dropped {
+        outln!("dropped {}: {}", d.key, d.reason);
+    }
+    outln!(
+        "proposed bands: red up to {}, yellow up to {}",
+        f.red,
+        f.yellow
+    );
+    print_rates("BAND", &f.bands);
 }
 
 fn ranking_json(r: &pb::Ranking) -> serde_json::Value {
@@ -61,6 +119,7 @@ fn report_json(r: &pb::BacktestReport) -> serde_json::Value {
             "mean_predicted": b.mean_predicted, "observed": b.observed,
         })).collect::<Vec<_>>(),
         "notes": r.notes,
+        "fit": r.fit.as_ref().map(fit_json),
     })
 }
 
@@ -152,6 +211,9 @@ fn print_report(r: &pb::BacktestReport) {
     for note in &r.notes {
         outln!("note: {note}");
     }
+    if let Some(f) = &r.fit {
+        print_fit(f);
+    }
 }
 
 /// Every customer's row, as CSV: the values the report's figures were computed from.
@@ -213,6 +275,7 @@ pub async fn backtest(
         }),
         outcome: args.outcome.clone(),
         with_customers: args.customers.is_some(),
+        fit: args.fit.is_some(),
     })?;
     // A backtest reads the tenant's whole history: longer than an ordinary call.
     req.set_timeout(std::time::Duration::from_secs(600));
@@ -228,6 +291,10 @@ pub async fn backtest(
             .map(|p| (p.false_positive_rate, p.true_positive_rate))
             .collect();
         std::fs::write(path, svg::roc(&points, score.auc, "the health score"))
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    }
+    if let (Some(path), Some(fit)) = (&args.fit, &report.fit) {
+        std::fs::write(path, &fit.scorecard_toml)
             .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     }
     if let Some(path) = &args.reliability {

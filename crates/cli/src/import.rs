@@ -483,10 +483,11 @@ pub fn lines<'a, R: BufRead + 'a>(reader: R, format: Format) -> Lines<'a> {
 }
 
 /// The events of `events` with every time in them moved by one whole number of days, so that
-/// the latest falls on `today`: a recorded file replayed as recent activity (a trial, a demo).
-/// Whole days keep a second import on the same day identical, so it finds only duplicates.
-/// Reads every event first.
-pub fn shifted_to<'a>(events: Lines<'a>, today: chrono::NaiveDate) -> Lines<'a> {
+/// the latest falls on the day of `now` — or the day before, when its time of day is still
+/// to come (an event in the future would be refused): a recorded file replayed as recent
+/// activity (a trial, a demo). Whole days keep a second import on the same day identical, so
+/// it finds only duplicates. Reads every event first.
+pub fn shifted_to<'a>(events: Lines<'a>, now: DateTime<chrono::Utc>) -> Lines<'a> {
     let all: Vec<_> = events.collect();
     let latest = all
         .iter()
@@ -497,7 +498,11 @@ pub fn shifted_to<'a>(events: Lines<'a>, today: chrono::NaiveDate) -> Lines<'a> 
     let Some(latest) = latest else {
         return Box::new(all.into_iter());
     };
-    let seconds = (today - latest.date_naive()).num_days() * 86_400;
+    let mut days = (now.date_naive() - latest.date_naive()).num_days();
+    if latest + chrono::Duration::days(days) > now {
+        days -= 1;
+    }
+    let seconds = days * 86_400;
     Box::new(all.into_iter().map(move |(n, e)| {
         (
             n,
@@ -608,8 +613,8 @@ mod tests {
             "\n",
             "not json\n",
         );
-        let today = chrono::NaiveDate::from_ymd_opt(2027, 1, 10).unwrap();
-        let events: Vec<_> = shifted_to(lines(file.as_bytes(), Format::Jsonl), today).collect();
+        let now = "2027-01-10T12:00:00Z".parse().unwrap();
+        let events: Vec<_> = shifted_to(lines(file.as_bytes(), Format::Jsonl), now).collect();
         let time = |t: &Option<prost_types::Timestamp>| {
             DateTime::from_timestamp(t.as_ref().unwrap().seconds, 0)
                 .unwrap()
@@ -626,6 +631,11 @@ mod tests {
         };
         assert_eq!(time(&payment.due_at), "2027-01-15T00:00:00+00:00");
         assert!(events[2].1.is_err(), "an unreadable line stays unreadable");
+        // Before 08:30 the latest event would be in the future: it falls on the day before.
+        let early = "2027-01-10T06:00:00Z".parse().unwrap();
+        let events: Vec<_> = shifted_to(lines(file.as_bytes(), Format::Jsonl), early).collect();
+        let second = events[1].1.as_ref().unwrap().as_ref().unwrap();
+        assert_eq!(time(&second.occurred_at), "2027-01-09T08:30:00+00:00");
     }
 
     #[test]

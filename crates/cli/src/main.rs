@@ -108,7 +108,8 @@ enum ClientCommand {
         #[arg(long)]
         currency: Option<String>,
         /// Move every event by the same whole number of days so that the file's latest
-        /// falls today: recorded events replayed as recent activity (for trials and demos).
+        /// falls today (yesterday, when its time of day is still to come): recorded events
+        /// replayed as recent activity (for trials and demos).
         #[arg(long)]
         shift_to_today: bool,
         /// Treat the events as live: the alerts they open notify one by one, instead of as
@@ -355,7 +356,7 @@ async fn main() -> anyhow::Result<()> {
                 other => import::lines(std::io::BufReader::new(input), *other),
             };
             let events = if *shift_to_today {
-                import::shifted_to(events, chrono::Utc::now().date_naive())
+                import::shifted_to(events, chrono::Utc::now())
             } else {
                 events
             };

@@ -440,7 +440,16 @@ impl pb::scoring_service_server::ScoringService for ScoringApi {
         let end = as_of + chrono::Duration::seconds(horizon.seconds);
         let report = self
             .0
-            .backtest(&tenant, as_of, end, outcome, req.with_customers)
+            .backtest(
+                &tenant,
+                as_of,
+                end,
+                outcome,
+                crate::backtest::Extras {
+                    customers: req.with_customers,
+                    fit: req.fit,
+                },
+            )
             .await?;
         Ok(Response::new(report))
     }

@@ -43,6 +43,7 @@ async fn backtest(
             }),
             outcome: String::new(),
             with_customers: true,
+            fit: false,
         }))
         .await
         .unwrap()

@@ -192,10 +192,11 @@ async fn the_full_cdnow_log_arrives_whole_and_only_once() {
 /// calibration table counts every customer once; the pictures are written.
 fn backtest_agrees_with_an_independent_computation(platform: &Embedded) {
     let out = tempfile::tempdir().unwrap();
-    let (csv, roc, reliability) = (
+    let (csv, roc, reliability, fitted) = (
         out.path().join("customers.csv"),
         out.path().join("roc.svg"),
         out.path().join("reliability.svg"),
+        out.path().join("fitted.toml"),
     );
     let text = platform.cli(&[
         "backtest",
@@ -210,6 +211,8 @@ fn backtest_agrees_with_an_independent_computation(platform: &Embedded) {
         &roc.display().to_string(),
         "--reliability",
         &reliability.display().to_string(),
+        "--fit",
+        &fitted.display().to_string(),
     ]);
     let report: serde_json::Value = serde_json::from_str(&text).expect("a JSON report");
     eprintln!("backtest: {report}");
@@ -267,6 +270,29 @@ fn backtest_agrees_with_an_independent_computation(platform: &Embedded) {
         let (a, b) = (reported(ours), independent[theirs].as_f64().unwrap());
         assert!((a - b).abs() < 1e-9, "{ours}: {a} against {b}");
     }
+    // The card fitted on half the customers ranks the other half at least as well as the
+    // best single measure, and its bands' outcome rates stand apart.
+    let fit = &report["fit"];
+    let (fitted_auc, best) = (
+        fit["fitted_auc"].as_f64().unwrap(),
+        fit["best_measure_auc"].as_f64().unwrap(),
+    );
+    assert!(
+        fitted_auc >= best,
+        "fitted {fitted_auc} against the best measure's {best}: {fit}"
+    );
+    let rates: Vec<f64> = fit["bands"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["rate"].as_f64().unwrap())
+        .collect();
+    assert!(rates[0] > rates[1] && rates[1] > rates[2], "{fit}");
+    let toml = std::fs::read_to_string(&fitted).unwrap();
+    assert!(
+        toml.contains("[bands]") && toml.contains("[[groups.measures]]"),
+        "{toml}"
+    );
     for picture in [&roc, &reliability] {
         let svg = std::fs::read_to_string(picture).unwrap();
         assert!(svg.starts_with("<svg") && svg.contains("<title>"), "{svg}");

@@ -4,6 +4,7 @@
 //! reliability table and the Brier score). Pure arithmetic; the caller says which way a value
 //! points (a health score's risk is its negation).
 
+pub mod fit;
 pub mod svg;
 #[cfg(test)]
 mod tests;

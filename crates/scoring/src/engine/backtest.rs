@@ -2,7 +2,7 @@
 //! ingestion and folded as of the backtest's time (see [`crate::backtest`]).
 
 use super::*;
-use crate::backtest::{Folded, Outcome, report};
+use crate::backtest::{Extras, Folded, Outcome, report};
 use rapport_proto::ingestion::v1::ListEventsRequest;
 
 /// Events per page read from ingestion.
@@ -19,7 +19,7 @@ impl Engine {
         as_of: DateTime<Utc>,
         end: DateTime<Utc>,
         outcome: Outcome,
-        with_customers: bool,
+        extras: Extras,
     ) -> Result<pb::BacktestReport, ScoringError> {
         let ctx = self.context(tenant).await?;
         let mut folded = Folded::new(as_of, end);
@@ -63,7 +63,7 @@ impl Engine {
             after_seq = page.next_after_seq;
         }
         let (cards, version) = (ctx.cards.clone(), ctx.version.clone());
-        tokio::task::spawn_blocking(move || report(folded, cards, version, outcome, with_customers))
+        tokio::task::spawn_blocking(move || report(folded, cards, version, outcome, extras))
             .await
             .map_err(|e| ScoringError::Internal(format!("backtest: {e}")))
     }

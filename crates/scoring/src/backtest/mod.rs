@@ -18,6 +18,8 @@ use rapport_domain::scorecard::{Band, PercentileTable, ScorecardSet};
 use rapport_proto::scoring::v1 as pb;
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
+mod fit;
+
 /// Points of the ROC curve answered.
 const ROC_POINTS: usize = 200;
 
@@ -94,10 +96,14 @@ struct Row {
     band: Band,
     outcome: bool,
     measures: BTreeMap<String, f64>,
+    /// The candidate measures a fit tries beside the card's (only when fitting).
+    candidates: BTreeMap<String, f64>,
     p_alive: Option<f64>,
     expected_purchases: Option<f64>,
     recency_days: Option<f64>,
     rfm: u32,
+    /// Whether the customer had bought on two days or more.
+    repeat: bool,
 }
 
 /// The models fitted on every customer's purchase days before `as_of`, if they fit.
@@ -126,6 +132,33 @@ fn fit(
     })
 }
 
+/// What a backtest answers besides its figures.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Extras {
+    /// Every customer's values.
+    pub customers: bool,
+    /// A card fitted to the outcome.
+    pub fit: bool,
+}
+
+/// The percentile tables of the population `states` as of `at`, for the measures of `ctx`.
+fn rank_population(
+    ctx: &mut TenantContext,
+    states: &BTreeMap<String, CustomerState>,
+    at: DateTime<Utc>,
+) {
+    let mut values: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+    for state in states.values() {
+        for (key, v) in percentile_values(state, ctx, at) {
+            values.entry(key.to_owned()).or_default().push(v);
+        }
+    }
+    ctx.population = values
+        .into_iter()
+        .filter_map(|(k, v)| Some((k, PercentileTable::from_values(v)?)))
+        .collect();
+}
+
 /// The backtest's report: `cards` (the tenant's scorecards, `version` their name) evaluated
 /// on every customer of `folded`, against `outcome`.
 pub fn report(
@@ -133,7 +166,7 @@ pub fn report(
     cards: ScorecardSet,
     version: String,
     outcome: Outcome,
-    with_customers: bool,
+    extras: Extras,
 ) -> pb::BacktestReport {
     let Folded {
         as_of,
@@ -157,16 +190,19 @@ pub fn report(
         models,
     };
     // Percentiles rank the population as it was.
-    let mut values: BTreeMap<String, Vec<f64>> = BTreeMap::new();
-    for state in states.values() {
-        for (key, v) in percentile_values(state, &ctx, as_of) {
-            values.entry(key.to_owned()).or_default().push(v);
-        }
-    }
-    ctx.population = values
-        .into_iter()
-        .filter_map(|(k, v)| Some((k, PercentileTable::from_values(v)?)))
-        .collect();
+    rank_population(&mut ctx, &states, as_of);
+    // The candidates a fit tries are scored by a card of their own.
+    let candidates = extras.fit.then(|| {
+        let mut c = TenantContext {
+            cards: fit::candidates(),
+            version: String::new(),
+            population: Default::default(),
+            population_of: ctx.population_of,
+            models: ctx.models,
+        };
+        rank_population(&mut c, &states, as_of);
+        c
+    });
 
     let ids = IdRanks::of(states.keys().map(String::as_str));
     let rfm_inputs: Vec<RfmInput> = states
@@ -203,10 +239,22 @@ pub fn report(
                 .iter()
                 .filter_map(|m| Some((m.key.clone(), m.score?)))
                 .collect(),
+            candidates: candidates
+                .as_ref()
+                .map(|c| {
+                    evaluate(state, c, as_of)
+                        .computed
+                        .measures
+                        .iter()
+                        .filter_map(|m| Some((m.key.clone(), m.score?)))
+                        .collect()
+                })
+                .unwrap_or_default(),
             p_alive: e.outlook.map(|o| o.p_alive),
             expected_purchases: e.outlook.map(|o| o.expected_purchases_90d),
             recency_days: input.recency_days,
             rfm: u32::from(rfm.r) + u32::from(rfm.f) + u32::from(rfm.m),
+            repeat: input.frequency >= 2,
         });
     }
     if unmeasured > 0 {
@@ -214,7 +262,29 @@ pub fn report(
             "{unmeasured} customers had no measurable data as of then and are left out"
         ));
     }
-    summarise(rows, as_of, end, outcome, notes, with_customers)
+    let card_fit = candidates.as_ref().map(|c| {
+        // The card's measures first: a candidate the card has already is the card's.
+        let mut measures: Vec<(String, rapport_domain::scorecard::Measure)> = ctx
+            .cards
+            .card_for(None, None)
+            .measures()
+            .map(|(g, m)| (g.to_owned(), m.clone()))
+            .collect();
+        for (g, m) in c.cards.card_for(None, None).measures() {
+            if !measures.iter().any(|(_, known)| known.key == m.key) {
+                measures.push((g.to_owned(), m.clone()));
+            }
+        }
+        fit::fit(
+            &rows,
+            &measures,
+            &as_of.date_naive().to_string(),
+            outcome.name(),
+        )
+    });
+    let mut report = summarise(rows, as_of, end, outcome, notes, extras.customers);
+    report.fit = card_fit;
+    report
 }
 
 /// How `value` (of the rows that have one) ranks the rows by the outcome; `risk` turns a value
@@ -296,6 +366,14 @@ fn summarise(
         .collect();
     let baselines = [
         ranking("p_alive", &rows, |r| r.p_alive, healthier_is_safer),
+        // BG/NBD's P(alive) is 1 for every one-time buyer: among repeat buyers alone it
+        // says what it can.
+        ranking(
+            "p_alive_repeat_buyers",
+            &rows,
+            |r| r.p_alive.filter(|_| r.repeat),
+            healthier_is_safer,
+        ),
         ranking(
             "expected_purchases",
             &rows,
@@ -363,6 +441,7 @@ fn summarise(
             })
             .collect(),
         notes,
+        fit: None,
         customer_rows: if with_customers {
             rows.into_iter()
                 .map(|r| pb::BacktestCustomer {

@@ -1,0 +1,323 @@
+//! A card fitted to a backtest's outcome (the arithmetic is
+//! [`rapport_domain::backtest::fit`]): the card's measures and a few candidates, weights fitted
+//! on half the customers (chosen by id) and judged on the other half, written as a scorecard
+//! `rapport scorecard --set` takes.
+
+use super::Row;
+use rapport_domain::backtest::fit::{band_cutoffs, nonnegative_logistic};
+use rapport_domain::backtest::{self as stats, Case};
+use rapport_domain::scorecard::{Measure, Normalisation, ScorecardSet};
+use rapport_proto::scoring::v1 as pb;
+use std::collections::BTreeMap;
+use std::fmt::Write;
+
+/// Measures worth trying beside the card's, in the groups they would join.
+pub(super) const CANDIDATES: &str = r#"
+name = "candidates"
+
+[[groups]]
+name = "loyalty"
+weight = 1
+
+[[groups.measures]]
+indicator = "expected_purchases_90d"
+weight = 1
+normalise = { percentile = { higher_is_better = true } }
+
+[[groups.measures]]
+indicator = "orders_total"
+weight = 1
+normalise = { percentile = { higher_is_better = true } }
+
+[[groups.measures]]
+indicator = "tenure_days"
+weight = 1
+normalise = { percentile = { higher_is_better = true } }
+
+[[groups]]
+name = "value"
+weight = 1
+
+[[groups.measures]]
+indicator = "monetary"
+weight = 1
+normalise = { percentile = { higher_is_better = true } }
+"#;
+
+/// The candidate measures' card.
+pub(super) fn candidates() -> ScorecardSet {
+    ScorecardSet::from_toml(CANDIDATES).expect("the candidate measures parse")
+}
+
+/// Least share of the customers a band proposed for the fitted card holds.
+const MIN_BAND_SHARE: f64 = 0.1;
+/// Least difference of the outcome's rate between neighbouring proposed bands.
+const MIN_BAND_GAP: f64 = 0.1;
+
+/// Whether a customer is in the half the weights are fitted on (FNV-1a of its id: the same
+/// halves every run).
+fn trains(id: &str) -> bool {
+    let mut h: u64 = 0xcbf29ce484222325;
+    for b in id.bytes() {
+        h = (h ^ u64::from(b)).wrapping_mul(0x100000001b3);
+    }
+    h.is_multiple_of(2)
+}
+
+fn value(row: &Row, key: &str) -> Option<f64> {
+    row.measures
+        .get(key)
+        .or_else(|| row.candidates.get(key))
+        .copied()
+}
+
+fn auc_of<'r>(
+    rows: impl Iterator<Item = &'r Row>,
+    score: impl Fn(&Row) -> Option<f64>,
+) -> Option<f64> {
+    let cases: Vec<Case> = rows
+        .filter_map(|r| {
+            Some(Case {
+                risk: -score(r)?,
+                outcome: r.outcome,
+            })
+        })
+        .collect();
+    stats::auc(&cases).map(|a| a.auc)
+}
+
+fn normalise_toml(n: Normalisation) -> String {
+    match n {
+        Normalisation::Linear { worst, best } => {
+            format!("{{ linear = {{ worst = {worst:?}, best = {best:?} }} }}")
+        }
+        Normalisation::Bands {
+            good,
+            average,
+            higher_is_better,
+        } => format!(
+            "{{ bands = {{ good = {good:?}, average = {average:?}, higher_is_better = {higher_is_better} }} }}"
+        ),
+        Normalisation::Percentile { higher_is_better } => {
+            format!("{{ percentile = {{ higher_is_better = {higher_is_better} }} }}")
+        }
+    }
+}
+
+/// Fits a card on `rows` from `measures` (each with its group: the card's, then the
+/// candidates'), named after `as_of` and `outcome`.
+pub(super) fn fit(
+    rows: &[Row],
+    measures: &[(String, Measure)],
+    as_of: &str,
+    outcome: &str,
+) -> pb::CardFit {
+    let (train, test): (Vec<&Row>, Vec<&Row>) = rows.iter().partition(|r| trains(&r.id));
+    let mut dropped = Vec::new();
+    // Measures enough customers have; a measure most customers lack cannot be judged.
+    let usable: Vec<&(String, Measure)> = measures
+        .iter()
+        .filter(|(_, m)| {
+            let have = train.iter().filter(|r| value(r, &m.key).is_some()).count();
+            let enough = have * 2 >= train.len().max(1);
+            if !enough {
+                dropped.push(pb::DroppedMeasure {
+                    key: m.key.clone(),
+                    reason: format!("{have} of {} customers have it", train.len()),
+                });
+            }
+            enough
+        })
+        .collect();
+    let means: Vec<f64> = usable
+        .iter()
+        .map(|(_, m)| {
+            let v: Vec<f64> = train.iter().filter_map(|r| value(r, &m.key)).collect();
+            v.iter().sum::<f64>() / v.len().max(1) as f64
+        })
+        .collect();
+    let x: Vec<Vec<f64>> = train
+        .iter()
+        .map(|r| {
+            usable
+                .iter()
+                .zip(&means)
+                .map(|((_, m), mean)| 1.0 - value(r, &m.key).unwrap_or(*mean) / 100.0)
+                .collect()
+        })
+        .collect();
+    let y: Vec<bool> = train.iter().map(|r| r.outcome).collect();
+    let fitted = nonnegative_logistic(&x, &y);
+    let total: f64 = fitted.weights.iter().sum();
+    let mut kept: Vec<(&String, &Measure, f64)> = Vec::new();
+    for ((group, m), w) in usable.iter().map(|p| (&p.0, &p.1)).zip(&fitted.weights) {
+        let auc = auc_of(test.iter().copied(), |r| value(r, &m.key));
+        if *w > 1e-6 * total.max(1e-12) && total > 0.0 {
+            kept.push((group, m, 100.0 * w / total));
+        } else {
+            dropped.push(pb::DroppedMeasure {
+                key: m.key.clone(),
+                reason: match auc {
+                    Some(a) if a < 0.5 => {
+                        format!("ranks the outcome the wrong way (held-out AUC {a:.3})")
+                    }
+                    Some(a) => format!("adds nothing beside the others (held-out AUC {a:.3})"),
+                    None => "no outcome to judge it by".to_owned(),
+                },
+            });
+        }
+    }
+    let fitted_score = |r: &Row| -> Option<f64> {
+        let (mut sum, mut weight) = (0.0, 0.0);
+        for (_, m, w) in &kept {
+            if let Some(v) = value(r, &m.key) {
+                sum += w * v;
+                weight += w;
+            }
+        }
+        (weight > 0.0).then(|| sum / weight)
+    };
+    let best = usable
+        .iter()
+        .filter_map(|(_, m)| {
+            Some((
+                m.key.clone(),
+                auc_of(test.iter().copied(), |r| value(r, &m.key))?,
+            ))
+        })
+        .max_by(|a, b| a.1.total_cmp(&b.1))
+        .unwrap_or_default();
+    let train_scores: Vec<(f64, bool)> = train
+        .iter()
+        .filter_map(|r| Some((fitted_score(r)?, r.outcome)))
+        .collect();
+    let (scores, outcomes): (Vec<f64>, Vec<bool>) = train_scores.into_iter().unzip();
+    let (red, yellow) =
+        band_cutoffs(&scores, &outcomes, MIN_BAND_SHARE, MIN_BAND_GAP).unwrap_or((50.0, 75.0));
+    let labelled: Vec<(Case, &str)> = test
+        .iter()
+        .filter_map(|r| {
+            let s = fitted_score(r)?;
+            let band = if s <= red {
+                "red"
+            } else if s <= yellow {
+                "yellow"
+            } else {
+                "green"
+            };
+            Some((
+                Case {
+                    risk: -s,
+                    outcome: r.outcome,
+                },
+                band,
+            ))
+        })
+        .collect();
+    let bands = stats::by_group(&labelled, &["red", "yellow", "green"])
+        .into_iter()
+        .map(super::rate_pb)
+        .collect();
+    let fitted_auc = auc_of(test.iter().copied(), fitted_score).unwrap_or(0.5);
+    let card_auc = auc_of(test.iter().copied(), |r| Some(r.score)).unwrap_or(0.5);
+    let toml = scorecard_toml(&kept, red, yellow, as_of, outcome, fitted_auc);
+    pb::CardFit {
+        train_customers: train.len() as u64,
+        test_customers: test.len() as u64,
+        fitted_auc,
+        card_auc,
+        best_measure: best.0,
+        best_measure_auc: best.1,
+        measures: kept
+            .iter()
+            .map(|(group, m, w)| pb::FittedMeasure {
+                key: m.key.clone(),
+                group: (*group).clone(),
+                weight: *w,
+                auc: auc_of(test.iter().copied(), |r| value(r, &m.key)).unwrap_or(0.5),
+            })
+            .collect(),
+        dropped,
+        red,
+        yellow,
+        bands,
+        scorecard_toml: toml,
+    }
+}
+
+/// The fitted card as a scorecard: the kept measures in their groups (a group weighs what
+/// its measures do, so the score is the fitted weighted mean), the proposed bands.
+fn scorecard_toml(
+    kept: &[(&String, &Measure, f64)],
+    red: f64,
+    yellow: f64,
+    as_of: &str,
+    outcome: &str,
+    auc: f64,
+) -> String {
+    let mut groups: BTreeMap<&str, Vec<(&Measure, f64)>> = BTreeMap::new();
+    for (g, m, w) in kept {
+        groups.entry(g.as_str()).or_default().push((m, *w));
+    }
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "# Fitted by `rapport backtest --fit` as of {as_of} to the outcome {outcome}; held-out AUC {auc:.3}.\n"
+    );
+    let _ = writeln!(s, "name = \"fitted-{as_of}\"");
+    let _ = writeln!(
+        s,
+        "description = \"Weights fitted to {outcome} as of {as_of}.\"\n\n[bands]\nred = {red:?}\nyellow = {yellow:?}"
+    );
+    for (group, measures) in groups {
+        let weight: f64 = measures.iter().map(|(_, w)| w).sum();
+        let _ = writeln!(
+            s,
+            "\n[[groups]]\nname = \"{group}\"\nweight = {:.2}",
+            weight
+        );
+        for (m, w) in measures {
+            let _ = writeln!(
+                s,
+                "\n[[groups.measures]]\nindicator = \"{}\"",
+                m.indicator.name()
+            );
+            if m.indicator.windowed() {
+                let _ = writeln!(s, "window_days = {}", m.window_days);
+            }
+            let _ = writeln!(
+                s,
+                "weight = {w:.2}\nnormalise = {}",
+                normalise_toml(m.normalisation)
+            );
+        }
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn halves_are_stable_and_about_even() {
+        let train = (0..10_000).filter(|i| trains(&i.to_string())).count();
+        assert!((4_700..5_300).contains(&train), "{train}");
+        assert_eq!(trains("42"), trains("42"));
+    }
+
+    #[test]
+    fn a_written_card_parses_back_with_its_weights() {
+        let set = candidates();
+        let card = set.card_for(None, None);
+        let measures: Vec<(String, &Measure)> =
+            card.measures().map(|(g, m)| (g.to_owned(), m)).collect();
+        let kept: Vec<(&String, &Measure, f64)> =
+            measures.iter().map(|(g, m)| (g, *m, 25.0)).collect();
+        let toml = scorecard_toml(&kept, 40.0, 70.0, "1997-10-01", "no-purchase", 0.8);
+        let parsed = ScorecardSet::from_toml(&toml).unwrap_or_else(|e| panic!("{e}\n{toml}"));
+        let card = parsed.card_for(None, None);
+        assert_eq!(card.measures().count(), 4);
+        assert_eq!(card.bands.red, 40.0);
+    }
+}
