@@ -105,9 +105,17 @@ async fn fitted_models_feed_p_alive_expected_purchases_and_clv() {
             h.expected_purchases_90d.unwrap() >= 0.0 && h.clv_12m.unwrap() >= 0.0,
             "{h:?}"
         );
-        let measure = h.measures.iter().find(|m| m.measure == "p_alive").unwrap();
-        assert_eq!(measure.value, h.p_alive, "P(alive) is a scorecard measure");
-        assert!(measure.contribution > 0.0 || p == 0.0);
+        // The built-in card reads expected purchases (P(alive) ranks one-time buyers wrong).
+        let measure = h
+            .measures
+            .iter()
+            .find(|m| m.measure == "expected_purchases_90d")
+            .unwrap();
+        assert_eq!(
+            measure.value, h.expected_purchases_90d,
+            "expected purchases are a scorecard measure"
+        );
+        assert!(measure.contribution > 0.0 || measure.score == Some(0.0));
     }
     assert!(regular.p_alive > lapsed.p_alive, "{regular:?} {lapsed:?}");
     assert!(regular.expected_purchases_90d > lapsed.expected_purchases_90d);
