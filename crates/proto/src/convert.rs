@@ -13,6 +13,17 @@ use rapport_domain::lifecycle::Stage;
 use rapport_domain::scorecard::Band;
 use rapport_domain::tier::Tier;
 
+/// A stored event as the domain reads it at `now`, validated again as stored events are
+/// (what no longer validates is the caller's to leave out and say so).
+pub fn stored(
+    event: &pb::Event,
+    now: DateTime<Utc>,
+) -> Result<rapport_domain::event::Event, Rejection> {
+    draft(event).and_then(|d| {
+        rapport_domain::event::validate(d, now, &rapport_domain::event::ValidationPolicy::stored())
+    })
+}
+
 /// The domain draft of a proto event, or a rejection when a field cannot even be read.
 pub fn draft(event: &pb::Event) -> Result<EventDraft, Rejection> {
     use pb::event::Payload as P;

@@ -4,21 +4,16 @@
 use crate::PAGE_DEADLINE;
 use crate::grpc::SegmentationApi;
 use chrono::{DateTime, NaiveDate, Utc};
-use rapport_domain::event::{ValidationPolicy, validate};
 use rapport_domain::kpi::{
     Granularity, KpiQuery, KpiRow, Ledger, Period, kpis, period_count, periods,
 };
 use rapport_proto::convert;
-use rapport_proto::ingestion::v1::ListEventsRequest;
 use rapport_proto::segmentation::v1 as pb;
 use rapport_server::args::{invalid, time};
-use rapport_server::peer_request;
 use tonic::Status;
 
 /// Most periods in one report (ten years of months).
 const MAX_PERIODS: i64 = 120;
-/// Events per page read from ingestion.
-const EVENTS_PAGE: u32 = 10_000;
 
 /// The report's periods, checked: `from` not after `to`, at most [`MAX_PERIODS`].
 fn report_periods(
@@ -128,46 +123,27 @@ impl SegmentationApi {
 
     /// The tenant's events that occurred before `end`, folded into a ledger.
     async fn ledger(&self, tenant: &str, end: DateTime<Utc>) -> Result<Ledger, Status> {
-        let before = timestamp(end);
         let now = self.clock.now();
         let mut ledger = Ledger::default();
-        let mut after_seq = 0;
-        loop {
-            static RETRIES: std::sync::LazyLock<rapport_server::RetryBudget> =
-                std::sync::LazyLock::new(Default::default);
-            let page = rapport_server::with_retries(&RETRIES, || {
-                let req = peer_request(
-                    ListEventsRequest {
-                        after_seq,
-                        limit: EVENTS_PAGE,
-                        occurred_before: Some(before),
-                    },
-                    tenant,
-                    &self.service_key,
-                    PAGE_DEADLINE,
-                );
-                let mut ingestion = self.ingestion.clone();
-                async move { ingestion.list_events(req).await }
-            })
-            .await
-            .map_err(|s| rapport_server::peer_unavailable("ingestion", &s))?
-            .into_inner();
-            for stored in page.events {
-                let Some(event) = stored.event else { continue };
-                match convert::draft(&event)
-                    .and_then(|d| validate(d, now, &ValidationPolicy::stored()))
-                {
+        rapport_server::event_log::read(
+            &self.ingestion,
+            tenant,
+            &self.service_key,
+            timestamp(end),
+            PAGE_DEADLINE,
+            |stored| {
+                let Some(event) = stored.event else { return };
+                match convert::stored(&event, now) {
                     Ok(event) => ledger.apply(&event),
                     Err(rejection) => {
                         tracing::warn!(seq = stored.seq, %rejection, "stored event no longer validates; left out of the KPIs")
                     }
                 }
-            }
-            if page.next_after_seq == 0 {
-                return Ok(ledger);
-            }
-            after_seq = page.next_after_seq;
-        }
+            },
+        )
+        .await
+        .map_err(|s| rapport_server::peer_unavailable("ingestion", &s))?;
+        Ok(ledger)
     }
 }
 

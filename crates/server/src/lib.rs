@@ -7,6 +7,7 @@ pub mod auth;
 pub mod clock;
 pub mod config;
 pub mod drain;
+pub mod event_log;
 pub mod failure;
 pub mod guard;
 pub mod keys;

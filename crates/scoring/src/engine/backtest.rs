@@ -3,10 +3,6 @@
 
 use super::*;
 use crate::backtest::{Extras, Folded, Outcome, report};
-use rapport_proto::ingestion::v1::ListEventsRequest;
-
-/// Events per page read from ingestion.
-const EVENTS_PAGE: u32 = 10_000;
 /// Deadline of one page.
 const PAGE_DEADLINE: Duration = Duration::from_secs(60);
 
@@ -24,44 +20,24 @@ impl Engine {
         let ctx = self.context(tenant).await?;
         let mut folded = Folded::new(as_of, end);
         let now = self.clock.now();
-        let mut after_seq = 0;
-        loop {
-            static RETRIES: std::sync::LazyLock<rapport_server::RetryBudget> =
-                std::sync::LazyLock::new(Default::default);
-            let page = rapport_server::with_retries(&RETRIES, || {
-                let req = peer_request(
-                    ListEventsRequest {
-                        after_seq,
-                        limit: EVENTS_PAGE,
-                        occurred_before: Some(prost_types::Timestamp {
-                            seconds: end.timestamp(),
-                            nanos: 0,
-                        }),
-                    },
-                    tenant,
-                    &self.service_key,
-                    PAGE_DEADLINE,
-                );
-                let mut ingestion = self.ingestion.clone();
-                async move { ingestion.list_events(req).await }
-            })
-            .await
-            .map_err(ScoringError::Upstream)?
-            .into_inner();
-            for stored in page.events {
-                let Some(event) = stored.event else { continue };
+        rapport_server::event_log::read(
+            &self.ingestion,
+            tenant,
+            &self.service_key,
+            prost_types::Timestamp {
+                seconds: end.timestamp(),
+                nanos: 0,
+            },
+            PAGE_DEADLINE,
+            |stored| {
                 // A stored event that no longer validates is left out, as everywhere.
-                if let Ok(event) = convert::draft(&event)
-                    .and_then(|d| validate(d, now, &ValidationPolicy::stored()))
-                {
+                if let Some(Ok(event)) = stored.event.map(|e| convert::stored(&e, now)) {
                     folded.add(&event);
                 }
-            }
-            if page.next_after_seq == 0 {
-                break;
-            }
-            after_seq = page.next_after_seq;
-        }
+            },
+        )
+        .await
+        .map_err(ScoringError::Upstream)?;
         let (cards, version) = (ctx.cards.clone(), ctx.version.clone());
         tokio::task::spawn_blocking(move || report(folded, cards, version, outcome, extras))
             .await
