@@ -216,7 +216,8 @@ fn print_report(r: &pb::BacktestReport) {
     }
 }
 
-/// Every customer's row, as CSV: the values the report's figures were computed from.
+/// Every customer's row, as CSV: the values the report's figures were computed from, each
+/// measure's normalised score in a `measure.<key>` column.
 fn customers_csv(r: &pb::BacktestReport) -> String {
     let keys: std::collections::BTreeSet<&String> = r
         .customer_rows
@@ -226,8 +227,9 @@ fn customers_csv(r: &pb::BacktestReport) -> String {
     let opt = |v: Option<f64>| v.map_or(String::new(), |v| format!("{v:?}"));
     let mut out =
         String::from("customer_id,score,band,outcome,p_alive,expected_purchases,recency_days,rfm");
+    // Measures are named apart from the baselines (recency is both).
     for k in &keys {
-        out.push(',');
+        out.push_str(",measure.");
         out.push_str(k);
     }
     out.push('\n');
