@@ -64,7 +64,12 @@ const STEPS: &[Step] = &[
         command: "rapport alerts show 1",
         reads: true,
         claim: |out| {
-            out.contains("evidence:") && out.contains("recommended:") && out.contains("→ open")
+            // One alert in ten falls, at random, in the control group that gets no
+            // recommendation (how the effect report measures interventions).
+            out.contains("evidence:")
+                && (out.contains("recommended:")
+                    || out.contains("control group: no recommendation"))
+                && out.contains("→ open")
         },
     },
     Step {
