@@ -267,10 +267,7 @@ pub async fn backtest(
         .map(|t| t.and_utc())
         .ok_or_else(|| anyhow::anyhow!("--as-of: not a day"))?;
     let mut req = target.request(pb::BacktestRequest {
-        as_of: Some(prost_types::Timestamp {
-            seconds: as_of.timestamp(),
-            nanos: 0,
-        }),
+        as_of: Some(rapport_proto::convert::timestamp(as_of.timestamp_millis())),
         horizon: Some(prost_types::Duration {
             seconds: args.horizon.num_seconds(),
             nanos: 0,

@@ -100,6 +100,7 @@ pub async fn run(
     let key_api = keys::grpc::KeysApi {
         store: key_store,
         keys: keys.clone(),
+        clock: rapport_server::Clock::system(),
     };
     let routes = Routes::new(server).add_service(KeyServiceServer::new(key_api));
     let drain = config.common.drain();

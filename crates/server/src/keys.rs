@@ -5,6 +5,7 @@
 use crate::auth::{ApiKeys, MANAGED_PREFIX, ManagedKey, Role};
 use rand::Rng;
 use rand::distr::Alphanumeric;
+use rapport_proto::convert;
 use rapport_proto::keys::v1 as pb;
 use std::sync::Arc;
 use std::time::Duration;
@@ -55,29 +56,24 @@ pub fn digest_to_pb(key: &ManagedKey) -> pb::KeyDigest {
         tenant: key.tenant.clone(),
         role: role_to_pb(key.role) as i32,
         sha256: key.sha256.to_vec(),
-        expires_at: key.expires_at_ms.map(timestamp),
+        expires_at: key.expires_at_ms.map(convert::timestamp),
     }
 }
 
-/// A key in force from `SyncKeys`; none when it is malformed.
+/// A key in force from `SyncKeys`; none when it is malformed (an unreadable expiry too: the
+/// key is then refused, never taken as one that does not expire).
 pub fn digest_from_pb(key: pb::KeyDigest) -> Option<ManagedKey> {
+    let expires_at_ms = match &key.expires_at {
+        Some(t) => Some(convert::millis(Some(t))?),
+        None => None,
+    };
     Some(ManagedKey {
         role: role_from_pb(key.role)?,
         sha256: key.sha256.as_slice().try_into().ok()?,
-        expires_at_ms: key
-            .expires_at
-            .map(|t| t.seconds.saturating_mul(1000) + i64::from(t.nanos / 1_000_000)),
+        expires_at_ms,
         id: key.id,
         tenant: key.tenant,
     })
-}
-
-/// A protobuf timestamp of milliseconds since the epoch.
-pub fn timestamp(ms: i64) -> prost_types::Timestamp {
-    prost_types::Timestamp {
-        seconds: ms.div_euclid(1000),
-        nanos: (ms.rem_euclid(1000) * 1_000_000) as i32,
-    }
 }
 
 /// Reads the keys in force with `fetch` now and every [`SYNC_EVERY`] until `stop`, into
@@ -159,15 +155,19 @@ mod tests {
         assert!(secret.len() > 50);
     }
 
-    #[test]
-    fn digests_travel_intact() {
-        let key = ManagedKey {
+    fn key_with_expiry() -> ManagedKey {
+        ManagedKey {
             id: "k".into(),
             tenant: "t".into(),
             role: Role::Ingest,
             sha256: crate::auth::digest("x"),
             expires_at_ms: Some(1_234_567),
-        };
+        }
+    }
+
+    #[test]
+    fn digests_travel_intact() {
+        let key = key_with_expiry();
         assert_eq!(digest_from_pb(digest_to_pb(&key)), Some(key));
         let mut bad = digest_to_pb(&ManagedKey {
             id: "k".into(),
@@ -178,5 +178,15 @@ mod tests {
         });
         bad.sha256.pop();
         assert_eq!(digest_from_pb(bad), None);
+        let mut unreadable = digest_to_pb(&key_with_expiry());
+        unreadable.expires_at = Some(prost_types::Timestamp {
+            seconds: i64::MAX,
+            nanos: 0,
+        });
+        assert_eq!(
+            digest_from_pb(unreadable),
+            None,
+            "refused, not kept for ever"
+        );
     }
 }

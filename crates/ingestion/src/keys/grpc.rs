@@ -3,10 +3,11 @@
 
 use super::{Actor, KeyStore, NewKey};
 use crate::entity::api_key;
+use rapport_proto::convert::timestamp;
 use rapport_proto::keys::v1 as pb;
 use rapport_proto::keys::v1::key_service_server::KeyService;
 use rapport_server::auth::{ApiKeys, Principal, Role, digest};
-use rapport_server::keys::{digest_to_pb, generate, role_from_pb, role_to_pb, timestamp};
+use rapport_server::keys::{digest_to_pb, generate, role_from_pb, role_to_pb};
 use std::sync::Arc;
 use tonic::{Request, Response, Status};
 
@@ -25,6 +26,8 @@ const MAX_AUDIT: u32 = 1_000;
 pub struct KeysApi {
     pub store: KeyStore,
     pub keys: Arc<ApiKeys>,
+    /// The time keys are created, expire and are revoked by.
+    pub clock: rapport_server::Clock,
 }
 
 /// The tenants a caller may manage the keys of: its own (an admin) or all (an operator).
@@ -41,10 +44,6 @@ fn scope(principal: &Principal) -> Result<Option<&str>, Status> {
 fn db_error(e: sea_orm::DbErr) -> Status {
     tracing::error!(error = %e, "key store");
     Status::unavailable("the key store is unavailable; retry")
-}
-
-fn now() -> i64 {
-    rapport_storage::now_millis()
 }
 
 fn to_pb(key: api_key::Model) -> pb::ApiKey {
@@ -75,10 +74,14 @@ fn valid_tenant(tenant: &str) -> Result<(), Status> {
 }
 
 impl KeysApi {
+    fn now(&self) -> i64 {
+        self.clock.now().timestamp_millis()
+    }
+
     /// Reads the keys in force into this replica's copy, so a change made here is in force
     /// here at once (other replicas follow within a second).
     async fn refresh(&self) {
-        match self.store.in_force(now()).await {
+        match self.store.in_force(self.now()).await {
             Ok(keys) => self.keys.set_managed(keys),
             Err(e) => tracing::warn!(error = %e, "cannot re-read the managed keys"),
         }
@@ -121,7 +124,7 @@ impl KeyService for KeysApi {
         if req.name.chars().count() > MAX_NAME_CHARS {
             return Err(Status::invalid_argument("name: at most 200 characters"));
         }
-        let at = now();
+        let at = self.now();
         let expires_at = match req.expires_in {
             None => None,
             Some(d) => {
@@ -173,7 +176,7 @@ impl KeyService for KeysApi {
         let scope = scope(&principal)?;
         let req = req.into_inner();
         let tenant = scope.or((!req.tenant.is_empty()).then_some(req.tenant.as_str()));
-        let at = now();
+        let at = self.now();
         let keys = self
             .store
             .list(tenant, req.include_inactive, at)
@@ -204,7 +207,7 @@ impl KeyService for KeysApi {
         }
         let actor = Actor {
             key_id: &principal.key_id,
-            at: now(),
+            at: self.now(),
         };
         let key = self
             .store
@@ -235,7 +238,7 @@ impl KeyService for KeysApi {
         };
         let actor = Actor {
             key_id: &principal.key_id,
-            at: now(),
+            at: self.now(),
         };
         self.store
             .record(&actor, scope.unwrap_or("*"), "audit", String::new())
@@ -266,7 +269,7 @@ impl KeyService for KeysApi {
         req: Request<pb::SyncKeysRequest>,
     ) -> Result<Response<pb::SyncKeysResponse>, Status> {
         Principal::of(&req)?.require_service()?;
-        let keys = self.store.in_force(now()).await.map_err(db_error)?;
+        let keys = self.store.in_force(self.now()).await.map_err(db_error)?;
         Ok(Response::new(pb::SyncKeysResponse {
             keys: keys.iter().map(digest_to_pb).collect(),
         }))

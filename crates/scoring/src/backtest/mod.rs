@@ -405,7 +405,7 @@ fn summarise(
     };
     let horizon = end - as_of;
     pb::BacktestReport {
-        as_of: Some(timestamp(as_of)),
+        as_of: Some(rapport_proto::convert::timestamp(as_of.timestamp_millis())),
         horizon: Some(prost_types::Duration {
             seconds: horizon.num_seconds(),
             nanos: 0,
@@ -459,12 +459,5 @@ fn summarise(
         } else {
             Vec::new()
         },
-    }
-}
-
-fn timestamp(t: DateTime<Utc>) -> prost_types::Timestamp {
-    prost_types::Timestamp {
-        seconds: t.timestamp(),
-        nanos: 0,
     }
 }

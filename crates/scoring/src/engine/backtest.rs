@@ -24,10 +24,7 @@ impl Engine {
             &self.ingestion,
             tenant,
             &self.service_key,
-            prost_types::Timestamp {
-                seconds: end.timestamp(),
-                nanos: 0,
-            },
+            convert::timestamp(end.timestamp_millis()),
             PAGE_DEADLINE,
             |stored| {
                 // A stored event that no longer validates is left out, as everywhere.
