@@ -52,8 +52,7 @@ impl Exclusive {
         }
         // A transaction pins one pooled connection for the lock's lifetime; the lock is a
         // transaction's, so it ends with it, even if the holder is dropped mid-way.
-        use sea_orm::TransactionTrait;
-        let holder = db.begin().await?;
+        let holder = crate::begin_write(db).await?;
         lock_until_commit(&holder, "exclusive", name).await?;
         Ok(Exclusive {
             holder: Some(holder),

@@ -122,17 +122,30 @@ pub fn now_millis() -> i64 {
 /// (`BEGIN IMMEDIATE`): a deferred transaction that reads first and writes later fails at once
 /// with "database is locked" if another writer committed in between, instead of waiting.
 pub async fn begin_write(db: &DatabaseConnection) -> Result<sea_orm::DatabaseTransaction, DbErr> {
-    use sea_orm::{DbBackend, SqliteTransactionMode, TransactionOptions, TransactionTrait};
-    match db.get_database_backend() {
-        DbBackend::Sqlite => {
-            db.begin_with_options(TransactionOptions {
-                sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
-                ..Default::default()
-            })
-            .await
-        }
-        _ => db.begin().await,
-    }
+    use sea_orm::{DbBackend, SqliteTransactionMode, TransactionOptions};
+    let immediate = db.get_database_backend() == DbBackend::Sqlite;
+    let options = TransactionOptions {
+        sqlite_transaction_mode: immediate.then_some(SqliteTransactionMode::Immediate),
+        ..Default::default()
+    };
+    begin_whole(db, options).await
+}
+
+/// Begins a transaction with `options` in a task of its own, so that the caller giving up
+/// (a deadline, a dropped request) cannot stop it half-way. The driver counts a transaction
+/// as begun only once the server has answered `BEGIN`: abandoned between the two, the
+/// connection would go back to the pool inside a transaction nobody owns, and the next
+/// caller's statements would run — uncommitted — in it. Run to the end, an unwanted
+/// transaction is simply dropped, which rolls it back.
+async fn begin_whole(
+    db: &DatabaseConnection,
+    options: sea_orm::TransactionOptions,
+) -> Result<sea_orm::DatabaseTransaction, DbErr> {
+    use sea_orm::TransactionTrait;
+    let db = db.clone();
+    tokio::spawn(async move { db.begin_with_options(options).await })
+        .await
+        .map_err(|e| DbErr::Custom(format!("beginning a transaction: {e}")))?
 }
 
 /// Begins a transaction whose commit does not wait for the disk on PostgreSQL
@@ -141,8 +154,8 @@ pub async fn begin_write(db: &DatabaseConnection) -> Result<sea_orm::DatabaseTra
 pub async fn begin_unsynced(
     db: &DatabaseConnection,
 ) -> Result<sea_orm::DatabaseTransaction, DbErr> {
-    use sea_orm::{ConnectionTrait, DbBackend, TransactionTrait};
-    let txn = db.begin().await?;
+    use sea_orm::{ConnectionTrait, DbBackend};
+    let txn = begin_write(db).await?;
     if txn.get_database_backend() == DbBackend::Postgres {
         txn.execute_unprepared("SET LOCAL synchronous_commit = off")
             .await?;
@@ -154,17 +167,16 @@ pub async fn begin_unsynced(
 /// read-only repeatable-read one; on SQLite a deferred one, which reads one snapshot of its
 /// write-ahead log until it ends.
 pub async fn begin_read(db: &DatabaseConnection) -> Result<sea_orm::DatabaseTransaction, DbErr> {
-    use sea_orm::{AccessMode, DbBackend, IsolationLevel, TransactionTrait};
-    match db.get_database_backend() {
-        DbBackend::Postgres => {
-            db.begin_with_config(
-                Some(IsolationLevel::RepeatableRead),
-                Some(AccessMode::ReadOnly),
-            )
-            .await
-        }
-        _ => db.begin().await,
-    }
+    use sea_orm::{AccessMode, DbBackend, IsolationLevel, TransactionOptions};
+    let options = match db.get_database_backend() {
+        DbBackend::Postgres => TransactionOptions {
+            isolation_level: Some(IsolationLevel::RepeatableRead),
+            access_mode: Some(AccessMode::ReadOnly),
+            ..Default::default()
+        },
+        _ => TransactionOptions::default(),
+    };
+    begin_whole(db, options).await
 }
 
 /// Begins a transaction that writes many rows through multi-row statements of thousands of

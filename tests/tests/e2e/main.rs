@@ -6,7 +6,6 @@
 
 mod alerting;
 mod backtest;
-mod bulk_write;
 mod cdnow_import;
 mod concurrency;
 mod crash;
@@ -28,4 +27,5 @@ mod replicas;
 mod segmentation_schedule;
 mod tls;
 mod tracing;
+mod transactions;
 mod walkthrough;

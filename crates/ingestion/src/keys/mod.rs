@@ -8,7 +8,7 @@ use rapport_server::auth::{ManagedKey, Role};
 use sea_orm::ActiveValue::{NotSet, Set};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, Condition, DatabaseConnection, DbErr, EntityTrait, QueryFilter,
-    QueryOrder, QuerySelect, TransactionTrait,
+    QueryOrder, QuerySelect,
 };
 
 /// A key to create.
@@ -43,7 +43,7 @@ impl KeyStore {
 
     /// Stores `key` and its audit entry in one transaction.
     pub async fn create(&self, key: NewKey, actor: &Actor<'_>) -> Result<api_key::Model, DbErr> {
-        let tx = self.db.begin().await?;
+        let tx = rapport_storage::begin_write(&self.db).await?;
         let model = api_key::ActiveModel {
             id: Set(key.id.clone()),
             tenant_id: Set(key.tenant.clone()),
@@ -92,7 +92,7 @@ impl KeyStore {
         tenant: Option<&str>,
         actor: &Actor<'_>,
     ) -> Result<Option<api_key::Model>, DbErr> {
-        let tx = self.db.begin().await?;
+        let tx = rapport_storage::begin_write(&self.db).await?;
         let Some(key) = api_key::Entity::find_by_id(id.to_owned())
             .filter(tenant.map_or(Condition::all(), |t| {
                 Condition::all().add(api_key::Column::TenantId.eq(t))

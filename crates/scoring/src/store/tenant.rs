@@ -119,7 +119,7 @@ impl Store {
         tables: &[(String, PercentileTable, u64)],
         now: i64,
     ) -> Result<(), StoreError> {
-        let txn = self.db.begin().await?;
+        let txn = rapport_storage::begin_write(&self.db).await?;
         population::Entity::delete_many()
             .filter(population::Column::TenantId.eq(tenant))
             .exec(&txn)
