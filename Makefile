@@ -1,7 +1,7 @@
 # Rapport: two commands for a fresh machine.
 #   make run   builds and starts the whole platform (SQLite, in-process cache; nothing to install)
-#   make test  installs what the tests need (redis-server, PostgreSQL, podman, kubectl, a Python
-#              venv) and runs them: the Rust tests, then the deployment checks (tests/deploy)
+#   make test  installs what the tests need (redis-server, PostgreSQL, podman, kubectl, Chromium,
+#              a Python venv) and runs them: the Rust tests, then the deployment checks (tests/deploy)
 
 SHELL := /bin/bash
 CARGO ?= cargo
@@ -47,7 +47,7 @@ test-deps: $(PY)
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; \
 	  else echo "PostgreSQL server binaries are missing: install postgresql or set PG_BIN"; exit 1; fi; }
-	@for tool in podman:podman runc:runc kubectl:kubectl; do \
+	@for tool in podman:podman runc:runc kubectl:kubectl chromium:chromium; do \
 	  command -v $${tool%%:*} >/dev/null 2>&1 && continue; \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $${tool##*:} >/dev/null; \

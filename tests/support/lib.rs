@@ -531,6 +531,8 @@ impl Distributed {
 /// `rapport up` in a temporary directory, on free ports.
 pub struct Embedded {
     pub addrs: Addrs,
+    /// The console's address (`host:port`).
+    pub console: String,
     pub proc: Proc,
     pub dir: tempfile::TempDir,
 }
@@ -542,6 +544,7 @@ struct LocalFile {
     scoring: String,
     segmentation: String,
     alerting: String,
+    console: String,
 }
 
 impl Embedded {
@@ -566,7 +569,12 @@ impl Embedded {
             alerting: local.alerting,
             metrics: Default::default(),
         };
-        Embedded { addrs, proc, dir }
+        Embedded {
+            addrs,
+            console: local.console,
+            proc,
+            dir,
+        }
     }
 
     /// Runs the command line against this platform (found through the file `rapport up`

@@ -247,6 +247,8 @@ impl pb::alerting_service_server::AlertingService for AlertingApi {
             0 => LIST_LIMIT,
             n => u64::from(n).min(LIST_LIMIT),
         };
+        // Before the list: a change racing it is then in the watch that follows.
+        let revision = self.store.revision(&tenant).await?;
         let alerts = self
             .store
             .list(&tenant, &filter, limit)
@@ -273,6 +275,7 @@ impl pb::alerting_service_server::AlertingService for AlertingApi {
         Ok(Response::new(pb::ListAlertsResponse {
             alerts,
             counts,
+            revision: revision.max(0) as u64,
             total,
         }))
     }

@@ -15,6 +15,9 @@ pub struct LocalPlatform {
     pub segmentation: String,
     pub alerting: String,
     pub api_key: String,
+    /// The console's address (absent in files of platforms from before it).
+    #[serde(default)]
+    pub console: Option<String>,
 }
 
 impl LocalPlatform {
@@ -50,6 +53,7 @@ mod tests {
             segmentation: "127.0.0.1:3".into(),
             alerting: "127.0.0.1:4".into(),
             api_key: "k".into(),
+            console: Some("127.0.0.1:5".into()),
         };
         p.save(&dir).unwrap();
         assert_eq!(LocalPlatform::load(&dir), Some(p));

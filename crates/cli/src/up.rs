@@ -17,6 +17,9 @@ pub struct UpArgs {
     /// free ports.
     #[arg(long, env = "RAPPORT_PORT_BASE", default_value_t = 7401)]
     pub port_base: u16,
+    /// Port of the console (web pages); 0 picks a free one, as does --port-base 0.
+    #[arg(long, env = "RAPPORT_CONSOLE_PORT", default_value_t = 7400)]
+    pub console_port: u16,
     /// Address to bind.
     #[arg(long, default_value = "127.0.0.1")]
     pub host: std::net::IpAddr,
@@ -95,6 +98,30 @@ impl Configs {
     }
 }
 
+/// The console's settings in `rapport up`: its binary's defaults, calling the services where
+/// they listen; people sign in with their API key.
+fn console_config(
+    scoring: SocketAddr,
+    segmentation: SocketAddr,
+    alerting: SocketAddr,
+) -> anyhow::Result<rapport_console::Config> {
+    let [scoring, segmentation, alerting] =
+        [scoring, segmentation, alerting].map(|a| a.to_string());
+    settings(
+        [
+            "rapport-console",
+            "--scoring-addr",
+            &scoring,
+            "--segmentation-addr",
+            &segmentation,
+            "--alerting-addr",
+            &alerting,
+        ]
+        .map(str::to_owned)
+        .to_vec(),
+    )
+}
+
 /// A service's settings from its binary's arguments, with its defaults and not the
 /// environment (`rapport up` is the development shape, whatever the shell exports).
 fn settings<C: clap::Parser>(args: Vec<String>) -> anyhow::Result<C> {
@@ -117,6 +144,12 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
     let (scoring_l, scoring) = bind(args.host, port(1)).await?;
     let (segmentation_l, segmentation) = bind(args.host, port(2)).await?;
     let (alerting_l, alerting) = bind(args.host, port(3)).await?;
+    let console_port = if args.port_base == 0 {
+        0
+    } else {
+        args.console_port
+    };
+    let (console_l, console) = bind(args.host, console_port).await?;
     let stop = rapport_server::shutdown_signal();
     if let Some(at) = args.metrics_listen {
         rapport_telemetry::metrics::spawn(at, stop.clone());
@@ -127,6 +160,11 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
     let segmentation_run =
         rapport_segmentation::run(configs.segmentation, segmentation_l, stop.clone());
     let alerting_run = rapport_alerting::run(configs.alerting, alerting_l, stop.clone());
+    let console_run = rapport_console::run(
+        console_config(scoring, segmentation, alerting)?,
+        console_l,
+        stop.clone(),
+    );
 
     let local = LocalPlatform {
         ingestion: ingestion.to_string(),
@@ -134,6 +172,7 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
         segmentation: segmentation.to_string(),
         alerting: alerting.to_string(),
         api_key: DEV_API_KEY.to_owned(),
+        console: Some(console.to_string()),
     };
     local.save(&args.data_dir)?;
     outln!(
@@ -144,6 +183,7 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
     outln!("  scoring       {scoring}");
     outln!("  segmentation  {segmentation}");
     outln!("  alerting      {alerting}");
+    outln!("  console       http://{console}  (sign in with the API key)");
     outln!("  API key       {DEV_API_KEY}  (tenant \"dev\"; development only)");
     outln!("Stop with Ctrl-C. In another terminal, from this directory: rapport --help");
 
@@ -156,6 +196,7 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
                 .map_err(|e| e.context("segmentation"))
         },
         async { alerting_run.await.map_err(|e| e.context("alerting")) },
+        async { console_run.await.map_err(|e| e.context("console")) },
     );
     if result.is_err() {
         stop.cancel();

@@ -8,6 +8,7 @@ mod alerting;
 mod backtest;
 mod cdnow_import;
 mod concurrency;
+mod console;
 mod crash;
 mod distributed;
 mod embedded;

@@ -545,10 +545,7 @@ impl Store {
         after: i64,
         limit: u64,
     ) -> Result<(Vec<Revision>, i64), StoreError> {
-        let current = crate::entity::tenant::Entity::find_by_id(tenant.to_owned())
-            .one(&self.db)
-            .await?
-            .map_or(0, |t| t.revision);
+        let current = self.revision(tenant).await?;
         let rows = revision::Entity::find()
             .filter(revision::Column::TenantId.eq(tenant))
             .filter(revision::Column::Revision.gt(after))
@@ -566,6 +563,14 @@ impl Store {
             }
         }
         Ok((rows, current))
+    }
+
+    /// The tenant's current watch revision (0 before its first change).
+    pub async fn revision(&self, tenant: &str) -> Result<i64, StoreError> {
+        Ok(crate::entity::tenant::Entity::find_by_id(tenant.to_owned())
+            .one(&self.db)
+            .await?
+            .map_or(0, |t| t.revision))
     }
 
     /// Deletes each tenant's revisions older than its latest `keep`.

@@ -1,0 +1,300 @@
+//! Charts drawn on the server as SVG: deterministic (the same data gives the same bytes),
+//! titled for screen readers, and always shown beside a table of their data by the pages.
+
+use maud::{Markup, html};
+use rapport_domain::scorecard::Bands;
+
+const WIDTH: f64 = 720.0;
+const HEIGHT: f64 = 220.0;
+/// Room under a time axis for its dates.
+const AXIS: f64 = 16.0;
+const PAD_LEFT: f64 = 36.0;
+const PAD_RIGHT: f64 = 12.0;
+const PAD_Y: f64 = 12.0;
+
+/// Something that happened to a customer, drawn on its score's history.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Marker {
+    /// Milliseconds since the Unix epoch.
+    pub at: i64,
+    pub kind: MarkerKind,
+    /// What a pointer over the marker shows.
+    pub label: String,
+}
+
+/// The kinds of markers, each with its own shape and colour.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MarkerKind {
+    AlertOpened,
+    Intervention,
+    Override,
+    ScorecardChanged,
+}
+
+impl MarkerKind {
+    /// The CSS class of the marker, which the legend shares.
+    pub fn class(self) -> &'static str {
+        match self {
+            MarkerKind::AlertOpened => "m-alert",
+            MarkerKind::Intervention => "m-intervention",
+            MarkerKind::Override => "m-override",
+            MarkerKind::ScorecardChanged => "m-scorecard",
+        }
+    }
+
+    /// What the legend calls it.
+    pub fn name(self) -> &'static str {
+        match self {
+            MarkerKind::AlertOpened => "alert opened",
+            MarkerKind::Intervention => "intervention",
+            MarkerKind::Override => "override set",
+            MarkerKind::ScorecardChanged => "scorecard changed",
+        }
+    }
+}
+
+fn fmt(v: f64) -> String {
+    format!("{v:.1}")
+}
+
+/// A score's history (`points`: time in epoch milliseconds and score 0–100, oldest first) as
+/// a line over the bands' colours, with `markers` where things happened.
+pub fn history(title: &str, points: &[(i64, f64)], bands: Bands, markers: &[Marker]) -> Markup {
+    let (t0, t1) = match (points.first(), points.last()) {
+        (Some(a), Some(b)) => (
+            a.0.min(markers.iter().map(|m| m.at).min().unwrap_or(a.0)),
+            b.0.max(markers.iter().map(|m| m.at).max().unwrap_or(b.0)),
+        ),
+        _ => (0, 1),
+    };
+    let span = (t1 - t0).max(1) as f64;
+    let plot_w = WIDTH - PAD_LEFT - PAD_RIGHT;
+    let plot_h = HEIGHT - 2.0 * PAD_Y;
+    let x = |t: i64| PAD_LEFT + (t - t0) as f64 / span * plot_w;
+    let y = |score: f64| PAD_Y + (1.0 - score.clamp(0.0, 100.0) / 100.0) * plot_h;
+    let line: Vec<String> = points
+        .iter()
+        .map(|&(t, s)| format!("{},{}", fmt(x(t)), fmt(y(s))))
+        .collect();
+    let band_rects = [
+        ("band-green", 100.0, bands.yellow),
+        ("band-yellow", bands.yellow, bands.red),
+        ("band-red", bands.red, 0.0),
+    ];
+    let day = |t: i64| {
+        chrono::DateTime::from_timestamp_millis(t)
+            .map_or_else(String::new, |d| d.format("%Y-%m-%d").to_string())
+    };
+    html! {
+        svg.chart viewBox=(format!("0 0 {WIDTH} {}", HEIGHT + AXIS)) role="img" aria-label=(title)
+            xmlns="http://www.w3.org/2000/svg" {
+            title { (title) }
+            @if !points.is_empty() {
+                text.tick x=(fmt(PAD_LEFT)) y=(fmt(HEIGHT + AXIS - 4.0)) { (day(t0)) }
+                text.tick x=(fmt(WIDTH - PAD_RIGHT)) y=(fmt(HEIGHT + AXIS - 4.0)) text-anchor="end" { (day(t1)) }
+            }
+            @for (class, top, bottom) in band_rects {
+                rect class=(class) x=(fmt(PAD_LEFT)) y=(fmt(y(top))) width=(fmt(plot_w))
+                    height=(fmt(y(bottom) - y(top))) {}
+            }
+            @for tick in [0.0, 25.0, 50.0, 75.0, 100.0] {
+                text.tick x=(fmt(PAD_LEFT - 4.0)) y=(fmt(y(tick) + 4.0)) text-anchor="end" {
+                    (tick)
+                }
+            }
+            @for m in markers {
+                g class=(format!("marker {}", m.kind.class())) {
+                    title { (m.kind.name()) ": " (m.label) }
+                    line x1=(fmt(x(m.at))) x2=(fmt(x(m.at))) y1=(fmt(PAD_Y))
+                        y2=(fmt(HEIGHT - PAD_Y)) {}
+                    circle cx=(fmt(x(m.at))) cy=(fmt(PAD_Y + 4.0)) r="4" {}
+                }
+            }
+            @if points.len() == 1 {
+                circle.score-point cx=(fmt(x(points[0].0))) cy=(fmt(y(points[0].1))) r="3" {}
+            }
+            polyline.score-line points=(line.join(" ")) {}
+        }
+    }
+}
+
+/// A small line of recent scores (oldest first), for a table cell.
+pub fn sparkline(label: &str, scores: &[f64]) -> Markup {
+    let (w, h) = (80.0, 20.0);
+    let step = if scores.len() > 1 {
+        w / (scores.len() - 1) as f64
+    } else {
+        0.0
+    };
+    let points: Vec<String> = scores
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let y = 1.0 + (1.0 - s.clamp(0.0, 100.0) / 100.0) * (h - 2.0);
+            format!("{},{}", fmt(i as f64 * step), fmt(y))
+        })
+        .collect();
+    html! {
+        svg.spark viewBox=(format!("0 0 {w} {h}")) width=(w) height=(h) role="img"
+            aria-label=(label) xmlns="http://www.w3.org/2000/svg" {
+            title { (label) }
+            polyline points=(points.join(" ")) {}
+        }
+    }
+}
+
+/// Horizontal bars of signed values around a zero line: what pulled a score down (left, red)
+/// and what lifted it (right, green).
+pub fn diverging(title: &str, items: &[(String, f64)]) -> Markup {
+    let row = 22.0;
+    let label_w = 220.0;
+    let height = row * items.len().max(1) as f64 + 8.0;
+    let half = (WIDTH - label_w - PAD_RIGHT) / 2.0;
+    let zero = label_w + half;
+    let largest = items
+        .iter()
+        .map(|(_, v)| v.abs())
+        .fold(0.0_f64, f64::max)
+        .max(1e-9);
+    html! {
+        svg.chart viewBox=(format!("0 0 {WIDTH} {}", fmt(height))) role="img" aria-label=(title)
+            xmlns="http://www.w3.org/2000/svg" {
+            title { (title) }
+            line.zero x1=(fmt(zero)) x2=(fmt(zero)) y1="0" y2=(fmt(height)) {}
+            @for (i, (label, value)) in items.iter().enumerate() {
+                @let top = 4.0 + i as f64 * row;
+                @let len = value.abs() / largest * (half - 40.0);
+                text.label x=(fmt(label_w - 8.0)) y=(fmt(top + 14.0)) text-anchor="end" { (label) }
+                @if *value < 0.0 {
+                    rect.down x=(fmt(zero - len)) y=(fmt(top + 3.0)) width=(fmt(len)) height="14" {}
+                    text.value x=(fmt(zero - len - 4.0)) y=(fmt(top + 14.0)) text-anchor="end" {
+                        (format!("{value:+.1}"))
+                    }
+                } @else {
+                    rect.up x=(fmt(zero)) y=(fmt(top + 3.0)) width=(fmt(len)) height="14" {}
+                    text.value x=(fmt(zero + len + 4.0)) y=(fmt(top + 14.0)) { (format!("{value:+.1}")) }
+                }
+            }
+        }
+    }
+}
+
+/// Horizontal bars of counts, each with its CSS class (a severity, a band).
+pub fn bars(title: &str, items: &[(String, &str, u64)]) -> Markup {
+    let row = 22.0;
+    let label_w = 120.0;
+    let height = row * items.len().max(1) as f64 + 8.0;
+    let room = WIDTH - label_w - 60.0;
+    let largest = items.iter().map(|i| i.2).max().unwrap_or(0).max(1) as f64;
+    html! {
+        svg.chart viewBox=(format!("0 0 {WIDTH} {}", fmt(height))) role="img" aria-label=(title)
+            xmlns="http://www.w3.org/2000/svg" {
+            title { (title) }
+            @for (i, (label, class, count)) in items.iter().enumerate() {
+                @let top = 4.0 + i as f64 * row;
+                @let len = *count as f64 / largest * room;
+                text.label x=(fmt(label_w - 8.0)) y=(fmt(top + 14.0)) text-anchor="end" { (label) }
+                rect class=(*class) x=(fmt(label_w)) y=(fmt(top + 3.0)) width=(fmt(len)) height="14" {}
+                text.value x=(fmt(label_w + len + 4.0)) y=(fmt(top + 14.0)) { (count) }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DAY: i64 = 86_400_000;
+
+    #[test]
+    fn a_history_is_drawn_the_same_way_every_time_with_its_title() {
+        let points = [(0, 80.0), (DAY, 60.0), (2 * DAY, 40.0)];
+        let markers = [Marker {
+            at: DAY,
+            kind: MarkerKind::AlertOpened,
+            label: "health_below".into(),
+        }];
+        let a = history("Health of c1", &points, Bands::default(), &markers).into_string();
+        let b = history("Health of c1", &points, Bands::default(), &markers).into_string();
+        assert_eq!(a, b);
+        assert!(a.contains("<title>Health of c1</title>"), "{a}");
+        assert!(a.contains("role=\"img\""));
+        // The line runs from the left edge to the right edge, falling: 80 is high, 40 low.
+        assert!(
+            a.contains("points=\"36.0,51.2 372.0,90.4 708.0,129.6\""),
+            "{a}"
+        );
+        // The marker sits at the middle day, and says what it is.
+        assert!(a.contains("x1=\"372.0\""), "{a}");
+        assert!(a.contains("alert opened: health_below"));
+        // The time axis is dated at both ends.
+        assert!(
+            a.contains(">1970-01-01</text>") && a.contains(">1970-01-03</text>"),
+            "{a}"
+        );
+    }
+
+    #[test]
+    fn the_bands_follow_the_card_cut_offs() {
+        let svg = history(
+            "h",
+            &[(0, 50.0)],
+            Bands {
+                red: 40.0,
+                yellow: 70.0,
+            },
+            &[],
+        )
+        .into_string();
+        // Plot height 196 from y=12: red covers 0–40 (y 129.6–208), yellow 40–70, green 70–100.
+        assert!(
+            svg.contains("class=\"band-red\" x=\"36.0\" y=\"129.6\""),
+            "{svg}"
+        );
+        assert!(
+            svg.contains("class=\"band-green\" x=\"36.0\" y=\"12.0\""),
+            "{svg}"
+        );
+        assert!(
+            svg.contains("class=\"score-point\""),
+            "a lone score is a dot: {svg}"
+        );
+    }
+
+    #[test]
+    fn diverging_bars_put_losses_left_and_gains_right_of_zero() {
+        let svg = diverging(
+            "What moved it",
+            &[("nps".into(), -10.0), ("recency".into(), 5.0)],
+        )
+        .into_string();
+        let zero = 220.0 + (720.0 - 220.0 - 12.0) / 2.0;
+        assert!(svg.contains(&format!("x1=\"{zero:.1}\"")), "{svg}");
+        // The largest change fills the half; the other is proportionate.
+        assert!(
+            svg.contains(&format!("class=\"down\" x=\"{:.1}\"", zero - 204.0)),
+            "{svg}"
+        );
+        assert!(
+            svg.contains(&format!(
+                "class=\"up\" x=\"{zero:.1}\" y=\"29.0\" width=\"102.0\""
+            )),
+            "{svg}"
+        );
+        assert!(svg.contains("-10.0") && svg.contains("+5.0"));
+    }
+
+    #[test]
+    fn labels_are_escaped() {
+        let svg = bars("Alerts", &[("<script>".into(), "sev-critical", 3)]).into_string();
+        assert!(!svg.contains("<script>"), "{svg}");
+        assert!(svg.contains("&lt;script&gt;"));
+    }
+
+    #[test]
+    fn a_sparkline_spans_its_box() {
+        let svg = sparkline("last scores", &[100.0, 0.0]).into_string();
+        assert!(svg.contains("points=\"0.0,1.0 80.0,19.0\""), "{svg}");
+    }
+}

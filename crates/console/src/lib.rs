@@ -1,0 +1,155 @@
+//! The console: server-rendered pages where customer-success managers see and act on customer
+//! health. A client of the services' gRPC APIs that owns no tables; every asset is in the
+//! binary, so the pages need no network beyond the installation.
+
+pub mod backends;
+pub mod charts;
+pub mod pages;
+pub mod session;
+
+use axum::Router;
+use axum::http::HeaderMap;
+use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
+use axum::routing::{get, post};
+use backends::{Backends, Caller};
+use pages::PageError;
+use session::Identity;
+use std::net::SocketAddr;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+/// The console's settings, from flags or `RAPPORT_*` environment variables.
+#[derive(Debug, Clone, clap::Parser)]
+#[command(
+    name = "rapport-console",
+    version,
+    about = "The Rapport console (web pages)"
+)]
+pub struct Config {
+    /// Address to serve the pages on (HTTP; put TLS in the proxy in front).
+    #[arg(long, env = "RAPPORT_CONSOLE_LISTEN", default_value = "127.0.0.1:7400")]
+    pub listen: SocketAddr,
+    /// Address of the scoring service.
+    #[arg(long, env = "RAPPORT_SCORING_ADDR", default_value = "127.0.0.1:7402")]
+    pub scoring_addr: String,
+    /// Address of the segmentation service.
+    #[arg(
+        long,
+        env = "RAPPORT_SEGMENTATION_ADDR",
+        default_value = "127.0.0.1:7403"
+    )]
+    pub segmentation_addr: String,
+    /// Address of the alerting service.
+    #[arg(long, env = "RAPPORT_ALERTING_ADDR", default_value = "127.0.0.1:7404")]
+    pub alerting_addr: String,
+    /// Take the person from the `X-Forwarded-Email` / `X-Forwarded-User` headers of the
+    /// authenticating proxy in front, and call the services with --api-key. Only behind a proxy
+    /// that sets those headers and strips them from what browsers send.
+    #[arg(long, env = "RAPPORT_CONSOLE_TRUST_PROXY", requires = "api_key")]
+    pub trust_proxy_headers: bool,
+    /// The key the console calls the services with for people the proxy vouches for.
+    #[arg(long, env = "RAPPORT_CONSOLE_API_KEY")]
+    pub api_key: Option<String>,
+    /// CA (PEM) trusted when calling the services, which are then called over TLS.
+    #[arg(long, env = "RAPPORT_TLS_CA")]
+    pub tls_ca: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    pub telemetry: rapport_telemetry::Settings,
+}
+
+/// What every page handler shares.
+#[derive(Clone)]
+pub struct Console {
+    pub backends: Backends,
+    pub identity: Identity,
+    pub clock: rapport_server::Clock,
+    /// Cancelled when the console stops: live feeds end with it.
+    pub stop: CancellationToken,
+}
+
+impl Console {
+    /// The console these settings describe.
+    pub fn new(config: &Config) -> anyhow::Result<Console> {
+        let tls = rapport_server::tls::TlsArgs {
+            tls_ca: config.tls_ca.clone(),
+            ..Default::default()
+        };
+        let backends = Backends::new(
+            &config.scoring_addr,
+            &config.segmentation_addr,
+            &config.alerting_addr,
+            tls.client(),
+        )?;
+        let identity = match (&config.api_key, config.trust_proxy_headers) {
+            (Some(key), true) => Identity::Proxy { key: key.clone() },
+            _ => Identity::SignIn,
+        };
+        Ok(Console {
+            backends,
+            identity,
+            clock: rapport_server::Clock::system(),
+            stop: CancellationToken::new(),
+        })
+    }
+
+    /// Who is calling, or off to sign in.
+    pub fn caller(&self, headers: &HeaderMap) -> Result<Caller, PageError> {
+        self.identity.caller(headers).ok_or(PageError::SignIn)
+    }
+}
+
+const CSS: &str = include_str!("../assets/console.css");
+const JS: &str = include_str!("../assets/console.js");
+const ICON: &str = include_str!("../assets/favicon.svg");
+
+/// Every page and asset of the console.
+pub fn router(console: Console) -> Router {
+    Router::new()
+        .route("/", get(pages::book::show))
+        .route("/customers", get(pages::customers::show))
+        .route("/customers.csv", get(pages::customers::csv))
+        .route("/customers/{id}", get(pages::customer::show))
+        .route("/alerts", get(pages::alerts::show))
+        .route("/alerts/events", get(pages::alerts::events))
+        .route("/alerts/{id}/{verb}", post(pages::alerts::act))
+        .route(
+            "/signin",
+            get(pages::signin::show).post(pages::signin::submit),
+        )
+        .route("/signout", post(pages::signin::sign_out))
+        .route("/assets/console.css", get(|| asset("text/css", CSS)))
+        .route("/assets/console.js", get(|| asset("text/javascript", JS)))
+        .route("/favicon.ico", get(|| asset("image/svg+xml", ICON)))
+        .route("/healthz", get(|| async { "ok" }))
+        .with_state(console)
+}
+
+async fn asset(kind: &'static str, body: &'static str) -> impl axum::response::IntoResponse {
+    (
+        [(CONTENT_TYPE, kind), (CACHE_CONTROL, "public, max-age=300")],
+        body,
+    )
+}
+
+/// Serves the console on `listener` until `stop` is cancelled.
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    stop: CancellationToken,
+) -> anyhow::Result<()> {
+    let console = Console::new(&config)?;
+    serve(console, listener, stop).await
+}
+
+/// Serves `console` on `listener` until `stop` is cancelled; open live feeds end with it.
+pub async fn serve(
+    mut console: Console,
+    listener: TcpListener,
+    stop: CancellationToken,
+) -> anyhow::Result<()> {
+    console.stop = stop.clone();
+    axum::serve(listener, router(console))
+        .with_graceful_shutdown(async move { stop.cancelled().await })
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,108 @@
+//! Signing in with one's own API key, and out.
+
+use super::{Page, PageError, html_page, layout};
+use crate::Console;
+use crate::session;
+use axum::extract::{Form, Query, State};
+use axum::http::header::SET_COOKIE;
+use axum::response::{IntoResponse, Redirect};
+use maud::{Markup, html};
+use rapport_proto::scoring::v1 as scoring;
+
+/// What the sign-in page was asked to show.
+#[derive(Debug, Default, serde::Deserialize)]
+pub struct SignInQuery {
+    #[serde(default)]
+    expired: Option<String>,
+}
+
+/// The sign-in form.
+#[derive(Debug, serde::Deserialize)]
+pub struct SignInForm {
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    key: String,
+}
+
+/// `GET /signin`.
+pub async fn show(State(console): State<Console>, Query(q): Query<SignInQuery>) -> Page {
+    if !console.identity.signs_in() {
+        return Err(PageError::BadInput(
+            "people are signed in by the proxy in front of the console".into(),
+        ));
+    }
+    let note = q
+        .expired
+        .map(|_| "Your key was not accepted: it may have been revoked or have expired.");
+    Ok(html_page(form(note, "")))
+}
+
+/// `POST /signin`: checks the key against a service before keeping it.
+pub async fn submit(State(console): State<Console>, Form(f): Form<SignInForm>) -> Page {
+    let caller = match session::signed_in(&f.name, &f.key) {
+        Ok(c) => c,
+        Err(e) => return Ok(bad(&e.to_string(), &f.name)),
+    };
+    let check = console
+        .backends
+        .scoring()
+        .get_scorecard(caller.request(scoring::GetScorecardRequest {}))
+        .await;
+    match check {
+        Ok(_) => {}
+        Err(s) if s.code() == tonic::Code::Unauthenticated => {
+            return Ok(bad("API key: not accepted", &f.name));
+        }
+        Err(s) if s.code() == tonic::Code::PermissionDenied => {
+            return Ok(bad(
+                "API key: it may not read this tenant's scores",
+                &f.name,
+            ));
+        }
+        Err(s) => return Err(s.into()),
+    }
+    Ok((
+        [(SET_COOKIE, session::set_cookie(&caller))],
+        Redirect::to("/"),
+    )
+        .into_response())
+}
+
+/// `POST /signout`.
+pub async fn sign_out() -> Page {
+    Ok((
+        [(SET_COOKIE, session::clear_cookie())],
+        Redirect::to("/signin"),
+    )
+        .into_response())
+}
+
+fn bad(message: &str, name: &str) -> axum::response::Response {
+    (
+        axum::http::StatusCode::BAD_REQUEST,
+        html_page(form(Some(message), name)),
+    )
+        .into_response()
+}
+
+fn form(note: Option<&str>, name: &str) -> Markup {
+    layout(
+        "Sign in",
+        None,
+        "",
+        html! {
+            h1 { "Sign in" }
+            @if let Some(note) = note { p.error role="alert" { (note) } }
+            form.signin method="post" action="/signin" {
+                label { "Your name (recorded with what you do)"
+                    input name="name" required value=(name) autocomplete="name";
+                }
+                label { "Your API key"
+                    input name="key" type="password" required autocomplete="current-password";
+                }
+                button type="submit" { "Sign in" }
+            }
+        },
+    )
+}
