@@ -149,6 +149,29 @@ def main() -> None:
         # Signing out ends the session.
         page.click("header button[type=submit]")
         page.wait_for_url(console + "/signin")
+
+        # A read-only key sees the queue but no way to act on it.
+        reader = json.loads(cli(rapport, work, "keys", "create", "--tenant", "dev", "--role", "read", "--name", "console-test", "--json"))
+        # A new key reaches every service within seconds: until then it is refused.
+        refusals_from = len(problems)
+        deadline = time.time() + 15
+        while True:
+            page.fill("input[name=name]", "Reed Only")
+            page.fill("input[name=key]", reader["secret"])
+            with page.expect_navigation():
+                page.click("button[type=submit]")
+            if page.url == console + "/" or time.time() > deadline:
+                break
+            assert "not accepted" in page.inner_text("main"), page.inner_text("main")
+            time.sleep(0.5)
+        assert page.url == console + "/", page.inner_text("main")
+        # Those refusals were answered 400 with the form and its message, as they should be.
+        problems[refusals_from:] = [
+            x for x in problems[refusals_from:] if not (x.endswith("/signin") or "status of 400" in x)
+        ]
+        visit("/alerts", "alerts-read-only")
+        assert page.locator("#alerts tbody tr").count() > 0, "the reader sees the alerts"
+        assert page.locator("#alerts form").count() == 0, "a read-only key was offered actions"
         browser.close()
 
     # A refused page (none expected) or any failure above is a failure of the console.

@@ -2,6 +2,7 @@
 //! person's behalf.
 
 use rapport_proto::alerting::v1::alerting_service_client::AlertingServiceClient;
+use rapport_proto::common::v1::caller_service_client::CallerServiceClient;
 use rapport_proto::scoring::v1::scoring_service_client::ScoringServiceClient;
 use rapport_proto::segmentation::v1::segmentation_service_client::SegmentationServiceClient;
 use rapport_server::PeerChannel;
@@ -61,6 +62,11 @@ impl Backends {
     pub fn alerting(&self) -> AlertingServiceClient<PeerChannel> {
         AlertingServiceClient::new(self.alerting.clone())
     }
+
+    /// A client of the service every service serves: who the calling key is.
+    pub fn caller(&self) -> CallerServiceClient<PeerChannel> {
+        CallerServiceClient::new(self.scoring.clone())
+    }
 }
 
 /// Who is looking at a page: the API key the console calls the services with for them, and
@@ -69,6 +75,9 @@ impl Backends {
 pub struct Caller {
     pub key: String,
     pub person: String,
+    /// Whether the key may act on alerts (an admin key): the pages offer actions only then.
+    /// A hint for the pages; the services check every call whatever it says.
+    pub can_write: bool,
 }
 
 impl Caller {

@@ -65,6 +65,24 @@ pub struct Console {
     pub clock: rapport_server::Clock,
     /// Cancelled when the console stops: live feeds end with it.
     pub stop: CancellationToken,
+    /// Whether the console's own key (behind a proxy) may act, once asked.
+    proxy_writes: std::sync::Arc<tokio::sync::OnceCell<bool>>,
+}
+
+/// A key's role, as the services name it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyRole(pub String);
+
+impl KeyRole {
+    /// Whether the key may act on alerts (acknowledge, snooze, resolve, record).
+    pub fn writes(&self) -> bool {
+        self.0 == "admin"
+    }
+
+    /// Whether the key may read what the pages show.
+    pub fn reads(&self) -> bool {
+        matches!(self.0.as_str(), "read" | "admin")
+    }
 }
 
 impl Console {
@@ -89,12 +107,33 @@ impl Console {
             identity,
             clock: rapport_server::Clock::system(),
             stop: CancellationToken::new(),
+            proxy_writes: Default::default(),
         })
     }
 
     /// Who is calling, or off to sign in.
-    pub fn caller(&self, headers: &HeaderMap) -> Result<Caller, PageError> {
-        self.identity.caller(headers).ok_or(PageError::SignIn)
+    pub async fn caller(&self, headers: &HeaderMap) -> Result<Caller, PageError> {
+        let mut caller = self.identity.caller(headers).ok_or(PageError::SignIn)?;
+        if let Identity::Proxy { .. } = self.identity {
+            caller.can_write = *self
+                .proxy_writes
+                .get_or_try_init(|| async {
+                    Ok::<_, tonic::Status>(self.role(&caller).await?.writes())
+                })
+                .await?;
+        }
+        Ok(caller)
+    }
+
+    /// What the services say `caller`'s key is.
+    pub async fn role(&self, caller: &Caller) -> Result<KeyRole, tonic::Status> {
+        let me = self
+            .backends
+            .caller()
+            .who_am_i(caller.request(rapport_proto::common::v1::WhoAmIRequest {}))
+            .await?
+            .into_inner();
+        Ok(KeyRole(me.role))
     }
 }
 

@@ -33,6 +33,8 @@ impl Identity {
                 Some(Caller {
                     key: key.clone(),
                     person: person.to_owned(),
+                    // Known once the key's role is asked for (see `Console::caller`).
+                    can_write: false,
                 })
             }
             Identity::SignIn => cookie(headers, COOKIE).and_then(|v| decode(&v)),
@@ -58,7 +60,7 @@ pub enum SignInError {
     BadKey,
 }
 
-/// The caller a sign-in form describes, checked.
+/// The caller a sign-in form describes, checked (`can_write` is the key's role's to tell).
 pub fn signed_in(name: &str, key: &str) -> Result<Caller, SignInError> {
     let (name, key) = (name.trim(), key.trim());
     if name.is_empty() {
@@ -79,6 +81,7 @@ pub fn signed_in(name: &str, key: &str) -> Result<Caller, SignInError> {
     Ok(Caller {
         key: key.to_owned(),
         person: name.to_owned(),
+        can_write: false,
     })
 }
 
@@ -99,17 +102,21 @@ pub fn clear_cookie() -> String {
 // Cookie values may not hold every character a name may: both parts travel hex-encoded.
 fn encode(caller: &Caller) -> String {
     format!(
-        "{}.{}",
+        "{}.{}.{}",
         hex(caller.person.as_bytes()),
-        hex(caller.key.as_bytes())
+        hex(caller.key.as_bytes()),
+        if caller.can_write { "w" } else { "r" }
     )
 }
 
 fn decode(value: &str) -> Option<Caller> {
-    let (person, key) = value.split_once('.')?;
-    let person = String::from_utf8(unhex(person)?).ok()?;
-    let key = String::from_utf8(unhex(key)?).ok()?;
-    signed_in(&person, &key).ok()
+    let mut parts = value.split('.');
+    let person = String::from_utf8(unhex(parts.next()?)?).ok()?;
+    let key = String::from_utf8(unhex(parts.next()?)?).ok()?;
+    let can_write = parts.next()? == "w";
+    let mut caller = signed_in(&person, &key).ok()?;
+    caller.can_write = can_write;
+    Some(caller)
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -153,7 +160,8 @@ mod tests {
 
     #[test]
     fn a_signed_in_person_comes_back_from_the_cookie() {
-        let caller = signed_in("Dana Ross", "rk_ab12_secret").unwrap();
+        let mut caller = signed_in("Dana Ross", "rk_ab12_secret").unwrap();
+        caller.can_write = true;
         let set = set_cookie(&caller);
         let value = set.split(';').next().unwrap().to_owned();
         let back = Identity::SignIn
@@ -161,6 +169,7 @@ mod tests {
             .unwrap();
         assert_eq!(back.person, "Dana Ross");
         assert_eq!(back.key, "rk_ab12_secret");
+        assert!(back.can_write);
         assert!(set.contains("HttpOnly") && set.contains("SameSite=Strict"));
     }
 

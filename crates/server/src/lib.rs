@@ -4,6 +4,7 @@
 
 pub mod args;
 pub mod auth;
+pub mod caller;
 pub mod clock;
 pub mod config;
 pub mod drain;

@@ -1,5 +1,5 @@
 //! Server assembly: the trace-context layer, `grpc.health.v1`, reflection (v1 and v1alpha),
-//! and graceful shutdown (NOT_SERVING first, then drain).
+//! `CallerService`, and graceful shutdown (NOT_SERVING first, then drain).
 
 use rapport_telemetry::set_remote_parent;
 use std::time::Duration;
@@ -47,6 +47,7 @@ pub async fn serve(
             .register_encoded_file_descriptor_set(rapport_proto::FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
             .with_service_name("grpc.health.v1.Health")
+            .with_service_name(crate::caller::SERVICE_NAME)
             .with_service_name(itself);
         service_names
             .iter()
@@ -56,6 +57,7 @@ pub async fn serve(
     let reflection_v1alpha =
         reflection("grpc.reflection.v1alpha.ServerReflection").build_v1alpha()?;
     let routes = routes
+        .add_service(crate::caller::service())
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha);

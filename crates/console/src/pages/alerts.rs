@@ -72,7 +72,7 @@ pub async fn show(
     headers: HeaderMap,
     Query(filters): Query<Filters>,
 ) -> Page {
-    let caller = console.caller(&headers)?;
+    let caller = console.caller(&headers).await?;
     let listed = console
         .backends
         .alerting()
@@ -94,12 +94,17 @@ pub async fn show(
         "Alerts",
         Some(&caller),
         "/alerts",
-        render(&filters, &alerts, listed.revision),
+        render(&filters, &alerts, listed.revision, caller.can_write),
     )))
 }
 
 /// The queue page's body; `revision` is where its live updates start.
-pub fn render(filters: &Filters, alerts: &[alerting::Alert], revision: u64) -> Markup {
+pub fn render(
+    filters: &Filters,
+    alerts: &[alerting::Alert],
+    revision: u64,
+    can_write: bool,
+) -> Markup {
     html! {
         h1 { "Alerts" }
         form.filters method="get" action="/alerts" {
@@ -119,7 +124,7 @@ pub fn render(filters: &Filters, alerts: &[alerting::Alert], revision: u64) -> M
             button type="submit" { "Show" }
         }
         p.live { span id="live-status" data-revision=(revision) { "Live: new alerts appear here as they open." } }
-        (table(alerts, true))
+        (table(alerts, can_write))
     }
 }
 
@@ -223,7 +228,7 @@ pub async fn act(
     Path((id, verb)): Path<(String, String)>,
     Form(form): Form<ActionForm>,
 ) -> Page {
-    let caller = console.caller(&headers)?;
+    let caller = console.caller(&headers).await?;
     let mut client = console.backends.alerting();
     let actor = caller.person.clone();
     match verb.as_str() {
@@ -306,7 +311,7 @@ pub async fn events(
     headers: HeaderMap,
     Query(q): Query<After>,
 ) -> Page {
-    let caller = console.caller(&headers)?;
+    let caller = console.caller(&headers).await?;
     let after = headers
         .get("last-event-id")
         .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
@@ -319,10 +324,11 @@ pub async fn events(
         }))
         .await?
         .into_inner();
-    let events = changes.filter_map(|m| match m {
+    let can_write = caller.can_write;
+    let events = changes.filter_map(move |m| match m {
         Ok(m) if !m.bookmark => {
             let alert = m.alert?;
-            let html = row(&alert, true).into_string();
+            let html = row(&alert, can_write).into_string();
             Some(Ok::<_, std::convert::Infallible>(
                 Event::default()
                     .event("alert")
@@ -410,7 +416,7 @@ mod tests {
 
     #[test]
     fn the_page_starts_its_live_feed_at_the_listing_revision() {
-        let page = render(&Filters::default(), &[], 41).into_string();
+        let page = render(&Filters::default(), &[], 41, true).into_string();
         assert!(page.contains("data-revision=\"41\""), "{page}");
     }
 }

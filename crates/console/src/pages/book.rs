@@ -33,7 +33,7 @@ pub struct Book {
 
 /// `GET /`.
 pub async fn show(State(console): State<Console>, headers: HeaderMap) -> Page {
-    let caller = console.caller(&headers)?;
+    let caller = console.caller(&headers).await?;
     let book = fetch(&console, &caller).await?;
     Ok(html_page(layout(
         "My book",

@@ -86,7 +86,7 @@ pub async fn show(
     Path(id): Path<String>,
     Query(span): Query<Span>,
 ) -> Page {
-    let caller = console.caller(&headers)?;
+    let caller = console.caller(&headers).await?;
     let (from, to) = span.resolve(console.clock.now())?;
     let backends = &console.backends;
     let (mut s1, mut s2, mut s3, mut s4) = (

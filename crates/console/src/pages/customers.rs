@@ -148,7 +148,7 @@ pub async fn show(
     headers: HeaderMap,
     Query(filters): Query<Filters>,
 ) -> Page {
-    let caller = console.caller(&headers)?;
+    let caller = console.caller(&headers).await?;
     let listing = filters.listing()?;
     let scores = list(&console, &caller, &listing).await?;
     let lines = recent_scores(&console, &caller, &scores).await;
@@ -166,7 +166,7 @@ pub async fn csv(
     headers: HeaderMap,
     Query(filters): Query<Filters>,
 ) -> Page {
-    let caller = console.caller(&headers)?;
+    let caller = console.caller(&headers).await?;
     let listing = filters.listing()?;
     let scores = list(&console, &caller, &listing).await?;
     Ok((

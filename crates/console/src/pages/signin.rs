@@ -7,7 +7,6 @@ use axum::extract::{Form, Query, State};
 use axum::http::header::SET_COOKIE;
 use axum::response::{IntoResponse, Redirect};
 use maud::{Markup, html};
-use rapport_proto::scoring::v1 as scoring;
 
 /// What the sign-in page was asked to show.
 #[derive(Debug, Default, serde::Deserialize)]
@@ -40,28 +39,24 @@ pub async fn show(State(console): State<Console>, Query(q): Query<SignInQuery>) 
 
 /// `POST /signin`: checks the key against a service before keeping it.
 pub async fn submit(State(console): State<Console>, Form(f): Form<SignInForm>) -> Page {
-    let caller = match session::signed_in(&f.name, &f.key) {
+    let mut caller = match session::signed_in(&f.name, &f.key) {
         Ok(c) => c,
         Err(e) => return Ok(bad(&e.to_string(), &f.name)),
     };
-    let check = console
-        .backends
-        .scoring()
-        .get_scorecard(caller.request(scoring::GetScorecardRequest {}))
-        .await;
-    match check {
-        Ok(_) => {}
+    let role = match console.role(&caller).await {
+        Ok(role) => role,
         Err(s) if s.code() == tonic::Code::Unauthenticated => {
             return Ok(bad("API key: not accepted", &f.name));
         }
-        Err(s) if s.code() == tonic::Code::PermissionDenied => {
-            return Ok(bad(
-                "API key: it may not read this tenant's scores",
-                &f.name,
-            ));
-        }
         Err(s) => return Err(s.into()),
+    };
+    if !role.reads() {
+        return Ok(bad(
+            &format!("API key: a key of role {} cannot read customers", role.0),
+            &f.name,
+        ));
     }
+    caller.can_write = role.writes();
     Ok((
         [(SET_COOKIE, session::set_cookie(&caller))],
         Redirect::to("/"),
