@@ -113,6 +113,15 @@ def main() -> None:
             assert abs(shown[m] - c) <= 1e-9 * max(1.0, abs(c)), (m, shown[m], c)
         assert page.locator("svg.chart title").first.text_content(), "the history chart has a title"
 
+        # Tiers and segments, and the interventions' effects, load and draw.
+        visit("/segments", "segments")
+        page.click('a:text-is("low-health")')
+        page.wait_for_load_state("networkidle")
+        members = page.eval_on_selector_all("ul.members a", "links => links.map(a => a.textContent)")
+        assert customer in members, f"{customer} not among the low-health members {members}"
+        visit("/segments?by=quarter&kpi=nps", "segments-quarter")
+        visit("/interventions", "interventions")
+
         # Alerts: acknowledge one from the page; the trail names the person.
         visit("/alerts?state=open", "alerts")
         first = page.locator("#alerts tbody tr").first

@@ -201,6 +201,94 @@ pub fn bars(title: &str, items: &[(String, &str, u64)]) -> Markup {
     }
 }
 
+/// One estimate with its confidence interval, for [`intervals`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Interval {
+    pub label: String,
+    pub estimate: f64,
+    pub low: f64,
+    pub high: f64,
+}
+
+/// Estimates as dots with their confidence intervals as lines, against a zero line: an
+/// interval that crosses zero shows an effect that may be none.
+pub fn intervals(title: &str, items: &[Interval]) -> Markup {
+    let row = 22.0;
+    let label_w = 220.0;
+    let height = row * items.len().max(1) as f64 + 8.0;
+    let plot_w = WIDTH - label_w - PAD_RIGHT - 40.0;
+    let reach = items
+        .iter()
+        .flat_map(|i| [i.low.abs(), i.high.abs(), i.estimate.abs()])
+        .filter(|v| v.is_finite())
+        .fold(0.0_f64, f64::max)
+        .max(1e-9);
+    let x = |v: f64| label_w + (v.clamp(-reach, reach) + reach) / (2.0 * reach) * plot_w;
+    html! {
+        svg.chart viewBox=(format!("0 0 {WIDTH} {}", fmt(height))) role="img" aria-label=(title)
+            xmlns="http://www.w3.org/2000/svg" {
+            title { (title) }
+            line.zero x1=(fmt(x(0.0))) x2=(fmt(x(0.0))) y1="0" y2=(fmt(height)) {}
+            @for (i, item) in items.iter().enumerate() {
+                @let mid = 4.0 + i as f64 * row + 10.0;
+                @let class = if item.low > 0.0 { "ci up" } else if item.high < 0.0 { "ci down" } else { "ci" };
+                text.label x=(fmt(label_w - 8.0)) y=(fmt(mid + 4.0)) text-anchor="end" { (item.label) }
+                g class=(class) {
+                    line x1=(fmt(x(item.low))) x2=(fmt(x(item.high))) y1=(fmt(mid)) y2=(fmt(mid)) {}
+                    circle cx=(fmt(x(item.estimate))) cy=(fmt(mid)) r="4" {}
+                }
+                text.value x=(fmt(WIDTH - PAD_RIGHT)) y=(fmt(mid + 4.0)) text-anchor="end" {
+                    (format!("{:+.2}", item.estimate))
+                }
+            }
+        }
+    }
+}
+
+/// A small line of one figure over periods (`None` where it is unknown), for small
+/// multiples: the same scale for every chart of a set is given as `range`.
+pub fn small_line(title: &str, points: &[(String, Option<f64>)], range: (f64, f64)) -> Markup {
+    let (w, h, pad) = (220.0, 90.0, 14.0);
+    let span = (range.1 - range.0).abs().max(1e-9);
+    let step = if points.len() > 1 {
+        (w - 2.0 * pad) / (points.len() - 1) as f64
+    } else {
+        0.0
+    };
+    let y = |v: f64| pad + (1.0 - (v - range.0) / span) * (h - 2.0 * pad);
+    // Unknown periods break the line rather than pretend to a value.
+    let mut runs: Vec<Vec<String>> = vec![Vec::new()];
+    for (i, (_, v)) in points.iter().enumerate() {
+        match v {
+            Some(v) => runs.last_mut().map_or((), |r| {
+                r.push(format!("{},{}", fmt(pad + i as f64 * step), fmt(y(*v))))
+            }),
+            None => runs.push(Vec::new()),
+        }
+    }
+    html! {
+        svg.small viewBox=(format!("0 0 {w} {h}")) role="img" aria-label=(title)
+            xmlns="http://www.w3.org/2000/svg" {
+            title { (title) }
+            @for run in runs.iter().filter(|r| !r.is_empty()) {
+                @if run.len() == 1 {
+                    @let (cx, cy) = run[0].split_once(',').unwrap_or(("0", "0"));
+                    circle cx=(cx) cy=(cy) r="2" {}
+                } @else {
+                    polyline points=(run.join(" ")) {}
+                }
+            }
+            @if points.iter().all(|p| p.1.is_none()) {
+                text.tick x=(fmt(w / 2.0)) y=(fmt(h / 2.0)) text-anchor="middle" { "no data" }
+            }
+            @if let (Some(first), Some(last)) = (points.first(), points.last()) {
+                text.tick x=(fmt(pad)) y=(fmt(h - 2.0)) { (first.0) }
+                text.tick x=(fmt(w - pad)) y=(fmt(h - 2.0)) text-anchor="end" { (last.0) }
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -290,6 +378,55 @@ mod tests {
         let svg = bars("Alerts", &[("<script>".into(), "sev-critical", 3)]).into_string();
         assert!(!svg.contains("<script>"), "{svg}");
         assert!(svg.contains("&lt;script&gt;"));
+    }
+
+    #[test]
+    fn intervals_are_centred_on_zero_and_coloured_by_what_they_exclude() {
+        let items = [
+            Interval {
+                label: "care_message · gold".into(),
+                estimate: 2.0,
+                low: 1.0,
+                high: 4.0,
+            },
+            Interval {
+                label: "coupon · vip".into(),
+                estimate: -1.0,
+                low: -3.0,
+                high: 1.0,
+            },
+        ];
+        let svg = intervals("Effect on health", &items).into_string();
+        // Reach 4 either side; zero sits mid-plot: 220 + 448 / 2.
+        assert!(svg.contains("class=\"zero\" x1=\"444.0\""), "{svg}");
+        assert!(
+            svg.contains("class=\"ci up\""),
+            "an interval above zero: {svg}"
+        );
+        assert_eq!(
+            svg.matches("class=\"ci\"").count(),
+            1,
+            "one crosses zero: {svg}"
+        );
+        assert!(svg.contains("+2.00") && svg.contains("-1.00"));
+    }
+
+    #[test]
+    fn a_small_line_breaks_where_a_period_is_unknown() {
+        let points = [
+            ("2026-01".to_string(), Some(10.0)),
+            ("2026-02".to_string(), None),
+            ("2026-03".to_string(), Some(20.0)),
+            ("2026-04".to_string(), Some(30.0)),
+        ];
+        let svg = small_line("Retention, gold", &points, (0.0, 100.0)).into_string();
+        assert_eq!(svg.matches("<polyline").count(), 1, "{svg}");
+        assert_eq!(
+            svg.matches("<circle").count(),
+            1,
+            "a lone known period is a dot: {svg}"
+        );
+        assert!(svg.contains(">2026-01</text>") && svg.contains(">2026-04</text>"));
     }
 
     #[test]

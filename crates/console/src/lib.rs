@@ -156,6 +156,9 @@ pub fn router(console: Console) -> Router {
             get(pages::signin::show).post(pages::signin::submit),
         )
         .route("/signout", post(pages::signin::sign_out))
+        .route("/segments", get(pages::segments::show))
+        .route("/segments/{name}", get(pages::segments::members))
+        .route("/interventions", get(pages::interventions::show))
         .route("/assets/console.css", get(|| asset("text/css", CSS)))
         .route("/assets/console.js", get(|| asset("text/javascript", JS)))
         .route("/favicon.ico", get(|| asset("image/svg+xml", ICON)))

@@ -23,6 +23,10 @@ fn the_console_shows_and_acts_on_what_the_services_hold() {
         std::thread::sleep(Duration::from_millis(250));
     }
 
+    // Tiers, stages and segments graded, for the segments page to draw.
+    up.cli(&["segments", "define", "low-health", "score < 50.0"]);
+    up.cli(&["segment"]);
+
     let shots = repo_root().join("target/console-screenshots");
     let out = std::process::Command::new(rapport_tests::python())
         .arg(repo_root().join("tests/python/console_browser.py"))
@@ -46,8 +50,11 @@ fn the_console_shows_and_acts_on_what_the_services_hold() {
         "book",
         "customers",
         "customer",
+        "segments",
+        "interventions",
         "alerts",
         "alerts-live",
+        "alerts-read-only",
     ] {
         assert!(
             shots.join(format!("{page}.png")).is_file(),

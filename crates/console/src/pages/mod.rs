@@ -5,6 +5,8 @@ pub mod alerts;
 pub mod book;
 pub mod customer;
 pub mod customers;
+pub mod interventions;
+pub mod segments;
 pub mod signin;
 
 use crate::backends::Caller;
@@ -76,6 +78,8 @@ pub fn layout(title: &str, caller: Option<&Caller>, active: &str, body: Markup) 
         ("/", "My book"),
         ("/customers", "Customers"),
         ("/alerts", "Alerts"),
+        ("/segments", "Tiers and segments"),
+        ("/interventions", "Interventions"),
     ];
     html! {
         (DOCTYPE)
