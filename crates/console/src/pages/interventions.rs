@@ -29,14 +29,14 @@ pub async fn show(State(console): State<Console>, headers: HeaderMap) -> Page {
     )))
 }
 
+/// Picks one of a row's estimates.
+type Pick = fn(&alerting::EffectRow) -> Option<&alerting::Estimate>;
+
 fn label(row: &alerting::EffectRow) -> String {
     format!("{} · {}", row.action, row.tier)
 }
 
-fn intervals(
-    rows: &[alerting::EffectRow],
-    pick: fn(&alerting::EffectRow) -> Option<&alerting::Estimate>,
-) -> Vec<Interval> {
+fn intervals(rows: &[alerting::EffectRow], pick: Pick) -> Vec<Interval> {
     rows.iter()
         .filter_map(|r| {
             let e = pick(r)?;
@@ -52,11 +52,7 @@ fn intervals(
 
 /// The page's body.
 pub fn render(report: &alerting::EffectReportResponse) -> Markup {
-    let measures: [(
-        &str,
-        &str,
-        fn(&alerting::EffectRow) -> Option<&alerting::Estimate>,
-    ); 3] = [
+    let measures: [(&str, &str, Pick); 3] = [
         ("health", "Effect on health (points)", |r| r.health.as_ref()),
         ("retention", "Effect on retention (share kept)", |r| {
             r.retention.as_ref()
