@@ -8,7 +8,7 @@ CARGO ?= cargo
 VENV  ?= .venv
 PY    := $(VENV)/bin/python
 
-.PHONY: run test test-deps test-deploy image lint build fmt clean bench bench-models bench-ingest bench-scoring bench-alerting bench-segmentation
+.PHONY: run test test-deps test-deploy image lint build fmt clean bench bench-models bench-ingest bench-scoring bench-alerting bench-segmentation bench-console
 
 run:
 	$(CARGO) run -p rapport -- up
@@ -59,7 +59,7 @@ $(PY): tests/python/requirements.txt
 	@touch $(PY)
 
 # Benchmarks print one line per figure, beside a baseline measured in the same run.
-bench: bench-models bench-ingest bench-scoring bench-alerting bench-segmentation
+bench: bench-models bench-ingest bench-scoring bench-alerting bench-segmentation bench-console
 
 bench-models: $(PY)
 	$(CARGO) run --release -q -p rapport-bench --bin bench-models
@@ -81,6 +81,10 @@ bench-alerting: test-deps
 bench-segmentation: test-deps
 	$(CARGO) build --release -q --bin rapport-segmentation
 	$(CARGO) run --release -q -p rapport-bench --bin bench-segmentation
+
+# The console's pages for a tenant of RAPPORT_BENCH_CUSTOMERS (default 1,000,000) customers.
+bench-console: test-deps
+	$(CARGO) run --release -q -p rapport-bench --bin bench-console
 
 fmt:
 	$(CARGO) fmt --all

@@ -4,6 +4,7 @@
 #![allow(clippy::disallowed_methods)]
 
 pub mod standin;
+pub mod synthetic;
 
 use chrono::NaiveDate;
 use rapport_domain::models::summary::{Summary, summarise};

@@ -16,14 +16,12 @@
 
 use chrono::{DateTime, Duration as Days, TimeZone, Utc};
 use rapport_cache::{AnyCache, RedisCache};
-use rapport_domain::event::{Event, Payload, SurveyKind};
 use rapport_domain::scorecard::DEFAULT_TOML;
 use rapport_proto::ingestion::v1::ingestion_service_client::IngestionServiceClient;
 use rapport_proto::scoring::v1 as pb;
 use rapport_proto::scoring::v1::scoring_service_client::ScoringServiceClient;
 use rapport_scoring::engine::{Builtin, Clock, Engine};
-use rapport_scoring::evaluate::CustomerState;
-use rapport_scoring::store::{Columns, Rescored, Store};
+use rapport_scoring::store::Store;
 use rapport_storage::outbox::RelayWaker;
 use sea_orm::ConnectionTrait;
 use std::sync::Arc;
@@ -47,69 +45,6 @@ fn t0() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 6, 1, 12, 0, 0)
         .single()
         .unwrap_or_else(Utc::now)
-}
-
-/// A synthetic customer: orders over the last year, an NPS answer, sometimes a complaint.
-fn customer(i: usize) -> Rescored {
-    let id = format!("c{i:07}");
-    let now = t0();
-    let mut state = CustomerState::default();
-    let event = |n: usize, days: i64, payload| Event {
-        event_id: format!("{id}-{n}"),
-        customer_id: id.clone(),
-        occurred_at: now - Days::days(days),
-        payload,
-    };
-    for n in 0..(1 + i % 6) {
-        let days = ((i * 7 + n * 53) % 360) as i64;
-        state.metrics.apply(&event(
-            n,
-            days,
-            Payload::Order {
-                order_id: format!("o{n}"),
-                amount: 10.0 + (i % 200) as f64,
-                currency: "EUR".into(),
-                items: 1,
-            },
-        ));
-    }
-    state.metrics.apply(&event(
-        10,
-        (i % 90) as i64,
-        Payload::Survey {
-            kind: SurveyKind::Nps,
-            score: (i % 11) as i32,
-            comment: String::new(),
-        },
-    ));
-    if i.is_multiple_of(7) {
-        state.metrics.apply(&event(
-            11,
-            (i % 60) as i64,
-            Payload::Complaint {
-                complaint_id: "k".into(),
-                category: "delivery".into(),
-                severity: rapport_domain::event::ComplaintSeverity::Medium,
-                channel: "email".into(),
-            },
-        ));
-    }
-    Rescored {
-        customer_id: id,
-        state,
-        snapshot: None,
-        notification: None,
-    }
-}
-
-async fn seed(store: &Store, n: usize) -> anyhow::Result<()> {
-    let mut i = 0;
-    while i < n {
-        let rows: Vec<Rescored> = (i..(i + 5_000).min(n)).map(customer).collect();
-        store.save(TENANT, &rows, Columns::All, None).await?;
-        i += rows.len();
-    }
-    Ok(())
 }
 
 fn engine(store: Store, cache: AnyCache, clock: Clock) -> anyhow::Result<Engine> {
@@ -217,7 +152,7 @@ async fn bench_reads() -> anyhow::Result<()> {
     cache.wait_connected(Duration::from_secs(10)).await;
     let store = Store::new(db);
     let seeder = engine(store.clone(), AnyCache::Redis(cache), Clock::system())?;
-    seed(&store, READ_CUSTOMERS).await?;
+    rapport_bench::synthetic::seed(&store, TENANT, t0(), READ_CUSTOMERS).await?;
     seeder.rescore_all(TENANT, |_| {}).await?;
     let sample = seeder
         .health(TENANT, &["c0000001".to_owned()])
@@ -350,7 +285,7 @@ async fn bench_rescore() -> anyhow::Result<()> {
         clock.clone(),
     )?);
     let started = Instant::now();
-    seed(&store, n).await?;
+    rapport_bench::synthetic::seed(&store, TENANT, t0(), n).await?;
     eprintln!(
         "seeded {n} customers in {:.1} s",
         started.elapsed().as_secs_f64()

@@ -1,0 +1,346 @@
+//! `make bench-console`: the console's pages rendered on the server for a tenant of
+//! `RAPPORT_BENCH_CUSTOMERS` (default 1,000,000) scored customers on PostgreSQL, with the four
+//! services as `rapport up` runs them (in this process, on loopback). Each page is timed from
+//! request to its last byte, beside the gRPC call the page rests on, in turns, so a slow spell
+//! of the machine falls on both. Goal: every page under 300 ms.
+//!
+//! Alerting is not told of the seeding re-score (its outbox to alerting has nowhere to go), so
+//! the Alerts page and the book's alert counts are timed on an empty queue.
+
+// Benchmarks time themselves and date their synthetic events by the system clock.
+#![allow(clippy::disallowed_methods)]
+
+use axum::body::Body;
+use axum::http::Request;
+use chrono::Utc;
+use http_body_util::BodyExt;
+use rapport_cache::{AnyCache, MemoryCache};
+use rapport_console::backends::Caller;
+use rapport_domain::scorecard::DEFAULT_TOML;
+use rapport_proto::ingestion::v1::ingestion_service_client::IngestionServiceClient;
+use rapport_proto::scoring::v1 as pb;
+use rapport_scoring::engine::{Builtin, Clock, Engine};
+use rapport_scoring::store::Store;
+use rapport_storage::outbox::RelayWaker;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tower::ServiceExt;
+
+const TENANT: &str = "dev";
+/// Timed renders of each page (and of its call), alternating.
+const RUNS: usize = 15;
+const GOAL_MS: f64 = 300.0;
+
+async fn listener() -> anyhow::Result<(TcpListener, SocketAddr)> {
+    let l = TcpListener::bind("127.0.0.1:0").await?;
+    let addr = l.local_addr()?;
+    Ok((l, addr))
+}
+
+fn args(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
+
+fn settings<C: clap::Parser>(args: &[&str]) -> anyhow::Result<C> {
+    rapport_server::config::defaults(args).map_err(|e| anyhow::anyhow!("{}: {e}", args[0]))
+}
+
+/// The time from asking `path` to its last byte, failing on anything but 200.
+async fn render(router: &axum::Router, path: &str, cookie: &str) -> anyhow::Result<Duration> {
+    let started = Instant::now();
+    let req = Request::get(path)
+        .header("cookie", cookie)
+        .body(Body::empty())?;
+    let res = router.clone().oneshot(req).await?;
+    let status = res.status();
+    let body = res.into_body().collect().await?.to_bytes();
+    let took = started.elapsed();
+    anyhow::ensure!(
+        status == 200,
+        "{path}: {status}: {}",
+        String::from_utf8_lossy(&body)
+    );
+    Ok(took)
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn worst(v: &[Duration]) -> Duration {
+    v.iter().copied().max().unwrap_or_default()
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    rapport_allocator::configure();
+    let n: usize = std::env::var("RAPPORT_BENCH_CUSTOMERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
+    let pg = rapport_tests::Postgres::start();
+    let url = pg.url();
+
+    // Scoring's tables: n customers, seeded and scored once.
+    let db = rapport_storage::open::<rapport_scoring::migration::Migrator>(&url).await?;
+    let store = Store::new(db);
+    let started = Instant::now();
+    rapport_bench::synthetic::seed(&store, TENANT, Utc::now(), n).await?;
+    let seeder = Engine::new(
+        store,
+        AnyCache::Memory(MemoryCache::new(10_000, Duration::from_secs(60))),
+        IngestionServiceClient::new(rapport_server::peer_channel("127.0.0.1:1")?),
+        "bench".into(),
+        Builtin::new(DEFAULT_TOML)?,
+        RelayWaker::default(),
+        Clock::system(),
+    );
+    seeder.rescore_all(TENANT, |_| {}).await?;
+    eprintln!(
+        "seeded and scored {n} customers in {:.0} s",
+        started.elapsed().as_secs_f64()
+    );
+
+    // The four services on that database, as `rapport up` configures them.
+    let stop = CancellationToken::new();
+    let (ingestion_l, ingestion) = listener().await?;
+    let (scoring_l, scoring) = listener().await?;
+    let (segmentation_l, segmentation) = listener().await?;
+    let (alerting_l, alerting) = listener().await?;
+    let [ingestion, scoring, segmentation, alerting] =
+        [ingestion, scoring, segmentation, alerting].map(|a| a.to_string());
+    let common = ["--database-url", url.as_str(), "--allow-dev-keys"];
+    let with = |args: &[&'static str], more: &[&str]| -> Vec<String> {
+        args.iter()
+            .map(|s| s.to_string())
+            .chain(more.iter().map(|s| s.to_string()))
+            .chain(common.iter().map(|s| s.to_string()))
+            .collect()
+    };
+    let ingestion_cfg = with(
+        &["rapport-ingestion"],
+        &["--listen", &ingestion, "--scoring-addr", &scoring],
+    );
+    let scoring_cfg = with(
+        &[
+            "rapport-scoring",
+            "--rescore-interval-secs",
+            "0",
+            "--model-fit-interval-secs",
+            "0",
+        ],
+        &[
+            "--listen",
+            &scoring,
+            "--ingestion-addr",
+            &ingestion,
+            "--alerting-addr",
+            "127.0.0.1:1",
+        ],
+    );
+    let segmentation_cfg = with(
+        &["rapport-segmentation", "--interval-secs", "0"],
+        &[
+            "--listen",
+            &segmentation,
+            "--scoring-addr",
+            &scoring,
+            "--ingestion-addr",
+            &ingestion,
+        ],
+    );
+    let alerting_cfg = with(
+        &["rapport-alerting"],
+        &["--listen", &alerting, "--ingestion-addr", &ingestion],
+    );
+    tokio::spawn(rapport_ingestion::run(
+        settings(&args(&ingestion_cfg))?,
+        ingestion_l,
+        stop.clone(),
+    ));
+    tokio::spawn(rapport_scoring::run(
+        settings(&args(&scoring_cfg))?,
+        scoring_l,
+        stop.clone(),
+    ));
+    tokio::spawn(rapport_segmentation::run(
+        settings(&args(&segmentation_cfg))?,
+        segmentation_l,
+        stop.clone(),
+    ));
+    tokio::spawn(rapport_alerting::run(
+        settings(&args(&alerting_cfg))?,
+        alerting_l,
+        stop.clone(),
+    ));
+
+    let console_cfg: rapport_console::Config = settings(&[
+        "rapport-console",
+        "--scoring-addr",
+        &scoring,
+        "--segmentation-addr",
+        &segmentation,
+        "--alerting-addr",
+        &alerting,
+    ])?;
+    let console = rapport_console::Console::new(&console_cfg)?;
+    let router = rapport_console::router(console.clone());
+    let caller = Caller {
+        key: rapport_server::auth::DEV_API_KEY.to_owned(),
+        person: "Bench".to_owned(),
+        can_write: true,
+    };
+    let cookie = rapport_console::session::set_cookie(&caller)
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+
+    // Ready when the book renders (the services migrate and start first).
+    let ready = Instant::now();
+    while render(&router, "/", &cookie).await.is_err() {
+        anyhow::ensure!(
+            ready.elapsed() < Duration::from_secs(120),
+            "the console never rendered"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let lowest = console
+        .backends
+        .scoring()
+        .list_health(caller.request(pb::ListHealthRequest {
+            limit: 1,
+            ..Default::default()
+        }))
+        .await?
+        .into_inner()
+        .scores
+        .pop()
+        .ok_or_else(|| anyhow::anyhow!("nobody scored"))?
+        .customer_id;
+
+    let pages: Vec<(&str, String, &str)> = vec![
+        ("book", "/".into(), "ListHealth of 20"),
+        ("customers", "/customers".into(), "ListHealth of 50"),
+        (
+            "customers-1000-by-value",
+            "/customers?limit=1000&sort=value".into(),
+            "ListHealth of 1000",
+        ),
+        ("customer", format!("/customers/{lowest}"), "ExplainHealth"),
+        ("alerts", "/alerts".into(), "ListAlerts"),
+        ("segments", "/segments".into(), "GetDistribution"),
+        ("interventions", "/interventions".into(), "EffectReport"),
+    ];
+    let mut over_goal = Vec::new();
+    for (name, path, call_name) in &pages {
+        render(&router, path, &cookie).await?; // warm
+        let (mut page, mut call) = (Vec::new(), Vec::new());
+        for run in 0..RUNS {
+            let timed_call = async {
+                let started = Instant::now();
+                base_call(&console, &caller, name, &lowest).await?;
+                anyhow::Ok(started.elapsed())
+            };
+            if run % 2 == 0 {
+                page.push(render(&router, path, &cookie).await?);
+                call.push(timed_call.await?);
+            } else {
+                call.push(timed_call.await?);
+                page.push(render(&router, path, &cookie).await?);
+            }
+        }
+        let (p50, max) = (median(page.clone()), worst(&page));
+        if rapport_bench::ms(max) >= GOAL_MS {
+            over_goal.push(*name);
+        }
+        println!(
+            "bench console-{name}-{}: p50 {:.1} ms, slowest of {RUNS} {:.1} ms (goal < {GOAL_MS:.0} ms) vs its {call_name} call p50 {:.1} ms = {:.2}x",
+            scale(n),
+            rapport_bench::ms(p50),
+            rapport_bench::ms(max),
+            rapport_bench::ms(median(call.clone())),
+            p50.as_secs_f64() / median(call).as_secs_f64().max(1e-9)
+        );
+    }
+    println!(
+        "bench console-goal-{}: {} of {} pages always under {GOAL_MS:.0} ms{}",
+        scale(n),
+        pages.len() - over_goal.len(),
+        pages.len(),
+        if over_goal.is_empty() {
+            String::new()
+        } else {
+            format!(" (over: {})", over_goal.join(", "))
+        }
+    );
+    stop.cancel();
+    Ok(())
+}
+
+fn scale(n: usize) -> String {
+    if n >= 1_000_000 && n.is_multiple_of(1_000_000) {
+        format!("{}m", n / 1_000_000)
+    } else if n >= 1_000 {
+        format!("{}k", n / 1_000)
+    } else {
+        n.to_string()
+    }
+}
+
+/// The one gRPC call a page rests on, made directly.
+async fn base_call(
+    console: &rapport_console::Console,
+    caller: &Caller,
+    page: &str,
+    customer: &str,
+) -> anyhow::Result<()> {
+    use rapport_proto::alerting::v1 as alerting;
+    use rapport_proto::segmentation::v1 as seg;
+    let b = &console.backends;
+    match page {
+        "book" | "customers" | "customers-1000-by-value" => {
+            let limit = match page {
+                "book" => 20,
+                "customers" => 50,
+                _ => 1_000,
+            };
+            b.scoring()
+                .list_health(caller.request(pb::ListHealthRequest {
+                    limit,
+                    ..Default::default()
+                }))
+                .await?;
+        }
+        "customer" => {
+            b.scoring()
+                .explain_health(caller.request(pb::ExplainHealthRequest {
+                    customer_id: customer.to_owned(),
+                    at: None,
+                }))
+                .await?;
+        }
+        "alerts" => {
+            b.alerting()
+                .list_alerts(caller.request(alerting::ListAlertsRequest {
+                    limit: 200,
+                    ..Default::default()
+                }))
+                .await?;
+        }
+        "segments" => {
+            b.segmentation()
+                .get_distribution(caller.request(seg::GetDistributionRequest {}))
+                .await?;
+        }
+        _ => {
+            b.alerting()
+                .effect_report(caller.request(alerting::EffectReportRequest { since: None }))
+                .await?;
+        }
+    }
+    Ok(())
+}
