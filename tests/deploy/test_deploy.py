@@ -6,18 +6,21 @@ is built and run; the dev overlay is played with `podman kube play` and the comp
 brought up with podman-compose, and each passes the README's walk-through.
 
 What this does not prove: there is no Kubernetes API server here, so the HPA, the
-PodDisruptionBudgets, the NetworkPolicies and the native gRPC probes are validated, not
-exercised (podman 4.3 runs no probes; readiness is checked by probing each pod the way the
-probe would). Images for PostgreSQL, Redis and Jaeger are stand-ins built from this machine's
-packages (`standins`), since no registry is reachable.
+PodDisruptionBudgets, the NetworkPolicies and the native gRPC probes (and the console's HTTP
+ones) are validated, not exercised (podman 4.3 runs no probes; readiness is checked by probing
+each pod the way the probe would: the console by requesting its /healthz, then its pages).
+Images for PostgreSQL, Redis and Jaeger are stand-ins built from this machine's packages
+(`standins`), since no registry is reachable.
 """
 
 import base64
+import http.client
 import json
 import os
 import re
 import subprocess
 import time
+import urllib.parse
 import uuid
 from pathlib import Path
 
@@ -34,6 +37,9 @@ ENV = {**os.environ, "CONTAINERS_CONF": str(Path(__file__).with_name("containers
 # The services and the ports the deployment files give them.
 PORTS = {"ingestion": 7401, "scoring": 7402, "segmentation": 7403, "alerting": 7404}
 SERVICES = list(PORTS)
+# The console: web pages over HTTP (not gRPC), a client of scoring, segmentation and alerting.
+CONSOLE = "rapport-console"
+CONSOLE_PORT = 7400
 # The README walk-through's key (the development key of the dev overlay and compose.yaml).
 API_KEY = "rapport-dev-key"
 
@@ -94,6 +100,11 @@ def test_help_declares_what_the_services_read():
         assert f"RAPPORT_{service.upper()}_LISTEN" in env
     assert "REDIS_URL" in accepted("rapport-scoring").env
     assert "REDIS_URL" not in accepted("rapport-ingestion").env
+    console = accepted(CONSOLE).env
+    assert {"RUST_LOG", "RAPPORT_LOG_JSON", "OTEL_EXPORTER_OTLP_ENDPOINT", "RAPPORT_CONSOLE_LISTEN",
+            "RAPPORT_SCORING_ADDR", "RAPPORT_SEGMENTATION_ADDR", "RAPPORT_ALERTING_ADDR"} <= console
+    # It owns no tables and serves no metrics: no database URL or Secret, no scrape annotations.
+    assert not {"DATABASE_URL", "RAPPORT_METRICS_LISTEN"} & console
 
 
 # ---------------------------------------------------------------------------------------
@@ -155,25 +166,48 @@ def test_every_setting_in_the_manifests_is_one_the_binaries_accept(overlay):
             port = int(listen.rsplit(":", 1)[1])
             assert listen.startswith("0.0.0.0:"), f"{where}: listens on {listen}, not every interface"
             ports = {p["name"]: p["containerPort"] for p in container["ports"]}
-            assert ports["grpc"] == port, where
-            for probe in ("readinessProbe", "livenessProbe"):
-                assert container[probe]["grpc"]["port"] == port, f"{where}: {probe}"
-            metrics = env.get("RAPPORT_METRICS_LISTEN")
-            assert metrics and int(metrics.rsplit(":", 1)[1]) == ports["metrics"], where
-            annotations = deployment["spec"]["template"]["metadata"]["annotations"]
-            assert int(annotations["prometheus.io/port"]) == ports["metrics"], where
             labels = deployment["spec"]["template"]["metadata"]["labels"]
             serving = [s for s in services.values()
                        if s["spec"].get("selector", {}).items() <= labels.items()]
             assert serving, f"{where}: no Service selects it"
-            for service in serving:
-                assert service["spec"]["clusterIP"] == "None", f"{where}: not headless"
-                assert [p["port"] for p in service["spec"]["ports"]] == [port], where
-            # The grace period covers the drain: preStop, the pause, in-flight calls, 5 s.
+            # The peers it calls are Services, on ports they serve.
+            for name, value in env.items():
+                if name.endswith("_ADDR") and name in known.env and value:
+                    host, _, peer_port = value.rpartition(":")
+                    assert host in services, f"{where}: {name}={value} names no Service"
+                    served = [p["port"] for p in services[host]["spec"]["ports"]]
+                    assert int(peer_port) in served, f"{where}: {name}={value}"
             pre_stop = container["lifecycle"]["preStop"]["sleep"]["seconds"]
-            pause = int(env.get("RAPPORT_DRAIN_PAUSE_SECS") or known.defaults["RAPPORT_DRAIN_PAUSE_SECS"])
-            timeout = int(env.get("RAPPORT_DRAIN_TIMEOUT_SECS") or known.defaults["RAPPORT_DRAIN_TIMEOUT_SECS"])
-            assert pod["terminationGracePeriodSeconds"] >= pre_stop + pause + timeout + 5, where
+            if binary == CONSOLE:
+                # HTTP pages: probed on /healthz, behind a regular ClusterIP Service (the ingress
+                # in front balances requests); no metrics, no database, so no Secret.
+                assert port == CONSOLE_PORT and ports == {"http": port}, where
+                for probe in ("readinessProbe", "livenessProbe"):
+                    assert container[probe]["httpGet"] == {"path": "/healthz", "port": port}, f"{where}: {probe}"
+                annotations = deployment["spec"]["template"]["metadata"].get("annotations") or {}
+                assert not any(k.startswith("prometheus.io/") for k in annotations), where
+                assert not any("secretRef" in source for source in container.get("envFrom", [])), where
+                for service in serving:
+                    assert service["spec"].get("type", "ClusterIP") == "ClusterIP", where
+                    assert service["spec"].get("clusterIP") != "None", f"{where}: headless"
+                    assert [(p["name"], p["port"]) for p in service["spec"]["ports"]] == [("http", port)], where
+                # The grace period covers preStop and the page loads in flight, with a margin.
+                assert pod["terminationGracePeriodSeconds"] >= pre_stop + 10, where
+            else:
+                assert ports["grpc"] == port, where
+                for probe in ("readinessProbe", "livenessProbe"):
+                    assert container[probe]["grpc"]["port"] == port, f"{where}: {probe}"
+                metrics = env.get("RAPPORT_METRICS_LISTEN")
+                assert metrics and int(metrics.rsplit(":", 1)[1]) == ports["metrics"], where
+                annotations = deployment["spec"]["template"]["metadata"]["annotations"]
+                assert int(annotations["prometheus.io/port"]) == ports["metrics"], where
+                for service in serving:
+                    assert service["spec"]["clusterIP"] == "None", f"{where}: not headless"
+                    assert [p["port"] for p in service["spec"]["ports"]] == [port], where
+                # The grace period covers the drain: preStop, the pause, in-flight calls, 5 s.
+                pause = int(env.get("RAPPORT_DRAIN_PAUSE_SECS") or known.defaults["RAPPORT_DRAIN_PAUSE_SECS"])
+                timeout = int(env.get("RAPPORT_DRAIN_TIMEOUT_SECS") or known.defaults["RAPPORT_DRAIN_TIMEOUT_SECS"])
+                assert pod["terminationGracePeriodSeconds"] >= pre_stop + pause + timeout + 5, where
             # Files it is told to read are in a volume it mounts.
             mounts = {m["name"]: m["mountPath"] for m in container.get("volumeMounts", [])}
             volumes = {v["name"]: v for v in pod.get("volumes", [])}
@@ -189,7 +223,7 @@ def test_every_setting_in_the_manifests_is_one_the_binaries_accept(overlay):
             assert pod["securityContext"]["runAsNonRoot"], where
             for key in ("app.kubernetes.io/name", "app.kubernetes.io/component", "app.kubernetes.io/part-of"):
                 assert key in labels, f"{where}: no {key} label"
-    assert checked == 4
+    assert checked == 5
     # A ConfigMap or Secret given whole holds only settings some binary reading it accepts.
     for name, binaries in shared.items():
         source = maps.get(name) or secrets.get(name)
@@ -234,10 +268,19 @@ def test_every_setting_in_the_compose_file_is_one_the_binaries_accept():
             assert key in known.env, f"compose {name}: {binary} does not read {key}"
         for file in service.get("env_file", []):
             shared.setdefault(file, set()).add(binary)
-        probe = service["healthcheck"]["test"]
         port = int(service["environment"][f"RAPPORT_{name.upper()}_LISTEN"].rsplit(":", 1)[1])
+        if binary == CONSOLE:
+            # HTTP: no `rapport probe` (gRPC) and no HTTP client in the image, so no healthcheck;
+            # published on the loopback for the browser, and calling the services by name.
+            assert port == CONSOLE_PORT and service["ports"] == [f"127.0.0.1:{port}:{port}"], name
+            assert "env_file" not in service, f"compose {name}: given the services' secrets"
+            for peer in ["scoring", "segmentation", "alerting"]:
+                assert service["environment"][f"RAPPORT_{peer.upper()}_ADDR"] == f"{peer}:{PORTS[peer]}", name
+                assert peer in service["depends_on"], name
+            continue
+        probe = service["healthcheck"]["test"]
         assert probe[1:3] == ["rapport", "probe"] and probe[3].endswith(f":{port}"), name
-    assert ours_ == 4
+    assert ours_ == 5
     assert services["scoring"]["scale"] == 2
     for file, binaries in shared.items():
         for key in env_file(DEPLOY / file):
@@ -260,7 +303,8 @@ def images():
 def test_image_runs_each_binary_as_non_root_without_a_shell(images):
     info = json.loads(run("podman", "image", "inspect", IMAGE).stdout)[0]
     assert info["Config"]["User"] == "65532:65532"
-    for binary in ["rapport", "rapport-ingestion", "rapport-scoring", "rapport-segmentation", "rapport-alerting"]:
+    for binary in ["rapport", "rapport-ingestion", "rapport-scoring", "rapport-segmentation", "rapport-alerting",
+                   "rapport-console"]:
         version = run("podman", "run", "--rm", "--read-only", "--cap-drop=ALL", IMAGE, binary, "--version")
         assert version.stdout.startswith(binary), version.stdout
     for shell in ["sh", "/bin/sh", "bash"]:
@@ -314,6 +358,50 @@ def walk_through(network, addrs):
     assert len(scores) == 3, health.stdout
     bob_alerts = [a for a in json.loads(alerts.stdout) if a.get("customer_id") == "bob"]
     assert any(a.get("rule") == "health_below" for a in bob_alerts), alerts.stdout
+
+
+def console_request(host, port, method, path, body=None, headers=None):
+    """One HTTP request to the console (no proxy, no redirects): status, headers, body."""
+    connection = http.client.HTTPConnection(host, port, timeout=15)
+    try:
+        connection.request(method, path, body=body, headers=headers or {})
+        response = connection.getresponse()
+        return response.status, response.headers, response.read().decode(errors="replace")
+    finally:
+        connection.close()
+
+
+def console_walk_through(host, port, wait=120):
+    """The console, as a browser reaches it: /healthz answers 200 "ok" (its probe), the
+    README's sign-in with the development key works, and pages drawn from scoring,
+    segmentation and alerting show the walk-through's customers and alert."""
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            status, _, body = console_request(host, port, "GET", "/healthz")
+            if status == 200 and body.strip() == "ok":
+                break
+        except OSError as error:
+            status, body = None, str(error)
+        assert time.monotonic() < deadline, f"the console on {host}:{port} never became healthy: {status} {body}"
+        time.sleep(1)
+    form = urllib.parse.urlencode({"name": "Deploy Check", "key": API_KEY})
+    status, headers, body = console_request(
+        host, port, "POST", "/signin", form, {"Content-Type": "application/x-www-form-urlencoded"})
+    assert status == 303 and headers.get("Set-Cookie"), f"sign-in: {status}\n{body[:2000]}"
+    cookie = {"Cookie": headers["Set-Cookie"].split(";", 1)[0]}
+    for path, shows in [("/customers", "bob"), ("/alerts", "health_below"), ("/segments", "Tiers and segments")]:
+        status, _, body = console_request(host, port, "GET", path, headers=cookie)
+        assert status == 200 and shows in body, f"console {path}: {status}\n{body[:2000]}"
+
+
+def pod_address(pod):
+    """The IP address of a played pod on its network (from its infra container)."""
+    infra = run("podman", "pod", "inspect", pod, "--format", "{{.InfraContainerID}}").stdout.strip()
+    address = run("podman", "inspect", infra, "--format",
+                  "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}").stdout.strip()
+    assert address, f"{pod} has no address"
+    return address
 
 
 def traced(container_logs):
@@ -376,13 +464,21 @@ def test_dev_overlay_plays_with_podman_and_passes_the_walk_through(images, tmp_p
             played.append(file)
             for i in range(deployment["spec"]["replicas"]):
                 pods.append((f"{deployment['metadata']['name']}-pod-{i}", port, ours(container)))
-        # Ready, each pod by itself, as its readiness probe asks.
+        # Ready, each pod by itself, as its readiness probe asks (the console's is HTTP: it is
+        # checked with its pages below).
         for pod, port, binary in pods:
-            if binary:
+            if binary and binary != CONSOLE:
                 probe = network.probe(f"{pod}:{port}")
                 assert probe.returncode == 0, f"{pod} never served:\n{probe.stderr}\n{logs(pod)}"
         walk_through(network, {s: f"rapport-{s}:{p}" for s, p in PORTS.items()})
         assert sum(1 for p, _, b in pods if b == "rapport-scoring") == 2
+        consoles = [(pod, port) for pod, port, b in pods if b == CONSOLE]
+        assert len(consoles) == 1, pods
+        for pod, port in consoles:
+            try:
+                console_walk_through(pod_address(pod), port)
+            except AssertionError as error:
+                pytest.fail(f"{error}\n{logs(pod)}")
         wait_for_one_trace("jaeger-pod-0-jaeger", "rapport-ingestion-pod-0-ingestion")
     finally:
         for file in played:
@@ -425,15 +521,20 @@ def test_compose_stack_comes_up_and_passes_the_walk_through(images):
         for replica in (1, 2):
             assert network.probe(f"{project}_scoring_{replica}:7402").returncode == 0
         walk_through(network, {s: f"{s}:{p}" for s, p in PORTS.items()})
+        # The console, on the port compose publishes for the browser.
+        try:
+            console_walk_through("127.0.0.1", CONSOLE_PORT)
+        except AssertionError as error:
+            pytest.fail(f"{error}\n{container_log(f'{project}_console_1')}")
         wait_for_one_trace(f"{project}_jaeger_1", f"{project}_ingestion_1")
-        # SIGTERM: every service, PID 1 in its container, drains and exits 0 by itself
-        # inside its grace period (podman would kill it at the end: exit 137).
-        run(*compose_cmd, "stop", "-t", "30", *SERVICES, timeout=300)
+        # SIGTERM: every service and the console, PID 1 in its container, drains and exits 0
+        # by itself inside its grace period (podman would kill it at the end: exit 137).
+        run(*compose_cmd, "stop", "-t", "30", "console", *SERVICES, timeout=300)
         states = run("podman", "ps", "-a", "--filter", f"label=io.podman.compose.project={project}",
                      "--format", "{{.Names}} {{.ExitCode}}").stdout
         exits = [line.rsplit(" ", 1) for line in states.splitlines()]
-        exits = [(name, code) for name, code in exits if any(s in name for s in SERVICES)]
-        assert len(exits) == 5 and all(code == "0" for _, code in exits), states
+        exits = [(name, code) for name, code in exits if any(s in name for s in [*SERVICES, "console"])]
+        assert len(exits) == 6 and all(code == "0" for _, code in exits), states
     finally:
         run(*compose_cmd, "down", "-v", "-t", "5", check=False, timeout=300)
         for key in env:

@@ -6,7 +6,10 @@ contributions equal ExplainHealth's; acknowledging an alert in the page shows in
 show` with the person's name; a new alert appears on an open Alerts page without a reload.
 Screenshots of every page go to SHOTS_DIR. Exits non-zero on any failure.
 
-usage: console_browser.py CONSOLE_URL SCORING_ADDR API_KEY RAPPORT_BIN WORK_DIR PROTO_DIR SHOTS_DIR
+With MODE "look" it only looks (every page, the lists against the CLI and ExplainHealth), for a
+platform whose data it must not change, such as a full CDNOW import.
+
+usage: console_browser.py CONSOLE_URL SCORING_ADDR API_KEY RAPPORT_BIN WORK_DIR PROTO_DIR SHOTS_DIR [MODE]
 """
 
 import datetime
@@ -35,6 +38,7 @@ def cli(rapport: str, work: str, *args: str) -> str:
 
 def main() -> None:
     console, scoring_addr, api_key, rapport, work, proto_dir, shots = sys.argv[1:8]
+    look_only = sys.argv[8:9] == ["look"]
     shots_dir = pathlib.Path(shots)
     shots_dir.mkdir(parents=True, exist_ok=True)
     generate(pathlib.Path(proto_dir), shots_dir / "stubs")
@@ -115,15 +119,21 @@ def main() -> None:
 
         # Tiers and segments, and the interventions' effects, load and draw.
         visit("/segments", "segments")
-        page.click('a:text-is("low-health")')
-        page.wait_for_load_state("networkidle")
-        members = page.eval_on_selector_all("ul.members a", "links => links.map(a => a.textContent)")
-        assert customer in members, f"{customer} not among the low-health members {members}"
+        if not look_only:
+            page.click('a:text-is("low-health")')
+            page.wait_for_load_state("networkidle")
+            members = page.eval_on_selector_all("ul.members a", "links => links.map(a => a.textContent)")
+            assert customer in members, f"{customer} not among the low-health members {members}"
         visit("/segments?by=quarter&kpi=nps", "segments-quarter")
         visit("/interventions", "interventions")
 
         # Alerts: acknowledge one from the page; the trail names the person.
         visit("/alerts?state=open", "alerts")
+        if look_only:
+            assert page.locator("#alerts tbody tr").count() > 0, "no open alert shown"
+            browser.close()
+            finish(problems, {"at_risk": len(top), "customer": customer})
+            return
         first = page.locator("#alerts tbody tr").first
         alert_id = first.get_attribute("data-alert")
         assert alert_id, "no open alert to acknowledge"
@@ -183,10 +193,14 @@ def main() -> None:
         assert page.locator("#alerts form").count() == 0, "a read-only key was offered actions"
         browser.close()
 
-    # A refused page (none expected) or any failure above is a failure of the console.
+    finish(problems, {"at_risk": len(top), "customer": customer, "acknowledged": alert_id})
+
+
+def finish(problems: list[str], summary: dict) -> None:
+    """Fails on any problem the browser saw; prints what was checked."""
     if problems:
         raise SystemExit("\n".join(problems))
-    print(json.dumps({"at_risk": len(top), "customer": customer, "acknowledged": alert_id}))
+    print(json.dumps(summary))
 
 
 if __name__ == "__main__":

@@ -185,6 +185,9 @@ async fn the_full_cdnow_log_arrives_whole_and_only_once() {
     );
     rfm_matches_pandas(&clients).await;
     backtest_agrees_with_an_independent_computation(&platform);
+    // The console over a real book: 23,570 customers, tens of thousands of alerts.
+    let shots = rapport_tests::repo_root().join("target/console-screenshots/cdnow");
+    crate::console::browse(&platform, &shots, "look");
 }
 
 /// The score as of 1997-10-01 against "no purchase in the next 39 weeks": every AUC the

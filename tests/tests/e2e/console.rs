@@ -1,7 +1,9 @@
 //! The console in a real headless Chromium (Debian's `chromium`, driven by Playwright from
-//! PyPI) against `rapport up` with the example events: sign-in, every page, the at-risk list
-//! against `rapport top-risk`, contributions against ExplainHealth, acknowledging from the page,
-//! and a new alert arriving on an open page. Screenshots stay in `target/console-screenshots`.
+//! PyPI) against `rapport up` with the example events (and, from `cdnow_import.rs`, with the
+//! whole CDNOW log, only looking): sign-in, every page, the at-risk list against `rapport
+//! top-risk`, contributions against ExplainHealth, acknowledging from the page, a read-only
+//! key offered no actions, and a new alert arriving on an open page. Screenshots stay in
+//! `target/console-screenshots`.
 
 use rapport_tests::{Embedded, bin, repo_root};
 use std::time::{Duration, Instant};
@@ -28,23 +30,7 @@ fn the_console_shows_and_acts_on_what_the_services_hold() {
     up.cli(&["segment"]);
 
     let shots = repo_root().join("target/console-screenshots");
-    let out = std::process::Command::new(rapport_tests::python())
-        .arg(repo_root().join("tests/python/console_browser.py"))
-        .arg(format!("http://{}", up.console))
-        .arg(&up.addrs.scoring)
-        .arg(rapport_server::auth::DEV_API_KEY)
-        .arg(bin("rapport"))
-        .arg(up.dir.path())
-        .arg(repo_root().join("proto"))
-        .arg(&shots)
-        .output()
-        .expect("run console_browser.py");
-    assert!(
-        out.status.success(),
-        "{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    browse(&up, &shots, "full");
     for page in [
         "signin",
         "book",
@@ -61,4 +47,27 @@ fn the_console_shows_and_acts_on_what_the_services_hold() {
             "screenshot of {page}"
         );
     }
+}
+
+/// Runs the browser checks (`tests/python/console_browser.py`) against `up`'s console, in
+/// `mode` ("full": acts too; "look": only looks), with the screenshots in `shots`.
+pub fn browse(up: &Embedded, shots: &std::path::Path, mode: &str) {
+    let out = std::process::Command::new(rapport_tests::python())
+        .arg(repo_root().join("tests/python/console_browser.py"))
+        .arg(format!("http://{}", up.console))
+        .arg(&up.addrs.scoring)
+        .arg(rapport_server::auth::DEV_API_KEY)
+        .arg(bin("rapport"))
+        .arg(up.dir.path())
+        .arg(repo_root().join("proto"))
+        .arg(shots)
+        .arg(mode)
+        .output()
+        .expect("run console_browser.py");
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

@@ -223,7 +223,7 @@ async fn main() -> anyhow::Result<()> {
         .customer_id;
 
     let pages: Vec<(&str, String, &str)> = vec![
-        ("book", "/".into(), "ListHealth of 20"),
+        ("book", "/".into(), "ListHealth of 1000"),
         ("customers", "/customers".into(), "ListHealth of 50"),
         (
             "customers-1000-by-value",
@@ -303,11 +303,7 @@ async fn base_call(
     let b = &console.backends;
     match page {
         "book" | "customers" | "customers-1000-by-value" => {
-            let limit = match page {
-                "book" => 20,
-                "customers" => 50,
-                _ => 1_000,
-            };
+            let limit = if page == "customers" { 50 } else { 1_000 };
             b.scoring()
                 .list_health(caller.request(pb::ListHealthRequest {
                     limit,

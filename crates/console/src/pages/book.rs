@@ -14,7 +14,7 @@ use rapport_proto::scoring::v1 as scoring;
 /// How many of the lowest scores the home page lists, as `rapport top-risk` does by default.
 pub const AT_RISK: u32 = 20;
 
-/// How many red customers the value at risk adds up (the most a listing returns).
+/// How many of the lowest scores the value at risk looks through (the most a listing returns).
 const RED_SCANNED: u32 = 1_000;
 
 /// What the home page shows.
@@ -45,16 +45,13 @@ pub async fn show(State(console): State<Console>, headers: HeaderMap) -> Page {
 
 async fn fetch(console: &Console, caller: &Caller) -> Result<Book, tonic::Status> {
     let mut scoring = console.backends.scoring();
-    let mut scoring2 = console.backends.scoring();
     let mut alerting = console.backends.alerting();
-    let (at_risk, red, open) = tokio::join!(
+    // One listing of the lowest scores serves both the at-risk list (its head, as `rapport
+    // top-risk` lists it) and the value at risk (its red rows: red is the bottom band). Asking
+    // for the red band instead walks every score when fewer than the limit are red.
+    let (lowest, open) = tokio::join!(
         scoring.list_health(caller.request(scoring::ListHealthRequest {
-            limit: AT_RISK,
-            ..Default::default()
-        })),
-        scoring2.list_health(caller.request(scoring::ListHealthRequest {
             limit: RED_SCANNED,
-            band: common::HealthBand::Red.into(),
             ..Default::default()
         })),
         alerting.list_alerts(caller.request(alerting::ListAlertsRequest {
@@ -64,18 +61,22 @@ async fn fetch(console: &Console, caller: &Caller) -> Result<Book, tonic::Status
             ..Default::default()
         })),
     );
-    let red = red?.into_inner().scores;
+    let lowest = lowest?.into_inner().scores;
+    let red: Vec<&scoring::HealthScore> = lowest
+        .iter()
+        .filter(|h| h.band == common::HealthBand::Red as i32)
+        .collect();
     let mut by_severity = std::collections::BTreeMap::<i32, u64>::new();
     for c in open?.into_inner().counts {
         *by_severity.entry(c.severity).or_default() += c.count;
     }
     Ok(Book {
-        at_risk: at_risk?.into_inner().scores,
         // Plus zero: an empty float sum is -0, which would print as "-0".
         red_value: red.iter().filter_map(|h| h.clv_12m).sum::<f64>() + 0.0,
         red_valued: red.iter().filter(|h| h.clv_12m.is_some()).count(),
         red_customers: red.len(),
         red_more: red.len() as u32 >= RED_SCANNED,
+        at_risk: lowest.into_iter().take(AT_RISK as usize).collect(),
         open_by_severity: by_severity
             .into_iter()
             .rev()
