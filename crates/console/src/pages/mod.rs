@@ -155,8 +155,17 @@ pub fn change(value: Option<f64>) -> Markup {
 /// An optional number with `digits` decimals, or a dash.
 pub fn number(value: Option<f64>, digits: usize) -> Markup {
     match value {
-        Some(v) => html! { (format!("{v:.digits$}")) },
+        Some(v) => html! { (fixed(v, digits)) },
         None => html! { span.none { "–" } },
+    }
+}
+
+/// `v` with `digits` decimals, without the sign of a value that rounds to zero ("-0.00").
+pub fn fixed(v: f64, digits: usize) -> String {
+    let text = format!("{v:.digits$}");
+    match text.strip_prefix('-') {
+        Some(rest) if rest.chars().all(|c| c == '0' || c == '.') => rest.to_owned(),
+        _ => text,
     }
 }
 
@@ -203,6 +212,14 @@ pub fn nothing(text: &str) -> Markup {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_value_that_rounds_to_zero_has_no_sign() {
+        assert_eq!(fixed(-0.0, 2), "0.00");
+        assert_eq!(fixed(-0.001, 2), "0.00");
+        assert_eq!(fixed(-0.5, 1), "-0.5");
+        assert_eq!(fixed(2.0, 0), "2");
+    }
 
     #[test]
     fn customer_ids_become_safe_links() {
