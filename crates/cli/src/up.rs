@@ -98,30 +98,6 @@ impl Configs {
     }
 }
 
-/// The console's settings in `rapport up`: its binary's defaults, calling the services where
-/// they listen; people sign in with their API key.
-fn console_config(
-    scoring: SocketAddr,
-    segmentation: SocketAddr,
-    alerting: SocketAddr,
-) -> anyhow::Result<rapport_console::Config> {
-    let [scoring, segmentation, alerting] =
-        [scoring, segmentation, alerting].map(|a| a.to_string());
-    settings(
-        [
-            "rapport-console",
-            "--scoring-addr",
-            &scoring,
-            "--segmentation-addr",
-            &segmentation,
-            "--alerting-addr",
-            &alerting,
-        ]
-        .map(str::to_owned)
-        .to_vec(),
-    )
-}
-
 /// A service's settings from its binary's arguments, with its defaults and not the
 /// environment (`rapport up` is the development shape, whatever the shell exports).
 fn settings<C: clap::Parser>(args: Vec<String>) -> anyhow::Result<C> {
@@ -160,11 +136,13 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
     let segmentation_run =
         rapport_segmentation::run(configs.segmentation, segmentation_l, stop.clone());
     let alerting_run = rapport_alerting::run(configs.alerting, alerting_l, stop.clone());
-    let console_run = rapport_console::run(
-        console_config(scoring, segmentation, alerting)?,
-        console_l,
-        stop.clone(),
-    );
+    // People sign in with their API key.
+    let console_config = rapport_console::Config::calling(
+        &scoring.to_string(),
+        &segmentation.to_string(),
+        &alerting.to_string(),
+    )?;
+    let console_run = rapport_console::run(console_config, console_l, stop.clone());
 
     let local = LocalPlatform {
         ingestion: ingestion.to_string(),

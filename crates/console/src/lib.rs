@@ -57,6 +57,26 @@ pub struct Config {
     pub telemetry: rapport_telemetry::Settings,
 }
 
+impl Config {
+    /// The binary's defaults (its flags' declarations, not the environment) calling the
+    /// services at these addresses: the console as `rapport up` and the benchmarks run it.
+    pub fn calling(
+        scoring: &str,
+        segmentation: &str,
+        alerting: &str,
+    ) -> Result<Config, clap::Error> {
+        rapport_server::config::defaults(&[
+            "rapport-console",
+            "--scoring-addr",
+            scoring,
+            "--segmentation-addr",
+            segmentation,
+            "--alerting-addr",
+            alerting,
+        ])
+    }
+}
+
 /// What every page handler shares.
 #[derive(Clone)]
 pub struct Console {
@@ -194,4 +214,24 @@ pub async fn serve(
         .with_graceful_shutdown(async move { stop.cancelled().await })
         .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_console_of_rapport_up_calls_the_given_services_and_signs_people_in() {
+        let c = Config::calling("127.0.0.1:2", "127.0.0.1:3", "127.0.0.1:4").unwrap();
+        assert_eq!(
+            (
+                c.scoring_addr.as_str(),
+                c.segmentation_addr.as_str(),
+                c.alerting_addr.as_str()
+            ),
+            ("127.0.0.1:2", "127.0.0.1:3", "127.0.0.1:4")
+        );
+        assert_eq!(c.listen, "127.0.0.1:7400".parse().unwrap());
+        assert!(!c.trust_proxy_headers && c.api_key.is_none());
+    }
 }

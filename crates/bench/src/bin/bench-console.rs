@@ -177,15 +177,7 @@ async fn main() -> anyhow::Result<()> {
         stop.clone(),
     ));
 
-    let console_cfg: rapport_console::Config = settings(&[
-        "rapport-console",
-        "--scoring-addr",
-        &scoring,
-        "--segmentation-addr",
-        &segmentation,
-        "--alerting-addr",
-        &alerting,
-    ])?;
+    let console_cfg = rapport_console::Config::calling(&scoring, &segmentation, &alerting)?;
     let console = rapport_console::Console::new(&console_cfg)?;
     let router = rapport_console::router(console.clone());
     let caller = Caller {
