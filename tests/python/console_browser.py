@@ -124,6 +124,18 @@ def main() -> None:
             page.wait_for_load_state("networkidle")
             members = page.eval_on_selector_all("ul.members a", "links => links.map(a => a.textContent)")
             assert customer in members, f"{customer} not among the low-health members {members}"
+            # The same members as a table of scores.
+            page.click('a:text-is("as a table, with their scores")')
+            page.wait_for_load_state("networkidle")
+            rows = page.eval_on_selector_all("#customers tbody tr", "rows => rows.map(r => r.dataset.customer)")
+            assert sorted(rows) == sorted(members), (rows, members)
+            # Filtered by stage: the page's rows are `rapport top-risk --stage`'s.
+            for stage in ["new", "dormant"]:
+                visit(f"/customers?stage={stage}", f"customers-{stage}")
+                rows = page.eval_on_selector_all("#customers tbody tr", "rows => rows.map(r => r.dataset.customer)")
+                cli_rows = [h["customer_id"] for h in json.loads(cli(rapport, work, "top-risk", "--stage", stage, "--limit", "50", "--json"))]
+                assert rows == cli_rows, (stage, rows, cli_rows)
+                assert all(h["stage"] == stage for h in json.loads(cli(rapport, work, "top-risk", "--stage", stage, "--json")))
         visit("/segments?by=quarter&kpi=nps", "segments-quarter")
         visit("/interventions", "interventions")
 

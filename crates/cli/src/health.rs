@@ -170,13 +170,14 @@ pub async fn show(
     Ok(())
 }
 
-/// `rapport top-risk`: the lowest scores, optionally of one tier or band.
+/// `rapport top-risk`: the lowest scores, optionally of one tier, band or stage.
 pub async fn top_risk(
     target: &Target,
     mut client: Client,
     limit: u32,
     tier: Option<&str>,
     band: Option<&str>,
+    stage: Option<&str>,
     json: bool,
 ) -> anyhow::Result<()> {
     // clap admits only known names, so an unknown one cannot reach here.
@@ -189,6 +190,7 @@ pub async fn top_risk(
             limit,
             tier: tier.into(),
             band: band.into(),
+            stage: stage.unwrap_or_default().to_owned(),
         })?)
         .await?
         .into_inner()

@@ -137,6 +137,9 @@ enum ClientCommand {
         /// Only this band.
         #[arg(long, value_parser = ["red", "yellow", "green"])]
         band: Option<String>,
+        /// Only this lifecycle stage.
+        #[arg(long, value_parser = ["prospect", "new", "active", "at_risk", "dormant", "churned", "reactivated"])]
+        stage: Option<String>,
     },
     /// Print the tenant's scorecard (TOML), or replace it with a file's.
     Scorecard {
@@ -425,7 +428,12 @@ async fn main() -> anyhow::Result<()> {
                 scoring::scoring_service_client::ScoringServiceClient::new(target.channel(&addr)?);
             health::show(&target, client, customers, *explain, json).await?;
         }
-        ClientCommand::TopRisk { limit, tier, band } => {
+        ClientCommand::TopRisk {
+            limit,
+            tier,
+            band,
+            stage,
+        } => {
             let addr = target.addr(&target.cli.scoring, |l| &l.scoring, "scoring")?;
             let client =
                 scoring::scoring_service_client::ScoringServiceClient::new(target.channel(&addr)?);
@@ -435,6 +443,7 @@ async fn main() -> anyhow::Result<()> {
                 *limit,
                 tier.as_deref(),
                 band.as_deref(),
+                stage.as_deref(),
                 json,
             )
             .await?;

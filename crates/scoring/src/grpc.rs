@@ -256,12 +256,19 @@ impl pb::scoring_service_server::ScoringService for ScoringApi {
             ),
         };
         let band = band_filter(req.band)?;
+        let stage = match req.stage.as_str() {
+            "" => None,
+            name => Some(
+                rapport_domain::lifecycle::Stage::from_name(name)
+                    .ok_or_else(|| invalid("stage", format!("unknown stage {name:?}")))?,
+            ),
+        };
         let limit = if req.limit == 0 {
             20
         } else {
             req.limit.min(MAX_LIST)
         };
-        let scores = self.0.lowest(&tenant, tier, band, limit).await?;
+        let scores = self.0.lowest(&tenant, tier, band, stage, limit).await?;
         Ok(Response::new(pb::ListHealthResponse { scores }))
     }
 

@@ -5,6 +5,7 @@
 //! computes them, and scores stored before they moved to a table of their own read the same.
 
 use chrono::NaiveDate;
+use rapport_domain::lifecycle::Stage;
 use rapport_domain::metrics::CustomerMetrics;
 use rapport_domain::scorecard::Band;
 use rapport_domain::tier::Tier;
@@ -222,9 +223,12 @@ async fn the_lowest_scores_come_first_in_score_then_id_order(store: Store) {
     let rows = scored(&SCORES);
     store.save("r", &rows, Columns::All, None).await.unwrap();
     let expected = by_score(&rows);
-    assert_eq!(store.lowest("r", None, None, 100).await.unwrap(), expected);
     assert_eq!(
-        store.lowest("r", None, None, 4).await.unwrap(),
+        store.lowest("r", None, None, None, 100).await.unwrap(),
+        expected
+    );
+    assert_eq!(
+        store.lowest("r", None, None, None, 4).await.unwrap(),
         expected[..4],
         "a limit keeps the lowest"
     );
@@ -237,7 +241,7 @@ async fn the_lowest_scores_come_first_in_score_then_id_order(store: Store) {
     let rows = at_stored_revisions(&store, "r", scored(&moved)).await;
     store.save("r", &rows, Columns::Score, None).await.unwrap();
     assert_eq!(
-        store.lowest("r", None, None, 100).await.unwrap(),
+        store.lowest("r", None, None, None, 100).await.unwrap(),
         by_score(&rows),
         "after a re-score"
     );
@@ -256,10 +260,38 @@ async fn the_lowest_scores_come_first_in_score_then_id_order(store: Store) {
     store.apply_tiers("r", &tiers, 1).await.unwrap();
     assert_eq!(
         store
-            .lowest("r", Some(Tier::Gold), None, 100)
+            .lowest("r", Some(Tier::Gold), None, None, 100)
             .await
             .unwrap(),
         gold
+    );
+    // A stage (also the customers' rows) narrows it too, alone or with the tier.
+    let at_risk: Vec<String> = gold.iter().step_by(2).cloned().collect();
+    let stages: Vec<_> = at_risk
+        .iter()
+        .map(|id| TierChange {
+            customer_id: id.clone(),
+            tier: Tier::Gold,
+            stage: Some(Stage::AtRisk),
+            graded_at: Some(2),
+        })
+        .collect();
+    store.apply_tiers("r", &stages, 2).await.unwrap();
+    for tier in [None, Some(Tier::Gold)] {
+        assert_eq!(
+            store
+                .lowest("r", tier, None, Some(Stage::AtRisk), 100)
+                .await
+                .unwrap(),
+            at_risk
+        );
+    }
+    assert!(
+        store
+            .lowest("r", None, None, Some(Stage::Churned), 100)
+            .await
+            .unwrap()
+            .is_empty()
     );
     let mut red = at_stored_revisions(&store, "r", rows.clone()).await;
     for (i, r) in red.iter_mut().enumerate() {
@@ -274,7 +306,10 @@ async fn the_lowest_scores_come_first_in_score_then_id_order(store: Store) {
         })
         .collect();
     assert_eq!(
-        store.lowest("r", None, Some(Band::Red), 100).await.unwrap(),
+        store
+            .lowest("r", None, Some(Band::Red), None, 100)
+            .await
+            .unwrap(),
         red_ids
     );
 }
@@ -434,7 +469,10 @@ async fn scores_move_out_of_the_customers_rows(url: &str) {
         (b.score, b.fingerprint, b.recent.len(), b.last_event_seq),
         (None, None, 0, 3)
     );
-    assert_eq!(store.lowest("m", None, None, 10).await.unwrap(), ["a"]);
+    assert_eq!(
+        store.lowest("m", None, None, None, 10).await.unwrap(),
+        ["a"]
+    );
 
     let mut next = a.clone();
     next.recent.push(DayScore {

@@ -143,6 +143,7 @@ async fn scores_explain_themselves_and_scorecards_are_versioned() {
             limit: 10,
             tier: 0,
             band: 0,
+            stage: String::new(),
         }))
         .await
         .expect("list")
@@ -156,6 +157,7 @@ async fn scores_explain_themselves_and_scorecards_are_versioned() {
             limit: 10,
             tier: 0,
             band: HealthBand::Red.into(),
+            stage: String::new(),
         }))
         .await
         .expect("list red")

@@ -9,11 +9,13 @@ use axum::extract::{Query, State};
 use axum::http::HeaderMap;
 use axum::response::IntoResponse;
 use maud::{Markup, html};
+use rapport_domain::lifecycle::Stage;
 use rapport_domain::scorecard::Band;
 use rapport_domain::tier::Tier;
 use rapport_proto::common::v1 as common;
 use rapport_proto::convert;
 use rapport_proto::scoring::v1 as scoring;
+use rapport_proto::segmentation::v1 as seg;
 use std::collections::HashMap;
 
 /// Rows a page shows unless asked otherwise, and the most it may ask for.
@@ -33,6 +35,11 @@ pub struct Filters {
     #[serde(default)]
     pub band: String,
     #[serde(default)]
+    pub stage: String,
+    /// A custom segment: its members (the first `limit` by id), sorted.
+    #[serde(default)]
+    pub segment: String,
+    #[serde(default)]
     pub limit: Option<String>,
     #[serde(default)]
     pub sort: String,
@@ -43,6 +50,8 @@ pub struct Filters {
 pub struct Listing {
     pub tier: Option<Tier>,
     pub band: Option<Band>,
+    pub stage: Option<Stage>,
+    pub segment: Option<String>,
     pub limit: u32,
     pub sort: Sort,
 }
@@ -73,6 +82,13 @@ impl Filters {
                     PageError::BadInput(format!("band: no band is called {name:?}"))
                 })?),
             };
+        let stage = match self.stage.as_str() {
+            "" => None,
+            name => Some(Stage::from_name(name).ok_or_else(|| {
+                PageError::BadInput(format!("stage: no stage is called {name:?}"))
+            })?),
+        };
+        let segment = Some(self.segment.trim().to_owned()).filter(|s| !s.is_empty());
         let limit = match self.limit.as_deref().unwrap_or("") {
             "" => DEFAULT_LIMIT,
             n => n
@@ -97,6 +113,8 @@ impl Filters {
         Ok(Listing {
             tier,
             band,
+            stage,
+            segment,
             limit,
             sort,
         })
@@ -108,24 +126,71 @@ async fn list(
     caller: &Caller,
     listing: &Listing,
 ) -> Result<Vec<scoring::HealthScore>, tonic::Status> {
-    let mut scores = console
-        .backends
-        .scoring()
-        .list_health(
-            caller.request(scoring::ListHealthRequest {
-                limit: listing.limit,
-                tier: convert::tier(listing.tier).into(),
-                band: listing
-                    .band
-                    .map_or(common::HealthBand::Unspecified, convert::band)
-                    .into(),
-            }),
-        )
-        .await?
-        .into_inner()
-        .scores;
+    let mut scores = match &listing.segment {
+        None => {
+            console
+                .backends
+                .scoring()
+                .list_health(
+                    caller.request(scoring::ListHealthRequest {
+                        limit: listing.limit,
+                        tier: convert::tier(listing.tier).into(),
+                        band: listing
+                            .band
+                            .map_or(common::HealthBand::Unspecified, convert::band)
+                            .into(),
+                        stage: listing.stage.map_or("", Stage::name).to_owned(),
+                    }),
+                )
+                .await?
+                .into_inner()
+                .scores
+        }
+        Some(name) => {
+            let members = console
+                .backends
+                .segmentation()
+                .list_segment_members(caller.request(seg::ListSegmentMembersRequest {
+                    name: name.clone(),
+                    page_size: listing.limit,
+                    ..Default::default()
+                }))
+                .await?
+                .into_inner()
+                .customer_ids;
+            let mut scores = console
+                .backends
+                .scoring()
+                .batch_get_health(caller.request(scoring::BatchGetHealthRequest {
+                    customer_ids: members,
+                }))
+                .await?
+                .into_inner()
+                .scores;
+            // The members' own rows: the other filters apply to them exactly.
+            scores.retain(|h| listing.keeps(h));
+            scores.sort_by(|a, b| {
+                a.score
+                    .total_cmp(&b.score)
+                    .then(a.customer_id.cmp(&b.customer_id))
+            });
+            scores
+        }
+    };
     sort(&mut scores, listing.sort);
     Ok(scores)
+}
+
+impl Listing {
+    /// Whether a score passes the tier, band and stage filters.
+    pub fn keeps(&self, h: &scoring::HealthScore) -> bool {
+        self.tier
+            .is_none_or(|t| convert::domain_tier(h.tier) == Some(t))
+            && self
+                .band
+                .is_none_or(|b| convert::domain_band(h.band) == Some(b))
+            && self.stage.is_none_or(|s| h.stage == s.name())
+    }
 }
 
 /// Orders rows: by score (lowest first, as listed), by 30-day change (steepest fall first),
@@ -262,9 +327,11 @@ pub fn render(
     lines: &HashMap<String, Vec<f64>>,
 ) -> Markup {
     let query = format!(
-        "tier={}&band={}&limit={}&sort={}",
+        "tier={}&band={}&stage={}&segment={}&limit={}&sort={}",
         filters.tier,
         filters.band,
+        filters.stage,
+        super::path_segment(&filters.segment),
         filters.limit.as_deref().unwrap_or(""),
         filters.sort
     );
@@ -283,6 +350,13 @@ pub fn render(
                     option value=(b) selected[filters.band == b] { (b) }
                 }
             } }
+            label { "Stage " select name="stage" {
+                option value="" { "any" }
+                @for s in Stage::ALL {
+                    option value=(s.name()) selected[filters.stage == s.name()] { (s.name()) }
+                }
+            } }
+            label { "Segment " input name="segment" value=(filters.segment) placeholder="custom segment"; }
             label { "Sort " select name="sort" {
                 @for (value, name) in [("score", "lowest score"), ("change", "steepest fall"), ("value", "highest value"), ("customer", "customer id")] {
                     option value=(value) selected[filters.sort == value] { (name) }
@@ -338,12 +412,15 @@ mod tests {
             band: "red".into(),
             limit: Some("10".into()),
             sort: "change".into(),
+            ..Default::default()
         };
         assert_eq!(
             ok.listing().unwrap(),
             Listing {
                 tier: Some(Tier::Gold),
                 band: Some(Band::Red),
+                stage: None,
+                segment: None,
                 limit: 10,
                 sort: Sort::Change
             }
@@ -398,6 +475,30 @@ mod tests {
             clv_12m: clv,
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn a_stage_is_checked_and_a_segment_s_members_are_filtered_exactly() {
+        let bad = Filters {
+            stage: "asleep".into(),
+            ..Default::default()
+        };
+        assert!(bad.listing().unwrap_err().to_string().starts_with("stage:"));
+        let listing = Filters {
+            stage: "at_risk".into(),
+            band: "red".into(),
+            segment: " vips ".into(),
+            ..Default::default()
+        }
+        .listing()
+        .unwrap();
+        assert_eq!(listing.segment.as_deref(), Some("vips"));
+        let mut member = h("a", 10.0, None, None);
+        member.band = common::HealthBand::Red.into();
+        member.stage = "at_risk".into();
+        assert!(listing.keeps(&member));
+        member.stage = "active".into();
+        assert!(!listing.keeps(&member));
     }
 
     #[test]

@@ -283,7 +283,8 @@ pub async fn members(
         html! {
             h1 { "Segment " (name) }
             p { (page.total) " members"
-                @if page.total > page.customer_ids.len() as u64 { "; the first " (page.customer_ids.len()) " below" } }
+                @if page.total > page.customer_ids.len() as u64 { "; the first " (page.customer_ids.len()) " below" }
+                " · " a href=(format!("/customers?segment={}", path_segment(&name))) { "as a table, with their scores" } }
             ul.members { @for id in &page.customer_ids { li { (customer_link(id)) } } }
         },
     )))

@@ -530,11 +530,12 @@ impl Engine {
         tenant: &str,
         tier: Option<rapport_domain::tier::Tier>,
         band: Option<rapport_domain::scorecard::Band>,
+        stage: Option<rapport_domain::lifecycle::Stage>,
         limit: u32,
     ) -> Result<Vec<pb::HealthScore>, ScoringError> {
         let ids = self
             .store
-            .lowest(tenant, tier, band, u64::from(limit))
+            .lowest(tenant, tier, band, stage, u64::from(limit))
             .await?;
         let mut scores = self.health(tenant, &ids).await?;
         scores.sort_by(|a, b| {

@@ -142,12 +142,13 @@ impl Store {
         Ok(out)
     }
 
-    /// Customer ids by score, lowest first, optionally of one tier and band.
+    /// Customer ids by score, lowest first, optionally of one tier, band and stage.
     pub async fn lowest(
         &self,
         tenant: &str,
         tier: Option<Tier>,
         band: Option<Band>,
+        stage: Option<rapport_domain::lifecycle::Stage>,
         limit: u64,
     ) -> Result<Vec<String>, StoreError> {
         use sea_orm::sea_query::{ExprTrait, Order, Query};
@@ -158,18 +159,22 @@ impl Store {
             .from(s)
             .and_where(Expr::col((s, score::Column::TenantId)).eq(tenant))
             .and_where(Expr::col((s, score::Column::Score)).is_not_null());
+        if tier.is_some() || stage.is_some() {
+            query.inner_join(
+                c,
+                Expr::col((c, customer::Column::TenantId))
+                    .equals((s, score::Column::TenantId))
+                    .and(
+                        Expr::col((c, customer::Column::CustomerId))
+                            .equals((s, score::Column::CustomerId)),
+                    ),
+            );
+        }
         if let Some(tier) = tier {
-            query
-                .inner_join(
-                    c,
-                    Expr::col((c, customer::Column::TenantId))
-                        .equals((s, score::Column::TenantId))
-                        .and(
-                            Expr::col((c, customer::Column::CustomerId))
-                                .equals((s, score::Column::CustomerId)),
-                        ),
-                )
-                .and_where(Expr::col((c, customer::Column::Tier)).eq(tier.name()));
+            query.and_where(Expr::col((c, customer::Column::Tier)).eq(tier.name()));
+        }
+        if let Some(stage) = stage {
+            query.and_where(Expr::col((c, customer::Column::Stage)).eq(stage.name()));
         }
         if let Some(band) = band {
             query.and_where(Expr::col((s, score::Column::Band)).eq(band.name()));
