@@ -35,6 +35,30 @@ pub fn order(id: &str, customer: &str, days_ago: i64, amount: f64) -> ingestion:
     }
 }
 
+/// A subscription change (no revenue, so no currency needed).
+pub fn subscription(
+    id: &str,
+    customer: &str,
+    days_ago: i64,
+    change: ingestion::SubscriptionChange,
+) -> ingestion::Event {
+    ingestion::Event {
+        event_id: id.to_owned(),
+        customer_id: customer.to_owned(),
+        occurred_at: Some(ts(days_ago)),
+        sent_at: None,
+        payload: Some(ingestion::event::Payload::Subscription(
+            ingestion::Subscription {
+                plan: "team".to_owned(),
+                change: change.into(),
+                seats: 5,
+                mrr: 0.0,
+                currency: String::new(),
+            },
+        )),
+    }
+}
+
 /// An NPS answer.
 pub fn nps(id: &str, customer: &str, days_ago: i64, score: i32) -> ingestion::Event {
     ingestion::Event {

@@ -20,8 +20,9 @@ pub struct BacktestArgs {
     /// How long after it the outcome is looked for, e.g. 39w, 90d.
     #[arg(long, value_parser = parse_duration)]
     pub horizon: chrono::Duration,
-    /// The outcome: no-purchase (no order in the horizon).
-    #[arg(long, default_value = "no-purchase")]
+    /// The outcome: no-purchase (no order in the horizon), cancelled or downgraded (a
+    /// subscription cancelled or downgraded in it).
+    #[arg(long, default_value = "no-purchase", value_parser = ["no-purchase", "cancelled", "downgraded"])]
     pub outcome: String,
     /// Write every customer's score, measures, baselines and outcome to this CSV file.
     #[arg(long)]

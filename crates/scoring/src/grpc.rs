@@ -443,7 +443,7 @@ impl pb::scoring_service_server::ScoringService for ScoringApi {
             .filter(|h| h.seconds > 0 && h.seconds <= 10 * 366 * 86_400)
             .ok_or_else(|| invalid("horizon", "more than 0 and at most ten years"))?;
         let outcome = crate::backtest::Outcome::parse(&req.outcome)
-            .ok_or_else(|| invalid("outcome", "one of: no-purchase"))?;
+            .ok_or_else(|| invalid("outcome", "one of: no-purchase, cancelled, downgraded"))?;
         let end = as_of + chrono::Duration::seconds(horizon.seconds);
         let report = self
             .0

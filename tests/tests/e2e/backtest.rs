@@ -3,8 +3,9 @@
 //! as they are.
 
 use rapport_proto::ingestion::v1::IngestRequest;
+use rapport_proto::ingestion::v1::SubscriptionChange;
 use rapport_proto::scoring::v1 as scoring;
-use rapport_tests::scenario::{complaint, nps, order};
+use rapport_tests::scenario::{complaint, nps, order, subscription};
 use rapport_tests::{Clients, Embedded, req};
 use std::collections::BTreeMap;
 
@@ -29,6 +30,20 @@ async fn backtest(
     BTreeMap<String, (f64, Vec<(String, f64)>)>,
     BTreeMap<String, bool>,
 ) {
+    backtest_of(clients, "").await.expect("backtest")
+}
+
+/// [`backtest`] against `outcome`, or the service's refusal.
+async fn backtest_of(
+    clients: &mut Clients,
+    outcome: &str,
+) -> Result<
+    (
+        BTreeMap<String, (f64, Vec<(String, f64)>)>,
+        BTreeMap<String, bool>,
+    ),
+    tonic::Status,
+> {
     let as_of = chrono::Utc::now().date_naive() - chrono::Duration::days(AS_OF_DAYS_AGO);
     let report = clients
         .scoring
@@ -41,12 +56,11 @@ async fn backtest(
                 seconds: 60 * 86_400,
                 nanos: 0,
             }),
-            outcome: String::new(),
+            outcome: outcome.to_owned(),
             with_customers: true,
             fit: false,
         }))
-        .await
-        .unwrap()
+        .await?
         .into_inner();
     let scores = report
         .customer_rows
@@ -63,7 +77,7 @@ async fn backtest(
         .iter()
         .map(|c| (c.customer_id.clone(), c.outcome))
         .collect();
-    (scores, outcomes)
+    Ok((scores, outcomes))
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -111,5 +125,76 @@ async fn events_after_the_as_of_time_change_no_score_in_a_backtest() {
         outcomes_after.values().filter(|o| **o).count(),
         0,
         "everyone bought in the horizon now"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cancellations_and_downgrades_in_the_horizon_are_outcomes_and_no_others() {
+    let platform = Embedded::start();
+    let mut clients = Clients::new(&platform.addrs);
+    // Every customer subscribed and bought before the as-of time; what each did after it:
+    let mut events = Vec::new();
+    for c in 0..12 {
+        let id = format!("s{c}");
+        events.push(order(&format!("{id}-o"), &id, AS_OF_DAYS_AGO + 20, 50.0));
+        events.push(subscription(
+            &format!("{id}-start"),
+            &id,
+            AS_OF_DAYS_AGO + 30,
+            SubscriptionChange::Start,
+        ));
+    }
+    let change = |id: &str, days_ago: i64, change| {
+        subscription(&format!("{id}-{days_ago}"), id, days_ago, change)
+    };
+    // Cancelled in the 60-day horizon: s0, s1; downgraded in it: s2, s3; s4 cancelled before
+    // the as-of time, s5 after the horizon, s6 downgraded after it: none of those is an outcome.
+    events.push(change("s0", AS_OF_DAYS_AGO - 5, SubscriptionChange::Cancel));
+    events.push(change(
+        "s1",
+        AS_OF_DAYS_AGO - 50,
+        SubscriptionChange::Cancel,
+    ));
+    events.push(change(
+        "s2",
+        AS_OF_DAYS_AGO - 1,
+        SubscriptionChange::Downgrade,
+    ));
+    events.push(change(
+        "s3",
+        AS_OF_DAYS_AGO - 59,
+        SubscriptionChange::Downgrade,
+    ));
+    events.push(change("s4", AS_OF_DAYS_AGO + 5, SubscriptionChange::Cancel));
+    events.push(change(
+        "s5",
+        AS_OF_DAYS_AGO - 70,
+        SubscriptionChange::Cancel,
+    ));
+    events.push(change(
+        "s6",
+        AS_OF_DAYS_AGO - 61,
+        SubscriptionChange::Downgrade,
+    ));
+    ingest(&mut clients, events).await;
+
+    let who = |outcomes: BTreeMap<String, bool>| -> Vec<String> {
+        outcomes
+            .into_iter()
+            .filter(|(_, o)| *o)
+            .map(|(id, _)| id)
+            .collect()
+    };
+    let (_, cancelled) = backtest_of(&mut clients, "cancelled").await.unwrap();
+    assert_eq!(cancelled.len(), 12);
+    assert_eq!(who(cancelled), ["s0", "s1"]);
+    let (_, downgraded) = backtest_of(&mut clients, "downgraded").await.unwrap();
+    assert_eq!(who(downgraded), ["s2", "s3"]);
+    let refused = backtest_of(&mut clients, "churned").await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument);
+    assert!(
+        refused.message().starts_with("outcome"),
+        "{}",
+        refused.message()
     );
 }

@@ -6,7 +6,7 @@
 use crate::evaluate::{CustomerState, TenantContext, evaluate, percentile_values};
 use chrono::{DateTime, Utc};
 use rapport_domain::backtest::{self as stats, Case};
-use rapport_domain::event::{Event, Payload};
+use rapport_domain::event::{Event, Payload, SubscriptionChange};
 use rapport_domain::models::bgnbd::BgNbd;
 use rapport_domain::models::gamma_gamma::GammaGamma;
 use rapport_domain::models::outlook::{FittedModels, twelve_months_in_days};
@@ -28,6 +28,10 @@ const ROC_POINTS: usize = 200;
 pub enum Outcome {
     /// No order in the horizon.
     NoPurchase,
+    /// A subscription cancelled in the horizon.
+    Cancelled,
+    /// A subscription downgraded in the horizon.
+    Downgraded,
 }
 
 impl Outcome {
@@ -35,6 +39,8 @@ impl Outcome {
     pub fn parse(name: &str) -> Option<Outcome> {
         match name {
             "" | "no-purchase" => Some(Outcome::NoPurchase),
+            "cancelled" => Some(Outcome::Cancelled),
+            "downgraded" => Some(Outcome::Downgraded),
             _ => None,
         }
     }
@@ -43,6 +49,8 @@ impl Outcome {
     pub fn name(self) -> &'static str {
         match self {
             Outcome::NoPurchase => "no-purchase",
+            Outcome::Cancelled => "cancelled",
+            Outcome::Downgraded => "downgraded",
         }
     }
 }
@@ -55,6 +63,8 @@ pub struct Folded {
     end: DateTime<Utc>,
     states: BTreeMap<String, CustomerState>,
     bought: HashSet<String>,
+    cancelled: HashSet<String>,
+    downgraded: HashSet<String>,
 }
 
 impl Folded {
@@ -65,6 +75,8 @@ impl Folded {
             end,
             states: BTreeMap::new(),
             bought: HashSet::new(),
+            cancelled: HashSet::new(),
+            downgraded: HashSet::new(),
         }
     }
 
@@ -77,8 +89,20 @@ impl Folded {
                 .or_default()
                 .metrics
                 .apply(event);
-        } else if event.occurred_at < self.end && matches!(event.payload, Payload::Order { .. }) {
-            self.bought.insert(event.customer_id.clone());
+        } else if event.occurred_at < self.end {
+            let who = match &event.payload {
+                Payload::Order { .. } => &mut self.bought,
+                Payload::Subscription {
+                    change: SubscriptionChange::Cancel,
+                    ..
+                } => &mut self.cancelled,
+                Payload::Subscription {
+                    change: SubscriptionChange::Downgrade,
+                    ..
+                } => &mut self.downgraded,
+                _ => return,
+            };
+            who.insert(event.customer_id.clone());
         }
     }
 
@@ -173,6 +197,8 @@ pub fn report(
         end,
         states,
         bought,
+        cancelled,
+        downgraded,
     } = folded;
     let mut notes = Vec::new();
     let models = match fit(&states, as_of) {
@@ -232,6 +258,8 @@ pub fn report(
             band: e.computed.band,
             outcome: match outcome {
                 Outcome::NoPurchase => !bought.contains(id),
+                Outcome::Cancelled => cancelled.contains(id),
+                Outcome::Downgraded => downgraded.contains(id),
             },
             measures: e
                 .computed
