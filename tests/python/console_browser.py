@@ -83,9 +83,19 @@ def main() -> None:
         # My book: the at-risk list is `rapport top-risk`, in its order.
         visit("/", "book")
         shown = page.eval_on_selector_all("#at-risk tbody tr", "rows => rows.map(r => r.dataset.customer)")
-        top = [h["customer_id"] for h in json.loads(cli(rapport, work, "top-risk", "--json"))]
+        top_json = json.loads(cli(rapport, work, "top-risk", "--json"))
+        top = [h["customer_id"] for h in top_json]
         assert shown == top, f"at risk: page {shown} vs top-risk {top}"
         assert shown, "nobody at risk"
+        if not look_only:
+            # This week's band counts are the re-score's: everyone, by band.
+            weeks = page.eval_on_selector_all(
+                "#band-weeks tbody tr", "rows => rows.map(r => Array.from(r.cells).map(c => c.textContent))"
+            )
+            assert weeks, "no band counts"
+            counted = [int(x) for x in weeks[-1][1:4]]
+            expected = [sum(1 for h in top_json if h["band"] == b) for b in ("red", "yellow", "green")]
+            assert counted == expected, (weeks, expected)
 
         # Customers: the table and its CSV.
         visit("/customers?band=red", "customers")

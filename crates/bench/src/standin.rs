@@ -111,6 +111,18 @@ impl ScoringService for StandInScoring {
     ) -> Result<tonic::Response<scoring::ListHealthHistoryResponse>, tonic::Status> {
         Err(tonic::Status::unimplemented("benchmark stand-in"))
     }
+    async fn list_band_shares(
+        &self,
+        _: tonic::Request<scoring::ListBandSharesRequest>,
+    ) -> Result<tonic::Response<scoring::ListBandSharesResponse>, tonic::Status> {
+        Err(tonic::Status::unimplemented("benchmark stand-in"))
+    }
+    async fn list_fallers(
+        &self,
+        _: tonic::Request<scoring::ListFallersRequest>,
+    ) -> Result<tonic::Response<scoring::ListFallersResponse>, tonic::Status> {
+        Err(tonic::Status::unimplemented("benchmark stand-in"))
+    }
     async fn get_scorecard(
         &self,
         _: tonic::Request<scoring::GetScorecardRequest>,

@@ -289,6 +289,65 @@ pub fn small_line(title: &str, points: &[(String, Option<f64>)], range: (f64, f6
     }
 }
 
+/// One column of [`shares`]: its label and the counts of each part, in the parts' order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Column {
+    pub label: String,
+    pub counts: Vec<u64>,
+}
+
+/// Columns of 100 %, each cut into its parts' shares (`parts`: each part's name and CSS
+/// class, bottom first): how a whole splits, period by period.
+pub fn shares(title: &str, parts: &[(&str, &str)], columns: &[Column]) -> Markup {
+    let plot_h = HEIGHT - 2.0 * PAD_Y;
+    let plot_w = WIDTH - PAD_LEFT - PAD_RIGHT;
+    let slot = plot_w / columns.len().max(1) as f64;
+    let bar = (slot * 0.7).min(48.0);
+    let y = |share: f64| PAD_Y + (1.0 - share) * plot_h;
+    html! {
+        svg.chart viewBox=(format!("0 0 {WIDTH} {}", HEIGHT + AXIS)) role="img" aria-label=(title)
+            xmlns="http://www.w3.org/2000/svg" {
+            title { (title) }
+            @for tick in [0.0, 0.25, 0.5, 0.75, 1.0] {
+                text.tick x=(fmt(PAD_LEFT - 4.0)) y=(fmt(y(tick) + 4.0)) text-anchor="end" {
+                    (format!("{:.0}", tick * 100.0))
+                }
+            }
+            @for (i, column) in columns.iter().enumerate() {
+                @let left = PAD_LEFT + i as f64 * slot + (slot - bar) / 2.0;
+                @for (name, class, count, below, share) in stacked(parts, &column.counts) {
+                    rect class=(class) x=(fmt(left)) y=(fmt(y(below + share)))
+                        width=(fmt(bar)) height=(fmt(share * plot_h)) {
+                        title { (column.label) ", " (name) ": " (count) }
+                    }
+                }
+                text.tick x=(fmt(left + bar / 2.0)) y=(fmt(HEIGHT + AXIS - 4.0)) text-anchor="middle" {
+                    (column.label)
+                }
+            }
+        }
+    }
+}
+
+/// Each part of a column with its count, the share below it and its own share.
+fn stacked<'p>(
+    parts: &'p [(&'p str, &'p str)],
+    counts: &[u64],
+) -> Vec<(&'p str, &'p str, u64, f64, f64)> {
+    let total = counts.iter().sum::<u64>().max(1) as f64;
+    let mut below = 0.0;
+    parts
+        .iter()
+        .zip(counts)
+        .map(|((name, class), count)| {
+            let share = *count as f64 / total;
+            let part = (*name, *class, *count, below, share);
+            below += share;
+            part
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -427,6 +486,39 @@ mod tests {
             "a lone known period is a dot: {svg}"
         );
         assert!(svg.contains(">2026-01</text>") && svg.contains(">2026-04</text>"));
+    }
+
+    #[test]
+    fn each_column_of_shares_fills_the_plot_in_its_parts_proportions() {
+        let columns = [
+            Column {
+                label: "01-05".into(),
+                counts: vec![1, 1, 2],
+            },
+            Column {
+                label: "01-12".into(),
+                counts: vec![0, 0, 0],
+            },
+        ];
+        let parts = [
+            ("red", "share-red"),
+            ("yellow", "share-yellow"),
+            ("green", "share-green"),
+        ];
+        let svg = shares("Band shares", &parts, &columns).into_string();
+        // Plot 196 high from y 12: red a quarter at the bottom (159 to 208), green half on top.
+        assert!(svg.contains("class=\"share-red\" x=\""), "{svg}");
+        assert!(
+            svg.contains("y=\"159.0\" width=\"48.0\" height=\"49.0\""),
+            "{svg}"
+        );
+        assert!(
+            svg.contains("y=\"12.0\" width=\"48.0\" height=\"98.0\""),
+            "{svg}"
+        );
+        assert!(svg.contains("<title>01-05, green: 2</title>"), "{svg}");
+        // An empty week draws no height rather than dividing by zero.
+        assert!(!svg.contains("NaN"), "{svg}");
     }
 
     #[test]

@@ -210,3 +210,55 @@ pub mod population {
 
     impl ActiveModelBehavior for ActiveModel {}
 }
+
+/// How many of a tenant's customers were in each band, as the day's last whole-tenant
+/// re-score counted them.
+pub mod band_count {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+    #[sea_orm(table_name = "scoring_band_counts")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub tenant_id: String,
+        /// Days since the Unix epoch (UTC).
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub day: i64,
+        pub red: i64,
+        pub yellow: i64,
+        pub green: i64,
+        /// Customers without a score (no measure had data).
+        pub unscored: i64,
+        pub counted_at: i64,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// The customers whose score fell most over `days` (7 or 30), as the last whole-tenant
+/// re-score found them.
+pub mod faller {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+    #[sea_orm(table_name = "scoring_fallers")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub tenant_id: String,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub days: i32,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub customer_id: String,
+        /// Points over the window (negative: a fall).
+        pub change: f64,
+        pub counted_at: i64,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}

@@ -310,6 +310,60 @@ impl pb::scoring_service_server::ScoringService for ScoringApi {
         Ok(Response::new(view::comparison(&old, &new)))
     }
 
+    async fn list_band_shares(
+        &self,
+        req: Request<pb::ListBandSharesRequest>,
+    ) -> Result<Response<pb::ListBandSharesResponse>, Status> {
+        let tenant = Principal::of(&req)?.require(&[Role::Read])?.to_owned();
+        let weeks = match req.get_ref().weeks {
+            0 => 12,
+            n if n <= 104 => n,
+            _ => return Err(invalid("weeks", "at most 104")),
+        };
+        let shares = self.0.band_shares(&tenant, weeks).await?;
+        Ok(Response::new(pb::ListBandSharesResponse {
+            weeks: shares
+                .into_iter()
+                .map(|(week, d)| pb::BandShare {
+                    week: Some(convert::timestamp(week * 86_400_000)),
+                    counted_at: Some(convert::timestamp(d.counted_at)),
+                    red: d.counts.red,
+                    yellow: d.counts.yellow,
+                    green: d.counts.green,
+                    unscored: d.counts.unscored,
+                })
+                .collect(),
+        }))
+    }
+
+    async fn list_fallers(
+        &self,
+        req: Request<pb::ListFallersRequest>,
+    ) -> Result<Response<pb::ListFallersResponse>, Status> {
+        let tenant = Principal::of(&req)?.require(&[Role::Read])?.to_owned();
+        let req = req.into_inner();
+        let days = match req.days {
+            7 => 7,
+            30 => 30,
+            _ => return Err(invalid("days", "7 or 30")),
+        };
+        let limit = match req.limit {
+            0 => 10,
+            n => n.min(crate::engine::FALLERS_KEPT as u32),
+        };
+        let (fallers, at) = self.0.fallers(&tenant, days, limit).await?;
+        Ok(Response::new(pb::ListFallersResponse {
+            fallers: fallers
+                .into_iter()
+                .map(|(health, change)| pb::Faller {
+                    health: Some(health),
+                    change,
+                })
+                .collect(),
+            counted_at: at.map(convert::timestamp),
+        }))
+    }
+
     async fn list_health_history(
         &self,
         req: Request<pb::ListHealthHistoryRequest>,

@@ -24,7 +24,8 @@ rapport_storage::migrator!(
         m20261127_000001_score_steps::Migration,
         m20261128_000001_snapshot_ids_unindexed::Migration,
         m20261129_000001_scores_apart::Migration,
-        m20261204_000001_replicas::Migration
+        m20261204_000001_replicas::Migration,
+        m20261207_000001_walk_summaries::Migration
     ]
 );
 
@@ -574,6 +575,60 @@ mod m20261204_000001_replicas {
             )
             .await?;
             rapport_storage::coordination::create_schedule_table(manager, "scoring_schedules").await
+        }
+    }
+}
+
+mod m20261207_000001_walk_summaries {
+    use super::*;
+
+    rapport_storage::migration_name!("m20261207_000001_walk_summaries");
+
+    /// What each whole-tenant re-score saw of everyone, kept small: how many customers were in
+    /// each band (the day's last count), and the customers whose score fell most over 7 and 30
+    /// days. The console's book reads them instead of every customer's history.
+    #[async_trait::async_trait]
+    impl MigrationTrait for Migration {
+        async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+            manager
+                .create_table(
+                    Table::create()
+                        .table(Alias::new("scoring_band_counts"))
+                        .if_not_exists()
+                        .col(tenant_col())
+                        .col(col("day").big_integer().not_null())
+                        .col(col("red").big_integer().not_null())
+                        .col(col("yellow").big_integer().not_null())
+                        .col(col("green").big_integer().not_null())
+                        .col(col("unscored").big_integer().not_null())
+                        .col(col("counted_at").big_integer().not_null())
+                        .primary_key(
+                            Index::create()
+                                .col(Alias::new("tenant_id"))
+                                .col(Alias::new("day")),
+                        )
+                        .to_owned(),
+                )
+                .await?;
+            manager
+                .create_table(
+                    Table::create()
+                        .table(Alias::new("scoring_fallers"))
+                        .if_not_exists()
+                        .col(tenant_col())
+                        .col(col("days").integer().not_null())
+                        .col(customer_col())
+                        .col(col("change").double().not_null())
+                        .col(col("counted_at").big_integer().not_null())
+                        .primary_key(
+                            Index::create()
+                                .col(Alias::new("tenant_id"))
+                                .col(Alias::new("days"))
+                                .col(Alias::new("customer_id")),
+                        )
+                        .to_owned(),
+                )
+                .await
         }
     }
 }

@@ -365,3 +365,101 @@ async fn a_snapshot_stored_as_json_reads_as_one_stored_as_a_body() {
         }
     );
 }
+
+#[tokio::test]
+async fn each_walk_counts_the_bands_by_week_and_notes_the_steepest_falls() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Clock::fixed(start());
+    let engine = engine(dir.path(), clock.clone()).await;
+    let t0 = start(); // a Saturday
+    seed(
+        &engine,
+        &[
+            (
+                "silent",
+                vec![
+                    order("silent", t0 - Duration::days(3), 120.0),
+                    order("silent", t0 - Duration::days(2), 80.0),
+                ],
+            ),
+            (
+                "regular",
+                (0..12)
+                    .map(|w| order("regular", t0 - Duration::days(7 * w), 30.0))
+                    .collect(),
+            ),
+        ],
+    )
+    .await;
+    let band = |s: &rapport_scoring::store::Snapshot| s.band;
+    run_once(&engine, Work::Rescore).await;
+    let first = engine
+        .store
+        .latest(TENANT, "silent")
+        .await
+        .unwrap()
+        .unwrap();
+    // Eight days on (the next week), silent has not bought again.
+    clock.set(t0 + Duration::days(8));
+    run_once(&engine, Work::Rescore).await;
+    let later = engine
+        .store
+        .latest(TENANT, "silent")
+        .await
+        .unwrap()
+        .unwrap();
+    let regular = engine
+        .store
+        .latest(TENANT, "regular")
+        .await
+        .unwrap()
+        .unwrap();
+
+    let weeks = engine.band_shares(TENANT, 12).await.unwrap();
+    let mondays: Vec<i64> = weeks.iter().map(|(w, _)| *w).collect();
+    let day = |t: DateTime<Utc>| t.timestamp().div_euclid(86_400);
+    assert_eq!(
+        mondays,
+        [day(t0 - Duration::days(5)), day(t0 + Duration::days(2))],
+        "the Mondays of the two walks' weeks"
+    );
+    for (_, d) in &weeks {
+        let c = d.counts;
+        assert_eq!(c.red + c.yellow + c.green + c.unscored, 2, "{c:?}");
+    }
+    let last = weeks[1].1.counts;
+    let mut expected = rapport_scoring::store::BandCounts::default();
+    expected.add(Some(band(&later)));
+    expected.add(Some(band(&regular)));
+    assert_eq!(last, expected);
+    assert_eq!(
+        weeks[1].1.counted_at,
+        (t0 + Duration::days(8)).timestamp_millis()
+    );
+
+    // Over 7 days silent fell from its first score (regular too: its last order ages);
+    // nobody has 30 days of history yet.
+    assert!(
+        later.score < first.score,
+        "{} < {}",
+        later.score,
+        first.score
+    );
+    let (week, at) = engine.fallers(TENANT, 7, 10).await.unwrap();
+    let fell: Vec<(&str, f64)> = week
+        .iter()
+        .map(|(h, c)| (h.customer_id.as_str(), *c))
+        .collect();
+    assert!(
+        fell.contains(&("silent", later.score - first.score)),
+        "{fell:?}"
+    );
+    assert!(fell.iter().all(|(_, c)| *c < 0.0));
+    assert!(
+        fell.windows(2)
+            .all(|w| (w[0].1, w[0].0) <= (w[1].1, w[1].0)),
+        "steepest first, ties by id: {fell:?}"
+    );
+    assert_eq!(at, Some((t0 + Duration::days(8)).timestamp_millis()));
+    assert!(engine.fallers(TENANT, 30, 10).await.unwrap().0.is_empty());
+}

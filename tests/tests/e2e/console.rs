@@ -28,6 +28,8 @@ fn the_console_shows_and_acts_on_what_the_services_hold() {
     // Tiers, stages and segments graded, for the segments page to draw.
     up.cli(&["segments", "define", "low-health", "score < 50.0"]);
     up.cli(&["segment"]);
+    // A re-score of everyone: the book's band counts of the week.
+    up.cli(&["rescore"]);
 
     let shots = repo_root().join("target/console-screenshots");
     browse(&up, &shots, "full");

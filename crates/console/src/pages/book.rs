@@ -29,7 +29,27 @@ pub struct Book {
     pub red_more: bool,
     /// Open alerts per severity, most severe first.
     pub open_by_severity: Vec<(alerting::Severity, u64)>,
+    /// The steepest falls over 7 and 30 days, each with the measure that moved most.
+    pub fallers: Vec<(u32, Vec<Fell>)>,
+    /// When the last whole-tenant re-score found them.
+    pub fallers_at: Option<prost_types::Timestamp>,
+    /// The band counts of the last weeks, oldest first.
+    pub weeks: Vec<scoring::BandShare>,
 }
+
+/// A customer whose score fell, and what pulled it down most over the window.
+#[derive(Debug, Clone, Default)]
+pub struct Fell {
+    pub health: scoring::HealthScore,
+    pub change: f64,
+    /// The measure whose contribution fell most, and by how many points.
+    pub moved_most: Option<(String, f64)>,
+}
+
+/// Falls listed per window.
+const FALLERS: u32 = 10;
+/// Weeks of band shares drawn.
+const WEEKS: u32 = 12;
 
 /// `GET /`.
 pub async fn show(State(console): State<Console>, headers: HeaderMap) -> Page {
@@ -46,10 +66,11 @@ pub async fn show(State(console): State<Console>, headers: HeaderMap) -> Page {
 async fn fetch(console: &Console, caller: &Caller) -> Result<Book, tonic::Status> {
     let mut scoring = console.backends.scoring();
     let mut alerting = console.backends.alerting();
+    let mut shares = console.backends.scoring();
     // One listing of the lowest scores serves both the at-risk list (its head, as `rapport
     // top-risk` lists it) and the value at risk (its red rows: red is the bottom band). Asking
     // for the red band instead walks every score when fewer than the limit are red.
-    let (lowest, open) = tokio::join!(
+    let (lowest, open, weeks, fallers) = tokio::join!(
         scoring.list_health(caller.request(scoring::ListHealthRequest {
             limit: RED_SCANNED,
             ..Default::default()
@@ -60,7 +81,10 @@ async fn fetch(console: &Console, caller: &Caller) -> Result<Book, tonic::Status
             with_counts: true,
             ..Default::default()
         })),
+        shares.list_band_shares(caller.request(scoring::ListBandSharesRequest { weeks: WEEKS })),
+        fallers(console, caller),
     );
+    let (fallers, fallers_at) = fallers?;
     let lowest = lowest?.into_inner().scores;
     let red: Vec<&scoring::HealthScore> = lowest
         .iter()
@@ -77,12 +101,79 @@ async fn fetch(console: &Console, caller: &Caller) -> Result<Book, tonic::Status
         red_customers: red.len(),
         red_more: red.len() as u32 >= RED_SCANNED,
         at_risk: lowest.into_iter().take(AT_RISK as usize).collect(),
+        fallers,
+        fallers_at,
+        weeks: weeks?.into_inner().weeks,
         open_by_severity: by_severity
             .into_iter()
             .rev()
             .filter_map(|(s, n)| Some((alerting::Severity::try_from(s).ok()?, n)))
             .collect(),
     })
+}
+
+/// The steepest falls over 7 and 30 days, each faller's biggest mover found by comparing its
+/// score now with the window's start (a customer without a score then gets none).
+async fn fallers(
+    console: &Console,
+    caller: &Caller,
+) -> Result<(Vec<(u32, Vec<Fell>)>, Option<prost_types::Timestamp>), tonic::Status> {
+    let now = console.clock.now();
+    let mut out = Vec::new();
+    let mut at = None;
+    for days in [7u32, 30] {
+        let listed = console
+            .backends
+            .scoring()
+            .list_fallers(caller.request(scoring::ListFallersRequest {
+                days,
+                limit: FALLERS,
+            }))
+            .await?
+            .into_inner();
+        at = at.or(listed.counted_at);
+        let from = now - chrono::Duration::days(i64::from(days));
+        let mut compares = tokio::task::JoinSet::new();
+        for (i, f) in listed.fallers.iter().enumerate() {
+            let id = f
+                .health
+                .as_ref()
+                .map(|h| h.customer_id.clone())
+                .unwrap_or_default();
+            let mut client = console.backends.scoring();
+            let req = caller.request(scoring::CompareHealthRequest {
+                customer_id: id,
+                from: Some(rapport_proto::convert::timestamp(from.timestamp_millis())),
+                to: None,
+            });
+            compares.spawn(async move { (i, client.compare_health(req).await) });
+        }
+        let mut moved = vec![None; listed.fallers.len()];
+        while let Some(Ok((i, answer))) = compares.join_next().await {
+            moved[i] = answer.ok().and_then(|c| moved_most(&c.into_inner()));
+        }
+        let fell = listed
+            .fallers
+            .into_iter()
+            .zip(moved)
+            .map(|(f, moved_most)| Fell {
+                health: f.health.unwrap_or_default(),
+                change: f.change,
+                moved_most,
+            })
+            .collect();
+        out.push((days, fell));
+    }
+    Ok((out, at))
+}
+
+/// The measure whose contribution fell most between two scores.
+pub fn moved_most(c: &scoring::HealthComparison) -> Option<(String, f64)> {
+    c.deltas
+        .iter()
+        .filter(|d| d.delta < 0.0)
+        .min_by(|a, b| a.delta.total_cmp(&b.delta))
+        .map(|d| (d.measure.clone(), d.delta))
 }
 
 /// The name of a severity, as people read it.
@@ -114,7 +205,7 @@ pub fn render(book: &Book) -> Markup {
                 span.label { "12-month value of red customers" }
                 span.value id="red-value" { (format!("{:.0}", book.red_value)) }
                 span.sub {
-                    (book.red_customers) " red customers, " (book.red_valued) " with a value"
+                    (book.red_customers) " red, " (book.red_valued) " of them with a value"
                     @if book.red_more { " (the lowest-scored " (book.red_customers) "; there are more)" }
                 }
             }
@@ -139,6 +230,74 @@ pub fn render(book: &Book) -> Markup {
         section {
             h2 { "Most at risk" }
             (at_risk_table(&book.at_risk))
+        }
+        section.split {
+            @for (days, fell) in &book.fallers {
+                div {
+                    h2 { "Fell most in " (days) " days" }
+                    (fallers_table(*days, fell))
+                }
+            }
+        }
+        @if let Some(at) = &book.fallers_at {
+            p.meta { "As the last re-score of everyone found them, " (super::when(Some(at))) "." }
+        }
+        section {
+            h2 { "Customers per band, week by week" }
+            (band_weeks(&book.weeks))
+        }
+    }
+}
+
+fn fallers_table(days: u32, fell: &[Fell]) -> Markup {
+    if fell.is_empty() {
+        return super::nothing("No falls yet: it takes a re-score with that much history.");
+    }
+    html! {
+        table id=(format!("fell-{days}")) {
+            thead { tr { th { "Customer" } th.num { "Score" } th.num { "Change" } th { "Moved most" } } }
+            tbody { @for f in fell { tr data-customer=(f.health.customer_id) {
+                td { (customer_link(&f.health.customer_id)) }
+                td.num { (format!("{:.1}", f.health.score)) " " (band_badge(f.health.band)) }
+                td.num { (change(Some(f.change))) }
+                td { @if let Some((m, d)) = &f.moved_most { (m) " (" (format!("{d:+.1}")) ")" } }
+            } } }
+        }
+    }
+}
+
+fn band_weeks(weeks: &[scoring::BandShare]) -> Markup {
+    if weeks.is_empty() {
+        return super::nothing("No counts yet: the first re-score of everyone makes one.");
+    }
+    let label = |w: &scoring::BandShare| {
+        w.week
+            .as_ref()
+            .and_then(|t| chrono::DateTime::from_timestamp(t.seconds, 0))
+            .map_or_else(String::new, |d| d.format("%m-%d").to_string())
+    };
+    let columns: Vec<charts::Column> = weeks
+        .iter()
+        .map(|w| charts::Column {
+            label: label(w),
+            counts: vec![w.red, w.yellow, w.green],
+        })
+        .collect();
+    let parts = [
+        ("red", "share-red"),
+        ("yellow", "share-yellow"),
+        ("green", "share-green"),
+    ];
+    html! {
+        (charts::shares("Share of customers per band, week by week", &parts, &columns))
+        details { summary { "Data" }
+            table id="band-weeks" {
+                thead { tr { th { "Week of" } th.num { "Red" } th.num { "Yellow" } th.num { "Green" } th.num { "No score" } } }
+                tbody { @for w in weeks { tr {
+                    td { (label(w)) } td.num.red { (w.red) } td.num.yellow { (w.yellow) }
+                    td.num.green { (w.green) } td.num { (w.unscored) }
+                } } }
+            }
         }
     }
 }
@@ -212,6 +371,7 @@ mod tests {
                 (alerting::Severity::Critical, 3),
                 (alerting::Severity::Warning, 1),
             ],
+            ..Default::default()
         };
         let page = render(&book).into_string();
         let c2 = page.find("data-customer=\"c-2\"").unwrap();
@@ -224,6 +384,70 @@ mod tests {
         assert!(page.contains("id=\"red-value\">240<"), "{page}");
         assert!(page.contains(">4</a>"), "open alerts add up: {page}");
         assert!(page.contains("<title>Open alerts by severity</title>"));
+    }
+
+    #[test]
+    fn the_book_shows_who_fell_most_and_the_band_shares_by_week() {
+        let comparison = scoring::HealthComparison {
+            deltas: vec![
+                scoring::MeasureDelta {
+                    measure: "nps".into(),
+                    delta: -4.0,
+                    ..Default::default()
+                },
+                scoring::MeasureDelta {
+                    measure: "recency_days".into(),
+                    delta: -9.5,
+                    ..Default::default()
+                },
+                scoring::MeasureDelta {
+                    measure: "orders_365d".into(),
+                    delta: 2.0,
+                    ..Default::default()
+                },
+            ],
+            ..Default::default()
+        };
+        assert_eq!(
+            moved_most(&comparison),
+            Some(("recency_days".to_owned(), -9.5))
+        );
+        let book = Book {
+            fallers: vec![
+                (
+                    7,
+                    vec![Fell {
+                        health: score("c-3", 20.0),
+                        change: -12.0,
+                        moved_most: moved_most(&comparison),
+                    }],
+                ),
+                (30, vec![]),
+            ],
+            weeks: vec![scoring::BandShare {
+                week: Some(rapport_proto::convert::timestamp(1_767_571_200_000)),
+                red: 1,
+                yellow: 0,
+                green: 2,
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let page = render(&book).into_string();
+        assert!(page.contains("id=\"fell-7\""), "{page}");
+        assert!(
+            page.contains("recency_days (-9.5)") && page.contains("-12.0"),
+            "{page}"
+        );
+        assert!(
+            page.contains("No falls yet"),
+            "the 30-day list is empty: {page}"
+        );
+        assert!(page.contains("<title>Share of customers per band, week by week</title>"));
+        assert!(
+            page.contains("<td>01-05</td><td class=\"num red\">1</td>"),
+            "{page}"
+        );
     }
 
     #[test]

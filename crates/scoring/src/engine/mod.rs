@@ -6,7 +6,7 @@ mod backtest;
 mod walk;
 
 pub use rapport_server::Clock;
-pub use walk::{FitOutcome, Progress};
+pub use walk::{FALL_WINDOWS, FALLERS_KEPT, FitOutcome, Progress, monday};
 
 use crate::evaluate::{
     CustomerState, Evaluation, TenantContext, alert_signals, evaluate, percentile_values, remember,
@@ -668,16 +668,30 @@ impl Engine {
     }
 }
 
+/// What a whole-tenant walk notes of each customer it evaluates.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(super) struct Seen {
+    /// The customer's band now (`None`: no score).
+    pub band: Option<rapport_domain::scorecard::Band>,
+    pub trend_7d: Option<f64>,
+    pub trend_30d: Option<f64>,
+}
+
 /// Evaluates a customer at `now`; a snapshot (and a notification) only when what it shows
 /// changed since the stored one. Also returns the scorecard's result (its raw values feed
-/// the percentile tables).
+/// the percentile tables) and what a walk notes of the customer.
 fn rescore(
     customer_id: String,
     mut state: CustomerState,
     ctx: &TenantContext,
     now: DateTime<Utc>,
-) -> (Rescored, HealthScore) {
+) -> (Rescored, HealthScore, Seen) {
     let e = evaluate(&state, ctx, now);
+    let seen = Seen {
+        band: e.measured().then_some(e.band),
+        trend_7d: e.trend_7d,
+        trend_30d: e.trend_30d,
+    };
     let signals = alert_signals(&state, &e, now);
     let digest = signals_digest(&signals);
     let score_changed = state.fingerprint != Some(e.fingerprint);
@@ -688,7 +702,7 @@ fn rescore(
             snapshot: None,
             notification: None,
         };
-        return (unchanged, e.computed);
+        return (unchanged, e.computed, seen);
     }
     let computed_at = now.timestamp_millis();
     let change = convert::score_change(&customer_id, e.band, computed_at, &signals);
@@ -701,7 +715,7 @@ fn rescore(
             snapshot: None,
             notification: Some(change),
         };
-        return (rescored, e.computed);
+        return (rescored, e.computed, seen);
     }
     let snapshot = snapshot_of(&customer_id, &state, &e, &ctx.version, computed_at);
     state.fingerprint = Some(e.fingerprint);
@@ -715,7 +729,7 @@ fn rescore(
         snapshot: Some(NewSnapshot::of(snapshot)),
         notification: Some(change),
     };
-    (rescored, e.computed)
+    (rescored, e.computed, seen)
 }
 
 /// The storage and cache a whole-tenant walk writes to, owned so writes can run as tasks.

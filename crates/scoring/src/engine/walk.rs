@@ -172,6 +172,7 @@ impl Engine {
             });
         }
         let mut values = Values::new(&ctx);
+        let mut summary = Summary::default();
         // Three stages overlap: the next page is read while this one is evaluated (on a
         // blocking thread) and the previous ones are written.
         let (reader, mut pages_rx) = self.read_ahead(tenant, 1);
@@ -181,20 +182,22 @@ impl Engine {
             let page = page?;
             p.done += page.len() as u64;
             let evaluating = ctx.clone();
-            let (changed, gathered) = tokio::task::spawn_blocking(move || {
+            let (changed, gathered, noted) = tokio::task::spawn_blocking(move || {
                 let mut changed = Vec::with_capacity(page.len());
                 for row in page {
-                    let (r, scored) = rescore(row.customer_id, row.state, &evaluating, now);
+                    let (r, scored, seen) = rescore(row.customer_id, row.state, &evaluating, now);
                     values.add_scored(&scored);
+                    summary.add(&r.customer_id, &seen);
                     if r.notification.is_some() {
                         changed.push(r);
                     }
                 }
-                (changed, values)
+                (changed, values, summary)
             })
             .await
             .map_err(|e| ScoringError::Internal(format!("evaluation task: {e}")))?;
             values = gathered;
+            summary = noted;
             p.changed += changed.len() as u64;
             if writing.len() >= WRITERS
                 && let Some(oldest) = writing.pop_front()
@@ -224,6 +227,16 @@ impl Engine {
         if percentiles {
             values.save(self, tenant, p.done, now).await?;
         }
+        let (bands, falls) = summary.finish();
+        self.store
+            .save_walk_summary(
+                tenant,
+                now.timestamp().div_euclid(86_400),
+                bands,
+                &falls,
+                now.timestamp_millis(),
+            )
+            .await?;
         self.forget_context(tenant).await;
         across_replicas.release().await.map_err(StoreError::from)?;
         tracing::info!(
@@ -234,6 +247,117 @@ impl Engine {
         );
         Ok(p)
     }
+}
+
+impl Engine {
+    /// The tenant's band counts of the last `weeks` weeks (this one included): the last
+    /// count of each week, oldest first, each with the Monday (days since the epoch) that
+    /// starts its week.
+    pub async fn band_shares(
+        &self,
+        tenant: &str,
+        weeks: u32,
+    ) -> Result<Vec<(i64, crate::store::DayCounts)>, ScoringError> {
+        let today = self.clock.now().timestamp().div_euclid(86_400);
+        let from = monday(today) - 7 * (i64::from(weeks.max(1)) - 1);
+        let mut out: Vec<(i64, crate::store::DayCounts)> = Vec::new();
+        for day in self.store.band_counts(tenant, from).await? {
+            let week = monday(day.day);
+            match out.last_mut() {
+                Some((w, last)) if *w == week => *last = day,
+                _ => out.push((week, day)),
+            }
+        }
+        Ok(out)
+    }
+
+    /// The last walk's steepest falls over `days`, with the customers' scores now, and when
+    /// the walk found them.
+    pub async fn fallers(
+        &self,
+        tenant: &str,
+        days: i32,
+        limit: u32,
+    ) -> Result<(Vec<(pb::HealthScore, f64)>, Option<i64>), ScoringError> {
+        let (falls, at) = self.store.fallers(tenant, days, u64::from(limit)).await?;
+        let ids: Vec<String> = falls.iter().map(|f| f.customer_id.clone()).collect();
+        let mut now: HashMap<String, pb::HealthScore> = self
+            .health(tenant, &ids)
+            .await?
+            .into_iter()
+            .map(|h| (h.customer_id.clone(), h))
+            .collect();
+        Ok((
+            falls
+                .into_iter()
+                .filter_map(|f| Some((now.remove(&f.customer_id)?, f.change)))
+                .collect(),
+            at,
+        ))
+    }
+}
+
+/// The Monday starting the week of `day` (days since the epoch, a Thursday).
+pub fn monday(day: i64) -> i64 {
+    day - (day + 3).rem_euclid(7)
+}
+
+/// The windows (days) over which a walk notes the steepest falls.
+pub const FALL_WINDOWS: [i32; 2] = [7, 30];
+/// Steepest falls kept per window.
+pub const FALLERS_KEPT: usize = 100;
+
+/// What a walk notes of everyone: how many are in each band, and the steepest falls.
+#[derive(Debug, Default)]
+pub(super) struct Summary {
+    bands: crate::store::BandCounts,
+    falls: [Vec<crate::store::Fall>; 2],
+}
+
+impl Summary {
+    fn add(&mut self, customer_id: &str, seen: &Seen) {
+        self.bands.add(seen.band);
+        for (falls, change) in self.falls.iter_mut().zip([seen.trend_7d, seen.trend_30d]) {
+            let Some(change) = change.filter(|c| *c < 0.0) else {
+                continue;
+            };
+            falls.push(crate::store::Fall {
+                customer_id: customer_id.to_owned(),
+                change,
+            });
+            // Keep memory bounded on a large tenant: cut back to the steepest now and then.
+            if falls.len() >= 4 * FALLERS_KEPT {
+                steepest(falls);
+            }
+        }
+    }
+
+    /// The band counts, and the steepest falls of each window, steepest first.
+    fn finish(
+        mut self,
+    ) -> (
+        crate::store::BandCounts,
+        Vec<(i32, Vec<crate::store::Fall>)>,
+    ) {
+        for falls in &mut self.falls {
+            steepest(falls);
+        }
+        let [week, month] = self.falls;
+        (
+            self.bands,
+            vec![(FALL_WINDOWS[0], week), (FALL_WINDOWS[1], month)],
+        )
+    }
+}
+
+/// Keeps the [`FALLERS_KEPT`] steepest falls, steepest first (ties by id).
+fn steepest(falls: &mut Vec<crate::store::Fall>) {
+    falls.sort_by(|a, b| {
+        a.change
+            .total_cmp(&b.change)
+            .then_with(|| a.customer_id.cmp(&b.customer_id))
+    });
+    falls.truncate(FALLERS_KEPT);
 }
 
 /// Raw values per percentile measure, gathered during a whole-tenant walk.
@@ -295,5 +419,44 @@ impl Values {
                 .await?;
         }
         Ok(tables.into_iter().map(|(k, t, _)| (k, t)).collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rapport_domain::scorecard::Band;
+
+    #[test]
+    fn a_walk_counts_everyone_and_keeps_only_the_steepest_falls() {
+        let mut s = Summary::default();
+        for i in 0..1_000 {
+            let seen = Seen {
+                band: (i % 2 == 0).then_some(Band::Red),
+                trend_7d: Some(-(i as f64)),
+                trend_30d: Some(i as f64),
+            };
+            s.add(&format!("c{i:04}"), &seen);
+        }
+        let (bands, falls) = s.finish();
+        assert_eq!((bands.red, bands.unscored, bands.green), (500, 500, 0));
+        assert_eq!(falls[0].0, 7);
+        let week = &falls[0].1;
+        assert_eq!(week.len(), FALLERS_KEPT);
+        assert_eq!(
+            (week[0].customer_id.as_str(), week[0].change),
+            ("c0999", -999.0)
+        );
+        assert_eq!(week[FALLERS_KEPT - 1].change, -900.0);
+        assert!(falls[1].1.is_empty(), "rises are not falls");
+    }
+
+    #[test]
+    fn weeks_start_on_monday() {
+        // 1970-01-01 was a Thursday; 1970-01-05 a Monday.
+        assert_eq!(monday(0), -3);
+        assert_eq!(monday(4), 4);
+        assert_eq!(monday(10), 4);
+        assert_eq!(monday(11), 11);
     }
 }

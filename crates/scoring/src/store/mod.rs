@@ -9,11 +9,13 @@ mod customers;
 mod history;
 mod rows;
 mod statements;
+mod summary;
 mod tenant;
 mod walks;
 
 pub use rows::*;
 use statements::*;
+pub use summary::{BandCounts, DayCounts, Fall};
 pub use walks::*;
 
 use crate::entity::{customer, model_fit, population, score, score_override, scorecard, snapshot};
