@@ -88,7 +88,11 @@ async fn main() -> anyhow::Result<()> {
     let db = rapport_storage::open::<rapport_scoring::migration::Migrator>(&url).await?;
     let store = Store::new(db);
     let started = Instant::now();
-    rapport_bench::synthetic::seed(&store, TENANT, Utc::now(), n).await?;
+    let now = Utc::now();
+    rapport_bench::synthetic::seed(&store, TENANT, now - chrono::Duration::days(8), n).await?;
+    // Scored eight days ago, then today: everyone has a week of history, so the book lists
+    // the steepest falls and compares each faller's scores.
+    let clock = Clock::fixed(now - chrono::Duration::days(8));
     let seeder = Engine::new(
         store,
         AnyCache::Memory(MemoryCache::new(10_000, Duration::from_secs(60))),
@@ -96,11 +100,13 @@ async fn main() -> anyhow::Result<()> {
         "bench".into(),
         Builtin::new(DEFAULT_TOML)?,
         RelayWaker::default(),
-        Clock::system(),
+        clock.clone(),
     );
     seeder.rescore_all(TENANT, |_| {}).await?;
+    clock.set(now);
+    seeder.rescore_all(TENANT, |_| {}).await?;
     eprintln!(
-        "seeded and scored {n} customers in {:.0} s",
+        "seeded and scored {n} customers twice in {:.0} s",
         started.elapsed().as_secs_f64()
     );
 
