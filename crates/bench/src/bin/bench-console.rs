@@ -220,6 +220,15 @@ async fn main() -> anyhow::Result<()> {
         .ok_or_else(|| anyhow::anyhow!("nobody scored"))?
         .customer_id;
 
+    let falls = console
+        .backends
+        .scoring()
+        .list_fallers(caller.request(pb::ListFallersRequest { days: 7, limit: 10 }))
+        .await?
+        .into_inner()
+        .fallers
+        .len();
+    eprintln!("the book lists {falls} of the steepest 7-day falls");
     let pages: Vec<(&str, String, &str)> = vec![
         ("book", "/".into(), "ListHealth of 1000"),
         ("customers", "/customers".into(), "ListHealth of 50"),
