@@ -88,25 +88,11 @@ async fn seed(engine: &Rig, customers: &[(&str, Vec<Event>)]) {
         .unwrap();
 }
 
-async fn history(engine: &Rig, customer: &str) -> Vec<f64> {
-    engine
-        .store
-        .history(TENANT, customer, 0, i64::MAX, 1_000)
-        .await
-        .unwrap()
-        .iter()
-        .map(|s| s.score)
-        .collect()
-}
-
-#[tokio::test]
-async fn a_silent_customer_falls_with_time_through_the_scheduled_rescore() {
-    let dir = tempfile::tempdir().unwrap();
-    let clock = Clock::fixed(start());
-    let engine = engine(dir.path(), clock.clone()).await;
-    let t0 = start();
+/// Two customers as of `t0`: "silent" bought twice in the last three days and then nothing,
+/// "regular" buys every week.
+async fn seed_silent_and_regular(engine: &Rig, t0: DateTime<Utc>) {
     seed(
-        &engine,
+        engine,
         &[
             (
                 "silent",
@@ -124,6 +110,26 @@ async fn a_silent_customer_falls_with_time_through_the_scheduled_rescore() {
         ],
     )
     .await;
+}
+
+async fn history(engine: &Rig, customer: &str) -> Vec<f64> {
+    engine
+        .store
+        .history(TENANT, customer, 0, i64::MAX, 1_000)
+        .await
+        .unwrap()
+        .iter()
+        .map(|s| s.score)
+        .collect()
+}
+
+#[tokio::test]
+async fn a_silent_customer_falls_with_time_through_the_scheduled_rescore() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Clock::fixed(start());
+    let engine = engine(dir.path(), clock.clone()).await;
+    let t0 = start();
+    seed_silent_and_regular(&engine, t0).await;
 
     run_once(&engine, Work::Rescore).await;
     let first = engine
@@ -372,25 +378,7 @@ async fn each_walk_counts_the_bands_by_week_and_notes_the_steepest_falls() {
     let clock = Clock::fixed(start());
     let engine = engine(dir.path(), clock.clone()).await;
     let t0 = start(); // a Saturday
-    seed(
-        &engine,
-        &[
-            (
-                "silent",
-                vec![
-                    order("silent", t0 - Duration::days(3), 120.0),
-                    order("silent", t0 - Duration::days(2), 80.0),
-                ],
-            ),
-            (
-                "regular",
-                (0..12)
-                    .map(|w| order("regular", t0 - Duration::days(7 * w), 30.0))
-                    .collect(),
-            ),
-        ],
-    )
-    .await;
+    seed_silent_and_regular(&engine, t0).await;
     let band = |s: &rapport_scoring::store::Snapshot| s.band;
     run_once(&engine, Work::Rescore).await;
     let first = engine
