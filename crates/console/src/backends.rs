@@ -83,11 +83,8 @@ pub struct Caller {
 impl Caller {
     /// `message` as a call made for this person: their key, and a deadline.
     pub fn request<T>(&self, message: T) -> tonic::Request<T> {
-        let mut req = tonic::Request::new(message);
+        let mut req = self.stream_request(message);
         req.set_timeout(CALL_DEADLINE);
-        if let Ok(value) = format!("Bearer {}", self.key).parse() {
-            req.metadata_mut().insert("authorization", value);
-        }
         req
     }
 

@@ -259,7 +259,7 @@ impl pb::scoring_service_server::ScoringService for ScoringApi {
         let stage = match req.stage.as_str() {
             "" => None,
             name => Some(
-                rapport_domain::lifecycle::Stage::from_name(name)
+                Stage::from_name(name)
                     .ok_or_else(|| invalid("stage", format!("unknown stage {name:?}")))?,
             ),
         };

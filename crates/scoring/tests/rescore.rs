@@ -112,6 +112,16 @@ async fn seed_silent_and_regular(engine: &Rig, t0: DateTime<Utc>) {
     .await;
 }
 
+/// The customer's latest snapshot (it must have one).
+async fn latest(engine: &Rig, customer: &str) -> rapport_scoring::store::Snapshot {
+    engine
+        .store
+        .latest(TENANT, customer)
+        .await
+        .unwrap()
+        .unwrap_or_else(|| panic!("{customer} has no snapshot"))
+}
+
 async fn history(engine: &Rig, customer: &str) -> Vec<f64> {
     engine
         .store
@@ -132,32 +142,17 @@ async fn a_silent_customer_falls_with_time_through_the_scheduled_rescore() {
     seed_silent_and_regular(&engine, t0).await;
 
     run_once(&engine, Work::Rescore).await;
-    let first = engine
-        .store
-        .latest(TENANT, "silent")
-        .await
-        .unwrap()
-        .unwrap();
+    let first = latest(&engine, "silent").await;
     // A second run at the same time changes nothing, so stores nothing.
     run_once(&engine, Work::Rescore).await;
     assert_eq!(history(&engine, "silent").await.len(), 1);
 
     clock.set(t0 + Duration::days(45));
     run_once(&engine, Work::Rescore).await;
-    let later = engine
-        .store
-        .latest(TENANT, "silent")
-        .await
-        .unwrap()
-        .unwrap();
+    let later = latest(&engine, "silent").await;
     clock.set(t0 + Duration::days(200));
     run_once(&engine, Work::Rescore).await;
-    let much_later = engine
-        .store
-        .latest(TENANT, "silent")
-        .await
-        .unwrap()
-        .unwrap();
+    let much_later = latest(&engine, "silent").await;
 
     assert!(
         first.score > later.score && later.score > much_later.score,
@@ -203,13 +198,7 @@ async fn an_override_holds_until_it_expires_then_the_computed_score_returns() {
     )
     .await;
     run_once(&engine, Work::Rescore).await;
-    let computed = engine
-        .store
-        .latest(TENANT, "c")
-        .await
-        .unwrap()
-        .unwrap()
-        .score;
+    let computed = latest(&engine, "c").await.score;
 
     let set = OverrideChange {
         customer_id: "c".into(),
@@ -226,16 +215,7 @@ async fn an_override_holds_until_it_expires_then_the_computed_score_returns() {
     // Before the expiry the sweep does nothing; after it, the computed score is back.
     clock.set(t0 + Duration::days(2));
     run_once(&engine, Work::Overrides).await;
-    assert_eq!(
-        engine
-            .store
-            .latest(TENANT, "c")
-            .await
-            .unwrap()
-            .unwrap()
-            .score,
-        15.0
-    );
+    assert_eq!(latest(&engine, "c").await.score, 15.0);
     clock.set(t0 + Duration::days(3) + Duration::minutes(1));
     run_once(&engine, Work::Overrides).await;
     let back = engine
@@ -381,27 +361,12 @@ async fn each_walk_counts_the_bands_by_week_and_notes_the_steepest_falls() {
     seed_silent_and_regular(&engine, t0).await;
     let band = |s: &rapport_scoring::store::Snapshot| s.band;
     run_once(&engine, Work::Rescore).await;
-    let first = engine
-        .store
-        .latest(TENANT, "silent")
-        .await
-        .unwrap()
-        .unwrap();
+    let first = latest(&engine, "silent").await;
     // Eight days on (the next week), silent has not bought again.
     clock.set(t0 + Duration::days(8));
     run_once(&engine, Work::Rescore).await;
-    let later = engine
-        .store
-        .latest(TENANT, "silent")
-        .await
-        .unwrap()
-        .unwrap();
-    let regular = engine
-        .store
-        .latest(TENANT, "regular")
-        .await
-        .unwrap()
-        .unwrap();
+    let later = latest(&engine, "silent").await;
+    let regular = latest(&engine, "regular").await;
 
     let weeks = engine.band_shares(TENANT, 12).await.unwrap();
     let mondays: Vec<i64> = weeks.iter().map(|(w, _)| *w).collect();

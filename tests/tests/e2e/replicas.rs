@@ -422,6 +422,30 @@ async fn a_cluster_of_replicas_loses_nothing_through_restarts_crashes_and_schedu
             .unwrap()
             .expect("whole-tenant work on two replicas at once");
     }
+    // Both walks recorded the day's band count (one row, the later walk's) and their falls
+    // under the walk's lock, without colliding.
+    let weeks = scoring[0]
+        .clone()
+        .list_band_shares(req(scoring::ListBandSharesRequest { weeks: 1 }))
+        .await
+        .expect("band shares")
+        .into_inner()
+        .weeks;
+    assert_eq!(weeks.len(), 1, "{weeks:?}");
+    let w = &weeks[0];
+    assert_eq!(
+        (w.red + w.yellow + w.green + w.unscored) as usize,
+        CUSTOMERS,
+        "{w:?}"
+    );
+    scoring[1]
+        .clone()
+        .list_fallers(req(scoring::ListFallersRequest {
+            days: 7,
+            limit: 100,
+        }))
+        .await
+        .expect("fallers");
 
     // The watcher's replica leaves: its stream ends, and it resumes on the other.
     let exited = tokio::task::block_in_place(|| cluster.proc("alerting-0").terminate());

@@ -112,59 +112,66 @@ async fn fetch(console: &Console, caller: &Caller) -> Result<Book, tonic::Status
     })
 }
 
-/// The steepest falls over 7 and 30 days, each faller's biggest mover found by comparing its
-/// score now with the window's start (a customer without a score then gets none).
+/// The steepest falls over 7 and 30 days (both windows at once), and when the last
+/// re-score of everyone found them.
 async fn fallers(
     console: &Console,
     caller: &Caller,
 ) -> Result<(Vec<(u32, Vec<Fell>)>, Option<prost_types::Timestamp>), tonic::Status> {
-    let now = console.clock.now();
-    let mut out = Vec::new();
-    let mut at = None;
-    for days in [7u32, 30] {
-        let listed = console
-            .backends
-            .scoring()
-            .list_fallers(caller.request(scoring::ListFallersRequest {
-                days,
-                limit: FALLERS,
-            }))
-            .await?
-            .into_inner();
-        at = at.or(listed.counted_at);
-        let from = now - chrono::Duration::days(i64::from(days));
-        let mut compares = tokio::task::JoinSet::new();
-        for (i, f) in listed.fallers.iter().enumerate() {
-            let id = f
-                .health
-                .as_ref()
-                .map(|h| h.customer_id.clone())
-                .unwrap_or_default();
-            let mut client = console.backends.scoring();
-            let req = caller.request(scoring::CompareHealthRequest {
-                customer_id: id,
-                from: Some(rapport_proto::convert::timestamp(from.timestamp_millis())),
-                to: None,
-            });
-            compares.spawn(async move { (i, client.compare_health(req).await) });
-        }
-        let mut moved = vec![None; listed.fallers.len()];
-        while let Some(Ok((i, answer))) = compares.join_next().await {
-            moved[i] = answer.ok().and_then(|c| moved_most(&c.into_inner()));
-        }
-        let fell = listed
-            .fallers
-            .into_iter()
-            .zip(moved)
-            .map(|(f, moved_most)| Fell {
-                health: f.health.unwrap_or_default(),
-                change: f.change,
-                moved_most,
-            })
-            .collect();
-        out.push((days, fell));
+    let ((week, at), (month, _)) = tokio::try_join!(
+        window_fallers(console, caller, 7),
+        window_fallers(console, caller, 30)
+    )?;
+    Ok((vec![(7, week), (30, month)], at))
+}
+
+/// The steepest falls over `days`, each faller's biggest mover found by comparing its score
+/// now with the window's start (a customer without a score then gets none).
+async fn window_fallers(
+    console: &Console,
+    caller: &Caller,
+    days: u32,
+) -> Result<(Vec<Fell>, Option<prost_types::Timestamp>), tonic::Status> {
+    let listed = console
+        .backends
+        .scoring()
+        .list_fallers(caller.request(scoring::ListFallersRequest {
+            days,
+            limit: FALLERS,
+        }))
+        .await?
+        .into_inner();
+    let from = console.clock.now() - chrono::Duration::days(i64::from(days));
+    let mut compares = tokio::task::JoinSet::new();
+    for (i, f) in listed.fallers.iter().enumerate() {
+        let id = f
+            .health
+            .as_ref()
+            .map(|h| h.customer_id.clone())
+            .unwrap_or_default();
+        let mut client = console.backends.scoring();
+        let req = caller.request(scoring::CompareHealthRequest {
+            customer_id: id,
+            from: Some(rapport_proto::convert::timestamp(from.timestamp_millis())),
+            to: None,
+        });
+        compares.spawn(async move { (i, client.compare_health(req).await) });
     }
-    Ok((out, at))
+    let mut moved = vec![None; listed.fallers.len()];
+    while let Some(Ok((i, answer))) = compares.join_next().await {
+        moved[i] = answer.ok().and_then(|c| moved_most(&c.into_inner()));
+    }
+    let fell = listed
+        .fallers
+        .into_iter()
+        .zip(moved)
+        .map(|(f, moved_most)| Fell {
+            health: f.health.unwrap_or_default(),
+            change: f.change,
+            moved_most,
+        })
+        .collect();
+    Ok((fell, listed.counted_at))
 }
 
 /// The measure whose contribution fell most between two scores.
