@@ -1,15 +1,19 @@
 """The console in a real headless Chromium, against a running `rapport up`.
 
 Signs in, visits every page, and checks what people would see: no failed request, no request
-off the machine, no console error; the at-risk list equals `rapport top-risk`; a customer's
-contributions equal ExplainHealth's; acknowledging an alert in the page shows in `rapport alerts
-show` with the person's name; a new alert appears on an open Alerts page without a reload.
+off the machine, no console error; the at-risk list equals `rapport top-risk`; the customers
+table's filters (band, stage, P(alive), RFM and custom segment) and its open-alert counts equal
+the CLI's; a customer's contributions and their data's freshness equal ExplainHealth's, its
+recent events ingestion's; acknowledging an alert and recording an intervention in the page
+show in `rapport alerts show` and on the customer's page with the person's name; a new alert
+appears on an open Alerts page without a reload.
 Screenshots of every page go to SHOTS_DIR. Exits non-zero on any failure.
 
 With MODE "look" it only looks (every page, the lists against the CLI and ExplainHealth), for a
 platform whose data it must not change, such as a full CDNOW import.
 
-usage: console_browser.py CONSOLE_URL SCORING_ADDR API_KEY RAPPORT_BIN WORK_DIR PROTO_DIR SHOTS_DIR [MODE]
+usage: console_browser.py CONSOLE_URL SCORING_ADDR INGESTION_ADDR API_KEY RAPPORT_BIN WORK_DIR PROTO_DIR
+       SHOTS_DIR [MODE]
 """
 
 import datetime
@@ -37,12 +41,15 @@ def cli(rapport: str, work: str, *args: str) -> str:
 
 
 def main() -> None:
-    console, scoring_addr, api_key, rapport, work, proto_dir, shots = sys.argv[1:8]
-    look_only = sys.argv[8:9] == ["look"]
+    console, scoring_addr, ingestion_addr, api_key, rapport, work, proto_dir, shots = sys.argv[1:9]
+    look_only = sys.argv[9:10] == ["look"]
     shots_dir = pathlib.Path(shots)
     shots_dir.mkdir(parents=True, exist_ok=True)
     generate(pathlib.Path(proto_dir), shots_dir / "stubs")
+    from rapport.ingestion.v1 import ingestion_pb2, ingestion_pb2_grpc
     from rapport.scoring.v1 import scoring_pb2, scoring_pb2_grpc
+
+    auth = [("authorization", f"Bearer {api_key}")]
 
     host = urllib.parse.urlparse(console).netloc
     problems: list[str] = []
@@ -109,6 +116,36 @@ def main() -> None:
         csv = page.request.get(console + "/customers.csv?band=red")
         assert csv.ok and csv.text().splitlines()[0].startswith("customer_id,score,band"), csv.text()[:200]
         assert len(csv.text().splitlines()) == len(rows) + 1, "the CSV has the table's rows"
+        # Each row's open alerts are the customer's alerts not resolved.
+        standing = page.eval_on_selector_all(
+            "#customers tbody tr", "rows => rows.map(r => [r.dataset.customer, r.querySelector('.standing').textContent])"
+        )
+        for customer_id, shown_count in standing[:5]:
+            alerts = json.loads(cli(rapport, work, "alerts", "--customer", customer_id, "--limit", "1000", "--json"))
+            expected = sum(1 for a in alerts if a["state"] != "resolved")
+            assert int(shown_count) == expected, (customer_id, shown_count, expected)
+
+        # P(alive): the rows below a threshold are `rapport top-risk --p-alive-below`'s. The
+        # example's three customers are too few to fit the models; the CDNOW book is not.
+        known = sorted({h["p_alive"] for h in top_json if h.get("p_alive") is not None})
+        assert len(known) >= 2 or not look_only, f"too few P(alive) values to filter by: {known}"
+        if len(known) >= 2:
+            threshold = round((known[0] + known[-1]) / 2, 4)
+            visit(f"/customers?p_alive={threshold}&limit=1000", "customers-p-alive")
+            rows = page.eval_on_selector_all("#customers tbody tr", "rows => rows.map(r => r.dataset.customer)")
+            below = json.loads(
+                cli(rapport, work, "top-risk", "--p-alive-below", str(threshold), "--limit", "1000", "--json")
+            )
+            assert rows == [h["customer_id"] for h in below], ("p_alive", threshold, rows[:10], below[:3])
+            assert rows and all(h["p_alive"] < threshold for h in below), threshold
+
+        # An RFM segment: its members, as `rapport segments members --rfm` lists them.
+        rfm = json.loads(cli(rapport, work, "tiers", "--json"))["rfm_segments"]
+        largest = max(rfm, key=lambda name: rfm[name])
+        visit(f"/customers?rfm={urllib.parse.quote(largest)}&limit=1000", "customers-rfm")
+        rows = page.eval_on_selector_all("#customers tbody tr", "rows => rows.map(r => r.dataset.customer)")
+        members = json.loads(cli(rapport, work, "segments", "members", "--rfm", largest, "--json"))["members"]
+        assert rows and sorted(rows) == sorted(members[:1000]), (largest, len(rows), len(members))
 
         # A customer's page: its contributions are ExplainHealth's.
         customer = top[0]
@@ -121,14 +158,36 @@ def main() -> None:
         }
         with grpc.insecure_channel(scoring_addr) as channel:
             explained = scoring_pb2_grpc.ScoringServiceStub(channel).ExplainHealth(
-                scoring_pb2.ExplainHealthRequest(customer_id=customer),
-                metadata=[("authorization", f"Bearer {api_key}")],
-                timeout=10,
+                scoring_pb2.ExplainHealthRequest(customer_id=customer), metadata=auth, timeout=10
             )
         expected = {m.measure: m.contribution for m in explained.measures}
         assert shown.keys() == expected.keys(), (shown, expected)
         for m, c in expected.items():
             assert abs(shown[m] - c) <= 1e-9 * max(1.0, abs(c)), (m, shown[m], c)
+        # Each measure's data is as fresh as ExplainHealth says, to the millisecond.
+        fresh = dict(
+            page.eval_on_selector_all(
+                "#contributions tbody tr", "rows => rows.map(r => [r.dataset.measure, r.dataset.fresh || null])"
+            )
+        )
+        expected_fresh = {
+            m.measure: str(m.data_at.seconds * 1000 + m.data_at.nanos // 1_000_000) if m.HasField("data_at") else None
+            for m in explained.measures
+        }
+        assert fresh == expected_fresh, (fresh, expected_fresh)
+        assert any(expected_fresh.values()), f"no measure of {customer} has a data time"
+        # Its recent events are the newest of what ingestion holds, newest first.
+        shown_events = page.eval_on_selector_all("#events tbody tr", "rows => rows.map(r => r.dataset.event)")
+        with grpc.insecure_channel(ingestion_addr) as channel:
+            stored = ingestion_pb2_grpc.IngestionServiceStub(channel).ListCustomerEvents(
+                ingestion_pb2.ListCustomerEventsRequest(
+                    customers=[ingestion_pb2.CustomerCursor(customer_id=customer)], limit_per_customer=10_000
+                ),
+                metadata=auth,
+                timeout=30,
+            )
+        newest = [s.event.event_id for s in reversed(stored.events)][:25]
+        assert shown_events == newest and newest, (shown_events, newest)
         assert page.locator("svg.chart title").first.text_content(), "the history chart has a title"
 
         # Tiers and segments, and the interventions' effects, load and draw.
@@ -169,6 +228,23 @@ def main() -> None:
         assert shown_alert["state"] == "acknowledged", shown_alert
         actors = [t["actor"] for t in shown_alert.get("transitions", [])]
         assert PERSON in actors, f"trail of {alert_id}: {actors}"
+
+        # An intervention recorded from the queue shows on the customer's page, by the person.
+        visit("/alerts?state=acknowledged", "alerts-acknowledged")
+        row = page.locator(f'#alerts tbody tr[data-alert="{alert_id}"]')
+        row.locator("summary").click()
+        form = row.locator("form[action$='/intervention']")
+        if form.locator("input[name=action]").count():
+            form.locator("input[name=action]").fill("check_in_call")
+        form.locator("input[name=cost]").fill("120")
+        form.locator("input[name=note]").fill("called the account")
+        form.locator("button[type=submit]").click()
+        page.wait_for_load_state("networkidle")
+        visit(f"/customers/{urllib.parse.quote(shown_alert['customer_id'])}", "customer-intervention")
+        recorded = page.locator(f'#interventions tbody tr[data-alert="{alert_id}"]')
+        assert recorded.count() == 1, page.inner_text("main")
+        assert PERSON in recorded.inner_text() and "called the account" in recorded.inner_text()
+        assert page.locator("svg.chart .marker.m-intervention").count() >= 1, "no intervention marker on the history"
 
         # A new alert appears on the open page without a reload.
         visit("/alerts", "alerts-live")

@@ -57,6 +57,25 @@ pub struct AlertingApi {
     pub draining: tokio_util::sync::CancellationToken,
 }
 
+/// Most customers one `CountStandingAlerts` counts for.
+const CUSTOMERS_COUNTED: usize = 1_000;
+
+/// Most interventions one `ListInterventions` answers.
+const INTERVENTIONS_LISTED: u32 = 100;
+
+/// A stored intervention as the API shows it.
+fn intervention(i: crate::store::Intervention) -> pb::Intervention {
+    pb::Intervention {
+        id: i.id.to_string(),
+        alert_id: i.alert_id.to_string(),
+        action: i.action,
+        actor: i.actor,
+        at: Some(convert::timestamp(i.at)),
+        cost: i.cost,
+        note: i.note,
+    }
+}
+
 fn parse_id(id: &str, field: &str) -> Result<i64, Status> {
     id.parse()
         .map_err(|_| Status::invalid_argument(format!("{field}: not an id: {id:?}")))
@@ -557,14 +576,53 @@ impl pb::alerting_service_server::AlertingService for AlertingApi {
             note: r.note,
         };
         let i = self.store.record_intervention(&tenant, row).await?;
-        Ok(Response::new(pb::Intervention {
-            id: i.id.to_string(),
-            alert_id: i.alert_id.to_string(),
-            action: i.action,
-            actor: i.actor,
-            at: Some(convert::timestamp(i.at)),
-            cost: i.cost,
-            note: i.note,
+        Ok(Response::new(intervention(i)))
+    }
+
+    async fn count_standing_alerts(
+        &self,
+        req: Request<pb::CountStandingAlertsRequest>,
+    ) -> Result<Response<pb::CountStandingAlertsResponse>, Status> {
+        let tenant = Principal::of(&req)?.require(&[Role::Read])?.to_owned();
+        let ids = req.into_inner().customer_ids;
+        if ids.len() > CUSTOMERS_COUNTED {
+            return Err(Status::invalid_argument(format!(
+                "customer_ids: at most {CUSTOMERS_COUNTED}, not {}",
+                ids.len()
+            )));
+        }
+        let standing = self
+            .store
+            .standing_counts(&tenant, &ids)
+            .await?
+            .into_iter()
+            .map(|(c, n)| (c, u32::try_from(n).unwrap_or(u32::MAX)))
+            .collect();
+        Ok(Response::new(pb::CountStandingAlertsResponse { standing }))
+    }
+
+    async fn list_interventions(
+        &self,
+        req: Request<pb::ListInterventionsRequest>,
+    ) -> Result<Response<pb::ListInterventionsResponse>, Status> {
+        let tenant = Principal::of(&req)?.require(&[Role::Read])?.to_owned();
+        let r = req.into_inner();
+        if r.customer_id.trim().is_empty() {
+            return Err(Status::invalid_argument("customer_id: is required"));
+        }
+        let limit = match r.limit {
+            0 => INTERVENTIONS_LISTED,
+            n => n.min(INTERVENTIONS_LISTED),
+        };
+        let interventions = self
+            .store
+            .customer_interventions(&tenant, &r.customer_id, u64::from(limit))
+            .await?
+            .into_iter()
+            .map(intervention)
+            .collect();
+        Ok(Response::new(pb::ListInterventionsResponse {
+            interventions,
         }))
     }
 

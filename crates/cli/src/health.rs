@@ -170,27 +170,36 @@ pub async fn show(
     Ok(())
 }
 
-/// `rapport top-risk`: the lowest scores, optionally of one tier, band or stage.
+/// Which of the lowest scores `rapport top-risk` lists.
+pub struct RiskFilter<'a> {
+    pub limit: u32,
+    pub tier: Option<&'a str>,
+    pub band: Option<&'a str>,
+    pub stage: Option<&'a str>,
+    pub p_alive_below: Option<f64>,
+}
+
+/// `rapport top-risk`: the lowest scores, optionally of one tier, band, stage or below a
+/// P(alive).
 pub async fn top_risk(
     target: &Target,
     mut client: Client,
-    limit: u32,
-    tier: Option<&str>,
-    band: Option<&str>,
-    stage: Option<&str>,
+    filter: &RiskFilter<'_>,
     json: bool,
 ) -> anyhow::Result<()> {
     // clap admits only known names, so an unknown one cannot reach here.
-    let tier = convert::tier(tier.and_then(rapport_domain::tier::Tier::from_name));
-    let band = band
+    let tier = convert::tier(filter.tier.and_then(rapport_domain::tier::Tier::from_name));
+    let band = filter
+        .band
         .and_then(Band::from_name)
         .map_or(HealthBand::Unspecified, convert::band);
     let scores = client
         .list_health(target.request(scoring::ListHealthRequest {
-            limit,
+            limit: filter.limit,
             tier: tier.into(),
             band: band.into(),
-            stage: stage.unwrap_or_default().to_owned(),
+            stage: filter.stage.unwrap_or_default().to_owned(),
+            p_alive_below: filter.p_alive_below,
         })?)
         .await?
         .into_inner()

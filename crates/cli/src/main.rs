@@ -140,6 +140,9 @@ enum ClientCommand {
         /// Only this lifecycle stage.
         #[arg(long, value_parser = ["prospect", "new", "active", "at_risk", "dormant", "churned", "reactivated"])]
         stage: Option<String>,
+        /// Only customers whose P(alive) is below this (0-1).
+        #[arg(long, value_name = "P")]
+        p_alive_below: Option<f64>,
     },
     /// Print the tenant's scorecard (TOML), or replace it with a file's.
     Scorecard {
@@ -433,20 +436,19 @@ async fn main() -> anyhow::Result<()> {
             tier,
             band,
             stage,
+            p_alive_below,
         } => {
             let addr = target.addr(&target.cli.scoring, |l| &l.scoring, "scoring")?;
             let client =
                 scoring::scoring_service_client::ScoringServiceClient::new(target.channel(&addr)?);
-            health::top_risk(
-                &target,
-                client,
-                *limit,
-                tier.as_deref(),
-                band.as_deref(),
-                stage.as_deref(),
-                json,
-            )
-            .await?;
+            let filter = health::RiskFilter {
+                limit: *limit,
+                tier: tier.as_deref(),
+                band: band.as_deref(),
+                stage: stage.as_deref(),
+                p_alive_below: *p_alive_below,
+            };
+            health::top_risk(&target, client, &filter, json).await?;
         }
         ClientCommand::Scorecard { set } => {
             let addr = target.addr(&target.cli.scoring, |l| &l.scoring, "scoring")?;

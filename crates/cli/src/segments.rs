@@ -19,8 +19,14 @@ pub enum SegmentsCommand {
         /// A CEL expression, e.g. 'tier in ["vip", "gold"] && score < 50.0'.
         expression: String,
     },
-    /// The customers of a segment, one per line.
-    Members { name: String },
+    /// The customers of a custom segment, or with --rfm of an RFM segment, one per line.
+    Members {
+        #[arg(required_unless_present = "rfm")]
+        name: Option<String>,
+        /// An RFM segment's name (e.g. "Champions") instead of a custom segment.
+        #[arg(long, conflicts_with = "name")]
+        rfm: Option<String>,
+    },
 }
 
 /// `rapport segment`: runs segmentation, showing its progress; returns the run's summary.
@@ -76,15 +82,16 @@ pub async fn run(
                 outln!("defined {}; `rapport segment` evaluates it", s.name);
             }
         }
-        SegmentsCommand::Members { name } => {
+        SegmentsCommand::Members { name, rfm } => {
             let mut after = String::new();
             let mut all = Vec::new();
             loop {
                 let page = client
                     .list_segment_members(target.request(pb::ListSegmentMembersRequest {
-                        name: name.clone(),
+                        name: name.clone().unwrap_or_default(),
+                        rfm_segment: rfm.clone().unwrap_or_default(),
                         after_customer_id: after,
-                        page_size: 0,
+                        ..Default::default()
                     })?)
                     .await?
                     .into_inner();
@@ -95,6 +102,7 @@ pub async fn run(
                 after = page.next_after_customer_id;
             }
             if json {
+                let name = name.as_ref().or(rfm.as_ref());
                 outln!("{}", json!({"name": name, "members": all}));
             } else {
                 all.iter().for_each(|id| outln!("{id}"));

@@ -137,11 +137,12 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
         rapport_segmentation::run(configs.segmentation, segmentation_l, stop.clone());
     let alerting_run = rapport_alerting::run(configs.alerting, alerting_l, stop.clone());
     // People sign in with their API key.
-    let console_config = rapport_console::Config::calling(
-        &scoring.to_string(),
-        &segmentation.to_string(),
-        &alerting.to_string(),
-    )?;
+    let console_config = rapport_console::Config::calling(&rapport_console::Addresses {
+        ingestion: ingestion.to_string(),
+        scoring: scoring.to_string(),
+        segmentation: segmentation.to_string(),
+        alerting: alerting.to_string(),
+    })?;
     let console_run = rapport_console::run(console_config, console_l, stop.clone());
 
     let local = LocalPlatform {

@@ -3,6 +3,7 @@
 
 use rapport_proto::alerting::v1::alerting_service_client::AlertingServiceClient;
 use rapport_proto::common::v1::caller_service_client::CallerServiceClient;
+use rapport_proto::ingestion::v1::ingestion_service_client::IngestionServiceClient;
 use rapport_proto::scoring::v1::scoring_service_client::ScoringServiceClient;
 use rapport_proto::segmentation::v1::segmentation_service_client::SegmentationServiceClient;
 use rapport_server::PeerChannel;
@@ -12,12 +13,22 @@ use std::time::Duration;
 /// rather than hanging the person's browser.
 const CALL_DEADLINE: Duration = Duration::from_secs(10);
 
-/// Channels to the three services whose APIs the console draws on.
+/// Channels to the four services whose APIs the console draws on.
 #[derive(Clone)]
 pub struct Backends {
+    ingestion: PeerChannel,
     scoring: PeerChannel,
     segmentation: PeerChannel,
     alerting: PeerChannel,
+}
+
+/// Where the four services are (`host:port`, a URL, or several).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Addresses {
+    pub ingestion: String,
+    pub scoring: String,
+    pub segmentation: String,
+    pub alerting: String,
 }
 
 /// Why a backend could not be reached as configured.
@@ -32,9 +43,7 @@ impl Backends {
     /// Lazily connected channels to the services at these addresses (`host:port`, a URL, or
     /// several, as for the services' own peer flags), over TLS when `tls` is given.
     pub fn new(
-        scoring: &str,
-        segmentation: &str,
-        alerting: &str,
+        addrs: &Addresses,
         tls: Option<rapport_server::tls::ClientTls>,
     ) -> Result<Backends, BackendError> {
         let channel = |service, spec: &str| {
@@ -42,10 +51,16 @@ impl Backends {
                 .map_err(|source| BackendError { service, source })
         };
         Ok(Backends {
-            scoring: channel("scoring", scoring)?,
-            segmentation: channel("segmentation", segmentation)?,
-            alerting: channel("alerting", alerting)?,
+            ingestion: channel("ingestion", &addrs.ingestion)?,
+            scoring: channel("scoring", &addrs.scoring)?,
+            segmentation: channel("segmentation", &addrs.segmentation)?,
+            alerting: channel("alerting", &addrs.alerting)?,
         })
+    }
+
+    /// A client of the ingestion service (a customer's recent events).
+    pub fn ingestion(&self) -> IngestionServiceClient<PeerChannel> {
+        IngestionServiceClient::new(self.ingestion.clone())
     }
 
     /// A client of the scoring service.

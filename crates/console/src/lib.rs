@@ -11,6 +11,7 @@ use axum::Router;
 use axum::http::HeaderMap;
 use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use axum::routing::{get, post};
+pub use backends::Addresses;
 use backends::{Backends, Caller};
 use pages::PageError;
 use session::Identity;
@@ -29,6 +30,9 @@ pub struct Config {
     /// Address to serve the pages on (HTTP; put TLS in the proxy in front).
     #[arg(long, env = "RAPPORT_CONSOLE_LISTEN", default_value = "127.0.0.1:7400")]
     pub listen: SocketAddr,
+    /// Address of the ingestion service.
+    #[arg(long, env = "RAPPORT_INGESTION_ADDR", default_value = "127.0.0.1:7401")]
+    pub ingestion_addr: String,
     /// Address of the scoring service.
     #[arg(long, env = "RAPPORT_SCORING_ADDR", default_value = "127.0.0.1:7402")]
     pub scoring_addr: String,
@@ -60,20 +64,28 @@ pub struct Config {
 impl Config {
     /// The binary's defaults (its flags' declarations, not the environment) calling the
     /// services at these addresses: the console as `rapport up` and the benchmarks run it.
-    pub fn calling(
-        scoring: &str,
-        segmentation: &str,
-        alerting: &str,
-    ) -> Result<Config, clap::Error> {
+    pub fn calling(addrs: &Addresses) -> Result<Config, clap::Error> {
         rapport_server::config::defaults(&[
             "rapport-console",
+            "--ingestion-addr",
+            &addrs.ingestion,
             "--scoring-addr",
-            scoring,
+            &addrs.scoring,
             "--segmentation-addr",
-            segmentation,
+            &addrs.segmentation,
             "--alerting-addr",
-            alerting,
+            &addrs.alerting,
         ])
+    }
+
+    /// The services' addresses.
+    pub fn addresses(&self) -> Addresses {
+        Addresses {
+            ingestion: self.ingestion_addr.clone(),
+            scoring: self.scoring_addr.clone(),
+            segmentation: self.segmentation_addr.clone(),
+            alerting: self.alerting_addr.clone(),
+        }
     }
 }
 
@@ -112,12 +124,7 @@ impl Console {
             tls_ca: config.tls_ca.clone(),
             ..Default::default()
         };
-        let backends = Backends::new(
-            &config.scoring_addr,
-            &config.segmentation_addr,
-            &config.alerting_addr,
-            tls.client(),
-        )?;
+        let backends = Backends::new(&config.addresses(), tls.client())?;
         let identity = match (&config.api_key, config.trust_proxy_headers) {
             (Some(key), true) => Identity::Proxy { key: key.clone() },
             _ => Identity::SignIn,
@@ -222,15 +229,14 @@ mod tests {
 
     #[test]
     fn the_console_of_rapport_up_calls_the_given_services_and_signs_people_in() {
-        let c = Config::calling("127.0.0.1:2", "127.0.0.1:3", "127.0.0.1:4").unwrap();
-        assert_eq!(
-            (
-                c.scoring_addr.as_str(),
-                c.segmentation_addr.as_str(),
-                c.alerting_addr.as_str()
-            ),
-            ("127.0.0.1:2", "127.0.0.1:3", "127.0.0.1:4")
-        );
+        let addrs = Addresses {
+            ingestion: "127.0.0.1:1".into(),
+            scoring: "127.0.0.1:2".into(),
+            segmentation: "127.0.0.1:3".into(),
+            alerting: "127.0.0.1:4".into(),
+        };
+        let c = Config::calling(&addrs).unwrap();
+        assert_eq!(c.addresses(), addrs);
         assert_eq!(c.listen, "127.0.0.1:7400".parse().unwrap());
         assert!(!c.trust_proxy_headers && c.api_key.is_none());
     }

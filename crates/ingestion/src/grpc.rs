@@ -404,6 +404,7 @@ impl pb::ingestion_service_server::IngestionService for IngestionApi {
                     &cursor.customer_id,
                     cursor.after_seq,
                     u64::from(limit),
+                    req.newest_first,
                 )
                 .await?
             {

@@ -210,19 +210,26 @@ impl Store {
         Ok(outcomes)
     }
 
-    /// A customer's stored events with a sequence number above `after_seq`, oldest first.
+    /// Up to `limit` of a customer's stored events with a sequence number above `after_seq`,
+    /// oldest first, or the newest of them first.
     pub async fn customer_events(
         &self,
         tenant: &str,
         customer_id: &str,
         after_seq: i64,
         limit: u64,
+        newest_first: bool,
     ) -> Result<Vec<StoredEvent>, StoreError> {
+        let order = if newest_first {
+            sea_orm::Order::Desc
+        } else {
+            sea_orm::Order::Asc
+        };
         let rows = event::Entity::find()
             .filter(event::Column::TenantId.eq(tenant))
             .filter(event::Column::CustomerId.eq(customer_id))
             .filter(event::Column::Seq.gt(after_seq))
-            .order_by_asc(event::Column::Seq)
+            .order_by(event::Column::Seq, order)
             .limit(limit)
             .all(&self.db)
             .await?;

@@ -63,6 +63,8 @@ pub mod score {
         pub updated_at: i64,
         /// The customer's revision the score was computed from.
         pub revision: i64,
+        /// The latest snapshot's P(alive), once the tenant's models are fitted.
+        pub p_alive: Option<f64>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

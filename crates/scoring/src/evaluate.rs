@@ -71,6 +71,8 @@ pub struct CustomerState {
     /// The stored latest score and band.
     pub score: Option<f64>,
     pub band: Option<Band>,
+    /// The stored latest snapshot's P(alive), once the tenant's models are fitted.
+    pub p_alive: Option<f64>,
     /// Closing score per day of the last [`RECENT_DAYS`] days with a stored snapshot, plus
     /// the latest one before them.
     pub recent: Vec<DayScore>,

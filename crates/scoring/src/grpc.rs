@@ -2,7 +2,7 @@
 
 use crate::engine::{Engine, ScoringError};
 use crate::evaluate::OverrideTarget;
-use crate::store::{FitRecord, OverrideChange, Snapshot, StoreError, TierChange};
+use crate::store::{FitRecord, ListFilter, OverrideChange, Snapshot, StoreError, TierChange};
 use crate::view;
 use chrono::{DateTime, Utc};
 use rapport_domain::lifecycle::Stage;
@@ -268,7 +268,19 @@ impl pb::scoring_service_server::ScoringService for ScoringApi {
         } else {
             req.limit.min(MAX_LIST)
         };
-        let scores = self.0.lowest(&tenant, tier, band, stage, limit).await?;
+        let p_alive_below = match req.p_alive_below {
+            Some(p) if !(0.0..=1.0).contains(&p) => {
+                return Err(invalid("p_alive_below", format!("must be 0 to 1, not {p}")));
+            }
+            p => p,
+        };
+        let filter = ListFilter {
+            tier,
+            band,
+            stage,
+            p_alive_below,
+        };
+        let scores = self.0.lowest(&tenant, &filter, limit).await?;
         Ok(Response::new(pb::ListHealthResponse { scores }))
     }
 
@@ -285,7 +297,16 @@ impl pb::scoring_service_server::ScoringService for ScoringApi {
             .snapshot_at(&tenant, &req.customer_id, at)
             .await?
             .ok_or_else(|| not_scored(&req.customer_id))?;
-        Ok(Response::new(view::explanation(&snapshot)))
+        let mut explanation = view::explanation(&snapshot);
+        if at.is_none() {
+            let fresh = self.0.freshness(&tenant, &req.customer_id).await?;
+            for m in &mut explanation.measures {
+                m.data_at = rapport_domain::metrics::Indicator::of_measure(&m.measure)
+                    .and_then(|i| fresh.get(&i))
+                    .map(|t| convert::timestamp(t.timestamp_millis()));
+            }
+        }
+        Ok(Response::new(explanation))
     }
 
     async fn compare_health(

@@ -25,7 +25,8 @@ rapport_storage::migrator!(
         m20261128_000001_snapshot_ids_unindexed::Migration,
         m20261129_000001_scores_apart::Migration,
         m20261204_000001_replicas::Migration,
-        m20261207_000001_walk_summaries::Migration
+        m20261207_000001_walk_summaries::Migration,
+        m20261208_000001_p_alive::Migration
     ]
 );
 
@@ -629,6 +630,27 @@ mod m20261207_000001_walk_summaries {
                         .to_owned(),
                 )
                 .await
+        }
+    }
+}
+
+mod m20261208_000001_p_alive {
+    use super::*;
+
+    rapport_storage::migration_name!("m20261208_000001_p_alive");
+
+    /// The latest snapshot's P(alive) beside its score, to list customers by it. Empty on
+    /// existing rows until their next snapshot, which the next re-score makes for every
+    /// customer the models cover (`crate::engine`).
+    #[async_trait::async_trait]
+    impl MigrationTrait for Migration {
+        async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+            add_columns(
+                manager,
+                "scoring_scores",
+                vec![col("p_alive").double().null().to_owned()],
+            )
+            .await
         }
     }
 }

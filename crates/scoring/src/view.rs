@@ -34,6 +34,7 @@ pub fn health(s: &Snapshot) -> pb::HealthScore {
                     .as_deref()
                     .and_then(rapport_domain::scorecard::Band::from_name)
                     .map_or(0, |b| convert::band(b).into()),
+                data_at: None,
             })
             .collect(),
         groups: d

@@ -12,7 +12,7 @@ use rapport_domain::tier::Tier;
 use rapport_scoring::evaluate::{CustomerState, DayScore};
 use rapport_scoring::migration::{Migrator, score_step_sql};
 use rapport_scoring::store::{
-    Columns, NewSnapshot, Rescored, Snapshot, Store, TierChange, score_step,
+    Columns, ListFilter, NewSnapshot, Rescored, Snapshot, Store, TierChange, score_step,
 };
 use sea_orm::{ConnectionTrait, DatabaseConnection, Statement};
 
@@ -224,11 +224,14 @@ async fn the_lowest_scores_come_first_in_score_then_id_order(store: Store) {
     store.save("r", &rows, Columns::All, None).await.unwrap();
     let expected = by_score(&rows);
     assert_eq!(
-        store.lowest("r", None, None, None, 100).await.unwrap(),
+        store
+            .lowest("r", &ListFilter::default(), 100)
+            .await
+            .unwrap(),
         expected
     );
     assert_eq!(
-        store.lowest("r", None, None, None, 4).await.unwrap(),
+        store.lowest("r", &ListFilter::default(), 4).await.unwrap(),
         expected[..4],
         "a limit keeps the lowest"
     );
@@ -241,7 +244,10 @@ async fn the_lowest_scores_come_first_in_score_then_id_order(store: Store) {
     let rows = at_stored_revisions(&store, "r", scored(&moved)).await;
     store.save("r", &rows, Columns::Score, None).await.unwrap();
     assert_eq!(
-        store.lowest("r", None, None, None, 100).await.unwrap(),
+        store
+            .lowest("r", &ListFilter::default(), 100)
+            .await
+            .unwrap(),
         by_score(&rows),
         "after a re-score"
     );
@@ -260,7 +266,14 @@ async fn the_lowest_scores_come_first_in_score_then_id_order(store: Store) {
     store.apply_tiers("r", &tiers, 1).await.unwrap();
     assert_eq!(
         store
-            .lowest("r", Some(Tier::Gold), None, None, 100)
+            .lowest(
+                "r",
+                &ListFilter {
+                    tier: Some(Tier::Gold),
+                    ..Default::default()
+                },
+                100
+            )
             .await
             .unwrap(),
         gold
@@ -280,7 +293,15 @@ async fn the_lowest_scores_come_first_in_score_then_id_order(store: Store) {
     for tier in [None, Some(Tier::Gold)] {
         assert_eq!(
             store
-                .lowest("r", tier, None, Some(Stage::AtRisk), 100)
+                .lowest(
+                    "r",
+                    &ListFilter {
+                        tier,
+                        stage: Some(Stage::AtRisk),
+                        ..Default::default()
+                    },
+                    100
+                )
                 .await
                 .unwrap(),
             at_risk
@@ -288,7 +309,14 @@ async fn the_lowest_scores_come_first_in_score_then_id_order(store: Store) {
     }
     assert!(
         store
-            .lowest("r", None, None, Some(Stage::Churned), 100)
+            .lowest(
+                "r",
+                &ListFilter {
+                    stage: Some(Stage::Churned),
+                    ..Default::default()
+                },
+                100
+            )
             .await
             .unwrap()
             .is_empty()
@@ -307,11 +335,40 @@ async fn the_lowest_scores_come_first_in_score_then_id_order(store: Store) {
         .collect();
     assert_eq!(
         store
-            .lowest("r", None, Some(Band::Red), None, 100)
+            .lowest(
+                "r",
+                &ListFilter {
+                    band: Some(Band::Red),
+                    ..Default::default()
+                },
+                100
+            )
             .await
             .unwrap(),
         red_ids
     );
+
+    // P(alive) (the scores' rows) keeps those below it; customers without one are left out.
+    let mut alive = at_stored_revisions(&store, "r", red.clone()).await;
+    let n = alive.len() as f64;
+    for (i, r) in alive.iter_mut().enumerate() {
+        r.state.p_alive = (i % 3 != 2).then_some(i as f64 / n);
+    }
+    store.save("r", &alive, Columns::Score, None).await.unwrap();
+    let below: Vec<String> = by_score(&rows)
+        .into_iter()
+        .filter(|id| {
+            alive
+                .iter()
+                .any(|r| &r.customer_id == id && r.state.p_alive.is_some_and(|p| p < 0.5))
+        })
+        .collect();
+    assert!(!below.is_empty() && below.len() < alive.len());
+    let filter = ListFilter {
+        p_alive_below: Some(0.5),
+        ..Default::default()
+    };
+    assert_eq!(store.lowest("r", &filter, 100).await.unwrap(), below);
 }
 
 /// Rows of `customers`, each with a snapshot of `score` computed at `at`.
@@ -470,7 +527,7 @@ async fn scores_move_out_of_the_customers_rows(url: &str) {
         (None, None, 0, 3)
     );
     assert_eq!(
-        store.lowest("m", None, None, None, 10).await.unwrap(),
+        store.lowest("m", &ListFilter::default(), 10).await.unwrap(),
         ["a"]
     );
 

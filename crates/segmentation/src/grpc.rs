@@ -4,6 +4,7 @@ use crate::TierMeasure;
 use crate::run::{Progress, largest_first, tier_counts};
 use crate::store::{GradeColumn, Store, StoreError};
 use rapport_domain::lifecycle::StageRules;
+use rapport_domain::rfm::RfmSegment;
 use rapport_domain::segment::{Segment, SegmentError};
 use rapport_domain::tier::{Tier, TierCutoffs};
 use rapport_proto::convert;
@@ -135,11 +136,40 @@ impl pb::segmentation_service_server::SegmentationService for SegmentationApi {
             0 => MEMBERS_PAGE,
             n => n.min(MEMBERS_PAGE),
         };
-        let (total, customer_ids) = self
-            .store
-            .members(&tenant, &r.name, &r.after_customer_id, u64::from(limit))
-            .await?
-            .ok_or_else(|| Status::not_found(format!("name: no custom segment {:?}", r.name)))?;
+        let (total, customer_ids) = match (r.name.is_empty(), r.rfm_segment.is_empty()) {
+            (false, true) => self
+                .store
+                .members(&tenant, &r.name, &r.after_customer_id, u64::from(limit))
+                .await?
+                .ok_or_else(|| {
+                    Status::not_found(format!("name: no custom segment {:?}", r.name))
+                })?,
+            (true, false) => {
+                let segment = RfmSegment::ALL
+                    .into_iter()
+                    .find(|s| s.name().eq_ignore_ascii_case(r.rfm_segment.trim()))
+                    .ok_or_else(|| {
+                        Status::invalid_argument(format!(
+                            "rfm_segment: {:?} is none of {}",
+                            r.rfm_segment,
+                            RfmSegment::ALL.map(|s| s.name()).join(", ")
+                        ))
+                    })?;
+                self.store
+                    .rfm_members(
+                        &tenant,
+                        segment.name(),
+                        &r.after_customer_id,
+                        u64::from(limit),
+                    )
+                    .await?
+            }
+            _ => {
+                return Err(Status::invalid_argument(
+                    "name: set exactly one of name (a custom segment) and rfm_segment",
+                ));
+            }
+        };
         let next_after_customer_id = if customer_ids.len() as u32 == limit {
             customer_ids.last().cloned().unwrap_or_default()
         } else {

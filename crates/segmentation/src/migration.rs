@@ -18,7 +18,8 @@ rapport_storage::migrator!(
         m20261124_000003_custom_segments::Migration,
         m20261125_000001_clv::Migration,
         m20261126_000001_ids_compare_as_bytes::Migration,
-        m20261204_000001_schedules::Migration
+        m20261204_000001_schedules::Migration,
+        m20261208_000001_rfm_members::Migration
     ]
 );
 
@@ -250,6 +251,27 @@ mod m20261204_000001_schedules {
     impl MigrationTrait for Migration {
         async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
             rapport_storage::coordination::create_schedule_table(manager, "segmentation_schedules")
+                .await
+        }
+    }
+}
+
+mod m20261208_000001_rfm_members {
+    use super::*;
+
+    rapport_storage::migration_name!("m20261208_000001_rfm_members");
+
+    /// An RFM segment's members a page at a time, and their count, without reading the
+    /// tenant's other customers.
+    #[async_trait::async_trait]
+    impl MigrationTrait for Migration {
+        async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+            manager
+                .create_index(index(
+                    "segmentation_customers",
+                    "segmentation_customers_rfm",
+                    &["tenant_id", "rfm_segment", "customer_id"],
+                ))
                 .await
         }
     }

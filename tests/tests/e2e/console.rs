@@ -58,6 +58,7 @@ pub fn browse(up: &Embedded, shots: &std::path::Path, mode: &str) {
         .arg(repo_root().join("tests/python/console_browser.py"))
         .arg(format!("http://{}", up.console))
         .arg(&up.addrs.scoring)
+        .arg(&up.addrs.ingestion)
         .arg(rapport_server::auth::DEV_API_KEY)
         .arg(bin("rapport"))
         .arg(up.dir.path())

@@ -133,6 +133,7 @@ async fn sigkill_in_the_middle_of_a_stream_loses_nothing_and_duplicates_nothing(
             .list_customer_events(req(pb::ListCustomerEventsRequest {
                 customers: cursors,
                 limit_per_customer: 10_000,
+                ..Default::default()
             }))
             .await
             .unwrap()

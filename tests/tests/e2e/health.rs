@@ -141,9 +141,7 @@ async fn scores_explain_themselves_and_scorecards_are_versioned() {
     let lowest = scoring
         .list_health(req(scoring::ListHealthRequest {
             limit: 10,
-            tier: 0,
-            band: 0,
-            stage: String::new(),
+            ..Default::default()
         }))
         .await
         .expect("list")
@@ -155,9 +153,8 @@ async fn scores_explain_themselves_and_scorecards_are_versioned() {
     let red = scoring
         .list_health(req(scoring::ListHealthRequest {
             limit: 10,
-            tier: 0,
             band: HealthBand::Red.into(),
-            stage: String::new(),
+            ..Default::default()
         }))
         .await
         .expect("list red")

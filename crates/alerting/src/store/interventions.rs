@@ -35,6 +35,39 @@ impl Store {
         .await?)
     }
 
+    /// The newest `limit` interventions made on a customer's alerts, newest first.
+    pub async fn customer_interventions(
+        &self,
+        tenant: &str,
+        customer_id: &str,
+        limit: u64,
+    ) -> Result<Vec<Intervention>, StoreError> {
+        let alerts: Vec<i64> = alert::Entity::find()
+            .select_only()
+            .column(alert::Column::Id)
+            .filter(alert::Column::TenantId.eq(tenant))
+            .filter(alert::Column::CustomerId.eq(customer_id))
+            .into_tuple::<i64>()
+            .all(&self.db)
+            .await?;
+        let mut out = Vec::new();
+        for chunk in alerts.chunks(500) {
+            out.extend(
+                intervention::Entity::find()
+                    .filter(intervention::Column::TenantId.eq(tenant))
+                    .filter(intervention::Column::AlertId.is_in(chunk.to_vec()))
+                    .order_by_desc(intervention::Column::At)
+                    .order_by_desc(intervention::Column::Id)
+                    .limit(limit)
+                    .all(&self.db)
+                    .await?,
+            );
+        }
+        out.sort_by_key(|i| std::cmp::Reverse((i.at, i.id)));
+        out.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+        Ok(out)
+    }
+
     /// The outcomes of alerts opened since `since` whose effect window has passed by `now`,
     /// as the effect report compares them.
     pub async fn outcomes(

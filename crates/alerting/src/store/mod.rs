@@ -489,6 +489,31 @@ impl Store {
             .await?)
     }
 
+    /// How many alerts that are not resolved each of these customers has (those without any
+    /// are left out).
+    pub async fn standing_counts(
+        &self,
+        tenant: &str,
+        customer_ids: &[String],
+    ) -> Result<BTreeMap<String, u64>, StoreError> {
+        let mut out = BTreeMap::new();
+        for chunk in customer_ids.chunks(500) {
+            let rows: Vec<(String, i64)> = alert::Entity::find()
+                .select_only()
+                .column(alert::Column::CustomerId)
+                .column_as(alert::Column::Id.count(), "n")
+                .filter(alert::Column::TenantId.eq(tenant))
+                .filter(alert::Column::CustomerId.is_in(chunk.iter().cloned()))
+                .filter(alert::Column::State.ne(state::RESOLVED))
+                .group_by(alert::Column::CustomerId)
+                .into_tuple()
+                .all(&self.db)
+                .await?;
+            out.extend(rows.into_iter().map(|(c, n)| (c, n.max(0) as u64)));
+        }
+        Ok(out)
+    }
+
     /// How many of a tenant's alerts pass the filter, per rule, tier and severity (most
     /// first).
     pub async fn counts(

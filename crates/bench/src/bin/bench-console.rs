@@ -183,7 +183,12 @@ async fn main() -> anyhow::Result<()> {
         stop.clone(),
     ));
 
-    let console_cfg = rapport_console::Config::calling(&scoring, &segmentation, &alerting)?;
+    let console_cfg = rapport_console::Config::calling(&rapport_console::Addresses {
+        ingestion: ingestion.clone(),
+        scoring: scoring.clone(),
+        segmentation: segmentation.clone(),
+        alerting: alerting.clone(),
+    })?;
     let console = rapport_console::Console::new(&console_cfg)?;
     let router = rapport_console::router(console.clone());
     let caller = Caller {

@@ -1,5 +1,6 @@
-//! A customer's page: the score and what makes it, its history with what happened along the
-//! way, what moved it between two dates, and the customer's alerts.
+//! A customer's page: the score and what makes it (with how fresh each measure's data is), its
+//! history with what happened along the way, what moved it between two dates, and the
+//! customer's alerts, interventions and recent events.
 
 use super::{Page, PageError, band_badge, change, html_page, layout, number, when};
 use crate::Console;
@@ -11,12 +12,17 @@ use maud::{Markup, html};
 use rapport_domain::scorecard::{Bands, ScorecardSet};
 use rapport_proto::alerting::v1 as alerting;
 use rapport_proto::convert;
+use rapport_proto::ingestion::v1 as ingestion;
 use rapport_proto::scoring::v1 as scoring;
+use rapport_proto::segmentation::v1 as seg;
 
 /// Scores of the history drawn.
 const HISTORY_POINTS: u32 = 1_000;
 /// Alerts of the customer listed.
 const ALERTS: u32 = 100;
+/// Interventions and recent events listed.
+const INTERVENTIONS: u32 = 50;
+const RECENT_EVENTS: u32 = 25;
 /// The comparison's default span, in days back from today.
 const DEFAULT_COMPARE_DAYS: i64 = 30;
 
@@ -60,6 +66,14 @@ pub struct CustomerView {
     /// Oldest first.
     pub history: Vec<scoring::HealthPoint>,
     pub alerts: Vec<alerting::Alert>,
+    /// Newest first.
+    pub interventions: Vec<alerting::Intervention>,
+    /// Newest first, or why they cannot be read.
+    pub events: Result<Vec<ingestion::StoredEvent>, String>,
+    /// The customer's RFM segment, once graded.
+    pub rfm_segment: Option<String>,
+    /// When the page was drawn (milliseconds), for the data's age.
+    pub now: i64,
     pub bands: Bands,
     pub span: (i64, i64),
     /// What moved the score over the span, or why that cannot be told.
@@ -72,6 +86,10 @@ impl Default for CustomerView {
             explanation: Default::default(),
             history: Vec::new(),
             alerts: Vec::new(),
+            interventions: Vec::new(),
+            events: Ok(Vec::new()),
+            rfm_segment: None,
+            now: 0,
             bands: Bands::default(),
             span: (0, 0),
             comparison: Err("not compared".into()),
@@ -95,8 +113,9 @@ pub async fn show(
         backends.scoring(),
         backends.scoring(),
     );
-    let mut a = backends.alerting();
-    let (explanation, history, alerts, card, comparison) = tokio::join!(
+    let (mut a1, mut a2) = (backends.alerting(), backends.alerting());
+    let (mut i, mut g) = (backends.ingestion(), backends.segmentation());
+    let (explanation, history, alerts, card, comparison, interventions, events, grade) = tokio::join!(
         s1.explain_health(caller.request(scoring::ExplainHealthRequest {
             customer_id: id.clone(),
             at: None,
@@ -106,7 +125,7 @@ pub async fn show(
             limit: HISTORY_POINTS,
             ..Default::default()
         })),
-        a.list_alerts(caller.request(alerting::ListAlertsRequest {
+        a1.list_alerts(caller.request(alerting::ListAlertsRequest {
             customer_id: id.clone(),
             limit: ALERTS,
             ..Default::default()
@@ -116,6 +135,21 @@ pub async fn show(
             customer_id: id.clone(),
             from: Some(convert::timestamp(from.timestamp_millis())),
             to: Some(convert::timestamp(to.timestamp_millis())),
+        })),
+        a2.list_interventions(caller.request(alerting::ListInterventionsRequest {
+            customer_id: id.clone(),
+            limit: INTERVENTIONS,
+        })),
+        i.list_customer_events(caller.request(ingestion::ListCustomerEventsRequest {
+            customers: vec![ingestion::CustomerCursor {
+                customer_id: id.clone(),
+                after_seq: 0,
+            }],
+            limit_per_customer: RECENT_EVENTS,
+            newest_first: true,
+        })),
+        g.get_segments(caller.request(seg::GetSegmentsRequest {
+            customer_ids: vec![id.clone()],
         })),
     );
     let explanation = explanation?.into_inner();
@@ -135,6 +169,17 @@ pub async fn show(
         explanation,
         history,
         alerts: alerts?.into_inner().alerts,
+        interventions: interventions?.into_inner().interventions,
+        // The events are the one part read from ingestion: the page stands without them.
+        events: events
+            .map(|e| e.into_inner().events)
+            .map_err(|s| s.message().to_owned()),
+        rfm_segment: grade
+            .ok()
+            .and_then(|g| g.into_inner().segments.into_iter().next())
+            .map(|g| g.rfm_segment)
+            .filter(|s| !s.is_empty()),
+        now: console.clock.now().timestamp_millis(),
         bands,
         span: (from.timestamp_millis(), to.timestamp_millis()),
         comparison: comparison
@@ -162,6 +207,15 @@ pub fn markers(view: &CustomerView) -> Vec<Marker> {
             })
         })
         .collect();
+    for i in &view.interventions {
+        if let Some(at) = convert::millis(i.at.as_ref()) {
+            out.push(Marker {
+                at,
+                kind: MarkerKind::Intervention,
+                label: format!("{} by {}", i.action, i.actor),
+            });
+        }
+    }
     let health = view.explanation.health.as_ref();
     for o in health.map(|h| h.overrides.as_slice()).unwrap_or_default() {
         if let Some(at) = convert::millis(o.set_at.as_ref()) {
@@ -210,6 +264,7 @@ pub fn render(id: &str, view: &CustomerView) -> Markup {
             div.kpi { span.label { "Score" } span.value id="score" { (format!("{:.1}", h.score)) } (band_badge(h.band)) }
             div.kpi { span.label { "Tier" } span.value { (super::tier_name(h.tier)) } }
             div.kpi { span.label { "Stage" } span.value { (h.stage) } }
+            div.kpi { span.label { "RFM segment" } span.value { (view.rfm_segment.as_deref().unwrap_or("–")) } }
             div.kpi { span.label { "7 days" } span.value { (change(h.trend_7d)) } }
             div.kpi { span.label { "30 days" } span.value { (change(h.trend_30d)) } }
             div.kpi { span.label { "P(alive)" } span.value { (number(h.p_alive, 2)) } }
@@ -226,15 +281,17 @@ pub fn render(id: &str, view: &CustomerView) -> Markup {
             h2 { "What makes the score" }
             table id="contributions" {
                 thead { tr { th { "Measure" } th { "Group" } th.num { "Value" } th.num { "Score" }
-                    th.num { "Weight" } th.num { "Contribution" } th.num { "Costs" } } }
+                    th.num { "Weight" } th.num { "Contribution" } th.num { "Costs" } th { "Data as of" } } }
                 tbody {
                     @for m in &view.explanation.measures {
-                        tr data-measure=(m.measure) data-contribution=(m.contribution) {
+                        tr data-measure=(m.measure) data-contribution=(m.contribution)
+                            data-fresh=[convert::millis(m.data_at.as_ref())] {
                             td { (m.measure) } td { (m.group) }
                             td.num { (number(m.value, 2)) } td.num { (number(m.score, 1)) }
                             td.num { (format!("{:.2}", m.weight)) }
                             td.num { (format!("{:.2}", m.contribution)) }
                             td.num { (format!("{:.1}", m.shortfall)) }
+                            td { (freshness(m.data_at.as_ref(), view.now)) }
                         }
                     }
                 }
@@ -292,7 +349,7 @@ pub fn render(id: &str, view: &CustomerView) -> Markup {
                 Err(why) => { p.none { "Cannot compare: " (why) } }
             }
         }
-        section {
+        section id="alerts" {
             h2 { "Alerts" }
             @if view.alerts.is_empty() {
                 (super::nothing("No alerts."))
@@ -300,6 +357,33 @@ pub fn render(id: &str, view: &CustomerView) -> Markup {
                 (super::alerts::table(&view.alerts, false))
             }
         }
+        section {
+            h2 { "Interventions" }
+            @if view.interventions.is_empty() {
+                (super::nothing("None recorded."))
+            } @else {
+                (super::activity::interventions(&view.interventions, &view.alerts))
+            }
+        }
+        section {
+            h2 { "Recent events" }
+            @match &view.events {
+                Ok(events) if events.is_empty() => { (super::nothing("No events.")) }
+                Ok(events) => { (super::activity::events(events)) }
+                Err(why) => { p.none { "Cannot read the events: " (why) } }
+            }
+        }
+    }
+}
+
+/// A measure's data time and its age in whole days ("–" for measures that read no event).
+fn freshness(at: Option<&prost_types::Timestamp>, now: i64) -> Markup {
+    match convert::millis(at) {
+        Some(ms) => {
+            let days = (now - ms).max(0) / 86_400_000;
+            html! { (date(ms)) span.age { " (" (days) " d)" } }
+        }
+        None => html! { span.none { "–" } },
     }
 }
 
@@ -375,6 +459,12 @@ mod tests {
                 opened_at: t(500),
                 ..Default::default()
             }],
+            interventions: vec![alerting::Intervention {
+                action: "exec_call".into(),
+                actor: "dana".into(),
+                at: t(2_500),
+                ..Default::default()
+            }],
             ..Default::default()
         };
         let m = markers(&view);
@@ -384,25 +474,36 @@ mod tests {
             [
                 (500, MarkerKind::AlertOpened),
                 (2_000, MarkerKind::ScorecardChanged),
+                (2_500, MarkerKind::Intervention),
                 (3_000, MarkerKind::Override)
             ]
         );
         assert_eq!(m[1].label, "v1 → v2");
+        assert_eq!(m[2].label, "exec_call by dana");
     }
 
     #[test]
     fn every_measure_shows_its_exact_contribution_and_missing_ones_are_named() {
         let view = CustomerView {
             explanation: scoring::HealthExplanation {
-                measures: vec![scoring::MeasureScore {
-                    measure: "nps".into(),
-                    contribution: 12.345678,
-                    ..Default::default()
-                }],
+                measures: vec![
+                    scoring::MeasureScore {
+                        measure: "nps".into(),
+                        contribution: 12.345678,
+                        data_at: Some(convert::timestamp(1_000)),
+                        ..Default::default()
+                    },
+                    scoring::MeasureScore {
+                        measure: "p_alive".into(),
+                        ..Default::default()
+                    },
+                ],
                 missing: vec!["tickets".into()],
                 ..Default::default()
             },
             comparison: Err("no score at the start".into()),
+            events: Err("ingestion is down".into()),
+            now: 1_000 + 3 * 86_400_000 + 5,
             ..Default::default()
         };
         let page = render("c-1", &view).into_string();
@@ -412,5 +513,10 @@ mod tests {
         );
         assert!(page.contains("No data yet: tickets"));
         assert!(page.contains("Cannot compare: no score at the start"));
+        assert!(
+            page.contains("1970-01-01<span class=\"age\"> (3 d)</span>"),
+            "{page}"
+        );
+        assert!(page.contains("Cannot read the events: ingestion is down"));
     }
 }

@@ -1,5 +1,5 @@
-//! The customers table: filtered by tier and band, sorted, with each score's recent line,
-//! and as CSV.
+//! The customers table: filtered by tier, band, stage, P(alive), RFM or custom segment,
+//! sorted, with each score's recent line and standing alerts, and as CSV.
 
 use super::{Page, PageError, band_badge, biggest_drag, change, customer_link, html_page, layout};
 use crate::Console;
@@ -10,8 +10,10 @@ use axum::http::HeaderMap;
 use axum::response::IntoResponse;
 use maud::{Markup, html};
 use rapport_domain::lifecycle::Stage;
+use rapport_domain::rfm::RfmSegment;
 use rapport_domain::scorecard::Band;
 use rapport_domain::tier::Tier;
+use rapport_proto::alerting::v1 as alerting;
 use rapport_proto::common::v1 as common;
 use rapport_proto::convert;
 use rapport_proto::scoring::v1 as scoring;
@@ -39,6 +41,12 @@ pub struct Filters {
     /// A custom segment: its members (the first `limit` by id), sorted.
     #[serde(default)]
     pub segment: String,
+    /// An RFM segment, by name: its members, as for a custom segment.
+    #[serde(default)]
+    pub rfm: String,
+    /// Only customers whose P(alive) is below this (0–1).
+    #[serde(default)]
+    pub p_alive: String,
     #[serde(default)]
     pub limit: Option<String>,
     #[serde(default)]
@@ -51,9 +59,18 @@ pub struct Listing {
     pub tier: Option<Tier>,
     pub band: Option<Band>,
     pub stage: Option<Stage>,
-    pub segment: Option<String>,
+    pub p_alive_below: Option<f64>,
+    /// Whose members to list instead of the lowest scores.
+    pub members: Option<Members>,
     pub limit: u32,
     pub sort: Sort,
+}
+
+/// A segment whose members the table lists.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Members {
+    Custom(String),
+    Rfm(RfmSegment),
 }
 
 /// Orders of the table.
@@ -88,7 +105,34 @@ impl Filters {
                 PageError::BadInput(format!("stage: no stage is called {name:?}"))
             })?),
         };
-        let segment = Some(self.segment.trim().to_owned()).filter(|s| !s.is_empty());
+        let members = match (self.segment.trim(), self.rfm.as_str()) {
+            ("", "") => None,
+            (custom, "") => Some(Members::Custom(custom.to_owned())),
+            ("", name) => Some(Members::Rfm(
+                RfmSegment::ALL
+                    .into_iter()
+                    .find(|s| s.name() == name)
+                    .ok_or_else(|| {
+                        PageError::BadInput(format!("rfm: no RFM segment is called {name:?}"))
+                    })?,
+            )),
+            _ => {
+                return Err(PageError::BadInput(
+                    "rfm: choose an RFM segment or a custom segment, not both".into(),
+                ));
+            }
+        };
+        let p_alive_below = match self.p_alive.trim() {
+            "" => None,
+            p => Some(
+                p.parse::<f64>()
+                    .ok()
+                    .filter(|p| (0.0..=1.0).contains(p))
+                    .ok_or_else(|| {
+                        PageError::BadInput(format!("p_alive: a number from 0 to 1, not {p:?}"))
+                    })?,
+            ),
+        };
         let limit = match self.limit.as_deref().unwrap_or("") {
             "" => DEFAULT_LIMIT,
             n => n
@@ -114,7 +158,8 @@ impl Filters {
             tier,
             band,
             stage,
-            segment,
+            p_alive_below,
+            members,
             limit,
             sort,
         })
@@ -126,7 +171,7 @@ async fn list(
     caller: &Caller,
     listing: &Listing,
 ) -> Result<Vec<scoring::HealthScore>, tonic::Status> {
-    let mut scores = match &listing.segment {
+    let mut scores = match &listing.members {
         None => {
             console
                 .backends
@@ -140,18 +185,24 @@ async fn list(
                             .map_or(common::HealthBand::Unspecified, convert::band)
                             .into(),
                         stage: listing.stage.map_or("", Stage::name).to_owned(),
+                        p_alive_below: listing.p_alive_below,
                     }),
                 )
                 .await?
                 .into_inner()
                 .scores
         }
-        Some(name) => {
+        Some(members) => {
+            let (name, rfm_segment) = match members {
+                Members::Custom(name) => (name.clone(), String::new()),
+                Members::Rfm(segment) => (String::new(), segment.name().to_owned()),
+            };
             let members = console
                 .backends
                 .segmentation()
                 .list_segment_members(caller.request(seg::ListSegmentMembersRequest {
-                    name: name.clone(),
+                    name,
+                    rfm_segment,
                     page_size: listing.limit,
                     ..Default::default()
                 }))
@@ -182,8 +233,14 @@ async fn list(
 }
 
 impl Listing {
-    /// Whether a score passes the tier, band and stage filters.
+    /// Whether a score passes the tier, band, stage and P(alive) filters.
     pub fn keeps(&self, h: &scoring::HealthScore) -> bool {
+        self.p_alive_below
+            .is_none_or(|below| h.p_alive.is_some_and(|p| p < below))
+            && self.keeps_grades(h)
+    }
+
+    fn keeps_grades(&self, h: &scoring::HealthScore) -> bool {
         self.tier
             .is_none_or(|t| convert::domain_tier(h.tier) == Some(t))
             && self
@@ -219,12 +276,20 @@ pub async fn show(
     let caller = console.caller(&headers).await?;
     let listing = filters.listing()?;
     let scores = list(&console, &caller, &listing).await?;
-    let lines = recent_scores(&console, &caller, &scores).await;
+    let (lines, standing) = tokio::join!(
+        recent_scores(&console, &caller, &scores),
+        standing_alerts(&console, &caller, &scores)
+    );
+    let rows = Rows {
+        scores: &scores,
+        lines: &lines,
+        standing: &standing?,
+    };
     Ok(html_page(layout(
         "Customers",
         Some(&caller),
         "/customers",
-        render(&filters, &scores, &lines),
+        render(&filters, &rows),
     )))
 }
 
@@ -291,6 +356,33 @@ fn csv_field(text: &str) -> String {
     }
 }
 
+/// How many alerts stand (are not resolved) for each listed customer.
+async fn standing_alerts(
+    console: &Console,
+    caller: &Caller,
+    scores: &[scoring::HealthScore],
+) -> Result<HashMap<String, u32>, tonic::Status> {
+    if scores.is_empty() {
+        return Ok(HashMap::new());
+    }
+    Ok(console
+        .backends
+        .alerting()
+        .count_standing_alerts(caller.request(alerting::CountStandingAlertsRequest {
+            customer_ids: scores.iter().map(|h| h.customer_id.clone()).collect(),
+        }))
+        .await?
+        .into_inner()
+        .standing)
+}
+
+/// What the table shows: the scores, and per customer its recent line and standing alerts.
+pub struct Rows<'a> {
+    pub scores: &'a [scoring::HealthScore],
+    pub lines: &'a HashMap<String, Vec<f64>>,
+    pub standing: &'a HashMap<String, u32>,
+}
+
 /// Each listed customer's recent scores, oldest first, fetched at once; a customer whose
 /// history cannot be read gets no line rather than failing the page.
 async fn recent_scores(
@@ -321,17 +413,20 @@ async fn recent_scores(
 }
 
 /// The customers page's body.
-pub fn render(
-    filters: &Filters,
-    scores: &[scoring::HealthScore],
-    lines: &HashMap<String, Vec<f64>>,
-) -> Markup {
+pub fn render(filters: &Filters, rows: &Rows) -> Markup {
+    let &Rows {
+        scores,
+        lines,
+        standing,
+    } = rows;
     let query = format!(
-        "tier={}&band={}&stage={}&segment={}&limit={}&sort={}",
+        "tier={}&band={}&stage={}&segment={}&rfm={}&p_alive={}&limit={}&sort={}",
         filters.tier,
         filters.band,
         filters.stage,
         super::path_segment(&filters.segment),
+        super::path_segment(&filters.rfm),
+        super::path_segment(&filters.p_alive),
         filters.limit.as_deref().unwrap_or(""),
         filters.sort
     );
@@ -356,6 +451,13 @@ pub fn render(
                     option value=(s.name()) selected[filters.stage == s.name()] { (s.name()) }
                 }
             } }
+            label { "RFM " select name="rfm" {
+                option value="" { "any" }
+                @for s in RfmSegment::ALL {
+                    option value=(s.name()) selected[filters.rfm == s.name()] { (s.name()) }
+                }
+            } }
+            label { "P(alive) below " input name="p_alive" type="number" min="0" max="1" step="0.05" value=(filters.p_alive); }
             label { "Segment " input name="segment" value=(filters.segment) placeholder="custom segment"; }
             label { "Sort " select name="sort" {
                 @for (value, name) in [("score", "lowest score"), ("change", "steepest fall"), ("value", "highest value"), ("customer", "customer id")] {
@@ -375,7 +477,7 @@ pub fn render(
                     th { "Customer" } th.num { "Score" } th { "Band" } th { "Tier" } th { "Stage" }
                     th.num { "30 days" }
                     th { "Recent" @if scores.len() > SPARK_ROWS { " (first " (SPARK_ROWS) ")" } }
-                    th { "Costs most" } th.num { "P(alive)" }
+                    th { "Costs most" } th.num { "Open alerts" } th.num { "P(alive)" }
                     th.num { "12-month value" }
                 } }
                 tbody {
@@ -391,6 +493,12 @@ pub fn render(
                                 (charts::sparkline(&format!("Recent scores of {}", h.customer_id), line))
                             } }
                             td { @if let Some((m, _)) = biggest_drag(h) { (m) } }
+                            td.num.standing {
+                                @match standing.get(&h.customer_id) {
+                                    Some(n) => { a href=(format!("{}#alerts", super::customer_path(&h.customer_id))) { (n) } }
+                                    None => { "0" }
+                                }
+                            }
                             td.num { (super::number(h.p_alive, 2)) }
                             td.num { (super::number(h.clv_12m, 0)) }
                         }
@@ -420,7 +528,8 @@ mod tests {
                 tier: Some(Tier::Gold),
                 band: Some(Band::Red),
                 stage: None,
-                segment: None,
+                p_alive_below: None,
+                members: None,
                 limit: 10,
                 sort: Sort::Change
             }
@@ -461,6 +570,28 @@ mod tests {
                 },
                 "sort:",
             ),
+            (
+                Filters {
+                    rfm: "Sleepers".into(),
+                    ..Default::default()
+                },
+                "rfm:",
+            ),
+            (
+                Filters {
+                    rfm: "Champions".into(),
+                    segment: "vips".into(),
+                    ..Default::default()
+                },
+                "rfm:",
+            ),
+            (
+                Filters {
+                    p_alive: "1.5".into(),
+                    ..Default::default()
+                },
+                "p_alive:",
+            ),
         ] {
             let e = bad.listing().unwrap_err().to_string();
             assert!(e.starts_with(field), "{e}");
@@ -492,13 +623,50 @@ mod tests {
         }
         .listing()
         .unwrap();
-        assert_eq!(listing.segment.as_deref(), Some("vips"));
+        assert_eq!(listing.members, Some(Members::Custom("vips".into())));
         let mut member = h("a", 10.0, None, None);
         member.band = common::HealthBand::Red.into();
         member.stage = "at_risk".into();
         assert!(listing.keeps(&member));
         member.stage = "active".into();
         assert!(!listing.keeps(&member));
+    }
+
+    #[test]
+    fn an_rfm_segment_lists_its_members_and_p_alive_keeps_those_below_it() {
+        let listing = Filters {
+            rfm: "Can't Lose Them".into(),
+            p_alive: "0.3".into(),
+            ..Default::default()
+        }
+        .listing()
+        .unwrap();
+        assert_eq!(
+            listing.members,
+            Some(Members::Rfm(RfmSegment::CantLoseThem))
+        );
+        let mut member = h("a", 10.0, None, None);
+        for (p_alive, kept) in [(Some(0.1), true), (Some(0.3), false), (None, false)] {
+            member.p_alive = p_alive;
+            assert_eq!(listing.keeps(&member), kept, "{p_alive:?}");
+        }
+    }
+
+    #[test]
+    fn a_row_links_its_standing_alerts() {
+        let scores = [h("a", 10.0, None, None), h("b", 20.0, None, None)];
+        let standing = HashMap::from([("a".to_owned(), 3)]);
+        let rows = Rows {
+            scores: &scores,
+            lines: &HashMap::new(),
+            standing: &standing,
+        };
+        let page = render(&Filters::default(), &rows).into_string();
+        assert!(
+            page.contains("<a href=\"/customers/a#alerts\">3</a>"),
+            "{page}"
+        );
+        assert!(page.contains("<td class=\"num standing\">0</td>"), "{page}");
     }
 
     #[test]

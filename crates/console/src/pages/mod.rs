@@ -1,6 +1,7 @@
 //! The console's pages: each module fetches what its page shows from the services, then
 //! renders it with pure functions of that data (tested without a network).
 
+pub mod activity;
 pub mod alerts;
 pub mod book;
 pub mod customer;
@@ -188,7 +189,12 @@ pub fn biggest_drag(h: &rapport_proto::scoring::v1::HealthScore) -> Option<(&str
 
 /// A link to a customer's page.
 pub fn customer_link(id: &str) -> Markup {
-    html! { a href=(format!("/customers/{}", path_segment(id))) { (id) } }
+    html! { a href=(customer_path(id)) { (id) } }
+}
+
+/// The path of a customer's page.
+pub fn customer_path(id: &str) -> String {
+    format!("/customers/{}", path_segment(id))
 }
 
 /// `text` made safe as one path segment.

@@ -215,12 +215,12 @@ pub fn render(
             }
             div {
                 h2 { "Lifecycle stages" }
-                (distribution_block("Customers per stage", count_bars(stage_counts), |_| None))
+                (distribution_block("Customers per stage", count_bars(stage_counts), |n| Some(format!("/customers?stage={}", path_segment(n)))))
             }
         }
         section {
             h2 { "RFM segments" }
-            (distribution_block("Customers per RFM segment", count_bars(rfm_counts), |_| None))
+            (distribution_block("Customers per RFM segment", count_bars(rfm_counts), |n| Some(format!("/customers?rfm={}", path_segment(n)))))
         }
         section {
             h2 { "Custom segments" }
@@ -322,9 +322,17 @@ mod tests {
                 tier: Tier::Gold.into(),
                 customers: 20,
             }],
+            rfm_segments: vec![seg::SegmentCount {
+                segment: "Can't Lose Them".into(),
+                customers: 4,
+            }],
             ..Default::default()
         };
         let page = render(&Choice::default(), &KPIS[0], &rows, &distribution, &[]).into_string();
+        assert!(
+            page.contains("href=\"/customers?rfm=Can%27t%20Lose%20Them\""),
+            "{page}"
+        );
         assert_eq!(page.matches("<svg class=\"small\"").count(), 5, "{page}");
         assert!(page.contains("<title>Retention % of gold customers</title>"));
         assert!(page.contains("href=\"/customers?tier=gold\""));

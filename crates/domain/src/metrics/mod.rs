@@ -484,6 +484,53 @@ impl CustomerMetrics {
         }
     }
 
+    /// When the newest event `indicator` reads happened: how fresh its data is. `None` when
+    /// the customer has no such event, or the indicator reads none of the customer's events
+    /// (the fitted models' outlook, a manager's sentiment).
+    pub fn data_at(&self, indicator: Indicator) -> Option<DateTime<Utc>> {
+        use Indicator::*;
+        let newest = |times: &mut dyn Iterator<Item = DateTime<Utc>>| times.max();
+        match indicator {
+            RecencyDays | Orders | OrdersTotal | Spend | Monetary | AverageOrderValue
+            | Repurchase => self.last_order_at,
+            TenureDays => self.first_seen_at,
+            Nps => self.latest_nps.map(|(_, at)| at),
+            Csat => newest(&mut self.survey_times(SurveyKind::Csat)),
+            Ces => newest(&mut self.survey_times(SurveyKind::Ces)),
+            Complaints | ComplaintRate => self.complaint_times.iter().copied().max(),
+            Tickets | OpenTickets | FirstResponseHours | ResolutionHours => {
+                newest(&mut self.tickets.values().flat_map(|t| {
+                    [t.opened, t.first_response, t.resolved, t.reopened]
+                        .into_iter()
+                        .flatten()
+                }))
+            }
+            // Engagement is kept per day: the day it was last seen, from its start.
+            Engagement | EngagementTrend | CampaignResponseRate => self
+                .engagement_days
+                .keys()
+                .next_back()
+                .and_then(|d| d.and_hms_opt(0, 0, 0))
+                .map(|t| t.and_utc()),
+            DaysPastDue | LatePayments => newest(
+                &mut self
+                    .invoices
+                    .values()
+                    .flat_map(|i| [Some(i.due_at), i.paid_at].into_iter().flatten()),
+            ),
+            Upgrades | Downgrades | Mrr => self.plan_changes.iter().map(|c| c.at).max(),
+            AcquisitionCost => self.profile.acquisition_cost.as_ref().map(|(_, at)| *at),
+            PAlive | ExpectedPurchases | Clv | Sentiment => None,
+        }
+    }
+
+    fn survey_times(&self, kind: SurveyKind) -> impl Iterator<Item = DateTime<Utc>> + '_ {
+        self.survey_answers
+            .iter()
+            .filter(move |a| a.kind == kind)
+            .map(|a| a.at)
+    }
+
     fn answers(&self, kind: SurveyKind, in_window: &impl Fn(DateTime<Utc>) -> bool) -> Vec<i32> {
         self.survey_answers
             .iter()
@@ -668,6 +715,19 @@ impl Indicator {
     /// The indicator of a name written in a scorecard.
     pub fn from_name(name: &str) -> Option<Indicator> {
         Indicator::ALL.iter().copied().find(|i| i.name() == name)
+    }
+
+    /// The indicator a scorecard measure's key reads (`nps`, or `complaints_90d` for a
+    /// windowed one).
+    pub fn of_measure(key: &str) -> Option<Indicator> {
+        Indicator::from_name(key).or_else(|| {
+            let (name, window) = key.rsplit_once('_')?;
+            let days = window.strip_suffix('d')?;
+            (!days.is_empty() && days.bytes().all(|b| b.is_ascii_digit()))
+                .then(|| Indicator::from_name(name))
+                .flatten()
+                .filter(|i| i.windowed())
+        })
     }
 }
 

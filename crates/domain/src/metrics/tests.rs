@@ -190,6 +190,51 @@ fn every_indicator_from_its_events() {
 }
 
 #[test]
+fn each_measure_is_as_fresh_as_the_newest_event_it_reads() {
+    let mut m = CustomerMetrics::default();
+    all_kinds().iter().for_each(|e| m.apply(e));
+    use Indicator::*;
+    let hours = |day: u32, h: i64| at(day) + Duration::hours(h);
+    let expected = [
+        (RecencyDays, Some(at(8))),
+        (Spend, Some(at(8))),
+        (TenureDays, Some(at(1))),
+        (Nps, Some(at(9))),
+        (Csat, Some(at(4))),
+        (Ces, Some(at(6))),
+        (ComplaintRate, Some(at(4))),
+        (ResolutionHours, Some(hours(7, 7))),
+        (Engagement, Some(at(9))),
+        (LatePayments, Some(at(7))),
+        (Mrr, Some(at(6))),
+        (AcquisitionCost, None),
+        (PAlive, None),
+        (Sentiment, None),
+    ];
+    for (indicator, at) in expected {
+        assert_eq!(m.data_at(indicator), at, "{}", indicator.name());
+    }
+    assert_eq!(CustomerMetrics::default().data_at(Nps), None);
+}
+
+#[test]
+fn a_measure_key_names_its_indicator() {
+    assert_eq!(Indicator::of_measure("nps"), Some(Indicator::Nps));
+    assert_eq!(
+        Indicator::of_measure("complaints_90d"),
+        Some(Indicator::Complaints)
+    );
+    assert_eq!(
+        Indicator::of_measure("first_response_hours_30d"),
+        Some(Indicator::FirstResponseHours)
+    );
+    // A window on an indicator without one, or no number of days, names nothing.
+    assert_eq!(Indicator::of_measure("nps_30d"), None);
+    assert_eq!(Indicator::of_measure("orders_d"), None);
+    assert_eq!(Indicator::of_measure("unknown_30d"), None);
+}
+
+#[test]
 fn purchases_until_a_day() {
     let mut m = CustomerMetrics::default();
     for e in [order(2, 5.0), order(5, 10.0), order(5, 1.0), order(8, 3.0)] {

@@ -14,7 +14,7 @@ use crate::evaluate::{
 };
 use crate::params::NamedParams;
 use crate::store::{
-    Columns, FeatureRow, FitRecord, NewSnapshot, OverrideChange, Rescored, Snapshot,
+    Columns, FeatureRow, FitRecord, ListFilter, NewSnapshot, OverrideChange, Rescored, Snapshot,
     SnapshotDetail, Store, StoreError, StoredScorecard, TierChange,
 };
 use crate::view::health;
@@ -411,6 +411,7 @@ impl Engine {
                 ListCustomerEventsRequest {
                     customers: customers.clone(),
                     limit_per_customer: EVENTS_PER_FETCH,
+                    newest_first: false,
                 },
                 tenant,
                 &self.service_key,
@@ -524,19 +525,14 @@ impl Engine {
         Ok((features, next))
     }
 
-    /// The `limit` lowest scores of a tenant (of one tier or band, when given), lowest first.
+    /// The `limit` lowest scores of a tenant of those that pass `filter`, lowest first.
     pub async fn lowest(
         &self,
         tenant: &str,
-        tier: Option<rapport_domain::tier::Tier>,
-        band: Option<rapport_domain::scorecard::Band>,
-        stage: Option<rapport_domain::lifecycle::Stage>,
+        filter: &ListFilter,
         limit: u32,
     ) -> Result<Vec<pb::HealthScore>, ScoringError> {
-        let ids = self
-            .store
-            .lowest(tenant, tier, band, stage, u64::from(limit))
-            .await?;
+        let ids = self.store.lowest(tenant, filter, u64::from(limit)).await?;
         let mut scores = self.health(tenant, &ids).await?;
         scores.sort_by(|a, b| {
             a.score
@@ -573,6 +569,23 @@ impl Engine {
             .store
             .snapshot_at(tenant, customer_id, at.map(|t| t.timestamp_millis()))
             .await?)
+    }
+
+    /// When the newest event each measure reads happened, from the customer's stored state
+    /// (for explaining the latest score: the state is today's, not a past one's).
+    pub async fn freshness(
+        &self,
+        tenant: &str,
+        customer_id: &str,
+    ) -> Result<HashMap<rapport_domain::metrics::Indicator, DateTime<Utc>>, ScoringError> {
+        let states = self.store.states(tenant, &[customer_id.to_owned()]).await?;
+        let Some(state) = states.get(customer_id) else {
+            return Ok(HashMap::new());
+        };
+        Ok(rapport_domain::metrics::Indicator::ALL
+            .iter()
+            .filter_map(|&i| Some((i, state.metrics.data_at(i)?)))
+            .collect())
     }
 
     /// Records new tiers and stages, and re-scores the customers whose card may change.
@@ -694,7 +707,10 @@ fn rescore(
     };
     let signals = alert_signals(&state, &e, now);
     let digest = signals_digest(&signals);
-    let score_changed = state.fingerprint != Some(e.fingerprint);
+    // A customer the models cover whose row has no P(alive) yet (stored before it was kept)
+    // gets its snapshot again, which records it.
+    let score_changed = state.fingerprint != Some(e.fingerprint)
+        || (e.outlook.is_some() && state.p_alive.is_none());
     if !e.measured() || (!score_changed && state.signals == Some(digest)) {
         let unchanged = Rescored {
             customer_id,
@@ -721,6 +737,7 @@ fn rescore(
     state.fingerprint = Some(e.fingerprint);
     state.score = Some(e.score);
     state.band = Some(e.band);
+    state.p_alive = e.outlook.map(|o| o.p_alive);
     state.recent = remember(&state.recent, now.date_naive(), e.score);
     state.overrides = e.overrides;
     let rescored = Rescored {

@@ -142,15 +142,19 @@ impl Store {
         Ok(out)
     }
 
-    /// Customer ids by score, lowest first, optionally of one tier, band and stage.
+    /// Customer ids by score, lowest first, of those that pass `filter`.
     pub async fn lowest(
         &self,
         tenant: &str,
-        tier: Option<Tier>,
-        band: Option<Band>,
-        stage: Option<rapport_domain::lifecycle::Stage>,
+        filter: &ListFilter,
         limit: u64,
     ) -> Result<Vec<String>, StoreError> {
+        let ListFilter {
+            tier,
+            band,
+            stage,
+            p_alive_below,
+        } = *filter;
         use sea_orm::sea_query::{ExprTrait, Order, Query};
         let (s, c) = (score::Entity, customer::Entity);
         let mut query = Query::select();
@@ -178,6 +182,9 @@ impl Store {
         }
         if let Some(band) = band {
             query.and_where(Expr::col((s, score::Column::Band)).eq(band.name()));
+        }
+        if let Some(below) = p_alive_below {
+            query.and_where(Expr::col((s, score::Column::PAlive)).lt(below));
         }
         // The index holds steps; rows of a step are sorted by their scores.
         query

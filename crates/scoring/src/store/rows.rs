@@ -92,6 +92,16 @@ pub struct SnapshotDetail {
     pub stage: Option<Stage>,
 }
 
+/// Which customers a listing by score keeps: all of them by default.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct ListFilter {
+    pub tier: Option<Tier>,
+    pub band: Option<Band>,
+    pub stage: Option<Stage>,
+    /// Only customers whose latest snapshot's P(alive) is below this.
+    pub p_alive_below: Option<f64>,
+}
+
 /// A stored health snapshot.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Snapshot {
@@ -258,6 +268,7 @@ pub(super) fn state_of(
         fingerprint: s.and_then(|s| s.fingerprint),
         score: s.and_then(|s| s.score),
         band: s.and_then(|s| s.band.as_deref()).and_then(Band::from_name),
+        p_alive: s.and_then(|s| s.p_alive),
         recent: match s.and_then(|s| s.recent.as_deref()) {
             Some(bytes) => recent_of(id, bytes)?,
             None => Vec::new(),

@@ -73,6 +73,7 @@ pub(super) fn upsert_scores(
             Some(recent_bytes(&s.recent)).into(),
             now.into(),
             revision.into(),
+            s.p_alive.into(),
         ]);
     }
     let current = match columns {
@@ -84,13 +85,13 @@ pub(super) fn upsert_scores(
     };
     list.statement(
         "INSERT INTO scoring_scores (tenant_id, customer_id, score, score_step, band, \
-         fingerprint, signals, recent, updated_at, revision)",
+         fingerprint, signals, recent, updated_at, revision, p_alive)",
         &format!(
             "ON CONFLICT (tenant_id, customer_id) DO UPDATE SET score = excluded.score, \
              score_step = excluded.score_step, band = excluded.band, \
              fingerprint = excluded.fingerprint, signals = excluded.signals, \
              recent = excluded.recent, updated_at = excluded.updated_at, \
-             revision = excluded.revision \
+             revision = excluded.revision, p_alive = excluded.p_alive \
              WHERE scoring_scores.revision <= excluded.revision{current} \
              RETURNING customer_id"
         ),

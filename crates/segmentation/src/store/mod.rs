@@ -258,6 +258,33 @@ impl Store {
         Ok(Some((total, page)))
     }
 
+    /// Up to `limit` customers graded into an RFM segment (its stored name) after `after`, and
+    /// how many it has, as of the latest run.
+    pub async fn rfm_members(
+        &self,
+        tenant: &str,
+        segment: &str,
+        after: &str,
+        limit: u64,
+    ) -> Result<(u64, Vec<String>), StoreError> {
+        let of_segment = || {
+            customer::Entity::find()
+                .filter(customer::Column::TenantId.eq(tenant))
+                .filter(customer::Column::RfmSegment.eq(segment))
+        };
+        let total = of_segment().count(&self.db).await?;
+        let page = of_segment()
+            .select_only()
+            .column(customer::Column::CustomerId)
+            .filter(customer::Column::CustomerId.gt(after))
+            .order_by_asc(customer::Column::CustomerId)
+            .limit(limit)
+            .into_tuple::<String>()
+            .all(&self.db)
+            .await?;
+        Ok((total, page))
+    }
+
     /// Every customer's tier history (the KPIs' tiers).
     pub async fn tier_histories(
         &self,
