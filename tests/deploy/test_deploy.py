@@ -37,7 +37,7 @@ ENV = {**os.environ, "CONTAINERS_CONF": str(Path(__file__).with_name("containers
 # The services and the ports the deployment files give them.
 PORTS = {"ingestion": 7401, "scoring": 7402, "segmentation": 7403, "alerting": 7404}
 SERVICES = list(PORTS)
-# The console: web pages over HTTP (not gRPC), a client of scoring, segmentation and alerting.
+# The console: web pages over HTTP (not gRPC), a client of the four services.
 CONSOLE = "rapport-console"
 CONSOLE_PORT = 7400
 # The README walk-through's key (the development key of the dev overlay and compose.yaml).
@@ -102,7 +102,8 @@ def test_help_declares_what_the_services_read():
     assert "REDIS_URL" not in accepted("rapport-ingestion").env
     console = accepted(CONSOLE).env
     assert {"RUST_LOG", "RAPPORT_LOG_JSON", "OTEL_EXPORTER_OTLP_ENDPOINT", "RAPPORT_CONSOLE_LISTEN",
-            "RAPPORT_SCORING_ADDR", "RAPPORT_SEGMENTATION_ADDR", "RAPPORT_ALERTING_ADDR"} <= console
+            "RAPPORT_INGESTION_ADDR", "RAPPORT_SCORING_ADDR", "RAPPORT_SEGMENTATION_ADDR",
+            "RAPPORT_ALERTING_ADDR"} <= console
     # It owns no tables and serves no metrics: no database URL or Secret, no scrape annotations.
     assert not {"DATABASE_URL", "RAPPORT_METRICS_LISTEN"} & console
 
@@ -390,7 +391,9 @@ def console_walk_through(host, port, wait=120):
         host, port, "POST", "/signin", form, {"Content-Type": "application/x-www-form-urlencoded"})
     assert status == 303 and headers.get("Set-Cookie"), f"sign-in: {status}\n{body[:2000]}"
     cookie = {"Cookie": headers["Set-Cookie"].split(";", 1)[0]}
-    for path, shows in [("/customers", "bob"), ("/alerts", "health_below"), ("/segments", "Tiers and segments")]:
+    # The customer page's recent events come from ingestion: every service is reached.
+    for path, shows in [("/customers", "bob"), ("/customers/bob", 'data-kind="survey"'),
+                        ("/alerts", "health_below"), ("/segments", "Tiers and segments")]:
         status, _, body = console_request(host, port, "GET", path, headers=cookie)
         assert status == 200 and shows in body, f"console {path}: {status}\n{body[:2000]}"
 
