@@ -190,8 +190,12 @@ def main() -> None:
         assert shown_events == newest and newest, (shown_events, newest)
         assert page.locator("svg.chart title").first.text_content(), "the history chart has a title"
 
-        # Tiers and segments, and the interventions' effects, load and draw.
+        # Tiers and segments, and the interventions' effects, load and draw; the RFM grid holds
+        # every graded customer once.
         visit("/segments", "segments")
+        grid = page.eval_on_selector_all("svg.grid .grid-count", "cells => cells.map(c => Number(c.textContent))")
+        graded = sum(json.loads(cli(rapport, work, "tiers", "--json"))["tiers"].values())
+        assert grid and sum(grid) == graded, (grid, graded)
         if not look_only:
             page.click('a:text-is("low-health")')
             page.wait_for_load_state("networkidle")

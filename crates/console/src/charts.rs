@@ -201,6 +201,42 @@ pub fn bars(title: &str, items: &[(String, &str, u64)]) -> Markup {
     }
 }
 
+/// Customers on the RFM grid: recency score across (1 to 5, the most recent right), frequency
+/// score up (1 to 5), each cell shaded by its count against the largest and labelled with it.
+/// `cells` are (recency, frequency, customers); scores outside 1–5 are left out.
+pub fn rfm_grid(title: &str, cells: &[(u32, u32, u64)]) -> Markup {
+    let (cell, left, bottom) = (52.0, 92.0, 34.0);
+    let on_grid: Vec<(u32, u32, u64)> = cells
+        .iter()
+        .copied()
+        .filter(|c| (1..=5).contains(&c.0) && (1..=5).contains(&c.1))
+        .collect();
+    let largest = on_grid.iter().map(|c| c.2).max().unwrap_or(0).max(1) as f64;
+    let height = 5.0 * cell + bottom + 8.0;
+    let x = |r: u32| left + f64::from(r - 1) * cell;
+    let y = |f: u32| 4.0 + f64::from(5 - f) * cell;
+    html! {
+        svg.chart.grid viewBox=(format!("0 0 {} {}", fmt(left + 5.0 * cell + 8.0), fmt(height)))
+            role="img" aria-label=(title) xmlns="http://www.w3.org/2000/svg" {
+            title { (title) }
+            @for score in 1..=5u32 {
+                text.tick x=(fmt(x(score) + cell / 2.0)) y=(fmt(5.0 * cell + 20.0)) text-anchor="middle" { (score) }
+                text.tick x=(fmt(left - 8.0)) y=(fmt(y(score) + cell / 2.0 + 4.0)) text-anchor="end" { (score) }
+            }
+            text.tick x=(fmt(left + 2.5 * cell)) y=(fmt(5.0 * cell + 34.0)) text-anchor="middle" { "recency →" }
+            text.tick x="4" y=(fmt(2.5 * cell)) { "frequency ↑" }
+            @for &(r, f, n) in &on_grid {
+                rect.grid-cell x=(fmt(x(r) + 1.0)) y=(fmt(y(f) + 1.0)) width=(fmt(cell - 2.0))
+                    height=(fmt(cell - 2.0)) fill-opacity=(format!("{:.2}", 0.08 + 0.62 * n as f64 / largest)) {
+                    title { "recency " (r) ", frequency " (f) ": " (n) }
+                }
+                text.grid-count x=(fmt(x(r) + cell / 2.0)) y=(fmt(y(f) + cell / 2.0 + 4.0))
+                    text-anchor="middle" { (n) }
+            }
+        }
+    }
+}
+
 /// One estimate with its confidence interval, for [`intervals`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct Interval {
@@ -525,5 +561,26 @@ mod tests {
     fn a_sparkline_spans_its_box() {
         let svg = sparkline("last scores", &[100.0, 0.0]).into_string();
         assert!(svg.contains("points=\"0.0,1.0 80.0,19.0\""), "{svg}");
+    }
+
+    #[test]
+    fn the_rfm_grid_puts_each_cell_at_its_scores_and_shades_it_by_its_count() {
+        let svg = rfm_grid("RFM", &[(5, 5, 40), (1, 2, 20), (6, 1, 99)]).into_string();
+        // Recency 5, frequency 5: the top right cell, the darkest.
+        assert!(
+            svg.contains(r#"x="301.0" y="5.0" width="50.0" height="50.0" fill-opacity="0.70""#),
+            "{svg}"
+        );
+        // Recency 1, frequency 2: the left column, fourth row, half as dark (and a floor).
+        assert!(
+            svg.contains(r#"x="93.0" y="161.0" width="50.0" height="50.0" fill-opacity="0.39""#),
+            "{svg}"
+        );
+        assert!(svg.contains("<title>recency 1, frequency 2: 20</title>"));
+        assert!(!svg.contains("99"), "a score outside 1-5 is left out");
+        assert_eq!(
+            svg,
+            rfm_grid("RFM", &[(5, 5, 40), (1, 2, 20), (6, 1, 99)]).into_string()
+        );
     }
 }

@@ -73,6 +73,8 @@ pub mod run {
         pub finished_at: i64,
         pub customers: i64,
         pub tier_changes: i64,
+        /// How the run left the customers spread (the service's encoding), once finished.
+        pub distribution: Option<Vec<u8>>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

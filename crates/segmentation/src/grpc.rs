@@ -3,6 +3,7 @@
 use crate::TierMeasure;
 use crate::run::{Progress, largest_first, tier_counts};
 use crate::store::{GradeColumn, Store, StoreError};
+use prost::Message;
 use rapport_domain::lifecycle::StageRules;
 use rapport_domain::rfm::RfmSegment;
 use rapport_domain::segment::{Segment, SegmentError};
@@ -219,6 +220,15 @@ impl pb::segmentation_service_server::SegmentationService for SegmentationApi {
         req: Request<pb::GetDistributionRequest>,
     ) -> Result<Response<pb::Distribution>, Status> {
         let tenant = Principal::of(&req)?.require(&[Role::Read])?.to_owned();
+        // The latest run's spread is the tenant's: a run grades everyone, and only runs do.
+        if let Some(bytes) = self.store.latest_distribution(&tenant).await? {
+            match pb::Distribution::decode(bytes.as_slice()) {
+                Ok(d) => return Ok(Response::new(d)),
+                Err(e) => {
+                    tracing::warn!(%tenant, %e, "a run's stored spread does not read; counted anew")
+                }
+            }
+        }
         let counts = |rows: Vec<(String, u64)>| {
             largest_first(rows.iter().map(|(name, n)| (name.as_str(), *n)))
         };
@@ -238,6 +248,17 @@ impl pb::segmentation_service_server::SegmentationService for SegmentationApi {
                     .count_by(&tenant, GradeColumn::RfmSegment)
                     .await?,
             ),
+            rfm_grid: self
+                .store
+                .rfm_grid(&tenant)
+                .await?
+                .into_iter()
+                .map(|(recency_score, frequency_score, customers)| pb::RfmCell {
+                    recency_score,
+                    frequency_score,
+                    customers,
+                })
+                .collect(),
         }))
     }
 }

@@ -19,7 +19,8 @@ rapport_storage::migrator!(
         m20261125_000001_clv::Migration,
         m20261126_000001_ids_compare_as_bytes::Migration,
         m20261204_000001_schedules::Migration,
-        m20261208_000001_rfm_members::Migration
+        m20261208_000001_rfm_members::Migration,
+        m20261208_000002_run_distribution::Migration
     ]
 );
 
@@ -273,6 +274,26 @@ mod m20261208_000001_rfm_members {
                     &["tenant_id", "rfm_segment", "customer_id"],
                 ))
                 .await
+        }
+    }
+}
+
+mod m20261208_000002_run_distribution {
+    use super::*;
+
+    rapport_storage::migration_name!("m20261208_000002_run_distribution");
+
+    /// How a run left the customers spread over tiers, stages and RFM grades: a run grades
+    /// everyone, so its spread is the tenant's until the next, read without counting anyone.
+    #[async_trait::async_trait]
+    impl MigrationTrait for Migration {
+        async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+            add_columns(
+                manager,
+                "segmentation_runs",
+                vec![col("distribution").binary().null().to_owned()],
+            )
+            .await
         }
     }
 }

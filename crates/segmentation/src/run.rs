@@ -17,7 +17,7 @@ use crate::PAGE_DEADLINE;
 use crate::grading::{Population, Ranking};
 use crate::grpc::SegmentationApi;
 use crate::spill::{SpillError, SpillReader, SpillWriter};
-use crate::store::{Announced, Grade, RunStart, Standing};
+use crate::store::{Announced, Grade, RunStart, RunSummary, Standing};
 use prost::Message;
 use rapport_domain::rank::IdRanks;
 use rapport_domain::segment::{Segment, SegmentInput};
@@ -225,7 +225,11 @@ impl SegmentationApi {
             }
             .into());
         }
-        let summary = writer.finish(self.clock.now().timestamp_millis()).await?;
+        let summary = writer
+            .finish(self.clock.now().timestamp_millis(), |s| {
+                distribution(s).encode_to_vec()
+            })
+            .await?;
         across_replicas
             .release()
             .await
@@ -245,7 +249,7 @@ impl SegmentationApi {
             customers: summary.customers,
             tier_changes: summary.tier_changes,
             tiers: tier_counts(|t| summary.tiers.get(&t).copied().unwrap_or(0)),
-            rfm_segments: largest_first(summary.rfm_segments.iter().map(|(s, n)| (s.name(), *n))),
+            rfm_segments: rfm_counts(&summary),
             stage_changes: summary.stage_changes,
             stages: largest_first(summary.stages.iter().map(|(s, n)| (s.name(), *n))),
             custom_segments: names
@@ -397,4 +401,30 @@ fn select(
         }
     }
     members
+}
+
+fn rfm_counts(summary: &RunSummary) -> Vec<pb::SegmentCount> {
+    largest_first(summary.rfm_segments.iter().map(|(s, n)| (s.name(), *n)))
+}
+
+/// How a run left the customers spread over tiers, stages and RFM grades (a run grades
+/// everyone, so this is the tenant's spread until the next run).
+pub fn distribution(summary: &RunSummary) -> pb::Distribution {
+    let mut rfm_grid: Vec<pb::RfmCell> = summary
+        .rfm_grid
+        .iter()
+        .map(|(&(r, f), &customers)| pb::RfmCell {
+            recency_score: u32::from(r),
+            frequency_score: u32::from(f),
+            customers,
+        })
+        .collect();
+    rfm_grid.sort_by_key(|c| (c.recency_score, c.frequency_score));
+    pb::Distribution {
+        customers: summary.tiers.values().sum(),
+        tiers: tier_counts(|t| summary.tiers.get(&t).copied().unwrap_or(0)),
+        stages: largest_first(summary.stages.iter().map(|(s, n)| (s.name(), *n))),
+        rfm_segments: rfm_counts(summary),
+        rfm_grid,
+    }
 }

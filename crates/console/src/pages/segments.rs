@@ -1,5 +1,5 @@
 //! Tiers and segments: KPIs per tier by month or quarter as small multiples, the tier, stage
-//! and RFM distributions, custom segments and their members.
+//! and RFM distributions with the RFM grid, custom segments and their members.
 
 use super::{Page, PageError, customer_link, html_page, layout, path_segment};
 use crate::Console;
@@ -173,6 +173,11 @@ pub fn render(
         .iter()
         .map(|s| (s.segment.clone(), s.customers))
         .collect();
+    let grid: Vec<(u32, u32, u64)> = distribution
+        .rfm_grid
+        .iter()
+        .map(|c| (c.recency_score, c.frequency_score, c.customers))
+        .collect();
     html! {
         h1 { "Tiers and segments" }
         form.filters method="get" action="/segments" {
@@ -220,7 +225,21 @@ pub fn render(
         }
         section {
             h2 { "RFM segments" }
-            (distribution_block("Customers per RFM segment", count_bars(rfm_counts), |n| Some(format!("/customers?rfm={}", path_segment(n)))))
+            div.split {
+                div {
+                    (distribution_block("Customers per RFM segment", count_bars(rfm_counts), |n| Some(format!("/customers?rfm={}", path_segment(n)))))
+                }
+                @if !grid.is_empty() {
+                    div {
+                        (charts::rfm_grid("Customers by recency and frequency score", &grid))
+                        details { summary { "Data" }
+                            table { thead { tr { th.num { "Recency" } th.num { "Frequency" } th.num { "Customers" } } }
+                                tbody { @for (r, f, n) in &grid { tr { td.num { (r) } td.num { (f) } td.num { (n) } } } }
+                            }
+                        }
+                    }
+                }
+            }
         }
         section {
             h2 { "Custom segments" }
@@ -326,6 +345,11 @@ mod tests {
                 segment: "Can't Lose Them".into(),
                 customers: 4,
             }],
+            rfm_grid: vec![seg::RfmCell {
+                recency_score: 1,
+                frequency_score: 5,
+                customers: 4,
+            }],
             ..Default::default()
         };
         let page = render(&Choice::default(), &KPIS[0], &rows, &distribution, &[]).into_string();
@@ -333,6 +357,7 @@ mod tests {
             page.contains("href=\"/customers?rfm=Can%27t%20Lose%20Them\""),
             "{page}"
         );
+        assert!(page.contains("<title>recency 1, frequency 5: 4</title>"));
         assert_eq!(page.matches("<svg class=\"small\"").count(), 5, "{page}");
         assert!(page.contains("<title>Retention % of gold customers</title>"));
         assert!(page.contains("href=\"/customers?tier=gold\""));

@@ -68,6 +68,8 @@ pub struct RunSummary {
     pub stage_changes: u64,
     pub stages: HashMap<Stage, u64>,
     pub rfm_segments: HashMap<RfmSegment, u64>,
+    /// Customers per recency and frequency score.
+    pub rfm_grid: HashMap<(u8, u8), u64>,
 }
 
 /// A customer's tier and stage after a run.
@@ -142,6 +144,47 @@ impl Store {
         Ok(rows
             .into_iter()
             .filter_map(|(value, n)| value.map(|v| (v, n.max(0) as u64)))
+            .collect())
+    }
+
+    /// How the tenant's latest run left its customers spread, as the run described it (a run
+    /// is stored only once finished); `None` before a run that recorded it.
+    pub async fn latest_distribution(&self, tenant: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(run::Entity::find()
+            .select_only()
+            .column(run::Column::Distribution)
+            .filter(run::Column::TenantId.eq(tenant))
+            .order_by_desc(run::Column::Id)
+            .into_tuple::<Option<Vec<u8>>>()
+            .one(&self.db)
+            .await?
+            .flatten())
+    }
+
+    /// How many customers have each recency and frequency score (the RFM grid).
+    pub async fn rfm_grid(&self, tenant: &str) -> Result<Vec<(u32, u32, u64)>, StoreError> {
+        let rows: Vec<(i32, i32, i64)> = customer::Entity::find()
+            .select_only()
+            .columns([
+                customer::Column::RecencyScore,
+                customer::Column::FrequencyScore,
+            ])
+            .column_as(customer::Column::CustomerId.count(), "n")
+            .filter(customer::Column::TenantId.eq(tenant))
+            .group_by(customer::Column::RecencyScore)
+            .group_by(customer::Column::FrequencyScore)
+            .into_tuple()
+            .all(&self.db)
+            .await?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(r, f, n)| {
+                Some((
+                    u32::try_from(r).ok()?,
+                    u32::try_from(f).ok()?,
+                    n.max(0) as u64,
+                ))
+            })
             .collect())
     }
 

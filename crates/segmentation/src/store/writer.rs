@@ -64,6 +64,7 @@ impl Store {
             finished_at: Set(start.graded_at),
             customers: Set(0),
             tier_changes: Set(0),
+            distribution: Set(None),
         }
         .insert(&txn)
         .await?;
@@ -295,6 +296,9 @@ impl<E: Fn(&[Announced]) -> Vec<u8>> RunWriter<E> {
         for segment in segments {
             *summary.rfm_segments.entry(segment).or_default() += 1;
         }
+        for g in grades {
+            *summary.rfm_grid.entry((g.rfm.r, g.rfm.f)).or_default() += 1;
+        }
         for k in &kept {
             if let Some(t) = k.tier.tier {
                 *summary.tiers.entry(t).or_default() += 1;
@@ -425,8 +429,12 @@ impl<E: Fn(&[Announced]) -> Vec<u8>> RunWriter<E> {
     }
 
     /// Announces the changes not yet announced, waits for the writes, records the run's
-    /// totals and commits it; returns what it changed.
-    pub async fn finish(mut self, finished_at: i64) -> Result<RunSummary, StoreError> {
+    /// totals and the spread `describe` makes of them, and commits it; returns what it changed.
+    pub async fn finish(
+        mut self,
+        finished_at: i64,
+        describe: impl FnOnce(&RunSummary) -> Vec<u8>,
+    ) -> Result<RunSummary, StoreError> {
         let rest = std::mem::take(&mut self.announce);
         if !rest.is_empty() {
             self.send(Write::Announce((self.encode)(&rest))).await?;
@@ -441,6 +449,7 @@ impl<E: Fn(&[Announced]) -> Vec<u8>> RunWriter<E> {
         run.finished_at = Set(finished_at);
         run.customers = Set(self.summary.customers as i64);
         run.tier_changes = Set(self.summary.tier_changes as i64);
+        run.distribution = Set(Some(describe(&self.summary)));
         run.update(&txn).await?;
         txn.commit().await?;
         Ok(self.summary)
@@ -450,9 +459,11 @@ impl<E: Fn(&[Announced]) -> Vec<u8>> RunWriter<E> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::GradeColumn;
     use rapport_domain::lifecycle::{StageFacts, StageRules};
     use rapport_domain::rank::IdRanks;
     use rapport_domain::tier::TierCutoffs;
+    use std::collections::BTreeMap;
 
     async fn store(dir: &tempfile::TempDir) -> Store {
         let url = rapport_storage::sqlite_url(dir.path(), "segmentation");
@@ -524,7 +535,10 @@ mod tests {
             let standings = writer.page(chunk).await.expect("a page stored");
             assert_eq!(standings.len(), chunk.len());
         }
-        writer.finish(run).await.expect("a stored run")
+        writer
+            .finish(run, |_| Vec::new())
+            .await
+            .expect("a stored run")
     }
 
     /// Of 101 customers ranked from 0, ranks 2–5 are Gold and 6–20 Silver: `hover` at 95.5
@@ -560,6 +574,79 @@ mod tests {
                 .collect();
             assert_eq!(moved.len(), 1, "{moved:?}");
         }
+    }
+
+    /// A run grades everyone, so what it counts as it stores is the tenant's spread: equal to
+    /// counting the stored grades after it (a pending downgrade counts at the tier kept), and
+    /// what the run recorded of it is what the latest run answers.
+    #[tokio::test]
+    async fn a_run_s_counts_are_the_stored_spread_and_the_latest_run_keeps_them() {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let store = store(&dir).await;
+        assert_eq!(store.latest_distribution("t").await.expect("read"), None);
+        let counted =
+            |rows: Vec<(String, u64)>| -> BTreeMap<String, u64> { rows.into_iter().collect() };
+        for (i, hover) in [0.5, 100.5, 100.5, 0.5, 0.5].into_iter().enumerate() {
+            let summary = run_in_pages(&store, hover, i as i64, 7).await;
+            let named = |m: &HashMap<String, u64>| -> BTreeMap<String, u64> {
+                m.iter().map(|(k, v)| (k.clone(), *v)).collect()
+            };
+            let tiers = summary
+                .tiers
+                .iter()
+                .map(|(t, n)| (t.name().to_owned(), *n))
+                .collect();
+            let stages = summary
+                .stages
+                .iter()
+                .map(|(s, n)| (s.name().to_owned(), *n))
+                .collect();
+            let rfm = summary
+                .rfm_segments
+                .iter()
+                .map(|(s, n)| (s.name().to_owned(), *n))
+                .collect();
+            let column = |c| store.count_by("t", c);
+            assert_eq!(
+                named(&tiers),
+                counted(column(GradeColumn::Tier).await.expect("tiers"))
+            );
+            assert_eq!(
+                named(&stages),
+                counted(column(GradeColumn::Stage).await.expect("stages"))
+            );
+            assert_eq!(
+                named(&rfm),
+                counted(column(GradeColumn::RfmSegment).await.expect("rfm"))
+            );
+            let grid: BTreeMap<(u32, u32), u64> = summary
+                .rfm_grid
+                .iter()
+                .map(|(&(r, f), &n)| ((u32::from(r), u32::from(f)), n))
+                .collect();
+            let stored_grid: BTreeMap<(u32, u32), u64> = store
+                .rfm_grid("t")
+                .await
+                .expect("grid")
+                .into_iter()
+                .map(|(r, f, n)| ((r, f), n))
+                .collect();
+            assert_eq!(grid, stored_grid);
+        }
+        // What the last run described of itself is what the latest run answers.
+        let mut writer = store
+            .begin_run("t", start(9), |_| Vec::new())
+            .await
+            .expect("a run begun");
+        writer.page(&[]).await.expect("an empty page");
+        writer
+            .finish(9, |s| format!("{} customers", s.customers).into_bytes())
+            .await
+            .expect("a stored run");
+        assert_eq!(
+            store.latest_distribution("t").await.expect("read"),
+            Some(b"0 customers".to_vec())
+        );
     }
 
     /// Pages are a run's unit of work, not of meaning: a run stored in pages (of sizes that do
@@ -621,7 +708,7 @@ mod tests {
         writer.page(&grades).await.expect("the first page queued");
         // The failure shows at the latest when the run finishes.
         let outcome = match writer.page(&grades).await {
-            Ok(_) => writer.finish(1).await.map(|_| ()),
+            Ok(_) => writer.finish(1, |_| Vec::new()).await.map(|_| ()),
             Err(e) => Err(e),
         };
         assert!(matches!(outcome, Err(StoreError::Db(_))), "{outcome:?}");
