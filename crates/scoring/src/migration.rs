@@ -26,7 +26,8 @@ rapport_storage::migrator!(
         m20261129_000001_scores_apart::Migration,
         m20261204_000001_replicas::Migration,
         m20261207_000001_walk_summaries::Migration,
-        m20261208_000001_p_alive::Migration
+        m20261208_000001_p_alive::Migration,
+        m20261208_000002_listing_indexes::Migration
     ]
 );
 
@@ -651,6 +652,42 @@ mod m20261208_000001_p_alive {
                 vec![col("p_alive").double().null().to_owned()],
             )
             .await
+        }
+    }
+}
+
+mod m20261208_000002_listing_indexes {
+    use super::*;
+
+    rapport_storage::migration_name!("m20261208_000002_listing_indexes");
+
+    /// A band's lowest scores read in order from an index of their own, and a tier's or a
+    /// stage's holders found without reading everyone (`crate::store::Store::lowest`). Tiers
+    /// and stages change only when graded and a band only with its score's step, so folds and
+    /// most re-scores touch none of these.
+    #[async_trait::async_trait]
+    impl MigrationTrait for Migration {
+        async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+            for (table, name, columns) in [
+                (
+                    "scoring_scores",
+                    "scoring_scores_by_band",
+                    &["tenant_id", "band", "score_step"][..],
+                ),
+                (
+                    "scoring_customers",
+                    "scoring_customers_by_tier",
+                    &["tenant_id", "tier"],
+                ),
+                (
+                    "scoring_customers",
+                    "scoring_customers_by_stage",
+                    &["tenant_id", "stage"],
+                ),
+            ] {
+                manager.create_index(index(table, name, columns)).await?;
+            }
+            Ok(())
         }
     }
 }

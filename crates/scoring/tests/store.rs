@@ -264,20 +264,11 @@ async fn the_lowest_scores_come_first_in_score_then_id_order(store: Store) {
         })
         .collect();
     store.apply_tiers("r", &tiers, 1).await.unwrap();
-    assert_eq!(
-        store
-            .lowest(
-                "r",
-                &ListFilter {
-                    tier: Some(Tier::Gold),
-                    ..Default::default()
-                },
-                100
-            )
-            .await
-            .unwrap(),
-        gold
-    );
+    let of_gold = ListFilter {
+        tier: Some(Tier::Gold),
+        ..Default::default()
+    };
+    assert_eq!(listed(&store, of_gold).await, gold);
     // A stage (also the customers' rows) narrows it too, alone or with the tier.
     let at_risk: Vec<String> = gold.iter().step_by(2).cloned().collect();
     let stages: Vec<_> = at_risk
@@ -291,36 +282,18 @@ async fn the_lowest_scores_come_first_in_score_then_id_order(store: Store) {
         .collect();
     store.apply_tiers("r", &stages, 2).await.unwrap();
     for tier in [None, Some(Tier::Gold)] {
-        assert_eq!(
-            store
-                .lowest(
-                    "r",
-                    &ListFilter {
-                        tier,
-                        stage: Some(Stage::AtRisk),
-                        ..Default::default()
-                    },
-                    100
-                )
-                .await
-                .unwrap(),
-            at_risk
-        );
+        let filter = ListFilter {
+            tier,
+            stage: Some(Stage::AtRisk),
+            ..Default::default()
+        };
+        assert_eq!(listed(&store, filter).await, at_risk);
     }
-    assert!(
-        store
-            .lowest(
-                "r",
-                &ListFilter {
-                    stage: Some(Stage::Churned),
-                    ..Default::default()
-                },
-                100
-            )
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    let churned = ListFilter {
+        stage: Some(Stage::Churned),
+        ..Default::default()
+    };
+    assert!(listed(&store, churned).await.is_empty());
     let mut red = at_stored_revisions(&store, "r", rows.clone()).await;
     for (i, r) in red.iter_mut().enumerate() {
         r.state.band = Some(if i % 2 == 0 { Band::Red } else { Band::Green });
@@ -347,6 +320,18 @@ async fn the_lowest_scores_come_first_in_score_then_id_order(store: Store) {
             .unwrap(),
         red_ids
     );
+    // A tier with a band: the holders' scores are filtered as the walk filters them.
+    let gold_red = ListFilter {
+        band: Some(Band::Red),
+        ..of_gold
+    };
+    let expected: Vec<String> = red_ids
+        .iter()
+        .filter(|id| gold.contains(id))
+        .cloned()
+        .collect();
+    assert!(!expected.is_empty() && expected.len() < gold.len());
+    assert_eq!(listed(&store, gold_red).await, expected);
 
     // P(alive) (the scores' rows) keeps those below it; customers without one are left out.
     let mut alive = at_stored_revisions(&store, "r", red.clone()).await;
@@ -369,6 +354,31 @@ async fn the_lowest_scores_come_first_in_score_then_id_order(store: Store) {
         ..Default::default()
     };
     assert_eq!(store.lowest("r", &filter, 100).await.unwrap(), below);
+    let gold_below = ListFilter {
+        p_alive_below: Some(0.5),
+        ..of_gold
+    };
+    let expected: Vec<String> = below
+        .iter()
+        .filter(|id| gold.contains(id))
+        .cloned()
+        .collect();
+    assert!(!expected.is_empty());
+    assert_eq!(listed(&store, gold_below).await, expected);
+}
+
+/// The listing `filter` asks of tenant "r", the same from the holders of its tier or stage as
+/// by walking the scores.
+async fn listed(store: &Store, filter: ListFilter) -> Vec<String> {
+    let held = store.lowest("r", &filter, 100).await.unwrap();
+    let walked = store
+        .clone()
+        .listing_from_holders_up_to(0)
+        .lowest("r", &filter, 100)
+        .await
+        .unwrap();
+    assert_eq!(held, walked, "{filter:?}: from the holders and by the walk");
+    held
 }
 
 /// Rows of `customers`, each with a snapshot of `score` computed at `at`.

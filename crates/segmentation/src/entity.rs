@@ -147,3 +147,28 @@ pub mod segment_member {
 
     impl ActiveModelBehavior for ActiveModel {}
 }
+
+/// The KPI reports of the default periods, kept from one run to the next.
+pub mod kpi_report {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "segmentation_kpi_reports")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub tenant_id: String,
+        /// "month" or "quarter", and whether by tier: the report's shape.
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub shape: String,
+        /// The run the report follows.
+        pub run_id: i64,
+        pub computed_at: i64,
+        /// The report (the service's encoding).
+        pub report: Vec<u8>,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}

@@ -1,9 +1,12 @@
 //! The KPI report: ingestion's event log folded into a ledger, read with the stored tier
-//! history and CLV (the arithmetic is `rapport_domain::kpi`).
+//! history and CLV (the arithmetic is `rapport_domain::kpi`). A report reads the whole log, so
+//! the reports of the default periods (the ones pages show) are computed once after each run
+//! and kept until the next run or period.
 
 use crate::PAGE_DEADLINE;
 use crate::grpc::SegmentationApi;
 use chrono::{DateTime, NaiveDate, Utc};
+use prost::Message;
 use rapport_domain::kpi::{
     Granularity, KpiQuery, KpiRow, Ledger, Period, kpis, period_count, periods,
 };
@@ -45,6 +48,14 @@ fn report_periods(
     Ok(periods(granularity, from, to))
 }
 
+fn granularity(value: i32) -> Result<Granularity, Status> {
+    match pb::Granularity::try_from(value) {
+        Ok(pb::Granularity::Unspecified | pb::Granularity::Month) => Ok(Granularity::Month),
+        Ok(pb::Granularity::Quarter) => Ok(Granularity::Quarter),
+        Err(_) => Err(invalid("granularity", format!("unknown value {value}"))),
+    }
+}
+
 /// A time as a proto timestamp.
 fn timestamp(t: DateTime<Utc>) -> prost_types::Timestamp {
     convert::timestamp(t.timestamp_millis())
@@ -75,23 +86,94 @@ fn row(r: KpiRow) -> pb::KpiRow {
     }
 }
 
+/// The shapes of the reports pages show: by month and by quarter, overall and by tier.
+const SHAPES: [(pb::Granularity, bool); 4] = [
+    (pb::Granularity::Month, false),
+    (pb::Granularity::Month, true),
+    (pb::Granularity::Quarter, false),
+    (pb::Granularity::Quarter, true),
+];
+
+/// The name a report of the default periods is kept under.
+fn shape(granularity: Granularity, by_tier: bool) -> String {
+    let name = match granularity {
+        Granularity::Month => "month",
+        Granularity::Quarter => "quarter",
+    };
+    if by_tier {
+        format!("{name}-by-tier")
+    } else {
+        name.to_owned()
+    }
+}
+
 impl SegmentationApi {
-    /// The KPI report `req` asks for, of `tenant`.
+    /// The KPI report `req` asks for, of `tenant`: of the default periods, the one kept since
+    /// the latest run while its last period is still the current one; else computed now (and
+    /// kept, for the default periods).
     pub async fn kpis(
         &self,
         tenant: &str,
         req: pb::GetKpisRequest,
     ) -> Result<pb::GetKpisResponse, Status> {
-        let granularity = match pb::Granularity::try_from(req.granularity) {
-            Ok(pb::Granularity::Unspecified | pb::Granularity::Month) => Granularity::Month,
-            Ok(pb::Granularity::Quarter) => Granularity::Quarter,
-            Err(_) => {
-                return Err(invalid(
-                    "granularity",
-                    format!("unknown value {}", req.granularity),
-                ));
+        if req.from.is_some() || req.to.is_some() {
+            return self.compute_kpis(tenant, req).await;
+        }
+        let granularity = granularity(req.granularity)?;
+        let shape = shape(granularity, req.by_tier);
+        let run = self.store.latest_run(tenant).await?;
+        let current = Period::containing(granularity, self.clock.now().date_naive()).label;
+        if let Some(kept) = self.store.kpi_report(tenant, &shape).await?
+            && Some(kept.run_id) == run
+        {
+            match pb::GetKpisResponse::decode(kept.report.as_slice()) {
+                Ok(report) if report.rows.last().is_some_and(|r| r.period == current) => {
+                    return Ok(report);
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(tenant, %e, "a kept KPI report does not read; computed anew")
+                }
             }
-        };
+        }
+        let report = self.compute_kpis(tenant, req).await?;
+        if let Some(run_id) = run {
+            self.store
+                .keep_kpi_report(crate::entity::kpi_report::Model {
+                    tenant_id: tenant.to_owned(),
+                    shape,
+                    run_id,
+                    computed_at: convert::millis(report.computed_at.as_ref()).unwrap_or_default(),
+                    report: report.encode_to_vec(),
+                })
+                .await?;
+        }
+        Ok(report)
+    }
+
+    /// Computes and keeps the reports pages show, after a run (failures are logged: the
+    /// reports are then computed when asked for).
+    pub async fn keep_kpis(&self, tenant: &str) {
+        for (granularity, by_tier) in SHAPES {
+            let req = pb::GetKpisRequest {
+                granularity: granularity.into(),
+                by_tier,
+                ..Default::default()
+            };
+            if let Err(status) = self.kpis(tenant, req).await {
+                tracing::warn!(tenant, %status, "KPI report not kept after the run");
+                return;
+            }
+        }
+    }
+
+    /// The KPI report `req` asks for, computed from the whole event log now.
+    async fn compute_kpis(
+        &self,
+        tenant: &str,
+        req: pb::GetKpisRequest,
+    ) -> Result<pb::GetKpisResponse, Status> {
+        let granularity = granularity(req.granularity)?;
         let now = self.clock.now();
         let to = time(req.to.as_ref(), "to")?.unwrap_or(now);
         let periods = report_periods(granularity, time(req.from.as_ref(), "from")?, to)?;
@@ -118,6 +200,7 @@ impl SegmentationApi {
         .map_err(|e| Status::internal(format!("KPI computation: {e}")))?;
         Ok(pb::GetKpisResponse {
             rows: rows.into_iter().map(row).collect(),
+            computed_at: Some(timestamp(now)),
         })
     }
 

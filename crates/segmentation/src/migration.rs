@@ -20,7 +20,8 @@ rapport_storage::migrator!(
         m20261126_000001_ids_compare_as_bytes::Migration,
         m20261204_000001_schedules::Migration,
         m20261208_000001_rfm_members::Migration,
-        m20261208_000002_run_distribution::Migration
+        m20261208_000002_run_distribution::Migration,
+        m20261208_000003_kpi_reports::Migration
     ]
 );
 
@@ -294,6 +295,38 @@ mod m20261208_000002_run_distribution {
                 vec![col("distribution").binary().null().to_owned()],
             )
             .await
+        }
+    }
+}
+
+mod m20261208_000003_kpi_reports {
+    use super::*;
+
+    rapport_storage::migration_name!("m20261208_000003_kpi_reports");
+
+    /// KPI reports of the default periods, computed once after a run: a report reads the whole
+    /// event log, far too much for every page that shows one.
+    #[async_trait::async_trait]
+    impl MigrationTrait for Migration {
+        async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+            manager
+                .create_table(
+                    Table::create()
+                        .table(Alias::new("segmentation_kpi_reports"))
+                        .if_not_exists()
+                        .col(tenant_col())
+                        .col(col("shape").string().not_null())
+                        .col(col("run_id").big_integer().not_null())
+                        .col(col("computed_at").big_integer().not_null())
+                        .col(col("report").binary().not_null())
+                        .primary_key(
+                            Index::create()
+                                .col(Alias::new("tenant_id"))
+                                .col(Alias::new("shape")),
+                        )
+                        .to_owned(),
+                )
+                .await
         }
     }
 }

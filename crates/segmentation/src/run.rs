@@ -235,6 +235,9 @@ impl SegmentationApi {
             .await
             .map_err(crate::store::StoreError::from)?;
         self.waker.wake();
+        // The reports pages show, ready before anyone asks (they read the whole event log).
+        let (api, for_tenant) = (self.clone(), tenant.to_owned());
+        tokio::spawn(async move { api.keep_kpis(&for_tenant).await });
 
         tracing::info!(
             tenant,

@@ -250,3 +250,54 @@ async fn kpis_of_a_hand_made_tenant_are_the_figures_worked_out_by_hand() {
         "{table}"
     );
 }
+
+/// The overall monthly report of the default periods: the year up to now.
+async fn this_year(
+    c: &Clients,
+    to: Option<prost_types::Timestamp>,
+) -> segmentation::GetKpisResponse {
+    c.segmentation
+        .clone()
+        .get_kpis(req(segmentation::GetKpisRequest {
+            to,
+            ..Default::default()
+        }))
+        .await
+        .expect("KPIs")
+        .into_inner()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_report_pages_show_is_kept_from_one_run_to_the_next() {
+    use rapport_tests::scenario::order;
+    let platform = Embedded::start();
+    let c = Clients::new(&platform.addrs);
+    let answer = ingest(
+        &c,
+        vec![order("k1", "a", 0, 10.0), order("k2", "b", 0, 20.0)],
+    )
+    .await;
+    assert_eq!(answer.accepted, 2);
+    wait_all_scored(&c, 2, 2, SETTLE).await;
+    segment(&c, None).await;
+    let customers = |r: &segmentation::GetKpisResponse| r.rows.last().map(|row| row.customers);
+    let kept = this_year(&c, None).await;
+    assert_eq!(customers(&kept), Some(2));
+    assert!(kept.computed_at.is_some());
+
+    // A new customer's order: the report of the default periods stays the run's until the
+    // next run; a report asked for with its own periods is computed anew and counts it.
+    let answer = ingest(&c, vec![order("k3", "c", 0, 30.0)]).await;
+    assert_eq!(answer.accepted, 1);
+    wait_all_scored(&c, 3, 3, SETTLE).await;
+    assert_eq!(customers(&this_year(&c, None).await), Some(2));
+    let now = prost_types::Timestamp::from(std::time::SystemTime::now());
+    assert_eq!(customers(&this_year(&c, Some(now)).await), Some(3));
+    segment(&c, None).await;
+    let after = this_year(&c, None).await;
+    assert_eq!(customers(&after), Some(3));
+    let millis = |r: &segmentation::GetKpisResponse| {
+        rapport_proto::convert::millis(r.computed_at.as_ref()).expect("computed_at")
+    };
+    assert!(millis(&after) > millis(&kept));
+}

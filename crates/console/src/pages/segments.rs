@@ -9,8 +9,6 @@ use axum::http::HeaderMap;
 use maud::{Markup, html};
 use rapport_proto::segmentation::v1 as seg;
 
-/// Periods the KPIs span, counted back from now.
-const MONTHS: i64 = 12;
 /// Members listed per segment page.
 const MEMBERS: u32 = 200;
 
@@ -95,19 +93,17 @@ pub async fn show(
     let caller = console.caller(&headers).await?;
     let granularity = choice.granularity()?;
     let kpi = choice.kpi()?;
-    let now = console.clock.now();
-    let from = now - chrono::Duration::days(MONTHS * 31);
     let (mut a, mut b, mut c) = (
         console.backends.segmentation(),
         console.backends.segmentation(),
         console.backends.segmentation(),
     );
     let (kpis, distribution, custom) = tokio::join!(
+        // The default periods (the year up to now): the report kept since the latest run.
         a.get_kpis(caller.request(seg::GetKpisRequest {
             granularity: granularity.into(),
-            from: Some(rapport_proto::convert::timestamp(from.timestamp_millis())),
-            to: Some(rapport_proto::convert::timestamp(now.timestamp_millis())),
             by_tier: true,
+            ..Default::default()
         })),
         b.get_distribution(caller.request(seg::GetDistributionRequest {})),
         c.list_custom_segments(caller.request(seg::ListCustomSegmentsRequest {})),
@@ -119,7 +115,7 @@ pub async fn show(
         render(
             &choice,
             kpi,
-            &kpis?.into_inner().rows,
+            &kpis?.into_inner(),
             &distribution?.into_inner(),
             &custom?.into_inner().segments,
         ),
@@ -130,10 +126,11 @@ pub async fn show(
 pub fn render(
     choice: &Choice,
     kpi: &Kpi,
-    rows: &[seg::KpiRow],
+    report: &seg::GetKpisResponse,
     distribution: &seg::Distribution,
     custom: &[seg::CustomSegment],
 ) -> Markup {
+    let rows = report.rows.as_slice();
     let tiers = ["vip", "gold", "silver", "bronze", "regular"];
     let of_tier = |name: &str| -> Vec<(String, Option<f64>)> {
         rows.iter()
@@ -192,6 +189,9 @@ pub fn render(
         }
         section {
             h2 { (kpi.title) " per tier" }
+            @if report.computed_at.is_some() {
+                p.meta { "As of " (super::when(report.computed_at.as_ref())) "; each segmentation run brings them up to date." }
+            }
             @if rows.is_empty() {
                 (super::nothing("No KPIs yet: they need events and a segmentation run."))
             } @else {
@@ -330,11 +330,14 @@ mod tests {
     #[test]
     fn one_small_chart_per_tier_on_one_scale_with_links_to_the_members() {
         use rapport_proto::common::v1::Tier;
-        let rows = [
-            row("2026-01", Tier::Gold, Some(80.0)),
-            row("2026-02", Tier::Gold, Some(70.0)),
-            row("2026-01", Tier::Vip, Some(95.0)),
-        ];
+        let report = seg::GetKpisResponse {
+            rows: vec![
+                row("2026-01", Tier::Gold, Some(80.0)),
+                row("2026-02", Tier::Gold, Some(70.0)),
+                row("2026-01", Tier::Vip, Some(95.0)),
+            ],
+            computed_at: Some(rapport_proto::convert::timestamp(0)),
+        };
         let distribution = seg::Distribution {
             customers: 30,
             tiers: vec![seg::TierCount {
@@ -352,7 +355,8 @@ mod tests {
             }],
             ..Default::default()
         };
-        let page = render(&Choice::default(), &KPIS[0], &rows, &distribution, &[]).into_string();
+        let page = render(&Choice::default(), &KPIS[0], &report, &distribution, &[]).into_string();
+        assert!(page.contains("As of <time datetime=\"1970-01-01T00:00:00+00:00\">"));
         assert!(
             page.contains("href=\"/customers?rfm=Can%27t%20Lose%20Them\""),
             "{page}"

@@ -143,12 +143,19 @@ impl Store {
     }
 
     /// Customer ids by score, lowest first, of those that pass `filter`.
+    ///
+    /// The scores are walked in order until enough pass, which is quick when many do. A tier
+    /// or stage that few hold is listed from its holders instead: walking for them would read
+    /// the whole book when they sit at its top (VIPs' scores are high).
     pub async fn lowest(
         &self,
         tenant: &str,
         filter: &ListFilter,
         limit: u64,
     ) -> Result<Vec<String>, StoreError> {
+        if let Some(holders) = self.few_holders(tenant, filter).await? {
+            return self.lowest_of(tenant, &holders, filter, limit).await;
+        }
         let ListFilter {
             tier,
             band,
@@ -199,5 +206,67 @@ impl Store {
             .iter()
             .map(|row| Ok(row.try_get::<String>("", "customer_id")?))
             .collect()
+    }
+
+    /// The customers holding the filter's tier and stage, when there is one and they are few.
+    async fn few_holders(
+        &self,
+        tenant: &str,
+        filter: &ListFilter,
+    ) -> Result<Option<Vec<String>>, StoreError> {
+        if (filter.tier.is_none() && filter.stage.is_none()) || self.few == 0 {
+            return Ok(None);
+        }
+        let mut query = customer::Entity::find()
+            .select_only()
+            .column(customer::Column::CustomerId)
+            .filter(customer::Column::TenantId.eq(tenant));
+        if let Some(tier) = filter.tier {
+            query = query.filter(customer::Column::Tier.eq(tier.name()));
+        }
+        if let Some(stage) = filter.stage {
+            query = query.filter(customer::Column::Stage.eq(stage.name()));
+        }
+        let holders: Vec<String> = query.limit(self.few + 1).into_tuple().all(&self.db).await?;
+        Ok((holders.len() as u64 <= self.few).then_some(holders))
+    }
+
+    /// Of `ids`, the `limit` lowest scores that pass the filter's band and P(alive), in the
+    /// order of the walk: by step, score, then id.
+    async fn lowest_of(
+        &self,
+        tenant: &str,
+        ids: &[String],
+        filter: &ListFilter,
+        limit: u64,
+    ) -> Result<Vec<String>, StoreError> {
+        let mut found: Vec<(i32, f64, String)> = Vec::new();
+        for chunk in ids.chunks(ROWS_PER_INSERT) {
+            let mut query = score::Entity::find()
+                .select_only()
+                .columns([
+                    score::Column::ScoreStep,
+                    score::Column::Score,
+                    score::Column::CustomerId,
+                ])
+                .filter(score::Column::TenantId.eq(tenant))
+                .filter(score::Column::CustomerId.is_in(chunk.iter().cloned()))
+                .filter(score::Column::Score.is_not_null());
+            if let Some(band) = filter.band {
+                query = query.filter(score::Column::Band.eq(band.name()));
+            }
+            if let Some(below) = filter.p_alive_below {
+                query = query.filter(score::Column::PAlive.lt(below));
+            }
+            let rows: Vec<(Option<i32>, Option<f64>, String)> =
+                query.into_tuple().all(&self.db).await?;
+            found.extend(
+                rows.into_iter()
+                    .filter_map(|(step, score, id)| Some((step?, score?, id))),
+            );
+        }
+        found.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.total_cmp(&b.1)).then(a.2.cmp(&b.2)));
+        found.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+        Ok(found.into_iter().map(|(_, _, id)| id).collect())
     }
 }

@@ -68,12 +68,29 @@ pub enum Columns {
 #[derive(Clone)]
 pub struct Store {
     db: DatabaseConnection,
+    /// Up to how many customers a tier or stage may hold to be listed from its holders
+    /// rather than by walking the scores ([`Store::lowest`]).
+    few: u64,
 }
+
+/// Holders of a tier or stage few enough to list from them: a listing reads their scores
+/// (about a millisecond per thousand) instead of walking every score until enough pass.
+const FEW_HOLDERS: u64 = 20_000;
 
 impl Store {
     /// The store on an already migrated database.
     pub fn new(db: DatabaseConnection) -> Self {
-        Store { db }
+        Store {
+            db,
+            few: FEW_HOLDERS,
+        }
+    }
+
+    /// The same store listing a tier or stage from its holders only while they are at most
+    /// `few` (0: always by walking the scores); for tests of both ways.
+    pub fn listing_from_holders_up_to(mut self, few: u64) -> Self {
+        self.few = few;
+        self
     }
 
     /// Holds the lock `name` across scoring's replicas until the answer is released.

@@ -1,13 +1,13 @@
 //! Segmentation's storage: customers' grades, the tier and stage changes runs made, custom
 //! segments and their members; a run itself is stored by [`RunWriter`] (`writer.rs`).
 
-use crate::entity::{custom_segment, customer, run, segment_member, tier_change};
+use crate::entity::{custom_segment, customer, kpi_report, run, segment_member, tier_change};
 use chrono::DateTime;
 use rapport_domain::kpi::{TierChange, TierHistory};
 use rapport_domain::lifecycle::{Stage, StageFacts, StageRules};
 use rapport_domain::rfm::{RfmScore, RfmSegment};
 use rapport_domain::tier::Tier;
-use sea_orm::sea_query::OnConflict;
+use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, DatabaseConnection, DbErr, EntityTrait, PaginatorTrait,
     QueryFilter, QueryOrder, QuerySelect,
@@ -159,6 +159,53 @@ impl Store {
             .one(&self.db)
             .await?
             .flatten())
+    }
+
+    /// The id of the tenant's latest run, if any.
+    pub async fn latest_run(&self, tenant: &str) -> Result<Option<i64>, StoreError> {
+        Ok(run::Entity::find()
+            .select_only()
+            .column(run::Column::Id)
+            .filter(run::Column::TenantId.eq(tenant))
+            .order_by_desc(run::Column::Id)
+            .into_tuple::<i64>()
+            .one(&self.db)
+            .await?)
+    }
+
+    /// The kept KPI report of a shape, if any.
+    pub async fn kpi_report(
+        &self,
+        tenant: &str,
+        shape: &str,
+    ) -> Result<Option<kpi_report::Model>, StoreError> {
+        Ok(
+            kpi_report::Entity::find_by_id((tenant.to_owned(), shape.to_owned()))
+                .one(&self.db)
+                .await?,
+        )
+    }
+
+    /// Keeps a KPI report of a shape, replacing the one kept (unless that follows a later run).
+    pub async fn keep_kpi_report(&self, row: kpi_report::Model) -> Result<(), StoreError> {
+        use sea_orm::sea_query::ExprTrait;
+        kpi_report::Entity::insert(kpi_report::ActiveModel::from(row))
+            .on_conflict(
+                OnConflict::columns([kpi_report::Column::TenantId, kpi_report::Column::Shape])
+                    .update_columns([
+                        kpi_report::Column::RunId,
+                        kpi_report::Column::ComputedAt,
+                        kpi_report::Column::Report,
+                    ])
+                    .action_and_where(
+                        Expr::col((kpi_report::Entity, kpi_report::Column::RunId))
+                            .lte(Expr::cust("excluded.run_id")),
+                    )
+                    .to_owned(),
+            )
+            .exec_without_returning(&self.db)
+            .await?;
+        Ok(())
     }
 
     /// How many customers have each recency and frequency score (the RFM grid).
