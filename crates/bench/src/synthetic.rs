@@ -2,56 +2,79 @@
 //! sometimes a complaint; the same customer for the same number on every run.
 
 use chrono::{DateTime, Duration as Days, Utc};
-use rapport_domain::event::{Event, Payload, SurveyKind};
+use rapport_proto::ingestion::v1 as pb;
+use rapport_proto::ingestion::v1::event::Payload;
 use rapport_scoring::evaluate::CustomerState;
 use rapport_scoring::store::{Columns, Rescored, Store};
 
-/// A synthetic customer: orders over the last year, an NPS answer, sometimes a complaint.
-pub fn customer(i: usize, now: DateTime<Utc>) -> Rescored {
-    let id = format!("c{i:07}");
-    let mut state = CustomerState::default();
-    let event = |n: usize, days: i64, payload| Event {
+/// The id of synthetic customer `i`.
+pub fn customer_id(i: usize) -> String {
+    format!("c{i:07}")
+}
+
+/// Synthetic customer `i`'s events, dated back from `now`: orders over the last year, an NPS
+/// answer, and for one customer in seven a complaint.
+pub fn events(i: usize, now: DateTime<Utc>) -> Vec<pb::Event> {
+    let id = customer_id(i);
+    let event = |n: usize, days: i64, payload| pb::Event {
         event_id: format!("{id}-{n}"),
         customer_id: id.clone(),
-        occurred_at: now - Days::days(days),
-        payload,
+        occurred_at: Some(rapport_proto::convert::timestamp(
+            (now - Days::days(days)).timestamp_millis(),
+        )),
+        sent_at: None,
+        payload: Some(payload),
     };
-    for n in 0..(1 + i % 6) {
-        let days = ((i * 7 + n * 53) % 360) as i64;
-        state.metrics.apply(&event(
-            n,
-            days,
-            Payload::Order {
-                order_id: format!("o{n}"),
-                amount: 10.0 + (i % 200) as f64,
-                currency: "EUR".into(),
-                items: 1,
-            },
-        ));
-    }
-    state.metrics.apply(&event(
+    let mut out: Vec<pb::Event> = (0..(1 + i % 6))
+        .map(|n| {
+            let days = ((i * 7 + n * 53) % 360) as i64;
+            event(
+                n,
+                days,
+                Payload::Order(pb::Order {
+                    order_id: format!("o{n}"),
+                    amount: 10.0 + (i % 200) as f64,
+                    currency: "EUR".into(),
+                    items: 1,
+                }),
+            )
+        })
+        .collect();
+    out.push(event(
         10,
         (i % 90) as i64,
-        Payload::Survey {
-            kind: SurveyKind::Nps,
+        Payload::Survey(pb::Survey {
+            kind: pb::SurveyKind::Nps.into(),
             score: (i % 11) as i32,
             comment: String::new(),
-        },
+        }),
     ));
     if i.is_multiple_of(7) {
-        state.metrics.apply(&event(
+        out.push(event(
             11,
             (i % 60) as i64,
-            Payload::Complaint {
+            Payload::Complaint(pb::Complaint {
                 complaint_id: "k".into(),
                 category: "delivery".into(),
-                severity: rapport_domain::event::ComplaintSeverity::Medium,
+                severity: pb::Severity::Medium.into(),
                 channel: "email".into(),
-            },
+            }),
         ));
     }
+    out
+}
+
+/// Synthetic customer `i` as scoring holds it: its [`events`] folded, not yet scored.
+pub fn customer(i: usize, now: DateTime<Utc>) -> Rescored {
+    let mut state = CustomerState::default();
+    for e in events(i, now) {
+        // The events are made valid; one that were not would only be left out.
+        if let Ok(event) = rapport_proto::convert::stored(&e, now) {
+            state.metrics.apply(&event);
+        }
+    }
     Rescored {
-        customer_id: id,
+        customer_id: customer_id(i),
         state,
         snapshot: None,
         notification: None,

@@ -8,11 +8,13 @@ use crate::grpc::SegmentationApi;
 use chrono::{DateTime, NaiveDate, Utc};
 use prost::Message;
 use rapport_domain::kpi::{
-    Granularity, KpiQuery, KpiRow, Ledger, Period, kpis, period_count, periods,
+    Granularity, KpiQuery, KpiRow, Ledger, Period, TierHistory, kpis, period_count, periods,
 };
 use rapport_proto::convert;
 use rapport_proto::segmentation::v1 as pb;
 use rapport_server::args::{invalid, time};
+use std::collections::HashMap;
+use std::sync::Arc;
 use tonic::Status;
 
 /// Most periods in one report (ten years of months).
@@ -94,6 +96,40 @@ const SHAPES: [(pb::Granularity, bool); 4] = [
     (pb::Granularity::Quarter, true),
 ];
 
+/// What a report reads.
+struct Sources {
+    ledger: Ledger,
+    histories: HashMap<String, TierHistory>,
+    clv: HashMap<String, f64>,
+}
+
+/// The report of `periods` from `sources`, computed off the async threads.
+async fn report(
+    sources: Arc<Sources>,
+    periods: Vec<Period>,
+    by_tier: bool,
+    now: DateTime<Utc>,
+) -> Result<pb::GetKpisResponse, Status> {
+    let rows = tokio::task::spawn_blocking(move || {
+        kpis(
+            &sources.ledger,
+            &sources.histories,
+            &sources.clv,
+            &KpiQuery {
+                periods: &periods,
+                by_tier,
+                now,
+            },
+        )
+    })
+    .await
+    .map_err(|e| Status::internal(format!("KPI computation: {e}")))?;
+    Ok(pb::GetKpisResponse {
+        rows: rows.into_iter().map(row).collect(),
+        computed_at: Some(timestamp(now)),
+    })
+}
+
 /// The name a report of the default periods is kept under.
 fn shape(granularity: Granularity, by_tier: bool) -> String {
     let name = match granularity {
@@ -138,33 +174,66 @@ impl SegmentationApi {
         }
         let report = self.compute_kpis(tenant, req).await?;
         if let Some(run_id) = run {
-            self.store
-                .keep_kpi_report(crate::entity::kpi_report::Model {
-                    tenant_id: tenant.to_owned(),
-                    shape,
-                    run_id,
-                    computed_at: convert::millis(report.computed_at.as_ref()).unwrap_or_default(),
-                    report: report.encode_to_vec(),
-                })
-                .await?;
+            self.keep(tenant, shape, run_id, &report).await?;
         }
         Ok(report)
     }
 
-    /// Computes and keeps the reports pages show, after a run (failures are logged: the
-    /// reports are then computed when asked for).
+    async fn keep(
+        &self,
+        tenant: &str,
+        shape: String,
+        run_id: i64,
+        report: &pb::GetKpisResponse,
+    ) -> Result<(), Status> {
+        Ok(self
+            .store
+            .keep_kpi_report(crate::entity::kpi_report::Model {
+                tenant_id: tenant.to_owned(),
+                shape,
+                run_id,
+                computed_at: convert::millis(report.computed_at.as_ref()).unwrap_or_default(),
+                report: report.encode_to_vec(),
+            })
+            .await?)
+    }
+
+    /// Computes and keeps the reports pages show, from one read of the event log, after a
+    /// run (a failure is logged: the reports are then computed when asked for).
     pub async fn keep_kpis(&self, tenant: &str) {
-        for (granularity, by_tier) in SHAPES {
-            let req = pb::GetKpisRequest {
-                granularity: granularity.into(),
-                by_tier,
-                ..Default::default()
-            };
-            if let Err(status) = self.kpis(tenant, req).await {
-                tracing::warn!(tenant, %status, "KPI report not kept after the run");
-                return;
-            }
+        if let Err(status) = self.try_keep_kpis(tenant).await {
+            tracing::warn!(tenant, %status, "KPI reports not kept after the run");
         }
+    }
+
+    async fn try_keep_kpis(&self, tenant: &str) -> Result<(), Status> {
+        let Some(run_id) = self.store.latest_run(tenant).await? else {
+            return Ok(());
+        };
+        let now = self.clock.now();
+        let mut shapes = Vec::new();
+        for (granularity, by_tier) in SHAPES {
+            let granularity = self::granularity(granularity.into())?;
+            shapes.push((
+                granularity,
+                by_tier,
+                report_periods(granularity, None, now)?,
+            ));
+        }
+        let Some(end) = shapes
+            .iter()
+            .filter_map(|(_, _, periods)| periods.last().map(Period::end_time))
+            .max()
+        else {
+            return Ok(());
+        };
+        let sources = Arc::new(self.sources(tenant, end).await?);
+        for (granularity, by_tier, periods) in shapes {
+            let report = report(sources.clone(), periods, by_tier, now).await?;
+            self.keep(tenant, shape(granularity, by_tier), run_id, &report)
+                .await?;
+        }
+        Ok(())
     }
 
     /// The KPI report `req` asks for, computed from the whole event log now.
@@ -180,27 +249,16 @@ impl SegmentationApi {
         let Some(last) = periods.last() else {
             return Ok(pb::GetKpisResponse::default());
         };
-        let ledger = self.ledger(tenant, last.end_time()).await?;
-        let histories = self.store.tier_histories(tenant).await?;
-        let clv = self.store.clv(tenant).await?;
-        let by_tier = req.by_tier;
-        let rows = tokio::task::spawn_blocking(move || {
-            kpis(
-                &ledger,
-                &histories,
-                &clv,
-                &KpiQuery {
-                    periods: &periods,
-                    by_tier,
-                    now,
-                },
-            )
-        })
-        .await
-        .map_err(|e| Status::internal(format!("KPI computation: {e}")))?;
-        Ok(pb::GetKpisResponse {
-            rows: rows.into_iter().map(row).collect(),
-            computed_at: Some(timestamp(now)),
+        let sources = self.sources(tenant, last.end_time()).await?;
+        report(Arc::new(sources), periods, req.by_tier, now).await
+    }
+
+    /// What a report reads: the events before `end` folded, the tier histories, the CLVs.
+    async fn sources(&self, tenant: &str, end: DateTime<Utc>) -> Result<Sources, Status> {
+        Ok(Sources {
+            ledger: self.ledger(tenant, end).await?,
+            histories: self.store.tier_histories(tenant).await?,
+            clv: self.store.clv(tenant).await?,
         })
     }
 

@@ -24,6 +24,7 @@ use rapport_proto::scoring::v1 as pb;
 use rapport_scoring::engine::{Builtin, Clock, Engine};
 use rapport_scoring::store::Store;
 use rapport_storage::outbox::RelayWaker;
+use rapport_storage::sea_orm::ConnectionTrait;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
@@ -109,6 +110,20 @@ async fn main() -> anyhow::Result<()> {
     seeder.rescore_all(TENANT, |_| {}).await?;
     eprintln!(
         "seeded and scored {n} customers twice in {:.0} s",
+        started.elapsed().as_secs_f64()
+    );
+
+    // The same customers' events in ingestion's log, for the KPIs to read: stored by an
+    // ingestion of its own that tells no scoring (which was seeded from the same events), its
+    // outbox then emptied so the platform's ingestion tells no one either.
+    let started = Instant::now();
+    let events = store_events(&url, now - chrono::Duration::days(8), n).await?;
+    let outbox_db = rapport_storage::open::<rapport_scoring::migration::Migrator>(&url).await?;
+    outbox_db
+        .execute_unprepared("DELETE FROM ingestion_outbox")
+        .await?;
+    eprintln!(
+        "stored their {events} events in ingestion's log in {:.0} s",
         started.elapsed().as_secs_f64()
     );
 
@@ -214,7 +229,6 @@ async fn main() -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     // Everyone graded, and every change taken in by the services it is for, before the timing.
-    let outbox_db = rapport_storage::open::<rapport_scoring::migration::Migrator>(&url).await?;
     let draining = Instant::now();
     let mut grading = console
         .backends
@@ -231,6 +245,7 @@ async fn main() -> anyhow::Result<()> {
         draining.elapsed().as_secs_f64()
     );
     drained(&outbox_db).await?;
+    kpis_kept(&outbox_db).await?;
     let queue = console
         .backends
         .alerting()
@@ -245,7 +260,7 @@ async fn main() -> anyhow::Result<()> {
         .into_inner()
         .total;
     eprintln!(
-        "scoring and alerting took the grades and scores in within {:.0} s: {queue} alerts",
+        "scoring and alerting took the grades and scores in, and segmentation kept its KPI reports, within {:.0} s: {queue} alerts",
         draining.elapsed().as_secs_f64()
     );
     let lowest = console
@@ -339,6 +354,102 @@ async fn main() -> anyhow::Result<()> {
     stop.cancel();
     Ok(())
 }
+
+/// Waits until segmentation keeps the four KPI reports pages show, which it computes after
+/// the run (at most 30 minutes).
+async fn kpis_kept(db: &rapport_storage::sea_orm::DatabaseConnection) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let count = rapport_storage::sea_orm::Statement::from_string(
+        db.get_database_backend(),
+        "SELECT count(*) AS n FROM segmentation_kpi_reports",
+    );
+    loop {
+        let kept: i64 = match db.query_one_raw(count.clone()).await? {
+            Some(row) => row.try_get("", "n")?,
+            None => 0,
+        };
+        if kept >= 4 {
+            return Ok(());
+        }
+        anyhow::ensure!(
+            started.elapsed() < Duration::from_secs(1_800),
+            "segmentation kept {kept} of its 4 KPI reports within 30 minutes"
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// Stores the `n` synthetic customers' events, dated back from `now`, through an ingestion
+/// service of its own that tells no scoring; answers how many.
+async fn store_events(url: &str, now: chrono::DateTime<Utc>, n: usize) -> anyhow::Result<u64> {
+    let (l, addr) = listener().await?;
+    let stop = CancellationToken::new();
+    let cfg = [
+        "rapport-ingestion",
+        "--listen",
+        &addr.to_string(),
+        "--scoring-addr",
+        "127.0.0.1:1",
+        "--database-url",
+        url,
+        "--allow-dev-keys",
+    ];
+    let service = tokio::spawn(rapport_ingestion::run(settings(&cfg)?, l, stop.clone()));
+    let client = IngestionServiceClient::new(rapport_server::peer_channel(&addr.to_string())?);
+    let ready = Instant::now();
+    while client
+        .clone()
+        .ingest(rapport_tests::req(
+            rapport_proto::ingestion::v1::IngestRequest::default(),
+        ))
+        .await
+        .is_err()
+    {
+        anyhow::ensure!(
+            ready.elapsed() < Duration::from_secs(60),
+            "ingestion never answered"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let mut stored = 0u64;
+    let mut sending = tokio::task::JoinSet::new();
+    for first in (0..n).step_by(EVENT_BATCH_CUSTOMERS) {
+        if sending.len() >= 4
+            && let Some(done) = sending.join_next().await
+        {
+            stored += done??;
+        }
+        let mut client = client.clone();
+        sending.spawn(async move {
+            let events: Vec<_> = (first..(first + EVENT_BATCH_CUSTOMERS).min(n))
+                .flat_map(|i| rapport_bench::synthetic::events(i, now))
+                .collect();
+            let answer = client
+                .ingest(rapport_tests::req(
+                    rapport_proto::ingestion::v1::IngestRequest {
+                        events,
+                        ..Default::default()
+                    },
+                ))
+                .await?
+                .into_inner();
+            anyhow::ensure!(
+                answer.rejected == 0,
+                "synthetic events rejected: {answer:?}"
+            );
+            anyhow::Ok(u64::from(answer.accepted))
+        });
+    }
+    while let Some(done) = sending.join_next().await {
+        stored += done??;
+    }
+    stop.cancel();
+    service.await??;
+    Ok(stored)
+}
+
+/// Customers whose events go in one `Ingest`.
+const EVENT_BATCH_CUSTOMERS: usize = 250;
 
 /// Waits until every outbox on the database is empty: each service has taken in what the
 /// others told it (at most 30 minutes).
