@@ -130,7 +130,8 @@ def main() -> None:
         known = sorted({h["p_alive"] for h in top_json if h.get("p_alive") is not None})
         assert len(known) >= 2 or not look_only, f"too few P(alive) values to filter by: {known}"
         if len(known) >= 2:
-            threshold = round((known[0] + known[-1]) / 2, 4)
+            # Exactly, not rounded: the lowest scores' P(alive) can all be far below 0.0001.
+            threshold = (known[0] + known[-1]) / 2
             visit(f"/customers?p_alive={threshold}&limit=1000", "customers-p-alive")
             rows = page.eval_on_selector_all("#customers tbody tr", "rows => rows.map(r => r.dataset.customer)")
             below = json.loads(
