@@ -8,7 +8,7 @@ CARGO ?= cargo
 VENV  ?= .venv
 PY    := $(VENV)/bin/python
 
-.PHONY: run test test-deps test-deploy image lint build fmt clean bench bench-models bench-ingest bench-scoring bench-alerting bench-segmentation bench-console
+.PHONY: run test test-deps test-deploy image lint build fmt clean bench bench-models bench-ingest bench-scoring bench-alerting bench-segmentation bench-console bench-pipeline
 
 run:
 	$(CARGO) run -p rapport -- up
@@ -59,7 +59,7 @@ $(PY): tests/python/requirements.txt
 	@touch $(PY)
 
 # Benchmarks print one line per figure, beside a baseline measured in the same run.
-bench: bench-models bench-ingest bench-scoring bench-alerting bench-segmentation bench-console
+bench: bench-models bench-ingest bench-scoring bench-alerting bench-segmentation bench-console bench-pipeline
 
 bench-models: $(PY)
 	$(CARGO) run --release -q -p rapport-bench --bin bench-models
@@ -85,6 +85,13 @@ bench-segmentation: test-deps
 # The console's pages for a tenant of RAPPORT_BENCH_CUSTOMERS (default 1,000,000) customers.
 bench-console: test-deps
 	$(CARGO) run --release -q -p rapport-bench --bin bench-console
+
+# The highest rate of events the four services (separate release processes on PostgreSQL and
+# Redis) turn into scores and alerts within a second, held a minute, beside ingestion alone;
+# RAPPORT_BENCH_CUSTOMERS (default 20,000), RAPPORT_BENCH_HOLD_SECS (default 60).
+bench-pipeline: test-deps
+	$(CARGO) build --release -q --bins
+	$(CARGO) run --release -q -p rapport-bench --bin bench-pipeline
 
 fmt:
 	$(CARGO) fmt --all
