@@ -25,6 +25,31 @@ pub fn median_time<T>(runs: usize, mut f: impl FnMut() -> T) -> (Duration, T) {
     (times[times.len() / 2], last.expect("at least one run"))
 }
 
+/// A population as report names write it: `20k`, `1m`.
+pub fn population(n: u64) -> String {
+    if n >= 1_000_000 && n.is_multiple_of(1_000_000) {
+        format!("{}m", n / 1_000_000)
+    } else if n >= 1_000 {
+        format!("{}k", n / 1_000)
+    } else {
+        n.to_string()
+    }
+}
+
+/// Messages waiting in the services' outboxes on a database (ingestion's, scoring's and
+/// segmentation's): what one service has still to tell another.
+pub async fn backlog(db: &rapport_storage::sea_orm::DatabaseConnection) -> anyhow::Result<i64> {
+    let mut left = 0;
+    for outbox in [
+        rapport_ingestion::migration::OUTBOX,
+        rapport_scoring::migration::OUTBOX,
+        rapport_segmentation::migration::OUTBOX,
+    ] {
+        left += outbox.depth(db).await?.0;
+    }
+    Ok(left)
+}
+
 /// Milliseconds, for reports.
 pub fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3

@@ -89,11 +89,11 @@ fn row(r: KpiRow) -> pb::KpiRow {
 }
 
 /// The shapes of the reports pages show: by month and by quarter, overall and by tier.
-const SHAPES: [(pb::Granularity, bool); 4] = [
-    (pb::Granularity::Month, false),
-    (pb::Granularity::Month, true),
-    (pb::Granularity::Quarter, false),
-    (pb::Granularity::Quarter, true),
+const SHAPES: [(Granularity, bool); 4] = [
+    (Granularity::Month, false),
+    (Granularity::Month, true),
+    (Granularity::Quarter, false),
+    (Granularity::Quarter, true),
 ];
 
 /// What a report reads.
@@ -213,7 +213,6 @@ impl SegmentationApi {
         let now = self.clock.now();
         let mut shapes = Vec::new();
         for (granularity, by_tier) in SHAPES {
-            let granularity = self::granularity(granularity.into())?;
             shapes.push((
                 granularity,
                 by_tier,

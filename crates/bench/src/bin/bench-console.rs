@@ -333,7 +333,7 @@ async fn main() -> anyhow::Result<()> {
         }
         println!(
             "bench console-{name}-{}: p50 {:.1} ms, slowest of {RUNS} {:.1} ms (goal < {GOAL_MS:.0} ms) vs its {call_name} call p50 {:.1} ms = {:.2}x",
-            scale(n),
+            rapport_bench::population(n as u64),
             rapport_bench::ms(p50),
             rapport_bench::ms(max),
             rapport_bench::ms(median(call.clone())),
@@ -342,7 +342,7 @@ async fn main() -> anyhow::Result<()> {
     }
     println!(
         "bench console-goal-{}: {} of {} pages always under {GOAL_MS:.0} ms{}",
-        scale(n),
+        rapport_bench::population(n as u64),
         pages.len() - over_goal.len(),
         pages.len(),
         if over_goal.is_empty() {
@@ -455,15 +455,8 @@ const EVENT_BATCH_CUSTOMERS: usize = 250;
 /// others told it (at most 30 minutes).
 async fn drained(db: &rapport_storage::sea_orm::DatabaseConnection) -> anyhow::Result<()> {
     let started = Instant::now();
-    let outboxes = [
-        rapport_scoring::migration::OUTBOX,
-        rapport_segmentation::migration::OUTBOX,
-    ];
     loop {
-        let mut left = 0;
-        for outbox in &outboxes {
-            left += outbox.depth(db).await?.0;
-        }
+        let left = rapport_bench::backlog(db).await?;
         if left == 0 {
             return Ok(());
         }
@@ -472,16 +465,6 @@ async fn drained(db: &rapport_storage::sea_orm::DatabaseConnection) -> anyhow::R
             "the services did not take the seeded changes in within 30 minutes ({left} messages left)"
         );
         tokio::time::sleep(Duration::from_secs(1)).await;
-    }
-}
-
-fn scale(n: usize) -> String {
-    if n >= 1_000_000 && n.is_multiple_of(1_000_000) {
-        format!("{}m", n / 1_000_000)
-    } else if n >= 1_000 {
-        format!("{}k", n / 1_000)
-    } else {
-        n.to_string()
     }
 }
 

@@ -17,10 +17,11 @@ use rapport_proto::alerting::v1 as alerting;
 use rapport_proto::ingestion::v1 as ingestion;
 use rapport_proto::ingestion::v1::event::Payload;
 use rapport_proto::scoring::v1 as scoring;
-use rapport_storage::sea_orm::{ConnectionTrait, DatabaseConnection, Statement};
+use rapport_storage::sea_orm::DatabaseConnection;
 use rapport_tests::servers::{Postgres, Redis};
 use rapport_tests::{Addrs, Backing, Clients, Distributed, Service, req, start_service};
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
@@ -102,7 +103,7 @@ async fn load(
 ) -> f64 {
     let started = Instant::now();
     let batch = (per_sec / BATCHES_PER_SEC).max(1);
-    let accepted = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let accepted = Arc::new(AtomicU64::new(0));
     let mut producers = tokio::task::JoinSet::new();
     for p in 0..PRODUCERS as u64 {
         let (c, run, stop, accepted) = (c.clone(), run.to_owned(), stop.clone(), accepted.clone());
@@ -117,25 +118,27 @@ async fn load(
                     .map(|i| load_event(&run, ((k * PRODUCERS as u64 + p) * batch) + i, customers))
                     .collect();
                 k += 1;
-                if let Ok(r) = c
-                    .ingestion
-                    .clone()
-                    .ingest(req(ingestion::IngestRequest {
-                        events,
-                        ..Default::default()
-                    }))
-                    .await
-                {
-                    accepted.fetch_add(
-                        u64::from(r.into_inner().accepted),
-                        std::sync::atomic::Ordering::Relaxed,
-                    );
-                }
+                send(&c, events, &accepted).await;
             }
         });
     }
     while producers.join_next().await.is_some() {}
-    accepted.load(std::sync::atomic::Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64()
+    accepted.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64()
+}
+
+/// Sends one batch, counting the events accepted (a refused batch counts none).
+async fn send(c: &Clients, events: Vec<ingestion::Event>, accepted: &AtomicU64) {
+    let answer = c
+        .ingestion
+        .clone()
+        .ingest(req(ingestion::IngestRequest {
+            events,
+            ..Default::default()
+        }))
+        .await;
+    if let Ok(r) = answer {
+        accepted.fetch_add(u64::from(r.into_inner().accepted), Ordering::Relaxed);
+    }
 }
 
 /// What the probes of one phase measured.
@@ -251,24 +254,6 @@ fn p99(sorted: &[Duration]) -> Duration {
     sorted[i.min(sorted.len() - 1)]
 }
 
-/// Messages waiting in the outboxes between the services.
-async fn backlog(db: &DatabaseConnection) -> anyhow::Result<i64> {
-    let mut total = 0;
-    for table in ["ingestion_outbox", "scoring_outbox", "segmentation_outbox"] {
-        let row = db
-            .query_one_raw(Statement::from_string(
-                db.get_database_backend(),
-                format!("SELECT count(*) AS n FROM {table}"),
-            ))
-            .await?;
-        total += row
-            .map(|r| r.try_get::<i64>("", "n"))
-            .transpose()?
-            .unwrap_or(0);
-    }
-    Ok(total)
-}
-
 /// How one rate went.
 #[derive(Debug)]
 struct Held {
@@ -304,21 +289,21 @@ async fn hold(
         tokio::spawn(async move { load(&c, &run, per_sec, customers, stop).await })
     };
     tokio::time::sleep(warm_up).await;
-    let before = backlog(db).await?;
+    let before = rapport_bench::backlog(db).await?;
     let stop_probes = CancellationToken::new();
     let probing = {
         let (c, run, stop) = (c.clone(), run.clone(), stop_probes.clone());
         tokio::spawn(async move { probe(&c, &run, stop).await })
     };
     tokio::time::sleep(holding).await;
-    let after = backlog(db).await?;
+    let after = rapport_bench::backlog(db).await?;
     stop_probes.cancel();
     stop.cancel();
     let rate = loading.await?;
     let probed = probing.await??;
     // The backlog drains before the next rate starts.
     let drained = Instant::now();
-    while backlog(db).await? > 0 && drained.elapsed() < Duration::from_secs(300) {
+    while rapport_bench::backlog(db).await? > 0 && drained.elapsed() < Duration::from_secs(300) {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     Ok(Held {
@@ -365,7 +350,7 @@ async fn ingest_only(
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let accepted = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let accepted = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
     let mut producers = tokio::task::JoinSet::new();
     for p in 0..PRODUCERS as u64 {
@@ -377,28 +362,12 @@ async fn ingest_only(
                     .map(|i| load_event("only", (k * PRODUCERS as u64 + p) * 1_000 + i, 20_000))
                     .collect();
                 k += 1;
-                if let Ok(r) = c
-                    .ingestion
-                    .clone()
-                    .ingest(req(ingestion::IngestRequest {
-                        events,
-                        ..Default::default()
-                    }))
-                    .await
-                {
-                    accepted.fetch_add(
-                        u64::from(r.into_inner().accepted),
-                        std::sync::atomic::Ordering::Relaxed,
-                    );
-                }
+                send(&c, events, &accepted).await;
             }
         });
     }
     while producers.join_next().await.is_some() {}
-    Ok(
-        accepted.load(std::sync::atomic::Ordering::Relaxed) as f64
-            / started.elapsed().as_secs_f64(),
-    )
+    Ok(accepted.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64())
 }
 
 #[tokio::main]
@@ -445,11 +414,7 @@ async fn main() -> anyhow::Result<()> {
             missed = Some(held);
         }
     }
-    let scale = if customers.is_multiple_of(1_000_000) {
-        format!("{}m", customers / 1_000_000)
-    } else {
-        format!("{}k", customers / 1_000)
-    };
+    let scale = rapport_bench::population(customers);
     match kept {
         Some(h) => println!(
             "bench pipeline-sustained-{scale}: {:.0} events/s (p99 event→score {} ms, event→alert {} ms) vs ingest-only {only:.0} events/s = {:.2}x",
