@@ -188,23 +188,8 @@ async fn the_full_cdnow_log_arrives_whole_and_only_once() {
     // The console over a real book: 23,570 customers, tens of thousands of alerts, the models
     // fitted (P(alive) to filter by).
     platform.cli(&["models"]);
-    // The re-score's changes reach alerting before the pages are compared with the CLI: the
-    // count of standing alerts holds still for three seconds.
-    let standing = || {
-        let list = platform.cli(&["alerts", "--state", "open"]);
-        list.split_whitespace()
-            .next()
-            .unwrap_or_default()
-            .to_owned()
-    };
-    let (mut last, mut still) = (standing(), 0);
-    let settling = std::time::Instant::now();
-    while still < 3 && settling.elapsed() < Duration::from_secs(120) {
-        std::thread::sleep(Duration::from_secs(1));
-        let now = standing();
-        still = if now == last { still + 1 } else { 0 };
-        last = now;
-    }
+    // The re-score's changes reach alerting before the pages are compared with the CLI.
+    crate::console::told(&platform).await;
     let shots = rapport_tests::repo_root().join("target/console-screenshots/cdnow");
     crate::console::browse(&platform, &shots, "look");
 }

@@ -8,8 +8,8 @@
 use rapport_tests::{Embedded, bin, repo_root};
 use std::time::{Duration, Instant};
 
-#[test]
-fn the_console_shows_and_acts_on_what_the_services_hold() {
+#[tokio::test(flavor = "multi_thread")]
+async fn the_console_shows_and_acts_on_what_the_services_hold() {
     let up = Embedded::start();
     let events = repo_root().join("examples/events.jsonl");
     up.cli(&["import", &events.display().to_string(), "--shift-to-today"]);
@@ -30,6 +30,7 @@ fn the_console_shows_and_acts_on_what_the_services_hold() {
     up.cli(&["segment"]);
     // A re-score of everyone: the book's band counts of the week.
     up.cli(&["rescore"]);
+    told(&up).await;
 
     let shots = repo_root().join("target/console-screenshots");
     browse(&up, &shots, "full");
@@ -49,6 +50,42 @@ fn the_console_shows_and_acts_on_what_the_services_hold() {
             "screenshot of {page}"
         );
     }
+}
+
+/// Waits until no service of `up` has anything left to tell another: every change so far has
+/// reached the service it is for (so pages and the command line read the same state).
+pub async fn told(up: &Embedded) {
+    let data = up.dir.path().join(".rapport");
+    let mut dbs = Vec::new();
+    // Upstream first: a message leaves an outbox only once its receiver has written what it
+    // tells further, so reading in this order sees every message still on its way.
+    for (service, outbox) in [
+        ("ingestion", rapport_ingestion::migration::OUTBOX),
+        ("segmentation", rapport_segmentation::migration::OUTBOX),
+        ("scoring", rapport_scoring::migration::OUTBOX),
+    ] {
+        let url = format!(
+            "sqlite://{}?mode=ro",
+            data.join(format!("{service}.db")).display()
+        );
+        let db = rapport_storage::connect(&url)
+            .await
+            .expect("open the service's database");
+        dbs.push((db, outbox));
+    }
+    rapport_tests::eventually(
+        "every outbox delivered",
+        Duration::from_secs(300),
+        || async {
+            for (db, outbox) in &dbs {
+                if outbox.depth(db).await.expect("outbox depth").0 > 0 {
+                    return None;
+                }
+            }
+            Some(())
+        },
+    )
+    .await;
 }
 
 /// Runs the browser checks (`tests/python/console_browser.py`) against `up`'s console, in
