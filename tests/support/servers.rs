@@ -61,20 +61,42 @@ impl Postgres {
     /// Initialises and starts a cluster for tests (fsync off: a crash of the machine is not
     /// what tests simulate); the database `rapport` is ready when this returns.
     pub fn start() -> Postgres {
-        Self::start_with(false, None)
+        Self::start_with(false, None, &[])
     }
 
     /// A cluster that syncs every commit to disk, as production does (for benchmarks).
     pub fn start_durable() -> Postgres {
-        Self::start_with(true, None)
+        Self::start_with(true, None, &[])
     }
 
     /// A cluster that accepts TCP connections over TLS only, presenting `pair`.
     pub fn start_tls(pair: &crate::certs::Pair) -> Postgres {
-        Self::start_with(false, Some(pair))
+        Self::start_with(false, Some(pair), &[])
     }
 
-    fn start_with(fsync: bool, tls: Option<&crate::certs::Pair>) -> Postgres {
+    /// A test cluster that also counts every statement's calls, rows and time (the
+    /// `pg_stat_statements` extension, created in `rapport`), for benchmarks to profile.
+    pub fn start_observed() -> Postgres {
+        let pg = Self::start_with(
+            false,
+            None,
+            &[
+                "shared_preload_libraries=pg_stat_statements",
+                "track_io_timing=on",
+            ],
+        );
+        pg.query("CREATE EXTENSION pg_stat_statements");
+        pg
+    }
+
+    /// The process id of the postmaster, the parent of every backend.
+    pub fn postmaster_pid(&self) -> Option<u32> {
+        std::fs::read_to_string(self.dir.path().join("data/postmaster.pid"))
+            .ok()
+            .and_then(|t| t.lines().next().and_then(|l| l.trim().parse().ok()))
+    }
+
+    fn start_with(fsync: bool, tls: Option<&crate::certs::Pair>, extra: &[&str]) -> Postgres {
         let bin = pg_bin();
         let dir = tempfile::Builder::new()
             .prefix("rapport-pg-")
@@ -113,7 +135,7 @@ impl Postgres {
             "initdb failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        let mut settings: Vec<String> = Vec::new();
+        let mut settings: Vec<String> = extra.iter().map(|s| (*s).to_owned()).collect();
         if let Some(pair) = tls {
             // The server reads its key only when the postgres user owns it, alone.
             let (cert, key) = (dir.path().join("server.pem"), dir.path().join("server.key"));
@@ -215,10 +237,10 @@ impl Drop for Postgres {
     fn drop(&mut self) {
         // Signal the postmaster itself (as root, `runuser` is its parent and does not forward
         // signals): SIGINT is PostgreSQL's fast shutdown.
-        let postmaster = std::fs::read_to_string(self.dir.path().join("data/postmaster.pid"))
-            .ok()
-            .and_then(|t| t.lines().next().map(str::to_owned))
-            .unwrap_or_else(|| self.child.id().to_string());
+        let postmaster = self
+            .postmaster_pid()
+            .unwrap_or_else(|| self.child.id())
+            .to_string();
         let _ = Command::new("kill").arg("-INT").arg(&postmaster).status();
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
@@ -243,6 +265,11 @@ pub struct Redis {
 }
 
 impl Redis {
+    /// The server's process id, while running.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// Starts redis-server on a free port.
     pub fn start() -> Redis {
         Self::start_with(None)

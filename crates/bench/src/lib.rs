@@ -3,6 +3,7 @@
 // Benchmarks time themselves and date their synthetic events by the system clock.
 #![allow(clippy::disallowed_methods)]
 
+pub mod profile;
 pub mod standin;
 pub mod synthetic;
 

@@ -395,22 +395,18 @@ impl pb::ingestion_service_server::IngestionService for IngestionApi {
             0 => MAX_EVENTS_PER_CUSTOMER,
             n => n.min(MAX_EVENTS_PER_CUSTOMER),
         };
-        let mut events = Vec::new();
-        for cursor in req.customers {
-            for stored in self
-                .store
-                .customer_events(
-                    &tenant,
-                    &cursor.customer_id,
-                    cursor.after_seq,
-                    u64::from(limit),
-                    req.newest_first,
-                )
-                .await?
-            {
-                events.push(stored_event(stored)?);
-            }
-        }
+        let cursors: Vec<(String, i64)> = req
+            .customers
+            .into_iter()
+            .map(|c| (c.customer_id, c.after_seq))
+            .collect();
+        let events = self
+            .store
+            .customers_events(&tenant, &cursors, u64::from(limit), req.newest_first)
+            .await?
+            .into_iter()
+            .map(stored_event)
+            .collect::<Result<_, _>>()?;
         Ok(Response::new(pb::ListCustomerEventsResponse { events }))
     }
 

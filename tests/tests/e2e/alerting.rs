@@ -645,3 +645,119 @@ async fn a_watcher_that_stops_reading_is_ended_with_resource_exhausted() {
         "{received} changes arrived before the end"
     );
 }
+
+/// Rows of a table, each row's columns as text, in the order `sql` gives (which casts its
+/// numbers to BIGINT, read alike from both databases).
+async fn rows_of(database_url: &str, sql: &str) -> Vec<Vec<String>> {
+    use rapport_storage::sea_orm::ConnectionTrait;
+    let db = rapport_storage::connect(database_url).await.unwrap();
+    let backend = db.get_database_backend();
+    db.query_all_raw(rapport_storage::sea_orm::Statement::from_string(
+        backend, sql,
+    ))
+    .await
+    .unwrap()
+    .into_iter()
+    .map(|r| {
+        (0..)
+            .map_while(|i| {
+                match r.try_get_by_index::<Option<i64>>(i) {
+                    Ok(n) => Some(n.map(|n| n.to_string())),
+                    Err(_) => r.try_get_by_index::<Option<String>>(i).ok(),
+                }
+                .map(Option::unwrap_or_default)
+            })
+            .collect()
+    })
+    .collect()
+}
+
+/// Notifications stepping customers through opening, re-triggering, resolving and opening
+/// again within one call leave the same alerts, audit trail, watch revisions and effect
+/// outcomes on PostgreSQL (whose changed alerts are written in one statement) as on SQLite.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_batch_steps_alerts_alike_on_sqlite_and_postgres() {
+    let pg = rapport_tests::Postgres::start();
+    let rules = "holdout_share = 0.0\n\
+        [health_below]\nenter_below = 50.0\nexit_at_or_above = 60.0\n\
+        pending_secs = 0\nresolve_after_secs = 0\n";
+    let mut seen = Vec::new();
+    for on_postgres in [false, true] {
+        let env = if on_postgres {
+            vec![("DATABASE_URL", pg.url())]
+        } else {
+            Vec::new()
+        };
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let a = Alerting::start(rules, &env);
+        let url = if on_postgres {
+            pg.url()
+        } else {
+            rapport_storage::sqlite_url(a.dir.path(), "alerting")
+        };
+        let first: Vec<pb::ScoreChange> = [
+            ("x", 40.0),
+            ("y", 40.0),
+            ("x", 45.0),
+            ("x", 65.0),
+            ("y", 42.0),
+            ("x", 30.0),
+            ("z", 70.0),
+            ("x", 35.0),
+        ]
+        .into_iter()
+        .map(|(c, s)| change(c, s))
+        .collect();
+        notify(&a, first).await;
+        let second = ["y", "x", "y"]
+            .into_iter()
+            .zip([65.0, 62.0, 20.0])
+            .map(|(c, s)| change(c, s))
+            .collect();
+        notify(&a, second).await;
+
+        let alerts = rows_of(
+            &url,
+            "SELECT id, customer_id, state, CAST(trigger_count AS BIGINT), \
+             CAST(score AS BIGINT), open_key, \
+             CASE WHEN resolved_at IS NULL THEN 'standing' ELSE 'resolved' END, \
+             CAST(outcome_score AS BIGINT), \
+             CASE WHEN outcome_at IS NULL THEN 'none' ELSE 'measured' END \
+             FROM alerting_alerts ORDER BY id",
+        )
+        .await;
+        let trail = rows_of(
+            &url,
+            "SELECT alert_id, from_state, to_state, reason FROM alerting_transitions ORDER BY id",
+        )
+        .await;
+        let revisions = rows_of(
+            &url,
+            "SELECT revision, alert_id, change FROM alerting_revisions ORDER BY revision",
+        )
+        .await;
+        seen.push((alerts, trail, revisions));
+    }
+    let (alerts, trail, revisions) = &seen[0];
+    let states: Vec<(&str, &str)> = alerts
+        .iter()
+        .map(|r| (r[1].as_str(), r[2].as_str()))
+        .collect();
+    assert_eq!(
+        states,
+        [
+            ("x", "resolved"),
+            ("x", "resolved"),
+            ("y", "resolved"),
+            ("y", "open")
+        ],
+        "{alerts:?}"
+    );
+    // Each alert's outcome is the last score observed after it opened (customers are
+    // stepped one after another, each through its scores in order).
+    let outcomes: Vec<&str> = alerts.iter().map(|r| r[7].as_str()).collect();
+    assert_eq!(outcomes, ["62", "62", "20", ""], "{alerts:?}");
+    assert_eq!(trail.len(), revisions.len());
+    assert!(revisions.len() >= 7, "{revisions:?}");
+    assert_eq!(seen[1], seen[0], "PostgreSQL as SQLite");
+}

@@ -381,3 +381,77 @@ async fn repeated_ids_are_judged_against_what_is_stored_on_sqlite_and_postgres()
         );
     }
 }
+
+/// Several customers' events read in one call are each customer's read alone, in the order
+/// of the cursors, from each cursor, within the limit, both ways, on both stores.
+#[tokio::test(flavor = "multi_thread")]
+async fn customers_read_together_are_each_read_alone_on_sqlite_and_postgres() {
+    let pg = rapport_tests::Postgres::start();
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = format!(
+        "sqlite://{}?mode=rwc",
+        dir.path().join("ingestion.db").display()
+    );
+    for database_url in [sqlite, pg.url()] {
+        let addrs = rapport_tests::Addrs::free();
+        let backing = rapport_tests::Backing::database(&database_url);
+        let _ingestion = rapport_tests::start_service(
+            rapport_tests::Service::Ingestion,
+            &addrs,
+            &backing,
+            dir.path(),
+        );
+        let mut ingestion = Clients::new(&addrs).ingestion;
+        // Interleaved, so each customer's sequence numbers are not consecutive.
+        let events = (0..40)
+            .map(|i| order(&format!("e{i}"), ["ann", "bob", "cy"][i % 3], 2, i as f64))
+            .collect();
+        let accepted = verdicts(&mut ingestion, events).await;
+        assert!(accepted.iter().all(|(v, _)| *v == pb::Verdict::Accepted));
+        let read = |cursors: Vec<(&str, i64)>, limit: u32, newest_first: bool| {
+            let mut ingestion = ingestion.clone();
+            let customers = cursors
+                .into_iter()
+                .map(|(c, after_seq)| pb::CustomerCursor {
+                    customer_id: c.to_owned(),
+                    after_seq,
+                })
+                .collect();
+            async move {
+                ingestion
+                    .list_customer_events(req(pb::ListCustomerEventsRequest {
+                        customers,
+                        limit_per_customer: limit,
+                        newest_first,
+                    }))
+                    .await
+                    .unwrap()
+                    .into_inner()
+                    .events
+                    .into_iter()
+                    .map(|e| (e.event.unwrap().customer_id, e.seq))
+                    .collect::<Vec<_>>()
+            }
+        };
+        let bob = read(vec![("bob", 0)], 0, false).await;
+        assert_eq!(bob.len(), 13, "{database_url}");
+        let after = bob[4].1;
+        for newest_first in [false, true] {
+            for limit in [0, 5] {
+                let cursors = vec![("cy", 0), ("nobody", 0), ("bob", after), ("ann", 0)];
+                let mut alone = Vec::new();
+                for c in &cursors {
+                    alone.extend(read(vec![*c], limit, newest_first).await);
+                }
+                let together = read(cursors, limit, newest_first).await;
+                assert_eq!(together, alone, "{database_url} {limit} {newest_first}");
+                let per: Vec<usize> = ["cy", "bob", "ann"]
+                    .iter()
+                    .map(|c| together.iter().filter(|(id, _)| id == c).count())
+                    .collect();
+                let expected = if limit == 5 { [5, 5, 5] } else { [13, 8, 14] };
+                assert_eq!(per, expected, "{database_url} {limit} {newest_first}");
+            }
+        }
+    }
+}

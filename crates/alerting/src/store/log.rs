@@ -80,35 +80,6 @@ pub(super) async fn save_customers(
     Ok(())
 }
 
-/// Keeps the outcome of the customer's alerts still inside their effect window up to date.
-pub(super) async fn record_outcome(
-    txn: &DatabaseTransaction,
-    tenant: &str,
-    customer_id: &str,
-    ca: &CustomerAlerts,
-    at: i64,
-    window_ms: i64,
-) -> Result<(), DbErr> {
-    // Most customers have no alert in its effect window: nothing to write for them.
-    if ca.outcome_until.is_none_or(|until| at > until) {
-        return Ok(());
-    }
-    let s = &ca.facts.signals;
-    let retained = !matches!(s.stage, Some(Stage::Churned | Stage::Dormant));
-    alert::Entity::update_many()
-        .col_expr(alert::Column::OutcomeScore, Expr::value(s.score))
-        .col_expr(alert::Column::OutcomeSpend, Expr::value(s.spend_total))
-        .col_expr(alert::Column::OutcomeRetained, Expr::value(retained))
-        .col_expr(alert::Column::OutcomeAt, Expr::value(at))
-        .filter(alert::Column::TenantId.eq(tenant))
-        .filter(alert::Column::CustomerId.eq(customer_id))
-        .filter(alert::Column::OpenedAt.gte(at - window_ms))
-        .filter(alert::Column::OpenedAt.lte(at))
-        .exec(txn)
-        .await?;
-    Ok(())
-}
-
 /// The change log of one tenant within one transaction: holds the tenant's revision row
 /// (so writers of a tenant commit in revision order) and writes every change as a revision,
 /// an audit row and webhook deliveries.
@@ -123,7 +94,14 @@ pub(super) struct Log<'a> {
     stages: BTreeMap<String, Option<Stage>>,
     /// The backfill of the observation being applied, if it came from one.
     backfill: Option<String>,
+    /// Revisions and audit rows written so far, inserted together by [`Log::finish`].
+    revisions: Vec<revision::ActiveModel>,
+    transitions: Vec<transition::ActiveModel>,
 }
+
+/// Rows per multi-row INSERT of revisions and audit rows: within both databases' limits on
+/// a statement's parameters.
+const LOG_CHUNK: usize = 500;
 
 /// Takes the tenant's lock until the transaction ends (every writer of the tenant's alerts,
 /// notices and groups takes it first) and answers the tenant's revision.
@@ -166,6 +144,8 @@ impl<'a> Log<'a> {
             noted: Vec::new(),
             stages: BTreeMap::new(),
             backfill: None,
+            revisions: Vec::new(),
+            transitions: Vec::new(),
         })
     }
 
@@ -175,6 +155,16 @@ impl<'a> Log<'a> {
         now: i64,
     ) -> Result<(), StoreError> {
         use crate::entity::tenant;
+        for chunk in self.revisions.chunks(LOG_CHUNK) {
+            revision::Entity::insert_many(chunk.to_vec())
+                .exec_without_returning(txn)
+                .await?;
+        }
+        for chunk in self.transitions.chunks(LOG_CHUNK) {
+            transition::Entity::insert_many(chunk.to_vec())
+                .exec_without_returning(txn)
+                .await?;
+        }
         notices::record(txn, self.tenant, self.noted, &self.stages, now).await?;
         if self.revision != self.start {
             tenant::Entity::update_many()
@@ -204,6 +194,26 @@ impl<'a> Log<'a> {
         for o in observations {
             observed.entry(o.customer_id.clone()).or_default().push(o);
         }
+        // An alert an observation's outcome reaches was opened within the window before it,
+        // so its customer's outcome period already reaches the observation.
+        let windowed: BTreeSet<String> = observed
+            .iter()
+            .filter(|(id, list)| {
+                let first = list.iter().map(|o| o.at).min().unwrap_or(i64::MAX);
+                known
+                    .get(*id)
+                    .and_then(|ca| ca.outcome_until)
+                    .is_some_and(|until| until >= first)
+            })
+            .map(|(id, _)| id.clone())
+            .collect();
+        let since = observed
+            .values()
+            .flatten()
+            .map(|o| o.at)
+            .min()
+            .map_or(i64::MAX, |at| at.saturating_sub(window_ms));
+        let mut alerts = Alerts::read(txn, self.tenant, &ids, &windowed, since).await?;
         let mut applied = Applied::default();
         let mut touched = BTreeMap::new();
         for id in ids {
@@ -214,7 +224,8 @@ impl<'a> Log<'a> {
             match observed.remove(&id) {
                 None => {
                     let (effects, due) = ca.evaluate(&self.cfg.config, now);
-                    self.apply(txn, &id, ca, effects, now, &mut applied).await?;
+                    self.apply(txn, &mut alerts, &id, ca, effects, now, &mut applied)
+                        .await?;
                     next = Some(due);
                 }
                 Some(list) => {
@@ -224,8 +235,9 @@ impl<'a> Log<'a> {
                         }
                         self.backfill = o.backfill;
                         let (effects, due) = ca.evaluate(&self.cfg.config, now);
-                        self.apply(txn, &id, ca, effects, now, &mut applied).await?;
-                        record_outcome(txn, self.tenant, &id, ca, o.at, window_ms).await?;
+                        self.apply(txn, &mut alerts, &id, ca, effects, now, &mut applied)
+                            .await?;
+                        alerts.record_outcome(&id, ca, o.at, window_ms);
                         next = Some(due);
                     }
                 }
@@ -235,14 +247,17 @@ impl<'a> Log<'a> {
                 touched.insert(id, due);
             }
         }
+        alerts.write(txn).await?;
         save_customers(txn, self.tenant, &known, &touched).await?;
         Ok(applied)
     }
 
     /// Applies one customer's steps to its alerts.
+    #[allow(clippy::too_many_arguments)]
     pub(super) async fn apply(
         &mut self,
         txn: &DatabaseTransaction,
+        alerts: &mut Alerts,
         customer_id: &str,
         ca: &mut CustomerAlerts,
         effects: Vec<Effect>,
@@ -261,6 +276,9 @@ impl<'a> Log<'a> {
             let s = &ca.facts.signals;
             match e.step {
                 Step::Open { severity } => {
+                    if alerts.holds_released(&key) {
+                        alerts.write(txn).await?;
+                    }
                     let holdout = rand::random::<f64>() < self.cfg.config.holdout_share;
                     let recommendations: Vec<Action> = if holdout {
                         Vec::new()
@@ -298,18 +316,9 @@ impl<'a> Log<'a> {
                     }
                     .insert(txn)
                     .await?;
+                    alerts.opened(a.clone());
                     let reason = evidence.unwrap_or_default();
-                    self.write(
-                        txn,
-                        &a,
-                        Change::Opened,
-                        None,
-                        RULE_ACTOR,
-                        &reason,
-                        now,
-                        true,
-                    )
-                    .await?;
+                    self.write(&a, Change::Opened, None, RULE_ACTOR, &reason, now, true)?;
                     applied.opened += 1;
                     ca.outcome_until = Some(now + self.cfg.config.effect_window_ms());
                 }
@@ -318,21 +327,19 @@ impl<'a> Log<'a> {
                     counted,
                     escalated,
                 } => {
-                    let Some(a) = standing(txn, self.tenant, &key).await? else {
+                    let Some(mut a) = alerts.standing(&key).cloned() else {
                         continue;
                     };
                     let from = a.state.clone();
-                    let count = a.trigger_count.saturating_add(i32::from(counted));
-                    let mut m: alert::ActiveModel = a.into();
-                    m.trigger_count = Set(count);
-                    m.severity = Set(Some(severity.name().to_owned()));
-                    m.priority = Set(Some(priority(severity, s.tier, fall(&ca.facts, now))));
-                    m.evidence = Set(evidence.clone());
-                    m.score = Set(s.score.unwrap_or(0.0));
-                    m.tier = Set(s.tier.map(|t| t.name().to_owned()));
-                    m.updated_at = Set(now);
-                    m.config_version = Set(Some(self.cfg.version.clone()));
-                    let a = m.update(txn).await?;
+                    a.trigger_count = a.trigger_count.saturating_add(i32::from(counted));
+                    a.severity = Some(severity.name().to_owned());
+                    a.priority = Some(priority(severity, s.tier, fall(&ca.facts, now)));
+                    a.evidence = evidence.clone();
+                    a.score = s.score.unwrap_or(0.0);
+                    a.tier = s.tier.map(|t| t.name().to_owned());
+                    a.updated_at = now;
+                    a.config_version = Some(self.cfg.version.clone());
+                    alerts.changed(a.clone());
                     let reason = if escalated {
                         format!(
                             "severity raised to {}: {}",
@@ -344,7 +351,6 @@ impl<'a> Log<'a> {
                     };
                     // A re-trigger is news to watchers; to webhooks only when it escalates.
                     self.write(
-                        txn,
                         &a,
                         Change::Updated,
                         Some(&from),
@@ -352,30 +358,27 @@ impl<'a> Log<'a> {
                         &reason,
                         now,
                         escalated,
-                    )
-                    .await?;
+                    )?;
                     applied.updated += 1;
                 }
                 Step::Resolve => {
-                    let Some(a) = standing(txn, self.tenant, &key).await? else {
+                    let Some(mut a) = alerts.standing(&key).cloned() else {
                         continue;
                     };
                     let from = a.state.clone();
-                    let mut m: alert::ActiveModel = a.into();
-                    m.state = Set(state::RESOLVED.to_owned());
-                    m.open_key = Set(None);
-                    m.resolved_at = Set(Some(now));
-                    m.snoozed_until = Set(None);
-                    m.updated_at = Set(now);
-                    m.score = Set(s.score.unwrap_or(0.0));
-                    m.config_version = Set(Some(self.cfg.version.clone()));
-                    let a = m.update(txn).await?;
+                    a.state = state::RESOLVED.to_owned();
+                    a.open_key = None;
+                    a.resolved_at = Some(now);
+                    a.snoozed_until = None;
+                    a.updated_at = now;
+                    a.score = s.score.unwrap_or(0.0);
+                    a.config_version = Some(self.cfg.version.clone());
+                    alerts.changed(a.clone());
                     let reason = match &e.condition {
                         Some(c) => format!("exit condition held: {}", c.evidence),
                         None => "the rule no longer applies to the customer".to_owned(),
                     };
                     self.write(
-                        txn,
                         &a,
                         Change::Resolved,
                         Some(&from),
@@ -383,8 +386,7 @@ impl<'a> Log<'a> {
                         &reason,
                         now,
                         true,
-                    )
-                    .await?;
+                    )?;
                     applied.resolved += 1;
                 }
                 Step::Quiet | Step::Pending { .. } | Step::Resolving { .. } => {}
@@ -394,11 +396,10 @@ impl<'a> Log<'a> {
     }
 
     /// Records a change of alert `a`: a revision, an audit row, and (when `notify`) what it
-    /// means to the tenant's webhook endpoints.
+    /// means to the tenant's webhook endpoints; [`Log::finish`] writes them.
     #[allow(clippy::too_many_arguments)]
-    pub(super) async fn write(
+    pub(super) fn write(
         &mut self,
-        txn: &DatabaseTransaction,
         a: &Alert,
         change: Change,
         from: Option<&str>,
@@ -419,7 +420,7 @@ impl<'a> Log<'a> {
             what: format!("alert {}", a.id),
             reason: e.to_string(),
         })?;
-        revision::Entity::insert(revision::ActiveModel {
+        self.revisions.push(revision::ActiveModel {
             tenant_id: Set(self.tenant.to_owned()),
             revision: Set(self.revision),
             alert_id: Set(a.id),
@@ -428,10 +429,8 @@ impl<'a> Log<'a> {
             reason: Set(reason.to_owned()),
             alert: Set(json),
             at: Set(now),
-        })
-        .exec_without_returning(txn)
-        .await?;
-        transition::Entity::insert(transition::ActiveModel {
+        });
+        self.transitions.push(transition::ActiveModel {
             id: NotSet,
             tenant_id: Set(self.tenant.to_owned()),
             alert_id: Set(a.id),
@@ -441,9 +440,7 @@ impl<'a> Log<'a> {
             reason: Set(reason.to_owned()),
             at: Set(now),
             config_version: Set(Some(self.cfg.version.clone())),
-        })
-        .exec_without_returning(txn)
-        .await?;
+        });
         if notify {
             self.noted.push(notices::Noted {
                 alert: a.clone(),
@@ -454,17 +451,4 @@ impl<'a> Log<'a> {
         }
         Ok(())
     }
-}
-
-/// The standing alert of a dedup key.
-pub(super) async fn standing(
-    txn: &DatabaseTransaction,
-    tenant: &str,
-    key: &str,
-) -> Result<Option<Alert>, DbErr> {
-    alert::Entity::find()
-        .filter(alert::Column::TenantId.eq(tenant))
-        .filter(alert::Column::OpenKey.eq(key))
-        .one(txn)
-        .await
 }

@@ -27,8 +27,10 @@ mod log;
 mod notices;
 pub mod silences;
 pub mod webhooks;
+mod working;
 
 use log::*;
+use working::Alerts;
 
 /// Errors of alerting's storage.
 #[derive(Debug, thiserror::Error)]
@@ -369,7 +371,6 @@ impl Store {
                 let a = m.update(&txn).await?;
                 let reason = "the snooze ended and the alert still stands";
                 log.write(
-                    &txn,
                     &a,
                     Change::Reopened,
                     Some(state::SNOOZED),
@@ -377,8 +378,7 @@ impl Store {
                     reason,
                     now,
                     true,
-                )
-                .await?;
+                )?;
                 applied.updated += 1;
             }
             log.finish(&txn, now).await?;
@@ -448,8 +448,7 @@ impl Store {
         } else {
             reason.to_owned()
         };
-        log.write(&txn, &a, change, Some(&from), actor, &reason, now, true)
-            .await?;
+        log.write(&a, change, Some(&from), actor, &reason, now, true)?;
         if action == Act::Resolve {
             // The rules step on: the resolved track waits for a new trigger, and the
             // customer's other tracks keep their pending and resolve periods.

@@ -9,10 +9,15 @@
 //! 20,000); probes are new customers' detractor answers, timed to their first score and their
 //! alert. The search doubles the rate from 500 events/s until one is not kept up with, then
 //! halves the gap three times.
+//!
+//! To find where the time goes: `RAPPORT_BENCH_RATE=N` holds that rate alone, and
+//! `RAPPORT_BENCH_PROFILE=1` prints after each hold the CPU of every process, the rows each
+//! event wrote per table and PostgreSQL's costliest statements (`rapport_bench::profile`).
 
 // Benchmarks time themselves and date their synthetic events by the system clock.
 #![allow(clippy::disallowed_methods)]
 
+use rapport_bench::profile::{self, Process};
 use rapport_proto::alerting::v1 as alerting;
 use rapport_proto::ingestion::v1 as ingestion;
 use rapport_proto::ingestion::v1::event::Payload;
@@ -173,8 +178,54 @@ async fn probe(c: &Clients, run: &str, stop: CancellationToken) -> anyhow::Resul
             }
         }
     });
-    let (scored_tx, mut scored) = tokio::sync::mpsc::unbounded_channel::<Duration>();
-    let mut pollers = tokio::task::JoinSet::new();
+    // One poller asks for every probe not yet scored in one call each round, so probes
+    // waiting on a slow pipeline do not add load of their own (one call per probe would).
+    let unscored: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
+    let polling = CancellationToken::new();
+    let poller = {
+        let (mut scoring, unscored, polling) =
+            (c.scoring.clone(), unscored.clone(), polling.clone());
+        tokio::spawn(async move {
+            let mut to_score = Vec::new();
+            let mut round = tokio::time::interval(Duration::from_millis(20));
+            loop {
+                round.tick().await;
+                let ids: Vec<String> = match unscored.lock() {
+                    Ok(u) => u.keys().cloned().collect(),
+                    Err(_) => break,
+                };
+                if ids.is_empty() && polling.is_cancelled() {
+                    break;
+                }
+                if ids.is_empty() {
+                    continue;
+                }
+                let Ok(answer) = scoring
+                    .batch_get_health(req(scoring::BatchGetHealthRequest { customer_ids: ids }))
+                    .await
+                else {
+                    continue;
+                };
+                let Ok(mut waiting) = unscored.lock() else {
+                    break;
+                };
+                for h in &answer.get_ref().scores {
+                    let reflects = h
+                        .measures
+                        .iter()
+                        .any(|m| m.measure == "nps" && m.value == Some(1.0));
+                    if let Some(started) = waiting.get(&h.customer_id).copied().filter(|_| reflects)
+                    {
+                        to_score.push(started.elapsed());
+                        waiting.remove(&h.customer_id);
+                    }
+                }
+                // A probe unscored after a minute is lost: it stops being asked for.
+                waiting.retain(|_, started| started.elapsed() < Duration::from_secs(60));
+            }
+            to_score
+        })
+    };
     let mut k = 0;
     let mut tick = tokio::time::interval(PROBE_EVERY);
     while !stop.is_cancelled() {
@@ -193,8 +244,10 @@ async fn probe(c: &Clients, run: &str, stop: CancellationToken) -> anyhow::Resul
             })),
         };
         let started = Instant::now();
-        if let Ok(mut s) = sent.lock() {
-            s.insert(customer.clone(), started);
+        for waiting in [&sent, &unscored] {
+            if let Ok(mut s) = waiting.lock() {
+                s.insert(customer.clone(), started);
+            }
         }
         c.ingestion
             .clone()
@@ -203,26 +256,6 @@ async fn probe(c: &Clients, run: &str, stop: CancellationToken) -> anyhow::Resul
                 ..Default::default()
             }))
             .await?;
-        let (mut scoring, scored_tx) = (c.scoring.clone(), scored_tx.clone());
-        pollers.spawn(async move {
-            while started.elapsed() < Duration::from_secs(60) {
-                let answer = scoring
-                    .get_health(req(scoring::GetHealthRequest {
-                        customer_id: customer.clone(),
-                    }))
-                    .await;
-                if let Ok(h) = answer
-                    && h.get_ref()
-                        .measures
-                        .iter()
-                        .any(|m| m.measure == "nps" && m.value == Some(1.0))
-                {
-                    let _ = scored_tx.send(started.elapsed());
-                    return;
-                }
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        });
     }
     // The last probes get their time to arrive.
     let grace = tokio::time::Instant::now() + Duration::from_secs(30);
@@ -236,10 +269,8 @@ async fn probe(c: &Clients, run: &str, stop: CancellationToken) -> anyhow::Resul
             _ => break,
         }
     }
-    while pollers.join_next().await.is_some() {}
-    while let Ok(d) = scored.try_recv() {
-        probed.to_score.push(d);
-    }
+    polling.cancel();
+    probed.to_score = poller.await?;
     watcher.abort();
     probed.to_score.sort();
     probed.to_alert.sort();
@@ -273,15 +304,28 @@ impl Held {
     }
 }
 
+/// How each rate is held: the load's spread and durations, and the processes to profile
+/// (none: no profile).
+struct Plan {
+    customers: u64,
+    warm_up: Duration,
+    holding: Duration,
+    profiled: Vec<Process>,
+}
+
 /// Loads the platform at `per_sec` for the warm-up and the hold, probing through the hold.
 async fn hold(
     c: &Clients,
     db: &DatabaseConnection,
     per_sec: u64,
-    customers: u64,
-    warm_up: Duration,
-    holding: Duration,
+    plan: &Plan,
 ) -> anyhow::Result<Held> {
+    let Plan {
+        customers,
+        warm_up,
+        holding,
+        ..
+    } = *plan;
     let run = format!("r{per_sec}");
     let stop = CancellationToken::new();
     let loading = {
@@ -290,6 +334,12 @@ async fn hold(
     };
     tokio::time::sleep(warm_up).await;
     let before = rapport_bench::backlog(db).await?;
+    let profiling = if plan.profiled.is_empty() {
+        None
+    } else {
+        profile::reset_statements(db).await?;
+        Some(profile::mark(db, &plan.profiled).await?)
+    };
     let stop_probes = CancellationToken::new();
     let probing = {
         let (c, run, stop) = (c.clone(), run.clone(), stop_probes.clone());
@@ -297,6 +347,14 @@ async fn hold(
     };
     tokio::time::sleep(holding).await;
     let after = rapport_bench::backlog(db).await?;
+    if let Some(start) = &profiling {
+        let events = per_sec as f64 * holding.as_secs_f64();
+        let secs = holding.as_secs_f64();
+        eprint!(
+            "{}",
+            profile::report(db, &plan.profiled, start, secs, events).await?
+        );
+    }
     stop_probes.cancel();
     stop.cancel();
     let rate = loading.await?;
@@ -379,7 +437,15 @@ async fn main() -> anyhow::Result<()> {
         .unwrap_or(20_000);
     let warm_up = seconds("RAPPORT_BENCH_WARM_UP_SECS", 10);
     let holding = seconds("RAPPORT_BENCH_HOLD_SECS", 60);
-    let pg = Postgres::start();
+    let profiling = std::env::var_os("RAPPORT_BENCH_PROFILE").is_some();
+    let only_rate: Option<u64> = std::env::var("RAPPORT_BENCH_RATE")
+        .ok()
+        .and_then(|v| v.parse().ok());
+    let pg = if profiling {
+        Postgres::start_observed()
+    } else {
+        Postgres::start()
+    };
     let redis = Redis::start();
     let logs = tempfile::tempdir()?;
 
@@ -389,10 +455,34 @@ async fn main() -> anyhow::Result<()> {
     let platform = Distributed::on_postgres_and_redis(&pg, &redis, logs.path());
     let c = Clients::new(&platform.addrs);
     let db = rapport_storage::connect(&pg.url()).await?;
+    let process = |name: &str, pid: u32, children: bool| Process {
+        name: name.to_owned(),
+        pid,
+        children,
+    };
+    let mut profiled: Vec<Process> = platform
+        .procs
+        .iter()
+        .filter_map(|p| Some(process(&p.name, p.pid()?, false)))
+        .collect();
+    profiled.extend(pg.postmaster_pid().map(|p| process("postgresql", p, true)));
+    profiled.extend(redis.pid().map(|p| process("redis", p, false)));
+    profiled.push(process("load, probes", std::process::id(), false));
+    let plan = Plan {
+        customers,
+        warm_up,
+        holding,
+        profiled: if profiling { profiled } else { Vec::new() },
+    };
+    if let Some(rate) = only_rate {
+        let held = hold(&c, &db, rate, &plan).await?;
+        println!("{rate} events/s: {held:?} kept up: {}", held.kept_up());
+        return Ok(());
+    }
     let (mut kept, mut missed): (Option<Held>, Option<Held>) = (None, None);
     let mut rate = 500;
     while missed.is_none() && rate <= 128_000 {
-        let held = hold(&c, &db, rate, customers, warm_up, holding).await?;
+        let held = hold(&c, &db, rate, &plan).await?;
         eprintln!("{rate} events/s: {held:?} kept up: {}", held.kept_up());
         if held.kept_up() {
             kept = Some(held);
@@ -406,7 +496,7 @@ async fn main() -> anyhow::Result<()> {
             break;
         };
         let rate = ((low.rate + high.rate) / 2.0) as u64;
-        let held = hold(&c, &db, rate, customers, warm_up, holding).await?;
+        let held = hold(&c, &db, rate, &plan).await?;
         eprintln!("{rate} events/s: {held:?} kept up: {}", held.kept_up());
         if held.kept_up() {
             kept = Some(held);
