@@ -62,7 +62,7 @@ fn stat(pid: u32) -> Option<Stat> {
 /// What a profile reads at each end of a span.
 pub struct Mark {
     cpu: Vec<(String, f64)>,
-    tables: BTreeMap<String, [i64; 4]>,
+    tables: BTreeMap<String, [i64; 6]>,
 }
 
 /// Reads the processes' CPU and the tables' write counters now.
@@ -72,7 +72,8 @@ pub async fn mark(db: &DatabaseConnection, processes: &[Process]) -> anyhow::Res
         .query_all_raw(Statement::from_string(
             db.get_database_backend(),
             "SELECT relname::text AS t, n_tup_ins AS i, n_tup_upd AS u, n_tup_hot_upd AS h, \
-             n_tup_del AS d FROM pg_stat_user_tables",
+             n_tup_del AS d, seq_tup_read AS s, coalesce(idx_tup_fetch, 0) AS x \
+             FROM pg_stat_user_tables",
         ))
         .await?;
     let mut tables = BTreeMap::new();
@@ -83,6 +84,8 @@ pub async fn mark(db: &DatabaseConnection, processes: &[Process]) -> anyhow::Res
             r.try_get("", "u")?,
             r.try_get("", "h")?,
             r.try_get("", "d")?,
+            r.try_get("", "s")?,
+            r.try_get("", "x")?,
         ];
         tables.insert(name, counts);
     }
@@ -123,21 +126,20 @@ pub async fn report(
     }
     writeln!(
         out,
-        "rows per event (inserted, updated, of which in place, deleted):"
+        "rows per event (inserted, updated, of which in place, deleted; read by scans, by index):"
     )?;
     for (table, after) in &end.tables {
         let before = start.tables.get(table).copied().unwrap_or_default();
-        let d: Vec<f64> = (0..4).map(|i| (after[i] - before[i]) as f64).collect();
+        let d: Vec<f64> = (0..6)
+            .map(|i| (after[i] - before[i]) as f64 / events)
+            .collect();
         if d.iter().all(|x| *x == 0.0) {
             continue;
         }
         writeln!(
             out,
-            "  {table:<32} {:6.3} {:6.3} {:6.3} {:6.3}",
-            d[0] / events,
-            d[1] / events,
-            d[2] / events,
-            d[3] / events
+            "  {table:<24} {:6.3} {:6.3} {:6.3} {:6.3}; {:8.2} {:6.2}",
+            d[0], d[1], d[2], d[3], d[4], d[5]
         )?;
     }
     let statements = db
@@ -145,7 +147,7 @@ pub async fn report(
             db.get_database_backend(),
             "SELECT calls::float8 AS c, total_exec_time AS t, rows::float8 AS r, \
              regexp_replace(left(query, 110), '\\s+', ' ', 'g') AS q, \
-             sum(total_exec_time) OVER () AS all_t \
+             sum(total_exec_time) OVER () AS all_t, shared_blks_hit::float8 AS b \
              FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT 15",
         ))
         .await;
@@ -153,7 +155,7 @@ pub async fn report(
     if let Ok(statements) = statements {
         writeln!(
             out,
-            "statements by PostgreSQL time (calls/event, mean ms, rows/call, share):"
+            "statements by PostgreSQL time (calls/event, mean ms, rows/call, pages/call, share):"
         )?;
         for s in statements {
             let (calls, total, rows): (f64, f64, f64) = (
@@ -162,13 +164,15 @@ pub async fn report(
                 s.try_get("", "r")?,
             );
             let all: f64 = s.try_get("", "all_t")?;
+            let pages: f64 = s.try_get("", "b")?;
             let query: String = s.try_get("", "q")?;
             writeln!(
                 out,
-                "  {:7.3} {:7.3} {:7.1} {:5.1}%  {query}",
+                "  {:7.3} {:7.3} {:7.1} {:8.1} {:5.1}%  {query}",
                 calls / events,
                 total / calls.max(1.0),
                 rows / calls.max(1.0),
+                pages / calls.max(1.0),
                 100.0 * total / all.max(f64::MIN_POSITIVE)
             )?;
         }

@@ -22,12 +22,40 @@ pub(super) async fn find_alert<C: ConnectionTrait>(
         .await
 }
 
+/// What is known of customers' alerts.
 pub(super) async fn load_customers(
     txn: &DatabaseTransaction,
     tenant: &str,
     ids: BTreeSet<String>,
 ) -> Result<BTreeMap<String, CustomerAlerts>, StoreError> {
+    Ok(load_known(txn, tenant, ids).await?.0)
+}
+
+/// When a customer is next to be looked at again: the time stored if it is still to come and
+/// no later than `due` (looking early only evaluates once more), else `due`. Keeping the
+/// stored time keeps the row's update off the index of times (an update in place), where
+/// moving it with every observation rewrote every index of the table.
+pub(super) fn next_look(stored: Option<i64>, due: Option<i64>, now: i64) -> Option<i64> {
+    match stored {
+        Some(s) if s > now && due.is_none_or(|d| s <= d) => Some(s),
+        _ => due,
+    }
+}
+
+/// What is known of customers' alerts, and when each is stored to be looked at again.
+pub(super) async fn load_known(
+    txn: &DatabaseTransaction,
+    tenant: &str,
+    ids: BTreeSet<String>,
+) -> Result<
+    (
+        BTreeMap<String, CustomerAlerts>,
+        BTreeMap<String, Option<i64>>,
+    ),
+    StoreError,
+> {
     let mut out = BTreeMap::new();
+    let mut looks = BTreeMap::new();
     let ids: Vec<String> = ids.into_iter().collect();
     for chunk in ids.chunks(500) {
         let rows = customer::Entity::find()
@@ -41,10 +69,11 @@ pub(super) async fn load_customers(
                     what: format!("customer {}", row.customer_id),
                     reason: e.to_string(),
                 })?;
+            looks.insert(row.customer_id.clone(), row.next_check_at);
             out.insert(row.customer_id, ca);
         }
     }
-    Ok(out)
+    Ok((out, looks))
 }
 
 pub(super) async fn save_customers(
@@ -189,7 +218,7 @@ impl<'a> Log<'a> {
         mut prepare: impl FnMut(&str, &mut CustomerAlerts),
     ) -> Result<Applied, StoreError> {
         let window_ms = self.cfg.config.effect_window_ms();
-        let mut known = load_customers(txn, self.tenant, ids.clone()).await?;
+        let (mut known, looks) = load_known(txn, self.tenant, ids.clone()).await?;
         let mut observed: BTreeMap<String, Vec<Observation>> = BTreeMap::new();
         for o in observations {
             observed.entry(o.customer_id.clone()).or_default().push(o);
@@ -244,7 +273,8 @@ impl<'a> Log<'a> {
             }
             self.stages.insert(id.clone(), ca.facts.signals.stage);
             if let Some(due) = next {
-                touched.insert(id, due);
+                let stored = looks.get(&id).copied().flatten();
+                touched.insert(id, next_look(stored, due, now));
             }
         }
         alerts.write(txn).await?;
@@ -450,5 +480,24 @@ impl<'a> Log<'a> {
             });
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::next_look;
+
+    #[test]
+    fn a_stored_look_to_come_stays_unless_a_sooner_one_is_due() {
+        let now = 1_000;
+        // Still to come and no later than needed: kept (an early look only evaluates again).
+        assert_eq!(next_look(Some(1_500), Some(2_000), now), Some(1_500));
+        assert_eq!(next_look(Some(1_500), None, now), Some(1_500));
+        // Sooner is due: the sooner one.
+        assert_eq!(next_look(Some(1_500), Some(1_200), now), Some(1_200));
+        // Passed or never stored: what is due now.
+        assert_eq!(next_look(Some(900), Some(2_000), now), Some(2_000));
+        assert_eq!(next_look(Some(1_000), None, now), None);
+        assert_eq!(next_look(None, Some(2_000), now), Some(2_000));
     }
 }
