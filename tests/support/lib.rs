@@ -493,16 +493,42 @@ pub struct Distributed {
 impl Distributed {
     /// Starts alerting, scoring, segmentation and ingestion, in that order.
     pub fn start(backing: &Backing<'_>, log_dir: &Path) -> Distributed {
+        Distributed::start_scaled(backing, log_dir, 1)
+    }
+
+    /// [`Distributed::start`] with `scoring` replicas of scoring (named `scoring`,
+    /// `scoring-2`, …), which every peer calls in turn; `addrs.scoring` is the first one's.
+    pub fn start_scaled(backing: &Backing<'_>, log_dir: &Path, scoring: usize) -> Distributed {
         let addrs = Addrs::free();
-        let procs = [
-            Service::Alerting,
-            Service::Scoring,
-            Service::Segmentation,
-            Service::Ingestion,
-        ]
-        .into_iter()
-        .map(|s| start_service(s, &addrs, backing, log_dir))
-        .collect();
+        let replicas: Vec<String> = std::iter::once(addrs.scoring.clone())
+            .chain((1..scoring).map(|_| format!("127.0.0.1:{}", free_port())))
+            .collect();
+        let peers = Addrs {
+            scoring: replicas.join(","),
+            ..addrs.clone()
+        };
+        let mut procs = vec![start_service(Service::Alerting, &peers, backing, log_dir)];
+        for (i, own) in replicas.iter().enumerate() {
+            let name = match i {
+                0 => "scoring".to_owned(),
+                i => format!("scoring-{}", i + 1),
+            };
+            let listening = Addrs {
+                scoring: own.clone(),
+                ..peers.clone()
+            };
+            procs.push(start_replica(
+                &name,
+                Service::Scoring,
+                &listening,
+                backing,
+                log_dir,
+                &[],
+            ));
+        }
+        for service in [Service::Segmentation, Service::Ingestion] {
+            procs.push(start_service(service, &peers, backing, log_dir));
+        }
         Distributed { addrs, procs }
     }
 

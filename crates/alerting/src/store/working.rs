@@ -35,6 +35,8 @@ const CHANGEABLE: [(alert::Column, &str); 16] = [
 #[derive(Default)]
 pub(super) struct Alerts {
     by_id: BTreeMap<i64, Alert>,
+    /// Each customer's alerts held.
+    by_customer: HashMap<String, Vec<i64>>,
     /// The standing alert of each open key.
     standing: HashMap<String, i64>,
     /// Alerts changed since the last write.
@@ -87,6 +89,10 @@ impl Alerts {
         if let Some(key) = &a.open_key {
             self.standing.insert(key.clone(), a.id);
         }
+        let held = self.by_customer.entry(a.customer_id.clone()).or_default();
+        if !held.contains(&a.id) {
+            held.push(a.id);
+        }
         self.by_id.insert(a.id, a);
     }
 
@@ -134,8 +140,12 @@ impl Alerts {
         }
         let s = &ca.facts.signals;
         let retained = !matches!(s.stage, Some(Stage::Churned | Stage::Dormant));
-        for a in self.by_id.values_mut() {
-            if a.customer_id == customer_id && (at - window_ms..=at).contains(&a.opened_at) {
+        let held = self.by_customer.get(customer_id).into_iter().flatten();
+        for id in held {
+            let Some(a) = self.by_id.get_mut(id) else {
+                continue;
+            };
+            if (at - window_ms..=at).contains(&a.opened_at) {
                 a.outcome_score = s.score;
                 a.outcome_spend = Some(s.spend_total);
                 a.outcome_retained = Some(retained);

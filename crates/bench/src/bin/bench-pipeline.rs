@@ -10,9 +10,11 @@
 //! alert. The search doubles the rate from 500 events/s until one is not kept up with, then
 //! halves the gap three times.
 //!
-//! To find where the time goes: `RAPPORT_BENCH_RATE=N` holds that rate alone, and
+//! To find where the time goes: `RAPPORT_BENCH_RATE=N[,M…]` holds those rates instead, and
 //! `RAPPORT_BENCH_PROFILE=1` prints after each hold the CPU of every process, the rows each
 //! event wrote per table and PostgreSQL's costliest statements (`rapport_bench::profile`).
+//! `RAPPORT_BENCH_SCORING_REPLICAS=N` runs N scoring processes. Each rate is held on a
+//! platform started afresh.
 
 // Benchmarks time themselves and date their synthetic events by the system clock.
 #![allow(clippy::disallowed_methods)]
@@ -304,13 +306,53 @@ impl Held {
     }
 }
 
-/// How each rate is held: the load's spread and durations, and the processes to profile
-/// (none: no profile).
+/// How each rate is held: the load's spread and durations, whether to profile, and how
+/// many scoring replicas run.
 struct Plan {
     customers: u64,
     warm_up: Duration,
     holding: Duration,
-    profiled: Vec<Process>,
+    profiling: bool,
+    scoring_replicas: usize,
+}
+
+/// Holds `per_sec` on a platform of its own, started afresh (PostgreSQL, Redis and the
+/// services), so each rate starts from the same state whatever the one before left behind
+/// (an overload's dead rows being vacuumed, its backlog).
+async fn hold_fresh(per_sec: u64, plan: &Plan, logs: &std::path::Path) -> anyhow::Result<Held> {
+    let pg = if plan.profiling {
+        Postgres::start_observed()
+    } else {
+        Postgres::start()
+    };
+    let redis = Redis::start();
+    let (database_url, redis_url) = (pg.url(), redis.url());
+    let backing = Backing {
+        database_url: &database_url,
+        redis_url: Some(&redis_url),
+        otlp: None,
+    };
+    let platform = Distributed::start_scaled(&backing, logs, plan.scoring_replicas);
+    let c = Clients::new(&platform.addrs);
+    let db = rapport_storage::connect(&pg.url()).await?;
+    let process = |name: &str, pid: u32, children: bool| Process {
+        name: name.to_owned(),
+        pid,
+        children,
+    };
+    let mut profiled: Vec<Process> = Vec::new();
+    if plan.profiling {
+        profiled.extend(
+            platform
+                .procs
+                .iter()
+                .filter_map(|p| Some(process(&p.name, p.pid()?, false))),
+        );
+        profiled.extend(pg.postmaster_pid().map(|p| process("postgresql", p, true)));
+        profiled.extend(redis.pid().map(|p| process("redis", p, false)));
+        profiled.push(process("load, probes", std::process::id(), false));
+    }
+    hold(&c, &db, per_sec, plan, &profiled).await
 }
 
 /// Loads the platform at `per_sec` for the warm-up and the hold, probing through the hold.
@@ -319,6 +361,7 @@ async fn hold(
     db: &DatabaseConnection,
     per_sec: u64,
     plan: &Plan,
+    profiled: &[Process],
 ) -> anyhow::Result<Held> {
     let Plan {
         customers,
@@ -334,11 +377,11 @@ async fn hold(
     };
     tokio::time::sleep(warm_up).await;
     let before = rapport_bench::backlog(db).await?;
-    let profiling = if plan.profiled.is_empty() {
+    let profiling = if profiled.is_empty() {
         None
     } else {
         profile::reset_statements(db).await?;
-        Some(profile::mark(db, &plan.profiled).await?)
+        Some(profile::mark(db, profiled).await?)
     };
     let stop_probes = CancellationToken::new();
     let probing = {
@@ -352,18 +395,13 @@ async fn hold(
         let secs = holding.as_secs_f64();
         eprint!(
             "{}",
-            profile::report(db, &plan.profiled, start, secs, events).await?
+            profile::report(db, profiled, start, secs, events).await?
         );
     }
     stop_probes.cancel();
     stop.cancel();
     let rate = loading.await?;
     let probed = probing.await??;
-    // The backlog drains before the next rate starts.
-    let drained = Instant::now();
-    while rapport_bench::backlog(db).await? > 0 && drained.elapsed() < Duration::from_secs(300) {
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
     Ok(Held {
         rate,
         to_score: p99(&probed.to_score),
@@ -437,52 +475,38 @@ async fn main() -> anyhow::Result<()> {
         .unwrap_or(20_000);
     let warm_up = seconds("RAPPORT_BENCH_WARM_UP_SECS", 10);
     let holding = seconds("RAPPORT_BENCH_HOLD_SECS", 60);
-    let profiling = std::env::var_os("RAPPORT_BENCH_PROFILE").is_some();
-    let only_rate: Option<u64> = std::env::var("RAPPORT_BENCH_RATE")
-        .ok()
-        .and_then(|v| v.parse().ok());
-    let pg = if profiling {
-        Postgres::start_observed()
-    } else {
-        Postgres::start()
-    };
-    let redis = Redis::start();
-    let logs = tempfile::tempdir()?;
-
-    let only = ingest_only(&pg, logs.path(), Duration::from_secs(20)).await?;
-    eprintln!("ingestion alone: {only:.0} events/s");
-
-    let platform = Distributed::on_postgres_and_redis(&pg, &redis, logs.path());
-    let c = Clients::new(&platform.addrs);
-    let db = rapport_storage::connect(&pg.url()).await?;
-    let process = |name: &str, pid: u32, children: bool| Process {
-        name: name.to_owned(),
-        pid,
-        children,
-    };
-    let mut profiled: Vec<Process> = platform
-        .procs
-        .iter()
-        .filter_map(|p| Some(process(&p.name, p.pid()?, false)))
-        .collect();
-    profiled.extend(pg.postmaster_pid().map(|p| process("postgresql", p, true)));
-    profiled.extend(redis.pid().map(|p| process("redis", p, false)));
-    profiled.push(process("load, probes", std::process::id(), false));
+    // Rates to hold one after another, instead of the search.
+    let only_rates: Vec<u64> = std::env::var("RAPPORT_BENCH_RATE")
+        .map(|v| v.split(',').filter_map(|r| r.trim().parse().ok()).collect())
+        .unwrap_or_default();
     let plan = Plan {
         customers,
         warm_up,
         holding,
-        profiled: if profiling { profiled } else { Vec::new() },
+        profiling: std::env::var_os("RAPPORT_BENCH_PROFILE").is_some(),
+        scoring_replicas: std::env::var("RAPPORT_BENCH_SCORING_REPLICAS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(1),
     };
-    if let Some(rate) = only_rate {
-        let held = hold(&c, &db, rate, &plan).await?;
-        println!("{rate} events/s: {held:?} kept up: {}", held.kept_up());
+    let logs = tempfile::tempdir()?;
+    let only = {
+        let pg = Postgres::start();
+        ingest_only(&pg, logs.path(), Duration::from_secs(20)).await?
+    };
+    eprintln!("ingestion alone: {only:.0} events/s");
+
+    if !only_rates.is_empty() {
+        for rate in only_rates {
+            let held = hold_fresh(rate, &plan, logs.path()).await?;
+            println!("{rate} events/s: {held:?} kept up: {}", held.kept_up());
+        }
         return Ok(());
     }
     let (mut kept, mut missed): (Option<Held>, Option<Held>) = (None, None);
     let mut rate = 500;
     while missed.is_none() && rate <= 128_000 {
-        let held = hold(&c, &db, rate, &plan).await?;
+        let held = hold_fresh(rate, &plan, logs.path()).await?;
         eprintln!("{rate} events/s: {held:?} kept up: {}", held.kept_up());
         if held.kept_up() {
             kept = Some(held);
@@ -496,7 +520,7 @@ async fn main() -> anyhow::Result<()> {
             break;
         };
         let rate = ((low.rate + high.rate) / 2.0) as u64;
-        let held = hold(&c, &db, rate, &plan).await?;
+        let held = hold_fresh(rate, &plan, logs.path()).await?;
         eprintln!("{rate} events/s: {held:?} kept up: {}", held.kept_up());
         if held.kept_up() {
             kept = Some(held);
@@ -504,7 +528,10 @@ async fn main() -> anyhow::Result<()> {
             missed = Some(held);
         }
     }
-    let scale = rapport_bench::population(customers);
+    let mut scale = rapport_bench::population(customers);
+    if plan.scoring_replicas > 1 {
+        scale = format!("{scale}-{}-scoring-replicas", plan.scoring_replicas);
+    }
     match kept {
         Some(h) => println!(
             "bench pipeline-sustained-{scale}: {:.0} events/s (p99 event→score {} ms, event→alert {} ms) vs ingest-only {only:.0} events/s = {:.2}x",
