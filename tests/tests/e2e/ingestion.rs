@@ -274,26 +274,35 @@ async fn verdicts(
         .collect()
 }
 
+/// The URLs of a SQLite file in `dir` and of `pg`'s database.
+fn both_stores(pg: &rapport_tests::Postgres, dir: &std::path::Path) -> [String; 2] {
+    let sqlite = format!("sqlite://{}?mode=rwc", dir.join("ingestion.db").display());
+    [sqlite, pg.url()]
+}
+
+/// Ingestion on `database_url` (its log in `dir`), and a client of it.
+fn ingestion_on(
+    database_url: &str,
+    dir: &std::path::Path,
+) -> (
+    rapport_tests::Proc,
+    pb::ingestion_service_client::IngestionServiceClient<tonic::transport::Channel>,
+) {
+    let addrs = rapport_tests::Addrs::free();
+    let backing = rapport_tests::Backing::database(database_url);
+    let process =
+        rapport_tests::start_service(rapport_tests::Service::Ingestion, &addrs, &backing, dir);
+    (process, Clients::new(&addrs).ingestion)
+}
+
 /// An id repeated within a batch or across batches is judged against the content stored
 /// under it: the same content is DUPLICATE, other content a conflict, on both stores.
 #[tokio::test(flavor = "multi_thread")]
 async fn repeated_ids_are_judged_against_what_is_stored_on_sqlite_and_postgres() {
     let pg = rapport_tests::Postgres::start();
     let dir = tempfile::tempdir().unwrap();
-    let sqlite = format!(
-        "sqlite://{}?mode=rwc",
-        dir.path().join("ingestion.db").display()
-    );
-    for database_url in [sqlite, pg.url()] {
-        let addrs = rapport_tests::Addrs::free();
-        let backing = rapport_tests::Backing::database(&database_url);
-        let _ingestion = rapport_tests::start_service(
-            rapport_tests::Service::Ingestion,
-            &addrs,
-            &backing,
-            dir.path(),
-        );
-        let mut ingestion = Clients::new(&addrs).ingestion;
+    for database_url in both_stores(&pg, dir.path()) {
+        let (_ingestion, mut ingestion) = ingestion_on(&database_url, dir.path());
 
         let with_amount = |e: &pb::Event, amount: f64| {
             let mut e = e.clone();
@@ -388,20 +397,8 @@ async fn repeated_ids_are_judged_against_what_is_stored_on_sqlite_and_postgres()
 async fn customers_read_together_are_each_read_alone_on_sqlite_and_postgres() {
     let pg = rapport_tests::Postgres::start();
     let dir = tempfile::tempdir().unwrap();
-    let sqlite = format!(
-        "sqlite://{}?mode=rwc",
-        dir.path().join("ingestion.db").display()
-    );
-    for database_url in [sqlite, pg.url()] {
-        let addrs = rapport_tests::Addrs::free();
-        let backing = rapport_tests::Backing::database(&database_url);
-        let _ingestion = rapport_tests::start_service(
-            rapport_tests::Service::Ingestion,
-            &addrs,
-            &backing,
-            dir.path(),
-        );
-        let mut ingestion = Clients::new(&addrs).ingestion;
+    for database_url in both_stores(&pg, dir.path()) {
+        let (_ingestion, mut ingestion) = ingestion_on(&database_url, dir.path());
         // Interleaved, so each customer's sequence numbers are not consecutive.
         let events = (0..40)
             .map(|i| order(&format!("e{i}"), ["ann", "bob", "cy"][i % 3], 2, i as f64))
