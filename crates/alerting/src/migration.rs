@@ -11,7 +11,8 @@ rapport_storage::migrator!(
         m20261123_000001_alerts::Migration,
         m20261124_000001_lifecycle::Migration,
         m20261204_000001_schedules::Migration,
-        m20261206_000001_notifications::Migration
+        m20261206_000001_notifications::Migration,
+        m20261209_000001_room_for_updates::Migration
     ]
 );
 
@@ -403,6 +404,24 @@ mod m20261206_000001_notifications {
                 ))
                 .await?;
             Ok(())
+        }
+    }
+}
+
+mod m20261209_000001_room_for_updates {
+    use super::*;
+
+    rapport_storage::migration_name!("m20261209_000001_room_for_updates");
+
+    /// A customer's state is rewritten by every observation, a standing alert by every re-trigger: room on their pages keeps those updates in place.
+    #[async_trait::async_trait]
+    impl MigrationTrait for Migration {
+        async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+            rapport_storage::schema::room_for_updates(
+                manager,
+                &["alerting_customers", "alerting_alerts"],
+            )
+            .await
         }
     }
 }

@@ -27,7 +27,8 @@ rapport_storage::migrator!(
         m20261204_000001_replicas::Migration,
         m20261207_000001_walk_summaries::Migration,
         m20261208_000001_p_alive::Migration,
-        m20261208_000002_listing_indexes::Migration
+        m20261208_000002_listing_indexes::Migration,
+        m20261209_000001_room_for_updates::Migration
     ]
 );
 
@@ -688,6 +689,24 @@ mod m20261208_000002_listing_indexes {
                 manager.create_index(index(table, name, columns)).await?;
             }
             Ok(())
+        }
+    }
+}
+
+mod m20261209_000001_room_for_updates {
+    use super::*;
+
+    rapport_storage::migration_name!("m20261209_000001_room_for_updates");
+
+    /// A customer's row and score are rewritten by every fold: room on their pages keeps those updates in place.
+    #[async_trait::async_trait]
+    impl MigrationTrait for Migration {
+        async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+            rapport_storage::schema::room_for_updates(
+                manager,
+                &["scoring_customers", "scoring_scores"],
+            )
+            .await
         }
     }
 }
