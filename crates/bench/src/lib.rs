@@ -100,3 +100,37 @@ pub fn cdnow_sample_summaries() -> anyhow::Result<Vec<Summary>> {
         .filter_map(|p| summarise(p, end, 7.0))
         .collect())
 }
+
+/// When each probe was sent, by its customer.
+pub type Sent = std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, Instant>>>;
+
+/// Follows `WatchAlerts` from the first revision and sends, when the detractor alert of a
+/// customer in `sent` opens, the time since that customer's probe was sent (once each). Abort
+/// the task when done.
+pub async fn detractor_alerts(
+    c: &rapport_tests::Clients,
+    sent: Sent,
+) -> anyhow::Result<(
+    tokio::task::JoinHandle<()>,
+    tokio::sync::mpsc::UnboundedReceiver<Duration>,
+)> {
+    use rapport_proto::alerting::v1 as alerting;
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let mut watch = rapport_tests::req(alerting::WatchAlertsRequest { after_revision: 0 });
+    // The stream lasts the whole phase: no deadline.
+    watch.metadata_mut().remove("grpc-timeout");
+    let mut stream = c.alerting.clone().watch_alerts(watch).await?.into_inner();
+    let watcher = tokio::spawn(async move {
+        while let Ok(Some(m)) = stream.message().await {
+            let Some(a) = m.alert else { continue };
+            if m.change != alerting::ChangeKind::Opened as i32 || a.rule != "detractor" {
+                continue;
+            }
+            let start = sent.lock().ok().and_then(|mut s| s.remove(&a.customer_id));
+            if let Some(start) = start {
+                let _ = tx.send(start.elapsed());
+            }
+        }
+    });
+    Ok((watcher, rx))
+}

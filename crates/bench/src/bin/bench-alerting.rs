@@ -9,13 +9,12 @@
 // Benchmarks time themselves and date their synthetic events by the system clock.
 #![allow(clippy::disallowed_methods)]
 
-use rapport_proto::alerting::v1 as alerting;
+use rapport_bench::Sent;
 use rapport_proto::ingestion::v1 as ingestion;
 use rapport_tests::scenario::{nps, order};
 use rapport_tests::servers::{Postgres, Redis};
 use rapport_tests::{Clients, Distributed, req};
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Probes per phase.
@@ -29,31 +28,10 @@ const DEFAULT_EVENTS_PER_SEC: usize = 1_000;
 /// Customers the load spreads over.
 const LOAD_CUSTOMERS: usize = 20_000;
 
-type Sent = Arc<Mutex<HashMap<String, Instant>>>;
-
 /// Sends `PROBES` detractor answers and returns each one's latency to its alert.
 async fn probe(c: &Clients, phase: &str) -> anyhow::Result<Vec<Duration>> {
     let sent: Sent = Arc::default();
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Duration>();
-    let mut watch = req(alerting::WatchAlertsRequest { after_revision: 0 });
-    watch.metadata_mut().remove("grpc-timeout");
-    let mut stream = c.alerting.clone().watch_alerts(watch).await?.into_inner();
-    let waiting = sent.clone();
-    let watcher = tokio::spawn(async move {
-        while let Ok(Some(m)) = stream.message().await {
-            let Some(a) = m.alert else { continue };
-            if m.change != alerting::ChangeKind::Opened as i32 || a.rule != "detractor" {
-                continue;
-            }
-            let start = waiting
-                .lock()
-                .ok()
-                .and_then(|mut s| s.remove(&a.customer_id));
-            if let Some(start) = start {
-                let _ = tx.send(start.elapsed());
-            }
-        }
-    });
+    let (watcher, mut rx) = rapport_bench::detractor_alerts(c, sent.clone()).await?;
     for i in 0..PROBES {
         let customer = format!("{phase}-probe-{i}");
         let event = nps(&format!("{customer}-nps"), &customer, 0, 1);

@@ -396,21 +396,18 @@ async fn store_events(url: &str, now: chrono::DateTime<Utc>, n: usize) -> anyhow
     ];
     let service = tokio::spawn(rapport_ingestion::run(settings(&cfg)?, l, stop.clone()));
     let client = IngestionServiceClient::new(rapport_server::peer_channel(&addr.to_string())?);
-    let ready = Instant::now();
-    while client
-        .clone()
-        .ingest(rapport_tests::req(
-            rapport_proto::ingestion::v1::IngestRequest::default(),
-        ))
-        .await
-        .is_err()
-    {
-        anyhow::ensure!(
-            ready.elapsed() < Duration::from_secs(60),
-            "ingestion never answered"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    rapport_tests::eventually("ingestion answers", Duration::from_secs(60), || {
+        let mut client = client.clone();
+        async move {
+            let empty = rapport_proto::ingestion::v1::IngestRequest::default();
+            client
+                .ingest(rapport_tests::req(empty))
+                .await
+                .ok()
+                .map(|_| ())
+        }
+    })
+    .await;
     let mut stored = 0u64;
     let mut sending = tokio::task::JoinSet::new();
     for first in (0..n).step_by(EVENT_BATCH_CUSTOMERS) {

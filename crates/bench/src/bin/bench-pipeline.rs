@@ -20,7 +20,6 @@
 #![allow(clippy::disallowed_methods)]
 
 use rapport_bench::profile::{self, Process};
-use rapport_proto::alerting::v1 as alerting;
 use rapport_proto::ingestion::v1 as ingestion;
 use rapport_proto::ingestion::v1::event::Payload;
 use rapport_proto::scoring::v1 as scoring;
@@ -157,29 +156,11 @@ struct Probed {
 }
 
 /// Sends a probe every [`PROBE_EVERY`] until stopped: a new customer's detractor answer, timed
-/// to its first score (polled with `GetHealth`) and its alert (on a `WatchAlerts` stream).
+/// to its first score (polled for all waiting probes with one `BatchGetHealth` a round) and
+/// its alert (on a `WatchAlerts` stream).
 async fn probe(c: &Clients, run: &str, stop: CancellationToken) -> anyhow::Result<Probed> {
-    let sent: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
-    let (tx, mut alerted) = tokio::sync::mpsc::unbounded_channel::<Duration>();
-    let mut watch = req(alerting::WatchAlertsRequest { after_revision: 0 });
-    watch.metadata_mut().remove("grpc-timeout");
-    let mut stream = c.alerting.clone().watch_alerts(watch).await?.into_inner();
-    let waiting = sent.clone();
-    let watcher = tokio::spawn(async move {
-        while let Ok(Some(m)) = stream.message().await {
-            let Some(a) = m.alert else { continue };
-            if m.change != alerting::ChangeKind::Opened as i32 || a.rule != "detractor" {
-                continue;
-            }
-            let start = waiting
-                .lock()
-                .ok()
-                .and_then(|s| s.get(&a.customer_id).copied());
-            if let Some(start) = start {
-                let _ = tx.send(start.elapsed());
-            }
-        }
-    });
+    let sent: rapport_bench::Sent = Arc::default();
+    let (watcher, mut alerted) = rapport_bench::detractor_alerts(c, sent.clone()).await?;
     // One poller asks for every probe not yet scored in one call each round, so probes
     // waiting on a slow pipeline do not add load of their own (one call per probe would).
     let unscored: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
@@ -432,20 +413,16 @@ async fn ingest_only(
         logs,
     );
     let c = Clients::new(&addrs);
-    let ready = Instant::now();
-    while c
-        .ingestion
-        .clone()
-        .ingest(req(ingestion::IngestRequest::default()))
-        .await
-        .is_err()
-    {
-        anyhow::ensure!(
-            ready.elapsed() < Duration::from_secs(60),
-            "ingestion never answered"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    rapport_tests::eventually("ingestion answers", Duration::from_secs(60), || {
+        let mut ingestion = c.ingestion.clone();
+        async move {
+            let answer = ingestion
+                .ingest(req(ingestion::IngestRequest::default()))
+                .await;
+            answer.ok().map(|_| ())
+        }
+    })
+    .await;
     let accepted = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
     let mut producers = tokio::task::JoinSet::new();
