@@ -8,7 +8,7 @@ CARGO ?= cargo
 VENV  ?= .venv
 PY    := $(VENV)/bin/python
 
-.PHONY: run test test-deps test-deploy image lint build fmt clean bench bench-models bench-ingest bench-scoring bench-alerting bench-segmentation bench-console bench-pipeline
+.PHONY: run test test-deps test-deploy image lint build fmt clean backtest-ceiling bench bench-models bench-ingest bench-scoring bench-alerting bench-segmentation bench-console bench-pipeline
 
 run:
 	$(CARGO) run -p rapport -- up
@@ -57,6 +57,12 @@ $(PY): tests/python/requirements.txt
 	python3 -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r tests/python/requirements.txt
 	@touch $(PY)
+
+# How well any model of the purchase history ranks CDNOW's customers by who stops buying: the
+# ceiling `rapport backtest --fit` is judged against (README, Backtests).
+CDNOW_DIR ?= ../shared/data/cdnow
+backtest-ceiling: $(PY)
+	$(PY) tests/python/backtest_ceiling.py $(CDNOW_DIR)/CDNOW_master.txt
 
 # Benchmarks print one line per figure, beside a baseline measured in the same run.
 bench: bench-models bench-ingest bench-scoring bench-alerting bench-segmentation bench-console bench-pipeline

@@ -37,6 +37,10 @@ pub struct BacktestArgs {
     /// write it to this TOML file, for `rapport scorecard --set`.
     #[arg(long)]
     pub fit: Option<PathBuf>,
+    /// Grade stages as of then with this P(alive) floor (below it a customer is churned;
+    /// 0 for none) instead of the built-in rules'.
+    #[arg(long)]
+    pub stage_p_alive_floor: Option<f64>,
 }
 
 fn fit_json(f: &pb::CardFit) -> serde_json::Value {
@@ -47,7 +51,7 @@ fn fit_json(f: &pb::CardFit) -> serde_json::Value {
         "card_auc": f.card_auc,
         "best_measure": f.best_measure,
         "best_measure_auc": f.best_measure_auc,
-        "measures": f.measures.iter().map(|m| json!({"key": m.key, "group": m.group, "weight": m.weight, "auc": m.auc})).collect::<Vec<_>>(),
+        "measures": f.measures.iter().map(|m| json!({"key": m.key, "group": m.group, "weight": m.weight, "auc": m.auc, "normalise": m.normalise})).collect::<Vec<_>>(),
         "dropped": f.dropped.iter().map(|d| json!({"key": d.key, "reason": d.reason})).collect::<Vec<_>>(),
         "red": f.red,
         "yellow": f.yellow,
@@ -67,7 +71,7 @@ fn print_fit(f: &pb::CardFit) {
         f.test_customers
     );
     outln!(
-        "{:<28} {:<12} {:>7} {:>6}",
+        "{:<28} {:<12} {:>7} {:>6}  NORMALISED",
         "MEASURE",
         "GROUP",
         "WEIGHT",
@@ -75,11 +79,12 @@ fn print_fit(f: &pb::CardFit) {
     );
     for m in &f.measures {
         outln!(
-            "{:<28} {:<12} {:>7.2} {:>6.3}",
+            "{:<28} {:<12} {:>7.2} {:>6.3}  {}",
             m.key,
             m.group,
             m.weight,
-            m.auc
+            m.auc,
+            m.normalise
         );
     }
     for d in &f.dropped {
@@ -101,6 +106,16 @@ fn rate_json(r: &pb::OutcomeRate) -> serde_json::Value {
     json!({"label": r.label, "customers": r.customers, "outcomes": r.outcomes, "rate": r.rate, "lift": r.lift})
 }
 
+fn rule_check_json(c: &pb::RuleCheck) -> serde_json::Value {
+    json!({
+        "rule": c.rule,
+        "watches": c.watches,
+        "flagged": c.flagged.as_ref().map(rate_json),
+        "others": c.others.as_ref().map(rate_json),
+        "ranking": c.ranking.as_ref().map(ranking_json),
+    })
+}
+
 fn report_json(r: &pb::BacktestReport) -> serde_json::Value {
     json!({
         "as_of": crate::when(r.as_of.as_ref()),
@@ -114,6 +129,9 @@ fn report_json(r: &pb::BacktestReport) -> serde_json::Value {
         "baselines": r.baselines.iter().map(ranking_json).collect::<Vec<_>>(),
         "bands": r.bands.iter().map(rate_json).collect::<Vec<_>>(),
         "deciles": r.deciles.iter().map(rate_json).collect::<Vec<_>>(),
+        "tiers": r.tiers.iter().map(rate_json).collect::<Vec<_>>(),
+        "stages": r.stages.iter().map(rate_json).collect::<Vec<_>>(),
+        "rule_checks": r.rule_checks.iter().map(rule_check_json).collect::<Vec<_>>(),
         "calibration": {"intercept": r.calibration_intercept, "slope": r.calibration_slope, "brier": r.brier},
         "reliability": r.reliability.iter().map(|b| json!({
             "from": b.from, "to": b.to, "customers": b.customers,
@@ -159,6 +177,21 @@ fn print_rates(title: &str, rates: &[pb::OutcomeRate]) {
     }
 }
 
+fn print_rule_check(c: &pb::RuleCheck) {
+    outln!("rule {} (watching {}):", c.rule, c.watches);
+    let rates: Vec<pb::OutcomeRate> = c.flagged.iter().chain(&c.others).cloned().collect();
+    print_rates("", &rates);
+    if let Some(r) = &c.ranking {
+        outln!(
+            "{} ranks them with an AUC of {:.3} ({:.3}–{:.3})",
+            r.name,
+            r.auc,
+            r.auc_low,
+            r.auc_high
+        );
+    }
+}
+
 fn print_report(r: &pb::BacktestReport) {
     outln!(
         "backtest as of {}, outcome {} within {} days: {} customers, {} with it ({:.1} %)",
@@ -186,6 +219,14 @@ fn print_report(r: &pb::BacktestReport) {
     outln!();
     print_rates("DECILE", &r.deciles);
     outln!();
+    print_rates("TIER", &r.tiers);
+    outln!();
+    print_rates("STAGE", &r.stages);
+    outln!();
+    for c in &r.rule_checks {
+        print_rule_check(c);
+        outln!();
+    }
     outln!(
         "calibrated: P(outcome) = 1 / (1 + exp(-({:.4} + {:.5} × score))), Brier score {:.4}",
         r.calibration_intercept,
@@ -226,8 +267,9 @@ fn customers_csv(r: &pb::BacktestReport) -> String {
         .flat_map(|c| c.measures.keys())
         .collect();
     let opt = |v: Option<f64>| v.map_or(String::new(), |v| format!("{v:?}"));
-    let mut out =
-        String::from("customer_id,score,band,outcome,p_alive,expected_purchases,recency_days,rfm");
+    let mut out = String::from(
+        "customer_id,score,band,outcome,p_alive,expected_purchases,recency_days,rfm,tier,stage",
+    );
     // Measures are named apart from the baselines (recency is both).
     for k in &keys {
         out.push_str(",measure.");
@@ -236,7 +278,7 @@ fn customers_csv(r: &pb::BacktestReport) -> String {
     out.push('\n');
     for c in &r.customer_rows {
         out.push_str(&format!(
-            "{},{:?},{},{},{},{},{},{}",
+            "{},{:?},{},{},{},{},{},{},{},{}",
             c.customer_id,
             c.score,
             c.band,
@@ -244,7 +286,9 @@ fn customers_csv(r: &pb::BacktestReport) -> String {
             opt(c.p_alive),
             opt(c.expected_purchases),
             opt(c.recency_days),
-            c.rfm
+            c.rfm,
+            c.tier,
+            c.stage
         ));
         for k in &keys {
             out.push(',');
@@ -276,6 +320,7 @@ pub async fn backtest(
         outcome: args.outcome.clone(),
         with_customers: args.customers.is_some(),
         fit: args.fit.is_some(),
+        stage_p_alive_floor: args.stage_p_alive_floor,
     })?;
     // A backtest reads the tenant's whole history: longer than an ordinary call.
     req.set_timeout(std::time::Duration::from_secs(600));

@@ -56,7 +56,7 @@ pub struct StageRules {
     pub at_risk_days: f64,
     /// Beyond this long since the last purchase a customer has churned.
     pub dormant_days: f64,
-    /// A fitted P(alive) below this means churned, however recent the last purchase.
+    /// A fitted P(alive) below this means churned, however recent the last purchase (0: never).
     pub p_alive_floor: f64,
     /// A returning customer stays "reactivated" this long before it is simply active.
     pub reactivated_days: f64,
@@ -64,15 +64,17 @@ pub struct StageRules {
 
 impl Default for StageRules {
     /// New within 30 days of the first purchase; active within 90 days of the last; at risk to
-    /// 180; dormant to 365; churned beyond, on a cancelled subscription, or at P(alive) < 0.05;
-    /// reactivated for 30 days after a dormant or churned customer buys again.
+    /// 180; dormant to 365; churned beyond or on a cancelled subscription; reactivated for 30
+    /// days after a dormant or churned customer buys again. No P(alive) floor: backtested on
+    /// CDNOW, customers under a floor of 0.05 bought again more often (39 %) than the dormant
+    /// ones (16 %), so a low P(alive) is no sign of churn beyond what recency says.
     fn default() -> Self {
         StageRules {
             new_days: 30.0,
             active_days: 90.0,
             at_risk_days: 180.0,
             dormant_days: 365.0,
-            p_alive_floor: 0.05,
+            p_alive_floor: 0.0,
             reactivated_days: 30.0,
         }
     }
@@ -156,7 +158,16 @@ mod tests {
             p_alive: Some(0.01),
             ..facts(100.0, 60.0)
         };
-        assert_eq!(r.grade(&unlikely, None), Stage::Churned);
+        assert_eq!(
+            r.grade(&unlikely, None),
+            Stage::Active,
+            "no floor by default"
+        );
+        let floored = StageRules {
+            p_alive_floor: 0.05,
+            ..r
+        };
+        assert_eq!(floored.grade(&unlikely, None), Stage::Churned);
     }
 
     #[test]

@@ -519,6 +519,13 @@ impl pb::scoring_service_server::ScoringService for ScoringApi {
             .ok_or_else(|| invalid("horizon", "more than 0 and at most ten years"))?;
         let outcome = crate::backtest::Outcome::parse(&req.outcome)
             .ok_or_else(|| invalid("outcome", "one of: no-purchase, cancelled, downgraded"))?;
+        let mut stage_rules = rapport_domain::lifecycle::StageRules::default();
+        if let Some(floor) = req.stage_p_alive_floor {
+            if !(0.0..=1.0).contains(&floor) {
+                return Err(invalid("stage_p_alive_floor", "from 0 to 1"));
+            }
+            stage_rules.p_alive_floor = floor;
+        }
         let end = as_of + chrono::Duration::seconds(horizon.seconds);
         let report = self
             .0
@@ -530,6 +537,7 @@ impl pb::scoring_service_server::ScoringService for ScoringApi {
                 crate::backtest::Extras {
                     customers: req.with_customers,
                     fit: req.fit,
+                    stage_rules,
                 },
             )
             .await?;

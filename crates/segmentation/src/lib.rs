@@ -66,7 +66,7 @@ pub struct Config {
     /// Beyond this many days since the last purchase a customer has churned.
     #[arg(long, env = "RAPPORT_STAGE_DORMANT_DAYS", default_value_t = StageRules::default().dormant_days)]
     pub stage_dormant_days: f64,
-    /// A fitted P(alive) below this means churned.
+    /// A fitted P(alive) below this means churned (0: never, the default).
     #[arg(long, env = "RAPPORT_STAGE_P_ALIVE_FLOOR", default_value_t = StageRules::default().p_alive_floor)]
     pub stage_p_alive_floor: f64,
     /// The value tiers rank by: `clv` (predicted 12-month CLV once the models are fitted,

@@ -22,14 +22,12 @@ async fn ingest(clients: &mut Clients, events: Vec<rapport_proto::ingestion::v1:
         .unwrap();
 }
 
-/// Each customer's score and measures in a backtest as of 120 days ago, with a 60-day
-/// horizon; and each one's outcome.
-async fn backtest(
-    clients: &mut Clients,
-) -> (
-    BTreeMap<String, (f64, Vec<(String, f64)>)>,
-    BTreeMap<String, bool>,
-) {
+/// A customer in a backtest: score, tier, stage and measures as of then.
+type AsOf = (f64, String, String, Vec<(String, f64)>);
+
+/// Each customer's score, tier, stage and measures in a backtest as of 120 days ago, with a
+/// 60-day horizon; and each one's outcome.
+async fn backtest(clients: &mut Clients) -> (BTreeMap<String, AsOf>, BTreeMap<String, bool>) {
     backtest_of(clients, "").await.expect("backtest")
 }
 
@@ -37,13 +35,7 @@ async fn backtest(
 async fn backtest_of(
     clients: &mut Clients,
     outcome: &str,
-) -> Result<
-    (
-        BTreeMap<String, (f64, Vec<(String, f64)>)>,
-        BTreeMap<String, bool>,
-    ),
-    tonic::Status,
-> {
+) -> Result<(BTreeMap<String, AsOf>, BTreeMap<String, bool>), tonic::Status> {
     let as_of = chrono::Utc::now().date_naive() - chrono::Duration::days(AS_OF_DAYS_AGO);
     let report = clients
         .scoring
@@ -59,6 +51,7 @@ async fn backtest_of(
             outcome: outcome.to_owned(),
             with_customers: true,
             fit: false,
+            stage_p_alive_floor: None,
         }))
         .await?
         .into_inner();
@@ -69,7 +62,8 @@ async fn backtest_of(
             let mut measures: Vec<(String, f64)> =
                 c.measures.iter().map(|(k, v)| (k.clone(), *v)).collect();
             measures.sort_by(|a, b| a.0.cmp(&b.0));
-            (c.customer_id.clone(), (c.score, measures))
+            let as_of = (c.score, c.tier.clone(), c.stage.clone(), measures);
+            (c.customer_id.clone(), as_of)
         })
         .collect();
     let outcomes = report
@@ -99,6 +93,10 @@ async fn events_after_the_as_of_time_change_no_score_in_a_backtest() {
     ingest(&mut clients, events).await;
     let (before, outcomes_before) = backtest(&mut clients).await;
     assert_eq!(before.len(), 40);
+    assert!(
+        before.values().all(|c| !c.1.is_empty() && !c.2.is_empty()),
+        "everyone has a tier and a stage as of then: {before:?}"
+    );
     assert_eq!(outcomes_before.values().filter(|o| **o).count(), 20);
 
     // What happened after the as-of time: new orders in the horizon (outcomes change),
@@ -119,7 +117,10 @@ async fn events_after_the_as_of_time_change_no_score_in_a_backtest() {
     ingest(&mut clients, later).await;
     let (after, outcomes_after) = backtest(&mut clients).await;
 
-    assert_eq!(after, before, "scores as of then moved with later events");
+    assert_eq!(
+        after, before,
+        "scores, tiers or stages as of then moved with later events"
+    );
     assert!(!after.contains_key("newcomer"));
     assert_eq!(
         outcomes_after.values().filter(|o| **o).count(),

@@ -197,6 +197,41 @@ async fn the_full_cdnow_log_arrives_whole_and_only_once() {
 /// The score as of 1997-10-01 against "no purchase in the next 39 weeks": every AUC the
 /// report gives equals scipy's on the per-customer values it exported, to 1e-9; the
 /// calibration table counts every customer once; the pictures are written.
+/// Why the built-in lifecycle rules set no P(alive) floor: on CDNOW, customers a floor of 0.05
+/// would call churned buy again more often than the dormant ones, whom it does not.
+fn stage_floor_is_no_sign_of_churn(platform: &Embedded) {
+    let text = platform.cli(&[
+        "backtest",
+        "--as-of",
+        "1997-10-01",
+        "--horizon",
+        "39w",
+        "--stage-p-alive-floor",
+        "0.05",
+        "--json",
+    ]);
+    let report: serde_json::Value = serde_json::from_str(&text).expect("a JSON report");
+    let rate = |stage: &str| -> (u64, f64) {
+        let g = report["stages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|g| g["label"] == stage)
+            .unwrap_or_else(|| panic!("no stage {stage}: {}", report["stages"]));
+        (
+            g["customers"].as_u64().unwrap(),
+            g["rate"].as_f64().unwrap(),
+        )
+    };
+    let (churned, dormant) = (rate("churned"), rate("dormant"));
+    eprintln!("with a P(alive) floor of 0.05: churned {churned:?}, dormant {dormant:?}");
+    assert!(
+        churned.0 > 0 && churned.1 < dormant.1,
+        "{}",
+        report["stages"]
+    );
+}
+
 fn backtest_agrees_with_an_independent_computation(platform: &Embedded) {
     let out = tempfile::tempdir().unwrap();
     let (csv, roc, reliability, fitted) = (
@@ -240,6 +275,41 @@ fn backtest_agrees_with_an_independent_computation(platform: &Embedded) {
         .map(|b| b["customers"].as_u64().unwrap())
         .sum();
     assert_eq!(banded, customers);
+    // As of then everyone has a tier and a stage; tiers hold the default shares of CLV.
+    let count = |key: &str| -> Vec<(String, u64)> {
+        report[key]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|g| {
+                let label = g["label"].as_str().unwrap().to_owned();
+                (label, g["customers"].as_u64().unwrap())
+            })
+            .collect()
+    };
+    let tiers = count("tiers");
+    assert_eq!(
+        tiers.iter().map(|t| t.1).sum::<u64>(),
+        customers,
+        "{tiers:?}"
+    );
+    assert_eq!(tiers[0], ("vip".to_owned(), 236), "the top 1 %: {tiers:?}");
+    let stages = count("stages");
+    assert_eq!(
+        stages.iter().map(|s| s.1).sum::<u64>(),
+        customers,
+        "{stages:?}"
+    );
+    // The built-in P(alive) rule flags high-value customers who then buy less often than the
+    // ones it leaves alone: it holds on real data.
+    let check = &report["rule_checks"][0];
+    assert_eq!(check["rule"], "p_alive_drop", "{report}");
+    assert!(
+        check["flagged"]["rate"].as_f64().unwrap() > check["others"]["rate"].as_f64().unwrap()
+            && check["ranking"]["auc"].as_f64().unwrap() > 0.5,
+        "{check}"
+    );
+    stage_floor_is_no_sign_of_churn(platform);
 
     let check = std::process::Command::new(rapport_tests::python())
         .arg(rapport_tests::repo_root().join("tests/python/backtest_check.py"))

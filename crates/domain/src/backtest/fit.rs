@@ -62,6 +62,80 @@ pub fn nonnegative_logistic(x: &[Vec<f64>], outcome: &[bool]) -> Fitted {
     }
 }
 
+/// Cases that share one shortfall `x` (0 = full marks, 1 = none): how many, and how many of
+/// them had the outcome.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Shared {
+    pub x: f64,
+    pub cases: f64,
+    pub outcomes: f64,
+}
+
+/// The log-likelihood of the best `P(outcome) = σ(b + w·x)` with `w ≥ 0` over `groups`: how
+/// much one measure's shortfall alone tells of the outcome, so that two ways of normalising
+/// the same values can be compared (the larger, the better).
+pub fn shortfall_likelihood(groups: &[Shared]) -> f64 {
+    let n: f64 = groups.iter().map(|g| g.cases).sum();
+    let k: f64 = groups.iter().map(|g| g.outcomes).sum();
+    if n <= 0.0 {
+        return 0.0;
+    }
+    let share = (k / n).clamp(1e-6, 1.0 - 1e-6);
+    let (mut b, mut w) = ((share / (1.0 - share)).ln(), 0.0f64);
+    for _ in 0..100 {
+        // A Newton step on (b, w), then w back to zero if it went below.
+        let (mut gb, mut gw, mut hbb, mut hbw, mut hww) = (0.0, 0.0, 0.0, 0.0, 0.0);
+        for g in groups {
+            let p = 1.0 / (1.0 + (-(b + w * g.x)).exp());
+            let v = g.cases * p * (1.0 - p);
+            gb += g.outcomes - g.cases * p;
+            gw += (g.outcomes - g.cases * p) * g.x;
+            hbb += v;
+            hbw += v * g.x;
+            hww += v * g.x * g.x;
+        }
+        let det = hbb * hww - hbw * hbw;
+        let (db, dw) = if det > 1e-12 {
+            ((hww * gb - hbw * gw) / det, (hbb * gw - hbw * gb) / det)
+        } else {
+            (gb / hbb.max(1e-12), 0.0)
+        };
+        let next_w = (w + dw).max(0.0);
+        let db = if next_w == 0.0 && w + dw < 0.0 {
+            // Clamped: the intercept alone, at w = 0.
+            let (mut g0, mut h0) = (0.0, 0.0);
+            for g in groups {
+                let p = 1.0 / (1.0 + (-b).exp());
+                g0 += g.outcomes - g.cases * p;
+                h0 += g.cases * p * (1.0 - p);
+            }
+            g0 / h0.max(1e-12)
+        } else {
+            db
+        };
+        let moved = db.abs().max((next_w - w).abs());
+        b += db;
+        w = next_w;
+        if moved < 1e-10 {
+            break;
+        }
+    }
+    groups
+        .iter()
+        .map(|g| {
+            let eta = b + w * g.x;
+            // log σ(η) = -log(1 + e^-η), computed without overflow.
+            let log_p = -softplus(-eta);
+            let log_q = -softplus(eta);
+            g.outcomes * log_p + (g.cases - g.outcomes) * log_q
+        })
+        .sum()
+}
+
+fn softplus(t: f64) -> f64 {
+    if t > 30.0 { t } else { t.exp().ln_1p() }
+}
+
 /// Band cut-offs (red up to the first, yellow up to the second) on 0–100 `scores`: of the
 /// pairs whose bands each hold at least `min_share` of the cases and whose outcome rates
 /// fall from red to green by at least `min_gap` at each step, the one that tells the most
@@ -156,6 +230,46 @@ mod tests {
             f.weights[2], 0.0,
             "a measure that works the wrong way gets no weight"
         );
+    }
+
+    #[test]
+    fn a_shortfall_that_tells_the_outcome_is_more_likely_than_one_that_does_not() {
+        // The outcome in 80 % of the cases that fall short, in 20 % of the others.
+        let telling = [
+            Shared {
+                x: 1.0,
+                cases: 100.0,
+                outcomes: 80.0,
+            },
+            Shared {
+                x: 0.0,
+                cases: 100.0,
+                outcomes: 20.0,
+            },
+        ];
+        // The same cases with the shortfall unrelated to the outcome.
+        let blind = [
+            Shared {
+                x: 1.0,
+                cases: 100.0,
+                outcomes: 50.0,
+            },
+            Shared {
+                x: 0.0,
+                cases: 100.0,
+                outcomes: 50.0,
+            },
+        ];
+        let ll = |p: f64, n: f64| n * (p * p.ln() + (1.0 - p) * (1.0 - p).ln());
+        // Saturated: the fit reproduces each group's rate.
+        assert!((shortfall_likelihood(&telling) - 2.0 * ll(0.8, 100.0)).abs() < 1e-6);
+        assert!((shortfall_likelihood(&blind) - 2.0 * ll(0.5, 100.0)).abs() < 1e-6);
+        // Working the wrong way, the weight stays at zero: no better than no measure.
+        let wrong: Vec<Shared> = telling
+            .iter()
+            .map(|g| Shared { x: 1.0 - g.x, ..*g })
+            .collect();
+        assert!((shortfall_likelihood(&wrong) - ll(0.5, 200.0)).abs() < 1e-6);
     }
 
     #[test]

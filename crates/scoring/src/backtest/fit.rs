@@ -4,7 +4,9 @@
 //! `rapport scorecard --set` takes.
 
 use super::Row;
-use rapport_domain::backtest::fit::{band_cutoffs, nonnegative_logistic};
+use rapport_domain::backtest::fit::{
+    Shared, band_cutoffs, nonnegative_logistic, shortfall_likelihood,
+};
 use rapport_domain::backtest::{self as stats, Case};
 use rapport_domain::scorecard::{Measure, Normalisation, ScorecardSet};
 use rapport_proto::scoring::v1 as pb;
@@ -71,6 +73,105 @@ fn value(row: &Row, key: &str) -> Option<f64> {
         .copied()
 }
 
+/// A measure's 0–100 score for `row` under the measure's (possibly fitted) normalisation.
+fn score_of(row: &Row, m: &Measure) -> Option<f64> {
+    if m.normalisation.ranks() {
+        value(row, &m.key)
+    } else {
+        row.raw
+            .get(&m.key)
+            .and_then(|v| m.normalisation.apply(*v, None))
+    }
+}
+
+/// Quantiles of a measure's values its fitted cut-offs are chosen among.
+const CUT_QUANTILES: usize = 20;
+
+/// `m`'s normalisation with its cut-offs (a range's ends, or the good and average bands)
+/// chosen among the quantiles of its values on `train`, keeping its direction, where its
+/// shortfall alone tells the outcome best; a percentile, or a measure whose configured
+/// cut-offs tell as much, stays as it is.
+fn fitted_normalisation(train: &[&Row], m: &Measure) -> Normalisation {
+    let configured = m.normalisation;
+    if configured.ranks() {
+        return configured;
+    }
+    let mut values: BTreeMap<u64, (f64, f64, f64)> = BTreeMap::new();
+    for r in train {
+        if let Some(v) = r.raw.get(&m.key).filter(|v| v.is_finite()) {
+            let e = values.entry(v.to_bits()).or_insert((*v, 0.0, 0.0));
+            e.1 += 1.0;
+            e.2 += f64::from(u8::from(r.outcome));
+        }
+    }
+    let mut sorted: Vec<(f64, f64, f64)> = values.into_values().collect();
+    if sorted.len() < 2 {
+        return configured;
+    }
+    sorted.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let likelihood = |n: Normalisation| -> f64 {
+        let groups: Vec<Shared> = sorted
+            .iter()
+            .filter_map(|&(v, cases, outcomes)| {
+                Some(Shared {
+                    x: 1.0 - n.apply(v, None)? / 100.0,
+                    cases,
+                    outcomes,
+                })
+            })
+            .collect();
+        shortfall_likelihood(&groups)
+    };
+    let total: f64 = sorted.iter().map(|s| s.1).sum();
+    let mut cuts: Vec<f64> = Vec::new();
+    let mut seen = 0.0;
+    let mut next = 0;
+    for (v, cases, _) in &sorted {
+        seen += cases;
+        while next <= CUT_QUANTILES && seen >= total * next as f64 / CUT_QUANTILES as f64 {
+            if cuts.last() != Some(v) {
+                cuts.push(*v);
+            }
+            next += 1;
+        }
+    }
+    let mut best = (likelihood(configured), configured);
+    for (i, low) in cuts.iter().enumerate() {
+        for high in &cuts[i + 1..] {
+            let (low, high) = (*low, *high);
+            let candidate = match configured {
+                Normalisation::Linear { worst, best } if best >= worst => Normalisation::Linear {
+                    worst: low,
+                    best: high,
+                },
+                Normalisation::Linear { .. } => Normalisation::Linear {
+                    worst: high,
+                    best: low,
+                },
+                Normalisation::Bands {
+                    higher_is_better: true,
+                    ..
+                } => Normalisation::Bands {
+                    good: high,
+                    average: low,
+                    higher_is_better: true,
+                },
+                Normalisation::Bands { .. } => Normalisation::Bands {
+                    good: low,
+                    average: high,
+                    higher_is_better: false,
+                },
+                Normalisation::Percentile { .. } => return configured,
+            };
+            let l = likelihood(candidate);
+            if l > best.0 + 1e-9 {
+                best = (l, candidate);
+            }
+        }
+    }
+    best.1
+}
+
 fn auc_of<'r>(
     rows: impl Iterator<Item = &'r Row>,
     score: impl Fn(&Row) -> Option<f64>,
@@ -129,10 +230,20 @@ pub(super) fn fit(
             enough
         })
         .collect();
+    // Cut-offs first, each measure on its own; the weights then combine the shapes chosen.
+    let shaped: Vec<(String, Measure)> = usable
+        .iter()
+        .map(|(g, m)| {
+            let mut m = m.clone();
+            m.normalisation = fitted_normalisation(&train, &m);
+            (g.clone(), m)
+        })
+        .collect();
+    let usable: Vec<&(String, Measure)> = shaped.iter().collect();
     let means: Vec<f64> = usable
         .iter()
         .map(|(_, m)| {
-            let v: Vec<f64> = train.iter().filter_map(|r| value(r, &m.key)).collect();
+            let v: Vec<f64> = train.iter().filter_map(|r| score_of(r, m)).collect();
             v.iter().sum::<f64>() / v.len().max(1) as f64
         })
         .collect();
@@ -142,7 +253,7 @@ pub(super) fn fit(
             usable
                 .iter()
                 .zip(&means)
-                .map(|((_, m), mean)| 1.0 - value(r, &m.key).unwrap_or(*mean) / 100.0)
+                .map(|((_, m), mean)| 1.0 - score_of(r, m).unwrap_or(*mean) / 100.0)
                 .collect()
         })
         .collect();
@@ -151,7 +262,7 @@ pub(super) fn fit(
     let total: f64 = fitted.weights.iter().sum();
     let mut kept: Vec<(&String, &Measure, f64)> = Vec::new();
     for ((group, m), w) in usable.iter().map(|p| (&p.0, &p.1)).zip(&fitted.weights) {
-        let auc = auc_of(test.iter().copied(), |r| value(r, &m.key));
+        let auc = auc_of(test.iter().copied(), |r| score_of(r, m));
         if *w > 1e-6 * total.max(1e-12) && total > 0.0 {
             kept.push((group, m, 100.0 * w / total));
         } else {
@@ -170,7 +281,7 @@ pub(super) fn fit(
     let fitted_score = |r: &Row| -> Option<f64> {
         let (mut sum, mut weight) = (0.0, 0.0);
         for (_, m, w) in &kept {
-            if let Some(v) = value(r, &m.key) {
+            if let Some(v) = score_of(r, m) {
                 sum += w * v;
                 weight += w;
             }
@@ -182,7 +293,7 @@ pub(super) fn fit(
         .filter_map(|(_, m)| {
             Some((
                 m.key.clone(),
-                auc_of(test.iter().copied(), |r| value(r, &m.key))?,
+                auc_of(test.iter().copied(), |r| score_of(r, m))?,
             ))
         })
         .max_by(|a, b| a.1.total_cmp(&b.1))
@@ -234,7 +345,8 @@ pub(super) fn fit(
                 key: m.key.clone(),
                 group: (*group).clone(),
                 weight: *w,
-                auc: auc_of(test.iter().copied(), |r| value(r, &m.key)).unwrap_or(0.5),
+                auc: auc_of(test.iter().copied(), |r| score_of(r, m)).unwrap_or(0.5),
+                normalise: normalise_toml(m.normalisation),
             })
             .collect(),
         dropped,
@@ -304,6 +416,106 @@ mod tests {
         let train = (0..10_000).filter(|i| trains(&i.to_string())).count();
         assert!((4_700..5_300).contains(&train), "{train}");
         assert_eq!(trains("42"), trains("42"));
+    }
+
+    fn row(id: usize, key: &str, raw: f64, outcome: bool) -> Row {
+        Row {
+            id: id.to_string(),
+            score: 50.0,
+            band: rapport_domain::scorecard::Band::Yellow,
+            outcome,
+            measures: BTreeMap::new(),
+            candidates: BTreeMap::new(),
+            raw: [(key.to_owned(), raw)].into(),
+            p_alive: None,
+            expected_purchases: None,
+            recency_days: None,
+            rfm: 0,
+            repeat: false,
+            tier: None,
+            stage: None,
+        }
+    }
+
+    fn measure(toml_normalise: &str, indicator: &str) -> Measure {
+        let text = format!(
+            "name = \"t\"\n[[groups]]\nname = \"g\"\nweight = 1\n[[groups.measures]]\n\
+             indicator = \"{indicator}\"\nweight = 1\nnormalise = {toml_normalise}\n"
+        );
+        let set = ScorecardSet::from_toml(&text).unwrap_or_else(|e| panic!("{e}"));
+        set.card_for(None, None)
+            .measures()
+            .next()
+            .unwrap()
+            .1
+            .clone()
+    }
+
+    #[test]
+    fn cut_offs_move_to_where_the_outcome_changes_and_keep_their_direction() {
+        // Days since the last order, 0 to 299: the outcome in 1 of 5 up to 119 days, in 9 of
+        // 10 beyond; the configured range (180 to 0) misses the change.
+        let rows: Vec<Row> = (0..3_000)
+            .map(|i| {
+                let days = (i % 300) as f64;
+                let outcome = if days < 120.0 {
+                    i % 5 == 0
+                } else {
+                    i % 10 != 0
+                };
+                row(i, "recency_days", days, outcome)
+            })
+            .collect();
+        let train: Vec<&Row> = rows.iter().collect();
+        let m = measure("{ linear = { worst = 180, best = 0 } }", "recency_days");
+        let Normalisation::Linear { worst, best } = fitted_normalisation(&train, &m) else {
+            panic!("a range stays a range");
+        };
+        assert!(best < worst, "fewer days stay better: {best}..{worst}");
+        assert!(
+            (90.0..=150.0).contains(&worst) && best >= 90.0,
+            "the range closes in on 120 days: best {best}, worst {worst}"
+        );
+
+        // Orders: the outcome in 9 of 10 below 3 orders, 1 of 10 from 3.
+        let m = measure(
+            "{ bands = { good = 6, average = 5, higher_is_better = true } }",
+            "orders",
+        );
+        let rows: Vec<Row> = (0..2_000)
+            .map(|i| {
+                let orders = (i % 8) as f64;
+                let outcome = if orders < 3.0 {
+                    i % 10 != 0
+                } else {
+                    i % 10 == 0
+                };
+                row(i, &m.key, orders, outcome)
+            })
+            .collect();
+        let train: Vec<&Row> = rows.iter().collect();
+        let fitted = fitted_normalisation(&train, &m);
+        let Normalisation::Bands {
+            good,
+            average,
+            higher_is_better,
+        } = fitted
+        else {
+            panic!("bands stay bands");
+        };
+        assert!(higher_is_better);
+        assert_eq!(average, 3.0, "{fitted:?}");
+        assert!(good > average, "{fitted:?}");
+    }
+
+    #[test]
+    fn a_percentile_keeps_its_normalisation() {
+        let m = measure("{ percentile = { higher_is_better = true } }", "monetary");
+        let rows: Vec<Row> = (0..100)
+            .map(|i| row(i, "monetary", i as f64, i < 50))
+            .collect();
+        let train: Vec<&Row> = rows.iter().collect();
+        assert_eq!(fitted_normalisation(&train, &m), m.normalisation);
     }
 
     #[test]

@@ -7,6 +7,7 @@ use crate::evaluate::{CustomerState, TenantContext, evaluate, percentile_values}
 use chrono::{DateTime, Utc};
 use rapport_domain::backtest::{self as stats, Case};
 use rapport_domain::event::{Event, Payload, SubscriptionChange};
+use rapport_domain::lifecycle::{Stage, StageRules};
 use rapport_domain::models::bgnbd::BgNbd;
 use rapport_domain::models::gamma_gamma::GammaGamma;
 use rapport_domain::models::outlook::{FittedModels, twelve_months_in_days};
@@ -15,10 +16,12 @@ use rapport_domain::models::{Customer, check_population};
 use rapport_domain::rank::IdRanks;
 use rapport_domain::rfm::{self, RfmInput};
 use rapport_domain::scorecard::{Band, PercentileTable, ScorecardSet};
+use rapport_domain::tier::Tier;
 use rapport_proto::scoring::v1 as pb;
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 mod fit;
+mod grades;
 
 /// Points of the ROC curve answered.
 const ROC_POINTS: usize = 200;
@@ -122,12 +125,16 @@ struct Row {
     measures: BTreeMap<String, f64>,
     /// The candidate measures a fit tries beside the card's (only when fitting).
     candidates: BTreeMap<String, f64>,
+    /// The card's measures' raw values, whose cut-offs a fit may move (only when fitting).
+    raw: BTreeMap<String, f64>,
     p_alive: Option<f64>,
     expected_purchases: Option<f64>,
     recency_days: Option<f64>,
     rfm: u32,
     /// Whether the customer had bought on two days or more.
     repeat: bool,
+    tier: Option<Tier>,
+    stage: Option<Stage>,
 }
 
 /// The models fitted on every customer's purchase days before `as_of`, if they fit.
@@ -157,12 +164,14 @@ fn fit(
 }
 
 /// What a backtest answers besides its figures.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy)]
 pub struct Extras {
     /// Every customer's values.
     pub customers: bool,
     /// A card fitted to the outcome.
     pub fit: bool,
+    /// The rules stages are graded by as of then.
+    pub stage_rules: StageRules,
 }
 
 /// The percentile tables of the population `states` as of `at`, for the measures of `ctx`.
@@ -195,7 +204,7 @@ pub fn report(
     let Folded {
         as_of,
         end,
-        states,
+        mut states,
         bought,
         cancelled,
         downgraded,
@@ -215,6 +224,8 @@ pub fn report(
         population_of: states.len() as u64,
         models,
     };
+    // Tiers and stages first: they choose each customer's card.
+    grades::grade(&mut states, ctx.models.as_ref(), as_of, &extras.stage_rules);
     // Percentiles rank the population as it was.
     rank_population(&mut ctx, &states, as_of);
     // The candidates a fit tries are scored by a card of their own.
@@ -278,11 +289,22 @@ pub fn report(
                         .collect()
                 })
                 .unwrap_or_default(),
+            raw: if extras.fit {
+                e.computed
+                    .measures
+                    .iter()
+                    .filter_map(|m| Some((m.key.clone(), m.value?)))
+                    .collect()
+            } else {
+                BTreeMap::new()
+            },
             p_alive: e.outlook.map(|o| o.p_alive),
             expected_purchases: e.outlook.map(|o| o.expected_purchases_90d),
             recency_days: input.recency_days,
             rfm: u32::from(rfm.r) + u32::from(rfm.f) + u32::from(rfm.m),
             repeat: input.frequency >= 2,
+            tier: state.tier,
+            stage: state.stage,
         });
     }
     if unmeasured > 0 {
@@ -310,8 +332,13 @@ pub fn report(
             outcome.name(),
         )
     });
+    let (tiers, stages) = grades::rates(&rows);
+    let rule_checks = grades::p_alive_drop(&rows).into_iter().collect();
     let mut report = summarise(rows, as_of, end, outcome, notes, extras.customers);
     report.fit = card_fit;
+    report.tiers = tiers;
+    report.stages = stages;
+    report.rule_checks = rule_checks;
     report
 }
 
@@ -470,6 +497,9 @@ fn summarise(
             .collect(),
         notes,
         fit: None,
+        tiers: Vec::new(),
+        stages: Vec::new(),
+        rule_checks: Vec::new(),
         customer_rows: if with_customers {
             rows.into_iter()
                 .map(|r| pb::BacktestCustomer {
@@ -482,6 +512,8 @@ fn summarise(
                     expected_purchases: r.expected_purchases,
                     recency_days: r.recency_days,
                     rfm: r.rfm,
+                    tier: r.tier.map(Tier::name).unwrap_or_default().to_owned(),
+                    stage: r.stage.map(Stage::name).unwrap_or_default().to_owned(),
                 })
                 .collect()
         } else {
