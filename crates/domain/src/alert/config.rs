@@ -85,6 +85,18 @@ impl RuleKind {
         RuleKind::FirstResponseSla,
     ];
 
+    /// Whether the rule watches a level that every score re-reads (health, its drop,
+    /// P(alive)) rather than events that each trigger it (an answer, a complaint, a ticket, a
+    /// downgrade): a run of firing readings is then one trigger, so a score still low is
+    /// neither counted again nor written again, and an alert resolved by hand re-opens only
+    /// once the level has recovered and fallen anew.
+    pub fn reads_a_level(self) -> bool {
+        matches!(
+            self,
+            RuleKind::HealthBelow | RuleKind::ScoreDrop | RuleKind::PAliveDrop
+        )
+    }
+
     /// Stable name: the TOML section, the rule of an alert and part of its dedup key.
     pub fn name(self) -> &'static str {
         match self {

@@ -273,6 +273,11 @@ pub struct Track {
     pub last_trigger: Option<i64>,
     /// The standing alert's severity (it only rises while the alert stands).
     pub severity: Option<Severity>,
+    /// For a rule on a level (health, its drop, P(alive)): the trigger of the reading that
+    /// began the current run of firing readings, while they fire. The run is the trigger:
+    /// a further reading still under the threshold is not a new one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub firing_since: Option<i64>,
 }
 
 /// What a step of the state machine asks to do.
@@ -300,6 +305,24 @@ impl Track {
     /// Advances the track with the condition at `now`; `None` means the rule no longer
     /// applies, which counts as its exit condition.
     pub fn step(&mut self, condition: Option<&Condition>, now: i64) -> Step {
+        let fires = condition.is_some_and(|c| c.holds == Holds::Firing);
+        let episode;
+        let condition = match condition {
+            Some(c) if fires && c.kind.reads_a_level() => {
+                let trigger = *self.firing_since.get_or_insert(c.trigger);
+                episode = Condition {
+                    trigger,
+                    ..c.clone()
+                };
+                Some(&episode)
+            }
+            _ => {
+                if !fires {
+                    self.firing_since = None;
+                }
+                condition
+            }
+        };
         match condition {
             Some(c) if c.holds == Holds::Firing && self.open => self.retrigger(c),
             Some(c) if c.holds == Holds::Firing => self.pend(c, now),
@@ -537,7 +560,8 @@ mod tests {
         let c =
             config("[health_below]\nenter_below = 50\nexit_at_or_above = 60\npending_secs = 150\n");
         assert_eq!(kinds(&run(&c, &[40.0, 41.0, 55.0, 40.0, 70.0])), "pp.p.");
-        assert_eq!(kinds(&run(&c, &[40.0, 41.0, 42.0, 43.0, 44.0])), "pppOu");
+        // Once open, a level still under the threshold is no news.
+        assert_eq!(kinds(&run(&c, &[40.0, 41.0, 42.0, 43.0, 44.0])), "pppO.");
     }
 
     #[test]
@@ -560,18 +584,24 @@ mod tests {
         );
         // The same observation evaluated again (a sweep, a redelivery) counts nothing.
         assert_eq!(step(&facts, &mut track, 2 * MIN), Step::Quiet);
+        // A further low reading belongs to the same trigger: it raises the severity only.
         scored(&mut facts, 3 * MIN, 20.0);
         assert_eq!(
             step(&facts, &mut track, 3 * MIN),
             Step::Update {
                 severity: Severity::Error,
-                counted: true,
+                counted: false,
                 escalated: true
             }
         );
         scored(&mut facts, 4 * MIN, 45.0);
+        assert_eq!(step(&facts, &mut track, 4 * MIN), Step::Quiet);
+        // Back in the hysteresis band, then under again: a new trigger, at the raised severity.
+        scored(&mut facts, 5 * MIN, 55.0);
+        assert_eq!(step(&facts, &mut track, 5 * MIN), Step::Quiet);
+        scored(&mut facts, 6 * MIN, 45.0);
         assert_eq!(
-            step(&facts, &mut track, 4 * MIN),
+            step(&facts, &mut track, 6 * MIN),
             Step::Update {
                 severity: Severity::Error,
                 counted: true,
@@ -590,9 +620,16 @@ mod tests {
         assert!(matches!(track.step(cs.first(), MIN), Step::Open { .. }));
         track.resolved_by_hand();
         assert_eq!(track.step(cs.first(), 2 * MIN), Step::Quiet);
-        scored(&mut facts, 3 * MIN, 44.0);
-        let cs = conditions(&c, &facts, 3 * MIN);
-        assert!(matches!(track.step(cs.first(), 3 * MIN), Step::Open { .. }));
+        // Still low: the same fall, which a person has dealt with.
+        let mut at = |score: f64, minute: i64| {
+            scored(&mut facts, minute * MIN, score);
+            let cs = conditions(&c, &facts, minute * MIN);
+            track.step(cs.first(), minute * MIN)
+        };
+        assert_eq!(at(44.0, 3), Step::Quiet);
+        // Recovered into the band, then fallen anew: a new alert.
+        assert_eq!(at(55.0, 4), Step::Quiet);
+        assert!(matches!(at(44.0, 5), Step::Open { .. }));
     }
 
     #[test]
