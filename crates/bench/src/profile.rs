@@ -63,6 +63,8 @@ fn stat(pid: u32) -> Option<Stat> {
 pub struct Mark {
     cpu: Vec<(String, f64)>,
     tables: BTreeMap<String, [i64; 6]>,
+    /// PostgreSQL's write-ahead log position, in bytes.
+    wal: i64,
 }
 
 /// Reads the processes' CPU and the tables' write counters now.
@@ -93,7 +95,16 @@ pub async fn mark(db: &DatabaseConnection, processes: &[Process]) -> anyhow::Res
         .iter()
         .map(|p| (p.name.clone(), cpu_seconds(p)))
         .collect();
-    Ok(Mark { cpu, tables })
+    let wal = db
+        .query_one_raw(Statement::from_string(
+            db.get_database_backend(),
+            "SELECT (pg_current_wal_lsn() - '0/0'::pg_lsn)::bigint AS w",
+        ))
+        .await?
+        .map(|r| r.try_get::<i64>("", "w"))
+        .transpose()?
+        .unwrap_or_default();
+    Ok(Mark { cpu, tables, wal })
 }
 
 /// Forgets the statements counted so far, so the next report covers what follows.
@@ -126,6 +137,11 @@ pub async fn report(
     }
     writeln!(
         out,
+        "bytes of write-ahead log per event: {:.0}",
+        (end.wal - start.wal) as f64 / events
+    )?;
+    writeln!(
+        out,
         "rows per event (inserted, updated, of which in place, deleted; read by scans, by index):"
     )?;
     for (table, after) in &end.tables {
@@ -147,7 +163,8 @@ pub async fn report(
             db.get_database_backend(),
             "SELECT calls::float8 AS c, total_exec_time AS t, rows::float8 AS r, \
              regexp_replace(left(query, 110), '\\s+', ' ', 'g') AS q, \
-             sum(total_exec_time) OVER () AS all_t, shared_blks_hit::float8 AS b \
+             sum(total_exec_time) OVER () AS all_t, shared_blks_hit::float8 AS b, \
+             wal_bytes::float8 AS w \
              FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT 15",
         ))
         .await;
@@ -155,7 +172,7 @@ pub async fn report(
     if let Ok(statements) = statements {
         writeln!(
             out,
-            "statements by PostgreSQL time (calls/event, mean ms, rows/call, pages/call, share):"
+            "statements by PostgreSQL time (calls/event, mean ms, rows/call, pages/call, WAL bytes/event, share):"
         )?;
         for s in statements {
             let (calls, total, rows): (f64, f64, f64) = (
@@ -165,14 +182,16 @@ pub async fn report(
             );
             let all: f64 = s.try_get("", "all_t")?;
             let pages: f64 = s.try_get("", "b")?;
+            let wal: f64 = s.try_get("", "w")?;
             let query: String = s.try_get("", "q")?;
             writeln!(
                 out,
-                "  {:7.3} {:7.3} {:7.1} {:8.1} {:5.1}%  {query}",
+                "  {:7.3} {:7.3} {:7.1} {:8.1} {:7.0} {:5.1}%  {query}",
                 calls / events,
                 total / calls.max(1.0),
                 rows / calls.max(1.0),
                 pages / calls.max(1.0),
+                wal / events,
                 100.0 * total / all.max(f64::MIN_POSITIVE)
             )?;
         }
