@@ -194,23 +194,24 @@ async fn the_full_cdnow_log_arrives_whole_and_only_once() {
     crate::console::browse(&platform, &shots, "look");
 }
 
-/// The score as of 1997-10-01 against "no purchase in the next 39 weeks": every AUC the
-/// report gives equals scipy's on the per-customer values it exported, to 1e-9; the
-/// calibration table counts every customer once; the pictures are written.
-/// Why the built-in lifecycle rules set no P(alive) floor: on CDNOW, customers a floor of 0.05
-/// would call churned buy again more often than the dormant ones, whom it does not.
-fn stage_floor_is_no_sign_of_churn(platform: &Embedded) {
-    let text = platform.cli(&[
+/// `rapport backtest` of CDNOW as of 1997-10-01 with a 39-week horizon (and `extra`), as JSON.
+fn backtest(platform: &Embedded, extra: &[&str]) -> serde_json::Value {
+    let mut args = vec![
         "backtest",
         "--as-of",
         "1997-10-01",
         "--horizon",
         "39w",
-        "--stage-p-alive-floor",
-        "0.05",
         "--json",
-    ]);
-    let report: serde_json::Value = serde_json::from_str(&text).expect("a JSON report");
+    ];
+    args.extend_from_slice(extra);
+    serde_json::from_str(&platform.cli(&args)).expect("a JSON report")
+}
+
+/// Why the built-in lifecycle rules set no P(alive) floor: on CDNOW, customers a floor of 0.05
+/// would call churned buy again more often than the dormant ones, whom it does not.
+fn stage_floor_is_no_sign_of_churn(platform: &Embedded) {
+    let report = backtest(platform, &["--stage-p-alive-floor", "0.05"]);
     let rate = |stage: &str| -> (u64, f64) {
         let g = report["stages"]
             .as_array()
@@ -232,6 +233,9 @@ fn stage_floor_is_no_sign_of_churn(platform: &Embedded) {
     );
 }
 
+/// The score as of 1997-10-01 against "no purchase in the next 39 weeks": every AUC the
+/// report gives equals scipy's on the per-customer values it exported, to 1e-9; the
+/// calibration table counts every customer once; the pictures are written.
 fn backtest_agrees_with_an_independent_computation(platform: &Embedded) {
     let out = tempfile::tempdir().unwrap();
     let (csv, roc, reliability, fitted) = (
@@ -240,23 +244,19 @@ fn backtest_agrees_with_an_independent_computation(platform: &Embedded) {
         out.path().join("reliability.svg"),
         out.path().join("fitted.toml"),
     );
-    let text = platform.cli(&[
-        "backtest",
-        "--as-of",
-        "1997-10-01",
-        "--horizon",
-        "39w",
-        "--json",
-        "--customers",
-        &csv.display().to_string(),
-        "--roc",
-        &roc.display().to_string(),
-        "--reliability",
-        &reliability.display().to_string(),
-        "--fit",
-        &fitted.display().to_string(),
-    ]);
-    let report: serde_json::Value = serde_json::from_str(&text).expect("a JSON report");
+    let report = backtest(
+        platform,
+        &[
+            "--customers",
+            &csv.display().to_string(),
+            "--roc",
+            &roc.display().to_string(),
+            "--reliability",
+            &reliability.display().to_string(),
+            "--fit",
+            &fitted.display().to_string(),
+        ],
+    );
     eprintln!("backtest: {report}");
     let customers = report["customers"].as_u64().unwrap();
     // Everyone who bought before the cut (CDNOW's cohort joined in 1997's first quarter).
