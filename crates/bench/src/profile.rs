@@ -67,7 +67,8 @@ pub struct Mark {
     wal: i64,
 }
 
-/// Reads the processes' CPU and the tables' write counters now.
+/// Reads the processes' CPU, the tables' write counters and the write-ahead log's position
+/// (cluster-wide: autovacuum's writes count too) now.
 pub async fn mark(db: &DatabaseConnection, processes: &[Process]) -> anyhow::Result<Mark> {
     // Counters reach the statistics views when a backend reports them (at most a second late).
     let rows = db
@@ -118,8 +119,9 @@ pub async fn reset_statements(db: &DatabaseConnection) -> anyhow::Result<()> {
 }
 
 /// The span from `start` to now over `events` events: CPU per process (seconds, and cores
-/// over `secs`), rows per event per table, and the statements taking most of PostgreSQL's
-/// time (calls per event, mean milliseconds, share of the total).
+/// over `secs`), write-ahead log bytes and rows per event per table, and the statements
+/// taking most of PostgreSQL's time (calls per event, mean milliseconds, WAL bytes per event,
+/// share of the total; the statistics need PostgreSQL 13 or later).
 pub async fn report(
     db: &DatabaseConnection,
     processes: &[Process],

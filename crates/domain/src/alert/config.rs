@@ -88,8 +88,9 @@ impl RuleKind {
     /// Whether the rule watches a level that every score re-reads (health, its drop,
     /// P(alive)) rather than events that each trigger it (an answer, a complaint, a ticket, a
     /// downgrade): a run of firing readings is then one trigger, so a score still low is
-    /// neither counted again nor written again, and an alert resolved by hand re-opens only
-    /// once the level has recovered and fallen anew.
+    /// neither counted again nor written again (the alert keeps the evidence of its fall),
+    /// and an alert resolved by hand re-opens only once the level has left the firing range
+    /// (into the hysteresis band or above) and fallen anew.
     pub fn reads_a_level(self) -> bool {
         matches!(
             self,

@@ -303,7 +303,8 @@ pub enum Step {
 
 impl Track {
     /// Advances the track with the condition at `now`; `None` means the rule no longer
-    /// applies, which counts as its exit condition.
+    /// applies, which counts as its exit condition. A firing condition of a rule on a level
+    /// takes the trigger of the run of firing readings it continues.
     pub fn step(&mut self, condition: Option<&Condition>, now: i64) -> Step {
         let fires = condition.is_some_and(|c| c.holds == Holds::Firing);
         let episode;

@@ -65,7 +65,7 @@ pub fn nonnegative_logistic(x: &[Vec<f64>], outcome: &[bool]) -> Fitted {
 /// Cases that share one shortfall `x` (0 = full marks, 1 = none): how many, and how many of
 /// them had the outcome.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Shared {
+pub struct ShortfallGroup {
     pub x: f64,
     pub cases: f64,
     pub outcomes: f64,
@@ -74,7 +74,7 @@ pub struct Shared {
 /// The log-likelihood of the best `P(outcome) = σ(b + w·x)` with `w ≥ 0` over `groups`: how
 /// much one measure's shortfall alone tells of the outcome, so that two ways of normalising
 /// the same values can be compared (the larger, the better).
-pub fn shortfall_likelihood(groups: &[Shared]) -> f64 {
+pub fn shortfall_likelihood(groups: &[ShortfallGroup]) -> f64 {
     let n: f64 = groups.iter().map(|g| g.cases).sum();
     let k: f64 = groups.iter().map(|g| g.outcomes).sum();
     if n <= 0.0 {
@@ -236,12 +236,12 @@ mod tests {
     fn a_shortfall_that_tells_the_outcome_is_more_likely_than_one_that_does_not() {
         // The outcome in 80 % of the cases that fall short, in 20 % of the others.
         let telling = [
-            Shared {
+            ShortfallGroup {
                 x: 1.0,
                 cases: 100.0,
                 outcomes: 80.0,
             },
-            Shared {
+            ShortfallGroup {
                 x: 0.0,
                 cases: 100.0,
                 outcomes: 20.0,
@@ -249,12 +249,12 @@ mod tests {
         ];
         // The same cases with the shortfall unrelated to the outcome.
         let blind = [
-            Shared {
+            ShortfallGroup {
                 x: 1.0,
                 cases: 100.0,
                 outcomes: 50.0,
             },
-            Shared {
+            ShortfallGroup {
                 x: 0.0,
                 cases: 100.0,
                 outcomes: 50.0,
@@ -265,9 +265,9 @@ mod tests {
         assert!((shortfall_likelihood(&telling) - 2.0 * ll(0.8, 100.0)).abs() < 1e-6);
         assert!((shortfall_likelihood(&blind) - 2.0 * ll(0.5, 100.0)).abs() < 1e-6);
         // Working the wrong way, the weight stays at zero: no better than no measure.
-        let wrong: Vec<Shared> = telling
+        let wrong: Vec<ShortfallGroup> = telling
             .iter()
-            .map(|g| Shared { x: 1.0 - g.x, ..*g })
+            .map(|g| ShortfallGroup { x: 1.0 - g.x, ..*g })
             .collect();
         assert!((shortfall_likelihood(&wrong) - ll(0.5, 200.0)).abs() < 1e-6);
     }

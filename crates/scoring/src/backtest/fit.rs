@@ -5,7 +5,7 @@
 
 use super::Row;
 use rapport_domain::backtest::fit::{
-    Shared, band_cutoffs, nonnegative_logistic, shortfall_likelihood,
+    ShortfallGroup, band_cutoffs, nonnegative_logistic, shortfall_likelihood,
 };
 use rapport_domain::backtest::{self as stats, Case};
 use rapport_domain::scorecard::{Measure, Normalisation, ScorecardSet};
@@ -87,6 +87,66 @@ fn score_of(row: &Row, m: &Measure) -> Option<f64> {
 /// Quantiles of a measure's values its fitted cut-offs are chosen among.
 const CUT_QUANTILES: usize = 20;
 
+/// Groups of a measure's values the likelihood is computed over: at most about this many, so
+/// a fit over a million customers' amounts costs what one over a few hundred values does.
+const MAX_GROUPS: usize = 400;
+
+/// The values at the [`CUT_QUANTILES`] quantiles of `sorted` (value, cases, outcomes), lowest
+/// and highest included, each once.
+fn quantile_values(sorted: &[(f64, f64, f64)]) -> Vec<f64> {
+    let total: f64 = sorted.iter().map(|s| s.1).sum();
+    let mut cuts: Vec<f64> = Vec::new();
+    let mut seen = 0.0;
+    let mut next = 0;
+    for (v, cases, _) in sorted {
+        seen += cases;
+        while next <= CUT_QUANTILES && seen >= total * next as f64 / CUT_QUANTILES as f64 {
+            if cuts.last() != Some(v) {
+                cuts.push(*v);
+            }
+            next += 1;
+        }
+    }
+    cuts
+}
+
+/// `sorted` with runs of neighbouring values between two `cuts` merged into one group at
+/// their mean, at most about [`MAX_GROUPS`] in all. A cut value keeps its own group, so every
+/// group lies on one side of every candidate cut-off.
+fn compress(sorted: &[(f64, f64, f64)], cuts: &[f64]) -> Vec<(f64, f64, f64)> {
+    if sorted.len() <= MAX_GROUPS {
+        return sorted.to_vec();
+    }
+    let per = sorted.len().div_ceil(MAX_GROUPS);
+    let mut out = Vec::with_capacity(MAX_GROUPS + cuts.len() * 2);
+    // (value × cases, cases, outcomes, values merged)
+    let mut run = (0.0, 0.0, 0.0, 0);
+    fn flush(run: &mut (f64, f64, f64, usize), out: &mut Vec<(f64, f64, f64)>) {
+        if run.3 > 0 {
+            out.push((run.0 / run.1, run.1, run.2));
+        }
+        *run = (0.0, 0.0, 0.0, 0);
+    }
+    for &(v, cases, outcomes) in sorted {
+        if cuts.binary_search_by(|c| c.total_cmp(&v)).is_ok() {
+            flush(&mut run, &mut out);
+            out.push((v, cases, outcomes));
+            continue;
+        }
+        run = (
+            run.0 + v * cases,
+            run.1 + cases,
+            run.2 + outcomes,
+            run.3 + 1,
+        );
+        if run.3 == per {
+            flush(&mut run, &mut out);
+        }
+    }
+    flush(&mut run, &mut out);
+    out
+}
+
 /// `m`'s normalisation with its cut-offs (a range's ends, or the good and average bands)
 /// chosen among the quantiles of its values on `train`, keeping its direction, where its
 /// shortfall alone tells the outcome best; a percentile, or a measure whose configured
@@ -109,11 +169,13 @@ fn fitted_normalisation(train: &[&Row], m: &Measure) -> Normalisation {
         return configured;
     }
     sorted.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let cuts = quantile_values(&sorted);
+    let sorted = compress(&sorted, &cuts);
     let likelihood = |n: Normalisation| -> f64 {
-        let groups: Vec<Shared> = sorted
+        let groups: Vec<ShortfallGroup> = sorted
             .iter()
             .filter_map(|&(v, cases, outcomes)| {
-                Some(Shared {
+                Some(ShortfallGroup {
                     x: 1.0 - n.apply(v, None)? / 100.0,
                     cases,
                     outcomes,
@@ -122,19 +184,6 @@ fn fitted_normalisation(train: &[&Row], m: &Measure) -> Normalisation {
             .collect();
         shortfall_likelihood(&groups)
     };
-    let total: f64 = sorted.iter().map(|s| s.1).sum();
-    let mut cuts: Vec<f64> = Vec::new();
-    let mut seen = 0.0;
-    let mut next = 0;
-    for (v, cases, _) in &sorted {
-        seen += cases;
-        while next <= CUT_QUANTILES && seen >= total * next as f64 / CUT_QUANTILES as f64 {
-            if cuts.last() != Some(v) {
-                cuts.push(*v);
-            }
-            next += 1;
-        }
-    }
     let mut best = (likelihood(configured), configured);
     for (i, low) in cuts.iter().enumerate() {
         for high in &cuts[i + 1..] {
@@ -506,6 +555,30 @@ mod tests {
         assert!(higher_is_better);
         assert_eq!(average, 3.0, "{fitted:?}");
         assert!(good > average, "{fitted:?}");
+    }
+
+    #[test]
+    fn many_values_are_fitted_in_groups_that_keep_the_cut_offs_apart() {
+        let sorted: Vec<(f64, f64, f64)> = (0..10_000).map(|v| (v as f64, 1.0, 0.0)).collect();
+        let cuts = quantile_values(&sorted);
+        assert_eq!(cuts.len(), CUT_QUANTILES + 1, "{cuts:?}");
+        assert_eq!((cuts[0], cuts[CUT_QUANTILES]), (0.0, 9_999.0));
+        let groups = compress(&sorted, &cuts);
+        assert!(
+            groups.len() <= MAX_GROUPS + 2 * cuts.len(),
+            "{}",
+            groups.len()
+        );
+        assert_eq!(groups.iter().map(|g| g.1).sum::<f64>(), 10_000.0);
+        for c in &cuts {
+            assert!(
+                groups.iter().any(|g| g.0 == *c),
+                "cut {c} has its own group"
+            );
+        }
+        // No merged group straddles a cut: its mean lies between the same two cuts as its
+        // values, which are neighbours.
+        assert!(groups.windows(2).all(|w| w[0].0 < w[1].0));
     }
 
     #[test]
