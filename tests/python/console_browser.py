@@ -216,6 +216,15 @@ def main() -> None:
                 assert all(h["stage"] == stage for h in json.loads(cli(rapport, work, "top-risk", "--stage", stage, "--json")))
         visit("/segments?by=quarter&kpi=nps", "segments-quarter")
         visit("/interventions", "interventions")
+        if look_only:
+            # CDNOW as of its usual calibration end: the page's AUC is the command line's, and
+            # its curve is drawn.
+            visit("/backtest?as_of=1997-10-01&horizon_days=273&outcome=no-purchase", "backtest")
+            shown = page.locator("#auc").text_content()
+            report = json.loads(cli(rapport, work, "backtest", "--as-of", "1997-10-01", "--horizon", "273d", "--json"))
+            assert shown == f'{report["score"]["auc"]:.3f}', (shown, report["score"])
+            assert page.locator("svg title", has_text="ROC of the health score").count() == 1
+            assert page.locator("#tiers tbody tr").count() == len(report["tiers"]), report["tiers"]
 
         # Alerts: acknowledge one from the page; the trail names the person.
         visit("/alerts?state=open", "alerts")

@@ -186,6 +186,7 @@ pub fn router(console: Console) -> Router {
         .route("/segments", get(pages::segments::show))
         .route("/segments/{name}", get(pages::segments::members))
         .route("/interventions", get(pages::interventions::show))
+        .route("/backtest", get(pages::backtest::show))
         .route("/assets/console.css", get(|| asset("text/css", CSS)))
         .route("/assets/console.js", get(|| asset("text/javascript", JS)))
         .route("/favicon.ico", get(|| asset("image/svg+xml", ICON)))

@@ -3,6 +3,7 @@
 
 pub mod activity;
 pub mod alerts;
+pub mod backtest;
 pub mod book;
 pub mod customer;
 pub mod customers;
@@ -81,6 +82,7 @@ pub fn layout(title: &str, caller: Option<&Caller>, active: &str, body: Markup) 
         ("/alerts", "Alerts"),
         ("/segments", "Tiers and segments"),
         ("/interventions", "Interventions"),
+        ("/backtest", "Backtest"),
     ];
     html! {
         (DOCTYPE)
