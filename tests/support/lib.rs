@@ -513,10 +513,8 @@ impl Distributed {
                 0 => "scoring".to_owned(),
                 i => format!("scoring-{}", i + 1),
             };
-            let listening = Addrs {
-                scoring: own.clone(),
-                ..peers.clone()
-            };
+            let mut listening = peers.clone();
+            *listening.of_mut(Service::Scoring) = own.clone();
             procs.push(start_replica(
                 &name,
                 Service::Scoring,

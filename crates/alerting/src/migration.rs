@@ -413,7 +413,8 @@ mod m20261209_000001_room_for_updates {
 
     rapport_storage::migration_name!("m20261209_000001_room_for_updates");
 
-    /// A customer's state is rewritten by every observation, a standing alert by every re-trigger: room on their pages keeps those updates in place.
+    /// A customer's state is rewritten by every observation, a standing alert by its changes
+    /// and its effect outcome: room on their pages keeps those updates in place.
     #[async_trait::async_trait]
     impl MigrationTrait for Migration {
         async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {

@@ -101,7 +101,7 @@ pub fn cdnow_sample_summaries() -> anyhow::Result<Vec<Summary>> {
         .collect())
 }
 
-/// When each probe was sent, by its customer.
+/// When each probe was sent, by its customer (those still waiting for what they are timed to).
 pub type Sent = std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, Instant>>>;
 
 /// Follows `WatchAlerts` from the first revision and sends, when the detractor alert of a

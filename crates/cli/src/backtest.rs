@@ -3,7 +3,7 @@
 
 use crate::Target;
 use crate::alerts::parse_duration;
-use rapport_domain::backtest::svg;
+use rapport_proto::convert;
 use rapport_proto::scoring::v1 as pb;
 use serde_json::json;
 use std::path::PathBuf;
@@ -329,26 +329,15 @@ pub async fn backtest(
         std::fs::write(path, customers_csv(&report))
             .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     }
-    if let (Some(path), Some(score)) = (&args.roc, &report.score) {
-        let points: Vec<(f64, f64)> = report
-            .roc
-            .iter()
-            .map(|p| (p.false_positive_rate, p.true_positive_rate))
-            .collect();
-        std::fs::write(path, svg::roc(&points, score.auc, "the health score"))
-            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    if let (Some(path), Some(roc)) = (&args.roc, convert::backtest_roc_svg(&report)) {
+        std::fs::write(path, roc).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     }
     if let (Some(path), Some(fit)) = (&args.fit, &report.fit) {
         std::fs::write(path, &fit.scorecard_toml)
             .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     }
     if let Some(path) = &args.reliability {
-        let bins: Vec<(f64, f64, u64)> = report
-            .reliability
-            .iter()
-            .map(|b| (b.mean_predicted, b.observed, b.customers))
-            .collect();
-        std::fs::write(path, svg::reliability(&bins, report.brier))
+        std::fs::write(path, convert::backtest_reliability_svg(&report))
             .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     }
     if json {

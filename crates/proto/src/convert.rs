@@ -272,6 +272,31 @@ pub fn score_change(
     }
 }
 
+/// A backtest report's ROC curve of the score, as SVG; `None` when nothing was ranked.
+pub fn backtest_roc_svg(report: &crate::scoring::v1::BacktestReport) -> Option<String> {
+    let score = report.score.as_ref()?;
+    let points: Vec<(f64, f64)> = report
+        .roc
+        .iter()
+        .map(|p| (p.false_positive_rate, p.true_positive_rate))
+        .collect();
+    Some(rapport_domain::backtest::svg::roc(
+        &points,
+        score.auc,
+        "the health score",
+    ))
+}
+
+/// A backtest report's reliability plot of the calibrated score, as SVG.
+pub fn backtest_reliability_svg(report: &crate::scoring::v1::BacktestReport) -> String {
+    let bins: Vec<(f64, f64, u64)> = report
+        .reliability
+        .iter()
+        .map(|b| (b.mean_predicted, b.observed, b.customers))
+        .collect();
+    rapport_domain::backtest::svg::reliability(&bins, report.brier)
+}
+
 /// Milliseconds of an optional proto timestamp (`None` when absent or unreadable).
 pub fn millis(t: Option<&prost_types::Timestamp>) -> Option<i64> {
     time(t?, "").ok().map(|t| t.timestamp_millis())

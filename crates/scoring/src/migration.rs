@@ -698,7 +698,8 @@ mod m20261209_000001_room_for_updates {
 
     rapport_storage::migration_name!("m20261209_000001_room_for_updates");
 
-    /// A customer's row and score are rewritten by every fold: room on their pages keeps those updates in place.
+    /// A customer's row and score are rewritten by every fold: room on their pages keeps
+    /// those updates in place.
     #[async_trait::async_trait]
     impl MigrationTrait for Migration {
         async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {

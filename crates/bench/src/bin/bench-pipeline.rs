@@ -26,9 +26,8 @@ use rapport_proto::scoring::v1 as scoring;
 use rapport_storage::sea_orm::DatabaseConnection;
 use rapport_tests::servers::{Postgres, Redis};
 use rapport_tests::{Addrs, Backing, Clients, Distributed, Service, req, start_service};
-use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
@@ -163,7 +162,7 @@ async fn probe(c: &Clients, run: &str, stop: CancellationToken) -> anyhow::Resul
     let (watcher, mut alerted) = rapport_bench::detractor_alerts(c, sent.clone()).await?;
     // One poller asks for every probe not yet scored in one call each round, so probes
     // waiting on a slow pipeline do not add load of their own (one call per probe would).
-    let unscored: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
+    let unscored: rapport_bench::Sent = Arc::default();
     let polling = CancellationToken::new();
     let poller = {
         let (mut scoring, unscored, polling) =

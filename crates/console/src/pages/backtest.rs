@@ -7,7 +7,7 @@ use crate::Console;
 use axum::extract::{Query, State};
 use axum::http::HeaderMap;
 use maud::{Markup, PreEscaped, html};
-use rapport_domain::backtest::svg;
+use rapport_proto::convert;
 use rapport_proto::scoring::v1 as scoring;
 use std::time::Duration;
 
@@ -160,16 +160,6 @@ pub fn render(choice: &Choice, report: Option<&scoring::BacktestReport>) -> Mark
 }
 
 fn body(r: &scoring::BacktestReport) -> Markup {
-    let points: Vec<(f64, f64)> = r
-        .roc
-        .iter()
-        .map(|p| (p.false_positive_rate, p.true_positive_rate))
-        .collect();
-    let bins: Vec<(f64, f64, u64)> = r
-        .reliability
-        .iter()
-        .map(|b| (b.mean_predicted, b.observed, b.customers))
-        .collect();
     html! {
         p.headline {
             (r.customers) " customers, " (r.outcomes) " with the outcome "
@@ -180,10 +170,10 @@ fn body(r: &scoring::BacktestReport) -> Markup {
             }
         }
         @for note in &r.notes { p.none { (note) } }
-        @if let Some(s) = &r.score {
+        @if let Some(roc) = convert::backtest_roc_svg(r) {
             section.charts {
-                (PreEscaped(svg::roc(&points, s.auc, "the health score")))
-                @if !bins.is_empty() { (PreEscaped(svg::reliability(&bins, r.brier))) }
+                (PreEscaped(roc))
+                @if !r.reliability.is_empty() { (PreEscaped(convert::backtest_reliability_svg(r))) }
             }
         }
         section { h2 { "How each value ranks the customers" } (rankings(r)) }
@@ -247,7 +237,7 @@ mod tests {
             outcome_rate: 0.4,
             score: Some(scoring::Ranking {
                 name: "score".into(),
-                auc: 0.8125,
+                auc: 0.8126,
                 auc_low: 0.7,
                 auc_high: 0.9,
                 customers: 10,
@@ -272,7 +262,7 @@ mod tests {
             ..Default::default()
         };
         let page = render(&Choice::default(), Some(&report)).into_string();
-        assert!(page.contains("0.812") || page.contains("0.813"), "{page}");
+        assert!(page.contains(r#"id="auc">0.813<"#), "{page}");
         assert!(page.contains("<svg") && page.contains("ROC of the health score"));
         assert!(page.contains("id=\"tiers\"") && page.contains(">vip<"));
     }

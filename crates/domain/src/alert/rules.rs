@@ -306,43 +306,45 @@ impl Track {
     /// applies, which counts as its exit condition. A firing condition of a rule on a level
     /// takes the trigger of the run of firing readings it continues.
     pub fn step(&mut self, condition: Option<&Condition>, now: i64) -> Step {
-        let fires = condition.is_some_and(|c| c.holds == Holds::Firing);
-        let episode;
-        let condition = match condition {
-            Some(c) if fires && c.kind.reads_a_level() => {
-                let trigger = *self.firing_since.get_or_insert(c.trigger);
-                episode = Condition {
-                    trigger,
-                    ..c.clone()
-                };
-                Some(&episode)
-            }
-            _ => {
-                if !fires {
-                    self.firing_since = None;
-                }
-                condition
-            }
-        };
         match condition {
-            Some(c) if c.holds == Holds::Firing && self.open => self.retrigger(c),
-            Some(c) if c.holds == Holds::Firing => self.pend(c, now),
+            Some(c) if c.holds == Holds::Firing => {
+                let trigger = self.trigger(c);
+                if self.open {
+                    self.retrigger(c, trigger)
+                } else {
+                    self.pend(c, trigger, now)
+                }
+            }
             Some(c) if c.holds == Holds::Between => {
+                self.firing_since = None;
                 self.pending_since = None;
                 self.clear_since = None;
                 Step::Quiet
             }
-            _ => self.clear(condition.map_or(0, |c| c.resolve_after_ms), now),
+            _ => {
+                self.firing_since = None;
+                self.clear(condition.map_or(0, |c| c.resolve_after_ms), now)
+            }
+        }
+    }
+
+    /// What triggered a firing `c`: its own trigger, or for a rule on a level the first
+    /// reading of the run of firing readings it continues.
+    fn trigger(&mut self, c: &Condition) -> i64 {
+        if c.kind.reads_a_level() {
+            *self.firing_since.get_or_insert(c.trigger)
+        } else {
+            c.trigger
         }
     }
 
     /// The condition fires again while the alert stands.
-    fn retrigger(&mut self, c: &Condition) -> Step {
+    fn retrigger(&mut self, c: &Condition, trigger: i64) -> Step {
         self.clear_since = None;
-        let counted = self.last_trigger != Some(c.trigger);
+        let counted = self.last_trigger != Some(trigger);
         let escalated = self.severity.is_none_or(|s| c.severity > s);
         if counted {
-            self.last_trigger = Some(c.trigger);
+            self.last_trigger = Some(trigger);
         }
         if escalated {
             self.severity = Some(c.severity);
@@ -359,8 +361,8 @@ impl Track {
     }
 
     /// The condition fires with no alert standing: open once it has held for its period.
-    fn pend(&mut self, c: &Condition, now: i64) -> Step {
-        if self.last_trigger == Some(c.trigger) {
+    fn pend(&mut self, c: &Condition, trigger: i64, now: i64) -> Step {
+        if self.last_trigger == Some(trigger) {
             // Already alerted on (and resolved by hand): wait for a new trigger.
             self.pending_since = None;
             return Step::Quiet;
@@ -374,7 +376,7 @@ impl Track {
         self.open = true;
         self.pending_since = None;
         self.clear_since = None;
-        self.last_trigger = Some(c.trigger);
+        self.last_trigger = Some(trigger);
         self.severity = Some(c.severity);
         Step::Open {
             severity: c.severity,

@@ -96,7 +96,7 @@ pub(super) fn p_alive_drop(rows: &[Row]) -> Option<pb::RuleCheck> {
         } => tiers.contains(&tier).then_some(enter_below),
         _ => None,
     };
-    let watched: Vec<(Case, bool, f64)> = rows
+    let watched: Vec<(Case, bool)> = rows
         .iter()
         .filter_map(|r| {
             let below = threshold(r.tier?)?;
@@ -105,7 +105,7 @@ pub(super) fn p_alive_drop(rows: &[Row]) -> Option<pb::RuleCheck> {
                 risk: -p,
                 outcome: r.outcome,
             };
-            Some((case, p < below, p))
+            Some((case, p < below))
         })
         .collect();
     if watched.is_empty() {
@@ -118,10 +118,10 @@ pub(super) fn p_alive_drop(rows: &[Row]) -> Option<pb::RuleCheck> {
         .collect();
     let labelled: Vec<(Case, &str)> = watched
         .iter()
-        .map(|(c, flagged, _)| (*c, if *flagged { "flagged" } else { "others" }))
+        .map(|(c, flagged)| (*c, if *flagged { "flagged" } else { "others" }))
         .collect();
     let mut groups = stats::by_group(&labelled, &["flagged", "others"]).into_iter();
-    let cases: Vec<Case> = watched.iter().map(|(c, _, _)| *c).collect();
+    let cases: Vec<Case> = watched.iter().map(|(c, _)| *c).collect();
     Some(pb::RuleCheck {
         rule: RuleKind::PAliveDrop.name().to_owned(),
         watches: format!("customers of {}", watched_tiers.join(", ")),
